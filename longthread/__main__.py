@@ -1,0 +1,3 @@
+from longthread.cli import app
+
+app()

@@ -1,0 +1,43 @@
+"""The compaction engine: pure, deterministic, sandbox-safe (apart from `memory.session`)."""
+
+from memory.assembly import assemble_context
+from memory.compaction import CompactionPlan, WindowState, apply_compaction, plan_compaction
+from memory.errors import BudgetTooSmallError, InvalidInputError, LongthreadError, NotFoundError
+from memory.models import (
+    CompactionEvent,
+    CompactionRecord,
+    ContextMessage,
+    ContextWindow,
+    Message,
+    ScoredMessage,
+    Summary,
+    ToolCall,
+)
+from memory.policy import CompactionDecision, CompactionPolicy
+from memory.session import Session
+from memory.tokens import HeuristicCounter, TokenCounter
+
+__all__ = [
+    "BudgetTooSmallError",
+    "CompactionDecision",
+    "CompactionEvent",
+    "CompactionPlan",
+    "CompactionPolicy",
+    "CompactionRecord",
+    "ContextMessage",
+    "ContextWindow",
+    "HeuristicCounter",
+    "InvalidInputError",
+    "LongthreadError",
+    "Message",
+    "NotFoundError",
+    "ScoredMessage",
+    "Session",
+    "Summary",
+    "TokenCounter",
+    "ToolCall",
+    "WindowState",
+    "apply_compaction",
+    "assemble_context",
+    "plan_compaction",
+]

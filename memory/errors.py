@@ -1,0 +1,39 @@
+"""One small hierarchy of errors: callers catch by kind, users read the field and the limit."""
+
+from __future__ import annotations
+
+__all__ = [
+    "BudgetTooSmallError",
+    "InvalidInputError",
+    "LongthreadError",
+    "NotFoundError",
+]
+
+
+class LongthreadError(Exception):
+    """Base of every error longthread raises on purpose."""
+
+
+class InvalidInputError(LongthreadError, ValueError):
+    """Bad input, refused before anything is stored. Names the field and the limit."""
+
+    def __init__(self, field: str, problem: str) -> None:
+        self.field = field
+        self.problem = problem
+        super().__init__(f"{field}: {problem}")
+
+
+class BudgetTooSmallError(InvalidInputError):
+    """The token budget cannot hold what must always be kept (system messages)."""
+
+    def __init__(self, max_tokens: int, required: int) -> None:
+        self.max_tokens = max_tokens
+        self.required = required
+        super().__init__(
+            "max_tokens",
+            f"budget {max_tokens} is smaller than the {required} tokens the system messages need",
+        )
+
+
+class NotFoundError(LongthreadError, LookupError):
+    """A session, record or message that does not exist (for this tenant)."""

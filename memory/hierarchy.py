@@ -1,0 +1,134 @@
+"""Rolling and hierarchical summarization built on the extractive strategy.
+
+Rolling: one running summary that absorbs each newly compacted span. Hierarchical: level-1
+summaries of chunks; when a level holds more than `fanout` summaries, the oldest `fanout` are
+summarized into one summary a level up, so the tree stays logarithmic in the conversation.
+Summaries of summaries stay extractive, so every sentence still traces to an original id.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+from pydantic import BaseModel, ConfigDict
+
+from memory.extractive import Extract, extractive_summary, render_extracts
+from memory.models import Message, Summary
+from memory.tokens import TokenCounter, default_counter
+
+__all__ = ["RollingSummary", "chunk_messages", "merge_summaries", "summarize_chunk"]
+
+
+def summarize_chunk(
+    summary_id: str,
+    messages: Sequence[Message],
+    max_tokens: int,
+    focus: str | None = None,
+    counter: TokenCounter | None = None,
+) -> Summary:
+    result = extractive_summary(messages, max_tokens, focus=focus, counter=counter)
+    return Summary(
+        id=summary_id,
+        level=1,
+        content=result.text,
+        covers=tuple(m.id for m in messages),
+        quoted_ids=result.quoted_ids,
+    )
+
+
+def _as_messages(summaries: Sequence[Summary]) -> list[Message]:
+    """Re-read summary lines as pseudo-messages whose ids are the quoted originals."""
+    out: list[Message] = []
+    for summary in summaries:
+        for n, line in enumerate(summary.content.splitlines()):
+            if not line.startswith("- [") or "] " not in line:
+                continue
+            ident, rest = line[3:].split("] ", 1)
+            speaker, _, sentence = rest.partition(": ")
+            if sentence.strip():
+                out.append(
+                    Message(id=f"{ident}#{summary.id}.{n}", role="user", name=speaker,
+                            content=sentence)
+                )
+    return out
+
+
+def merge_summaries(
+    summary_id: str,
+    summaries: Sequence[Summary],
+    max_tokens: int,
+    focus: str | None = None,
+    counter: TokenCounter | None = None,
+) -> Summary:
+    """Summarize summaries into one a level up; quoted ids stay those of the originals."""
+    pseudo = _as_messages(summaries)
+    result = extractive_summary(pseudo, max_tokens, focus=focus, counter=counter)
+    extracts = [
+        Extract(message_id=e.message_id.split("#", 1)[0], speaker=e.speaker, sentence=e.sentence)
+        for e in result.extracts
+    ]
+    covers = tuple(i for s in summaries for i in s.covers)
+    return Summary(
+        id=summary_id,
+        level=max(s.level for s in summaries) + 1,
+        content=render_extracts(extracts),
+        covers=covers,
+        quoted_ids=tuple(dict.fromkeys(e.message_id for e in extracts)),
+        strategy="extractive-hierarchical",
+    )
+
+
+def chunk_messages(
+    messages: Sequence[Message], chunk_tokens: int, counter: TokenCounter | None = None
+) -> list[list[Message]]:
+    """Split into consecutive chunks of about `chunk_tokens`, never between a call and result."""
+    counter = counter or default_counter()
+    chunks: list[list[Message]] = []
+    current: list[Message] = []
+    used = 0
+    for message in messages:
+        size = counter.count_message(message.role, message.content)
+        splittable = message.role != "tool"
+        if current and splittable and used + size > chunk_tokens:
+            chunks.append(current)
+            current, used = [], 0
+        current.append(message)
+        used += size
+    if current:
+        chunks.append(current)
+    return chunks
+
+
+class RollingSummary(BaseModel):
+    """A running summary: each update re-extracts from the old summary plus the new span."""
+
+    model_config = ConfigDict(frozen=True)
+
+    summary: Summary | None = None
+    max_tokens: int = 400
+
+    def update(
+        self,
+        summary_id: str,
+        messages: Sequence[Message],
+        focus: str | None = None,
+        counter: TokenCounter | None = None,
+    ) -> RollingSummary:
+        counter = counter or default_counter()
+        previous = _as_messages([self.summary]) if self.summary else []
+        result = extractive_summary([*previous, *messages], self.max_tokens, focus, counter)
+        extracts = [
+            Extract(message_id=e.message_id.split("#", 1)[0], speaker=e.speaker,
+                    sentence=e.sentence)
+            for e in result.extracts
+        ]
+        covers = (self.summary.covers if self.summary else ()) + tuple(m.id for m in messages)
+        new = Summary(
+            id=summary_id,
+            level=1,
+            content=render_extracts(extracts),
+            covers=covers,
+            quoted_ids=tuple(dict.fromkeys(e.message_id for e in extracts)),
+            strategy="extractive-rolling",
+        )
+        return RollingSummary(summary=new, max_tokens=self.max_tokens)

@@ -1,0 +1,216 @@
+"""`memory.Session`: the whole engine in-process, for developers not yet on the durable stack.
+
+This is the one module under memory/ that may touch a file (`save`/`load`) and a clock (event
+durations); workflows never import it. Ids of summaries and records are sequential, not random,
+so two sessions fed the same messages produce byte-identical ledgers.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable, Sequence
+from pathlib import Path
+
+from pydantic import BaseModel, ConfigDict, Field
+
+from memory.assembly import assemble_context
+from memory.compaction import WindowState, apply_compaction, plan_compaction, undo_compaction
+from memory.compaction import window_tokens as _window_tokens
+from memory.errors import InvalidInputError, NotFoundError
+from memory.lexical import bm25_scores
+from memory.models import (
+    CompactionEvent,
+    CompactionRecord,
+    ContextWindow,
+    Message,
+    ScoredMessage,
+    Summary,
+    Trigger,
+    parse_messages,
+    validate_sequence,
+)
+from memory.policy import CompactionPolicy
+from memory.summarizer import ExtractiveSummarizer, Summarizer
+from memory.tokens import TokenCounter, default_counter
+
+__all__ = ["Session", "SessionData"]
+
+
+class SessionData(BaseModel):
+    """Everything a session holds; what `save` writes and `load` reads back."""
+
+    model_config = ConfigDict(frozen=True)
+
+    format: int = 1
+    session_id: str = "local"
+    policy: CompactionPolicy = Field(default_factory=CompactionPolicy)
+    messages: tuple[Message, ...] = ()
+    window: WindowState = Field(default_factory=WindowState)
+    ledger: tuple[CompactionRecord, ...] = ()
+
+
+class Session:
+    def __init__(
+        self,
+        session_id: str = "local",
+        *,
+        policy: CompactionPolicy | None = None,
+        summarizer: Summarizer | None = None,
+        counter: TokenCounter | None = None,
+        auto_compact: bool = True,
+        on_event: Callable[[CompactionEvent], None] | None = None,
+        clock: Callable[[], float] = time.perf_counter,
+    ) -> None:
+        self.session_id = session_id
+        self.policy = policy or CompactionPolicy()
+        self.counter = counter or default_counter()
+        self.summarizer = summarizer or ExtractiveSummarizer(self.counter)
+        self.auto_compact = auto_compact
+        self.on_event = on_event
+        self._clock = clock
+        self._archive: dict[str, Message] = {}
+        self._order: dict[str, int] = {}
+        self.window = WindowState()
+        self.ledger: list[CompactionRecord] = []
+
+    # -- appending -------------------------------------------------------------------------
+    def add_message(
+        self, role: str, content: str = "", *, id: str | None = None, **fields: object
+    ) -> Message:
+        ident = id or f"m{len(self._archive) + 1}"
+        (message,) = self.add_messages([{"id": ident, "role": role, "content": content, **fields}])
+        return message
+
+    def add_messages(self, raw: Sequence[object]) -> list[Message]:
+        messages = parse_messages(raw)
+        open_calls = {c.id for m in self._archive.values() for c in m.tool_calls}
+        validate_sequence(messages, seen_ids=self._archive, open_tool_calls=open_calls)
+        for message in messages:
+            self._order[message.id] = len(self._order)
+            self._archive[message.id] = message
+        self.window = WindowState(
+            summaries=self.window.summaries, messages=(*self.window.messages, *messages)
+        )
+        if self.auto_compact and self.should_compact():
+            self.compact(trigger="auto")
+        return messages
+
+    # -- inspecting ------------------------------------------------------------------------
+    @property
+    def messages(self) -> list[Message]:
+        """Every message ever added, in order: compaction never removes anything from here."""
+        return list(self._archive.values())
+
+    def get_token_estimate(self) -> int:
+        """Tokens the current working window (summaries + verbatim messages) costs."""
+        return _window_tokens(self.window, self.counter)
+
+    def should_compact(self, token_limit: int | None = None) -> bool:
+        return self.policy.should_compact(self.get_token_estimate(), token_limit)
+
+    # -- compacting ------------------------------------------------------------------------
+    def compact(
+        self,
+        preserve_recent: int | None = None,
+        focus: str | None = None,
+        *,
+        trigger: Trigger = "manual",
+        force: bool = True,
+    ) -> CompactionRecord | None:
+        """Compact now; None when nothing older than `preserve_recent` is left to compact."""
+        plan = plan_compaction(self.window, self.policy, force=force,
+                               preserve_recent=preserve_recent, counter=self.counter)
+        if plan is None:
+            return None
+        seq = len(self.ledger)
+        record_id = f"c{seq + 1}"
+        self._emit(CompactionEvent(kind="started", record_id=record_id, level=plan.level,
+                                   reason=plan.reason, tokens_before=plan.tokens_before))
+        started = self._clock()
+        summary: Summary | None = None
+        strategy, model, version = "archive-only", None, None
+        try:
+            if plan.summarize:
+                covered = [self._archive[i] for i in plan.covered_ids]
+                result = self.summarizer.summarize(covered, plan.summary_max_tokens, focus)
+                summary = Summary(id=f"s{seq + 1}", level=1, content=result.text,
+                                  covers=plan.covered_ids, quoted_ids=result.quoted_ids,
+                                  strategy=result.strategy)
+                strategy, model, version = result.strategy, result.model, result.prompt_version
+            window, record = apply_compaction(
+                self.window, plan, record_id=record_id, seq=seq, summary=summary,
+                strategy=strategy, trigger=trigger, model=model, prompt_version=version,
+                duration_ms=(self._clock() - started) * 1000, counter=self.counter)
+        except Exception as exc:
+            self._emit(CompactionEvent(kind="failed", record_id=record_id, level=plan.level,
+                                       reason=plan.reason, tokens_before=plan.tokens_before,
+                                       error=type(exc).__name__))
+            raise
+        self.window = window
+        self.ledger.append(record)
+        self._emit(CompactionEvent(
+            kind="completed", record_id=record_id, level=plan.level, reason=plan.reason,
+            tokens_before=record.tokens_before, tokens_after=record.tokens_after,
+            ratio=record.ratio, duration_ms=record.duration_ms))
+        return record
+
+    def force_compact(self, focus: str | None = None) -> CompactionRecord | None:
+        """Emergency compaction: keep only the last two messages verbatim."""
+        return self.compact(preserve_recent=2, focus=focus)
+
+    def uncompact(self, record_id: str) -> None:
+        record = next((r for r in self.ledger if r.id == record_id), None)
+        if record is None:
+            raise NotFoundError(f"record_id: no compaction {record_id!r} in this session")
+        originals = [self._archive[i] for i in record.covered_ids]
+        self.window = undo_compaction(self.window, record, originals, self._order)
+        self.ledger.append(record.model_copy(update={
+            "id": f"u{len(self.ledger) + 1}", "seq": len(self.ledger), "trigger": "undo",
+            "undoes": record.id, "tokens_before": record.tokens_after,
+            "tokens_after": self.get_token_estimate()}))
+
+    def _emit(self, event: CompactionEvent) -> None:
+        if self.on_event is not None:
+            self.on_event(event)
+
+    # -- context ---------------------------------------------------------------------------
+    def get_context(self, query: str | None = None, max_tokens: int = 4000,
+                    retrieve: int = 20) -> ContextWindow:
+        """The window for a model call: system, summaries, BM25-retrieved archive, recent."""
+        if max_tokens < 1:
+            raise InvalidInputError("max_tokens", "must be at least 1")
+        in_window = {m.id for m in self.window.messages}
+        archived = [m for m in self._archive.values() if m.id not in in_window]
+        retrieved: list[ScoredMessage] = []
+        if query and archived:
+            scores = bm25_scores(query, [m.content for m in archived])
+            ranked = sorted(range(len(archived)), key=lambda i: (-scores[i], i))[:retrieve]
+            retrieved = [ScoredMessage(message=archived[i], score=scores[i],
+                                       session=self.session_id)
+                         for i in ranked if scores[i] > 0]
+        return assemble_context(
+            max_tokens=max_tokens,
+            system=[m for m in self.window.messages if m.role == "system"],
+            summaries=self.window.summaries,
+            recent=[m for m in self.window.messages if m.role != "system"],
+            retrieved=retrieved, counter=self.counter)
+
+    # -- persistence -----------------------------------------------------------------------
+    def to_data(self) -> SessionData:
+        return SessionData(session_id=self.session_id, policy=self.policy,
+                           messages=tuple(self._archive.values()), window=self.window,
+                           ledger=tuple(self.ledger))
+
+    def save(self, path: str | Path) -> None:
+        Path(path).write_text(self.to_data().model_dump_json(indent=1), encoding="utf-8")
+
+    @classmethod
+    def load(cls, path: str | Path, **kwargs: object) -> Session:
+        data = SessionData.model_validate_json(Path(path).read_text(encoding="utf-8"))
+        session = cls(data.session_id, policy=data.policy, **kwargs)  # type: ignore[arg-type]
+        for message in data.messages:
+            session._order[message.id] = len(session._order)
+            session._archive[message.id] = message
+        session.window = data.window
+        session.ledger = list(data.ledger)
+        return session

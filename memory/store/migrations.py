@@ -1,0 +1,119 @@
+"""Schema migrations: an ordered list plus a version table, applied by an explicit `setup()`.
+
+Idempotent and safe to run from several processes at once (an advisory lock serialises them).
+The embedding column is sized by the configured embedder; the size is recorded, and a later
+setup with another size fails with a clear error instead of corrupting the archive.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from psycopg import AsyncConnection, sql
+from psycopg.rows import tuple_row
+
+from memory.errors import InvalidInputError
+
+__all__ = ["MIGRATIONS", "migrate", "setup"]
+
+_LOCK_KEY = 7_420_117  # arbitrary constant for pg_advisory_lock
+
+MIGRATIONS: list[sql.SQL] = [
+    # 1: archived messages, with vector and full-text search columns.
+    sql.SQL("""
+    CREATE EXTENSION IF NOT EXISTS vector;
+    CREATE TABLE longthread_meta (key text PRIMARY KEY, value text NOT NULL);
+    INSERT INTO longthread_meta VALUES ('embedding_dim', {dim});
+    CREATE TABLE messages (
+        tenant       text        NOT NULL,
+        session      text        NOT NULL,
+        id           text        NOT NULL,
+        seq          bigint      NOT NULL,
+        role         text        NOT NULL CHECK (role IN ('system','user','assistant','tool')),
+        content      text        NOT NULL,
+        name         text,
+        created_at   timestamptz,
+        tool_call_id text,
+        tool_calls   jsonb       NOT NULL DEFAULT '[]',
+        metadata     jsonb       NOT NULL DEFAULT '{{}}',
+        embedding    vector({dim}),
+        -- tsvector caps at 1 MB, and bodies may reach 2 MB: index the first 100k characters.
+        tsv          tsvector GENERATED ALWAYS AS
+                         (to_tsvector('english', left(content, 100000))) STORED,
+        archived_at  timestamptz NOT NULL DEFAULT now(),
+        PRIMARY KEY (tenant, session, id)
+    );
+    CREATE INDEX messages_seq_idx ON messages (tenant, session, seq);
+    CREATE INDEX messages_time_idx ON messages (tenant, session, created_at);
+    CREATE INDEX messages_tsv_idx ON messages USING gin (tsv);
+    CREATE INDEX messages_embedding_idx ON messages
+        USING hnsw (embedding vector_cosine_ops) WITH (m = 16, ef_construction = 64);
+    """),
+    # 2: the compaction ledger, append-only, and checkpoints.
+    sql.SQL("""
+    CREATE TABLE ledger (
+        tenant     text        NOT NULL,
+        session    text        NOT NULL,
+        seq        integer     NOT NULL,
+        id         text        NOT NULL,
+        record     jsonb       NOT NULL,
+        created_at timestamptz NOT NULL DEFAULT now(),
+        PRIMARY KEY (tenant, session, seq),
+        UNIQUE (tenant, session, id)
+    );
+    CREATE FUNCTION ledger_append_only() RETURNS trigger LANGUAGE plpgsql AS $$
+    BEGIN
+        RAISE EXCEPTION 'the compaction ledger is append-only';
+    END $$;
+    CREATE TRIGGER ledger_append_only BEFORE UPDATE OR DELETE ON ledger
+        FOR EACH ROW EXECUTE FUNCTION ledger_append_only();
+    CREATE TABLE checkpoints (
+        tenant     text        NOT NULL,
+        session    text        NOT NULL,
+        state      jsonb       NOT NULL,
+        version    integer     NOT NULL,
+        updated_at timestamptz NOT NULL DEFAULT now(),
+        PRIMARY KEY (tenant, session)
+    );
+    """),
+]
+
+
+async def migrate(url: str, embedding_dim: int = 384) -> int:
+    """Open a short-lived connection and run `setup` on it."""
+    async with await AsyncConnection.connect(url, autocommit=True) as conn:
+        return await setup(conn, embedding_dim)
+
+
+async def _scalar(conn: AsyncConnection[Any], query: str) -> Any:
+    async with conn.cursor(row_factory=tuple_row) as cur:
+        await cur.execute(query)
+        row = await cur.fetchone()
+    return row[0] if row else None
+
+
+async def setup(conn: AsyncConnection[Any], embedding_dim: int = 384) -> int:
+    """Apply every pending migration; returns the schema version now in force."""
+    if not 1 <= embedding_dim <= 16_000:
+        raise InvalidInputError("embedding_dim", "must be between 1 and 16000")
+    async with conn.transaction():
+        await conn.execute("SELECT pg_advisory_xact_lock(%s)", (_LOCK_KEY,))
+        await conn.execute(
+            "CREATE TABLE IF NOT EXISTS schema_version ("
+            " version integer PRIMARY KEY, applied_at timestamptz NOT NULL DEFAULT now())"
+        )
+        current = int(await _scalar(conn, "SELECT coalesce(max(version), 0) FROM schema_version"))
+        for version, statement in enumerate(MIGRATIONS, start=1):
+            if version <= current:
+                continue
+            await conn.execute(statement.format(dim=sql.Literal(embedding_dim)))
+            await conn.execute("INSERT INTO schema_version (version) VALUES (%s)", (version,))
+            current = version
+        stored = int(await _scalar(
+            conn, "SELECT value FROM longthread_meta WHERE key = 'embedding_dim'"))
+    if stored != embedding_dim:
+        raise InvalidInputError(
+            "embedding_dim",
+            f"the archive was created for {stored}-dimensional embeddings, not {embedding_dim}",
+        )
+    return current

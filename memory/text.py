@@ -1,0 +1,60 @@
+"""Small text utilities shared by the strategies: sentences, terms, TF-IDF and cosine.
+
+Written by hand rather than pulling in scikit-learn or nltk: the engine must stay pure,
+deterministic and importable inside the workflow sandbox, and these are a few dozen lines.
+"""
+
+from __future__ import annotations
+
+import math
+import re
+from collections import Counter
+from collections.abc import Sequence
+
+__all__ = ["cosine", "sentences", "terms", "tfidf_vectors"]
+
+_SENTENCE_END = re.compile(r"(?<=[.!?])\s+|\n+")
+_WORD = re.compile(r"[a-z0-9][a-z0-9'_-]*")
+STOPWORDS = frozenset(
+    """a about above after again against all am an and any are as at be because been before
+    being below between both but by can could did do does doing down during each few for from
+    further had has have having he her here hers herself him himself his how i if in into is it
+    its itself just me more most my myself no nor not now of off on once only or other our ours
+    ourselves out over own same she should so some such than that the their theirs them
+    themselves then there these they this those through to too under until up very was we were
+    what when where which while who whom why will with would you your yours yourself yourselves
+    yeah yes oh wow hey hi ok okay really so that's it's i'm you're don't""".split()
+)
+
+SparseVector = dict[str, float]
+
+
+def sentences(text: str) -> list[str]:
+    """Sentences as exact substrings of `text` (stripped), so extracts stay verbatim."""
+    return [part.strip() for part in _SENTENCE_END.split(text) if part and part.strip()]
+
+
+def terms(text: str) -> list[str]:
+    return [w for w in _WORD.findall(text.lower()) if w not in STOPWORDS and len(w) > 1]
+
+
+def tfidf_vectors(docs: Sequence[Sequence[str]]) -> list[SparseVector]:
+    """L2-normalised TF-IDF vectors with smoothed idf; identical input gives identical floats."""
+    n = len(docs)
+    df: Counter[str] = Counter()
+    for doc in docs:
+        df.update(set(doc))
+    vectors: list[SparseVector] = []
+    for doc in docs:
+        tf = Counter(doc)
+        vec = {t: (1.0 + math.log(c)) * (math.log((1 + n) / (1 + df[t])) + 1.0)
+               for t, c in tf.items()}
+        norm = math.sqrt(sum(v * v for v in vec.values()))
+        vectors.append({t: v / norm for t, v in sorted(vec.items())} if norm else {})
+    return vectors
+
+
+def cosine(a: SparseVector, b: SparseVector) -> float:
+    if len(a) > len(b):
+        a, b = b, a
+    return sum(v * b.get(t, 0.0) for t, v in a.items())

