@@ -265,10 +265,12 @@ def parse_messages(raw: Sequence[object]) -> list[Message]:
             parsed.append(Message.model_validate(item))
         except ValidationError as exc:
             first = exc.errors()[0]
-            where = ".".join(str(part) for part in first["loc"]) or "message"
-            text = str(first["msg"]).removeprefix("Value error, ")
-            if text.startswith(f"{where}: "):
-                text = text[len(where) + 2 :]
+            cause = (first.get("ctx") or {}).get("error")
+            if isinstance(cause, InvalidInputError):
+                where, text = cause.field, cause.problem
+            else:
+                where = ".".join(str(part) for part in first["loc"]) or "message"
+                text = str(first["msg"])
             raise InvalidInputError(f"messages[{index}].{where}", text) from None
     validate_sequence(parsed, open_tool_calls=None)
     return parsed

@@ -1,0 +1,123 @@
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+from hypothesis import HealthCheck, given, settings
+
+from memory.errors import InvalidInputError, NotFoundError
+from memory.models import CompactionEvent, Message
+from memory.policy import CompactionPolicy
+from memory.session import Session
+from tests.unit.strategies import conversations
+
+LINES = [
+    "Hi, my order 4711 has not arrived since May 3.",
+    "Sorry to hear that. Which address did you use?",
+    "It was shipped to 12 Baker Street, London.",
+    "Thanks. I see the parcel is stuck in Leeds.",
+    "Can you resend it? I need it before Friday.",
+    "We decided to resend via express; tracking number is ZX-99.",
+    "Great, also my invoice shows 49.99 EUR but I paid 39.99.",
+    "I will refund 10 EUR today.",
+    "What about the old parcel?",
+    "Keep it if it arrives, no charge.",
+]
+
+
+def _session(**kwargs: object) -> Session:
+    policy = CompactionPolicy(context_window=256, preserve_recent=3, target=0.4)
+    session = Session("t", policy=policy, clock=lambda: 0.0, **kwargs)  # type: ignore[arg-type]
+    session.add_message("system", "You are Acme support.")
+    return session
+
+
+def test_auto_compaction_emits_events_and_keeps_every_message() -> None:
+    events: list[CompactionEvent] = []
+    session = _session(on_event=events.append)
+    for round_ in range(3):
+        for i, line in enumerate(LINES):
+            session.add_message("user" if i % 2 == 0 else "assistant",
+                                f"{line} (round {round_})")
+    assert len(session.messages) == 1 + 3 * len(LINES)
+    assert session.ledger, "the window outgrew 70% of 256 tokens, so it must have compacted"
+    assert [e.kind for e in events[:2]] == ["started", "completed"]
+    done = [e for e in events if e.kind == "completed"]
+    assert len(done) == len(session.ledger)
+    assert all(e.tokens_after is not None and e.tokens_after < e.tokens_before for e in done)
+    assert session.get_token_estimate() < 256
+    assert session.window.messages[0].role == "system"
+
+
+def test_manual_compact_with_focus_then_undo_restores_the_window() -> None:
+    session = _session(auto_compact=False)
+    for i, line in enumerate(LINES):
+        session.add_message("user" if i % 2 == 0 else "assistant", line)
+    before = session.window
+    record = session.compact(preserve_recent=2, focus="refund")
+    assert record is not None and record.summary is not None
+    assert record.trigger == "manual" and record.covered_ids == tuple(
+        f"m{i}" for i in range(2, 10))
+    assert "refund" in record.summary.content
+    assert [m.id for m in session.window.messages] == ["m1", "m10", "m11"]
+    session.uncompact(record.id)
+    assert session.window == before
+    assert session.ledger[-1].undoes == record.id
+    with pytest.raises(NotFoundError):
+        session.uncompact("nope")
+
+
+def test_pinned_messages_survive_force_compact() -> None:
+    session = _session(auto_compact=False)
+    session.add_message("user", "My account id is AC-1. Remember it.", metadata={"pinned": True})
+    for i, line in enumerate(LINES):
+        session.add_message("user" if i % 2 == 0 else "assistant", line)
+    record = session.force_compact()
+    assert record is not None
+    assert "m2" not in record.covered_ids
+    assert "m2" in [m.id for m in session.window.messages]
+
+
+def test_save_and_load_round_trip(tmp_path: Path) -> None:
+    session = _session()
+    for i, line in enumerate(LINES * 2):
+        session.add_message("user" if i % 2 == 0 else "assistant", line)
+    path = tmp_path / "s.json"
+    session.save(path)
+    loaded = Session.load(path, clock=lambda: 0.0)
+    assert loaded.to_data() == session.to_data()
+    assert loaded.get_context("tracking", 300) == session.get_context("tracking", 300)
+    loaded.add_message("user", "one more")
+    assert len(loaded.messages) == len(session.messages) + 1
+
+
+def test_bad_input_leaves_the_session_untouched() -> None:
+    session = _session()
+    session.add_message("user", "hello", id="x")
+    before = session.to_data()
+    with pytest.raises(InvalidInputError, match="duplicate id 'x'"):
+        session.add_message("user", "again", id="x")
+    with pytest.raises(InvalidInputError, match="orphan"):
+        session.add_message("tool", "42", tool_call_id="ghost")
+    with pytest.raises(InvalidInputError, match="max_tokens"):
+        session.get_context("q", max_tokens=0)
+    assert session.to_data() == before
+
+
+@settings(max_examples=500, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(conversations(max_units=25))
+def test_compaction_never_loses_a_message_nor_splits_a_tool_pair(convo: list[Message]) -> None:
+    session = Session("p", policy=CompactionPolicy(context_window=256, preserve_recent=2),
+                      clock=lambda: 0.0)
+    session.add_messages(convo)
+    session.compact()
+    assert [m.id for m in session.messages] == [m.id for m in convo]
+    covered = {i for r in session.ledger for i in r.covered_ids}
+    in_window = {m.id for m in session.window.messages}
+    assert covered | in_window == {m.id for m in convo}
+    assert not covered & in_window
+    calls = {c.id for m in session.window.messages for c in m.tool_calls}
+    for m in session.window.messages:
+        if m.role == "tool":
+            assert m.tool_call_id in calls
+    assert session.get_context("order", 500).tokens <= 500
