@@ -17,7 +17,10 @@ from temporalio.client import Client
 from temporalio.contrib.pydantic import pydantic_data_converter
 from temporalio.worker import Worker
 
+from activities.providers.embedders import LocalEmbedder
+from memory.store.db import open_pool
 from memory.store.migrations import setup
+from memory.store.store import Store
 from worker.main import build_worker
 from worker.stack import EmbeddedPostgres, TemporalDevServer, free_port
 
@@ -69,3 +72,17 @@ async def worker(client: Client, task_queue: str) -> AsyncIterator[Worker]:
     """A worker on a fresh queue that replays every task (no workflow cache)."""
     async with build_worker(client, task_queue, max_cached_workflows=0) as running:
         yield running
+
+
+@pytest.fixture(scope="session")
+def embedder() -> LocalEmbedder:
+    embedder = LocalEmbedder()
+    embedder.model()  # load once for the whole session
+    return embedder
+
+
+@pytest.fixture(scope="session")
+async def store(migrated_url: str) -> AsyncIterator[Store]:
+    pool = await open_pool(migrated_url)
+    yield Store(pool)
+    await pool.close()

@@ -1,0 +1,63 @@
+"""Map provider HTTP failures onto Temporal's retry semantics.
+
+400/401/403/404/422 mean the request or key is wrong: retrying cannot help, so they are
+non-retryable. 408, 409, 429 and 5xx are outages: retryable, honouring the server's
+retry-after. The SDKs' own retries are off everywhere, so only Temporal retries.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Awaitable
+from datetime import timedelta
+from typing import TypeVar
+
+import anthropic
+import openai
+from temporalio.exceptions import ApplicationError
+
+__all__ = ["NON_RETRYABLE_STATUS", "PROVIDER_REJECTED", "call_provider", "to_application_error"]
+
+T = TypeVar("T")
+NON_RETRYABLE_STATUS = frozenset({400, 401, 403, 404, 422})
+PROVIDER_REJECTED = "ProviderRejected"
+PROVIDER_UNAVAILABLE = "ProviderUnavailable"
+_STATUS_ERRORS = (anthropic.APIStatusError, openai.APIStatusError)
+_CONNECTION_ERRORS = (anthropic.APIConnectionError, openai.APIConnectionError)
+
+
+def _retry_after(headers: object) -> timedelta | None:
+    get = getattr(headers, "get", None)
+    if get is None:
+        return None
+    for key, scale in (("retry-after-ms", 0.001), ("retry-after", 1.0)):
+        value = get(key)
+        if value is None:
+            continue
+        try:
+            return timedelta(seconds=max(float(value) * scale, 0.0))
+        except ValueError:
+            continue
+    return None
+
+
+def to_application_error(exc: Exception) -> ApplicationError:
+    if isinstance(exc, _STATUS_ERRORS):
+        status = exc.status_code
+        if status in NON_RETRYABLE_STATUS:
+            return ApplicationError(f"provider rejected the request: HTTP {status}",
+                                    status, type=PROVIDER_REJECTED, non_retryable=True)
+        return ApplicationError(
+            f"provider unavailable: HTTP {status}", status, type=PROVIDER_UNAVAILABLE,
+            next_retry_delay=_retry_after(exc.response.headers))
+    if isinstance(exc, _CONNECTION_ERRORS):
+        return ApplicationError(f"provider unreachable: {type(exc).__name__}",
+                                type=PROVIDER_UNAVAILABLE)
+    raise exc
+
+
+async def call_provider(call: Awaitable[T]) -> T:
+    """Await an SDK call, re-raising its HTTP failure as the right ApplicationError."""
+    try:
+        return await call
+    except (*_STATUS_ERRORS, *_CONNECTION_ERRORS) as exc:
+        raise to_application_error(exc) from exc
