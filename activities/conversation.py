@@ -19,6 +19,8 @@ from activities.types import (
     CheckpointInput,
     LoadCheckpointInput,
     LoadCheckpointResult,
+    LoadMessagesInput,
+    LoadMessagesResult,
     RecordCompactionInput,
     RetrieveInput,
     RetrieveResult,
@@ -120,6 +122,11 @@ class ConversationActivities:
         return LoadCheckpointResult(state_json=found[0], version=found[1])
 
     @activity.defn
+    async def load_messages(self, input: LoadMessagesInput) -> LoadMessagesResult:
+        found = await self.store.get_messages(input.tenant, input.session, input.ids)
+        return LoadMessagesResult(messages=tuple(found))
+
+    @activity.defn
     async def complete_chat(self, input: ChatInput) -> ChatResult:
         if self.chat is None:
             raise ApplicationError(
@@ -132,4 +139,4 @@ class ConversationActivities:
     def all(self) -> list[object]:
         return [self.archive_messages, self.summarize_span, self.retrieve_context,
                 self.record_compaction, self.save_checkpoint, self.load_checkpoint,
-                self.complete_chat]
+                self.load_messages, self.complete_chat]

@@ -17,6 +17,8 @@ __all__ = [
     "CheckpointInput",
     "LoadCheckpointInput",
     "LoadCheckpointResult",
+    "LoadMessagesInput",
+    "LoadMessagesResult",
     "RecordCompactionInput",
     "RetrieveInput",
     "RetrieveResult",
@@ -98,6 +100,16 @@ class RecordCompactionInput(_Model):
     tenant: str
     session: str
     record: CompactionRecord
+
+
+class LoadMessagesInput(_Model):
+    tenant: str
+    session: str
+    ids: tuple[str, ...]
+
+
+class LoadMessagesResult(_Model):
+    messages: tuple[Message, ...]
 
 
 class ChatInput(_Model):

@@ -8,10 +8,11 @@ from __future__ import annotations
 
 import re
 from collections.abc import Mapping, Sequence
-from typing import Any
+from typing import Any, TypeVar
 
 from temporalio.client import (
     Client,
+    RPCError,
     WithStartWorkflowOperation,
     WorkflowHandle,
     WorkflowUpdateFailedError,
@@ -19,8 +20,9 @@ from temporalio.client import (
 from temporalio.common import WorkflowIDConflictPolicy
 from temporalio.exceptions import ApplicationError
 
-from memory.errors import InvalidInputError, LongthreadError
-from memory.models import Message, parse_messages
+from memory.errors import InvalidInputError, LongthreadError, NotFoundError
+from memory.models import CompactionEvent, CompactionRecord, ContextWindow, Message, Summary, parse_messages
+from memory.policy import CompactionPolicy
 from worker.main import connect_client
 from worker.settings import Settings
 from workflows.conversation import ConversationWorkflow, workflow_id
@@ -29,11 +31,20 @@ from workflows.types import (
     TENANT_PATTERN,
     AppendInput,
     AppendResult,
+    CompactInput,
+    ContextInput,
     ConversationInput,
     ConversationStats,
+    GenerateInput,
+    GenerateResult,
+    UncompactInput,
 )
 
-__all__ = ["Conversation", "Longthread"]
+__all__ = ["MAX_BATCH_BYTES", "Conversation", "Longthread"]
+
+# Temporal caps one payload at 2 MB; a batch stays well below so JSON overhead never crosses it.
+MAX_BATCH_BYTES = 1_500_000
+T = TypeVar("T")
 
 
 def check_ids(tenant: str, session: str) -> tuple[str, str]:
@@ -45,12 +56,14 @@ def check_ids(tenant: str, session: str) -> tuple[str, str]:
 
 
 def _raise_clear(exc: WorkflowUpdateFailedError) -> None:
-    """Turn a rejected update back into the error the validator raised."""
+    """Turn a rejected update back into the error the workflow raised."""
     cause = exc.cause
+    while cause is not None and not isinstance(cause, ApplicationError):
+        cause = cause.__cause__
     if isinstance(cause, ApplicationError) and cause.type == "InvalidInputError":
         field, _, problem = cause.message.partition(": ")
         raise InvalidInputError(field, problem) from None
-    raise LongthreadError(str(cause) if cause else str(exc)) from exc
+    raise LongthreadError(str(cause or exc)) from exc
 
 
 class Conversation:
@@ -67,54 +80,127 @@ class Conversation:
     def _start(self) -> WithStartWorkflowOperation[ConversationWorkflow, ConversationStats]:
         return WithStartWorkflowOperation(
             ConversationWorkflow.run,
-            ConversationInput(tenant=self.tenant, session=self.session),
-            id=self.id,
-            task_queue=self.lt.task_queue,
+            ConversationInput(tenant=self.tenant, session=self.session, policy=self.lt.policy,
+                              idle_timeout_seconds=self.lt.settings.idle_timeout_seconds),
+            id=self.id, task_queue=self.lt.task_queue,
             id_conflict_policy=WorkflowIDConflictPolicy.USE_EXISTING,
         )
 
-    async def attach(self) -> ConversationStats:
-        return await self.lt.client.execute_update_with_start_workflow(
-            ConversationWorkflow.attach, start_workflow_operation=self._start()
-        )
-
-    async def append_many(self, messages: Sequence[Mapping[str, Any] | Message]) -> AppendResult:
-        parsed = parse_messages(list(messages))
+    async def _update(self, update: Any, arg: Any = None) -> Any:
+        """Send an update, starting the workflow first if needed (update-with-start)."""
         try:
+            if arg is None:
+                return await self.lt.client.execute_update_with_start_workflow(
+                    update, start_workflow_operation=self._start())
             return await self.lt.client.execute_update_with_start_workflow(
-                ConversationWorkflow.append_many, AppendInput(messages=tuple(parsed)),
-                start_workflow_operation=self._start(),
-            )
+                update, arg, start_workflow_operation=self._start())
         except WorkflowUpdateFailedError as exc:
             _raise_clear(exc)
             raise
 
+    async def attach(self) -> ConversationStats:
+        stats: ConversationStats = await self._update(ConversationWorkflow.attach)
+        return stats
+
+    async def append_many(self, messages: Sequence[Mapping[str, Any] | Message]) -> AppendResult:
+        """Append a batch; messages already appended (same id, same content) are skipped."""
+        parsed = parse_messages(list(messages))
+        size = sum(len(m.model_dump_json()) for m in parsed)
+        if size > MAX_BATCH_BYTES:
+            raise InvalidInputError(
+                "messages", f"batch is {size} bytes; the limit per call is {MAX_BATCH_BYTES} "
+                "bytes (Temporal caps a payload at 2 MB): send fewer or smaller messages")
+        result: AppendResult = await self._update(ConversationWorkflow.append_many,
+                                                  AppendInput(messages=tuple(parsed)))
+        return result
+
     async def append(self, message: Mapping[str, Any] | Message) -> AppendResult:
         return await self.append_many([message])
 
-    async def messages(self) -> list[Message]:
-        return await self.handle.query(ConversationWorkflow.messages)
+    async def context(self, query: str | None = None, max_tokens: int = 4000,
+                      k: int = 40, neighbours: int = 0) -> ContextWindow:
+        if max_tokens < 1:
+            raise InvalidInputError("max_tokens", "must be at least 1")
+        window: ContextWindow = await self._update(ConversationWorkflow.context, ContextInput(
+            query=query, max_tokens=max_tokens, k=k, neighbours=neighbours))
+        return window
+
+    async def compact(self, preserve_recent: int | None = None,
+                      focus: str | None = None) -> CompactionRecord | None:
+        record: CompactionRecord | None = await self._update(
+            ConversationWorkflow.compact, CompactInput(preserve_recent=preserve_recent,
+                                                       focus=focus))
+        return record
+
+    async def uncompact(self, record_id: str) -> CompactionRecord:
+        record: CompactionRecord = await self._update(ConversationWorkflow.uncompact,
+                                                      UncompactInput(record_id=record_id))
+        return record
+
+    async def generate(self, content: str, *, max_tokens: int = 4000,
+                       reply_tokens: int = 1024) -> GenerateResult:
+        result: GenerateResult = await self._update(ConversationWorkflow.generate, GenerateInput(
+            content=content, max_tokens=max_tokens, reply_tokens=reply_tokens))
+        return result
+
+    async def _query(self, query: Any) -> Any:
+        try:
+            return await self.handle.query(query)
+        except RPCError as exc:
+            if "not found" in str(exc).lower():
+                raise NotFoundError(f"session: no conversation {self.session!r} for tenant "
+                                    f"{self.tenant!r}") from None
+            raise
 
     async def stats(self) -> ConversationStats:
-        return await self.handle.query(ConversationWorkflow.stats)
+        stats: ConversationStats = await self._query(ConversationWorkflow.stats)
+        return stats
+
+    async def ledger(self) -> list[CompactionRecord]:
+        records: list[CompactionRecord] = await self._query(ConversationWorkflow.ledger)
+        return records
+
+    async def events(self) -> list[CompactionEvent]:
+        found: list[CompactionEvent] = await self._query(ConversationWorkflow.events)
+        return found
+
+    async def window(self) -> list[Message]:
+        messages: list[Message] = await self._query(ConversationWorkflow.window)
+        return messages
+
+    async def summaries(self) -> list[Summary]:
+        found: list[Summary] = await self._query(ConversationWorkflow.summaries)
+        return found
 
     async def close(self) -> None:
+        """Archive what is pending, checkpoint, and end the run; it resumes on next use."""
         await self.handle.signal(ConversationWorkflow.close)
 
 
 class Longthread:
-    def __init__(self, client: Client, settings: Settings) -> None:
+    def __init__(self, client: Client, settings: Settings,
+                 policy: CompactionPolicy | None = None) -> None:
         self.client = client
         self.settings = settings
         self.task_queue = settings.task_queue
+        self.policy = policy or CompactionPolicy(context_window=settings.context_window,
+                                                 preserve_recent=settings.preserve_recent)
 
     @classmethod
-    async def connect(cls, settings: Settings | None = None) -> Longthread:
+    async def connect(cls, settings: Settings | None = None,
+                      policy: CompactionPolicy | None = None) -> Longthread:
         settings = settings or Settings()
-        return cls(await connect_client(settings), settings)
+        try:
+            client = await connect_client(settings)
+        except RuntimeError as exc:
+            raise ConnectionError(
+                f"no running stack at {settings.temporal_address}: start one with "
+                "`longthread dev` (or set LONGTHREAD_TEMPORAL_ADDRESS)") from exc
+        return cls(client, settings, policy)
 
     async def conversation(self, session: str, tenant: str = "default") -> Conversation:
         """Start the session's workflow, or attach to it if it is already running."""
-        conv = Conversation(self, check_ids(tenant, session)[1], tenant)
+        check_ids(tenant, session)
+        conv = Conversation(self, session, tenant)
         await conv.attach()
         return conv

@@ -8,7 +8,8 @@ returns the ledger record together, so a crash between steps leaves the window a
 from __future__ import annotations
 
 import re
-from collections.abc import Sequence
+from datetime import datetime
+from collections.abc import Collection, Sequence
 
 from pydantic import BaseModel, ConfigDict
 
@@ -68,9 +69,14 @@ def plan_compaction(
     *,
     force: bool = False,
     preserve_recent: int | None = None,
+    keep_ids: Collection[str] = (),
     counter: TokenCounter | None = None,
 ) -> CompactionPlan | None:
-    """Decide what to compact; None when the policy says the window is fine as it is."""
+    """Decide what to compact; None when the policy says the window is fine as it is.
+
+    `keep_ids` are never covered (the workflow passes messages not yet archived), and neither
+    is anything in the same tool unit as one of them.
+    """
     counter = counter or default_counter()
     tokens = window_tokens(state, counter)
     decision = policy.decide(tokens)
@@ -94,7 +100,9 @@ def plan_compaction(
     while cut > 0 and kept_tail < keep:
         cut -= 1
         kept_tail += len(units[cut])
-    older = [m for unit in units[:cut] for m in unit if not m.pinned]
+    frozen = set(keep_ids)
+    movable = [unit for unit in units[:cut] if not any(m.id in frozen for m in unit)]
+    older = [m for unit in movable for m in unit if not m.pinned]
     if not older:
         return None
 
@@ -109,7 +117,7 @@ def plan_compaction(
                 covered.append(m.id)
             seen.add(key)
         excess = tokens - decision.target_tokens - sum(counts[i] for i in covered)
-        for unit in units[:cut]:
+        for unit in movable:
             if excess <= 0:
                 break
             ids = [m.id for m in unit if not m.pinned and m.id not in covered]
@@ -150,6 +158,7 @@ def apply_compaction(
     prompt_version: str | None = None,
     fallback: str | None = None,
     duration_ms: float = 0.0,
+    at: datetime | None = None,
     counter: TokenCounter | None = None,
 ) -> tuple[WindowState, CompactionRecord]:
     """The new window and its ledger record, computed together so they commit together."""
@@ -178,7 +187,7 @@ def apply_compaction(
         covered_ids=plan.covered_ids, covered_hash=content_hash(covered_msgs),
         removed_summary_ids=removed, summary=summary, strategy=strategy, model=model,
         prompt_version=prompt_version, fallback=fallback, tokens_before=plan.tokens_before,
-        tokens_after=window_tokens(new_state, counter), duration_ms=duration_ms,
+        tokens_after=window_tokens(new_state, counter), duration_ms=duration_ms, at=at,
     )
     return new_state, record
 

@@ -17,11 +17,14 @@ from temporalio.client import Client
 from temporalio.contrib.pydantic import pydantic_data_converter
 from temporalio.worker import Worker
 
+from activities.conversation import ConversationActivities
 from activities.providers.embedders import LocalEmbedder
+from longthread.client import Longthread
 from memory.store.db import open_pool
 from memory.store.migrations import setup
 from memory.store.store import Store
 from worker.main import build_worker
+from worker.settings import Settings
 from worker.stack import EmbeddedPostgres, TemporalDevServer, free_port
 
 
@@ -67,13 +70,6 @@ def task_queue() -> str:
     return f"test-{uuid.uuid4()}"
 
 
-@pytest.fixture
-async def worker(client: Client, task_queue: str) -> AsyncIterator[Worker]:
-    """A worker on a fresh queue that replays every task (no workflow cache)."""
-    async with build_worker(client, task_queue, max_cached_workflows=0) as running:
-        yield running
-
-
 @pytest.fixture(scope="session")
 def embedder() -> LocalEmbedder:
     embedder = LocalEmbedder()
@@ -86,3 +82,37 @@ async def store(migrated_url: str) -> AsyncIterator[Store]:
     pool = await open_pool(migrated_url)
     yield Store(pool)
     await pool.close()
+
+
+@pytest.fixture(scope="session")
+def activities(store: Store, embedder: LocalEmbedder) -> ConversationActivities:
+    return ConversationActivities(store, embedder)
+
+
+@pytest.fixture
+async def worker(
+    client: Client, task_queue: str, activities: ConversationActivities
+) -> AsyncIterator[Worker]:
+    """A worker on a fresh queue that replays every task (no workflow cache)."""
+    async with build_worker(client, task_queue, activities.all(),
+                            max_cached_workflows=0) as running:
+        yield running
+
+
+@pytest.fixture
+def lt(client: Client, task_queue: str) -> Longthread:
+    return Longthread(client, Settings(task_queue=task_queue))
+
+
+@pytest.fixture(scope="session")
+async def short_history_client(
+    tmp_path_factory: pytest.TempPathFactory,
+) -> AsyncIterator[Client]:
+    """A dev server that suggests continue-as-new after 300 events, so it happens in seconds."""
+    server = TemporalDevServer(Path(tmp_path_factory.mktemp("temporal-short")), port=free_port(),
+                               ui_port=None,
+                               dynamic_config={"limit.historyCount.suggestContinueAsNew": "300"})
+    server.start()
+    await server.wait_ready()
+    yield await Client.connect(server.address, data_converter=pydantic_data_converter)
+    server.stop()

@@ -12,8 +12,12 @@ from temporalio.client import Client
 from temporalio.contrib.pydantic import pydantic_data_converter
 from temporalio.worker import Worker
 
+from activities.providers.embedders import LocalEmbedder
+from memory.errors import InvalidInputError
+from memory.store.db import open_pool
 from memory.store.migrations import migrate
 from worker.settings import Settings
+from worker.wiring import build_activities
 from workflows.conversation import ConversationWorkflow
 
 __all__ = ["build_worker", "connect_client", "run_worker"]
@@ -48,11 +52,18 @@ def build_worker(
 
 async def run_worker(settings: Settings, stop: asyncio.Event | None = None) -> None:
     """Run until `stop` is set (or forever): the production entry point's body."""
-    if settings.database_url:
-        await migrate(settings.database_url, settings.embedding_dim)
-    client = await connect_client(settings)
-    worker = build_worker(client, settings.task_queue)
-    async with worker:
-        log.info("worker polling task queue %s on %s", settings.task_queue,
-                 settings.temporal_address)
-        await (stop.wait() if stop else asyncio.Event().wait())
+    if not settings.database_url:
+        raise InvalidInputError("LONGTHREAD_DATABASE_URL", "is required to run a worker")
+    await migrate(settings.database_url, settings.embedding_dim)
+    pool = await open_pool(settings.database_url)
+    try:
+        acts = build_activities(settings, pool)
+        if isinstance(acts.embedder, LocalEmbedder):
+            await asyncio.to_thread(acts.embedder.model)  # load once, before polling
+        client = await connect_client(settings)
+        async with build_worker(client, settings.task_queue, acts.all()):
+            log.info("worker polling task queue %s on %s", settings.task_queue,
+                     settings.temporal_address)
+            await (stop.wait() if stop else asyncio.Event().wait())
+    finally:
+        await pool.close()

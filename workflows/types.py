@@ -1,43 +1,126 @@
-"""Typed inputs and results of the conversation workflow's handlers."""
+"""Typed inputs, results and carried state of the conversation workflow."""
 
 from __future__ import annotations
 
+from datetime import datetime
+
 from pydantic import BaseModel, ConfigDict, Field
 
-from memory.models import Message
+from memory.compaction import WindowState
+from memory.models import CompactionEvent, CompactionRecord, Message
+from memory.policy import CompactionPolicy
 
 # A tenant has no '-', so `conversation-{tenant}-{session}` can never name another tenant's
 # workflow (tenant "a-b" + session "c" would otherwise collide with tenant "a" + session "b-c").
 TENANT_PATTERN = r"^[A-Za-z0-9_.@:]{1,100}$"
 SESSION_PATTERN = r"^[A-Za-z0-9_.@:-]{1,200}$"
 
-__all__ = ["AppendInput", "AppendResult", "ConversationInput", "ConversationStats"]
+__all__ = [
+    "SESSION_PATTERN",
+    "TENANT_PATTERN",
+    "AppendInput",
+    "AppendResult",
+    "CompactInput",
+    "ContextInput",
+    "ConversationInput",
+    "ConversationState",
+    "ConversationStats",
+    "GenerateInput",
+    "GenerateResult",
+    "ServedContext",
+    "UncompactInput",
+]
 
 
-class ConversationInput(BaseModel):
+class _Model(BaseModel):
     model_config = ConfigDict(frozen=True)
 
+
+class ServedContext(_Model):
+    """What one context() call served, so an auditor can replay it later."""
+
+    turn: int
+    query: str | None
+    max_tokens: int
+    tokens: int
+    source_ids: tuple[str, ...]
+    digest: str
+    ledger_seq: int
+    retrieved: tuple[tuple[str, float], ...] = ()
+
+
+class ConversationState(BaseModel):
+    """Everything a run hands to the next one at continue-as-new (and to checkpoints)."""
+
+    next_seq: int = 0
+    total_tokens: int = 0
+    window: WindowState = Field(default_factory=WindowState)
+    pending: list[tuple[int, Message]] = Field(default_factory=list)
+    known: dict[str, tuple[int, str]] = Field(default_factory=dict)  # id -> (seq, digest)
+    tool_call_ids: list[str] = Field(default_factory=list)
+    ledger: list[CompactionRecord] = Field(default_factory=list)
+    events: list[CompactionEvent] = Field(default_factory=list)
+    served: list[ServedContext] = Field(default_factory=list)
+    runs: int = 1
+    last_active: datetime | None = None
+
+
+class ConversationInput(_Model):
     tenant: str = Field(pattern=TENANT_PATTERN)
     session: str = Field(pattern=SESSION_PATTERN)
+    policy: CompactionPolicy = Field(default_factory=CompactionPolicy)
+    idle_timeout_seconds: float = Field(default=7 * 24 * 3600, gt=0)
+    state: ConversationState | None = None
 
 
-class AppendInput(BaseModel):
-    model_config = ConfigDict(frozen=True)
-
+class AppendInput(_Model):
     messages: tuple[Message, ...]
 
 
-class AppendResult(BaseModel):
-    model_config = ConfigDict(frozen=True)
-
+class AppendResult(_Model):
     appended: int
     duplicates: int
     total: int
 
 
-class ConversationStats(BaseModel):
-    model_config = ConfigDict(frozen=True)
+class ContextInput(_Model):
+    query: str | None = None
+    max_tokens: int = Field(default=4000, ge=1, le=2_000_000)
+    k: int = Field(default=40, ge=1, le=500)
+    neighbours: int = Field(default=0, ge=0, le=5)
 
+
+class CompactInput(_Model):
+    preserve_recent: int | None = Field(default=None, ge=0, le=10_000)
+    focus: str | None = Field(default=None, max_length=2000)
+
+
+class UncompactInput(_Model):
+    record_id: str
+
+
+class GenerateInput(_Model):
+    content: str = Field(min_length=1)
+    id: str | None = None
+    name: str | None = None
+    max_tokens: int = Field(default=4000, ge=64, le=2_000_000)
+    reply_tokens: int = Field(default=1024, ge=1, le=64_000)
+
+
+class GenerateResult(_Model):
+    reply: Message
+    context_tokens: int
+    model: str
+
+
+class ConversationStats(_Model):
     tenant: str
     session: str
     messages: int
+    archived: int
+    window_messages: int
+    window_tokens: int
+    total_tokens: int
+    compactions: int
+    runs: int
+    pending_archive: int

@@ -1,0 +1,92 @@
+"""Retrieval from one session with many archived messages: latency and HNSW recall@10.
+
+Vectors are real MiniLM embeddings of LoCoMo turns plus noisy variants of them (so the data
+has the clustered, near-duplicate shape of a long chat); queries are LoCoMo questions.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+
+import numpy as np
+
+from activities.providers.embedders import LocalEmbedder
+from bench.common import Section, bench_store, load_locomo, locomo_turns, percentiles
+from memory.models import Message
+from memory.store.store import Store
+
+EF_SEARCH = (40, 100, 200)
+
+
+async def _fill(store: Store, scale: int, base: np.ndarray, texts: list[str]) -> float:
+    rng = np.random.default_rng(7)
+    started = time.perf_counter()
+    batch = 5000
+    for start in range(0, scale, batch):
+        idx = np.arange(start, min(start + batch, scale))
+        src = idx % len(texts)
+        noise = rng.normal(0, 0.04, size=(len(idx), base.shape[1]))
+        vecs = base[src] + noise
+        vecs /= np.linalg.norm(vecs, axis=1, keepdims=True)
+        msgs = [(int(i), Message(id=f"m{i}", role="user",
+                                 content=f"{texts[s]} (copy {i // len(texts)})"))
+                for i, s in zip(idx, src, strict=True)]
+        await store.archive("bench", "big", msgs, vecs.tolist())
+    return time.perf_counter() - started
+
+
+async def run(scale: int = 100_000, queries: int = 100) -> Section:
+    data = load_locomo()
+    turns = [t for sample in data for t in locomo_turns(sample)]
+    texts = [t[2] for t in turns]
+    questions = [q["question"] for s in data for q in s["qa"]][:queries]
+    embedder = LocalEmbedder()
+    base = np.asarray(embedder.embed_sync(texts), dtype=np.float64)
+    qvecs = embedder.embed_sync(questions)
+    async with bench_store() as store:
+        fill_s = await _fill(store, scale, base, texts)
+        latencies = []
+        for q, v in zip(questions, qvecs, strict=True):
+            t0 = time.perf_counter()
+            hits = await store.search("bench", "big", q, v, k=10)
+            latencies.append((time.perf_counter() - t0) * 1000)
+            assert len(hits) == 10
+        lat = percentiles(latencies)
+        recall_rows = []
+        for ef in EF_SEARCH:
+            store.ef_search = ef
+            recalls, vec_lat = [], []
+            for v in qvecs:
+                exact = set(await store.exact_neighbours("bench", "big", v, 10))
+                t0 = time.perf_counter()
+                approx = await _vector_only(store, v)
+                vec_lat.append((time.perf_counter() - t0) * 1000)
+                recalls.append(len(exact & set(approx)) / 10)
+            recall_rows.append((ef, float(np.mean(recalls)), percentiles(vec_lat)["p50"]))
+    table = "\n".join(f"| {ef} | {r:.3f} | {ms:.1f} |" for ef, r, ms in recall_rows)
+    md = (
+        f"{scale:,} archived messages in one session (filled in {fill_s:.0f} s), "
+        f"{len(questions)} LoCoMo questions as queries.\n\n"
+        "| hybrid search (HNSW + full text, RRF), k=10 | p50 ms | p95 ms | p99 ms |\n"
+        "|---|---|---|---|\n"
+        f"| store.search | {lat['p50']:.1f} | {lat['p95']:.1f} | {lat['p99']:.1f} |\n\n"
+        "| ef_search | HNSW recall@10 vs exact | vector-only p50 ms |\n|---|---|---|\n"
+        f"{table}\n"
+    )
+    return Section("Retrieval at scale (issue 4)", md)
+
+
+async def _vector_only(store: Store, vector: list[float]) -> list[str]:
+    from pgvector import Vector
+
+    async with store.scoped("bench") as conn:
+        cur = await conn.execute(
+            "SELECT id FROM messages WHERE tenant = 'bench' AND session = 'big'"
+            " ORDER BY embedding <=> %s LIMIT 10", (Vector(np.asarray(vector, np.float32)),))
+        return [row["id"] for row in await cur.fetchall()]
+
+
+if __name__ == "__main__":
+    section = asyncio.run(run())
+    print(section.markdown)

@@ -1,0 +1,120 @@
+"""Auto and manual compaction, undo, large bodies and idle sessions on the real dev server."""
+
+from __future__ import annotations
+
+import asyncio
+
+from temporalio.client import Client
+from temporalio.worker import Worker
+
+from longthread.client import Longthread
+from memory.policy import CompactionPolicy
+from memory.store.store import Store
+from worker.settings import Settings
+
+LINES = [
+    "My order 4711 has not arrived since May 3.",
+    "Sorry! Which address did you use for the order?",
+    "It was shipped to 12 Baker Street, London.",
+    "The parcel is stuck in Leeds; we decided to resend it by express.",
+    "Can you refund the 10 EUR shipping fee?",
+    "Yes, the refund of 10 EUR is approved today.",
+]
+
+
+def _lt(client: Client, task_queue: str, window: int = 400, **settings: object) -> Longthread:
+    return Longthread(client, Settings(task_queue=task_queue, **settings),  # type: ignore[arg-type]
+                      CompactionPolicy(context_window=window, preserve_recent=4))
+
+
+def _turns(n: int, prefix: str = "m") -> list[dict[str, object]]:
+    return [{"id": f"{prefix}{i}", "role": "user" if i % 2 == 0 else "assistant",
+             "content": f"{LINES[i % len(LINES)]} (turn {i})"} for i in range(n)]
+
+
+async def _until(predicate: object, timeout: float = 30.0) -> None:
+    async with asyncio.timeout(timeout):
+        while not await predicate():  # type: ignore[operator]
+            await asyncio.sleep(0.2)
+
+
+async def test_auto_compaction_archives_first_and_stays_within_the_window(
+    client: Client, task_queue: str, worker: Worker, store: Store
+) -> None:
+    lt = _lt(client, task_queue)
+    conv = await lt.conversation("auto", tenant="acme")
+    await conv.append({"id": "sys", "role": "system", "content": "You are Acme support."})
+    for start in range(0, 60, 10):
+        await conv.append_many(_turns(60)[start : start + 10])
+
+    async def compacted() -> bool:
+        return (await conv.stats()).compactions >= 1
+
+    await _until(compacted)
+    ledger = await conv.ledger()
+    archived = {m.id for m in await store.all_messages("acme", "auto")}
+    for record in ledger:
+        assert set(record.covered_ids) <= archived, "only archived messages may be compacted"
+        assert record.tokens_after < record.tokens_before
+        assert record.trigger == "auto" and record.level != "none"
+    window_ids = [m.id for m in await conv.window()]
+    assert window_ids[0] == "sys"
+    covered = [i for r in ledger for i in r.covered_ids]
+    assert len(covered) == len(set(covered))
+    assert not set(covered) & set(window_ids)
+    ctx = await conv.context("Where was the parcel stuck?", max_tokens=300)
+    assert ctx.tokens <= 300
+    assert ctx.messages[0].section == "system"
+    assert await store.ledger("acme", "auto") == ledger
+
+
+async def test_manual_compact_then_uncompact_restores_originals(
+    client: Client, task_queue: str, worker: Worker
+) -> None:
+    lt = _lt(client, task_queue, window=100_000)
+    conv = await lt.conversation("manual", tenant="acme")
+    await conv.append_many(_turns(12))
+    before = await conv.window()
+    record = await conv.compact(preserve_recent=2, focus="refund")
+    assert record is not None and record.summary is not None
+    assert record.trigger == "manual"
+    assert record.covered_ids == tuple(f"m{i}" for i in range(10))
+    assert "refund" in record.summary.content.lower()
+    assert [m.id for m in await conv.window()] == ["m10", "m11"]
+    assert (await conv.summaries())[0].id == record.summary.id
+    undo = await conv.uncompact(record.id)
+    assert undo.undoes == record.id and undo.trigger == "undo"
+    assert await conv.window() == before
+    assert await conv.summaries() == []
+    assert [r.id for r in await conv.ledger()] == [record.id, undo.id]
+
+
+async def test_large_bodies_are_archived_first_and_carried_by_reference(
+    lt: Longthread, worker: Worker, store: Store
+) -> None:
+    conv = await lt.conversation("large", tenant="acme")
+    body = "log line with details\n" * 30_000  # ~660 KB
+    await conv.append({"id": "big", "role": "user", "content": body})
+    (in_window,) = await conv.window()
+    assert len(in_window.content) < 3000 and in_window.metadata["body_ref"] == len(body)
+    (archived,) = await store.get_messages("acme", "large", ["big"])
+    assert archived.content == body
+
+
+async def test_idle_session_checkpoints_closes_and_resumes(
+    client: Client, task_queue: str, worker: Worker, store: Store
+) -> None:
+    lt = _lt(client, task_queue, window=100_000, idle_timeout_seconds=2)
+    conv = await lt.conversation("idle", tenant="acme")
+    await conv.append_many(_turns(5))
+    stats = await conv.handle.result()  # completes by itself once idle
+    assert stats.messages == 5 and stats.pending_archive == 0
+    assert await store.count("acme", "idle") == 5
+    assert await store.load_checkpoint("acme", "idle") is not None
+
+    conv = await lt.conversation("idle", tenant="acme")
+    resumed = await conv.stats()
+    assert (resumed.messages, resumed.runs) == (5, 2)
+    again = await conv.append_many(_turns(6))  # m0..m4 are known: only m5 is new
+    assert (again.appended, again.duplicates) == (1, 5)
+    assert [m.id for m in await conv.window()] == [f"m{i}" for i in range(6)]

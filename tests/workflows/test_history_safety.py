@@ -1,0 +1,58 @@
+"""Continue-as-new under lowered history limits, and 5,000 messages through the client."""
+
+from __future__ import annotations
+
+import uuid
+
+from temporalio.client import Client
+
+from activities.conversation import ConversationActivities
+from longthread.client import Longthread
+from memory.policy import CompactionPolicy
+from memory.store.store import Store
+from worker.main import build_worker
+from worker.settings import Settings
+
+TOPICS = ["order 4711", "the refund", "the parcel in Leeds", "express shipping",
+          "the invoice of 49.99 EUR", "Caroline's adoption plans", "Melanie's painting"]
+
+
+async def test_five_thousand_messages_survive_continue_as_new(
+    short_history_client: Client, activities: ConversationActivities, store: Store
+) -> None:
+    queue = f"can-{uuid.uuid4()}"
+    lt = Longthread(short_history_client, Settings(task_queue=queue),
+                    CompactionPolicy(context_window=2000, preserve_recent=6))
+    async with build_worker(short_history_client, queue, activities.all(),
+                            max_cached_workflows=0):
+        conv = await lt.conversation("five-k", tenant="acme")
+        total = 5000
+        batch = 50
+        budgets = []
+        for start in range(0, total, batch):
+            msgs = [{"id": f"m{i}", "role": "user" if i % 2 == 0 else "assistant",
+                     "content": f"Turn {i} is about {TOPICS[i % len(TOPICS)]}."}
+                    for i in range(start, start + batch)]
+            result = await conv.append_many(msgs)
+            assert result.appended == batch
+            if start % 500 == 0:  # a retried batch is appended exactly once
+                again = await conv.append_many(msgs)
+                assert (again.appended, again.duplicates) == (0, batch)
+            if start % 1000 == 0:
+                for budget in (200, 1000):
+                    ctx = await conv.context(f"what about {TOPICS[start % 7]}?", budget)
+                    budgets.append((ctx.tokens, budget))
+        await conv.close()
+        stats = await conv.handle.result()
+
+    assert stats.messages == total and stats.pending_archive == 0
+    assert stats.runs >= 3, "continue-as-new should have happened at least twice"
+    archived = await store.all_messages("acme", "five-k")
+    ids = [m.id for m in archived]
+    assert len(ids) == total and len(set(ids)) == total
+    assert set(ids) == {f"m{i}" for i in range(total)}
+    ledger = await store.ledger("acme", "five-k")
+    assert ledger, "the window outgrew the policy, so compactions must be recorded"
+    covered = [i for r in ledger for i in r.covered_ids]
+    assert len(covered) == len(set(covered))
+    assert all(tokens <= budget for tokens, budget in budgets)
