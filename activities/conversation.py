@@ -6,6 +6,10 @@ the worker builds it once per process (the embedding model loads once).
 
 from __future__ import annotations
 
+import asyncio
+from collections.abc import Awaitable, Callable
+from typing import Any, TypeVar
+
 from temporalio import activity
 from temporalio.exceptions import ApplicationError
 
@@ -22,6 +26,7 @@ from activities.types import (
     LoadMessagesInput,
     LoadMessagesResult,
     RecordCompactionInput,
+    RecordServedInput,
     RetrieveInput,
     RetrieveResult,
     SummarizeInput,
@@ -32,6 +37,20 @@ from memory.store.store import Store
 __all__ = ["ConversationActivities", "NoChatModelError"]
 
 EMBED_BATCH = 64
+HEARTBEAT_EVERY = 5.0  # seconds; the workflow's heartbeat timeouts are a few times this
+
+T = TypeVar("T")
+
+
+async def heartbeating(work: Awaitable[T]) -> T:
+    """Await slow work (a provider call) while heartbeating, so that if this worker dies the
+    activity is retried elsewhere after the heartbeat timeout, not the whole start-to-close."""
+    task = asyncio.ensure_future(work)
+    while True:
+        done, _ = await asyncio.wait({task}, timeout=HEARTBEAT_EVERY)
+        if done:
+            return task.result()
+        activity.heartbeat()
 
 
 class NoChatModelError(Exception):
@@ -63,7 +82,7 @@ class ConversationActivities:
         inserted = 0
         for start in range(0, len(pending), EMBED_BATCH):
             batch = pending[start : start + EMBED_BATCH]
-            vectors = await self.embedder.embed([m.message.content for m in batch])
+            vectors = await heartbeating(self.embedder.embed([m.message.content for m in batch]))
             inserted += await self.store.archive(
                 input.tenant, input.session, [(m.seq, m.message) for m in batch], vectors)
             activity.heartbeat(start + len(batch))
@@ -83,8 +102,8 @@ class ConversationActivities:
         if self.summarizer.name != "extractive":
             if attempt <= self.max_summarizer_failures:
                 try:
-                    result = await self.summarizer.summarize(messages, input.max_tokens,
-                                                             input.focus)
+                    result = await heartbeating(self.summarizer.summarize(
+                        messages, input.max_tokens, input.focus))
                     return SummarizeResult(**result.model_dump())
                 except ApplicationError as exc:
                     if not exc.non_retryable:
@@ -94,7 +113,8 @@ class ConversationActivities:
                 fallback = (f"extractive: {self.summarizer.name} failed "
                             f"{attempt - 1} times")
             activity.logger.warning("summarizer fell back: %s", fallback)
-        result = await self.extractive.summarize(messages, input.max_tokens, input.focus)
+        result = await heartbeating(
+            self.extractive.summarize(messages, input.max_tokens, input.focus))
         return SummarizeResult(**result.model_dump(), fallback=fallback)
 
     @activity.defn
@@ -108,6 +128,11 @@ class ConversationActivities:
     @activity.defn
     async def record_compaction(self, input: RecordCompactionInput) -> bool:
         return await self.store.append_ledger(input.tenant, input.session, input.record)
+
+    @activity.defn
+    async def record_served(self, input: RecordServedInput) -> int:
+        return await self.store.record_served(input.tenant, input.session, [
+            (s.seq, s.turn, s.model_dump_json()) for s in input.records])
 
     @activity.defn
     async def save_checkpoint(self, input: CheckpointInput) -> None:
@@ -133,10 +158,10 @@ class ConversationActivities:
                 "no chat model configured: set LONGTHREAD_CHAT_PROVIDER (anthropic or openai), "
                 "LONGTHREAD_CHAT_MODEL and the provider's API key", type="NoChatModel",
                 non_retryable=True)
-        reply = await self.chat.complete(input.window, input.max_tokens)
+        reply = await heartbeating(self.chat.complete(input.window, input.max_tokens))
         return ChatResult(**reply.model_dump())
 
-    def all(self) -> list[object]:
+    def all(self) -> list[Callable[..., Any]]:
         return [self.archive_messages, self.summarize_span, self.retrieve_context,
-                self.record_compaction, self.save_checkpoint, self.load_checkpoint,
-                self.load_messages, self.complete_chat]
+                self.record_compaction, self.record_served, self.save_checkpoint,
+                self.load_checkpoint, self.load_messages, self.complete_chat]

@@ -7,6 +7,7 @@ from datetime import datetime
 
 from pydantic import BaseModel, ConfigDict, Field
 
+from memory.audit import ServedContext
 from memory.models import CompactionRecord, ContextWindow, Message, ScoredMessage
 
 __all__ = [
@@ -20,6 +21,7 @@ __all__ = [
     "LoadMessagesInput",
     "LoadMessagesResult",
     "RecordCompactionInput",
+    "RecordServedInput",
     "RetrieveInput",
     "RetrieveResult",
     "SeqMessage",
@@ -110,6 +112,12 @@ class LoadMessagesInput(_Model):
 
 class LoadMessagesResult(_Model):
     messages: tuple[Message, ...]
+
+
+class RecordServedInput(_Model):
+    tenant: str
+    session: str
+    records: tuple[ServedContext, ...]
 
 
 class ChatInput(_Model):

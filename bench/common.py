@@ -37,7 +37,7 @@ def percentiles(values: Sequence[float]) -> dict[str, float]:
     ordered = sorted(values)
 
     def at(q: float) -> float:
-        return ordered[min(len(ordered) - 1, int(round(q * (len(ordered) - 1))))]
+        return ordered[min(len(ordered) - 1, round(q * (len(ordered) - 1)))]
 
     return {"p50": statistics.median(ordered), "p95": at(0.95), "p99": at(0.99),
             "n": float(len(ordered))}
@@ -73,9 +73,10 @@ def locomo_turns(sample: dict[str, Any]) -> list[tuple[str, str, str, str]]:
 
 
 @asynccontextmanager
-async def bench_store(ef_search: int = 100) -> AsyncIterator[Store]:
+async def bench_store(ef_search: int = 200, keep: Path | None = None) -> AsyncIterator[Store]:
+    """A fresh embedded Postgres; with `keep`, its data stays there for the next run."""
     with tempfile.TemporaryDirectory(prefix="lt-bench-") as tmp:
-        postgres = EmbeddedPostgres(Path(tmp) / "pg")
+        postgres = EmbeddedPostgres(keep or Path(tmp) / "pg")
         url = postgres.start()
         try:
             await migrate(url, 384)

@@ -1,29 +1,33 @@
 """The `longthread` command line. Every command has --help, a clear exit code, and a one-line
-error for bad input: 0 ok, 1 unexpected failure, 2 bad input, 3 no running stack."""
+error for bad input: 0 ok, 1 failure (or a replay that differs), 2 bad input or a missing
+session, 3 no running stack."""
 
 from __future__ import annotations
 
 import asyncio
-import functools
 import logging
 import sys
-from collections.abc import Callable, Coroutine
+from collections.abc import Coroutine
 from pathlib import Path
 from typing import Annotated, Any, TypeVar
 
 import typer
 from rich.console import Console
+from temporalio.service import RPCError
 
+from longthread.commands import connected
 from memory.errors import InvalidInputError, LongthreadError, NotFoundError
 from worker.settings import Settings
 
 app = typer.Typer(help="Durable, auditable context compaction for long AI conversations.",
-                  no_args_is_help=True, add_completion=False)
+                  no_args_is_help=True, add_completion=False, pretty_exceptions_enable=False)
 out = Console()
 err = Console(stderr=True)
 T = TypeVar("T")
 
-EXIT_INPUT, EXIT_NO_STACK = 2, 3
+EXIT_FAIL, EXIT_INPUT, EXIT_NO_STACK = 1, 2, 3
+Tenant = Annotated[str, typer.Option("--tenant", "-t", help="Tenant the session belongs to.")]
+Json = Annotated[bool, typer.Option("--json", help="Machine-readable output.")]
 
 
 def _run(coro: Coroutine[Any, Any, T]) -> T:
@@ -36,21 +40,11 @@ def _run(coro: Coroutine[Any, Any, T]) -> T:
     except ConnectionError as exc:
         err.print(f"[red]error:[/red] {exc}", highlight=False)
         raise typer.Exit(EXIT_NO_STACK) from None
-    except LongthreadError as exc:
+    except (LongthreadError, RPCError) as exc:
         err.print(f"[red]error:[/red] {exc}", highlight=False)
-        raise typer.Exit(1) from None
-
-
-def _settings(**overrides: Any) -> Settings:
-    return Settings(**{k: v for k, v in overrides.items() if v is not None})
-
-
-def command(fn: Callable[..., Coroutine[Any, Any, None]]) -> Callable[..., None]:
-    @functools.wraps(fn)
-    def wrapper(*args: Any, **kwargs: Any) -> None:
-        _run(fn(*args, **kwargs))
-
-    return wrapper
+        raise typer.Exit(EXIT_FAIL) from None
+    except KeyboardInterrupt:
+        raise typer.Exit(130) from None
 
 
 @app.callback()
@@ -60,39 +54,131 @@ def _main(verbose: Annotated[bool, typer.Option("--verbose", "-v")] = False) -> 
 
 
 @app.command()
-@command
-async def dev(
-    data_dir: Annotated[Path | None, typer.Option(help="Where Temporal and Postgres keep data.")]
-    = None,
-) -> None:
+def dev(data_dir: Annotated[Path | None, typer.Option(
+        help="Where Temporal and Postgres keep their data.")] = None) -> None:
     """Run the embedded stack (Temporal dev server, Postgres+pgvector, worker) until Ctrl-C."""
     from worker.dev import run_dev
 
-    await run_dev(_settings(data_dir=data_dir), lambda line: out.print(line, highlight=False))
+    settings = Settings()
+    if data_dir is not None:
+        settings = settings.model_copy(update={"data_dir": data_dir})
+    _run(run_dev(settings, lambda line: out.print(line, highlight=False, markup=False)))
 
 
 @app.command()
-@command
-async def worker() -> None:
+def worker() -> None:
     """Run only the worker, against the Temporal and Postgres named by LONGTHREAD_* settings."""
     from worker.main import run_worker
 
-    settings = Settings()
-    if not settings.database_url:
-        raise InvalidInputError("LONGTHREAD_DATABASE_URL", "is required to run a worker alone")
-    await run_worker(settings)
+    _run(run_worker(Settings()))
 
 
 @app.command()
-@command
-async def demo(
-    data_dir: Annotated[Path | None, typer.Option(help="Keep the demo's stack data here.")]
-    = None,
-) -> None:
-    """The main job on the embedded stack, with no keys: replay a long conversation."""
+def demo(data_dir: Annotated[Path | None, typer.Option(
+        help="Keep the demo's stack data here.")] = None) -> None:
+    """The main job on an embedded stack of its own, with no keys: a long conversation."""
     from longthread.demo import run_demo
 
-    await run_demo(out, data_dir)
+    _run(run_demo(out, data_dir))
+
+
+@app.command("import")
+def import_(session: str, file: Path, tenant: Tenant = "default",
+            batch: Annotated[int, typer.Option(min=1, max=500)] = 100) -> None:
+    """Append a JSONL file of messages (or a session export, ledger included). Re-running it
+    appends nothing twice."""
+    async def body() -> None:
+        async with connected(out) as ctx:
+            await ctx.import_file(session, file, tenant, batch)
+    _run(body())
+
+
+@app.command()
+def context(session: str, query: Annotated[str | None, typer.Option("--query", "-q")] = None,
+            max_tokens: Annotated[int, typer.Option("--max-tokens", "-n", min=1)] = 4000,
+            tenant: Tenant = "default", as_json: Json = False) -> None:
+    """Build the context window a model call would get now."""
+    async def body() -> None:
+        async with connected(out) as ctx:
+            await ctx.context(session, tenant, query, max_tokens, as_json)
+    _run(body())
+
+
+@app.command()
+def compact(session: str,
+            preserve_recent: Annotated[int | None, typer.Option(min=0)] = None,
+            focus: Annotated[str | None, typer.Option(help="What the summary must keep.")] = None,
+            tenant: Tenant = "default") -> None:
+    """Compact the session now and print the ledger record."""
+    async def body() -> None:
+        async with connected(out) as ctx:
+            await ctx.compact(session, tenant, preserve_recent, focus)
+    _run(body())
+
+
+@app.command()
+def ledger(session: str, tenant: Tenant = "default", as_json: Json = False) -> None:
+    """Every compaction of the session, as a timeline."""
+    async def body() -> None:
+        async with connected(out, need_db=True) as ctx:
+            await ctx.ledger(session, tenant, as_json)
+    _run(body())
+
+
+@app.command()
+def replay(session: str, at: Annotated[int, typer.Option("--at", min=0, help="Turn number.")],
+           tenant: Tenant = "default", as_json: Json = False) -> None:
+    """Rebuild the window the model saw after turn N and check it against what was served."""
+    async def body() -> bool:
+        async with connected(out, need_db=True) as ctx:
+            return await ctx.replay(session, tenant, at, as_json)
+    if not _run(body()):
+        raise typer.Exit(EXIT_FAIL)
+
+
+@app.command()
+def sessions(tenant: Tenant = "default") -> None:
+    """List a tenant's sessions in the archive."""
+    async def body() -> None:
+        async with connected(out, need_db=True) as ctx:
+            await ctx.sessions(tenant)
+    _run(body())
+
+
+@app.command()
+def export(session: str, file: Path, tenant: Tenant = "default") -> None:
+    """Write the whole session (every message, then the ledger) to a JSONL file."""
+    async def body() -> None:
+        async with connected(out, need_db=True) as ctx:
+            await ctx.export(session, tenant, file)
+    _run(body())
+
+
+@app.command()
+def chat(session: str, tenant: Tenant = "default",
+         max_tokens: Annotated[int, typer.Option(min=64)] = 4000) -> None:
+    """Talk to the configured chat model through generate(); Ctrl-D to leave."""
+    from longthread.commands import resolve_settings
+
+    if resolve_settings().chat_provider == "none":
+        err.print("[red]error:[/red] no chat model configured. Set LONGTHREAD_CHAT_PROVIDER "
+                  "(anthropic or openai), LONGTHREAD_CHAT_MODEL and the provider's API key "
+                  "(LONGTHREAD_ANTHROPIC_API_KEY or LONGTHREAD_OPENAI_API_KEY; for Ollama or "
+                  "vLLM set LONGTHREAD_OPENAI_BASE_URL), for the worker and for this command.")
+        raise typer.Exit(EXIT_INPUT)
+
+    async def body() -> None:
+        async with connected(out) as ctx:
+            conv = await ctx.lt.conversation(session, tenant)
+            while True:
+                try:
+                    line = await asyncio.to_thread(input, "you> ")
+                except EOFError:
+                    return
+                if line.strip():
+                    result = await conv.generate(line, max_tokens=max_tokens)
+                    out.print(f"[bold]model>[/bold] {result.reply.content}")
+    _run(body())
 
 
 def main() -> None:  # pragma: no cover - console script shim

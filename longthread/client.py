@@ -6,7 +6,11 @@ on a session creates it and every later call attaches to the same durable workfl
 
 from __future__ import annotations
 
+import asyncio
+import logging
 import re
+import time
+import uuid
 from collections.abc import Mapping, Sequence
 from typing import Any, TypeVar
 
@@ -19,9 +23,17 @@ from temporalio.client import (
 )
 from temporalio.common import WorkflowIDConflictPolicy
 from temporalio.exceptions import ApplicationError
+from temporalio.service import RPCStatusCode
 
 from memory.errors import InvalidInputError, LongthreadError, NotFoundError
-from memory.models import CompactionEvent, CompactionRecord, ContextWindow, Message, Summary, parse_messages
+from memory.models import (
+    CompactionEvent,
+    CompactionRecord,
+    ContextWindow,
+    Message,
+    Summary,
+    parse_messages,
+)
 from memory.policy import CompactionPolicy
 from worker.main import connect_client
 from worker.settings import Settings
@@ -37,10 +49,13 @@ from workflows.types import (
     ConversationStats,
     GenerateInput,
     GenerateResult,
+    RestoreInput,
     UncompactInput,
 )
 
 __all__ = ["MAX_BATCH_BYTES", "Conversation", "Longthread"]
+
+log = logging.getLogger(__name__)
 
 # Temporal caps one payload at 2 MB; a batch stays well below so JSON overhead never crosses it.
 MAX_BATCH_BYTES = 1_500_000
@@ -55,9 +70,14 @@ def check_ids(tenant: str, session: str) -> tuple[str, str]:
     return tenant, session
 
 
+def _transient(exc: RPCError) -> bool:
+    return exc.status in (RPCStatusCode.UNAVAILABLE, RPCStatusCode.DEADLINE_EXCEEDED,
+                          RPCStatusCode.RESOURCE_EXHAUSTED) or "no poller" in exc.message
+
+
 def _raise_clear(exc: WorkflowUpdateFailedError) -> None:
     """Turn a rejected update back into the error the workflow raised."""
-    cause = exc.cause
+    cause: BaseException | None = exc.cause
     while cause is not None and not isinstance(cause, ApplicationError):
         cause = cause.__cause__
     if isinstance(cause, ApplicationError) and cause.type == "InvalidInputError":
@@ -87,16 +107,29 @@ class Conversation:
         )
 
     async def _update(self, update: Any, arg: Any = None) -> Any:
-        """Send an update, starting the workflow first if needed (update-with-start)."""
-        try:
-            if arg is None:
+        """Send an update, starting the workflow first if needed (update-with-start).
+
+        While no worker is polling (one crashed and another is starting), the server refuses
+        updates; we retry with the same update id, so an update that was already accepted is
+        answered once and never applied twice.
+        """
+        update_id = str(uuid.uuid4())
+        deadline = time.monotonic() + self.lt.settings.client_retry_seconds
+        delay = 0.2
+        while True:
+            args = [] if arg is None else [arg]
+            try:
                 return await self.lt.client.execute_update_with_start_workflow(
-                    update, start_workflow_operation=self._start())
-            return await self.lt.client.execute_update_with_start_workflow(
-                update, arg, start_workflow_operation=self._start())
-        except WorkflowUpdateFailedError as exc:
-            _raise_clear(exc)
-            raise
+                    update, *args, id=update_id, start_workflow_operation=self._start())
+            except WorkflowUpdateFailedError as exc:
+                _raise_clear(exc)
+                raise
+            except RPCError as exc:
+                if not _transient(exc) or time.monotonic() > deadline:
+                    raise
+                log.warning("update %s not delivered (%s); retrying", update_id, exc.message)
+            await asyncio.sleep(delay)
+            delay = min(delay * 2, 5.0)
 
     async def attach(self) -> ConversationStats:
         stats: ConversationStats = await self._update(ConversationWorkflow.attach)
@@ -136,6 +169,12 @@ class Conversation:
         record: CompactionRecord = await self._update(ConversationWorkflow.uncompact,
                                                       UncompactInput(record_id=record_id))
         return record
+
+    async def restore_ledger(self, records: Sequence[CompactionRecord]) -> int:
+        """Re-apply an exported ledger to a freshly imported copy of its session."""
+        count: int = await self._update(ConversationWorkflow.restore_ledger,
+                                        RestoreInput(records=tuple(records)))
+        return count
 
     async def generate(self, content: str, *, max_tokens: int = 4000,
                        reply_tokens: int = 1024) -> GenerateResult:

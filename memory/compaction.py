@@ -8,8 +8,8 @@ returns the ledger record together, so a crash between steps leaves the window a
 from __future__ import annotations
 
 import re
-from datetime import datetime
 from collections.abc import Collection, Sequence
+from datetime import datetime
 
 from pydantic import BaseModel, ConfigDict
 

@@ -51,6 +51,8 @@ class Settings(BaseSettings):
     context_window: int = Field(default=8_000, ge=256, le=10_000_000)
     preserve_recent: int = Field(default=6, ge=0, le=10_000)
     idle_timeout_seconds: float = Field(default=7 * 24 * 3600, gt=0)
+    # How long a client keeps retrying an update while no worker is polling.
+    client_retry_seconds: float = Field(default=300, ge=0)
 
     # Optional AES-GCM payload encryption of workflow history (32-byte key, base64).
     payload_key: SecretStr | None = None

@@ -58,8 +58,9 @@ def make_chat(settings: Settings) -> ChatModel | None:
     if settings.chat_provider == "none":
         return None
     if not settings.chat_model:
-        raise InvalidInputError("LONGTHREAD_CHAT_MODEL",
-                                f"is required when LONGTHREAD_CHAT_PROVIDER={settings.chat_provider}")
+        raise InvalidInputError(
+            "LONGTHREAD_CHAT_MODEL",
+            f"is required when LONGTHREAD_CHAT_PROVIDER={settings.chat_provider}")
     if settings.chat_provider == "anthropic":
         return AnthropicChat(_key(settings, "anthropic"), settings.chat_model,
                              settings.anthropic_base_url)

@@ -25,21 +25,22 @@ with workflow.unsafe.imports_passed_through():
         LoadMessagesInput,
         LoadMessagesResult,
         RecordCompactionInput,
+        RecordServedInput,
         RetrieveInput,
         RetrieveResult,
         SummarizeInput,
         SummarizeResult,
     )
 
-__all__ = ["archive", "chat", "load_checkpoint", "load_messages", "record", "retrieve",
-           "save_checkpoint", "summarize"]
+__all__ = ["archive", "chat", "load_checkpoint", "load_messages", "record", "record_served",
+           "retrieve", "save_checkpoint", "summarize"]
 
 R = TypeVar("R")
 
 OUTAGE_RETRY = RetryPolicy(initial_interval=timedelta(milliseconds=200), backoff_coefficient=2.0,
                            maximum_interval=timedelta(seconds=10))
 ARCHIVE_TIMEOUT = timedelta(minutes=5)
-ARCHIVE_HEARTBEAT = timedelta(seconds=60)
+HEARTBEAT = timedelta(seconds=15)  # activities heartbeat every 5 s while they work
 SUMMARIZE_TIMEOUT = timedelta(minutes=5)
 RETRIEVE_TIMEOUT = timedelta(seconds=30)
 STORE_TIMEOUT = timedelta(seconds=30)
@@ -55,11 +56,11 @@ async def _call(name: str, arg: Any, result_type: type[R], timeout: timedelta,
 
 
 async def archive(arg: ArchiveInput) -> ArchiveResult:
-    return await _call("archive_messages", arg, ArchiveResult, ARCHIVE_TIMEOUT, ARCHIVE_HEARTBEAT)
+    return await _call("archive_messages", arg, ArchiveResult, ARCHIVE_TIMEOUT, HEARTBEAT)
 
 
 async def summarize(arg: SummarizeInput) -> SummarizeResult:
-    return await _call("summarize_span", arg, SummarizeResult, SUMMARIZE_TIMEOUT)
+    return await _call("summarize_span", arg, SummarizeResult, SUMMARIZE_TIMEOUT, HEARTBEAT)
 
 
 async def retrieve(arg: RetrieveInput) -> RetrieveResult:
@@ -68,6 +69,10 @@ async def retrieve(arg: RetrieveInput) -> RetrieveResult:
 
 async def record(arg: RecordCompactionInput) -> bool:
     return await _call("record_compaction", arg, bool, STORE_TIMEOUT)
+
+
+async def record_served(arg: RecordServedInput) -> int:
+    return await _call("record_served", arg, int, STORE_TIMEOUT)
 
 
 async def save_checkpoint(arg: CheckpointInput) -> None:
@@ -84,4 +89,4 @@ async def load_messages(arg: LoadMessagesInput) -> LoadMessagesResult:
 
 
 async def chat(arg: ChatInput) -> ChatResult:
-    return await _call("complete_chat", arg, ChatResult, CHAT_TIMEOUT)
+    return await _call("complete_chat", arg, ChatResult, CHAT_TIMEOUT, HEARTBEAT)

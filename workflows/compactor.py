@@ -21,7 +21,15 @@ with workflow.unsafe.imports_passed_through():
         SummarizeInput,
     )
     from memory.assembly import assemble_context
-    from memory.compaction import apply_compaction, plan_compaction, undo_compaction, window_tokens
+    from memory.audit import ServedContext, window_digest
+    from memory.compaction import (
+        CompactionPlan,
+        WindowState,
+        apply_compaction,
+        plan_compaction,
+        undo_compaction,
+        window_tokens,
+    )
     from memory.errors import InvalidInputError
     from memory.models import (
         CompactionEvent,
@@ -32,15 +40,14 @@ with workflow.unsafe.imports_passed_through():
         Summary,
         Trigger,
     )
-    from memory.compaction import WindowState
     from workflows import activities
-    from workflows.types import ContextInput, ConversationInput, ConversationState, ServedContext
+    from workflows.types import ContextInput, ConversationInput, ConversationState
 
 __all__ = ["BODY_REF_BYTES", "MAX_EVENTS", "MAX_SERVED", "Compactor", "by_reference", "digest"]
 
 BODY_REF_BYTES = 64 * 1024  # larger bodies are archived first and carried by reference
 MAX_EVENTS = 200
-MAX_SERVED = 200
+MAX_SERVED = 20
 
 
 def digest(message: Message) -> str:
@@ -67,6 +74,7 @@ class Compactor:
         self.state = state
         self.flush = flush
         self.busy = False
+        self.audit = True
 
     # -- window bookkeeping ------------------------------------------------------------------
     def add_to_window(self, messages: list[Message]) -> None:
@@ -175,6 +183,49 @@ class Compactor:
             tenant=self.input.tenant, session=self.input.session, record=undo))
         return undo
 
+    async def restore(self, records: tuple[CompactionRecord, ...]) -> int:
+        """Re-apply an exported ledger, record by record, refusing any that does not match
+        the imported originals (the covered hash must agree)."""
+        await workflow.wait_condition(lambda: not self.busy)
+        self.busy = True
+        try:
+            await self.flush()
+            for record in records:
+                if record.seq != len(self.state.ledger):
+                    raise InvalidInputError(
+                        "records",
+                        f"{record.id}: expected seq {len(self.state.ledger)}, got {record.seq}")
+                if record.trigger == "undo":
+                    target = next(r for r in self.state.ledger if r.id == record.undoes)
+                    loaded = await activities.load_messages(LoadMessagesInput(
+                        tenant=self.input.tenant, session=self.input.session,
+                        ids=target.covered_ids))
+                    order = {i: seq for i, (seq, _) in self.state.known.items()}
+                    self.state.window = undo_compaction(
+                        self.state.window, target, [by_reference(m) for m in loaded.messages],
+                        order)
+                else:
+                    plan = CompactionPlan(
+                        level=record.level, action=record.action, reason=record.reason,
+                        covered_ids=record.covered_ids, summarize=record.summary is not None,
+                        summary_max_tokens=max(32, self.input.policy.context_window // 8),
+                        merge_summary_ids=record.removed_summary_ids,
+                        tokens_before=record.tokens_before)
+                    window, rebuilt = apply_compaction(
+                        self.state.window, plan, record_id=record.id, seq=record.seq,
+                        summary=record.summary, strategy=record.strategy)
+                    if rebuilt.covered_hash != record.covered_hash:
+                        raise InvalidInputError("records", f"{record.id}: covered messages "
+                                                           "differ from the exported originals")
+                    self.state.window = window
+                self.state.ledger.append(record)
+        finally:
+            self.busy = False
+        for record in records:
+            await activities.record(RecordCompactionInput(
+                tenant=self.input.tenant, session=self.input.session, record=record))
+        return len(records)
+
     # -- context -----------------------------------------------------------------------------
     async def context(self, input: ContextInput) -> ContextWindow:
         candidates: list[ScoredMessage] = []
@@ -191,12 +242,15 @@ class Compactor:
             summaries=self.state.window.summaries,
             recent=[m for m in messages if m.role != "system"], retrieved=candidates)
         served = ServedContext(
-            turn=self.state.next_seq, query=input.query, max_tokens=input.max_tokens,
-            tokens=window.tokens, source_ids=tuple(window.source_ids),
-            digest=hashlib.sha256(window.model_dump_json().encode()).hexdigest(),
+            seq=self.state.served_seq, turn=self.state.next_seq, query=input.query,
+            max_tokens=input.max_tokens, tokens=window.tokens,
+            source_ids=tuple(window.source_ids), digest=window_digest(window),
             ledger_seq=len(self.state.ledger),
             retrieved=tuple((c.message.id, c.score) for c in candidates))
+        self.state.served_seq += 1
         self.state.served = [*self.state.served[-(MAX_SERVED - 1):], served]
+        if self.audit:
+            self.state.served_pending.append(served)
         return window
 
 

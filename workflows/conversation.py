@@ -16,8 +16,10 @@ from temporalio.exceptions import ApplicationError
 with workflow.unsafe.imports_passed_through():
     from activities.types import (
         ArchiveInput,
+        ChatInput,
         CheckpointInput,
         LoadCheckpointInput,
+        RecordServedInput,
         SeqMessage,
     )
     from memory.errors import InvalidInputError
@@ -42,6 +44,7 @@ with workflow.unsafe.imports_passed_through():
         ConversationStats,
         GenerateInput,
         GenerateResult,
+        RestoreInput,
         UncompactInput,
     )
 
@@ -75,6 +78,8 @@ class ConversationWorkflow:
     # -- the run loop -----------------------------------------------------------------------
     @workflow.run
     async def run(self, input: ConversationInput) -> ConversationStats:
+        # Runs that began before served-context auditing existed replay without it.
+        self.compactor.audit = workflow.patched("served-audit-v1")
         if not self.ready:
             await self._restore()
         idle = timedelta(seconds=input.idle_timeout_seconds)
@@ -82,11 +87,12 @@ class ConversationWorkflow:
             try:
                 await workflow.wait_condition(
                     lambda: self.closed or bool(self.state.pending) or self.check_policy
-                    or self._continue_due(), timeout=idle)
+                    or bool(self.state.served_pending) or self._continue_due(), timeout=idle)
             except TimeoutError:
                 workflow.logger.info("session idle for %s: checkpointing and closing", idle)
                 self.closed = True
             await self._flush_archive(ARCHIVE_BATCH)
+            await self._flush_served()
             if self.check_policy and not self.closed:
                 self.check_policy = False
                 if workflow.patched("auto-compaction-v1"):
@@ -94,6 +100,7 @@ class ConversationWorkflow:
             if self.closed:
                 await workflow.wait_condition(workflow.all_handlers_finished)
                 await self._flush_archive()
+                await self._flush_served()
                 await self._checkpoint()
                 return self.stats()
             if self._continue_due():
@@ -118,6 +125,15 @@ class ConversationWorkflow:
         await activities.save_checkpoint(CheckpointInput(
             tenant=self.input.tenant, session=self.input.session,
             state_json=self.state.model_dump_json(), version=self.state.next_seq))
+
+    async def _flush_served(self) -> None:
+        batch = list(self.state.served_pending)
+        if batch:
+            await activities.record_served(RecordServedInput(
+                tenant=self.input.tenant, session=self.input.session, records=tuple(batch)))
+            done = {s.seq for s in batch}
+            self.state.served_pending = [s for s in self.state.served_pending
+                                         if s.seq not in done]
 
     async def _flush_archive(self, limit: int | None = None) -> None:
         """Archive what is pending now (at most `limit`); later appends wait for the next pass,
@@ -215,6 +231,16 @@ class ConversationWorkflow:
             raise _rejected(exc) from None
 
     @workflow.update
+    async def restore_ledger(self, input: RestoreInput) -> int:
+        self.updates += 1
+        await workflow.wait_condition(lambda: self.ready)
+        try:
+            return await self.compactor.restore(input.records)
+        except (InvalidInputError, StopIteration) as exc:
+            raise _rejected(InvalidInputError("records", str(exc) or "unknown undo target")) \
+                from None
+
+    @workflow.update
     async def generate(self, input: GenerateInput) -> GenerateResult:
         self.updates += 1
         await workflow.wait_condition(lambda: self.ready)
@@ -223,8 +249,7 @@ class ConversationWorkflow:
         await self._append((user,))
         window = await self.compactor.context(
             ContextInput(query=input.content, max_tokens=input.max_tokens))
-        reply = await activities.chat(activities.ChatInput(window=window,
-                                                           max_tokens=input.reply_tokens))
+        reply = await activities.chat(ChatInput(window=window, max_tokens=input.reply_tokens))
         assistant = Message(id=f"a-{workflow.uuid4()}", role="assistant",
                             content=reply.content or "(empty reply)", created_at=workflow.now())
         await self._append((assistant,))

@@ -6,6 +6,7 @@ from datetime import datetime
 
 from pydantic import BaseModel, ConfigDict, Field
 
+from memory.audit import ServedContext
 from memory.compaction import WindowState
 from memory.models import CompactionEvent, CompactionRecord, Message
 from memory.policy import CompactionPolicy
@@ -27,26 +28,13 @@ __all__ = [
     "ConversationStats",
     "GenerateInput",
     "GenerateResult",
-    "ServedContext",
+    "RestoreInput",
     "UncompactInput",
 ]
 
 
 class _Model(BaseModel):
     model_config = ConfigDict(frozen=True)
-
-
-class ServedContext(_Model):
-    """What one context() call served, so an auditor can replay it later."""
-
-    turn: int
-    query: str | None
-    max_tokens: int
-    tokens: int
-    source_ids: tuple[str, ...]
-    digest: str
-    ledger_seq: int
-    retrieved: tuple[tuple[str, float], ...] = ()
 
 
 class ConversationState(BaseModel):
@@ -60,7 +48,9 @@ class ConversationState(BaseModel):
     tool_call_ids: list[str] = Field(default_factory=list)
     ledger: list[CompactionRecord] = Field(default_factory=list)
     events: list[CompactionEvent] = Field(default_factory=list)
-    served: list[ServedContext] = Field(default_factory=list)
+    served: list[ServedContext] = Field(default_factory=list)  # the most recent few
+    served_pending: list[ServedContext] = Field(default_factory=list)  # not yet in the store
+    served_seq: int = 0
     runs: int = 1
     last_active: datetime | None = None
 
@@ -93,6 +83,12 @@ class ContextInput(_Model):
 class CompactInput(_Model):
     preserve_recent: int | None = Field(default=None, ge=0, le=10_000)
     focus: str | None = Field(default=None, max_length=2000)
+
+
+class RestoreInput(_Model):
+    """Ledger records from an export, re-applied in order to a freshly imported session."""
+
+    records: tuple[CompactionRecord, ...]
 
 
 class UncompactInput(_Model):

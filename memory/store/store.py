@@ -8,6 +8,8 @@ idempotent: a retried batch inserts nothing twice.
 from __future__ import annotations
 
 import json
+import math
+import time
 from collections.abc import AsyncIterator, Sequence
 from contextlib import asynccontextmanager
 from datetime import datetime
@@ -26,6 +28,11 @@ from memory.models import CompactionRecord, Message, ScoredMessage, ToolCall
 __all__ = ["RRF_K", "SessionInfo", "Store"]
 
 RRF_K = 60  # reciprocal-rank-fusion constant from Cormack et al.; the usual default
+# Lexemes in more than this fraction of archived rows (per Postgres's own statistics) are left
+# out of the full-text leg: they match a large share of a big session, which makes the scan
+# slow while adding almost nothing to the ranking (BM25 would give them ~zero idf anyway).
+COMMON_LEXEME_FRACTION = 0.001
+COMMON_REFRESH_SECONDS = 600.0
 
 
 class SessionInfo(BaseModel):
@@ -56,11 +63,8 @@ WITH vec AS (
           ORDER BY embedding <=> %(q)s LIMIT %(k)s) hits
 ), lex AS (
     SELECT id, row_number() OVER (ORDER BY ts_rank_cd(tsv, query) DESC, seq) AS rank
-    FROM messages,
-         -- OR the query's terms: questions rarely share every word with their answer.
-         (SELECT replace(plainto_tsquery('english', %(text)s)::text, '&', '|')::tsquery
-          AS query) AS q
-    WHERE tenant = %(tenant)s AND session = %(session)s AND tsv @@ query
+    FROM messages, to_tsquery('simple', %(tsquery)s) AS query
+    WHERE %(tsquery)s <> '' AND tenant = %(tenant)s AND session = %(session)s AND tsv @@ query
       AND (%(since)s::timestamptz IS NULL OR created_at >= %(since)s)
       AND (%(until)s::timestamptz IS NULL OR created_at < %(until)s)
     ORDER BY ts_rank_cd(tsv, query) DESC, seq LIMIT %(k)s
@@ -76,9 +80,41 @@ ORDER BY fused.score DESC, m.seq LIMIT %(k)s
 
 class Store:
     def __init__(self, pool: AsyncConnectionPool[AsyncConnection[DictRow]],
-                 ef_search: int = 100) -> None:
+                 ef_search: int = 200) -> None:
         self.pool = pool
         self.ef_search = ef_search
+        self._common: list[str] = []
+        self._common_at = -math.inf
+
+    async def _common_lexemes(self) -> list[str]:
+        """Very frequent lexemes, from pg_stats (what ANALYZE saw), refreshed now and then.
+
+        Read as the connecting user, not the tenant role: Postgres hides statistics of
+        row-secured tables from roles under RLS. Only the pruning uses them; no row is read.
+        """
+        if time.monotonic() - self._common_at > COMMON_REFRESH_SECONDS:
+            async with self.pool.connection() as conn:
+                cur = await conn.execute(
+                    "SELECT e FROM pg_stats s, unnest(s.most_common_elems::text::text[],"
+                    " s.most_common_elem_freqs) AS u(e, f)"
+                    " WHERE s.tablename = 'messages' AND s.attname = 'tsv' AND f > %s",
+                    (COMMON_LEXEME_FRACTION,))
+                self._common = [row["e"] for row in await cur.fetchall()]
+            self._common_at = time.monotonic()
+        return self._common
+
+    async def _tsquery(self, conn: AsyncConnection[DictRow], text: str,
+                       common: list[str]) -> str:
+        """OR of the query's informative lexemes (AND of all when every one is common)."""
+        cur = await conn.execute(
+            "SELECT tsvector_to_array(to_tsvector('english', %s)) AS every,"
+            " tsvector_to_array(ts_delete(to_tsvector('english', %s), %s::text[])) AS rare",
+            (text, text, common))
+        row = await cur.fetchone()
+        if not row or not row["every"]:
+            return ""
+        lexemes, joiner = (row["rare"], " | ") if row["rare"] else (row["every"], " & ")
+        return joiner.join("'" + lexeme.replace("'", "''") + "'" for lexeme in lexemes)
 
     @asynccontextmanager
     async def scoped(self, tenant: str) -> AsyncIterator[AsyncConnection[DictRow]]:
@@ -152,11 +188,13 @@ class Store:
         *, neighbours: int = 0, since: datetime | None = None, until: datetime | None = None,
     ) -> list[ScoredMessage]:
         """Hybrid retrieval: HNSW cosine + full text, fused by reciprocal rank."""
-        params = {"tenant": tenant, "session": session, "text": text, "k": k, "rrf": RRF_K,
-                  "q": Vector(np.asarray(embedding, dtype=np.float32)),
-                  "since": since, "until": until}
+        common = await self._common_lexemes()
         async with self.scoped(tenant) as conn:
-            cur = await conn.execute(_SEARCH, params)
+            params = {"tenant": tenant, "session": session, "k": k, "rrf": RRF_K,
+                      "tsquery": await self._tsquery(conn, text, common),
+                      "q": Vector(np.asarray(embedding, dtype=np.float32)),
+                      "since": since, "until": until}
+            cur = await conn.execute(_SEARCH, params, prepare=False)
             rows = await cur.fetchall()
             hits = [(row, float(row["score"])) for row in rows]
             if neighbours and hits:
@@ -202,6 +240,27 @@ class Store:
                 "SELECT record FROM ledger WHERE tenant = %s AND session = %s ORDER BY seq",
                 (tenant, session))
             return [CompactionRecord.model_validate(r["record"]) for r in await cur.fetchall()]
+
+    async def record_served(self, tenant: str, session: str,
+                            records: Sequence[tuple[int, int, str]]) -> int:
+        """Append (seq, turn, json) served-context records; retries insert nothing twice."""
+        async with self.scoped(tenant) as conn, conn.cursor() as cur:
+            await cur.executemany(
+                "INSERT INTO served_contexts (tenant, session, seq, turn, record)"
+                " VALUES (%s, %s, %s, %s, %s) ON CONFLICT DO NOTHING",
+                [(tenant, session, seq, turn, Jsonb(json.loads(doc)))
+                 for seq, turn, doc in records])
+            return max(cur.rowcount, 0)
+
+    async def served(self, tenant: str, session: str, at_turn: int | None = None
+                     ) -> list[dict[str, Any]]:
+        """Served-context records, oldest first; with `at_turn`, those served up to that turn."""
+        async with self.scoped(tenant) as conn:
+            cur = await conn.execute(
+                "SELECT record FROM served_contexts WHERE tenant = %s AND session = %s"
+                " AND (%s::int IS NULL OR turn <= %s) ORDER BY seq",
+                (tenant, session, at_turn, at_turn))
+            return [row["record"] for row in await cur.fetchall()]
 
     async def save_checkpoint(self, tenant: str, session: str, state: str, version: int) -> None:
         async with self.scoped(tenant) as conn:

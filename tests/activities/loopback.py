@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import json
 import threading
+import time
 from collections import deque
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -45,7 +46,8 @@ def _error(status: int) -> dict[str, Any]:
 @dataclass
 class Loopback:
     port: int = 0
-    replies: deque[tuple[int, dict[str, str], dict[str, Any]]] = field(default_factory=deque)
+    replies: deque[tuple[int, dict[str, str], dict[str, Any], float]] = field(
+        default_factory=deque)
     requests: list[dict[str, Any]] = field(default_factory=list)
 
     @property
@@ -53,8 +55,8 @@ class Loopback:
         return f"http://127.0.0.1:{self.port}"
 
     def reply(self, body: dict[str, Any], status: int = 200,
-              headers: dict[str, str] | None = None) -> None:
-        self.replies.append((status, headers or {}, body))
+              headers: dict[str, str] | None = None, delay: float = 0.0) -> None:
+        self.replies.append((status, headers or {}, body, delay))
 
     def fail(self, status: int, headers: dict[str, str] | None = None) -> None:
         self.reply(_error(status), status, headers)
@@ -71,8 +73,10 @@ def loopback() -> Iterator[Loopback]:
             state.requests.append({"path": self.path,
                                    "headers": {k.lower(): v for k, v in self.headers.items()},
                                    "json": body})
-            status, headers, reply = (state.replies.popleft() if state.replies
-                                      else (500, {}, _error(500)))
+            status, headers, reply, delay = (state.replies.popleft() if state.replies
+                                             else (500, {}, _error(500), 0.0))
+            if delay:
+                time.sleep(delay)
             data = json.dumps(reply).encode()
             self.send_response(status)
             self.send_header("content-type", "application/json")

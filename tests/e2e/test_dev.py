@@ -100,7 +100,7 @@ def test_dev_ready_refuses_second_survives_restart_and_leaves_nothing(
         async def read() -> list[str]:
             lt = await Longthread.connect(settings)
             conv = await lt.conversation("survivor", tenant="acme")
-            return [m.content for m in await conv.messages()]
+            return [m.content for m in await conv.window()]
 
         assert asyncio.run(read()) == ["remember me"]
     finally:

@@ -1,0 +1,153 @@
+"""What the CLI commands do, as plain async functions over the client and the store."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from pathlib import Path
+
+from rich.console import Console
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+
+from longthread.audit import replay_at
+from longthread.client import Conversation, Longthread, check_ids
+from longthread.transfer import read_session_file, write_export
+from longthread.views import ledger_table, print_window, sessions_table
+from memory.errors import InvalidInputError, NotFoundError
+from memory.store.db import open_pool
+from memory.store.store import Store
+from worker.settings import Settings
+
+__all__ = ["Ctx", "connected"]
+
+
+def resolve_settings() -> Settings:
+    """Env and .env first; else what a running `longthread dev` wrote into its data dir."""
+    settings = Settings()
+    stack = settings.data_dir / "stack.json"
+    if not settings.database_url and stack.exists():
+        info = json.loads(stack.read_text())
+        settings = settings.model_copy(update={"database_url": info["database_url"],
+                                               "temporal_address": info["temporal"]})
+    return settings
+
+
+class Ctx:
+    def __init__(self, lt: Longthread, store: Store | None, console: Console) -> None:
+        self.lt = lt
+        self.store = store
+        self.out = console
+
+    def need_store(self) -> Store:
+        if self.store is None:
+            raise ConnectionError("no archive database: set LONGTHREAD_DATABASE_URL or run "
+                                  "`longthread dev` in this directory")
+        return self.store
+
+    async def existing(self, session: str, tenant: str) -> Conversation:
+        """A session that exists (running, or archived/checkpointed); never creates one."""
+        check_ids(tenant, session)
+        conv = Conversation(self.lt, session, tenant)
+        try:
+            await conv.handle.describe()
+            return conv
+        except Exception:  # not found in Temporal: maybe idle-closed and archived
+            store = self.need_store()
+            if await store.count(tenant, session) or await store.load_checkpoint(tenant, session):
+                return conv
+        raise NotFoundError(f"session: no session {session!r} for tenant {tenant!r}")
+
+    # -- commands ---------------------------------------------------------------------------
+    async def import_file(self, session: str, path: Path, tenant: str, batch: int) -> None:
+        data = read_session_file(path)
+        conv = await self.lt.conversation(session, tenant)
+        appended = duplicates = 0
+        with Progress(TextColumn("importing"), BarColumn(), MofNCompleteColumn(),
+                      TimeElapsedColumn(), console=self.out) as progress:
+            task = progress.add_task("import", total=len(data.messages))
+            for start in range(0, len(data.messages), batch):
+                chunk = data.messages[start : start + batch]
+                result = await conv.append_many(list(chunk))
+                appended += result.appended
+                duplicates += result.duplicates
+                progress.advance(task, len(chunk))
+        restored = 0
+        if data.ledger:
+            existing = await conv.ledger()
+            if not existing:
+                restored = await conv.restore_ledger(list(data.ledger))
+            elif [r.id for r in existing] != [r.id for r in data.ledger]:
+                raise InvalidInputError("FILE", "the session already has a different ledger")
+        self.out.print(f"{appended} appended, {duplicates} already present"
+                       + (f", {restored} ledger records restored" if restored else ""))
+
+    async def context(self, session: str, tenant: str, query: str | None, max_tokens: int,
+                      as_json: bool) -> None:
+        conv = await self.existing(session, tenant)
+        window = await conv.context(query, max_tokens)
+        if as_json:
+            self.out.print_json(window.model_dump_json())
+        else:
+            print_window(self.out, window)
+
+    async def compact(self, session: str, tenant: str, preserve_recent: int | None,
+                      focus: str | None) -> None:
+        conv = await self.existing(session, tenant)
+        record = await conv.compact(preserve_recent, focus)
+        if record is None:
+            self.out.print("nothing to compact: every message is within --preserve-recent")
+        else:
+            self.out.print(ledger_table([record]))
+
+    async def ledger(self, session: str, tenant: str, as_json: bool) -> None:
+        await self.existing(session, tenant)
+        records = await self.need_store().ledger(tenant, session)
+        if as_json:
+            self.out.print_json(json.dumps([r.model_dump(mode="json") for r in records]))
+        else:
+            self.out.print(ledger_table(records))
+
+    async def replay(self, session: str, tenant: str, turn: int, as_json: bool) -> bool:
+        await self.existing(session, tenant)
+        result = await replay_at(self.need_store(), tenant, session, turn)
+        if as_json:
+            self.out.print_json(result.model_dump_json())
+        else:
+            served = result.served
+            self.out.print(f"context served after turn {served.turn} (query {served.query!r}, "
+                           f"max_tokens {served.max_tokens}, {served.ledger_seq} ledger records "
+                           "in force), rebuilt from the archive and the ledger:")
+            print_window(self.out, result.window)
+            verdict = "[green]MATCHES[/green]" if result.matches else "[red]DIFFERS[/red]"
+            self.out.print(f"{verdict} what was served (sha256 {served.digest[:16]}…)")
+        return result.matches
+
+    async def sessions(self, tenant: str) -> None:
+        check_ids(tenant, "x")
+        self.out.print(sessions_table(tenant, await self.need_store().sessions(tenant)))
+
+    async def export(self, session: str, tenant: str, path: Path) -> None:
+        await self.existing(session, tenant)
+        store = self.need_store()
+        count = write_export(path, tenant, session, await store.all_messages(tenant, session),
+                             await store.ledger(tenant, session))
+        self.out.print(f"exported {count} messages and the ledger to {path}")
+
+
+@asynccontextmanager
+async def connected(console: Console, need_db: bool = False) -> AsyncIterator[Ctx]:
+    settings = resolve_settings()
+    lt = await Longthread.connect(settings)
+    pool = None
+    if settings.database_url:
+        try:
+            pool = await open_pool(settings.database_url, max_size=2, timeout=10)
+        except Exception as exc:
+            if need_db:
+                raise ConnectionError(f"archive database unreachable: {exc}") from None
+    try:
+        yield Ctx(lt, Store(pool) if pool else None, console)
+    finally:
+        if pool is not None:
+            await pool.close()

@@ -1,0 +1,92 @@
+"""JSONL in and out: message files for `import`, whole-session exports with their ledger.
+
+An export is JSONL too: a header line, one line per message (in order), then one line per
+ledger record, so it streams, diffs and greps like any message file.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterable, Iterator
+from pathlib import Path
+from typing import Any
+
+from pydantic import BaseModel, ConfigDict
+
+from memory.errors import InvalidInputError
+from memory.models import CompactionRecord, Message, parse_messages
+
+__all__ = ["EXPORT_FORMAT", "SessionFile", "read_session_file", "write_export"]
+
+EXPORT_FORMAT = "longthread-export/1"
+
+
+class SessionFile(BaseModel):
+    model_config = ConfigDict(frozen=True)
+
+    messages: tuple[Message, ...]
+    ledger: tuple[CompactionRecord, ...] = ()
+    source: dict[str, Any] | None = None
+
+
+def _lines(path: Path) -> Iterator[tuple[int, str]]:
+    if not path.exists():
+        raise InvalidInputError("FILE", f"{path} does not exist")
+    with path.open(encoding="utf-8", errors="strict") as handle:
+        try:
+            for number, line in enumerate(handle, start=1):
+                if line.strip():
+                    yield number, line
+        except UnicodeDecodeError as exc:
+            raise InvalidInputError("FILE", f"{path} is not valid UTF-8 ({exc.reason})") from None
+
+
+def read_session_file(path: Path) -> SessionFile:
+    """Parse and validate every line first, so a bad line 9,000 changes nothing stored."""
+    messages: list[Message] = []
+    ledger: list[CompactionRecord] = []
+    source: dict[str, Any] | None = None
+    for number, line in _lines(path):
+        try:
+            item = json.loads(line)
+        except json.JSONDecodeError as exc:
+            raise InvalidInputError(f"line {number}", f"is not valid JSON ({exc.msg})") from None
+        if not isinstance(item, dict):
+            raise InvalidInputError(f"line {number}", "must be a JSON object")
+        if "format" in item and number == 1:
+            if item["format"] != EXPORT_FORMAT:
+                raise InvalidInputError("line 1", f"unknown export format {item['format']!r}")
+            source = item
+            continue
+        if "ledger_record" in item:
+            try:
+                ledger.append(CompactionRecord.model_validate(item["ledger_record"]))
+            except ValueError as exc:
+                raise InvalidInputError(f"line {number}", f"bad ledger record: {exc}") from None
+            continue
+        try:
+            (message,) = parse_messages([item])
+        except InvalidInputError as exc:
+            field = exc.field.removeprefix("messages[0].")
+            raise InvalidInputError(f"line {number}", f"{field}: {exc.problem}") from None
+        messages.append(message)
+    seen: dict[str, int] = {}
+    for index, message in enumerate(messages):
+        if message.id in seen:
+            raise InvalidInputError("FILE", f"message id {message.id!r} appears twice")
+        seen[message.id] = index
+    return SessionFile(messages=tuple(messages), ledger=tuple(ledger), source=source)
+
+
+def write_export(path: Path, tenant: str, session: str, messages: Iterable[Message],
+                 ledger: Iterable[CompactionRecord]) -> int:
+    count = 0
+    with path.open("w", encoding="utf-8") as out:
+        out.write(json.dumps({"format": EXPORT_FORMAT, "tenant": tenant,
+                              "session": session}) + "\n")
+        for message in messages:
+            out.write(message.model_dump_json(exclude_defaults=True) + "\n")
+            count += 1
+        for record in ledger:
+            out.write(json.dumps({"ledger_record": record.model_dump(mode="json")}) + "\n")
+    return count

@@ -1,0 +1,125 @@
+"""The CLI end to end, as subprocesses against the embedded stack (worker in this process)."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import os
+import sys
+from pathlib import Path
+
+import pytest
+from temporalio.client import Client
+from temporalio.worker import Worker
+
+ROOT = Path(__file__).resolve().parents[2]
+LINES = ["I adopted a dog named Biscuit on 3 June.", "Biscuit loves the beach in Brighton.",
+         "My sister Ana moves to Lisbon in August.", "We decided to paint the kitchen green.",
+         "The plumber costs 180 EUR and comes Tuesday.", "Ana's new job is at a bakery."]
+
+
+async def cli(env: dict[str, str], *args: str) -> tuple[int, str, str]:
+    proc = await asyncio.create_subprocess_exec(
+        sys.executable, "-m", "longthread", *args, cwd=ROOT, env={**os.environ, **env},
+        stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE)
+    out, err = await asyncio.wait_for(proc.communicate(), 180)
+    return proc.returncode or 0, out.decode(), err.decode()
+
+
+@pytest.fixture
+def env(client: Client, task_queue: str, migrated_url: str, tmp_path: Path) -> dict[str, str]:
+    return {"LONGTHREAD_TEMPORAL_ADDRESS": client.service_client.config.target_host,
+            "LONGTHREAD_DATABASE_URL": migrated_url, "LONGTHREAD_TASK_QUEUE": task_queue,
+            "LONGTHREAD_DATA_DIR": str(tmp_path / "nodata"), "COLUMNS": "200"}
+
+
+def _jsonl(path: Path, n: int) -> Path:
+    with path.open("w") as out:
+        for i in range(n):
+            out.write(json.dumps({"id": f"D{i // 10}:{i % 10}", "name": ("Ana", "Bo")[i % 2],
+                                  "role": ("user", "assistant")[i % 2],
+                                  "content": f"{LINES[i % len(LINES)]} ({i})",
+                                  "created_at": f"2023-05-{1 + i // 10:02d}T10:{i % 60:02d}:00Z"})
+                      + "\n")
+    return path
+
+
+async def test_import_context_compact_ledger_replay_export_import(
+    env: dict[str, str], worker: Worker, tmp_path: Path
+) -> None:
+    source = _jsonl(tmp_path / "chat.jsonl", 60)
+    code, out, err = await cli(env, "import", "life", str(source), "--tenant", "acme")
+    assert code == 0, err
+    assert "60 appended, 0 already present" in out
+    code, out, _ = await cli(env, "import", "life", str(source), "--tenant", "acme")
+    assert "0 appended, 60 already present" in out
+
+    code, out, err = await cli(env, "compact", "life", "--tenant", "acme",
+                               "--preserve-recent", "10", "--focus", "Biscuit")
+    assert code == 0, err
+    assert "c1" in out and "manual" in out
+
+    code, out, err = await cli(env, "context", "life", "--tenant", "acme", "--query",
+                               "Where does Ana move?", "--max-tokens", "400", "--json")
+    assert code == 0, err
+    window = json.loads(out)
+    assert window["tokens"] <= 400
+    assert "D0:2" in [i for m in window["messages"] for i in m["source_ids"]]
+
+    code, out, err = await cli(env, "ledger", "life", "--tenant", "acme", "--json")
+    assert code == 0, err
+    ledger = json.loads(out)
+    assert [r["id"] for r in ledger] == ["c1"]
+    assert len(ledger[0]["covered_ids"]) == 50
+    code, out, _ = await cli(env, "ledger", "life", "--tenant", "acme")
+    assert "Compaction ledger" in out and "manual" in out
+
+    await asyncio.sleep(1.0)  # the served-context record is written by the background loop
+    code, out, err = await cli(env, "replay", "life", "--tenant", "acme", "--at", "60")
+    assert code == 0, err + out
+    assert "MATCHES" in out
+
+    export = tmp_path / "life.export.jsonl"
+    code, out, err = await cli(env, "export", "life", str(export), "--tenant", "acme")
+    assert code == 0, err
+    assert "exported 60 messages" in out
+    code, out, err = await cli(env, "import", "copy", str(export), "--tenant", "acme")
+    assert code == 0, err
+    assert "60 appended" in out and "1 ledger records restored" in out
+    code, out, _ = await cli(env, "ledger", "copy", "--tenant", "acme", "--json")
+    assert json.loads(out) == ledger
+
+    code, out, _ = await cli(env, "sessions", "--tenant", "acme")
+    assert code == 0 and "life" in out and "copy" in out
+
+
+async def test_bad_input_gets_one_clear_line_and_an_exit_code(
+    env: dict[str, str], worker: Worker, tmp_path: Path
+) -> None:
+    bad = tmp_path / "bad.jsonl"
+    bad.write_text('{"id": "a", "role": "user", "content": "ok"}\n{"id": "b", "role": \n')
+    code, _, err = await cli(env, "import", "s", str(bad))
+    assert code == 2 and "line 2" in err and "not valid JSON" in err
+    bad.write_text('{"id": "a", "role": "user", "content": "ok"}\n'
+                   '{"id": "b", "role": "robot", "content": "x"}\n')
+    code, _, err = await cli(env, "import", "s", str(bad))
+    assert code == 2 and "line 2: role" in err
+    code, _, err = await cli(env, "import", "s", str(tmp_path / "missing.jsonl"))
+    assert code == 2 and "does not exist" in err
+    for command in (["context", "nope", "-q", "x"], ["compact", "nope"], ["ledger", "nope"],
+                    ["replay", "nope", "--at", "3"], ["export", "nope", str(tmp_path / "x")]):
+        code, _, err = await cli(env, *command)
+        assert code == 2 and "no session 'nope'" in err, (command, err)
+    code, _, err = await cli(env, "context", "s", "--max-tokens", "0")
+    assert code == 2
+    code, _, err = await cli(env, "sessions", "--tenant", "a-b")
+    assert code == 2 and "tenant" in err
+    code, _, err = await cli(env, "chat", "s")
+    assert code == 2 and "LONGTHREAD_CHAT_PROVIDER" in err
+    code, _, err = await cli({**env, "LONGTHREAD_TEMPORAL_ADDRESS": "127.0.0.1:1"},
+                             "context", "s", "-q", "x")
+    assert code == 3 and "no running stack" in err
+    for command in ("dev", "worker", "demo", "import", "context", "compact", "ledger",
+                    "replay", "sessions", "export", "chat"):
+        code, out, _ = await cli(env, command, "--help")
+        assert code == 0 and "Usage" in out, command

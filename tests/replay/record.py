@@ -1,0 +1,107 @@
+"""Record real workflow histories for the replay tests: `python -m tests.replay.record`.
+
+Runs representative sessions on a fresh embedded stack (appends, auto and manual compaction,
+undo, context, idle close and resume, continue-as-new) and writes every run's history as JSON
+under tests/replay/histories/. Re-record after an intentional, patched workflow change.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import tempfile
+from pathlib import Path
+
+from temporalio.client import Client
+from temporalio.contrib.pydantic import pydantic_data_converter
+
+from activities.conversation import ConversationActivities
+from activities.providers.embedders import LocalEmbedder
+from longthread.client import Longthread
+from memory.policy import CompactionPolicy
+from memory.store.db import open_pool
+from memory.store.migrations import migrate
+from memory.store.store import Store
+from worker.main import build_worker
+from worker.settings import Settings
+from worker.stack import EmbeddedPostgres, TemporalDevServer, free_port
+
+OUT = Path(__file__).parent / "histories"
+LINES = ["My order 4711 has not arrived since May 3.", "Which address did you use?",
+         "12 Baker Street, London.", "It is stuck in Leeds; we decided to resend by express.",
+         "Please refund the 10 EUR fee.", "Refund approved today."]
+
+
+def _turns(start: int, n: int) -> list[dict[str, object]]:
+    return [{"id": f"m{i}", "role": "user" if i % 2 == 0 else "assistant",
+             "content": f"{LINES[i % len(LINES)]} (turn {i})"} for i in range(start, start + n)]
+
+
+async def _scenarios(lt: Longthread, short: Longthread) -> list[str]:
+    conv = await lt.conversation("replay-main", tenant="rec")
+    await conv.append({"id": "sys", "role": "system", "content": "You are Acme support."})
+    for start in range(0, 40, 8):
+        await conv.append_many(_turns(start, 8))
+    await conv.context("where is the parcel?", 300)
+    record = await conv.compact(preserve_recent=2, focus="refund")
+    if record is not None:
+        await conv.uncompact(record.id)
+    await conv.close()
+    await conv.handle.result()
+
+    idle = await short.conversation("replay-idle", tenant="rec")
+    await idle.append_many(_turns(0, 4))
+    await idle.handle.result()
+    idle = await short.conversation("replay-idle", tenant="rec")
+    await idle.append_many(_turns(4, 2))
+    await idle.close()
+    await idle.handle.result()
+
+    long = await lt.conversation("replay-can", tenant="rec")
+    for start in range(0, 1500, 25):
+        await long.append_many(_turns(start, 25))
+    async with asyncio.timeout(120):
+        while (await long.stats()).runs < 2:
+            await asyncio.sleep(0.5)
+    await long.close()
+    stats = await long.handle.result()
+    assert stats.runs >= 2, "the scenario should continue-as-new"
+    return [conv.id, idle.id, long.id]
+
+
+async def main() -> None:
+    with tempfile.TemporaryDirectory() as tmp:
+        postgres = EmbeddedPostgres(Path(tmp) / "pg")
+        url = postgres.start()
+        temporal = TemporalDevServer(
+            Path(tmp) / "t", port=free_port(), ui_port=None,
+            dynamic_config={"limit.historyCount.suggestContinueAsNew": "300"})
+        temporal.start()
+        try:
+            await migrate(url)
+            await temporal.wait_ready()
+            pool = await open_pool(url)
+            client = await Client.connect(temporal.address,
+                                          data_converter=pydantic_data_converter)
+            acts = ConversationActivities(Store(pool), LocalEmbedder())
+            lt = Longthread(client, Settings(task_queue="rec"),
+                            CompactionPolicy(context_window=400, preserve_recent=4))
+            short = Longthread(client, Settings(task_queue="rec", idle_timeout_seconds=2),
+                               CompactionPolicy(context_window=100_000))
+            async with build_worker(client, "rec", acts.all()):
+                ids = await _scenarios(lt, short)
+            OUT.mkdir(parents=True, exist_ok=True)
+            for workflow_id in ids:
+                async for execution in client.list_workflows(f"WorkflowId = '{workflow_id}'"):
+                    handle = client.get_workflow_handle(workflow_id, run_id=execution.run_id)
+                    history = await handle.fetch_history()
+                    path = OUT / f"{workflow_id}-{execution.run_id}.json"
+                    path.write_text(history.to_json())
+                    print(f"wrote {path} ({len(history.events)} events)")
+            await pool.close()
+        finally:
+            temporal.stop()
+            postgres.stop()
+
+
+if __name__ == "__main__":
+    asyncio.run(main())
