@@ -94,12 +94,16 @@ async def run_demo(out: Console, data_dir: Path | None = None) -> None:
                     if event.kind != "started":
                         out.print("  " + event_line(event), highlight=False)
                 shown = len(events)
-            async with asyncio.timeout(300):
-                while (stats := await conv.stats()).pending_archive:
+            async with asyncio.timeout(300):  # let background archiving and compaction settle
+                quiet = 0
+                while quiet < 3:
+                    stats = await conv.stats()
+                    quiet = 0 if stats.busy else quiet + 1
                     await asyncio.sleep(0.3)
-            for event in (await conv.events())[shown:]:
-                if event.kind != "started":
-                    out.print("  " + event_line(event), highlight=False)
+                    for event in (await conv.events())[shown:]:
+                        if event.kind != "started":
+                            out.print("  " + event_line(event), highlight=False)
+                        shown += 1
             out.print(stats_table(stats))
             for question, wanted in zip(questions, evidence, strict=True):
                 out.print(Rule(f"Q: {question}"))

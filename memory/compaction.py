@@ -70,6 +70,7 @@ def plan_compaction(
     force: bool = False,
     preserve_recent: int | None = None,
     keep_ids: Collection[str] = (),
+    chunked: bool = True,
     counter: TokenCounter | None = None,
 ) -> CompactionPlan | None:
     """Decide what to compact; None when the policy says the window is fine as it is.
@@ -126,18 +127,34 @@ def plan_compaction(
         order = {m.id: n for n, m in enumerate(state.messages)}
         covered_ids = tuple(sorted(covered, key=order.__getitem__))
         summarize = False
+    elif force or not chunked:
+        covered_ids = tuple(m.id for m in older)  # everything older, in one record
+        summarize = True
     else:
-        covered_ids = tuple(m.id for m in older)
+        # Automatic compactions take the oldest chunk only, so each summary stays small and
+        # specific and each ledger record can be undone on its own; the caller repeats while
+        # the policy still asks for it.
+        chunk = int(policy.context_window * policy.chunk_fraction)
+        taken: list[str] = []
+        for m in older:
+            if taken and sum(counts[i] for i in taken) >= chunk:
+                break
+            taken.append(m.id)
+        whole = {m.id for unit in movable for m in unit if any(x.id in taken for x in unit)}
+        covered_ids = tuple(m.id for m in older if m.id in whole)
         summarize = True
     covered_tokens = sum(counts[i] for i in covered_ids)
     summary_max = max(32, min(int(policy.context_window * policy.summary_fraction),
-                              covered_tokens // 3))
+                              covered_tokens // 4))
     if level == "emergency":
         summary_max = max(32, summary_max // 2)
     merge: tuple[str, ...] = ()
-    level_one = [s for s in state.summaries if s.level == 1]
-    if level in ("heavy", "emergency") and len(level_one) + 1 > policy.hierarchy_fanout:
-        merge = tuple(s.id for s in level_one[: policy.hierarchy_fanout])
+    if summarize:  # keep the tree logarithmic: fold the oldest `fanout` of a crowded level
+        for lvl in sorted({s.level for s in state.summaries}):
+            same = [s for s in state.summaries if s.level == lvl]
+            if len(same) + (1 if lvl == 1 else 0) > policy.hierarchy_fanout:
+                merge = tuple(s.id for s in same[: policy.hierarchy_fanout])
+                break
     return CompactionPlan(
         level=level, action=decision.action if decision.level != "none" else "rolling_summary",
         reason=reason, covered_ids=covered_ids, summarize=summarize,

@@ -98,7 +98,10 @@ def extractive_summary(
         centrality = sum(cosine(vec, other) for j, other in enumerate(vectors) if j != i)
         centrality = centrality / (n - 1) if n > 1 else 1.0
         focus_score = 2.0 * cosine(vec, focus_vec) if focus_vec else 0.0
-        scores.append(centrality + focus_score + _fact_bonus(candidates[i].sentence))
+        # Short exclamations ("Wow, Caroline!") are central by accident and carry nothing.
+        substance = min(1.0, len(docs[i]) / 6)
+        scores.append((centrality + focus_score) * substance
+                      + _fact_bonus(candidates[i].sentence))
 
     order = sorted(range(n), key=lambda i: (-scores[i], i))
     chosen: list[int] = []

@@ -51,6 +51,7 @@ class CompactionPolicy(BaseModel):
     target: float = Field(default=0.5, gt=0.0, lt=1.0)
     summary_fraction: float = Field(default=0.15, gt=0.0, lt=1.0)
     hierarchy_fanout: int = Field(default=4, ge=2, le=64)
+    chunk_fraction: float = Field(default=0.4, gt=0.0, le=1.0)
 
     @model_validator(mode="after")
     def _ordered(self) -> CompactionPolicy:

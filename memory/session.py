@@ -91,9 +91,19 @@ class Session:
         self.window = WindowState(
             summaries=self.window.summaries, messages=(*self.window.messages, *messages)
         )
-        if self.auto_compact and self.should_compact():
-            self.compact(trigger="auto")
+        if self.auto_compact:
+            self.maybe_compact()
         return messages
+
+    def maybe_compact(self, max_rounds: int = 32) -> list[CompactionRecord]:
+        """Compact chunk by chunk while the policy asks for it and each round helps."""
+        done: list[CompactionRecord] = []
+        while len(done) < max_rounds and self.should_compact():
+            record = self.compact(trigger="auto", force=False)
+            if record is None or record.tokens_after >= record.tokens_before:
+                break
+            done.append(record)
+        return done
 
     # -- inspecting ------------------------------------------------------------------------
     @property

@@ -75,6 +75,7 @@ class Compactor:
         self.flush = flush
         self.busy = False
         self.audit = True
+        self.chunked = True
 
     # -- window bookkeeping ------------------------------------------------------------------
     def add_to_window(self, messages: list[Message]) -> None:
@@ -94,10 +95,17 @@ class Compactor:
         self.state.events = [*self.state.events[-(MAX_EVENTS - 1):], event]
 
     # -- compaction --------------------------------------------------------------------------
-    async def maybe_compact(self) -> CompactionRecord | None:
-        if not self.input.policy.should_compact(self.window_tokens()):
-            return None
-        return await self.compact("auto")
+    async def maybe_compact(self, max_rounds: int = 32) -> int:
+        """Compact chunk by chunk while the policy asks for it and each round helps."""
+        rounds = 0
+        if not self.chunked:  # runs from before chunked compaction: one compaction per wake
+            max_rounds = 1
+        while rounds < max_rounds and self.input.policy.should_compact(self.window_tokens()):
+            record = await self.compact("auto")
+            if record is None or record.tokens_after >= record.tokens_before:
+                break
+            rounds += 1
+        return rounds
 
     async def compact(self, trigger: Trigger, preserve_recent: int | None = None,
                       focus: str | None = None) -> CompactionRecord | None:
@@ -117,7 +125,8 @@ class Compactor:
         await self.flush()  # only archived messages may leave the window
         plan = plan_compaction(self.state.window, self.input.policy, force=trigger == "manual",
                                preserve_recent=preserve_recent,
-                               keep_ids={m.id for _, m in self.state.pending})
+                               keep_ids={m.id for _, m in self.state.pending},
+                               chunked=self.chunked)
         if plan is None:
             return None
         seq = len(self.state.ledger)
@@ -234,8 +243,9 @@ class Compactor:
             found = await activities.retrieve(RetrieveInput(
                 tenant=self.input.tenant, session=self.input.session, query=input.query,
                 k=input.k, neighbours=input.neighbours))
-            in_window = {m.id for m in self.state.window.messages}
-            candidates = [c for c in found.candidates if c.message.id not in in_window]
+            # Candidates still in the window stay: the window may hold more than the budget's
+            # recent section shows, and assembly never shows a message twice.
+            candidates = list(found.candidates)
         messages = self.state.window.messages
         window = assemble_context(
             max_tokens=input.max_tokens, system=[m for m in messages if m.role == "system"],

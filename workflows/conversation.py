@@ -80,6 +80,7 @@ class ConversationWorkflow:
     async def run(self, input: ConversationInput) -> ConversationStats:
         # Runs that began before served-context auditing existed replay without it.
         self.compactor.audit = workflow.patched("served-audit-v1")
+        self.compactor.chunked = workflow.patched("chunked-compaction-v1")
         if not self.ready:
             await self._restore()
         idle = timedelta(seconds=input.idle_timeout_seconds)
@@ -265,7 +266,8 @@ class ConversationWorkflow:
             window_messages=len(window.messages),
             window_tokens=self.compactor.window_tokens(), total_tokens=self.state.total_tokens,
             compactions=sum(1 for r in self.state.ledger if r.trigger != "undo"),
-            runs=self.state.runs, pending_archive=len(self.state.pending))
+            runs=self.state.runs, pending_archive=len(self.state.pending),
+            busy=self.compactor.busy or self.check_policy or bool(self.state.pending))
 
     @workflow.query
     def ledger(self) -> list[CompactionRecord]:

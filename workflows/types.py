@@ -120,3 +120,4 @@ class ConversationStats(_Model):
     compactions: int
     runs: int
     pending_archive: int
+    busy: bool = False  # archiving or compacting in the background right now

@@ -119,7 +119,7 @@ async def test_bad_input_gets_one_clear_line_and_an_exit_code(
     code, _, err = await cli({**env, "LONGTHREAD_TEMPORAL_ADDRESS": "127.0.0.1:1"},
                              "context", "s", "-q", "x")
     assert code == 3 and "no running stack" in err
-    for command in ("dev", "worker", "demo", "import", "context", "compact", "ledger",
-                    "replay", "sessions", "export", "chat"):
-        code, out, _ = await cli(env, command, "--help")
-        assert code == 0 and "Usage" in out, command
+    for name in ("dev", "worker", "demo", "import", "context", "compact", "ledger",
+                 "replay", "sessions", "export", "chat"):
+        code, out, _ = await cli(env, name, "--help")
+        assert code == 0 and "Usage" in out, name
