@@ -9,13 +9,13 @@ from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
 from temporalio.client import Client
-from temporalio.contrib.pydantic import pydantic_data_converter
 from temporalio.worker import Worker
 
 from activities.providers.embedders import LocalEmbedder
 from memory.errors import InvalidInputError
 from memory.store.db import open_pool
 from memory.store.migrations import migrate
+from worker.codec import data_converter
 from worker.settings import Settings
 from worker.wiring import build_activities
 from workflows.conversation import ConversationWorkflow
@@ -26,10 +26,11 @@ log = logging.getLogger(__name__)
 
 
 async def connect_client(settings: Settings) -> Client:
+    key = settings.payload_key.get_secret_value() if settings.payload_key else None
     return await Client.connect(
         settings.temporal_address,
         namespace=settings.temporal_namespace,
-        data_converter=pydantic_data_converter,
+        data_converter=data_converter(key),
     )
 
 

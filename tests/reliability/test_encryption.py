@@ -1,0 +1,50 @@
+"""Encryption at rest in Temporal: with a payload key, no message text is in the history."""
+
+from __future__ import annotations
+
+import base64
+import uuid
+
+import pytest
+from temporalio.client import Client
+
+from activities.conversation import ConversationActivities
+from longthread.client import Longthread
+from memory.errors import InvalidInputError
+from worker.codec import ENCODING, data_converter
+from worker.main import build_worker, connect_client
+from worker.settings import Settings
+
+SECRET = "the vault code is 7-7-3-1 and Caroline's passport is X1234567"
+
+
+async def test_no_message_text_in_fetched_history(
+    client: Client, activities: ConversationActivities
+) -> None:
+    key = base64.b64encode(b"k" * 32).decode()
+    queue = f"enc-{uuid.uuid4()}"
+    settings = Settings(temporal_address=client.service_client.config.target_host,
+                        task_queue=queue, payload_key=key)
+    encrypted = await connect_client(settings)
+    async with build_worker(encrypted, queue, activities.all(), max_cached_workflows=0):
+        lt = Longthread(encrypted, settings)
+        conv = await lt.conversation("secret", tenant="acme")
+        await conv.append_many([{"id": "s1", "role": "user", "content": SECRET}])
+        window = await conv.context("vault code", max_tokens=500)
+        assert SECRET in "\n".join(m.content for m in window.messages)
+        await conv.close()
+        await conv.handle.result()
+    # Read the history with a client that has no key: it sees only ciphertext.
+    raw = await client.get_workflow_handle(conv.id).fetch_history()
+    dumped = raw.to_json()
+    assert "vault code" not in dumped and "X1234567" not in dumped
+    assert base64.b64encode(b"vault").decode()[:6] not in dumped
+    started = raw.events[0].workflow_execution_started_event_attributes
+    assert started.input.payloads[0].metadata["encoding"] == ENCODING
+
+
+def test_bad_keys_are_refused_with_the_setting_name() -> None:
+    with pytest.raises(InvalidInputError, match="LONGTHREAD_PAYLOAD_KEY: must be 32 bytes"):
+        data_converter(base64.b64encode(b"short").decode())
+    with pytest.raises(InvalidInputError, match="not valid base64"):
+        data_converter("%%%")
