@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from pydantic import BaseModel, ConfigDict
 
-from memory.assembly import assemble_context
+from memory.assembly import Shares, assemble_context
 from memory.audit import ServedContext, window_digest
 from memory.compaction import CompactionPlan, WindowState, apply_compaction, undo_compaction
 from memory.errors import NotFoundError
@@ -63,6 +63,6 @@ async def replay_at(store: Store, tenant: str, session: str, turn: int) -> Repla
         max_tokens=served.max_tokens,
         system=[m for m in state.messages if m.role == "system"],
         summaries=state.summaries, recent=[m for m in state.messages if m.role != "system"],
-        retrieved=retrieved)
+        retrieved=retrieved, shares=Shares(*served.shares))
     matches = window_digest(window) == served.digest
     return ReplayResult(served=served, window=window, matches=matches)

@@ -151,11 +151,12 @@ class Conversation:
         return await self.append_many([message])
 
     async def context(self, query: str | None = None, max_tokens: int = 4000,
-                      k: int = 40, neighbours: int = 0) -> ContextWindow:
+                      k: int = 40, neighbours: int = 1,
+                      shares: tuple[float, float, float] | None = None) -> ContextWindow:
         if max_tokens < 1:
             raise InvalidInputError("max_tokens", "must be at least 1")
         window: ContextWindow = await self._update(ConversationWorkflow.context, ContextInput(
-            query=query, max_tokens=max_tokens, k=k, neighbours=neighbours))
+            query=query, max_tokens=max_tokens, k=k, neighbours=neighbours, shares=shares))
         return window
 
     async def compact(self, preserve_recent: int | None = None,

@@ -25,7 +25,7 @@ from memory.models import (
 )
 from memory.tokens import TokenCounter, default_counter
 
-__all__ = ["DEFAULT_SHARES", "Shares", "assemble_context", "tool_units"]
+__all__ = ["DEFAULT_SHARES", "QUERY_SHARES", "Shares", "assemble_context", "tool_units"]
 
 
 @dataclass(frozen=True)
@@ -34,8 +34,14 @@ class Shares:
     retrieved: float = 0.3
     recent: float = 0.5
 
+    def __post_init__(self) -> None:
+        parts = (self.summary, self.retrieved, self.recent)
+        if min(parts) < 0 or sum(parts) <= 0:
+            raise InvalidInputError("shares", "must be non-negative and not all zero")
+
 
 DEFAULT_SHARES = Shares()
+QUERY_SHARES = Shares(summary=0.1, retrieved=0.65, recent=0.25)
 FENCE = "archived_messages"
 T = TypeVar("T")
 
@@ -95,8 +101,9 @@ def _retrieved_message(items: Sequence[ScoredMessage], counter: TokenCounter) ->
         if this != header:
             lines.append(this)
             header = this
-        when = f" ({m.created_at.strftime('%Y-%m-%d %H:%M')})" if m.created_at else ""
-        lines.append(f"[{m.id}] {m.name or m.role}{when}: {_escape(m.content)}")
+        # The date is in the group header; per line only the id and the speaker, so more of
+        # the budget goes to what was said.
+        lines.append(f"[{m.id}] {m.name or m.role}: {_escape(m.content)}")
     lines.append(f"</{FENCE}>")
     content = "\n".join(lines)
     return ContextMessage(

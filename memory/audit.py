@@ -31,3 +31,4 @@ class ServedContext(BaseModel):
     digest: str
     ledger_seq: int
     retrieved: tuple[tuple[str, float], ...] = ()
+    shares: tuple[float, float, float] = (0.2, 0.3, 0.5)  # summary, retrieved, recent

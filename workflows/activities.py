@@ -42,8 +42,10 @@ OUTAGE_RETRY = RetryPolicy(initial_interval=timedelta(milliseconds=200), backoff
 ARCHIVE_TIMEOUT = timedelta(minutes=5)
 HEARTBEAT = timedelta(seconds=15)  # activities heartbeat every 5 s while they work
 SUMMARIZE_TIMEOUT = timedelta(minutes=5)
-RETRIEVE_TIMEOUT = timedelta(seconds=30)
-STORE_TIMEOUT = timedelta(seconds=30)
+# Short store calls take milliseconds; a short timeout means a call lost with a crashed
+# worker is retried quickly (outages are still survived: the retries are unbounded).
+RETRIEVE_TIMEOUT = timedelta(seconds=15)
+STORE_TIMEOUT = timedelta(seconds=10)
 CHAT_TIMEOUT = timedelta(minutes=5)
 
 

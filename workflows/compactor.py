@@ -20,7 +20,7 @@ with workflow.unsafe.imports_passed_through():
         RetrieveInput,
         SummarizeInput,
     )
-    from memory.assembly import assemble_context
+    from memory.assembly import DEFAULT_SHARES, QUERY_SHARES, Shares, assemble_context
     from memory.audit import ServedContext, window_digest
     from memory.compaction import (
         CompactionPlan,
@@ -65,6 +65,13 @@ def by_reference(message: Message) -> Message:
         "metadata": {**message.metadata, "body_ref": size}})
 
 
+
+
+def shares_for(input: ContextInput) -> Shares:
+    if input.shares is not None:
+        summary, retrieved, recent = input.shares
+        return Shares(summary=summary, retrieved=retrieved, recent=recent)
+    return QUERY_SHARES if input.query and input.query.strip() else DEFAULT_SHARES
 
 
 class Compactor:
@@ -247,16 +254,19 @@ class Compactor:
             # recent section shows, and assembly never shows a message twice.
             candidates = list(found.candidates)
         messages = self.state.window.messages
+        shares = shares_for(input)
         window = assemble_context(
             max_tokens=input.max_tokens, system=[m for m in messages if m.role == "system"],
             summaries=self.state.window.summaries,
-            recent=[m for m in messages if m.role != "system"], retrieved=candidates)
+            recent=[m for m in messages if m.role != "system"], retrieved=candidates,
+            shares=shares)
         served = ServedContext(
             seq=self.state.served_seq, turn=self.state.next_seq, query=input.query,
             max_tokens=input.max_tokens, tokens=window.tokens,
             source_ids=tuple(window.source_ids), digest=window_digest(window),
             ledger_seq=len(self.state.ledger),
-            retrieved=tuple((c.message.id, c.score) for c in candidates))
+            retrieved=tuple((c.message.id, c.score) for c in candidates),
+            shares=(shares.summary, shares.retrieved, shares.recent))
         self.state.served_seq += 1
         self.state.served = [*self.state.served[-(MAX_SERVED - 1):], served]
         if self.audit:

@@ -72,6 +72,7 @@ class ConversationWorkflow:
         self.ready = input.state is not None
         self.closed = False
         self.check_policy = False
+        self.working = False  # the run loop is archiving or compacting right now
         self.updates = 0
         self.compactor = Compactor(input, self.state, self._flush_archive)
 
@@ -92,6 +93,7 @@ class ConversationWorkflow:
             except TimeoutError:
                 workflow.logger.info("session idle for %s: checkpointing and closing", idle)
                 self.closed = True
+            self.working = True
             await self._flush_archive(ARCHIVE_BATCH)
             await self._flush_served()
             if self.check_policy and not self.closed:
@@ -104,6 +106,7 @@ class ConversationWorkflow:
                 await self._flush_served()
                 await self._checkpoint()
                 return self.stats()
+            self.working = False
             if self._continue_due():
                 await workflow.wait_condition(workflow.all_handlers_finished)
                 self.state.runs += 1  # what is still pending travels in the state
@@ -267,7 +270,8 @@ class ConversationWorkflow:
             window_tokens=self.compactor.window_tokens(), total_tokens=self.state.total_tokens,
             compactions=sum(1 for r in self.state.ledger if r.trigger != "undo"),
             runs=self.state.runs, pending_archive=len(self.state.pending),
-            busy=self.compactor.busy or self.check_policy or bool(self.state.pending))
+            busy=self.working or self.compactor.busy or self.check_policy
+            or bool(self.state.pending))
 
     @workflow.query
     def ledger(self) -> list[CompactionRecord]:

@@ -77,7 +77,10 @@ class ContextInput(_Model):
     query: str | None = None
     max_tokens: int = Field(default=4000, ge=1, le=2_000_000)
     k: int = Field(default=40, ge=1, le=500)
-    neighbours: int = Field(default=0, ge=0, le=5)
+    neighbours: int = Field(default=1, ge=0, le=5)
+    # Budget shares (summary, retrieved, recent). None: 20/30/50 without a query; with a
+    # query, retrieval first (10/65/25), since the question is what the window must answer.
+    shares: tuple[float, float, float] | None = None
 
 
 class CompactInput(_Model):
