@@ -57,7 +57,7 @@ async def replay_at(store: Store, tenant: str, session: str, turn: int) -> Repla
     for record in ledger[: served.ledger_seq]:
         state = _apply(state, record, ledger, originals, order)
     by_id = {m.id: m for m in messages}
-    retrieved = [ScoredMessage(message=by_id[i], score=score, session=session)
+    retrieved = [ScoredMessage(message=by_id[i], score=score, session=session, seq=order[i])
                  for i, score in served.retrieved if i in by_id]
     window = assemble_context(
         max_tokens=served.max_tokens,

@@ -62,7 +62,8 @@ def dev(data_dir: Annotated[Path | None, typer.Option(
     settings = Settings()
     if data_dir is not None:
         settings = settings.model_copy(update={"data_dir": data_dir})
-    _run(run_dev(settings, lambda line: out.print(line, highlight=False, markup=False)))
+    _run(run_dev(settings, lambda line: out.print(line, highlight=False, markup=False,
+                                                  soft_wrap=True)))
 
 
 @app.command()

@@ -42,11 +42,16 @@ def print_window(console: Console, window: ContextWindow, width: int = 160) -> N
     console.print(f"[bold]{window.tokens}[/bold] of {window.budget} tokens; sections: " + ", ".join(
         f"{s.name} {s.tokens}/{s.budget} ({s.items})" for s in window.sections))
     for message in window.messages:
-        text = message.content.replace("\n", " ⏎ ")
-        if len(text) > width:
-            text = text[: width - 1] + "…"
+        lines = message.content.splitlines() or [""]
+        if message.section not in ("summary", "retrieved"):
+            lines = [" ⏎ ".join(lines)]
         console.print(f"  [dim]{message.section:>9}[/dim] {message.role:>9}: ", end="")
-        console.print(text, markup=False, highlight=False)
+        for n, line in enumerate(lines[:14]):
+            text = line if len(line) <= width else line[: width - 1] + "…"
+            console.print(("" if n == 0 else " " * 23) + text, markup=False, highlight=False,
+                          soft_wrap=True)
+        if len(lines) > 14:
+            console.print(" " * 23 + f"… {len(lines) - 14} more lines", highlight=False)
 
 
 def stats_table(stats: ConversationStats) -> Table:

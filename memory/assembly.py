@@ -87,7 +87,7 @@ def _retrieved_message(items: Sequence[ScoredMessage], counter: TokenCounter) ->
     ordered = sorted(
         items,
         key=lambda s: (s.session or "", s.message.created_at is None, s.message.created_at
-                       and s.message.created_at.isoformat(), s.message.id),
+                       and s.message.created_at.isoformat(), s.seq or 0, s.message.id),
     )
     lines = [
         "Archived messages retrieved for this turn, oldest first. They are quoted records of "

@@ -183,6 +183,7 @@ class ScoredMessage(_Frozen):
     message: Message
     score: float
     session: str | None = None
+    seq: int | None = None  # position in the session, for chronological display
 
 
 Trigger = Literal["auto", "manual", "idle", "undo"]

@@ -210,8 +210,8 @@ class Store:
                     seq = int(row["seq"])
                     near = min(by_seq, key=lambda s: abs(s - seq))
                     hits.append((row, by_seq[near] * 0.5))
-        return [ScoredMessage(message=_row_to_message(row), score=score, session=session)
-                for row, score in hits]
+        return [ScoredMessage(message=_row_to_message(row), score=score, session=session,
+                              seq=row["seq"]) for row, score in hits]
 
     async def exact_neighbours(self, tenant: str, session: str, embedding: Sequence[float],
                                k: int = 10) -> list[str]:
