@@ -28,10 +28,12 @@ from memory.models import CompactionRecord, Message, ScoredMessage, ToolCall
 __all__ = ["RRF_K", "SessionInfo", "Store"]
 
 RRF_K = 60  # reciprocal-rank-fusion constant from Cormack et al.; the usual default
-# Lexemes in more than this fraction of archived rows (per Postgres's own statistics) are left
-# out of the full-text leg: they match a large share of a big session, which makes the scan
-# slow while adding almost nothing to the ranking (BM25 would give them ~zero idf anyway).
-COMMON_LEXEME_FRACTION = 0.001
+# Lexemes that Postgres's own statistics say occur in more than this many archived rows (or in
+# more than a quarter of them) are left out of the full-text leg: in a big archive they match
+# thousands of rows, which makes the scan slow while adding almost nothing to the ranking
+# (BM25 would give them ~zero idf anyway). Small archives keep nearly every word.
+LEXICAL_ROW_BUDGET = 300
+COMMON_LEXEME_FRACTION = 0.25
 COMMON_REFRESH_SECONDS = 600.0
 
 
@@ -96,9 +98,12 @@ class Store:
             async with self.pool.connection() as conn:
                 cur = await conn.execute(
                     "SELECT e FROM pg_stats s, unnest(s.most_common_elems::text::text[],"
-                    " s.most_common_elem_freqs) AS u(e, f)"
-                    " WHERE s.tablename = 'messages' AND s.attname = 'tsv' AND f > %s",
-                    (COMMON_LEXEME_FRACTION,))
+                    " s.most_common_elem_freqs) AS u(e, f),"
+                    " (SELECT greatest(reltuples, 1) AS n FROM pg_class"
+                    "  WHERE oid = 'messages'::regclass) AS t"
+                    " WHERE s.tablename = 'messages' AND s.attname = 'tsv'"
+                    " AND (f * t.n > %s OR f > %s)",
+                    (LEXICAL_ROW_BUDGET, COMMON_LEXEME_FRACTION))
                 self._common = [row["e"] for row in await cur.fetchall()]
             self._common_at = time.monotonic()
         return self._common
