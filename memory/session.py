@@ -13,7 +13,7 @@ from pathlib import Path
 
 from pydantic import BaseModel, ConfigDict, Field
 
-from memory.assembly import assemble_context
+from memory.assembly import DEFAULT_SHARES, QUERY_SHARES, assemble_context
 from memory.compaction import WindowState, apply_compaction, plan_compaction, undo_compaction
 from memory.compaction import window_tokens as _window_tokens
 from memory.errors import InvalidInputError, NotFoundError
@@ -189,21 +189,23 @@ class Session:
         """The window for a model call: system, summaries, BM25-retrieved archive, recent."""
         if max_tokens < 1:
             raise InvalidInputError("max_tokens", "must be at least 1")
-        in_window = {m.id for m in self.window.messages}
-        archived = [m for m in self._archive.values() if m.id not in in_window]
+        # Search everything, window included: the window may hold more than the recent
+        # section shows, and assembly never shows a message twice.
+        archived = [m for m in self._archive.values() if m.role != "system"]
         retrieved: list[ScoredMessage] = []
         if query and archived:
             scores = bm25_scores(query, [m.content for m in archived])
             ranked = sorted(range(len(archived)), key=lambda i: (-scores[i], i))[:retrieve]
             retrieved = [ScoredMessage(message=archived[i], score=scores[i],
-                                       session=self.session_id)
+                                       session=self.session_id, seq=self._order[archived[i].id])
                          for i in ranked if scores[i] > 0]
         return assemble_context(
             max_tokens=max_tokens,
             system=[m for m in self.window.messages if m.role == "system"],
             summaries=self.window.summaries,
             recent=[m for m in self.window.messages if m.role != "system"],
-            retrieved=retrieved, counter=self.counter)
+            retrieved=retrieved, counter=self.counter,
+            shares=QUERY_SHARES if query and query.strip() else DEFAULT_SHARES)
 
     # -- persistence -----------------------------------------------------------------------
     def to_data(self) -> SessionData:
