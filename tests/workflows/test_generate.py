@@ -1,0 +1,53 @@
+"""generate(): context, a chat call through a loopback OpenAI-compatible server, both turns
+appended; with no chat model the update fails clearly and the user's message is kept."""
+
+from __future__ import annotations
+
+import uuid
+
+import pytest
+from temporalio.client import Client
+
+from activities.conversation import ConversationActivities
+from activities.providers.embedders import LocalEmbedder
+from activities.providers.llm import OpenAIChat
+from longthread.client import Longthread
+from memory.errors import LongthreadError
+from memory.store.store import Store
+from tests.activities.loopback import loopback, openai_chat
+from worker.main import build_worker
+from worker.settings import Settings
+
+
+async def test_generate_appends_both_turns_and_sends_the_window(
+    client: Client, store: Store, embedder: LocalEmbedder
+) -> None:
+    queue = f"gen-{uuid.uuid4()}"
+    with loopback() as provider:
+        chat = OpenAIChat("k", "local-llm", base_url=provider.url + "/v1")
+        acts = ConversationActivities(store, embedder, chat=chat)
+        async with build_worker(client, queue, acts.all(), max_cached_workflows=0):
+            lt = Longthread(client, Settings(task_queue=queue))
+            conv = await lt.conversation("gen", tenant="acme")
+            await conv.append_many([
+                {"id": "s", "role": "system", "content": "You are Acme support."},
+                {"id": "m1", "role": "user", "content": "My order 4711 is late."}])
+            provider.reply(openai_chat("It ships tomorrow by express.", model="local-llm"))
+            result = await conv.generate("When will order 4711 arrive?", max_tokens=500)
+            window = await conv.window()
+    assert result.reply.content == "It ships tomorrow by express."
+    assert result.model == "local-llm" and result.context_tokens <= 500
+    sent = provider.requests[0]["json"]["messages"]
+    assert sent[0] == {"role": "system", "content": "You are Acme support."}
+    assert sent[-1] == {"role": "user", "content": "When will order 4711 arrive?"}
+    assert [m.role for m in window] == ["system", "user", "user", "assistant"]
+    assert window[-1].content == "It ships tomorrow by express."
+
+
+async def test_generate_without_a_chat_model_fails_clearly_and_keeps_the_message(
+    lt: Longthread, worker: object
+) -> None:
+    conv = await lt.conversation("gen-none", tenant="acme")
+    with pytest.raises(LongthreadError, match="no chat model configured"):
+        await conv.generate("hello?")
+    assert [m.content for m in await conv.window()] == ["hello?"]
