@@ -24,6 +24,7 @@ from memory.models import Message
 from memory.policy import CompactionPolicy
 
 SCALES = (1_000, 10_000, 100_000)
+SAMPLES = 60
 
 
 async def _timed(fn: Callable[[], Awaitable[Any]], n: int) -> list[float]:
@@ -59,13 +60,13 @@ async def _bulk_archive(bench: Bench, session: str, n: int, offset: int,
         await bench.store.archive("bench", session, msgs, vecs.tolist())
 
 
-async def run(n: int = 100) -> tuple[Section, dict[str, Any]]:
+async def run(n: int = SAMPLES) -> tuple[Section, dict[str, Any]]:
     sample = load_samples()[0]
     texts = [m["content"] for m in sample.messages]
     questions = [q["question"] for q in sample.questions][:n]
     rows: list[tuple[str, dict[str, float]]] = []
     extra: dict[str, Any] = {}
-    async with bench_stack(CompactionPolicy(context_window=1_000_000)) as bench:
+    async with bench_stack(CompactionPolicy(context_window=100_000)) as bench:
         base = np.asarray(bench.embedder.embed_sync(texts))
         noop = await bench.client.start_workflow(NoopWorkflow.run, id=f"noop-{uuid.uuid4()}",
                                                  task_queue=bench.queue + "-noop")

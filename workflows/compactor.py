@@ -115,11 +115,12 @@ class Compactor:
         return rounds
 
     async def compact(self, trigger: Trigger, preserve_recent: int | None = None,
-                      focus: str | None = None) -> CompactionRecord | None:
+                      focus: str | None = None, force: bool = False) -> CompactionRecord | None:
         await workflow.wait_condition(lambda: not self.busy)
         self.busy = True
         try:
-            record = await self._compact(trigger, preserve_recent, focus)
+            record = await self._compact(trigger, preserve_recent, focus,
+                                         force or trigger == "manual")
         finally:
             self.busy = False
         if record is not None:  # mirror to the store; idempotent by record id
@@ -128,9 +129,9 @@ class Compactor:
         return record
 
     async def _compact(self, trigger: Trigger, preserve_recent: int | None,
-                       focus: str | None) -> CompactionRecord | None:
+                       focus: str | None, force: bool) -> CompactionRecord | None:
         await self.flush()  # only archived messages may leave the window
-        plan = plan_compaction(self.state.window, self.input.policy, force=trigger == "manual",
+        plan = plan_compaction(self.state.window, self.input.policy, force=force,
                                preserve_recent=preserve_recent,
                                keep_ids={m.id for _, m in self.state.pending},
                                chunked=self.chunked)

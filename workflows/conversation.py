@@ -51,6 +51,7 @@ with workflow.unsafe.imports_passed_through():
 __all__ = ["UPDATES_BEFORE_CONTINUE", "ConversationWorkflow", "workflow_id"]
 
 UPDATES_BEFORE_CONTINUE = 1000  # well before Temporal's ~2,000 updates per run
+STATE_LIMIT_BYTES = 1_500_000  # the state handed to continue-as-new must stay under 2 MB
 ARCHIVE_BATCH = 256
 
 
@@ -107,6 +108,9 @@ class ConversationWorkflow:
                 await self._checkpoint()
                 return self.stats()
             self.working = False
+            if self._continue_due() and len(self.state.model_dump_json()) > STATE_LIMIT_BYTES:
+                # Never hand continue-as-new a state over Temporal's 2 MB payload cap.
+                await self.compactor.compact("auto", force=True)
             if self._continue_due():
                 await workflow.wait_condition(workflow.all_handlers_finished)
                 self.state.runs += 1  # what is still pending travels in the state
