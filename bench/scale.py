@@ -25,7 +25,7 @@ EF_SEARCH = (40, 100, 200)
 
 
 def _sizes() -> list[int]:
-    raw = os.environ.get("LT_SCALE_SIZES", "50000,100000,200000")
+    raw = os.environ.get("LT_SCALE_SIZES", "20000,50000,100000")
     return [int(x) for x in raw.split(",")]
 
 
