@@ -196,6 +196,22 @@ class Conversation:
         stats: ConversationStats = await self._query(ConversationWorkflow.stats)
         return stats
 
+    async def settle(self, timeout: float = 300.0, poll: float = 0.2) -> ConversationStats:
+        """Wait until background archiving, compaction and audit writes are done.
+
+        Appends return before their messages are archived or compacted; call this before
+        reading the store directly or exporting. Two quiet reads in a row are required so a
+        pass that is between steps is not mistaken for the end. Raises TimeoutError.
+        """
+        async with asyncio.timeout(timeout):
+            quiet = 0
+            while True:
+                stats = await self.stats()
+                quiet = 0 if stats.busy else quiet + 1
+                if quiet >= 2:
+                    return stats
+                await asyncio.sleep(poll)
+
     async def ledger(self) -> list[CompactionRecord]:
         records: list[CompactionRecord] = await self._query(ConversationWorkflow.ledger)
         return records

@@ -71,12 +71,14 @@ def plan_compaction(
     preserve_recent: int | None = None,
     keep_ids: Collection[str] = (),
     chunked: bool = True,
+    catch_up: bool = False,
     counter: TokenCounter | None = None,
 ) -> CompactionPlan | None:
     """Decide what to compact; None when the policy says the window is fine as it is.
 
     `keep_ids` are never covered (the workflow passes messages not yet archived), and neither
-    is anything in the same tool unit as one of them.
+    is anything in the same tool unit as one of them. Automatic compactions take one chunk
+    (`chunked`); with `catch_up` the chunk grows to whatever brings the window back to target.
     """
     counter = counter or default_counter()
     tokens = window_tokens(state, counter)
@@ -135,6 +137,8 @@ def plan_compaction(
         # specific and each ledger record can be undone on its own; the caller repeats while
         # the policy still asks for it.
         chunk = int(policy.context_window * policy.chunk_fraction)
+        if catch_up:  # far over the target (a burst of appends): one record takes the excess,
+            chunk = max(chunk, tokens - decision.target_tokens)  # not dozens of round trips
         taken: list[str] = []
         for m in older:
             if taken and sum(counts[i] for i in taken) >= chunk:

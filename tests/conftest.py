@@ -108,10 +108,11 @@ def lt(client: Client, task_queue: str) -> Longthread:
 async def short_history_client(
     tmp_path_factory: pytest.TempPathFactory,
 ) -> AsyncIterator[Client]:
-    """A dev server that suggests continue-as-new after 300 events, so it happens in seconds."""
+    """A dev server that suggests continue-as-new after 150 events, so it happens in seconds
+    and, even with every update batched into few workflow tasks, several times per test."""
     server = TemporalDevServer(Path(tmp_path_factory.mktemp("temporal-short")), port=free_port(),
                                ui_port=None,
-                               dynamic_config={"limit.historyCount.suggestContinueAsNew": "300"})
+                               dynamic_config={"limit.historyCount.suggestContinueAsNew": "150"})
     server.start()
     await server.wait_ready()
     yield await Client.connect(server.address, data_converter=pydantic_data_converter)

@@ -83,6 +83,7 @@ class Compactor:
         self.busy = False
         self.audit = True
         self.chunked = True
+        self.catch_up = True  # false for runs from before catch-up compaction (replay)
 
     # -- window bookkeeping ------------------------------------------------------------------
     def add_to_window(self, messages: list[Message]) -> None:
@@ -102,12 +103,15 @@ class Compactor:
         self.state.events = [*self.state.events[-(MAX_EVENTS - 1):], event]
 
     # -- compaction --------------------------------------------------------------------------
-    async def maybe_compact(self, max_rounds: int = 32) -> int:
-        """Compact chunk by chunk while the policy asks for it and each round helps."""
+    async def maybe_compact(self, stop: Callable[[], bool], max_rounds: int = 32) -> int:
+        """Compact chunk by chunk while the policy asks for it and each round helps, giving
+        way as soon as `stop()` says so (continue-as-new is due: the next run carries on)."""
         rounds = 0
         if not self.chunked:  # runs from before chunked compaction: one compaction per wake
             max_rounds = 1
         while rounds < max_rounds and self.input.policy.should_compact(self.window_tokens()):
+            if self.catch_up and stop():
+                break
             record = await self.compact("auto")
             if record is None or record.tokens_after >= record.tokens_before:
                 break
@@ -134,7 +138,7 @@ class Compactor:
         plan = plan_compaction(self.state.window, self.input.policy, force=force,
                                preserve_recent=preserve_recent,
                                keep_ids={m.id for _, m in self.state.pending},
-                               chunked=self.chunked)
+                               chunked=self.chunked, catch_up=self.catch_up)
         if plan is None:
             return None
         seq = len(self.state.ledger)

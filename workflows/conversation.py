@@ -83,8 +83,11 @@ class ConversationWorkflow:
         # Runs that began before served-context auditing existed replay without it.
         self.compactor.audit = workflow.patched("served-audit-v1")
         self.compactor.chunked = workflow.patched("chunked-compaction-v1")
+        self.compactor.catch_up = workflow.patched("catch-up-compaction-v1")
         if not self.ready:
             await self._restore()
+        if self.compactor.catch_up:  # a run continued mid-backlog picks the compaction up
+            self.check_policy = self.input.policy.should_compact(self.compactor.window_tokens())
         idle = timedelta(seconds=input.idle_timeout_seconds)
         while True:
             try:
@@ -100,7 +103,7 @@ class ConversationWorkflow:
             if self.check_policy and not self.closed:
                 self.check_policy = False
                 if workflow.patched("auto-compaction-v1"):
-                    await self.compactor.maybe_compact()
+                    await self.compactor.maybe_compact(stop=self._continue_due)
             if self.closed:
                 await workflow.wait_condition(workflow.all_handlers_finished)
                 await self._flush_archive()
@@ -275,7 +278,7 @@ class ConversationWorkflow:
             compactions=sum(1 for r in self.state.ledger if r.trigger != "undo"),
             runs=self.state.runs, pending_archive=len(self.state.pending),
             busy=self.working or self.compactor.busy or self.check_policy
-            or bool(self.state.pending))
+            or bool(self.state.pending) or bool(self.state.served_pending))
 
     @workflow.query
     def ledger(self) -> list[CompactionRecord]:

@@ -39,11 +39,7 @@ def _batch(n: int, size: int = 30) -> list[dict[str, Any]]:
 
 
 async def _quiet(conv: Conversation, timeout: float = 180) -> None:
-    async with asyncio.timeout(timeout):
-        calm = 0
-        while calm < 3:
-            calm = 0 if (await conv.stats()).busy else calm + 1
-            await asyncio.sleep(0.2)
+    await conv.settle(timeout=timeout)
 
 
 def _shape(ledger: list[CompactionRecord]) -> list[tuple[Any, ...]]:

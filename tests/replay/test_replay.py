@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import base64
+import json
+import re
 from pathlib import Path
 
 import pytest
@@ -12,10 +15,30 @@ from temporalio.worker import Replayer
 from workflows.conversation import ConversationWorkflow
 
 HISTORIES = sorted((Path(__file__).parent / "histories").glob("*.json"))
+WORKFLOWS = Path(__file__).parents[2] / "workflows"
+
+
+def _recorded_patches(path: Path) -> set[str]:
+    found = set()
+    for event in json.loads(path.read_text())["events"]:
+        marker = event.get("markerRecordedEventAttributes")
+        for payloads in (marker or {}).get("details", {}).values():
+            for payload in payloads["payloads"]:
+                found.add(json.loads(base64.b64decode(payload["data"]))["id"])
+    return found
 
 
 def test_histories_are_committed() -> None:
     assert len(HISTORIES) >= 3, "record them with `python -m tests.replay.record`"
+
+
+def test_every_patch_in_the_workflow_code_has_a_recorded_history() -> None:
+    """A behaviour change behind a new patch must come with histories that exercise it."""
+    code = "".join(p.read_text() for p in WORKFLOWS.glob("*.py"))
+    patches = set(re.findall(r'workflow\.patched\("([^"]+)"\)', code))
+    assert len(patches) >= 4
+    recorded = set().union(*(_recorded_patches(p) for p in HISTORIES))
+    assert patches <= recorded, f"re-record: {sorted(patches - recorded)} never replayed"
 
 
 @pytest.mark.parametrize("path", HISTORIES, ids=[p.stem for p in HISTORIES])

@@ -51,6 +51,8 @@ async def test_auto_compaction_archives_first_and_stays_within_the_window(
         return (await conv.stats()).compactions >= 1
 
     await _until(compacted)
+    settled = await conv.settle(timeout=120)
+    assert not settled.busy and settled.pending_archive == 0
     ledger = await conv.ledger()
     archived = {m.id for m in await store.all_messages("acme", "auto")}
     for record in ledger:

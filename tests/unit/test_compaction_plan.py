@@ -1,0 +1,73 @@
+"""plan_compaction's automatic chunks: one chunk per record, or the whole excess when a burst
+of appends left the window far over target."""
+
+from __future__ import annotations
+
+from memory.compaction import WindowState, apply_compaction, plan_compaction, window_tokens
+from memory.models import Message, ToolCall
+from memory.policy import CompactionPolicy
+from memory.tokens import default_counter
+
+POLICY = CompactionPolicy(context_window=1000, preserve_recent=4)
+
+
+def _window(n: int) -> WindowState:
+    return WindowState(messages=tuple(
+        Message(id=f"m{i}", role="user" if i % 2 == 0 else "assistant",
+                content=f"Turn {i}: the parcel for order {4700 + i} is stuck in Leeds again.")
+        for i in range(n)))
+
+
+def _tokens(state: WindowState, ids: tuple[str, ...]) -> int:
+    counter = default_counter()
+    return sum(counter.count_message(m.role, m.content) for m in state.messages if m.id in ids)
+
+
+def test_a_chunk_covers_about_the_chunk_fraction_oldest_first() -> None:
+    state = _window(150)  # far over the 1000-token window
+    plan = plan_compaction(state, POLICY)
+    assert plan is not None and plan.level == "emergency"
+    assert plan.covered_ids[0] == "m0"
+    covered = _tokens(state, plan.covered_ids)
+    chunk = int(POLICY.context_window * POLICY.chunk_fraction)
+    assert chunk <= covered < chunk + 40  # stops at the first message past the chunk
+    assert window_tokens(state) - covered > POLICY.context_window  # one chunk is not enough
+
+
+def test_catch_up_takes_the_whole_excess_in_one_record() -> None:
+    state = _window(150)
+    plan = plan_compaction(state, POLICY, catch_up=True)
+    assert plan is not None
+    after, record = apply_compaction(state, plan, record_id="c1", seq=0, summary=None,
+                                     strategy="archive-only")
+    assert window_tokens(after) <= int(POLICY.context_window * POLICY.target)
+    assert [m.id for m in after.messages][-4:] == ["m146", "m147", "m148", "m149"]
+    assert record.covered_ids == plan.covered_ids
+
+
+def test_catch_up_changes_nothing_when_one_chunk_covers_the_excess() -> None:
+    n = 1
+    while window_tokens(_window(n)) < 0.86 * POLICY.context_window:
+        n += 1
+    state = _window(n)
+    assert window_tokens(state) - POLICY.context_window * POLICY.target <= (
+        POLICY.context_window * POLICY.chunk_fraction)
+    plain = plan_compaction(state, POLICY)
+    eager = plan_compaction(state, POLICY, catch_up=True)
+    assert plain is not None and eager is not None and plain.level == "medium"
+    assert plain.covered_ids == eager.covered_ids
+
+
+def test_catch_up_never_splits_a_tool_unit_or_covers_unarchived_messages() -> None:
+    state = _window(120)
+    call = Message(id="call", role="assistant", content="Looking it up.",
+                   tool_calls=(ToolCall(id="t1", name="track", arguments='{"order": 4711}'),))
+    result = Message(id="result", role="tool", content="In Leeds.", tool_call_id="t1")
+    messages = list(state.messages)
+    messages[60:60] = [call, result]
+    state = WindowState(messages=tuple(messages))
+    plan = plan_compaction(state, POLICY, catch_up=True, keep_ids={"m30"})
+    assert plan is not None
+    assert {"call", "result", "m29", "m31"} <= set(plan.covered_ids)
+    assert "m30" not in plan.covered_ids  # not archived yet: it stays in the window
+    assert "m119" not in plan.covered_ids  # the preserved tail
