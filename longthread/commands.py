@@ -9,6 +9,8 @@ from pathlib import Path
 
 from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+from temporalio.client import WorkflowExecutionStatus
+from temporalio.service import RPCError
 
 from longthread.audit import replay_at
 from longthread.client import Conversation, Longthread, check_ids
@@ -20,6 +22,8 @@ from memory.store.store import Store
 from worker.settings import Settings
 
 __all__ = ["Ctx", "connected"]
+
+SETTLE_SECONDS = 60.0
 
 
 def resolve_settings() -> Settings:
@@ -38,6 +42,7 @@ class Ctx:
         self.lt = lt
         self.store = store
         self.out = console
+        self.err = Console(stderr=True)
 
     def need_store(self) -> Store:
         if self.store is None:
@@ -57,6 +62,22 @@ class Ctx:
             if await store.count(tenant, session) or await store.load_checkpoint(tenant, session):
                 return conv
         raise NotFoundError(f"session: no session {session!r} for tenant {tenant!r}")
+
+    async def settled(self, session: str, tenant: str) -> Conversation:
+        """An existing session whose background archiving and audit writes are done, so what
+        the store says (ledger, served contexts, export) is the whole story."""
+        conv = await self.existing(session, tenant)
+        try:
+            running = (await conv.handle.describe()).status == WorkflowExecutionStatus.RUNNING
+        except RPCError:
+            running = False  # idle-closed: everything was flushed before the run ended
+        if running:
+            try:
+                await conv.settle(timeout=SETTLE_SECONDS)
+            except (RPCError, TimeoutError):  # no worker answering: say so, show what is stored
+                self.err.print(f"[yellow]warning:[/yellow] {session!r} is still busy or has no "
+                               "worker; the store may not have caught up yet")
+        return conv
 
     # -- commands ---------------------------------------------------------------------------
     async def import_file(self, session: str, path: Path, tenant: str, batch: int) -> None:
@@ -101,7 +122,7 @@ class Ctx:
             self.out.print(ledger_table([record]))
 
     async def ledger(self, session: str, tenant: str, as_json: bool) -> None:
-        await self.existing(session, tenant)
+        await self.settled(session, tenant)
         records = await self.need_store().ledger(tenant, session)
         if as_json:
             self.out.print_json(json.dumps([r.model_dump(mode="json") for r in records]))
@@ -109,7 +130,7 @@ class Ctx:
             self.out.print(ledger_table(records))
 
     async def replay(self, session: str, tenant: str, turn: int, as_json: bool) -> bool:
-        await self.existing(session, tenant)
+        await self.settled(session, tenant)
         result = await replay_at(self.need_store(), tenant, session, turn)
         if as_json:
             self.out.print_json(result.model_dump_json())
@@ -128,7 +149,7 @@ class Ctx:
         self.out.print(sessions_table(tenant, await self.need_store().sessions(tenant)))
 
     async def export(self, session: str, tenant: str, path: Path) -> None:
-        await self.existing(session, tenant)
+        await self.settled(session, tenant)
         store = self.need_store()
         count = write_export(path, tenant, session, await store.all_messages(tenant, session),
                              await store.ledger(tenant, session))

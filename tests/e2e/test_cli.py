@@ -74,7 +74,7 @@ async def test_import_context_compact_ledger_replay_export_import(
     code, out, _ = await cli(env, "ledger", "life", "--tenant", "acme")
     assert "Compaction ledger" in out and "manual" in out
 
-    await asyncio.sleep(1.0)  # the served-context record is written by the background loop
+    # The served-context record is written by the background loop; replay settles first.
     code, out, err = await cli(env, "replay", "life", "--tenant", "acme", "--at", "60")
     assert code == 0, err + out
     assert "MATCHES" in out
