@@ -5,6 +5,7 @@ from __future__ import annotations
 __all__ = [
     "BudgetTooSmallError",
     "InvalidInputError",
+    "LedgerConflictError",
     "LongthreadError",
     "NotFoundError",
 ]
@@ -37,3 +38,7 @@ class BudgetTooSmallError(InvalidInputError):
 
 class NotFoundError(LongthreadError, LookupError):
     """A session, record or message that does not exist (for this tenant)."""
+
+
+class LedgerConflictError(LongthreadError):
+    """The stored ledger already holds a different compaction at this position."""

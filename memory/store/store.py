@@ -8,8 +8,6 @@ idempotent: a retried batch inserts nothing twice.
 from __future__ import annotations
 
 import json
-import math
-import time
 from collections.abc import AsyncIterator, Sequence
 from contextlib import asynccontextmanager
 from datetime import datetime
@@ -23,18 +21,15 @@ from psycopg.types.json import Jsonb
 from psycopg_pool import AsyncConnectionPool
 from pydantic import BaseModel, ConfigDict
 
+from memory.errors import LedgerConflictError
 from memory.models import CompactionRecord, Message, ScoredMessage, ToolCall
 
 __all__ = ["RRF_K", "SessionInfo", "Store"]
 
 RRF_K = 60  # reciprocal-rank-fusion constant from Cormack et al.; the usual default
-# Lexemes that Postgres's own statistics say occur in more than this many archived rows (or in
-# more than a quarter of them) are left out of the full-text leg: in a big archive they match
-# thousands of rows, which makes the scan slow while adding almost nothing to the ranking
-# (BM25 would give them ~zero idf anyway). Small archives keep nearly every word.
-LEXICAL_ROW_BUDGET = 300
-COMMON_LEXEME_FRACTION = 0.25
-COMMON_REFRESH_SECONDS = 600.0
+BM25_K1 = 1.2  # the usual Okapi BM25 parameters (Robertson & Zaragoza)
+BM25_B = 0.75
+LEXEME_POSTINGS_CAP = 2000  # see the search query: lexemes this common are not ranked by
 
 
 class SessionInfo(BaseModel):
@@ -55,21 +50,50 @@ def _row_to_message(row: dict[str, Any]) -> Message:
     )
 
 
-_SEARCH = """
-WITH vec AS (
+# BM25 over the inverted index; shared by the hybrid search and the lexical-only search.
+_LEXICAL_CTES = """
+postings AS (
+    -- Each query lexeme's postings in this session, read through the inverted index's primary
+    -- key (usable under row-level security) and capped: a lexeme with `cap` postings or more
+    -- is too common to rank by, like a stop word (BM25 gives it little weight anyway), and
+    -- reading all of them would make a big session's search slow.
+    SELECT l.lexeme, p.id, p.tf, p.doc_len, count(*) OVER (PARTITION BY l.lexeme) AS df
+    FROM unnest(tsvector_to_array(to_tsvector('english', %(text)s))) AS l(lexeme),
+    LATERAL (SELECT id, tf, doc_len FROM message_terms
+             WHERE tenant = %(tenant)s AND session = %(session)s AND lexeme = l.lexeme
+             LIMIT %(cap)s) AS p
+), kept AS (
+    SELECT * FROM postings WHERE df < %(cap)s
+), corpus AS (
+    SELECT greatest((SELECT coalesce(max(seq), 0) + 1 FROM messages
+                     WHERE tenant = %(tenant)s AND session = %(session)s),
+                    (SELECT max(df) FROM kept)) AS n,
+           coalesce((SELECT avg(doc_len) FROM kept), 1) AS avg_len
+), lex AS (
+    -- Okapi BM25 over the kept postings.
+    SELECT t.id, row_number() OVER (ORDER BY sum(
+               ln(1 + (c.n - t.df + 0.5) / (t.df + 0.5)) * t.tf * (%(k1)s + 1)
+               / (t.tf + %(k1)s * (1 - %(b)s + %(b)s * t.doc_len / c.avg_len))) DESC, t.id
+           ) AS rank
+    FROM kept t, corpus c
+    WHERE (%(since)s::timestamptz IS NULL AND %(until)s::timestamptz IS NULL)
+       OR EXISTS (SELECT 1 FROM messages m
+                  WHERE m.tenant = %(tenant)s AND m.session = %(session)s AND m.id = t.id
+                    AND (%(since)s::timestamptz IS NULL OR m.created_at >= %(since)s)
+                    AND (%(until)s::timestamptz IS NULL OR m.created_at < %(until)s))
+    GROUP BY t.id ORDER BY rank LIMIT %(k)s
+)
+"""
+
+_LEXICAL = "WITH " + _LEXICAL_CTES + "SELECT id, rank FROM lex ORDER BY rank"
+
+_SEARCH = "WITH " + _LEXICAL_CTES + """, vec AS (
     SELECT id, row_number() OVER (ORDER BY embedding <=> %(q)s) AS rank
     FROM (SELECT id, embedding FROM messages
           WHERE tenant = %(tenant)s AND session = %(session)s AND embedding IS NOT NULL
             AND (%(since)s::timestamptz IS NULL OR created_at >= %(since)s)
             AND (%(until)s::timestamptz IS NULL OR created_at < %(until)s)
           ORDER BY embedding <=> %(q)s LIMIT %(k)s) hits
-), lex AS (
-    SELECT id, row_number() OVER (ORDER BY ts_rank_cd(tsv, query) DESC, seq) AS rank
-    FROM messages, to_tsquery('simple', %(tsquery)s) AS query
-    WHERE %(tsquery)s <> '' AND tenant = %(tenant)s AND session = %(session)s AND tsv @@ query
-      AND (%(since)s::timestamptz IS NULL OR created_at >= %(since)s)
-      AND (%(until)s::timestamptz IS NULL OR created_at < %(until)s)
-    ORDER BY ts_rank_cd(tsv, query) DESC, seq LIMIT %(k)s
 ), fused AS (
     SELECT id, sum(1.0 / (%(rrf)s + rank)) AS score
     FROM (SELECT * FROM vec UNION ALL SELECT * FROM lex) ranked GROUP BY id
@@ -80,46 +104,17 @@ ORDER BY fused.score DESC, m.seq LIMIT %(k)s
 """
 
 
+def _lexical_params(tenant: str, session: str, text: str, k: int, since: datetime | None,
+                    until: datetime | None) -> dict[str, Any]:
+    return {"tenant": tenant, "session": session, "text": text, "k": k, "k1": BM25_K1,
+            "b": BM25_B, "cap": LEXEME_POSTINGS_CAP, "since": since, "until": until}
+
+
 class Store:
     def __init__(self, pool: AsyncConnectionPool[AsyncConnection[DictRow]],
                  ef_search: int = 200) -> None:
         self.pool = pool
         self.ef_search = ef_search
-        self._common: list[str] = []
-        self._common_at = -math.inf
-
-    async def _common_lexemes(self) -> list[str]:
-        """Very frequent lexemes, from pg_stats (what ANALYZE saw), refreshed now and then.
-
-        Read as the connecting user, not the tenant role: Postgres hides statistics of
-        row-secured tables from roles under RLS. Only the pruning uses them; no row is read.
-        """
-        if time.monotonic() - self._common_at > COMMON_REFRESH_SECONDS:
-            async with self.pool.connection() as conn:
-                cur = await conn.execute(
-                    "SELECT e FROM pg_stats s, unnest(s.most_common_elems::text::text[],"
-                    " s.most_common_elem_freqs) AS u(e, f),"
-                    " (SELECT greatest(reltuples, 1) AS n FROM pg_class"
-                    "  WHERE oid = 'messages'::regclass) AS t"
-                    " WHERE s.tablename = 'messages' AND s.attname = 'tsv'"
-                    " AND (f * t.n > %s OR f > %s)",
-                    (LEXICAL_ROW_BUDGET, COMMON_LEXEME_FRACTION))
-                self._common = [row["e"] for row in await cur.fetchall()]
-            self._common_at = time.monotonic()
-        return self._common
-
-    async def _tsquery(self, conn: AsyncConnection[DictRow], text: str,
-                       common: list[str]) -> str:
-        """OR of the query's informative lexemes (AND of all when every one is common)."""
-        cur = await conn.execute(
-            "SELECT tsvector_to_array(to_tsvector('english', %s)) AS every,"
-            " tsvector_to_array(ts_delete(to_tsvector('english', %s), %s::text[])) AS rare",
-            (text, text, common))
-        row = await cur.fetchone()
-        if not row or not row["every"]:
-            return ""
-        lexemes, joiner = (row["rare"], " | ") if row["rare"] else (row["every"], " & ")
-        return joiner.join("'" + lexeme.replace("'", "''") + "'" for lexeme in lexemes)
 
     @asynccontextmanager
     async def scoped(self, tenant: str) -> AsyncIterator[AsyncConnection[DictRow]]:
@@ -192,13 +187,10 @@ class Store:
         self, tenant: str, session: str, text: str, embedding: Sequence[float], k: int = 10,
         *, neighbours: int = 0, since: datetime | None = None, until: datetime | None = None,
     ) -> list[ScoredMessage]:
-        """Hybrid retrieval: HNSW cosine + full text, fused by reciprocal rank."""
-        common = await self._common_lexemes()
+        """Hybrid retrieval: HNSW cosine + BM25 full text, fused by reciprocal rank."""
         async with self.scoped(tenant) as conn:
-            params = {"tenant": tenant, "session": session, "k": k, "rrf": RRF_K,
-                      "tsquery": await self._tsquery(conn, text, common),
-                      "q": Vector(np.asarray(embedding, dtype=np.float32)),
-                      "since": since, "until": until}
+            params = _lexical_params(tenant, session, text, k, since, until)
+            params.update(rrf=RRF_K, q=Vector(np.asarray(embedding, dtype=np.float32)))
             cur = await conn.execute(_SEARCH, params, prepare=False)
             rows = await cur.fetchall()
             hits = [(row, float(row["score"])) for row in rows]
@@ -217,6 +209,16 @@ class Store:
                     hits.append((row, by_seq[near] * 0.5))
         return [ScoredMessage(message=_row_to_message(row), score=score, session=session,
                               seq=row["seq"]) for row, score in hits]
+
+    async def lexical(self, tenant: str, session: str, text: str, k: int = 10, *,
+                      since: datetime | None = None, until: datetime | None = None,
+                      ) -> list[str]:
+        """The BM25 leg alone, best first: ids only (for tests, benchmarks and debugging)."""
+        async with self.scoped(tenant) as conn:
+            cur = await conn.execute(
+                _LEXICAL, _lexical_params(tenant, session, text, k, since, until),
+                prepare=False)
+            return [row["id"] for row in await cur.fetchall()]
 
     async def exact_neighbours(self, tenant: str, session: str, embedding: Sequence[float],
                                k: int = 10) -> list[str]:

@@ -20,7 +20,7 @@ async def test_schema_has_tables_and_indexes(db: psycopg.AsyncConnection[DictRow
     cur = await db.execute(
         "SELECT indexname FROM pg_indexes WHERE tablename = 'messages' ORDER BY indexname")
     names = {r["indexname"] for r in await cur.fetchall()}
-    assert {"messages_embedding_idx", "messages_tsv_idx", "messages_seq_idx",
+    assert {"messages_embedding_idx", "messages_seq_idx",
             "messages_time_idx", "messages_pkey"} <= names
     cur = await db.execute(
         "SELECT format_type(atttypid, atttypmod) AS t FROM pg_attribute "

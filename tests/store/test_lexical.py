@@ -1,0 +1,90 @@
+"""The BM25 leg over the inverted index, and migration 5's backfill of what was archived."""
+
+from __future__ import annotations
+
+import uuid
+
+import psycopg
+import pytest
+from psycopg import sql
+from psycopg.rows import dict_row
+
+from memory.models import Message
+from memory.store import store as store_module
+from memory.store.migrations import MIGRATIONS, setup
+from memory.store.store import Store
+
+
+def _messages(texts: list[str]) -> list[tuple[int, Message]]:
+    return [(i, Message(id=f"m{i}", role="user", content=t)) for i, t in enumerate(texts)]
+
+
+async def test_bm25_ranks_a_rare_term_above_a_repeated_common_one(store: Store) -> None:
+    session = f"bm25-{uuid.uuid4().hex[:6]}"
+    texts = [f"Parcel update {i}: the parcel is on its way." for i in range(30)]
+    texts.append("The parcel parcel parcel was scanned again.")  # m30: the common word, often
+    texts.append("A zeppelin was seen over Leeds.")  # m31: the rare word, once
+    await store.archive("acme", session, _messages(texts))
+    ranked = await store.lexical("acme", session, "parcel zeppelin", k=5)
+    assert ranked[0] == "m31"
+    assert ranked[1] == "m30"  # among the parcel messages, term frequency decides
+    assert await store.lexical("acme", session, "submarine") == []
+    assert await store.lexical("acme", session, "the and of") == []  # stop words only
+
+
+async def test_lexemes_past_the_postings_cap_are_not_ranked_by(
+    store: Store, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    session = f"cap-{uuid.uuid4().hex[:6]}"
+    texts = [f"Invoice number {i} for the refund." for i in range(12)]
+    texts.append("A refund for the zeppelin tour.")
+    await store.archive("acme", session, _messages(texts))
+    assert len(await store.lexical("acme", session, "refund", k=20)) == 13
+    monkeypatch.setattr(store_module, "LEXEME_POSTINGS_CAP", 10)
+    assert await store.lexical("acme", session, "refund", k=20) == []
+    assert await store.lexical("acme", session, "refund zeppelin", k=20) == ["m12"]
+
+
+async def test_the_inverted_index_is_tenant_scoped(store: Store) -> None:
+    session = f"iso-{uuid.uuid4().hex[:6]}"
+    await store.archive("alpha", session, _messages(["alpha secret vault code 1234"]))
+    await store.archive("beta", session, _messages(["beta secret vault code 9911"]))
+    assert await store.lexical("alpha", session, "vault 9911") == ["m0"]
+    async with store.scoped("alpha") as conn:
+        cur = await conn.execute(
+            "SELECT count(*) AS n FROM message_terms WHERE tenant = 'beta'")
+        assert await cur.fetchone() == {"n": 0}
+        with pytest.raises(psycopg.Error, match="row-level security"):
+            await conn.execute("INSERT INTO message_terms VALUES "
+                               "('beta', 'x', 'forged', 'm0', 1, 1)")
+
+
+async def test_migration_five_backfills_messages_archived_before_it(pg_url: str) -> None:
+    name = f"lt_backfill_{uuid.uuid4().hex[:8]}"
+    async with await psycopg.AsyncConnection.connect(pg_url, autocommit=True) as admin:
+        await admin.execute(sql.SQL("CREATE DATABASE {}").format(sql.Identifier(name)))
+    url = psycopg.conninfo.make_conninfo(pg_url, dbname=name)
+    async with await psycopg.AsyncConnection.connect(url, autocommit=True,
+                                                     row_factory=dict_row) as conn:
+        await conn.execute("CREATE TABLE schema_version (version integer PRIMARY KEY,"
+                           " applied_at timestamptz NOT NULL DEFAULT now())")
+        for version, statement in enumerate(MIGRATIONS[:4], start=1):
+            await conn.execute(statement.format(dim=sql.Literal(3)))
+            await conn.execute("INSERT INTO schema_version (version) VALUES (%s)", (version,))
+        for tenant, text in (("alpha", "the parcel is stuck in Leeds"),
+                             ("beta", "a zeppelin over Leeds")):
+            await conn.execute("INSERT INTO messages (tenant, session, id, seq, role, content)"
+                               " VALUES (%s, 's', 'm0', 0, 'user', %s)", (tenant, text))
+        assert await setup(conn, 3) == len(MIGRATIONS)
+        conn.row_factory = dict_row
+        cur = await conn.execute(
+            "SELECT tenant, lexeme, tf, doc_len FROM message_terms ORDER BY tenant, lexeme")
+        rows = [(r["tenant"], r["lexeme"], r["tf"], r["doc_len"]) for r in await cur.fetchall()]
+        assert rows == [("alpha", "leed", 1, 3), ("alpha", "parcel", 1, 3),
+                        ("alpha", "stuck", 1, 3), ("beta", "leed", 1, 2),
+                        ("beta", "zeppelin", 1, 2)]
+        cur = await conn.execute("SELECT relforcerowsecurity AS forced FROM pg_class"
+                                 " WHERE relname IN ('messages', 'message_terms')")
+        assert [r["forced"] for r in await cur.fetchall()] == [True, True]
+    async with await psycopg.AsyncConnection.connect(pg_url, autocommit=True) as admin:
+        await admin.execute(sql.SQL("DROP DATABASE {}").format(sql.Identifier(name)))
