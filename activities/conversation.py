@@ -32,6 +32,8 @@ from activities.types import (
     SummarizeInput,
     SummarizeResult,
 )
+from memory.errors import LedgerConflictError
+from memory.models import CompactionRecord
 from memory.store.store import Store
 
 __all__ = ["ConversationActivities", "NoChatModelError"]
@@ -130,6 +132,18 @@ class ConversationActivities:
         return await self.store.append_ledger(input.tenant, input.session, input.record)
 
     @activity.defn
+    async def record_compaction_stored(self, input: RecordCompactionInput) -> CompactionRecord:
+        """Append the record and return it as stored, for the workflow to adopt: its ledger
+        then matches the store even if the record was first written from a workflow task
+        whose clock readings the replayed history does not reproduce."""
+        try:
+            return await self.store.append_ledger_stored(input.tenant, input.session,
+                                                         input.record)
+        except LedgerConflictError as exc:
+            raise ApplicationError(str(exc), type="LedgerConflictError",
+                                   non_retryable=True) from None
+
+    @activity.defn
     async def record_served(self, input: RecordServedInput) -> int:
         return await self.store.record_served(input.tenant, input.session, [
             (s.seq, s.turn, s.model_dump_json()) for s in input.records])
@@ -163,5 +177,5 @@ class ConversationActivities:
 
     def all(self) -> list[Callable[..., Any]]:
         return [self.archive_messages, self.summarize_span, self.retrieve_context,
-                self.record_compaction, self.record_served, self.save_checkpoint,
-                self.load_checkpoint, self.load_messages, self.complete_chat]
+                self.record_compaction, self.record_compaction_stored, self.record_served,
+                self.save_checkpoint, self.load_checkpoint, self.load_messages, self.complete_chat]

@@ -72,6 +72,7 @@ async def run() -> tuple[Section, dict[str, Any]]:
             conv = await bench.lt.conversation(f"locomo-{sample.sample_id}", tenant="bench")
             for start in range(0, len(sample.messages), 50):
                 await conv.append_many(sample.messages[start : start + 50])
+            await conv.settle(timeout=600)  # archived, embedded and compacted: steady state
             full = sum(counter.count_message(m["role"], m["content"]) for m in sample.messages)
             text_of = {m["id"]: m["content"] for m in sample.messages}
             for q in sample.questions:

@@ -200,7 +200,7 @@ class Conversation:
         """Wait until background archiving, compaction and audit writes are done.
 
         Appends return before their messages are archived or compacted; call this before
-        reading the store directly or exporting. Two quiet reads in a row are required so a
+        reading the store directly or exporting. Three quiet reads in a row are required so a
         pass that is between steps is not mistaken for the end. Raises TimeoutError.
         """
         async with asyncio.timeout(timeout):
@@ -208,7 +208,7 @@ class Conversation:
             while True:
                 stats = await self.stats()
                 quiet = 0 if stats.busy else quiet + 1
-                if quiet >= 2:
+                if quiet >= 3:
                     return stats
                 await asyncio.sleep(poll)
 

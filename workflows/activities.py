@@ -31,9 +31,10 @@ with workflow.unsafe.imports_passed_through():
         SummarizeInput,
         SummarizeResult,
     )
+    from memory.models import CompactionRecord
 
 __all__ = ["archive", "chat", "load_checkpoint", "load_messages", "record", "record_served",
-           "retrieve", "save_checkpoint", "summarize"]
+           "record_stored", "retrieve", "save_checkpoint", "summarize"]
 
 R = TypeVar("R")
 
@@ -71,6 +72,10 @@ async def retrieve(arg: RetrieveInput) -> RetrieveResult:
 
 async def record(arg: RecordCompactionInput) -> bool:
     return await _call("record_compaction", arg, bool, STORE_TIMEOUT)
+
+
+async def record_stored(arg: RecordCompactionInput) -> CompactionRecord:
+    return await _call("record_compaction_stored", arg, CompactionRecord, STORE_TIMEOUT)
 
 
 async def record_served(arg: RecordServedInput) -> int:

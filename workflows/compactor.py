@@ -84,6 +84,7 @@ class Compactor:
         self.audit = True
         self.chunked = True
         self.catch_up = True  # false for runs from before catch-up compaction (replay)
+        self.adopt_stored = True  # false for runs from before the ledger adopted the store's
 
     # -- window bookkeeping ------------------------------------------------------------------
     def add_to_window(self, messages: list[Message]) -> None:
@@ -127,10 +128,34 @@ class Compactor:
                                          force or trigger == "manual")
         finally:
             self.busy = False
-        if record is not None:  # mirror to the store; idempotent by record id
-            await activities.record(RecordCompactionInput(
-                tenant=self.input.tenant, session=self.input.session, record=record))
+        if record is not None:
+            record = await self._persist(record)
         return record
+
+    async def _persist(self, record: CompactionRecord) -> CompactionRecord:
+        """Mirror a record to the store (idempotent by seq and id) and adopt what is stored.
+
+        The store keeps the first write. A record written from a workflow task that later had
+        to be retried can carry clock readings (`at`, `duration_ms`, the summary's
+        `created_at`) that the replayed history does not reproduce; adopting the stored copy,
+        which comes back as an activity result and so is itself in history, keeps the
+        workflow's ledger and the store's identical. A different compaction at the same seq
+        fails the activity instead (LedgerConflictError).
+        """
+        arg = RecordCompactionInput(tenant=self.input.tenant, session=self.input.session,
+                                    record=record)
+        if not self.adopt_stored:
+            await activities.record(arg)
+            return record
+        stored = await activities.record_stored(arg)
+        if stored != record:
+            self.state.ledger = [stored if r.seq == stored.seq else r for r in self.state.ledger]
+            if stored.summary is not None:
+                window = self.state.window
+                self.state.window = WindowState(messages=window.messages, summaries=tuple(
+                    stored.summary if s.id == stored.summary.id else s
+                    for s in window.summaries))
+        return stored
 
     async def _compact(self, trigger: Trigger, preserve_recent: int | None,
                        focus: str | None, force: bool) -> CompactionRecord | None:
@@ -200,9 +225,7 @@ class Compactor:
             self.state.ledger.append(undo)
         finally:
             self.busy = False
-        await activities.record(RecordCompactionInput(
-            tenant=self.input.tenant, session=self.input.session, record=undo))
-        return undo
+        return await self._persist(undo)
 
     async def restore(self, records: tuple[CompactionRecord, ...]) -> int:
         """Re-apply an exported ledger, record by record, refusing any that does not match
@@ -243,8 +266,7 @@ class Compactor:
         finally:
             self.busy = False
         for record in records:
-            await activities.record(RecordCompactionInput(
-                tenant=self.input.tenant, session=self.input.session, record=record))
+            await self._persist(record)
         return len(records)
 
     # -- context -----------------------------------------------------------------------------

@@ -84,6 +84,7 @@ class ConversationWorkflow:
         self.compactor.audit = workflow.patched("served-audit-v1")
         self.compactor.chunked = workflow.patched("chunked-compaction-v1")
         self.compactor.catch_up = workflow.patched("catch-up-compaction-v1")
+        self.compactor.adopt_stored = workflow.patched("stored-ledger-v1")
         if not self.ready:
             await self._restore()
         if self.compactor.catch_up:  # a run continued mid-backlog picks the compaction up

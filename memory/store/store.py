@@ -241,6 +241,28 @@ class Store:
                 (tenant, session, record.seq, record.id, Jsonb(record.model_dump(mode="json"))))
             return cur.rowcount == 1
 
+    async def append_ledger_stored(self, tenant: str, session: str,
+                                   record: CompactionRecord) -> CompactionRecord:
+        """Append once and return the record as stored: the first write wins, so a retried
+        write returns the original, clock readings (`at`, `duration_ms`) included. A stored
+        record that is a different compaction (other id or other covered messages) raises."""
+        async with self.scoped(tenant) as conn:
+            await conn.execute(
+                "INSERT INTO ledger (tenant, session, seq, id, record) VALUES (%s, %s, %s, %s, %s)"
+                " ON CONFLICT DO NOTHING",
+                (tenant, session, record.seq, record.id, Jsonb(record.model_dump(mode="json"))))
+            cur = await conn.execute(
+                "SELECT record FROM ledger WHERE tenant = %s AND session = %s AND seq = %s",
+                (tenant, session, record.seq))
+            row = await cur.fetchone()
+        stored = CompactionRecord.model_validate(row["record"]) if row else None
+        if stored is None or (stored.id, stored.covered_ids, stored.covered_hash) != (
+                record.id, record.covered_ids, record.covered_hash):
+            raise LedgerConflictError(
+                f"ledger seq {record.seq} of {session!r} holds "
+                f"{stored.id if stored else 'nothing'}, not this {record.id}")
+        return stored
+
     async def ledger(self, tenant: str, session: str) -> list[CompactionRecord]:
         async with self.scoped(tenant) as conn:
             cur = await conn.execute(

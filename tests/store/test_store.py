@@ -8,6 +8,7 @@ from datetime import UTC, datetime, timedelta
 import pytest
 
 from activities.providers.embedders import LocalEmbedder
+from memory.errors import LedgerConflictError
 from memory.models import CompactionRecord, Message
 from memory.store.store import Store
 
@@ -143,3 +144,20 @@ async def test_ledger_append_is_idempotent_and_checkpoints_only_move_forward(
     await store.save_checkpoint("acme", session, '{"v": 2}', 2)
     await store.save_checkpoint("acme", session, '{"v": 1}', 1)
     assert await store.load_checkpoint("acme", session) == ('{"v": 2}', 2)
+
+
+async def test_the_first_ledger_write_wins_and_a_different_compaction_is_refused(
+    store: Store,
+) -> None:
+    session = _session()
+    first = CompactionRecord(id="c1", seq=0, level="medium", action="rolling_summary",
+                             reason="r", covered_ids=("a", "b"), covered_hash="h1",
+                             strategy="extractive", tokens_before=90, tokens_after=30,
+                             at=T0, duration_ms=12.5)
+    retried = first.model_copy(update={"at": T0 + timedelta(seconds=9), "duration_ms": 80.0})
+    assert await store.append_ledger_stored("acme", session, first) == first
+    assert await store.append_ledger_stored("acme", session, retried) == first
+    other = first.model_copy(update={"covered_ids": ("a",), "covered_hash": "h2"})
+    with pytest.raises(LedgerConflictError, match="seq 0"):
+        await store.append_ledger_stored("acme", session, other)
+    assert await store.ledger("acme", session) == [first]

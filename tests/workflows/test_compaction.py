@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+from datetime import timedelta
 
 from temporalio.client import Client
 from temporalio.worker import Worker
@@ -89,6 +90,30 @@ async def test_manual_compact_then_uncompact_restores_originals(
     assert await conv.window() == before
     assert await conv.summaries() == []
     assert [r.id for r in await conv.ledger()] == [record.id, undo.id]
+
+
+async def test_the_workflow_ledger_adopts_the_record_the_store_kept(
+    client: Client, task_queue: str, worker: Worker, store: Store
+) -> None:
+    """A record first written with other clock readings (a workflow task that was retried)
+    is adopted as stored, so the workflow's ledger and the store's never disagree."""
+    lt = _lt(client, task_queue, window=100_000)
+    probe = await lt.conversation("adopt-probe", tenant="acme")
+    await probe.append_many(_turns(12))
+    fresh = await probe.compact(preserve_recent=2)
+    assert fresh is not None and fresh.summary is not None
+    earlier = fresh.at - timedelta(hours=1)
+    kept = fresh.model_copy(update={
+        "at": earlier, "duration_ms": 1.0,
+        "summary": fresh.summary.model_copy(update={"created_at": earlier})})
+    await store.append_ledger("acme", "adopt", kept)  # as if written by an earlier attempt
+
+    conv = await lt.conversation("adopt", tenant="acme")
+    await conv.append_many(_turns(12))
+    record = await conv.compact(preserve_recent=2)
+    assert record == kept
+    assert await conv.ledger() == [kept] == await store.ledger("acme", "adopt")
+    assert [s.created_at for s in await conv.summaries()] == [earlier]
 
 
 async def test_large_bodies_are_archived_first_and_carried_by_reference(
