@@ -101,7 +101,7 @@ async def test_the_workflow_ledger_adopts_the_record_the_store_kept(
     probe = await lt.conversation("adopt-probe", tenant="acme")
     await probe.append_many(_turns(12))
     fresh = await probe.compact(preserve_recent=2)
-    assert fresh is not None and fresh.summary is not None
+    assert fresh is not None and fresh.summary is not None and fresh.at is not None
     earlier = fresh.at - timedelta(hours=1)
     kept = fresh.model_copy(update={
         "at": earlier, "duration_ms": 1.0,
