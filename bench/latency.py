@@ -16,7 +16,7 @@ from typing import Any
 
 import numpy as np
 
-from bench.common import Section, percentiles
+from bench.common import Section, percentiles, vacuum
 from bench.harness import Bench, NoopWorkflow, bench_stack
 from longthread.client import Conversation
 from longthread.locomo import load_samples
@@ -58,10 +58,7 @@ async def _bulk_archive(bench: Bench, session: str, n: int, offset: int,
                                           content=f"{texts[i % len(texts)]} (copy {i})"))
                 for i in idx]
         await bench.store.archive("bench", session, msgs, vecs.tolist())
-    # What autovacuum does by itself soon after a bulk insert (sets the visibility map).
-    async with bench.store.pool.connection() as conn:
-        await conn.set_autocommit(True)
-        await conn.execute("VACUUM (ANALYZE) messages, message_terms")
+    await vacuum(bench.store)
 
 
 async def run(n: int = SAMPLES) -> tuple[Section, dict[str, Any]]:

@@ -14,7 +14,14 @@ from pathlib import Path
 import numpy as np
 
 from activities.providers.embedders import LocalEmbedder
-from bench.common import Section, bench_store, load_locomo, locomo_turns, percentiles
+from bench.common import (
+    Section,
+    bench_store,
+    load_locomo,
+    locomo_turns,
+    percentiles,
+    vacuum,
+)
 from memory.models import Message
 from memory.store.store import Store
 
@@ -51,11 +58,7 @@ async def run(scale: int = 100_000, queries: int = 100) -> Section:
         have = await store.count("bench", "big")
         fill_s = await _fill(store, scale, base, texts) if have < scale else 0.0
         fresh = await _search_latency(store, questions, qvecs)
-        # What autovacuum does by itself soon after a bulk insert: it sets the visibility map,
-        # so the inverted index is read by index-only scans.
-        async with store.pool.connection() as conn:
-            await conn.set_autocommit(True)
-            await conn.execute("VACUUM (ANALYZE) messages, message_terms")
+        await vacuum(store)
         lat = await _search_latency(store, questions, qvecs)
         lexical = []
         for q in questions:

@@ -52,25 +52,13 @@ class Ctx:
 
     async def existing(self, session: str, tenant: str) -> Conversation:
         """A session that exists (running, or archived/checkpointed); never creates one."""
-        check_ids(tenant, session)
-        conv = Conversation(self.lt, session, tenant)
-        try:
-            await conv.handle.describe()
-            return conv
-        except Exception:  # not found in Temporal: maybe idle-closed and archived
-            store = self.need_store()
-            if await store.count(tenant, session) or await store.load_checkpoint(tenant, session):
-                return conv
-        raise NotFoundError(f"session: no session {session!r} for tenant {tenant!r}")
+        conv, _ = await self._find(session, tenant)
+        return conv
 
     async def settled(self, session: str, tenant: str) -> Conversation:
         """An existing session whose background archiving and audit writes are done, so what
         the store says (ledger, served contexts, export) is the whole story."""
-        conv = await self.existing(session, tenant)
-        try:
-            running = (await conv.handle.describe()).status == WorkflowExecutionStatus.RUNNING
-        except RPCError:
-            running = False  # idle-closed: everything was flushed before the run ended
+        conv, running = await self._find(session, tenant)
         if running:
             try:
                 await conv.settle(timeout=SETTLE_SECONDS)
@@ -78,6 +66,20 @@ class Ctx:
                 self.err.print(f"[yellow]warning:[/yellow] {session!r} is still busy or has no "
                                "worker; the store may not have caught up yet")
         return conv
+
+    async def _find(self, session: str, tenant: str) -> tuple[Conversation, bool]:
+        """The session and whether its workflow is running (an idle-closed session flushed
+        everything before its run ended)."""
+        check_ids(tenant, session)
+        conv = Conversation(self.lt, session, tenant)
+        try:
+            described = await conv.handle.describe()
+            return conv, described.status == WorkflowExecutionStatus.RUNNING
+        except Exception:  # not found in Temporal: maybe idle-closed and archived
+            store = self.need_store()
+            if await store.count(tenant, session) or await store.load_checkpoint(tenant, session):
+                return conv, False
+        raise NotFoundError(f"session: no session {session!r} for tenant {tenant!r}")
 
     # -- commands ---------------------------------------------------------------------------
     async def import_file(self, session: str, path: Path, tenant: str, batch: int) -> None:

@@ -104,6 +104,10 @@ ORDER BY fused.score DESC, m.seq LIMIT %(k)s
 """
 
 
+_APPEND_LEDGER = ("INSERT INTO ledger (tenant, session, seq, id, record)"
+                  " VALUES (%s, %s, %s, %s, %s) ON CONFLICT DO NOTHING")
+
+
 def _lexical_params(tenant: str, session: str, text: str, k: int, since: datetime | None,
                     until: datetime | None) -> dict[str, Any]:
     return {"tenant": tenant, "session": session, "text": text, "k": k, "k1": BM25_K1,
@@ -236,8 +240,7 @@ class Store:
         """Append once: a retried write of the same record id is a no-op."""
         async with self.scoped(tenant) as conn:
             cur = await conn.execute(
-                "INSERT INTO ledger (tenant, session, seq, id, record) VALUES (%s, %s, %s, %s, %s)"
-                " ON CONFLICT DO NOTHING",
+                _APPEND_LEDGER,
                 (tenant, session, record.seq, record.id, Jsonb(record.model_dump(mode="json"))))
             return cur.rowcount == 1
 
@@ -248,8 +251,7 @@ class Store:
         record that is a different compaction (other id or other covered messages) raises."""
         async with self.scoped(tenant) as conn:
             await conn.execute(
-                "INSERT INTO ledger (tenant, session, seq, id, record) VALUES (%s, %s, %s, %s, %s)"
-                " ON CONFLICT DO NOTHING",
+                _APPEND_LEDGER,
                 (tenant, session, record.seq, record.id, Jsonb(record.model_dump(mode="json"))))
             cur = await conn.execute(
                 "SELECT record FROM ledger WHERE tenant = %s AND session = %s AND seq = %s",
