@@ -1,0 +1,303 @@
+"""The audit page (`longthread ui`) in a real headless Chromium, Debian's `chromium` driven by
+selenium through Debian's `chromium-driver`, against the real embedded Temporal and Postgres.
+
+The page runs in the test's event loop (beside the worker), so the blocking browser calls run
+in a thread: the loop stays free to serve the page and to run the undo's workflow update.
+`LONGTHREAD_UI_SCREENSHOT=docs/ui.png pytest tests/e2e/test_ui.py` refreshes the README's
+screenshot; by default it goes to the test's temp dir, so a test run leaves the tree clean.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import http.client
+import os
+import re
+import signal
+import subprocess
+import sys
+import uuid
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+import pytest
+from selenium import webdriver
+from selenium.webdriver.chrome.options import Options
+from selenium.webdriver.chrome.service import Service
+from selenium.webdriver.chrome.webdriver import WebDriver
+from selenium.webdriver.common.by import By
+from selenium.webdriver.remote.webelement import WebElement
+from temporalio.client import Client
+from temporalio.worker import Worker
+
+from longthread.client import Longthread
+from longthread.ui import start
+from memory.errors import InvalidInputError
+from memory.store.store import Store
+from worker.stack import free_port
+
+ROOT = Path(__file__).resolve().parents[2]
+CHROMIUM, CHROMEDRIVER = "/usr/bin/chromium", "/usr/bin/chromedriver"
+# What this machine's closed network needs (see the machine notes): no background fetches.
+FLAGS = ("--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
+         "--disable-background-networking", "--disable-component-update", "--disable-sync",
+         "--window-size=1440,1000")
+TENANT, TOKEN = "acme-corp", "s3cret-audit-token"
+LINES = [  # a support ticket (customer, agent, ...): facts, a correction, decisions
+    "Order 4711 arrived with a cracked lid on the blender jar.",
+    "Sorry about that! Can you send a photo of the damage?",
+    "Photo attached <script>document.title='pwned'</script> the crack runs along the rim.",
+    "Thanks. Our policy allows a refund or a replacement within 30 days.",
+    "A refund, please; I already bought another jar locally.",
+    "Refund approved: 24 EUR to the original card.",
+    "Shouldn't the 2 EUR shipping be refunded too?",
+    "Correction: the refund is 26 EUR, because shipping is included.",
+    "Great. When will the courier pick up the broken jar?",
+    "Courier pickup is booked for Tuesday between 10:00 and 14:00.",
+    "I work Tuesdays; could my neighbour Ana hand it over?",
+    "Yes, any adult at the address can hand the parcel over.",
+    "Please email me rather than calling; I rarely pick up the phone.",
+    "Noted: email only from now on, at the address on the order.",
+    "The courier label has not arrived in my inbox yet.",
+    "Resent the label; it comes from shipping@example.com.",
+    "Got the label, printed and taped to the box.",
+    "The courier reports a failed pickup: nobody was home.",
+    "Odd, Ana was home all morning. Can we try Thursday?",
+    "Rebooked the pickup for Thursday, same time window.",
+    "Thursday works; Ana will be there.",
+    "Pickup confirmed at 10:42 on Thursday; the warehouse confirmed the crack.",
+    "The refund still shows as pending on my card statement.",
+    "Escalated to Dana in billing; 26 EUR issued, allow 3 to 5 business days.",
+]
+SCRIPT = LINES[2]  # hostile HTML in a message: shown as text, never run
+
+
+@dataclass(frozen=True)
+class Audited:
+    session: str
+    first: str  # the first compaction's record id
+    second: str
+    turn: int  # the turn a context was served after
+
+
+async def _session_with_compactions(lt: Longthread) -> Audited:
+    """Two manual compactions and one served context, with hostile HTML in a message."""
+    session = f"ticket-{uuid.uuid4().hex[:8]}"
+    conv = await lt.conversation(session, tenant=TENANT)
+
+    def batch(start: int, n: int) -> list[dict[str, str]]:
+        return [{"id": f"m{i}", "role": ("user", "assistant")[i % 2],
+                 "content": LINES[i],
+                 "created_at": f"2026-03-{1 + i // 10:02d}T09:{i % 60:02d}:00Z"}
+                for i in range(start, start + n)]
+    await conv.append_many(batch(0, 16))
+    first = await conv.compact(preserve_recent=6, focus="refund")
+    await conv.append_many(batch(16, 8))
+    second = await conv.compact(preserve_recent=4)
+    assert first is not None and second is not None
+    await conv.context(query="How much is the refund?", max_tokens=600)
+    await conv.settle()
+    return Audited(session, first.id, second.id, len(LINES))
+
+
+def _get(port: int, path: str, headers: dict[str, str] | None = None, method: str = "GET",
+         body: str | None = None) -> tuple[int, dict[str, str], str]:
+    """One raw request, redirects not followed, so status codes are what the server said."""
+    conn = http.client.HTTPConnection("127.0.0.1", port, timeout=30)
+    try:
+        conn.request(method, path, body=body, headers=headers or {})
+        response = conn.getresponse()
+        return response.status, {k.lower(): v for k, v in response.getheaders()}, \
+            response.read().decode()
+    finally:
+        conn.close()
+
+
+async def get(port: int, path: str, headers: dict[str, str] | None = None, method: str = "GET",
+              body: str | None = None) -> tuple[int, dict[str, str], str]:
+    return await asyncio.to_thread(_get, port, path, headers, method, body)
+
+
+@pytest.fixture
+def browser(tmp_path: Path) -> Iterator[WebDriver]:
+    options = Options()
+    options.binary_location = CHROMIUM
+    for flag in (*FLAGS, f"--user-data-dir={tmp_path / 'chromium-profile'}"):
+        options.add_argument(flag)
+    driver = webdriver.Chrome(options=options, service=Service(CHROMEDRIVER))
+    driver.implicitly_wait(10)
+    try:
+        yield driver
+    finally:
+        driver.quit()
+
+
+def _card_ids(driver: WebDriver) -> list[str]:
+    return [c.find_element(By.CSS_SELECTOR, ".rid").text
+            for c in driver.find_elements(By.CSS_SELECTOR, "ol.timeline .card")]
+
+
+def _beside(left: WebElement, right: WebElement) -> bool:
+    """Side by side: the left column ends before the right one starts, and they share a top."""
+    return bool(left.location["x"] + left.size["width"] <= right.location["x"]
+                and abs(left.location["y"] - right.location["y"]) < 5)
+
+
+def _audit(driver: WebDriver, base: str, a: Audited, summary: str, shot: Path) -> None:
+    """What an auditor does: sessions, ledger, a record, the window at a turn, then asks to
+    undo the second compaction, stopping at the confirmation."""
+    driver.get(f"{base}?token={TOKEN}")  # the first visit with the token leaves a cookie
+    assert "token=" not in driver.current_url
+    driver.find_element(By.LINK_TEXT, a.session).click()
+
+    assert _card_ids(driver) == [a.first, a.second]
+    card = driver.find_element(By.ID, f"rec-{a.first}")
+    for shown in ("manual", "→", "extractive", "strategy", "prompt", "tokens"):
+        assert shown in card.text, shown
+    card.find_element(By.CSS_SELECTOR, "a.rid").click()
+
+    covered = driver.find_element(By.CSS_SELECTOR, "section.covered")
+    replaced = driver.find_element(By.CSS_SELECTOR, "section.replaced")
+    assert SCRIPT in covered.text  # shown as text, never run
+    assert "pwned" not in driver.title
+    assert "m0" in covered.text and "m9" in covered.text
+    assert " ".join(summary.split())[:60] in " ".join(replaced.text.split())
+    assert _beside(covered, replaced)
+    driver.save_screenshot(str(shot))
+
+    driver.find_element(By.LINK_TEXT, a.session).click()
+    driver.find_element(By.LINK_TEXT, str(a.turn)).click()
+    assert f"Window at turn {a.turn}" in driver.find_element(By.TAG_NAME, "h1").text
+    verdict = driver.find_element(By.ID, "verdict").text
+    assert verdict.startswith("matches"), verdict
+    assert len(driver.find_elements(By.CSS_SELECTOR, "ol.window li")) > 0
+
+    driver.find_element(By.LINK_TEXT, a.session).click()
+    driver.find_element(By.CSS_SELECTOR, f"#rec-{a.second} a.undo").click()
+    assert f"Undo {a.second}?" in driver.find_element(By.TAG_NAME, "h1").text
+
+
+def _confirm_undo(driver: WebDriver, a: Audited) -> None:
+    driver.find_element(By.ID, "confirm-undo").click()
+
+    flash = driver.find_element(By.ID, "flash").text
+    ids = _card_ids(driver)
+    assert len(ids) == 3 and ids[-1] in flash
+    undo = driver.find_element(By.ID, f"rec-{ids[-1]}")
+    assert "undo" in undo.text and f"undo of {a.second}" in undo.text
+    assert f"undone by {ids[-1]}" in driver.find_element(By.ID, f"rec-{a.second}").text
+
+
+async def test_audit_page_in_a_real_browser(lt: Longthread, worker: Worker, store: Store,
+                                            browser: WebDriver, tmp_path: Path) -> None:
+    audited = await _session_with_compactions(lt)
+    first = (await store.ledger(TENANT, audited.session))[0]
+    assert first.summary is not None
+    shot = Path(os.environ.get("LONGTHREAD_UI_SCREENSHOT", tmp_path / "ui.png"))
+    async with await start(port=free_port(), token=TOKEN, tenant=TENANT, lt=lt) as ui:
+        await asyncio.to_thread(_audit, browser, ui.url, audited, first.summary.content,
+                                shot)
+        assert len(await store.ledger(TENANT, audited.session)) == 2  # asked, not yet confirmed
+        await asyncio.to_thread(_confirm_undo, browser, audited)
+    assert shot.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n" and shot.stat().st_size > 10_000
+    ledger = await store.ledger(TENANT, audited.session)
+    assert [r.trigger for r in ledger] == ["manual", "manual", "undo"]
+    assert ledger[-1].undoes == audited.second
+
+
+async def test_beyond_loopback_needs_token_and_tenant(lt: Longthread) -> None:
+    for token, tenant, missing in ((None, None, "--token, --tenant"), (TOKEN, None, "--tenant"),
+                                   (None, TENANT, "--token")):
+        with pytest.raises(InvalidInputError, match=f"missing: {missing}$"):
+            await start(host="0.0.0.0", port=free_port(), token=token, tenant=tenant, lt=lt)
+    env = {k: v for k, v in os.environ.items() if k != "LONGTHREAD_UI_TOKEN"}
+    proc = await asyncio.to_thread(
+        subprocess.run, [sys.executable, "-m", "longthread", "ui", "--host", "0.0.0.0",
+                         "--port", str(free_port())], cwd=ROOT, env=env, capture_output=True,
+        text=True, timeout=60)
+    assert proc.returncode == 2, proc.stderr
+    assert "--token" in proc.stderr and "--tenant" in proc.stderr
+
+
+async def test_every_request_needs_the_token(lt: Longthread, worker: Worker,
+                                             store: Store) -> None:
+    audited = await _session_with_compactions(lt)
+    page = f"/record?tenant={TENANT}&session={audited.session}&id={audited.first}"
+    bearer = {"Authorization": f"Bearer {TOKEN}"}
+    async with await start(host="0.0.0.0", port=free_port(), token=TOKEN, tenant=TENANT,
+                           lt=lt) as ui:
+        port = int(ui.url.rstrip("/").rpartition(":")[2])
+        for path in ("/", page, "/static/ui.css", f"/?token=wrong-{TOKEN}"):
+            status, _, _ = await get(port, path)
+            assert status == 401, path
+        status, _, body = await get(port, "/", headers={"Cookie": "longthread_ui_1=forged"})
+        assert status == 401
+
+        status, headers, _ = await get(port, f"/?token={TOKEN}&tenant={TENANT}")
+        assert status == 303 and headers["location"] == f"/?tenant={TENANT}"
+        cookie = headers["set-cookie"]
+        assert "httponly" in cookie.lower() and "samesite=strict" in cookie.lower()
+        status, _, body = await get(port, "/", headers={"Cookie": cookie.partition(";")[0]})
+        assert status == 200 and audited.session in body
+
+        status, headers, body = await get(port, page, headers=bearer)
+        assert status == 200
+        assert "&lt;script&gt;document.title" in body and "<script" not in body
+        assert "script-src" not in headers["content-security-policy"]  # default-src 'none'
+        status, _, _ = await get(port, "/?tenant=other-tenant", headers=bearer)
+        assert status == 403
+
+        form = f"tenant={TENANT}&session={audited.session}&id={audited.second}"
+        posted = {**bearer, "Content-Type": "application/x-www-form-urlencoded"}
+        status, _, _ = await get(port, "/undo", method="POST", body=f"{form}&csrf=guess",
+                                 headers=posted)
+        assert status == 403
+        assert len(await store.ledger(TENANT, audited.session)) == 2
+
+        _, _, confirm = await get(port, f"/undo?{form}", headers=bearer)
+        found = re.search(r'name="csrf" value="([^"]+)"', confirm)
+        assert found is not None
+        status, headers, _ = await get(port, "/undo", method="POST",
+                                       body=f"{form}&csrf={found[1]}", headers=posted)
+        assert status == 303 and "done=u3" in headers["location"]
+        status, _, body = await get(port, "/undo", method="POST",
+                                    body=f"{form}&csrf={found[1]}", headers=posted)
+        assert status == 409 and "already undone" in body  # a stale second submit
+    assert [r.trigger for r in await store.ledger(TENANT, audited.session)] == [
+        "manual", "manual", "undo"]
+
+
+async def test_loopback_without_token_serves_only_loopback_hosts(lt: Longthread) -> None:
+    async with await start(port=free_port(), lt=lt) as ui:
+        port = int(ui.url.rstrip("/").rpartition(":")[2])
+        status, _, body = await get(port, f"/?tenant={TENANT}")
+        assert status == 200 and "Sessions of acme-corp" in body
+        status, _, _ = await get(port, "/", headers={"Host": f"rebound.example:{port}"})
+        assert status == 400
+        status, _, body = await get(port, "/session?tenant=acme-corp&session=no-such-session")
+        assert status == 404 and "no-such-session" in body
+
+
+async def test_cli_serves_the_page_until_interrupted(
+    worker: Worker, task_queue: str, migrated_url: str, client: Client, tmp_path: Path
+) -> None:
+    port = free_port()
+    env = {**os.environ, "LONGTHREAD_TEMPORAL_ADDRESS": client.service_client.config.target_host,
+           "LONGTHREAD_DATABASE_URL": migrated_url, "LONGTHREAD_TASK_QUEUE": task_queue,
+           "LONGTHREAD_DATA_DIR": str(tmp_path / "nodata")}
+    env.pop("LONGTHREAD_UI_TOKEN", None)
+    proc = await asyncio.create_subprocess_exec(
+        sys.executable, "-m", "longthread", "ui", "--port", str(port), cwd=ROOT, env=env,
+        stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE)
+    try:
+        assert proc.stdout is not None
+        line = (await asyncio.wait_for(proc.stdout.readline(), 60)).decode()
+        assert f"audit page on http://127.0.0.1:{port}/" in line
+        status, _, body = await get(port, f"/?tenant={TENANT}")
+        assert status == 200 and "Sessions of acme-corp" in body
+    finally:
+        proc.send_signal(signal.SIGINT)
+        _, err = await asyncio.wait_for(proc.communicate(), 30)
+    assert proc.returncode == 130, err.decode()
+    assert "Traceback" not in err.decode()
