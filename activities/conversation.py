@@ -1,62 +1,86 @@
-"""The conversation's activities: thin wrappers over the store and the providers.
+"""The conversation's activities: the engine and the store, outside the workflow sandbox.
 
-Dependencies come in through the constructor, so tests build the class with real parts and
-the worker builds it once per process (the embedding model loads once).
+Planning, summarizing, merging and applying ledger records run here, so improving them is not
+a determinism change: the workflow sees only cursors and record ids. Dependencies come in
+through the constructor, so tests build the class with real parts and the worker builds it
+once per process (the embedding model loads once).
 """
 
 from __future__ import annotations
 
 import asyncio
+import time
 from collections.abc import Awaitable, Callable
+from datetime import UTC, datetime
 from typing import Any, TypeVar
 
 from temporalio import activity
 from temporalio.exceptions import ApplicationError
 
+from activities import specs
 from activities.providers.embedders import Embedder
 from activities.providers.llm import AsyncSummarizer, ChatModel, LocalExtractive
+from activities.serving import serve_context
 from activities.types import (
-    ArchiveInput,
-    ArchiveResult,
+    AppendResult,
     ChatInput,
     ChatResult,
-    CheckpointInput,
-    LoadCheckpointInput,
-    LoadCheckpointResult,
-    LoadMessagesInput,
-    LoadMessagesResult,
-    RecordCompactionInput,
-    RecordServedInput,
-    RetrieveInput,
-    RetrieveResult,
-    SummarizeInput,
-    SummarizeResult,
+    CompactOutcome,
+    CompactSessionInput,
+    EditWindowInput,
+    EmbedInput,
+    EmbedResult,
+    RestoreLedgerInput,
+    ServeContextInput,
+    SessionRef,
+    StoreMessagesInput,
+    UncompactSessionInput,
 )
-from memory.errors import LedgerConflictError
-from memory.models import CompactionRecord
+from memory.compaction import apply_record, compose_record, compose_undo, plan_compaction
+from memory.errors import InvalidInputError, LedgerConflictError
+from memory.models import (
+    CompactionEvent,
+    CompactionRecord,
+    ContextWindow,
+    Cursors,
+    Message,
+    Summary,
+    content_hash,
+)
+from memory.store.sessions import LoadedWindow
 from memory.store.store import Store
+from memory.summarizer import SummaryResult
+from memory.window import by_reference, compose_removal
 
-__all__ = ["ConversationActivities", "NoChatModelError"]
+__all__ = ["ConversationActivities", "heartbeating"]
 
 EMBED_BATCH = 64
-HEARTBEAT_EVERY = 5.0  # seconds; the workflow's heartbeat timeouts are a few times this
+HEARTBEAT_EVERY = 5.0  # seconds; the heartbeat timeouts in activities/specs.py are 3x this
 
 T = TypeVar("T")
 
 
 async def heartbeating(work: Awaitable[T]) -> T:
     """Await slow work (a provider call) while heartbeating, so that if this worker dies the
-    activity is retried elsewhere after the heartbeat timeout, not the whole start-to-close."""
+    activity is retried elsewhere after the heartbeat timeout, not the whole start-to-close.
+    If the activity is cancelled, the work is cancelled with it."""
     task = asyncio.ensure_future(work)
-    while True:
-        done, _ = await asyncio.wait({task}, timeout=HEARTBEAT_EVERY)
-        if done:
-            return task.result()
-        activity.heartbeat()
+    try:
+        while True:
+            done, _ = await asyncio.wait({task}, timeout=HEARTBEAT_EVERY)
+            if done:
+                return task.result()
+            activity.heartbeat()
+    finally:
+        task.cancel()
 
 
-class NoChatModelError(Exception):
-    pass
+def _refused(exc: InvalidInputError) -> ApplicationError:
+    return ApplicationError(str(exc), type="InvalidInputError", non_retryable=True)
+
+
+def _now() -> datetime:
+    return datetime.now(UTC)
 
 
 class ConversationActivities:
@@ -75,97 +99,221 @@ class ConversationActivities:
         self.chat = chat
         self.max_summarizer_failures = max_summarizer_failures
 
-    @activity.defn
-    async def archive_messages(self, input: ArchiveInput) -> ArchiveResult:
-        """Embed and insert in batches; ids already archived are skipped (idempotent)."""
-        pending_ids = await self.store.missing_ids(
-            input.tenant, input.session, [m.message.id for m in input.messages])
-        pending = [m for m in input.messages if m.message.id in set(pending_ids)]
-        inserted = 0
-        for start in range(0, len(pending), EMBED_BATCH):
-            batch = pending[start : start + EMBED_BATCH]
-            vectors = await heartbeating(self.embedder.embed([m.message.content for m in batch]))
-            inserted += await self.store.archive(
-                input.tenant, input.session, [(m.seq, m.message) for m in batch], vectors)
-            activity.heartbeat(start + len(batch))
-        return ArchiveResult(inserted=inserted,
-                             already_archived=len(input.messages) - inserted)
+    # -- appending and indexing ------------------------------------------------------------
+    @activity.defn(name=specs.OPEN_SESSION.name)
+    async def open_session(self, input: SessionRef) -> Cursors:
+        return await self.store.cursors(input.tenant, input.session)
 
-    @activity.defn
-    async def summarize_span(self, input: SummarizeInput) -> SummarizeResult:
-        """Summarize archived originals; fall back to extractive rather than lose the span."""
-        messages = await self.store.get_messages(input.tenant, input.session, input.ids)
-        if len(messages) != len(input.ids):
-            raise ApplicationError(
-                f"{len(input.ids) - len(messages)} of the span's messages are not archived yet",
-                type="NotArchived")
+    @activity.defn(name=specs.STORE_MESSAGES.name)
+    async def store_messages(self, input: StoreMessagesInput) -> AppendResult:
+        try:
+            out = await self.store.append_messages(input.tenant, input.session, input.messages)
+        except InvalidInputError as exc:
+            raise _refused(exc) from None
+        return AppendResult(appended=out.appended, duplicates=out.duplicates,
+                            total=out.cursors.next_seq, cursors=out.cursors)
+
+    @activity.defn(name=specs.EMBED.name)
+    async def embed_messages(self, input: EmbedInput) -> EmbedResult:
+        """Embed what is stored in [start, stop) and not embedded yet (idempotent)."""
+        todo = await self.store.unembedded(input.tenant, input.session, input.start, input.stop)
+        for at in range(0, len(todo), EMBED_BATCH):
+            batch = todo[at : at + EMBED_BATCH]
+            vectors = await heartbeating(self.embedder.embed([text for _, text in batch]))
+            await self.store.set_embeddings(input.tenant, input.session, [
+                (ident, vector) for (ident, _), vector in zip(batch, vectors, strict=True)])
+            activity.heartbeat(at + len(batch))
+        return EmbedResult(embedded=len(todo))
+
+    # -- compaction ------------------------------------------------------------------------
+    async def _event(self, ref: SessionRef, event: CompactionEvent) -> None:
+        activity.logger.info(
+            "compaction %s: %s level=%s tokens %s -> %s ratio=%s duration_ms=%s reason=%s%s",
+            event.kind, event.record_id, event.level, event.tokens_before, event.tokens_after,
+            f"{event.ratio:.2f}" if event.ratio else None, event.duration_ms, event.reason,
+            f" error={event.error}" if event.error else "")
+        await self.store.add_event(ref.tenant, ref.session, event)
+
+    async def _already(self, ref: SessionRef, loaded: LoadedWindow,
+                       expected: int) -> CompactOutcome:
+        """The head moved past `expected`: an earlier attempt of this activity committed."""
+        if loaded.version < expected:
+            raise ApplicationError(f"ledger is at {loaded.version}, not {expected}",
+                                   type="LedgerConflictError", non_retryable=True)
+        records = (await self.store.ledger(ref.tenant, ref.session))[expected:loaded.version]
+        return CompactOutcome(record_ids=tuple(r.id for r in records),
+                              cursors=await self.store.cursors(ref.tenant, ref.session))
+
+    async def _commit(self, ref: SessionRef, head: int,
+                      steps: list[tuple[CompactionRecord, Any]], next_base: int
+                      ) -> CompactOutcome:
+        try:
+            out = await self.store.commit_records(ref.tenant, ref.session, head, steps,
+                                                  next_base)
+        except LedgerConflictError as exc:
+            raise ApplicationError(str(exc), type="LedgerConflictError",
+                                   non_retryable=True) from None
+        first, last = out.records[0], out.records[-1]
+        return CompactOutcome(record_ids=tuple(r.id for r in out.records),
+                              tokens_before=first.tokens_before, tokens_after=last.tokens_after,
+                              cursors=out.cursors)
+
+    async def _summarize(self, ref: SessionRef, messages: list[Message], max_tokens: int,
+                         focus: str | None) -> tuple[SummaryResult, str | None]:
+        """The configured summarizer; after repeated failures (an outage) or a refusal, the
+        extractive one, with the reason recorded rather than the span lost."""
         attempt = activity.info().attempt
         fallback: str | None = None
         if self.summarizer.name != "extractive":
             if attempt <= self.max_summarizer_failures:
                 try:
-                    result = await heartbeating(self.summarizer.summarize(
-                        messages, input.max_tokens, input.focus))
-                    return SummarizeResult(**result.model_dump())
+                    return await heartbeating(self.summarizer.summarize(
+                        messages, max_tokens, focus)), None
                 except ApplicationError as exc:
                     if not exc.non_retryable:
                         raise
                     fallback = f"extractive: {self.summarizer.name} rejected ({exc.message})"
             else:
-                fallback = (f"extractive: {self.summarizer.name} failed "
-                            f"{attempt - 1} times")
+                fallback = f"extractive: {self.summarizer.name} failed {attempt - 1} times"
             activity.logger.warning("summarizer fell back: %s", fallback)
-        result = await heartbeating(
-            self.extractive.summarize(messages, input.max_tokens, input.focus))
-        return SummarizeResult(**result.model_dump(), fallback=fallback)
+        result = await heartbeating(self.extractive.summarize(messages, max_tokens, focus))
+        return result, fallback
 
-    @activity.defn
-    async def retrieve_context(self, input: RetrieveInput) -> RetrieveResult:
-        (vector,) = await self.embedder.embed([input.query])
-        hits = await self.store.search(input.tenant, input.session, input.query, vector,
-                                       input.k, neighbours=input.neighbours,
-                                       since=input.since, until=input.until)
-        return RetrieveResult(candidates=tuple(hits))
+    @activity.defn(name=specs.COMPACT.name)
+    async def compact_session(self, input: CompactSessionInput) -> CompactOutcome:
+        """Plan, summarize, merge and commit one compaction against the expected ledger head."""
+        loaded = await self.store.load_window(input.tenant, input.session)
+        if loaded.version != input.expected_head:
+            return await self._already(input, loaded, input.expected_head)
+        plan = plan_compaction(loaded.state, input.policy,
+                               force=input.force or input.trigger == "manual",
+                               preserve_recent=input.preserve_recent, catch_up=True)
+        if plan is None:
+            return CompactOutcome(cursors=await self.store.cursors(input.tenant, input.session))
+        seq = loaded.version
+        record_id = f"c{seq + 1}"
+        started = time.perf_counter()
+        await self._event(input, CompactionEvent(
+            kind="started", record_id=record_id, level=plan.level, reason=plan.reason,
+            tokens_before=plan.tokens_before))
+        summary: Summary | None = None
+        strategy, model, version, fallback = "archive-only", None, None, None
+        if plan.summarize:
+            covered = [m for m in loaded.state.messages if m.id in set(plan.covered_ids)]
+            large = [m.id for m in covered if "body_ref" in m.metadata]
+            if large:  # the summarizer reads large bodies in full, from the archive
+                full = {m.id: m for m in await self.store.get_messages(
+                    input.tenant, input.session, large)}
+                covered = [full.get(m.id, m) for m in covered]
+            try:
+                result, fallback = await self._summarize(input, covered,
+                                                         plan.summary_max_tokens, input.focus)
+            except Exception as exc:  # nothing was committed: record why, then let it retry
+                await self._event(input, CompactionEvent(
+                    kind="failed", record_id=record_id, level=plan.level, reason=plan.reason,
+                    tokens_before=plan.tokens_before, error=str(exc)[:300]))
+                raise
+            summary = Summary(id=f"s{seq + 1}", level=1, content=result.text,
+                              covers=plan.covered_ids, quoted_ids=result.quoted_ids,
+                              strategy=result.strategy, created_at=_now())
+            strategy, model, version = result.strategy, result.model, result.prompt_version
+        window, record = compose_record(
+            loaded.state, plan, record_id=record_id, seq=seq, summary=summary,
+            strategy=strategy, trigger=input.trigger, model=model, prompt_version=version,
+            fallback=fallback, duration_ms=(time.perf_counter() - started) * 1000, at=_now())
+        outcome = await self._commit(input, seq, [(record, window)], loaded.next_base)
+        await self._event(input, CompactionEvent(
+            kind="completed", record_id=record_id, level=plan.level, reason=plan.reason,
+            tokens_before=record.tokens_before, tokens_after=record.tokens_after,
+            ratio=record.ratio, duration_ms=record.duration_ms))
+        return outcome
 
-    @activity.defn
-    async def record_compaction(self, input: RecordCompactionInput) -> bool:
-        return await self.store.append_ledger(input.tenant, input.session, input.record)
+    async def _originals(self, ref: SessionRef, ids: tuple[str, ...]
+                         ) -> tuple[dict[str, Message], dict[str, int]]:
+        found = await self.store.get_with_seq(ref.tenant, ref.session, ids)
+        return ({m.id: by_reference(m) for _, m in found}, {m.id: seq for seq, m in found})
 
-    @activity.defn
-    async def record_compaction_stored(self, input: RecordCompactionInput) -> CompactionRecord:
-        """Append the record and return it as stored, for the workflow to adopt: its ledger
-        then matches the store even if the record was first written from a workflow task
-        whose clock readings the replayed history does not reproduce."""
+    @activity.defn(name=specs.UNCOMPACT.name)
+    async def uncompact_session(self, input: UncompactSessionInput) -> CompactOutcome:
+        loaded = await self.store.load_window(input.tenant, input.session)
+        if loaded.version != input.expected_head:
+            return await self._already(input, loaded, input.expected_head)
+        ledger = await self.store.ledger(input.tenant, input.session)
+        target = next((r for r in ledger if r.id == input.record_id), None)
+        originals, order = await self._originals(input, target.covered_ids if target else ())
         try:
-            return await self.store.append_ledger_stored(input.tenant, input.session,
-                                                         input.record)
-        except LedgerConflictError as exc:
-            raise ApplicationError(str(exc), type="LedgerConflictError",
-                                   non_retryable=True) from None
+            window, record = compose_undo(
+                loaded.state, input.record_id, ledger, seq=loaded.version, originals=originals,
+                order={**loaded.order, **order}, at=_now())
+        except InvalidInputError as exc:
+            raise _refused(exc) from None
+        return await self._commit(input, loaded.version, [(record, window)], loaded.next_base)
 
-    @activity.defn
-    async def record_served(self, input: RecordServedInput) -> int:
-        return await self.store.record_served(input.tenant, input.session, [
-            (s.seq, s.turn, s.model_dump_json()) for s in input.records])
+    @activity.defn(name=specs.EDIT_WINDOW.name)
+    async def edit_window(self, input: EditWindowInput) -> CompactOutcome:
+        """Pop the newest message (with its tool unit) or clear the window, as a ledger record:
+        the originals stay archived and the record can be undone."""
+        loaded = await self.store.load_window(input.tenant, input.session)
+        if loaded.version != input.expected_head:
+            return await self._already(input, loaded, input.expected_head)
+        made = compose_removal(loaded.state, input.kind, seq=loaded.version, at=_now())
+        if made is None:
+            return CompactOutcome(cursors=await self.store.cursors(input.tenant, input.session))
+        window, record = made
+        return await self._commit(input, loaded.version, [(record, window)], loaded.next_base)
 
-    @activity.defn
-    async def save_checkpoint(self, input: CheckpointInput) -> None:
-        await self.store.save_checkpoint(input.tenant, input.session, input.state_json,
-                                         input.version)
+    @activity.defn(name=specs.RESTORE_LEDGER.name)
+    async def restore_ledger(self, input: RestoreLedgerInput) -> CompactOutcome:
+        """Re-apply an exported ledger to an imported copy, all or nothing: each record must
+        match the imported originals (same covered ids in the window, same covered hash)."""
+        loaded = await self.store.load_window(input.tenant, input.session)
+        if loaded.version != input.expected_head:
+            return await self._already(input, loaded, input.expected_head)
+        known = {r.id: r for r in await self.store.ledger(input.tenant, input.session)}
+        state, steps = loaded.state, []
+        order = dict(loaded.order)
+        try:
+            for n, record in enumerate(input.records):
+                where = f"records[{n}]"
+                if record.seq != loaded.version + n:
+                    raise InvalidInputError(f"{where}.seq", f"expected {loaded.version + n}, "
+                                                            f"got {record.seq}")
+                if record.id in known:
+                    raise InvalidInputError(f"{where}.id", f"{record.id!r} is already in the "
+                                                           "ledger")
+                if record.trigger == "undo":
+                    if record.undoes not in known:
+                        raise InvalidInputError(f"{where}.undoes", f"{record.undoes!r} names no "
+                                                                   "earlier record")
+                    originals, seqs = await self._originals(input, record.covered_ids)
+                    order.update(seqs)
+                    state = apply_record(state, record, originals=originals, order=order)
+                else:
+                    in_window = {m.id: m for m in state.messages}
+                    missing = [i for i in record.covered_ids if i not in in_window]
+                    if missing:
+                        raise InvalidInputError(f"{where}.covered_ids", f"{missing[0]!r} is not "
+                                                                        "in the window")
+                    if content_hash([in_window[i] for i in record.covered_ids]) != \
+                            record.covered_hash:
+                        raise InvalidInputError(f"{where}.covered_hash", "the covered messages "
+                                                "differ from the imported originals")
+                    state = apply_record(state, record)
+                known[record.id] = record
+                steps.append((record, state))
+        except InvalidInputError as exc:
+            raise _refused(exc) from None
+        if not steps:
+            return CompactOutcome(cursors=await self.store.cursors(input.tenant, input.session))
+        return await self._commit(input, loaded.version, steps, loaded.next_base)
 
-    @activity.defn
-    async def load_checkpoint(self, input: LoadCheckpointInput) -> LoadCheckpointResult:
-        found = await self.store.load_checkpoint(input.tenant, input.session)
-        if found is None:
-            return LoadCheckpointResult()
-        return LoadCheckpointResult(state_json=found[0], version=found[1])
+    # -- context and chat ------------------------------------------------------------------
+    @activity.defn(name=specs.BUILD_CONTEXT.name)
+    async def build_context(self, input: ServeContextInput) -> ContextWindow:
+        return await serve_context(self.store, self.embedder, input.tenant, input.session,
+                                   input.request)
 
-    @activity.defn
-    async def load_messages(self, input: LoadMessagesInput) -> LoadMessagesResult:
-        found = await self.store.get_messages(input.tenant, input.session, input.ids)
-        return LoadMessagesResult(messages=tuple(found))
-
-    @activity.defn
+    @activity.defn(name=specs.COMPLETE_CHAT.name)
     async def complete_chat(self, input: ChatInput) -> ChatResult:
         if self.chat is None:
             raise ApplicationError(
@@ -176,6 +324,10 @@ class ConversationActivities:
         return ChatResult(**reply.model_dump())
 
     def all(self) -> list[Callable[..., Any]]:
-        return [self.archive_messages, self.summarize_span, self.retrieve_context,
-                self.record_compaction, self.record_compaction_stored, self.record_served,
-                self.save_checkpoint, self.load_checkpoint, self.load_messages, self.complete_chat]
+        """Every activity method, found by the name it registered under in activities/specs."""
+        names = {spec.name for spec in specs.ALL}
+        found = [getattr(self, attr) for attr in dir(type(self)) if not attr.startswith("_")]
+        chosen = [f for f in found if getattr(getattr(f, "__temporal_activity_definition",
+                                                      None), "name", None) in names]
+        assert len(chosen) == len(names), "every spec in activities/specs.py needs a method"
+        return chosen

@@ -1,32 +1,30 @@
-"""One `...Input` and one `...Result` per activity. Payloads carry ids, not bodies, wherever
-the bodies are already archived (summaries read originals from the store by id)."""
+"""One `...Input` and one `...Result` per activity. Payloads carry ids and cursors, not bodies:
+the conversation lives in the store, and the workflow only orders the writes."""
 
 from __future__ import annotations
 
-from datetime import datetime
+from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
-from memory.audit import ServedContext
-from memory.models import CompactionRecord, ContextWindow, Message, ScoredMessage
+from memory.models import CompactionRecord, ContextWindow, Cursors, Message, Trigger
+from memory.policy import CompactionPolicy
 
 __all__ = [
-    "ArchiveInput",
-    "ArchiveResult",
+    "AppendResult",
     "ChatInput",
     "ChatResult",
-    "CheckpointInput",
-    "LoadCheckpointInput",
-    "LoadCheckpointResult",
-    "LoadMessagesInput",
-    "LoadMessagesResult",
-    "RecordCompactionInput",
-    "RecordServedInput",
-    "RetrieveInput",
-    "RetrieveResult",
-    "SeqMessage",
-    "SummarizeInput",
-    "SummarizeResult",
+    "CompactOutcome",
+    "CompactSessionInput",
+    "ContextRequest",
+    "EditWindowInput",
+    "EmbedInput",
+    "EmbedResult",
+    "RestoreLedgerInput",
+    "ServeContextInput",
+    "SessionRef",
+    "StoreMessagesInput",
+    "UncompactSessionInput",
 ]
 
 
@@ -34,90 +32,76 @@ class _Model(BaseModel):
     model_config = ConfigDict(frozen=True)
 
 
-class SeqMessage(_Model):
-    seq: int = Field(ge=0)
-    message: Message
-
-
-class ArchiveInput(_Model):
-    tenant: str
-    session: str
-    messages: tuple[SeqMessage, ...]
-
-
-class ArchiveResult(_Model):
-    inserted: int
-    already_archived: int
-
-
-class SummarizeInput(_Model):
-    tenant: str
-    session: str
-    ids: tuple[str, ...]
-    max_tokens: int = Field(ge=1)
-    focus: str | None = None
-
-
-class SummarizeResult(_Model):
-    text: str
-    quoted_ids: tuple[str, ...] = ()
-    strategy: str
-    model: str | None = None
-    prompt_version: str | None = None
-    fallback: str | None = None
-
-
-class RetrieveInput(_Model):
-    tenant: str
-    session: str
-    query: str
-    k: int = Field(default=20, ge=1, le=500)
-    neighbours: int = Field(default=0, ge=0, le=5)
-    since: datetime | None = None
-    until: datetime | None = None
-
-
-class RetrieveResult(_Model):
-    candidates: tuple[ScoredMessage, ...]
-
-
-class CheckpointInput(_Model):
-    tenant: str
-    session: str
-    state_json: str
-    version: int
-
-
-class LoadCheckpointInput(_Model):
+class SessionRef(_Model):
     tenant: str
     session: str
 
 
-class LoadCheckpointResult(_Model):
-    state_json: str | None = None
-    version: int = 0
-
-
-class RecordCompactionInput(_Model):
-    tenant: str
-    session: str
-    record: CompactionRecord
-
-
-class LoadMessagesInput(_Model):
-    tenant: str
-    session: str
-    ids: tuple[str, ...]
-
-
-class LoadMessagesResult(_Model):
+class StoreMessagesInput(SessionRef):
     messages: tuple[Message, ...]
 
 
-class RecordServedInput(_Model):
-    tenant: str
-    session: str
-    records: tuple[ServedContext, ...]
+class AppendResult(_Model):
+    appended: int
+    duplicates: int
+    total: int
+    cursors: Cursors = Field(default_factory=Cursors)
+
+
+class EmbedInput(SessionRef):
+    start: int = Field(ge=0)
+    stop: int = Field(ge=0)
+
+
+class EmbedResult(_Model):
+    embedded: int
+
+
+class CompactSessionInput(SessionRef):
+    expected_head: int = Field(ge=0)
+    policy: CompactionPolicy
+    trigger: Trigger = "auto"
+    preserve_recent: int | None = Field(default=None, ge=0, le=10_000)
+    focus: str | None = Field(default=None, max_length=2000)
+    force: bool = False
+
+
+class UncompactSessionInput(SessionRef):
+    expected_head: int = Field(ge=0)
+    record_id: str = Field(min_length=1, max_length=200)
+
+
+class EditWindowInput(SessionRef):
+    expected_head: int = Field(ge=0)
+    kind: Literal["pop", "clear"]
+
+
+class RestoreLedgerInput(SessionRef):
+    expected_head: int = Field(ge=0)
+    records: tuple[CompactionRecord, ...]
+
+
+class CompactOutcome(_Model):
+    """What the workflow learns of a committed change: ids and numbers, never the bodies."""
+
+    record_ids: tuple[str, ...] = ()
+    tokens_before: int = 0
+    tokens_after: int = 0
+    cursors: Cursors = Field(default_factory=Cursors)
+    error: str | None = None  # a refused request (the field and the problem), nothing changed
+
+
+class ContextRequest(_Model):
+    query: str | None = Field(default=None, max_length=100_000)
+    max_tokens: int = Field(default=4000, ge=1, le=2_000_000)
+    k: int = Field(default=40, ge=1, le=500)
+    neighbours: int = Field(default=1, ge=0, le=5)
+    # Budget shares (summary, retrieved, recent); None lets assembly choose for the query.
+    shares: tuple[float, float, float] | None = None
+
+
+class ServeContextInput(SessionRef):
+    request: ContextRequest
 
 
 class ChatInput(_Model):

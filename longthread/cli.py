@@ -16,8 +16,8 @@ from rich.console import Console
 from temporalio.service import RPCError
 
 from longthread.commands import connected
+from longthread.settings import Settings
 from memory.errors import InvalidInputError, LongthreadError, NotFoundError
-from worker.settings import Settings
 
 app = typer.Typer(help="Durable, auditable context compaction for long AI conversations.",
                   no_args_is_help=True, add_completion=False, pretty_exceptions_enable=False)
@@ -159,7 +159,7 @@ def export(session: str, file: Path, tenant: Tenant = "default") -> None:
 def chat(session: str, tenant: Tenant = "default",
          max_tokens: Annotated[int, typer.Option(min=64)] = 4000) -> None:
     """Talk to the configured chat model through generate(); Ctrl-D to leave."""
-    from longthread.commands import resolve_settings
+    from longthread.settings import resolve_settings
 
     if resolve_settings().chat_provider == "none":
         err.print("[red]error:[/red] no chat model configured. Set LONGTHREAD_CHAT_PROVIDER "
@@ -180,6 +180,56 @@ def chat(session: str, tenant: Tenant = "default",
                     result = await conv.generate(line, max_tokens=max_tokens)
                     out.print(f"[bold]model>[/bold] {result.reply.content}")
     _run(body())
+
+
+db_app = typer.Typer(help="Database administration.", no_args_is_help=True)
+app.add_typer(db_app, name="db")
+
+
+@db_app.command("setup")
+def db_setup(
+    admin_url: Annotated[str, typer.Option(
+        envvar="LONGTHREAD_ADMIN_DATABASE_URL",
+        help="A login that may create tables and roles (run once, by an admin).")],
+    app_user: Annotated[str | None, typer.Option(
+        help="Create (or update) this least-privilege login for workers and clients.")] = None,
+    app_password: Annotated[str | None, typer.Option(
+        envvar="LONGTHREAD_APP_PASSWORD", help="Its password.")] = None,
+) -> None:
+    """Migrate the archive and create the application's least-privilege login role: a
+    member of longthread_app, no superuser, no BYPASSRLS, so row-level security holds."""
+    from memory.store.roles import setup_database
+
+    version = _run(setup_database(admin_url, Settings().embedding_dim, app_user, app_password))
+    out.print(f"schema at version {version}"
+              + (f"; login role {app_user} can connect as longthread_app" if app_user else ""))
+
+
+@app.command()
+def mcp(port: Annotated[int | None, typer.Option(
+            help="Serve streamable HTTP on 127.0.0.1:PORT instead of stdio.")] = None,
+        tenant: Tenant = "default") -> None:
+    """Serve longthread's tools (append, context, compact, uncompact, ledger, replay, search)
+    to MCP clients: over stdio, or streamable HTTP with --port."""
+    from longthread.mcp import serve
+
+    _run(serve(port=port, tenant=tenant))
+
+
+@app.command()
+def ui(port: Annotated[int, typer.Option(help="Port of the audit page.")] = 8321,
+       host: Annotated[str, typer.Option(
+           help="Interface to listen on; anything but loopback needs --token.")] = "127.0.0.1",
+       token: Annotated[str | None, typer.Option(
+           envvar="LONGTHREAD_UI_TOKEN", help="Required to open the page.")] = None,
+       tenant: Annotated[str | None, typer.Option(
+           "--tenant", "-t", help="Show only this tenant (required beyond loopback).")] = None,
+       ) -> None:
+    """The audit web page: sessions, ledger timeline, covered messages beside their summary,
+    the window served at any turn (digest checked), and undo."""
+    from longthread.ui import serve
+
+    _run(serve(port=port, host=host, token=token, tenant=tenant))
 
 
 def main() -> None:  # pragma: no cover - console script shim

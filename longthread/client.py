@@ -1,7 +1,8 @@
 """The public async client: `Longthread.connect()` and `Conversation`.
 
-Every call goes through the conversation's workflow; update-with-start means the first call
-on a session creates it and every later call attaches to the same durable workflow.
+Writes go through the conversation's workflow (update-with-start: the first call on a session
+creates it, every later one attaches), which orders and retries them. Reads (`context()`, the
+ledger, the window, events) come straight from the store, which is the source of truth.
 """
 
 from __future__ import annotations
@@ -12,8 +13,12 @@ import re
 import time
 import uuid
 from collections.abc import Mapping, Sequence
-from typing import Any, TypeVar
+from types import TracebackType
+from typing import Any
 
+from psycopg import AsyncConnection
+from psycopg.rows import DictRow
+from psycopg_pool import AsyncConnectionPool
 from temporalio.client import (
     Client,
     RPCError,
@@ -25,18 +30,24 @@ from temporalio.common import WorkflowIDConflictPolicy
 from temporalio.exceptions import ApplicationError
 from temporalio.service import RPCStatusCode
 
+from activities.providers.embedders import Embedder
+from activities.serving import serve_context
+from activities.types import ContextRequest
+from longthread.codec import data_converter
+from longthread.settings import Settings, resolve_settings
 from memory.errors import InvalidInputError, LongthreadError, NotFoundError
 from memory.models import (
     CompactionEvent,
     CompactionRecord,
     ContextWindow,
     Message,
+    ScoredMessage,
     Summary,
     parse_messages,
 )
 from memory.policy import CompactionPolicy
-from worker.main import connect_client
-from worker.settings import Settings
+from memory.store.db import open_pool
+from memory.store.store import Store
 from workflows.conversation import ConversationWorkflow, workflow_id
 from workflows.types import (
     SESSION_PATTERN,
@@ -44,29 +55,29 @@ from workflows.types import (
     AppendInput,
     AppendResult,
     CompactInput,
-    ContextInput,
+    CompactOutcome,
     ConversationInput,
     ConversationStats,
+    EditInput,
     GenerateInput,
     GenerateResult,
     RestoreInput,
     UncompactInput,
 )
 
-__all__ = ["MAX_BATCH_BYTES", "Conversation", "Longthread"]
+__all__ = ["MAX_BATCH_BYTES", "Conversation", "Longthread", "check_ids"]
 
 log = logging.getLogger(__name__)
 
 # Temporal caps one payload at 2 MB; a batch stays well below so JSON overhead never crosses it.
 MAX_BATCH_BYTES = 1_500_000
-T = TypeVar("T")
 
 
 def check_ids(tenant: str, session: str) -> tuple[str, str]:
     if not re.match(TENANT_PATTERN, tenant):
-        raise InvalidInputError("tenant", "must be 1-100 of A-Z a-z 0-9 _ . @ : (no '-')")
+        raise InvalidInputError("tenant", "must be 1-100 visible characters (no spaces)")
     if not re.match(SESSION_PATTERN, session):
-        raise InvalidInputError("session", "must be 1-200 of A-Z a-z 0-9 _ . @ : -")
+        raise InvalidInputError("session", "must be 1-200 visible characters (no spaces)")
     return tenant, session
 
 
@@ -76,7 +87,7 @@ def _transient(exc: RPCError) -> bool:
 
 
 def _raise_clear(exc: WorkflowUpdateFailedError) -> None:
-    """Turn a rejected update back into the error the workflow raised."""
+    """Turn a refused update back into the error the workflow or its activity raised."""
     cause: BaseException | None = exc.cause
     while cause is not None and not isinstance(cause, ApplicationError):
         cause = cause.__cause__
@@ -135,47 +146,70 @@ class Conversation:
         stats: ConversationStats = await self._update(ConversationWorkflow.attach)
         return stats
 
-    async def append_many(self, messages: Sequence[Mapping[str, Any] | Message]) -> AppendResult:
-        """Append a batch; messages already appended (same id, same content) are skipped."""
+    # -- writes, through the workflow ------------------------------------------------------
+    async def append_many(self, messages: Sequence[Mapping[str, Any] | Message], *,
+                          hold_compaction: bool = False) -> AppendResult:
+        """Append a batch; messages already appended (same id, same content) are skipped.
+        `hold_compaction` (for imports that carry a ledger) pauses automatic compaction until
+        `restore_ledger` or an ordinary append."""
         parsed = parse_messages(list(messages))
-        size = sum(len(m.model_dump_json()) for m in parsed)
+        if not parsed:
+            raise InvalidInputError("messages", "must hold at least one message")
+        size = sum(len(m.model_dump_json().encode("utf-8")) for m in parsed)
         if size > MAX_BATCH_BYTES:
             raise InvalidInputError(
                 "messages", f"batch is {size} bytes; the limit per call is {MAX_BATCH_BYTES} "
                 "bytes (Temporal caps a payload at 2 MB): send fewer or smaller messages")
         result: AppendResult = await self._update(ConversationWorkflow.append_many,
-                                                  AppendInput(messages=tuple(parsed)))
+                                                  AppendInput(messages=tuple(parsed),
+                                                              hold_compaction=hold_compaction))
         return result
 
-    async def append(self, message: Mapping[str, Any] | Message) -> AppendResult:
-        return await self.append_many([message])
+    async def append(self, message: Mapping[str, Any] | Message, *,
+                     hold_compaction: bool = False) -> AppendResult:
+        return await self.append_many([message], hold_compaction=hold_compaction)
 
-    async def context(self, query: str | None = None, max_tokens: int = 4000,
-                      k: int = 40, neighbours: int = 1,
-                      shares: tuple[float, float, float] | None = None) -> ContextWindow:
-        if max_tokens < 1:
-            raise InvalidInputError("max_tokens", "must be at least 1")
-        window: ContextWindow = await self._update(ConversationWorkflow.context, ContextInput(
-            query=query, max_tokens=max_tokens, k=k, neighbours=neighbours, shares=shares))
-        return window
+    async def _records(self, outcome: CompactOutcome) -> list[CompactionRecord]:
+        wanted = set(outcome.record_ids)
+        return [r for r in await self.ledger() if r.id in wanted]
 
     async def compact(self, preserve_recent: int | None = None,
                       focus: str | None = None) -> CompactionRecord | None:
-        record: CompactionRecord | None = await self._update(
+        """Compact now; None when nothing is left to compact."""
+        outcome: CompactOutcome = await self._update(
             ConversationWorkflow.compact, CompactInput(preserve_recent=preserve_recent,
                                                        focus=focus))
-        return record
+        records = await self._records(outcome)
+        return records[-1] if records else None
 
     async def uncompact(self, record_id: str) -> CompactionRecord:
-        record: CompactionRecord = await self._update(ConversationWorkflow.uncompact,
-                                                      UncompactInput(record_id=record_id))
-        return record
+        outcome: CompactOutcome = await self._update(ConversationWorkflow.uncompact,
+                                                     UncompactInput(record_id=record_id))
+        return (await self._records(outcome))[-1]
+
+    async def pop(self) -> list[Message]:
+        """Take the newest message (with its tool call or results) out of the window, as an
+        undoable ledger record; returns what left the window (the archive keeps it)."""
+        outcome: CompactOutcome = await self._update(ConversationWorkflow.edit_window,
+                                                     EditInput(kind="pop"))
+        records = await self._records(outcome)
+        if not records:
+            return []
+        return await (await self.lt.store()).get_messages(self.tenant, self.session,
+                                                          records[-1].covered_ids)
+
+    async def clear(self) -> CompactionRecord | None:
+        """Empty the window (messages and summaries), as an undoable ledger record."""
+        outcome: CompactOutcome = await self._update(ConversationWorkflow.edit_window,
+                                                     EditInput(kind="clear"))
+        records = await self._records(outcome)
+        return records[-1] if records else None
 
     async def restore_ledger(self, records: Sequence[CompactionRecord]) -> int:
         """Re-apply an exported ledger to a freshly imported copy of its session."""
-        count: int = await self._update(ConversationWorkflow.restore_ledger,
-                                        RestoreInput(records=tuple(records)))
-        return count
+        outcome: CompactOutcome = await self._update(ConversationWorkflow.restore_ledger,
+                                                     RestoreInput(records=tuple(records)))
+        return len(outcome.record_ids)
 
     async def generate(self, content: str, *, max_tokens: int = 4000,
                        reply_tokens: int = 1024) -> GenerateResult:
@@ -183,76 +217,118 @@ class Conversation:
             content=content, max_tokens=max_tokens, reply_tokens=reply_tokens))
         return result
 
-    async def _query(self, query: Any) -> Any:
+    async def close(self) -> None:
+        """Finish embedding and end the run; the session resumes from the store on next use."""
+        await self.handle.signal(ConversationWorkflow.close)
+
+    # -- reads, from the store -------------------------------------------------------------
+    async def context(self, query: str | None = None, max_tokens: int = 4000,
+                      k: int = 40, neighbours: int = 1,
+                      shares: tuple[float, float, float] | None = None) -> ContextWindow:
+        """The window for one model call, within `max_tokens`; recorded for `replay`."""
+        if max_tokens < 1:
+            raise InvalidInputError("max_tokens", "must be at least 1")
+        request = ContextRequest(query=query, max_tokens=max_tokens, k=k,
+                                 neighbours=neighbours, shares=shares)
+        return await serve_context(await self.lt.store(), self.lt.embedder(), self.tenant,
+                                   self.session, request)
+
+    async def search(self, query: str, k: int = 10) -> list[ScoredMessage]:
+        """Hybrid retrieval over the whole session (BM25 and embeddings, fused)."""
+        if not query.strip():
+            raise InvalidInputError("query", "must not be empty")
+        (vector,) = await self.lt.embedder().embed([query])
+        return await (await self.lt.store()).search(self.tenant, self.session, query, vector, k)
+
+    async def ledger(self) -> list[CompactionRecord]:
+        return await (await self.lt.store()).ledger(self.tenant, self.session)
+
+    async def events(self) -> list[CompactionEvent]:
+        return await (await self.lt.store()).events(self.tenant, self.session)
+
+    async def window(self) -> list[Message]:
+        loaded = await (await self.lt.store()).load_window(self.tenant, self.session)
+        return list(loaded.state.messages)
+
+    async def summaries(self) -> list[Summary]:
+        loaded = await (await self.lt.store()).load_window(self.tenant, self.session)
+        return list(loaded.state.summaries)
+
+    async def stats(self) -> ConversationStats:
         try:
-            return await self.handle.query(query)
+            stats: ConversationStats = await self.handle.query(ConversationWorkflow.stats)
         except RPCError as exc:
             if "not found" in str(exc).lower():
                 raise NotFoundError(f"session: no conversation {self.session!r} for tenant "
                                     f"{self.tenant!r}") from None
             raise
-
-    async def stats(self) -> ConversationStats:
-        stats: ConversationStats = await self._query(ConversationWorkflow.stats)
         return stats
 
-    async def settle(self, timeout: float = 300.0, poll: float = 0.2) -> ConversationStats:
-        """Wait until background archiving, compaction and audit writes are done.
-
-        Appends return before their messages are archived or compacted; call this before
-        reading the store directly or exporting. Three quiet reads in a row are required so a
-        pass that is between steps is not mistaken for the end. Raises TimeoutError.
-        """
+    async def settle(self, timeout: float = 300.0, poll: float = 0.1) -> ConversationStats:
+        """Wait until background embedding and compaction are done (appends are stored before
+        they return). Two quiet reads in a row are required, so a pass between steps is not
+        taken for the end. Raises TimeoutError."""
         async with asyncio.timeout(timeout):
             quiet = 0
             while True:
                 stats = await self.stats()
                 quiet = 0 if stats.busy else quiet + 1
-                if quiet >= 3:
+                if quiet >= 2:
                     return stats
                 await asyncio.sleep(poll)
 
-    async def ledger(self) -> list[CompactionRecord]:
-        records: list[CompactionRecord] = await self._query(ConversationWorkflow.ledger)
-        return records
-
-    async def events(self) -> list[CompactionEvent]:
-        found: list[CompactionEvent] = await self._query(ConversationWorkflow.events)
-        return found
-
-    async def window(self) -> list[Message]:
-        messages: list[Message] = await self._query(ConversationWorkflow.window)
-        return messages
-
-    async def summaries(self) -> list[Summary]:
-        found: list[Summary] = await self._query(ConversationWorkflow.summaries)
-        return found
-
-    async def close(self) -> None:
-        """Archive what is pending, checkpoint, and end the run; it resumes on next use."""
-        await self.handle.signal(ConversationWorkflow.close)
-
 
 class Longthread:
+    """A connection to Temporal (for writes) and to the store (for reads). Close it, or use it
+    as `async with`, so the database pool shuts down before the event loop does."""
+
     def __init__(self, client: Client, settings: Settings,
-                 policy: CompactionPolicy | None = None) -> None:
+                 policy: CompactionPolicy | None = None, store: Store | None = None,
+                 embedder: Embedder | None = None) -> None:
         self.client = client
         self.settings = settings
         self.task_queue = settings.task_queue
         self.policy = policy or CompactionPolicy(context_window=settings.context_window,
                                                  preserve_recent=settings.preserve_recent)
+        self._store = store
+        self._own_pool: AsyncConnectionPool[AsyncConnection[DictRow]] | None = None
+        self._embedder = embedder
 
     @classmethod
     async def connect(cls, settings: Settings | None = None,
                       policy: CompactionPolicy | None = None) -> Longthread:
-        settings = settings or Settings()
+        settings = resolve_settings(settings)
+        key = settings.payload_key.get_secret_value() if settings.payload_key else None
         try:
-            client = await connect_client(settings)
+            client = await Client.connect(settings.temporal_address,
+                                          namespace=settings.temporal_namespace,
+                                          data_converter=data_converter(key))
         except RuntimeError as exc:
             raise ConnectionError(
                 f"no running stack at {settings.temporal_address}: start one with "
                 "`longthread dev` (or set LONGTHREAD_TEMPORAL_ADDRESS)") from exc
         return cls(client, settings, policy)
+
+    async def store(self) -> Store:
+        if self._store is None:
+            if not self.settings.database_url:
+                raise ConnectionError("no archive database: set LONGTHREAD_DATABASE_URL or run "
+                                      "`longthread dev` in this directory")
+            self._own_pool = await open_pool(self.settings.database_url)
+            self._store = Store(self._own_pool)
+        return self._store
+
+    def embedder(self) -> Embedder:
+        """The query embedder, loaded in this process on first use (it must be the model the
+        worker indexes with, so both come from the same settings)."""
+        if self._embedder is None:
+            from activities.providers.choose import choose_embedder
+
+            s = self.settings
+            key = s.openai_api_key.get_secret_value() if s.openai_api_key else None
+            self._embedder = choose_embedder(s.embedder, s.embedding_dim, key,
+                                             s.openai_embedding_model, s.openai_base_url)
+        return self._embedder
 
     async def conversation(self, session: str, tenant: str = "default") -> Conversation:
         """Start the session's workflow, or attach to it if it is already running."""
@@ -260,3 +336,16 @@ class Longthread:
         conv = Conversation(self, session, tenant)
         await conv.attach()
         return conv
+
+    async def close(self) -> None:
+        if self._own_pool is not None:
+            await self._own_pool.close()
+            self._own_pool = None
+            self._store = None
+
+    async def __aenter__(self) -> Longthread:
+        return self
+
+    async def __aexit__(self, kind: type[BaseException] | None, exc: BaseException | None,
+                        tb: TracebackType | None) -> None:
+        await self.close()

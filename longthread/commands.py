@@ -7,34 +7,25 @@ from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from pathlib import Path
 
+import psycopg
+from psycopg_pool import PoolTimeout
 from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 from temporalio.client import WorkflowExecutionStatus
-from temporalio.service import RPCError
+from temporalio.service import RPCError, RPCStatusCode
 
 from longthread.audit import replay_at
 from longthread.client import Conversation, Longthread, check_ids
+from longthread.settings import resolve_settings
 from longthread.transfer import read_session_file, write_export
 from longthread.views import ledger_table, print_window, sessions_table
-from memory.errors import InvalidInputError, NotFoundError
+from memory.errors import InvalidInputError, LongthreadError, NotFoundError
 from memory.store.db import open_pool
 from memory.store.store import Store
-from worker.settings import Settings
 
 __all__ = ["Ctx", "connected"]
 
 SETTLE_SECONDS = 60.0
-
-
-def resolve_settings() -> Settings:
-    """Env and .env first; else what a running `longthread dev` wrote into its data dir."""
-    settings = Settings()
-    stack = settings.data_dir / "stack.json"
-    if not settings.database_url and stack.exists():
-        info = json.loads(stack.read_text())
-        settings = settings.model_copy(update={"database_url": info["database_url"],
-                                               "temporal_address": info["temporal"]})
-    return settings
 
 
 class Ctx:
@@ -55,7 +46,7 @@ class Ctx:
         conv, _ = await self._find(session, tenant)
         return conv
 
-    async def settled(self, session: str, tenant: str) -> Conversation:
+    async def settled(self, session: str, tenant: str, strict: bool = False) -> Conversation:
         """An existing session whose background archiving and audit writes are done, so what
         the store says (ledger, served contexts, export) is the whole story."""
         conv, running = await self._find(session, tenant)
@@ -63,6 +54,10 @@ class Ctx:
             try:
                 await conv.settle(timeout=SETTLE_SECONDS)
             except (RPCError, TimeoutError):  # no worker answering: say so, show what is stored
+                if strict:
+                    raise LongthreadError(
+                        f"{session!r} did not settle within {SETTLE_SECONDS:.0f} s (is a worker "
+                        "running?); nothing was written") from None
                 self.err.print(f"[yellow]warning:[/yellow] {session!r} is still busy or has no "
                                "worker; the store may not have caught up yet")
         return conv
@@ -75,9 +70,10 @@ class Ctx:
         try:
             described = await conv.handle.describe()
             return conv, described.status == WorkflowExecutionStatus.RUNNING
-        except Exception:  # not found in Temporal: maybe idle-closed and archived
-            store = self.need_store()
-            if await store.count(tenant, session) or await store.load_checkpoint(tenant, session):
+        except RPCError as exc:  # not found in Temporal: maybe idle-closed, its data stored
+            if exc.status != RPCStatusCode.NOT_FOUND:
+                raise
+            if await self.need_store().count(tenant, session):
                 return conv, False
         raise NotFoundError(f"session: no session {session!r} for tenant {tenant!r}")
 
@@ -91,7 +87,7 @@ class Ctx:
             task = progress.add_task("import", total=len(data.messages))
             for start in range(0, len(data.messages), batch):
                 chunk = data.messages[start : start + batch]
-                result = await conv.append_many(list(chunk))
+                result = await conv.append_many(list(chunk), hold_compaction=bool(data.ledger))
                 appended += result.appended
                 duplicates += result.duplicates
                 progress.advance(task, len(chunk))
@@ -151,7 +147,7 @@ class Ctx:
         self.out.print(sessions_table(tenant, await self.need_store().sessions(tenant)))
 
     async def export(self, session: str, tenant: str, path: Path) -> None:
-        await self.settled(session, tenant)
+        await self.settled(session, tenant, strict=True)
         store = self.need_store()
         count = write_export(path, tenant, session, await store.all_messages(tenant, session),
                              await store.ledger(tenant, session))
@@ -165,12 +161,13 @@ async def connected(console: Console, need_db: bool = False) -> AsyncIterator[Ct
     pool = None
     if settings.database_url:
         try:
-            pool = await open_pool(settings.database_url, max_size=2, timeout=10)
-        except Exception as exc:
+            pool = await open_pool(settings.database_url, max_size=4, timeout=10)
+        except (OSError, PoolTimeout, psycopg.OperationalError) as exc:
             if need_db:
                 raise ConnectionError(f"archive database unreachable: {exc}") from None
+    store = Store(pool) if pool else None
     try:
-        yield Ctx(lt, Store(pool) if pool else None, console)
+        yield Ctx(Longthread(lt.client, settings, store=store), store, console)
     finally:
         if pool is not None:
             await pool.close()

@@ -18,11 +18,11 @@ from rich.rule import Rule
 
 from longthread.client import Longthread
 from longthread.locomo import default_path, load_samples
+from longthread.settings import Settings
 from longthread.views import event_line, ledger_table, print_window, stats_table
 from memory.policy import CompactionPolicy
 from worker.dev import embedded_stack
 from worker.main import connect_client, run_worker
-from worker.settings import Settings
 from worker.stack import free_port
 
 __all__ = ["run_demo", "synthetic_ticket"]
@@ -83,7 +83,8 @@ async def run_demo(out: Console, data_dir: Path | None = None) -> None:
         worker = asyncio.create_task(
             run_worker(settings.model_copy(update={"database_url": info.database_url}), stop))
         try:
-            lt = Longthread(await connect_client(settings), settings,
+            live = settings.model_copy(update={"database_url": info.database_url})
+            lt = Longthread(await connect_client(settings), live,
                             CompactionPolicy(context_window=4000, preserve_recent=8))
             conv = await lt.conversation("demo", tenant="demo")
             shown = 0
@@ -114,6 +115,7 @@ async def run_demo(out: Console, data_dir: Path | None = None) -> None:
             out.print(ledger_table(await conv.ledger()))
             await conv.close()
             await conv.handle.result()
+            await lt.close()
         finally:
             stop.set()
             await worker

@@ -11,7 +11,7 @@ from typing import Literal
 from pydantic import Field, SecretStr
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
-__all__ = ["Settings"]
+__all__ = ["Settings", "resolve_settings"]
 
 
 class Settings(BaseSettings):
@@ -56,3 +56,17 @@ class Settings(BaseSettings):
 
     # Optional AES-GCM payload encryption of workflow history (32-byte key, base64).
     payload_key: SecretStr | None = None
+
+
+def resolve_settings(settings: Settings | None = None) -> Settings:
+    """Env and .env first; else what a running `longthread dev` wrote into its data dir
+    (`stack.json`: the Temporal address and the database URL)."""
+    import json
+
+    settings = settings or Settings()
+    stack = settings.data_dir / "stack.json"
+    if not settings.database_url and stack.exists():
+        info = json.loads(stack.read_text())
+        settings = settings.model_copy(update={"database_url": info["database_url"],
+                                               "temporal_address": info["temporal"]})
+    return settings

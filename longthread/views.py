@@ -57,10 +57,10 @@ def print_window(console: Console, window: ContextWindow, width: int = 160) -> N
 def stats_table(stats: ConversationStats) -> Table:
     table = Table(title=f"Session {stats.tenant}/{stats.session}", show_header=False)
     ratio = stats.total_tokens / stats.window_tokens if stats.window_tokens else 0.0
-    for key, value in (("messages", stats.messages), ("archived", stats.archived),
+    for key, value in (("messages", stats.messages), ("embedded", stats.embedded),
                        ("full-history tokens", stats.total_tokens),
                        ("window tokens", stats.window_tokens),
-                       ("compression", f"{ratio:.1f}×"), ("compactions", stats.compactions),
+                       ("compression", f"{ratio:.1f}×"), ("ledger records", stats.ledger_head),
                        ("workflow runs (continue-as-new)", stats.runs)):
         table.add_row(key, str(value))
     return table

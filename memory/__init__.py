@@ -1,7 +1,7 @@
 """The compaction engine: pure, deterministic, sandbox-safe (apart from `memory.session`)."""
 
 from memory.assembly import assemble_context
-from memory.compaction import CompactionPlan, WindowState, apply_compaction, plan_compaction
+from memory.compaction import CompactionPlan, WindowState, apply_record, plan_compaction
 from memory.errors import BudgetTooSmallError, InvalidInputError, LongthreadError, NotFoundError
 from memory.models import (
     CompactionEvent,
@@ -37,7 +37,7 @@ __all__ = [
     "TokenCounter",
     "ToolCall",
     "WindowState",
-    "apply_compaction",
+    "apply_record",
     "assemble_context",
     "plan_compaction",
 ]

@@ -8,7 +8,7 @@ returns the ledger record together, so a crash between steps leaves the window a
 from __future__ import annotations
 
 import re
-from collections.abc import Collection, Sequence
+from collections.abc import Collection, Mapping, Sequence
 from datetime import datetime
 
 from pydantic import BaseModel, ConfigDict
@@ -21,11 +21,13 @@ from memory.policy import CompactionPolicy, Level
 from memory.tokens import TokenCounter, default_counter
 
 __all__ = [
+    "ENGINE_VERSION",
     "CompactionPlan",
     "WindowState",
-    "apply_compaction",
+    "apply_record",
+    "compose_record",
+    "compose_undo",
     "plan_compaction",
-    "undo_compaction",
     "window_tokens",
 ]
 
@@ -52,10 +54,14 @@ class CompactionPlan(BaseModel):
     tokens_before: int
 
 
+MIN_SUMMARY_TOKENS = 32
+SUMMARY_OVERHEAD = 24  # the header assembly wraps a summary in
+
+
 def window_tokens(state: WindowState, counter: TokenCounter | None = None) -> int:
     counter = counter or default_counter()
     return sum(counter.count_message(m.role, m.content) for m in state.messages) + sum(
-        counter.count_message("system", s.content) + 24 for s in state.summaries
+        counter.count_message("system", s.content) + SUMMARY_OVERHEAD for s in state.summaries
     )
 
 
@@ -119,6 +125,7 @@ def plan_compaction(
             if key in seen and not m.tool_calls and m.role != "tool":
                 covered.append(m.id)
             seen.add(key)
+        seen_dupes = set(covered)
         excess = tokens - decision.target_tokens - sum(counts[i] for i in covered)
         for unit in movable:
             if excess <= 0:
@@ -128,7 +135,12 @@ def plan_compaction(
             excess -= sum(counts.get(i, 0) for i in ids)
         order = {m.id: n for n, m in enumerate(state.messages)}
         covered_ids = tuple(sorted(covered, key=order.__getitem__))
-        summarize = False
+        # What leaves the window beyond exact duplicates is folded into a summary, so the
+        # ordinary one-message-per-append loop (which only ever reaches this level) still
+        # carries the older conversation in every window.
+        # A span too small to pay for a summary's minimum cost is archived as it is.
+        fresh_tokens = sum(counts.get(i, 0) for i in covered if i not in seen_dupes)
+        summarize = fresh_tokens >= 4 * (MIN_SUMMARY_TOKENS + SUMMARY_OVERHEAD)
     elif force or not chunked:
         covered_ids = tuple(m.id for m in older)  # everything older, in one record
         summarize = True
@@ -148,10 +160,10 @@ def plan_compaction(
         covered_ids = tuple(m.id for m in older if m.id in whole)
         summarize = True
     covered_tokens = sum(counts[i] for i in covered_ids)
-    summary_max = max(32, min(int(policy.context_window * policy.summary_fraction),
-                              covered_tokens // 4))
+    summary_max = max(MIN_SUMMARY_TOKENS, min(int(policy.context_window * policy.summary_fraction),
+                                              covered_tokens // 4))
     if level == "emergency":
-        summary_max = max(32, summary_max // 2)
+        summary_max = max(MIN_SUMMARY_TOKENS, summary_max // 2)
     merge: tuple[str, ...] = ()
     if summarize:  # keep the tree logarithmic: fold the oldest `fanout` of a crowded level
         for lvl in sorted({s.level for s in state.summaries}):
@@ -166,7 +178,54 @@ def plan_compaction(
     )
 
 
-def apply_compaction(
+ENGINE_VERSION = "longthread-engine/2"
+
+
+def apply_record(
+    state: WindowState,
+    record: CompactionRecord,
+    *,
+    originals: Mapping[str, Message] | None = None,
+    order: Mapping[str, int] | None = None,
+) -> WindowState:
+    """The one function that applies a ledger record to a window: the workflow's activities,
+    `memory.Session`, `replay` and `import` all call it, so they can never drift apart.
+
+    A compaction drops its covered messages and the summaries it merged, then adds its merged
+    summary (in the place of the first one merged) and its new summary (last). An undo puts its
+    covered originals back in append order (`originals` and `order`, by id) and swaps the
+    summaries the other way. The record carries every summary text, so nothing is recomputed.
+    """
+    removed = set(record.removed_summary_ids)
+    if record.trigger == "undo":
+        by_id = originals or {}
+        missing = [i for i in record.covered_ids if i not in by_id]
+        if missing:
+            raise InvalidInputError("record_id", f"{record.undoes}: {len(missing)} originals "
+                                                 "not found")
+        seq_of = order or {}
+        present = {m.id for m in state.messages}
+        restored = [by_id[i] for i in record.covered_ids if i not in present]
+        messages = sorted([*state.messages, *restored], key=lambda m: seq_of.get(m.id, 0))
+        summaries = [*record.restored_summaries,
+                     *(s for s in state.summaries if s.id not in removed)]
+        return WindowState(summaries=tuple(summaries), messages=tuple(messages))
+    covered = set(record.covered_ids)
+    kept: list[Summary] = []
+    for summary in state.summaries:
+        if summary.id not in removed:
+            kept.append(summary)
+        elif record.merged_summary is not None and record.merged_summary not in kept:
+            kept.append(record.merged_summary)
+    if record.merged_summary is not None and record.merged_summary not in kept:
+        kept.insert(0, record.merged_summary)
+    if record.summary is not None:
+        kept.append(record.summary)
+    return WindowState(summaries=tuple(kept),
+                       messages=tuple(m for m in state.messages if m.id not in covered))
+
+
+def compose_record(
     state: WindowState,
     plan: CompactionPlan,
     *,
@@ -182,56 +241,68 @@ def apply_compaction(
     at: datetime | None = None,
     counter: TokenCounter | None = None,
 ) -> tuple[WindowState, CompactionRecord]:
-    """The new window and its ledger record, computed together so they commit together."""
+    """The ledger record of a planned compaction and the window it produces, computed together
+    so they commit together. Summaries the plan folds are merged here, once, and the merged
+    text goes into the record."""
     counter = counter or default_counter()
     covered = set(plan.covered_ids)
     covered_msgs = [m for m in state.messages if m.id in covered]
     if len(covered_msgs) != len(covered):
         raise InvalidInputError("covered_ids", "names messages that are not in the window")
-    summaries = list(state.summaries)
-    removed: tuple[str, ...] = ()
-    if summary is not None:
-        summaries.append(summary)
+    merged: Summary | None = None
     if plan.merge_summary_ids:
-        to_merge = [s for s in summaries if s.id in plan.merge_summary_ids]
+        pool = [*state.summaries, *([summary] if summary is not None else [])]
+        to_merge = [s for s in pool if s.id in plan.merge_summary_ids]
         merged = merge_summaries(f"{record_id}-merged", to_merge, plan.summary_max_tokens,
-                                 counter=counter)
-        summaries = [merged, *[s for s in summaries if s.id not in plan.merge_summary_ids]]
-        removed = plan.merge_summary_ids
-    new_state = WindowState(
-        summaries=tuple(summaries),
-        messages=tuple(m for m in state.messages if m.id not in covered),
-    )
+                                 counter=counter).model_copy(update={"created_at": at})
     record = CompactionRecord(
-        id=record_id, seq=seq, trigger=trigger,
-        level=plan.level, action=plan.action, reason=plan.reason,
-        covered_ids=plan.covered_ids, covered_hash=content_hash(covered_msgs),
-        removed_summary_ids=removed, summary=summary, strategy=strategy, model=model,
+        id=record_id, seq=seq, trigger=trigger, level=plan.level, action=plan.action,
+        reason=plan.reason, covered_ids=plan.covered_ids, covered_hash=content_hash(covered_msgs),
+        removed_summary_ids=plan.merge_summary_ids, summary=summary, merged_summary=merged,
+        summary_max_tokens=plan.summary_max_tokens if plan.summarize else None,
+        engine_version=ENGINE_VERSION, strategy=strategy, model=model,
         prompt_version=prompt_version, fallback=fallback, tokens_before=plan.tokens_before,
-        tokens_after=window_tokens(new_state, counter), duration_ms=duration_ms, at=at,
-    )
-    return new_state, record
+        tokens_after=0, duration_ms=duration_ms, at=at)
+    window = apply_record(state, record)
+    record = record.model_copy(update={"tokens_after": window_tokens(window, counter)})
+    return window, record
 
 
-def undo_compaction(
+def compose_undo(
     state: WindowState,
-    record: CompactionRecord,
-    originals: Sequence[Message],
-    order: dict[str, int],
-) -> WindowState:
-    """Put a compaction's originals back and drop its summary; `order` is append order."""
-    if record.summary is not None and record.summary.id not in {s.id for s in state.summaries}:
-        raise InvalidInputError(
-            "record_id",
-            f"{record.id}: its summary was merged by a later compaction; undo that first",
-        )
-    by_id = {m.id: m for m in originals}
-    missing = [i for i in record.covered_ids if i not in by_id]
-    if missing:
-        raise InvalidInputError("record_id", f"{record.id}: {len(missing)} originals not found")
-    present = {m.id for m in state.messages}
-    restored = [by_id[i] for i in record.covered_ids if i not in present]
-    messages = sorted([*state.messages, *restored], key=lambda m: order.get(m.id, 0))
-    summaries = tuple(s for s in state.summaries
-                      if record.summary is None or s.id != record.summary.id)
-    return WindowState(summaries=summaries, messages=tuple(messages))
+    target_id: str,
+    ledger: Sequence[CompactionRecord],
+    *,
+    seq: int,
+    originals: Mapping[str, Message],
+    order: Mapping[str, int],
+    at: datetime | None = None,
+    counter: TokenCounter | None = None,
+) -> tuple[WindowState, CompactionRecord]:
+    """An undo record for compaction `target_id` and the window it produces. The undo carries
+    the summaries to put back, so applying it needs no other record."""
+    counter = counter or default_counter()
+    target = next((r for r in ledger if r.id == target_id and r.trigger != "undo"), None)
+    if target is None:
+        raise InvalidInputError("record_id", f"no compaction {target_id!r} in this session")
+    if any(r.undoes == target_id for r in ledger):
+        raise InvalidInputError("record_id", f"{target_id} was already undone")
+    added = [s for s in (target.summary, target.merged_summary) if s is not None]
+    present = {s.id for s in state.summaries}
+    if any(s.id not in present for s in added):
+        raise InvalidInputError("record_id", f"{target_id}: its summary was merged by a later "
+                                             "compaction; undo that first")
+    by_id: dict[str, Summary] = {}
+    for r in ledger:  # the summaries the target folded, as they stood before it
+        for s in (r.summary, r.merged_summary, *r.restored_summaries):
+            if s is not None:
+                by_id[s.id] = s
+    restored = tuple(by_id[i] for i in target.removed_summary_ids if i in by_id)
+    record = target.model_copy(update={
+        "id": f"u{seq + 1}", "seq": seq, "trigger": "undo", "undoes": target.id,
+        "removed_summary_ids": tuple(s.id for s in added), "restored_summaries": restored,
+        "summary": None, "merged_summary": None, "engine_version": ENGINE_VERSION,
+        "tokens_before": window_tokens(state, counter), "at": at, "duration_ms": 0.0,
+        "reason": f"undo of {target.id} requested"})
+    window = apply_record(state, record, originals=originals, order=order)
+    return window, record.model_copy(update={"tokens_after": window_tokens(window, counter)})

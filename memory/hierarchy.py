@@ -8,6 +8,7 @@ Summaries of summaries stay extractive, so every sentence still traces to an ori
 
 from __future__ import annotations
 
+import re
 from collections.abc import Sequence
 
 from pydantic import BaseModel, ConfigDict
@@ -36,20 +37,31 @@ def summarize_chunk(
     )
 
 
+_SENTENCE_END = re.compile(r"(?<=[.!?])\s+")
+
+
 def _as_messages(summaries: Sequence[Summary]) -> list[Message]:
-    """Re-read summary lines as pseudo-messages whose ids are the quoted originals."""
+    """Re-read summary lines as pseudo-messages whose ids are the quoted originals.
+
+    Extractive lines (`- [id] speaker: sentence`) keep their original's id. Any other text (an
+    abstractive summary's prose) is split into sentences attributed to the summary itself, so
+    merging abstractive summaries condenses them instead of dropping them all.
+    """
     out: list[Message] = []
     for summary in summaries:
         for n, line in enumerate(summary.content.splitlines()):
-            if not line.startswith("- [") or "] " not in line:
+            text = line.strip()
+            if text.startswith("- [") and "] " in text:
+                ident, rest = text[3:].split("] ", 1)
+                speaker, _, sentence = rest.partition(": ")
+                if sentence.strip():
+                    out.append(Message(id=f"{ident}#{summary.id}.{n}", role="user",
+                                       name=speaker, content=sentence))
                 continue
-            ident, rest = line[3:].split("] ", 1)
-            speaker, _, sentence = rest.partition(": ")
-            if sentence.strip():
-                out.append(
-                    Message(id=f"{ident}#{summary.id}.{n}", role="user", name=speaker,
-                            content=sentence)
-                )
+            text = text.lstrip("-*• ").strip()
+            for k, sentence in enumerate(s for s in _SENTENCE_END.split(text) if s.strip()):
+                out.append(Message(id=f"{summary.id}#{summary.id}.{n}.{k}", role="user",
+                                   name="summary", content=sentence))
     return out
 
 
@@ -68,12 +80,14 @@ def merge_summaries(
         for e in result.extracts
     ]
     covers = tuple(i for s in summaries for i in s.covers)
+    folded = {s.id for s in summaries}  # lines from prose cite a summary, not an original
     return Summary(
         id=summary_id,
         level=max(s.level for s in summaries) + 1,
         content=render_extracts(extracts),
         covers=covers,
-        quoted_ids=tuple(dict.fromkeys(e.message_id for e in extracts)),
+        quoted_ids=tuple(dict.fromkeys(e.message_id for e in extracts
+                                       if e.message_id not in folded)),
         strategy="extractive-hierarchical",
     )
 

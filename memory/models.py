@@ -7,6 +7,7 @@ models travel through Temporal's pydantic data converter unchanged.
 from __future__ import annotations
 
 import hashlib
+import json
 from collections.abc import Iterable, Sequence
 from datetime import datetime
 from typing import Literal
@@ -22,6 +23,7 @@ __all__ = [
     "CompactionRecord",
     "ContextMessage",
     "ContextWindow",
+    "Cursors",
     "Message",
     "Role",
     "ScoredMessage",
@@ -29,6 +31,7 @@ __all__ = [
     "Summary",
     "ToolCall",
     "content_hash",
+    "message_digest",
     "parse_messages",
     "validate_sequence",
 ]
@@ -156,6 +159,14 @@ def validate_sequence(
             )
 
 
+def message_digest(message: Message) -> str:
+    """Identity of a message's content for dedup: canonical JSON, so the order of metadata keys
+    (or of fields) never makes the same message look different."""
+    doc = json.dumps(message.model_dump(mode="json"), sort_keys=True, separators=(",", ":"),
+                     ensure_ascii=False)
+    return hashlib.sha256(doc.encode("utf-8")).hexdigest()[:32]
+
+
 def content_hash(messages: Iterable[Message]) -> str:
     """A stable digest of the exact originals a compaction covered, for the audit trail."""
     digest = hashlib.sha256()
@@ -186,7 +197,7 @@ class ScoredMessage(_Frozen):
     seq: int | None = None  # position in the session, for chronological display
 
 
-Trigger = Literal["auto", "manual", "idle", "undo"]
+Trigger = Literal["auto", "manual", "idle", "undo", "pop", "clear"]
 
 
 class CompactionRecord(_Frozen):
@@ -203,6 +214,13 @@ class CompactionRecord(_Frozen):
     covered_hash: str
     removed_summary_ids: tuple[str, ...] = ()
     summary: Summary | None = None
+    # Everything needed to rebuild the window this record produced travels with it: the
+    # summary that replaced merged ones (hierarchy), the summaries an undo puts back, the
+    # summary budget and the engine that made it. `apply_record` needs nothing else.
+    merged_summary: Summary | None = None
+    restored_summaries: tuple[Summary, ...] = ()
+    summary_max_tokens: int | None = None
+    engine_version: str | None = None
     strategy: str
     model: str | None = None
     prompt_version: str | None = None
@@ -275,6 +293,18 @@ def parse_messages(raw: Sequence[object]) -> list[Message]:
             raise InvalidInputError(f"messages[{index}].{where}", text) from None
     validate_sequence(parsed, open_tool_calls=None)
     return parsed
+
+
+class Cursors(_Frozen):
+    """A session's position in the store: all the workflow keeps of it, read back after every
+    write. `rev` orders readings: the one with the higher rev is the newer."""
+
+    next_seq: int = 0
+    ledger_head: int = 0
+    window_tokens: int = 0
+    total_tokens: int = 0
+    embedded_seq: int = 0
+    rev: int = 0
 
 
 class CompactionEvent(_Frozen):

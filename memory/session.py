@@ -14,7 +14,7 @@ from pathlib import Path
 from pydantic import BaseModel, ConfigDict, Field
 
 from memory.assembly import DEFAULT_SHARES, QUERY_SHARES, assemble_context
-from memory.compaction import WindowState, apply_compaction, plan_compaction, undo_compaction
+from memory.compaction import WindowState, compose_record, compose_undo, plan_compaction
 from memory.compaction import window_tokens as _window_tokens
 from memory.errors import InvalidInputError, NotFoundError
 from memory.lexical import bm25_scores
@@ -147,7 +147,7 @@ class Session:
                                   covers=plan.covered_ids, quoted_ids=result.quoted_ids,
                                   strategy=result.strategy)
                 strategy, model, version = result.strategy, result.model, result.prompt_version
-            window, record = apply_compaction(
+            window, record = compose_record(
                 self.window, plan, record_id=record_id, seq=seq, summary=summary,
                 strategy=strategy, trigger=trigger, model=model, prompt_version=version,
                 duration_ms=(self._clock() - started) * 1000, counter=self.counter)
@@ -168,16 +168,15 @@ class Session:
         """Emergency compaction: keep only the last two messages verbatim."""
         return self.compact(preserve_recent=2, focus=focus)
 
-    def uncompact(self, record_id: str) -> None:
-        record = next((r for r in self.ledger if r.id == record_id), None)
-        if record is None:
+    def uncompact(self, record_id: str) -> CompactionRecord:
+        """Undo a compaction: its originals return to the window, its summary leaves."""
+        if not any(r.id == record_id for r in self.ledger):
             raise NotFoundError(f"record_id: no compaction {record_id!r} in this session")
-        originals = [self._archive[i] for i in record.covered_ids]
-        self.window = undo_compaction(self.window, record, originals, self._order)
-        self.ledger.append(record.model_copy(update={
-            "id": f"u{len(self.ledger) + 1}", "seq": len(self.ledger), "trigger": "undo",
-            "undoes": record.id, "tokens_before": record.tokens_after,
-            "tokens_after": self.get_token_estimate()}))
+        self.window, record = compose_undo(
+            self.window, record_id, self.ledger, seq=len(self.ledger), originals=self._archive,
+            order=self._order, counter=self.counter)
+        self.ledger.append(record)
+        return record
 
     def _emit(self, event: CompactionEvent) -> None:
         if self.on_event is not None:

@@ -7,11 +7,13 @@ suite never collides with a developer's running `longthread dev`.
 from __future__ import annotations
 
 import uuid
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncIterator, Callable, Iterator
 from pathlib import Path
+from typing import Any
 
 import psycopg
 import pytest
+from psycopg.conninfo import make_conninfo
 from psycopg.rows import DictRow, dict_row
 from temporalio.client import Client
 from temporalio.contrib.pydantic import pydantic_data_converter
@@ -20,8 +22,10 @@ from temporalio.worker import Worker
 from activities.conversation import ConversationActivities
 from activities.providers.embedders import LocalEmbedder
 from longthread.client import Longthread
+from memory.policy import CompactionPolicy
 from memory.store.db import open_pool
 from memory.store.migrations import setup
+from memory.store.roles import create_login_role
 from memory.store.store import Store
 from worker.main import build_worker
 from worker.settings import Settings
@@ -37,9 +41,21 @@ def pg_url(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
 
 @pytest.fixture(scope="session")
 async def migrated_url(pg_url: str) -> str:
+    """The admin's (superuser's) URL, after migrating: for tests that probe the database."""
     async with await psycopg.AsyncConnection.connect(pg_url, autocommit=True) as conn:
         await setup(conn, 384)
+        await create_login_role(conn, APP_USER, "tester-password")
     return pg_url
+
+
+APP_USER = "longthread_tester"
+
+
+@pytest.fixture(scope="session")
+def app_url(migrated_url: str) -> str:
+    """What the store, the workers and the CLI connect with: a least-privilege login, a member
+    of longthread_app only, so row-level security holds for everything they do."""
+    return make_conninfo(migrated_url, user=APP_USER, password="tester-password")
 
 
 @pytest.fixture
@@ -78,8 +94,8 @@ def embedder() -> LocalEmbedder:
 
 
 @pytest.fixture(scope="session")
-async def store(migrated_url: str) -> AsyncIterator[Store]:
-    pool = await open_pool(migrated_url)
+async def store(app_url: str) -> AsyncIterator[Store]:
+    pool = await open_pool(app_url)
     yield Store(pool)
     await pool.close()
 
@@ -100,8 +116,23 @@ async def worker(
 
 
 @pytest.fixture
-def lt(client: Client, task_queue: str) -> Longthread:
-    return Longthread(client, Settings(task_queue=task_queue))
+def lt(client: Client, task_queue: str, store: Store, embedder: LocalEmbedder) -> Longthread:
+    return Longthread(client, Settings(task_queue=task_queue), store=store, embedder=embedder)
+
+
+LtFactory = Callable[..., Longthread]
+
+
+@pytest.fixture
+def make_lt(task_queue: str, store: Store, embedder: LocalEmbedder) -> LtFactory:
+    """A client with its own policy and settings, sharing the session's store and embedder."""
+    def make(client: Client, window: int = 400, preserve_recent: int = 4,
+             **settings: Any) -> Longthread:
+        return Longthread(client, Settings(task_queue=task_queue, **settings),
+                          CompactionPolicy(context_window=window,
+                                           preserve_recent=preserve_recent),
+                          store=store, embedder=embedder)
+    return make
 
 
 @pytest.fixture(scope="session")

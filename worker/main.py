@@ -12,11 +12,11 @@ from temporalio.client import Client
 from temporalio.worker import Worker
 
 from activities.providers.embedders import LocalEmbedder
+from longthread.codec import data_converter
+from longthread.settings import Settings
 from memory.errors import InvalidInputError
 from memory.store.db import open_pool
-from memory.store.migrations import migrate
-from worker.codec import data_converter
-from worker.settings import Settings
+from memory.store.roles import ensure_schema
 from worker.wiring import build_activities
 from workflows.conversation import ConversationWorkflow
 
@@ -55,7 +55,7 @@ async def run_worker(settings: Settings, stop: asyncio.Event | None = None) -> N
     """Run until `stop` is set (or forever): the production entry point's body."""
     if not settings.database_url:
         raise InvalidInputError("LONGTHREAD_DATABASE_URL", "is required to run a worker")
-    await migrate(settings.database_url, settings.embedding_dim)
+    await ensure_schema(settings.database_url, settings.embedding_dim)
     pool = await open_pool(settings.database_url)
     try:
         acts = build_activities(settings, pool)

@@ -1,47 +1,52 @@
-"""ConversationWorkflow: one durable workflow per (tenant, session).
+"""ConversationWorkflow: one durable workflow per (tenant, session), holding cursors only.
 
-Appends return at once: they are validated before anything reaches history, added to the
-window and queued for archival. The run loop archives in the background, compacts when the
-policy says so (archive first, then summarize, then swap window and ledger in one step), and
-continues-as-new well before Temporal's history limits, carrying the whole state across.
+Postgres holds the conversation. The workflow orders and retries every write to it: an append
+stores its batch through a local activity before the update returns (one transaction, no
+second workflow task); embedding follows in the background; compaction runs when the policy
+asks, never waiting for the embedding backlog, and commits its ledger record and window version
+in one transaction against the ledger head it was planned on. Planning, summarizing and
+assembly run in activities, so improving them is not a determinism change. The state carried
+through continue-as-new is a few cursors, whatever the session's length.
 """
 
 from __future__ import annotations
 
+import asyncio
+from collections.abc import Callable
 from datetime import timedelta
+from urllib.parse import quote
 
 from temporalio import workflow
-from temporalio.exceptions import ApplicationError
+from temporalio.exceptions import ActivityError, ApplicationError
 
 with workflow.unsafe.imports_passed_through():
+    from pydantic import BaseModel
+
+    from activities import specs
+    from activities.specs import ActivitySpec
     from activities.types import (
-        ArchiveInput,
         ChatInput,
-        CheckpointInput,
-        LoadCheckpointInput,
-        RecordServedInput,
-        SeqMessage,
+        CompactSessionInput,
+        ContextRequest,
+        EditWindowInput,
+        EmbedInput,
+        RestoreLedgerInput,
+        ServeContextInput,
+        SessionRef,
+        StoreMessagesInput,
+        UncompactSessionInput,
     )
-    from memory.errors import InvalidInputError
-    from memory.models import (
-        CompactionEvent,
-        CompactionRecord,
-        ContextWindow,
-        Message,
-        Summary,
-        validate_sequence,
-    )
-    from memory.tokens import default_counter
-    from workflows import activities
-    from workflows.compactor import BODY_REF_BYTES, Compactor, by_reference, digest
+    from memory.models import Cursors, Message
+    from workflows.activities import call
     from workflows.types import (
         AppendInput,
         AppendResult,
         CompactInput,
-        ContextInput,
+        CompactOutcome,
         ConversationInput,
         ConversationState,
         ConversationStats,
+        EditInput,
         GenerateInput,
         GenerateResult,
         RestoreInput,
@@ -51,17 +56,24 @@ with workflow.unsafe.imports_passed_through():
 __all__ = ["UPDATES_BEFORE_CONTINUE", "ConversationWorkflow", "workflow_id"]
 
 UPDATES_BEFORE_CONTINUE = 1000  # well before Temporal's ~2,000 updates per run
-STATE_LIMIT_BYTES = 1_500_000  # the state handed to continue-as-new must stay under 2 MB
-ARCHIVE_BATCH = 256
+EMBED_BATCH = 512  # messages per embedding activity
+MAX_AUTO_ROUNDS = 32
 
 
 def workflow_id(tenant: str, session: str) -> str:
-    """`conversation-{tenant}-{session}`; tenants contain no '-', so ids never collide."""
-    return f"conversation-{tenant}-{session}"
+    """`conversation-{tenant}-{session}`, each part percent-encoded with '-' escaped too, so
+    two different (tenant, session) pairs can never name the same workflow."""
+    def part(text: str) -> str:
+        return quote(text, safe="@:").replace("-", "%2D")
+    return f"conversation-{part(tenant)}-{part(session)}"
 
 
-def _rejected(exc: InvalidInputError) -> ApplicationError:
-    return ApplicationError(str(exc), type="InvalidInputError", non_retryable=True)
+def _as_update_error(exc: ActivityError) -> ApplicationError:
+    """An activity's refusal, re-raised so only the update fails (never the workflow task)."""
+    cause = exc.cause
+    if isinstance(cause, ApplicationError):
+        return ApplicationError(cause.message, type=cause.type, non_retryable=True)
+    return ApplicationError(str(cause or exc), type="ActivityFailed", non_retryable=True)
 
 
 @workflow.defn
@@ -69,135 +81,118 @@ class ConversationWorkflow:
     @workflow.init
     def __init__(self, input: ConversationInput) -> None:
         self.input = input
+        self.ref = SessionRef(tenant=input.tenant, session=input.session)
         self.state = input.state or ConversationState()
         self.ready = input.state is not None
         self.closed = False
+        self.stopping = False  # continue-as-new or close is under way: background work pauses
         self.check_policy = False
-        self.working = False  # the run loop is archiving or compacting right now
+        self.changing = False  # a compaction, undo or restore is in flight
+        self.appending = 0
+        self.window_lock = asyncio.Lock()
         self.updates = 0
-        self.compactor = Compactor(input, self.state, self._flush_archive)
 
     # -- the run loop -----------------------------------------------------------------------
     @workflow.run
     async def run(self, input: ConversationInput) -> ConversationStats:
-        # Runs that began before served-context auditing existed replay without it.
-        self.compactor.audit = workflow.patched("served-audit-v1")
-        self.compactor.chunked = workflow.patched("chunked-compaction-v1")
-        self.compactor.catch_up = workflow.patched("catch-up-compaction-v1")
-        self.compactor.adopt_stored = workflow.patched("stored-ledger-v1")
-        if not self.ready:
-            await self._restore()
-        if self.compactor.catch_up:  # a run continued mid-backlog picks the compaction up
-            self.check_policy = self.input.policy.should_compact(self.compactor.window_tokens())
+        if not self.ready:  # a new session, or one resuming after close: read the cursors
+            cursors = await call(specs.OPEN_SESSION, self.ref)
+            self.state.embedded_seq = cursors.embedded_seq
+            self._adopt(cursors)
+            self.ready = True
+        self.check_policy = self._over_policy()
+        embedding = asyncio.create_task(self._embed_loop())
         idle = timedelta(seconds=input.idle_timeout_seconds)
         while True:
             try:
                 await workflow.wait_condition(
-                    lambda: self.closed or bool(self.state.pending) or self.check_policy
-                    or bool(self.state.served_pending) or self._continue_due(), timeout=idle)
+                    lambda: self.closed or self.check_policy or self._continue_due(),
+                    timeout=idle)
             except TimeoutError:
-                workflow.logger.info("session idle for %s: checkpointing and closing", idle)
+                workflow.logger.info("session idle for %s: closing", idle)
                 self.closed = True
-            self.working = True
-            await self._flush_archive(ARCHIVE_BATCH)
-            await self._flush_served()
             if self.check_policy and not self.closed:
                 self.check_policy = False
-                if workflow.patched("auto-compaction-v1"):
-                    await self.compactor.maybe_compact(stop=self._continue_due)
-            if self.closed:
+                await self._auto_compact()
+            if self.closed or self._continue_due():
+                self.stopping = True
+                await embedding  # on close it finishes the backlog first
                 await workflow.wait_condition(workflow.all_handlers_finished)
-                await self._flush_archive()
-                await self._flush_served()
-                await self._checkpoint()
-                return self.stats()
-            self.working = False
-            if self._continue_due() and len(self.state.model_dump_json()) > STATE_LIMIT_BYTES:
-                # Never hand continue-as-new a state over Temporal's 2 MB payload cap.
-                await self.compactor.compact("auto", force=True)
-            if self._continue_due():
-                await workflow.wait_condition(workflow.all_handlers_finished)
-                self.state.runs += 1  # what is still pending travels in the state
+                if self.closed:
+                    return self.stats()
+                self.state.runs += 1
                 workflow.continue_as_new(self.input.model_copy(update={"state": self.state}))
 
     def _continue_due(self) -> bool:
         return (workflow.info().is_continue_as_new_suggested()
                 or self.updates >= UPDATES_BEFORE_CONTINUE)
 
-    async def _restore(self) -> None:
-        found = await activities.load_checkpoint(
-            LoadCheckpointInput(tenant=self.input.tenant, session=self.input.session))
-        if found.state_json:
-            self.state = ConversationState.model_validate_json(found.state_json)
-            self.state.runs += 1
-            self.compactor.state = self.state
-        self.ready = True
+    def _over_policy(self) -> bool:
+        return (not self.state.hold_compaction
+                and self.input.policy.should_compact(self.state.window_tokens))
 
-    async def _checkpoint(self) -> None:
-        await activities.save_checkpoint(CheckpointInput(
-            tenant=self.input.tenant, session=self.input.session,
-            state_json=self.state.model_dump_json(), version=self.state.next_seq))
+    def _adopt(self, cursors: Cursors) -> None:
+        """Take the store's cursors if they are newer than ours (rev orders readings)."""
+        if cursors.rev >= self.state.rev:
+            self.state = self.state.model_copy(update={
+                "next_seq": cursors.next_seq, "ledger_head": cursors.ledger_head,
+                "window_tokens": cursors.window_tokens, "total_tokens": cursors.total_tokens,
+                "rev": cursors.rev})
 
-    async def _flush_served(self) -> None:
-        batch = list(self.state.served_pending)
-        if batch:
-            await activities.record_served(RecordServedInput(
-                tenant=self.input.tenant, session=self.input.session, records=tuple(batch)))
-            done = {s.seq for s in batch}
-            self.state.served_pending = [s for s in self.state.served_pending
-                                         if s.seq not in done]
+    async def _embed_loop(self) -> None:
+        """Embed what is stored, in order, a batch at a time; the lexical leg of retrieval
+        finds messages before this reaches them."""
+        while True:
+            await workflow.wait_condition(
+                lambda: self.stopping or self.state.embedded_seq < self.state.next_seq)
+            behind = self.state.embedded_seq < self.state.next_seq
+            if self.stopping and not (self.closed and behind):
+                return
+            stop = min(self.state.next_seq, self.state.embedded_seq + EMBED_BATCH)
+            await call(specs.EMBED, EmbedInput(tenant=self.input.tenant,
+                                               session=self.input.session,
+                                               start=self.state.embedded_seq, stop=stop))
+            self.state.embedded_seq = stop
 
-    async def _flush_archive(self, limit: int | None = None) -> None:
-        """Archive what is pending now (at most `limit`); later appends wait for the next pass,
-        so a steady stream of appends can never starve compaction or continue-as-new."""
-        todo = len(self.state.pending) if limit is None else min(limit, len(self.state.pending))
-        while todo > 0:
-            batch = self.state.pending[: min(ARCHIVE_BATCH, todo)]
-            await activities.archive(ArchiveInput(
-                tenant=self.input.tenant, session=self.input.session,
-                messages=tuple(SeqMessage(seq=s, message=m) for s, m in batch)))
-            done = {m.id for _, m in batch}
-            self.state.pending = [(s, m) for s, m in self.state.pending if m.id not in done]
-            todo -= len(batch)
+    async def _auto_compact(self) -> None:
+        """Compact while the policy asks and each round helps; give way to continue-as-new
+        (the next run carries on from the cursors)."""
+        for _ in range(MAX_AUTO_ROUNDS):
+            if not self._over_policy() or self._continue_due() or self.closed:
+                return
+            outcome = await self._change(specs.COMPACT, lambda head: CompactSessionInput(
+                tenant=self.input.tenant, session=self.input.session, expected_head=head,
+                policy=self.input.policy, trigger="auto"))
+            if not outcome.record_ids or outcome.tokens_after >= outcome.tokens_before:
+                return
+
+    async def _change(self, spec: ActivitySpec[CompactOutcome],
+                      make: Callable[[int], BaseModel]) -> CompactOutcome:
+        """One window change at a time, planned on the ledger head it will commit against."""
+        async with self.window_lock:
+            self.changing = True
+            try:
+                outcome = await call(spec, make(self.state.ledger_head))
+            finally:
+                self.changing = False
+            self._adopt(outcome.cursors)
+            return outcome
 
     # -- appending --------------------------------------------------------------------------
-    def _check(self, messages: tuple[Message, ...]) -> list[Message]:
-        if self.closed:
-            raise InvalidInputError("session", "is closed")
-        for index, message in enumerate(messages):
-            known = self.state.known.get(message.id)
-            if known is not None and known[1] != digest(message):
-                raise InvalidInputError(f"messages[{index}].id",
-                                        f"{message.id!r} was already appended with other content")
-        fresh = [m for m in messages if m.id not in self.state.known]
-        validate_sequence(fresh, open_tool_calls=self.state.tool_call_ids)
-        return fresh
-
-    async def _append(self, messages: tuple[Message, ...]) -> AppendResult:
-        await workflow.wait_condition(lambda: self.ready)
+    async def _store(self, messages: tuple[Message, ...], hold: bool = False) -> AppendResult:
+        self.state.hold_compaction = hold
+        self.appending += 1
         try:
-            fresh = self._check(messages)
-        except InvalidInputError as exc:
-            raise _rejected(exc) from None
-        large = [m for m in fresh if len(m.content.encode()) > BODY_REF_BYTES]
-        seqs = {m.id: self.state.next_seq + n for n, m in enumerate(fresh)}
-        self.state.next_seq += len(fresh)
-        for message in fresh:
-            self.state.known[message.id] = (seqs[message.id], digest(message))
-            self.state.tool_call_ids.extend(c.id for c in message.tool_calls)
-            self.state.total_tokens += default_counter().count_message(message.role,
-                                                                       message.content)
-        if large:  # archived before the update returns; the window keeps a reference
-            await activities.archive(ArchiveInput(
-                tenant=self.input.tenant, session=self.input.session,
-                messages=tuple(SeqMessage(seq=seqs[m.id], message=m) for m in large)))
-        large_ids = {m.id for m in large}
-        self.state.pending.extend((seqs[m.id], m) for m in fresh if m.id not in large_ids)
-        self.compactor.add_to_window([by_reference(m) for m in fresh])
+            result = await call(specs.STORE_MESSAGES, StoreMessagesInput(
+                tenant=self.input.tenant, session=self.input.session, messages=messages))
+        except ActivityError as exc:
+            raise _as_update_error(exc) from None
+        finally:
+            self.appending -= 1
+        self._adopt(result.cursors)
+        self.check_policy = self.check_policy or self._over_policy()
         self.state.last_active = workflow.now()
-        self.check_policy = self.check_policy or bool(fresh)
-        return AppendResult(appended=len(fresh), duplicates=len(messages) - len(fresh),
-                            total=self.state.next_seq)
+        return result
 
     @workflow.update
     async def attach(self) -> ConversationStats:
@@ -208,49 +203,55 @@ class ConversationWorkflow:
     @workflow.update
     async def append_many(self, input: AppendInput) -> AppendResult:
         self.updates += 1
-        return await self._append(input.messages)
+        await workflow.wait_condition(lambda: self.ready)
+        return await self._store(input.messages, input.hold_compaction)
 
     @append_many.validator
     def _validate_append(self, input: AppendInput) -> None:
-        if self.ready:
-            self._check(input.messages)
-        elif self.closed:
-            raise InvalidInputError("session", "is closed")
+        if self.closed:
+            raise ApplicationError("session: is closed", type="InvalidInputError")
+        if not input.messages:
+            raise ApplicationError("messages: must hold at least one message",
+                                   type="InvalidInputError")
 
-    # -- context, compaction, generation -----------------------------------------------------
-    @workflow.update
-    async def context(self, input: ContextInput) -> ContextWindow:
+    # -- compaction and generation ----------------------------------------------------------
+    async def _manual(self, spec: ActivitySpec[CompactOutcome],
+                      make: Callable[[int], BaseModel]) -> CompactOutcome:
         self.updates += 1
         await workflow.wait_condition(lambda: self.ready)
         try:
-            return await self.compactor.context(input)
-        except InvalidInputError as exc:
-            raise _rejected(exc) from None
+            return await self._change(spec, make)
+        except ActivityError as exc:
+            raise _as_update_error(exc) from None
 
     @workflow.update
-    async def compact(self, input: CompactInput) -> CompactionRecord | None:
-        self.updates += 1
-        await workflow.wait_condition(lambda: self.ready)
-        return await self.compactor.compact("manual", input.preserve_recent, input.focus)
+    async def compact(self, input: CompactInput) -> CompactOutcome:
+        return await self._manual(specs.COMPACT, lambda head: CompactSessionInput(
+            tenant=self.input.tenant, session=self.input.session, expected_head=head,
+            policy=self.input.policy, trigger="manual", preserve_recent=input.preserve_recent,
+            focus=input.focus, force=True))
 
     @workflow.update
-    async def uncompact(self, input: UncompactInput) -> CompactionRecord:
-        self.updates += 1
-        await workflow.wait_condition(lambda: self.ready)
+    async def uncompact(self, input: UncompactInput) -> CompactOutcome:
+        return await self._manual(specs.UNCOMPACT, lambda head: UncompactSessionInput(
+            tenant=self.input.tenant, session=self.input.session, expected_head=head,
+            record_id=input.record_id))
+
+    @workflow.update
+    async def edit_window(self, input: EditInput) -> CompactOutcome:
+        return await self._manual(specs.EDIT_WINDOW, lambda head: EditWindowInput(
+            tenant=self.input.tenant, session=self.input.session, expected_head=head,
+            kind=input.kind))
+
+    @workflow.update
+    async def restore_ledger(self, input: RestoreInput) -> CompactOutcome:
         try:
-            return await self.compactor.uncompact(input.record_id)
-        except InvalidInputError as exc:
-            raise _rejected(exc) from None
-
-    @workflow.update
-    async def restore_ledger(self, input: RestoreInput) -> int:
-        self.updates += 1
-        await workflow.wait_condition(lambda: self.ready)
-        try:
-            return await self.compactor.restore(input.records)
-        except (InvalidInputError, StopIteration) as exc:
-            raise _rejected(InvalidInputError("records", str(exc) or "unknown undo target")) \
-                from None
+            return await self._manual(specs.RESTORE_LEDGER, lambda head: RestoreLedgerInput(
+                tenant=self.input.tenant, session=self.input.session, expected_head=head,
+                records=input.records))
+        finally:
+            self.state.hold_compaction = False
+            self.check_policy = self._over_policy()
 
     @workflow.update
     async def generate(self, input: GenerateInput) -> GenerateResult:
@@ -258,46 +259,32 @@ class ConversationWorkflow:
         await workflow.wait_condition(lambda: self.ready)
         user = Message(id=input.id or f"u-{workflow.uuid4()}", role="user",
                        content=input.content, name=input.name, created_at=workflow.now())
-        await self._append((user,))
-        window = await self.compactor.context(
-            ContextInput(query=input.content, max_tokens=input.max_tokens))
-        reply = await activities.chat(ChatInput(window=window, max_tokens=input.reply_tokens))
+        await self._store((user,))
+        try:
+            window = await call(specs.BUILD_CONTEXT, ServeContextInput(
+                tenant=self.input.tenant, session=self.input.session,
+                request=ContextRequest(query=input.content, max_tokens=input.max_tokens)))
+            reply = await call(specs.COMPLETE_CHAT,
+                               ChatInput(window=window, max_tokens=input.reply_tokens))
+        except ActivityError as exc:
+            raise _as_update_error(exc) from None
         assistant = Message(id=f"a-{workflow.uuid4()}", role="assistant",
                             content=reply.content or "(empty reply)", created_at=workflow.now())
-        await self._append((assistant,))
+        await self._store((assistant,))
         return GenerateResult(reply=assistant, context_tokens=window.tokens, model=reply.model)
 
     # -- reading ----------------------------------------------------------------------------
     @workflow.query
     def stats(self) -> ConversationStats:
-        window = self.state.window
+        s = self.state
         return ConversationStats(
-            tenant=self.input.tenant, session=self.input.session,
-            messages=self.state.next_seq, archived=self.state.next_seq - len(self.state.pending),
-            window_messages=len(window.messages),
-            window_tokens=self.compactor.window_tokens(), total_tokens=self.state.total_tokens,
-            compactions=sum(1 for r in self.state.ledger if r.trigger != "undo"),
-            runs=self.state.runs, pending_archive=len(self.state.pending),
-            busy=self.working or self.compactor.busy or self.check_policy
-            or bool(self.state.pending) or bool(self.state.served_pending))
-
-    @workflow.query
-    def ledger(self) -> list[CompactionRecord]:
-        return list(self.state.ledger)
-
-    @workflow.query
-    def events(self) -> list[CompactionEvent]:
-        return list(self.state.events)
-
-    @workflow.query
-    def window(self) -> list[Message]:
-        return list(self.state.window.messages)
-
-    @workflow.query
-    def summaries(self) -> list[Summary]:
-        return list(self.state.window.summaries)
+            tenant=self.input.tenant, session=self.input.session, messages=s.next_seq,
+            embedded=s.embedded_seq, ledger_head=s.ledger_head, window_tokens=s.window_tokens,
+            total_tokens=s.total_tokens, runs=s.runs,
+            pending_embedding=s.next_seq - s.embedded_seq,
+            busy=self.changing or self.check_policy or self.appending > 0
+            or s.embedded_seq < s.next_seq)
 
     @workflow.signal
     def close(self) -> None:
         self.closed = True
-

@@ -1,20 +1,25 @@
-"""Typed inputs, results and carried state of the conversation workflow."""
+"""Typed inputs, results and carried state of the conversation workflow.
+
+The carried state is cursors and counters only: a few hundred bytes whatever the session's
+length, because the conversation itself (messages, digests, tool calls, window versions,
+summaries, ledger, served contexts) lives in Postgres.
+"""
 
 from __future__ import annotations
 
 from datetime import datetime
+from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
-from memory.audit import ServedContext
-from memory.compaction import WindowState
-from memory.models import CompactionEvent, CompactionRecord, Message
+from activities.types import AppendResult, CompactOutcome, ContextRequest
+from memory.models import CompactionRecord, Message
 from memory.policy import CompactionPolicy
 
-# A tenant has no '-', so `conversation-{tenant}-{session}` can never name another tenant's
-# workflow (tenant "a-b" + session "c" would otherwise collide with tenant "a" + session "b-c").
-TENANT_PATTERN = r"^[A-Za-z0-9_.@:]{1,100}$"
-SESSION_PATTERN = r"^[A-Za-z0-9_.@:-]{1,200}$"
+# Ids as people write them ('acme-corp', UUIDs, 'JIRA-4711', '#4711', 'acme/2024/17'): any
+# visible characters. Workflow ids escape them (see workflows.conversation.workflow_id).
+TENANT_PATTERN = r"^[^\s\x00-\x1f\x7f]{1,100}$"
+SESSION_PATTERN = r"^[^\s\x00-\x1f\x7f]{1,200}$"
 
 __all__ = [
     "SESSION_PATTERN",
@@ -22,15 +27,19 @@ __all__ = [
     "AppendInput",
     "AppendResult",
     "CompactInput",
+    "CompactOutcome",
     "ContextInput",
     "ConversationInput",
     "ConversationState",
     "ConversationStats",
+    "EditInput",
     "GenerateInput",
     "GenerateResult",
     "RestoreInput",
     "UncompactInput",
 ]
+
+ContextInput = ContextRequest
 
 
 class _Model(BaseModel):
@@ -38,19 +47,15 @@ class _Model(BaseModel):
 
 
 class ConversationState(BaseModel):
-    """Everything a run hands to the next one at continue-as-new (and to checkpoints)."""
+    """What a run hands to the next at continue-as-new: cursors into the store."""
 
     next_seq: int = 0
+    ledger_head: int = 0
+    window_tokens: int = 0
     total_tokens: int = 0
-    window: WindowState = Field(default_factory=WindowState)
-    pending: list[tuple[int, Message]] = Field(default_factory=list)
-    known: dict[str, tuple[int, str]] = Field(default_factory=dict)  # id -> (seq, digest)
-    tool_call_ids: list[str] = Field(default_factory=list)
-    ledger: list[CompactionRecord] = Field(default_factory=list)
-    events: list[CompactionEvent] = Field(default_factory=list)
-    served: list[ServedContext] = Field(default_factory=list)  # the most recent few
-    served_pending: list[ServedContext] = Field(default_factory=list)  # not yet in the store
-    served_seq: int = 0
+    embedded_seq: int = 0
+    rev: int = -1  # the store's revision these cursors were read at
+    hold_compaction: bool = False
     runs: int = 1
     last_active: datetime | None = None
 
@@ -64,23 +69,11 @@ class ConversationInput(_Model):
 
 
 class AppendInput(_Model):
-    messages: tuple[Message, ...]
-
-
-class AppendResult(_Model):
-    appended: int
-    duplicates: int
-    total: int
-
-
-class ContextInput(_Model):
-    query: str | None = None
-    max_tokens: int = Field(default=4000, ge=1, le=2_000_000)
-    k: int = Field(default=40, ge=1, le=500)
-    neighbours: int = Field(default=1, ge=0, le=5)
-    # Budget shares (summary, retrieved, recent). None: 20/30/50 without a query; with a
-    # query, retrieval first (10/65/25), since the question is what the window must answer.
-    shares: tuple[float, float, float] | None = None
+    messages: tuple[Message, ...] = Field(max_length=10_000)
+    # An import that carries a ledger holds automatic compaction until the ledger is restored
+    # (or an ordinary append arrives), so the restored records apply to the window they were
+    # made on.
+    hold_compaction: bool = False
 
 
 class CompactInput(_Model):
@@ -88,18 +81,22 @@ class CompactInput(_Model):
     focus: str | None = Field(default=None, max_length=2000)
 
 
+class EditInput(_Model):
+    kind: Literal["pop", "clear"]
+
+
 class RestoreInput(_Model):
     """Ledger records from an export, re-applied in order to a freshly imported session."""
 
-    records: tuple[CompactionRecord, ...]
+    records: tuple[CompactionRecord, ...] = Field(max_length=100_000)
 
 
 class UncompactInput(_Model):
-    record_id: str
+    record_id: str = Field(min_length=1, max_length=200)
 
 
 class GenerateInput(_Model):
-    content: str = Field(min_length=1)
+    content: str = Field(min_length=1, max_length=2_000_000)
     id: str | None = None
     name: str | None = None
     max_tokens: int = Field(default=4000, ge=64, le=2_000_000)
@@ -116,11 +113,10 @@ class ConversationStats(_Model):
     tenant: str
     session: str
     messages: int
-    archived: int
-    window_messages: int
+    embedded: int
+    ledger_head: int
     window_tokens: int
     total_tokens: int
-    compactions: int
     runs: int
-    pending_archive: int
-    busy: bool = False  # archiving or compacting in the background right now
+    pending_embedding: int
+    busy: bool = False  # appending, embedding or compacting in the background right now

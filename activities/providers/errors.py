@@ -7,12 +7,11 @@ retry-after. The SDKs' own retries are off everywhere, so only Temporal retries.
 
 from __future__ import annotations
 
+import sys
 from collections.abc import Awaitable
 from datetime import timedelta
-from typing import TypeVar
+from typing import Any, TypeVar
 
-import anthropic
-import openai
 from temporalio.exceptions import ApplicationError
 
 __all__ = ["NON_RETRYABLE_STATUS", "PROVIDER_REJECTED", "call_provider", "to_application_error"]
@@ -21,8 +20,20 @@ T = TypeVar("T")
 NON_RETRYABLE_STATUS = frozenset({400, 401, 403, 404, 422})
 PROVIDER_REJECTED = "ProviderRejected"
 PROVIDER_UNAVAILABLE = "ProviderUnavailable"
-_STATUS_ERRORS = (anthropic.APIStatusError, openai.APIStatusError)
-_CONNECTION_ERRORS = (anthropic.APIConnectionError, openai.APIConnectionError)
+
+
+def _sdk_errors() -> tuple[tuple[type[Exception], ...], tuple[type[Exception], ...]]:
+    """The SDKs' status and connection errors, for the SDKs loaded in this process: an error
+    from an SDK means it is loaded, and importing both SDKs up front would cost every client
+    about two seconds at import."""
+    status: list[type[Exception]] = []
+    connection: list[type[Exception]] = []
+    for name in ("anthropic", "openai"):
+        sdk: Any = sys.modules.get(name)
+        if sdk is not None:
+            status.append(sdk.APIStatusError)
+            connection.append(sdk.APIConnectionError)
+    return tuple(status), tuple(connection)
 
 
 def _retry_after(headers: object) -> timedelta | None:
@@ -41,15 +52,17 @@ def _retry_after(headers: object) -> timedelta | None:
 
 
 def to_application_error(exc: Exception) -> ApplicationError:
-    if isinstance(exc, _STATUS_ERRORS):
-        status = exc.status_code
+    status_errors, connection_errors = _sdk_errors()
+    if isinstance(exc, status_errors):
+        status: int = getattr(exc, "status_code", 0)
         if status in NON_RETRYABLE_STATUS:
             return ApplicationError(f"provider rejected the request: HTTP {status}",
                                     status, type=PROVIDER_REJECTED, non_retryable=True)
         return ApplicationError(
             f"provider unavailable: HTTP {status}", status, type=PROVIDER_UNAVAILABLE,
-            next_retry_delay=_retry_after(exc.response.headers))
-    if isinstance(exc, _CONNECTION_ERRORS):
+            next_retry_delay=_retry_after(getattr(getattr(exc, "response", None), "headers",
+                                                  None)))
+    if isinstance(exc, connection_errors):
         return ApplicationError(f"provider unreachable: {type(exc).__name__}",
                                 type=PROVIDER_UNAVAILABLE)
     raise exc
@@ -59,5 +72,8 @@ async def call_provider(call: Awaitable[T]) -> T:
     """Await an SDK call, re-raising its HTTP failure as the right ApplicationError."""
     try:
         return await call
-    except (*_STATUS_ERRORS, *_CONNECTION_ERRORS) as exc:
-        raise to_application_error(exc) from exc
+    except Exception as exc:
+        status_errors, connection_errors = _sdk_errors()
+        if isinstance(exc, (*status_errors, *connection_errors)):
+            raise to_application_error(exc) from exc
+        raise

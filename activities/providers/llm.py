@@ -19,6 +19,10 @@ from memory.prompts import build_summary_prompt
 from memory.render import to_anthropic, to_openai
 from memory.summarizer import ExtractiveSummarizer, SummaryResult
 
+# A provider that hangs fails the attempt after this long (the SDKs default to 10 minutes), so
+# an outage reaches the summarizer's extractive fallback in minutes, not an hour.
+PROVIDER_TIMEOUT = 60.0
+
 __all__ = [
     "AnthropicChat",
     "AnthropicSummarizer",
@@ -70,7 +74,8 @@ class AnthropicSummarizer:
     def __init__(self, api_key: str, model: str, base_url: str | None = None) -> None:
         from anthropic import AsyncAnthropic
 
-        self.client = AsyncAnthropic(api_key=api_key, base_url=base_url, max_retries=0)
+        self.client = AsyncAnthropic(api_key=api_key, base_url=base_url, max_retries=0,
+                                     timeout=PROVIDER_TIMEOUT)
         self.name = model
 
     async def summarize(self, messages: Sequence[Message], max_tokens: int,
@@ -88,7 +93,8 @@ class OpenAISummarizer:
     def __init__(self, api_key: str, model: str, base_url: str | None = None) -> None:
         from openai import AsyncOpenAI
 
-        self.client = AsyncOpenAI(api_key=api_key, base_url=base_url, max_retries=0)
+        self.client = AsyncOpenAI(api_key=api_key, base_url=base_url, max_retries=0,
+                                     timeout=PROVIDER_TIMEOUT)
         self.name = model
 
     async def summarize(self, messages: Sequence[Message], max_tokens: int,
@@ -107,7 +113,8 @@ class AnthropicChat:
     def __init__(self, api_key: str, model: str, base_url: str | None = None) -> None:
         from anthropic import AsyncAnthropic
 
-        self.client = AsyncAnthropic(api_key=api_key, base_url=base_url, max_retries=0)
+        self.client = AsyncAnthropic(api_key=api_key, base_url=base_url, max_retries=0,
+                                     timeout=PROVIDER_TIMEOUT)
         self.name = model
 
     async def complete(self, window: ContextWindow, max_tokens: int = 1024) -> ChatReply:
@@ -125,7 +132,8 @@ class OpenAIChat:
     def __init__(self, api_key: str, model: str, base_url: str | None = None) -> None:
         from openai import AsyncOpenAI
 
-        self.client = AsyncOpenAI(api_key=api_key, base_url=base_url, max_retries=0)
+        self.client = AsyncOpenAI(api_key=api_key, base_url=base_url, max_retries=0,
+                                     timeout=PROVIDER_TIMEOUT)
         self.name = model
 
     async def complete(self, window: ContextWindow, max_tokens: int = 1024) -> ChatReply:

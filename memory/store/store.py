@@ -7,7 +7,6 @@ idempotent: a retried batch inserts nothing twice.
 
 from __future__ import annotations
 
-import json
 from collections.abc import AsyncIterator, Sequence
 from contextlib import asynccontextmanager
 from datetime import datetime
@@ -21,8 +20,10 @@ from psycopg.types.json import Jsonb
 from psycopg_pool import AsyncConnectionPool
 from pydantic import BaseModel, ConfigDict
 
-from memory.errors import LedgerConflictError
-from memory.models import CompactionRecord, Message, ScoredMessage, ToolCall
+from memory.audit import ServedContext
+from memory.models import CompactionRecord, Message, ScoredMessage
+from memory.store.rows import row_to_message
+from memory.store.sessions import SessionStore
 
 __all__ = ["RRF_K", "SessionInfo", "Store"]
 
@@ -39,15 +40,6 @@ class SessionInfo(BaseModel):
     messages: int
     first_at: datetime | None
     last_at: datetime | None
-
-
-def _row_to_message(row: dict[str, Any]) -> Message:
-    return Message(
-        id=row["id"], role=row["role"], content=row["content"], created_at=row["created_at"],
-        name=row["name"], tool_call_id=row["tool_call_id"],
-        tool_calls=tuple(ToolCall.model_validate(c) for c in row["tool_calls"]),
-        metadata=row["metadata"],
-    )
 
 
 # BM25 over the inverted index; shared by the hybrid search and the lexical-only search.
@@ -104,26 +96,26 @@ ORDER BY fused.score DESC, m.seq LIMIT %(k)s
 """
 
 
-_APPEND_LEDGER = ("INSERT INTO ledger (tenant, session, seq, id, record)"
-                  " VALUES (%s, %s, %s, %s, %s) ON CONFLICT DO NOTHING")
-
-
 def _lexical_params(tenant: str, session: str, text: str, k: int, since: datetime | None,
                     until: datetime | None) -> dict[str, Any]:
     return {"tenant": tenant, "session": session, "text": text, "k": k, "k1": BM25_K1,
             "b": BM25_B, "cap": LEXEME_POSTINGS_CAP, "since": since, "until": until}
 
 
-class Store:
+class Store(SessionStore):
     def __init__(self, pool: AsyncConnectionPool[AsyncConnection[DictRow]],
                  ef_search: int = 200) -> None:
         self.pool = pool
         self.ef_search = ef_search
 
     @asynccontextmanager
-    async def scoped(self, tenant: str) -> AsyncIterator[AsyncConnection[DictRow]]:
-        """A transaction bound to one tenant, under row-level security."""
+    async def scoped(self, tenant: str, snapshot: bool = False
+                     ) -> AsyncIterator[AsyncConnection[DictRow]]:
+        """A transaction bound to one tenant, under row-level security; with `snapshot`, a
+        read-only repeatable-read transaction, so every read sees one moment."""
         async with self.pool.connection() as conn, conn.transaction():
+            if snapshot:
+                await conn.execute("SET TRANSACTION ISOLATION LEVEL REPEATABLE READ READ ONLY")
             await conn.execute("SET LOCAL ROLE longthread_app")
             await conn.execute("SELECT set_config('app.tenant', %s, true)", (tenant,))
             await conn.execute("SELECT set_config('hnsw.ef_search', %s, true)",
@@ -131,53 +123,30 @@ class Store:
             await conn.execute("SET LOCAL hnsw.iterative_scan = relaxed_order")
             yield conn
 
-    async def archive(
-        self, tenant: str, session: str, messages: Sequence[tuple[int, Message]],
-        embeddings: Sequence[Sequence[float] | None] | None = None,
-    ) -> int:
-        """Insert (seq, message) pairs; ids already archived are left as they are."""
-        if not messages:
-            return 0
-        vectors = embeddings or [None] * len(messages)
-        rows = [
-            (tenant, session, m.id, seq, m.role, m.content, m.name, m.created_at, m.tool_call_id,
-             Jsonb([c.model_dump() for c in m.tool_calls]), Jsonb(m.metadata),
-             Vector(np.asarray(v, dtype=np.float32)) if v is not None else None)
-            for (seq, m), v in zip(messages, vectors, strict=True)
-        ]
-        async with self.scoped(tenant) as conn, conn.cursor() as cur:
-            await cur.executemany(
-                "INSERT INTO messages (tenant, session, id, seq, role, content, name, created_at,"
-                " tool_call_id, tool_calls, metadata, embedding)"
-                " VALUES (%s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s)"
-                " ON CONFLICT (tenant, session, id) DO NOTHING",
-                rows, returning=False,
-            )
-            return max(cur.rowcount, 0)
-
-    async def missing_ids(self, tenant: str, session: str, ids: Sequence[str]) -> list[str]:
-        async with self.scoped(tenant) as conn:
-            cur = await conn.execute(
-                "SELECT id FROM messages WHERE tenant = %s AND session = %s AND id = ANY(%s)",
-                (tenant, session, list(ids)))
-            present = {row["id"] for row in await cur.fetchall()}
-        return [i for i in ids if i not in present]
-
     async def get_messages(self, tenant: str, session: str, ids: Sequence[str]) -> list[Message]:
         """Originals by id, in the order asked for."""
         async with self.scoped(tenant) as conn:
             cur = await conn.execute(
                 "SELECT * FROM messages WHERE tenant = %s AND session = %s AND id = ANY(%s)",
                 (tenant, session, list(ids)))
-            found = {row["id"]: _row_to_message(row) for row in await cur.fetchall()}
+            found = {row["id"]: row_to_message(row) for row in await cur.fetchall()}
         return [found[i] for i in ids if i in found]
+
+    async def get_with_seq(self, tenant: str, session: str, ids: Sequence[str]
+                           ) -> list[tuple[int, Message]]:
+        """Originals by id with their seq, in seq order."""
+        async with self.scoped(tenant) as conn:
+            cur = await conn.execute(
+                "SELECT * FROM messages WHERE tenant = %s AND session = %s AND id = ANY(%s)"
+                " ORDER BY seq", (tenant, session, list(ids)))
+            return [(int(row["seq"]), row_to_message(row)) for row in await cur.fetchall()]
 
     async def all_messages(self, tenant: str, session: str) -> list[Message]:
         async with self.scoped(tenant) as conn:
             cur = await conn.execute(
                 "SELECT * FROM messages WHERE tenant = %s AND session = %s ORDER BY seq",
                 (tenant, session))
-            return [_row_to_message(row) for row in await cur.fetchall()]
+            return [row_to_message(row) for row in await cur.fetchall()]
 
     async def count(self, tenant: str, session: str) -> int:
         async with self.scoped(tenant) as conn:
@@ -211,7 +180,7 @@ class Store:
                     seq = int(row["seq"])
                     near = min(by_seq, key=lambda s: abs(s - seq))
                     hits.append((row, by_seq[near] * 0.5))
-        return [ScoredMessage(message=_row_to_message(row), score=score, session=session,
+        return [ScoredMessage(message=row_to_message(row), score=score, session=session,
                               seq=row["seq"]) for row, score in hits]
 
     async def lexical(self, tenant: str, session: str, text: str, k: int = 10, *,
@@ -236,35 +205,6 @@ class Store:
                 (tenant, session, Vector(np.asarray(embedding, dtype=np.float32)), k))
             return [row["id"] for row in await cur.fetchall()]
 
-    async def append_ledger(self, tenant: str, session: str, record: CompactionRecord) -> bool:
-        """Append once: a retried write of the same record id is a no-op."""
-        async with self.scoped(tenant) as conn:
-            cur = await conn.execute(
-                _APPEND_LEDGER,
-                (tenant, session, record.seq, record.id, Jsonb(record.model_dump(mode="json"))))
-            return cur.rowcount == 1
-
-    async def append_ledger_stored(self, tenant: str, session: str,
-                                   record: CompactionRecord) -> CompactionRecord:
-        """Append once and return the record as stored: the first write wins, so a retried
-        write returns the original, clock readings (`at`, `duration_ms`) included. A stored
-        record that is a different compaction (other id or other covered messages) raises."""
-        async with self.scoped(tenant) as conn:
-            await conn.execute(
-                _APPEND_LEDGER,
-                (tenant, session, record.seq, record.id, Jsonb(record.model_dump(mode="json"))))
-            cur = await conn.execute(
-                "SELECT record FROM ledger WHERE tenant = %s AND session = %s AND seq = %s",
-                (tenant, session, record.seq))
-            row = await cur.fetchone()
-        stored = CompactionRecord.model_validate(row["record"]) if row else None
-        if stored is None or (stored.id, stored.covered_ids, stored.covered_hash) != (
-                record.id, record.covered_ids, record.covered_hash):
-            raise LedgerConflictError(
-                f"ledger seq {record.seq} of {session!r} holds "
-                f"{stored.id if stored else 'nothing'}, not this {record.id}")
-        return stored
-
     async def ledger(self, tenant: str, session: str) -> list[CompactionRecord]:
         async with self.scoped(tenant) as conn:
             cur = await conn.execute(
@@ -272,16 +212,20 @@ class Store:
                 (tenant, session))
             return [CompactionRecord.model_validate(r["record"]) for r in await cur.fetchall()]
 
-    async def record_served(self, tenant: str, session: str,
-                            records: Sequence[tuple[int, int, str]]) -> int:
-        """Append (seq, turn, json) served-context records; retries insert nothing twice."""
-        async with self.scoped(tenant) as conn, conn.cursor() as cur:
-            await cur.executemany(
+    async def record_served(self, tenant: str, session: str, served: ServedContext
+                            ) -> ServedContext:
+        """Store what one context() call served; its seq comes from a sequence, so recording
+        never waits on the session's row (appends lock it)."""
+        async with self.scoped(tenant) as conn:
+            cur = await conn.execute("SELECT nextval('served_contexts_seq') AS seq")
+            row = await cur.fetchone()
+            assert row is not None
+            served = served.model_copy(update={"seq": int(row["seq"])})
+            await conn.execute(
                 "INSERT INTO served_contexts (tenant, session, seq, turn, record)"
-                " VALUES (%s, %s, %s, %s, %s) ON CONFLICT DO NOTHING",
-                [(tenant, session, seq, turn, Jsonb(json.loads(doc)))
-                 for seq, turn, doc in records])
-            return max(cur.rowcount, 0)
+                " VALUES (%s, %s, %s, %s, %s)",
+                (tenant, session, served.seq, served.turn, Jsonb(served.model_dump(mode="json"))))
+        return served
 
     async def served(self, tenant: str, session: str, at_turn: int | None = None
                      ) -> list[dict[str, Any]]:
@@ -292,23 +236,6 @@ class Store:
                 " AND (%s::int IS NULL OR turn <= %s) ORDER BY seq",
                 (tenant, session, at_turn, at_turn))
             return [row["record"] for row in await cur.fetchall()]
-
-    async def save_checkpoint(self, tenant: str, session: str, state: str, version: int) -> None:
-        async with self.scoped(tenant) as conn:
-            await conn.execute(
-                "INSERT INTO checkpoints (tenant, session, state, version) VALUES (%s, %s, %s, %s)"
-                " ON CONFLICT (tenant, session) DO UPDATE SET state = EXCLUDED.state,"
-                " version = EXCLUDED.version, updated_at = now()"
-                " WHERE checkpoints.version <= EXCLUDED.version",
-                (tenant, session, Jsonb(json.loads(state)), version))
-
-    async def load_checkpoint(self, tenant: str, session: str) -> tuple[str, int] | None:
-        async with self.scoped(tenant) as conn:
-            cur = await conn.execute(
-                "SELECT state, version FROM checkpoints WHERE tenant = %s AND session = %s",
-                (tenant, session))
-            row = await cur.fetchone()
-        return (json.dumps(row["state"]), int(row["version"])) if row else None
 
     async def sessions(self, tenant: str) -> list[SessionInfo]:
         async with self.scoped(tenant) as conn:

@@ -27,9 +27,9 @@ async def cli(env: dict[str, str], *args: str) -> tuple[int, str, str]:
 
 
 @pytest.fixture
-def env(client: Client, task_queue: str, migrated_url: str, tmp_path: Path) -> dict[str, str]:
+def env(client: Client, task_queue: str, app_url: str, tmp_path: Path) -> dict[str, str]:
     return {"LONGTHREAD_TEMPORAL_ADDRESS": client.service_client.config.target_host,
-            "LONGTHREAD_DATABASE_URL": migrated_url, "LONGTHREAD_TASK_QUEUE": task_queue,
+            "LONGTHREAD_DATABASE_URL": app_url, "LONGTHREAD_TASK_QUEUE": task_queue,
             "LONGTHREAD_DATA_DIR": str(tmp_path / "nodata"), "COLUMNS": "200"}
 
 

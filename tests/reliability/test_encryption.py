@@ -11,6 +11,7 @@ from temporalio.client import Client
 from activities.conversation import ConversationActivities
 from longthread.client import Longthread
 from memory.errors import InvalidInputError
+from memory.store.store import Store
 from worker.codec import ENCODING, data_converter
 from worker.main import build_worker, connect_client
 from worker.settings import Settings
@@ -19,7 +20,7 @@ SECRET = "the vault code is 7-7-3-1 and Caroline's passport is X1234567"
 
 
 async def test_no_message_text_in_fetched_history(
-    client: Client, activities: ConversationActivities
+    client: Client, activities: ConversationActivities, store: Store
 ) -> None:
     key = base64.b64encode(b"k" * 32).decode()
     queue = f"enc-{uuid.uuid4()}"
@@ -27,7 +28,7 @@ async def test_no_message_text_in_fetched_history(
                         task_queue=queue, payload_key=key)
     encrypted = await connect_client(settings)
     async with build_worker(encrypted, queue, activities.all(), max_cached_workflows=0):
-        lt = Longthread(encrypted, settings)
+        lt = Longthread(encrypted, settings, store=store, embedder=activities.embedder)
         conv = await lt.conversation("secret", tenant="acme")
         await conv.append_many([{"id": "s1", "role": "user", "content": SECRET}])
         window = await conv.context("vault code", max_tokens=500)

@@ -44,7 +44,8 @@ async def test_faults_fallback_injection_and_logs(
         acts = ConversationActivities(store, embedder, summarizer, max_summarizer_failures=5)
         async with build_worker(client, queue, acts.all(), max_cached_workflows=0):
             lt = Longthread(client, Settings(task_queue=queue),
-                            CompactionPolicy(context_window=100_000))
+                            CompactionPolicy(context_window=100_000), store=store,
+                            embedder=embedder)
             conv = await lt.conversation("faults", tenant="acme")
             await conv.append_many(_turns(0, 12))
 

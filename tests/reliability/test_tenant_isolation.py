@@ -13,7 +13,7 @@ from memory.store.store import Store
 TENANTS = [f"t{i}" for i in range(5)]
 
 
-async def test_a_thousand_cross_tenant_probes_return_nothing(
+async def test_fourteen_hundred_cross_tenant_probes_return_nothing(
     store: Store, embedder: LocalEmbedder
 ) -> None:
     session = f"iso-{uuid.uuid4().hex[:6]}"
@@ -22,8 +22,10 @@ async def test_a_thousand_cross_tenant_probes_return_nothing(
     for tenant in TENANTS:
         msgs = [Message(id=f"m{i}", role="user", content=text)
                 for i, text in enumerate(texts[tenant])]
-        await store.archive(tenant, session, list(enumerate(msgs)),
-                            await embedder.embed(texts[tenant]))
+        await store.append_messages(tenant, session, msgs)
+        vectors = await embedder.embed(texts[tenant])
+        await store.set_embeddings(tenant, session, [(m.id, v) for m, v in zip(msgs, vectors,
+                                                                              strict=True)])
     (vector,) = await embedder.embed(["private note account"])
     rng = random.Random(7)
     probes = leaked = 0
@@ -42,10 +44,14 @@ async def test_a_thousand_cross_tenant_probes_return_nothing(
             cur = await conn.execute("SELECT content FROM messages WHERE tenant = %s", (other,))
             results.append([r["content"] for r in await cur.fetchall()])
         results.append([s.session for s in await store.sessions(other + "x")])
+        results.append([m.content for m in (await store.read_window(me, session, 4000))
+                        .state.messages])
+        results.append([m.content for m in (await store.load_window(me, session))
+                        .state.messages])
         for rows in results:
             probes += 1
             leaked += sum(1 for row in rows if row in foreign)
         own = {h.message.content for h in await store.search(me, session, "note", vector, k=5)}
         assert own and own <= set(texts[me])
-    assert probes == 1000
+    assert probes == 1400
     assert leaked == 0

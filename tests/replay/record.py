@@ -45,8 +45,18 @@ async def _scenarios(lt: Longthread, short: Longthread) -> list[str]:
     record = await conv.compact(preserve_recent=2, focus="refund")
     if record is not None:
         await conv.uncompact(record.id)
+    await conv.settle(timeout=120)
+    ledger = await conv.ledger()
     await conv.close()
     await conv.handle.result()
+
+    copy = await lt.conversation("replay-import", tenant="rec")  # an import with its ledger
+    await copy.append({"id": "sys", "role": "system", "content": "You are Acme support."},
+                      hold_compaction=True)
+    await copy.append_many(_turns(0, 40), hold_compaction=True)
+    await copy.restore_ledger(ledger)
+    await copy.close()
+    await copy.handle.result()
 
     idle = await short.conversation("replay-idle", tenant="rec")
     await idle.append_many(_turns(0, 4))
@@ -65,7 +75,7 @@ async def _scenarios(lt: Longthread, short: Longthread) -> list[str]:
     await long.close()
     stats = await long.handle.result()
     assert stats.runs >= 2, "the scenario should continue-as-new"
-    return [conv.id, idle.id, long.id]
+    return [conv.id, copy.id, idle.id, long.id]
 
 
 async def main() -> None:
@@ -83,10 +93,13 @@ async def main() -> None:
             client = await Client.connect(temporal.address,
                                           data_converter=pydantic_data_converter)
             acts = ConversationActivities(Store(pool), LocalEmbedder())
+            store = Store(pool)
             lt = Longthread(client, Settings(task_queue="rec"),
-                            CompactionPolicy(context_window=400, preserve_recent=4))
+                            CompactionPolicy(context_window=400, preserve_recent=4),
+                            store=store, embedder=acts.embedder)
             short = Longthread(client, Settings(task_queue="rec", idle_timeout_seconds=2),
-                               CompactionPolicy(context_window=100_000))
+                               CompactionPolicy(context_window=100_000), store=store,
+                               embedder=acts.embedder)
             async with build_worker(client, "rec", acts.all()):
                 ids = await _scenarios(lt, short)
             OUT.mkdir(parents=True, exist_ok=True)

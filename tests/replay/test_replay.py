@@ -21,8 +21,10 @@ WORKFLOWS = Path(__file__).parents[2] / "workflows"
 def _recorded_patches(path: Path) -> set[str]:
     found = set()
     for event in json.loads(path.read_text())["events"]:
-        marker = event.get("markerRecordedEventAttributes")
-        for payloads in (marker or {}).get("details", {}).values():
+        marker = event.get("markerRecordedEventAttributes") or {}
+        if marker.get("markerName") != "core_patch":  # local activities record markers too
+            continue
+        for payloads in marker.get("details", {}).values():
             for payload in payloads["payloads"]:
                 found.add(json.loads(base64.b64decode(payload["data"]))["id"])
     return found
@@ -36,7 +38,6 @@ def test_every_patch_in_the_workflow_code_has_a_recorded_history() -> None:
     """A behaviour change behind a new patch must come with histories that exercise it."""
     code = "".join(p.read_text() for p in WORKFLOWS.glob("*.py"))
     patches = set(re.findall(r'workflow\.patched\("([^"]+)"\)', code))
-    assert len(patches) >= 4
     recorded = set().union(*(_recorded_patches(p) for p in HISTORIES))
     assert patches <= recorded, f"re-record: {sorted(patches - recorded)} never replayed"
 

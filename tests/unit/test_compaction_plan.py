@@ -3,7 +3,7 @@ of appends left the window far over target."""
 
 from __future__ import annotations
 
-from memory.compaction import WindowState, apply_compaction, plan_compaction, window_tokens
+from memory.compaction import WindowState, compose_record, plan_compaction, window_tokens
 from memory.models import Message, ToolCall
 from memory.policy import CompactionPolicy
 from memory.tokens import default_counter
@@ -38,7 +38,7 @@ def test_catch_up_takes_the_whole_excess_in_one_record() -> None:
     state = _window(150)
     plan = plan_compaction(state, POLICY, catch_up=True)
     assert plan is not None
-    after, record = apply_compaction(state, plan, record_id="c1", seq=0, summary=None,
+    after, record = compose_record(state, plan, record_id="c1", seq=0, summary=None,
                                      strategy="archive-only")
     assert window_tokens(after) <= int(POLICY.context_window * POLICY.target)
     assert [m.id for m in after.messages][-4:] == ["m146", "m147", "m148", "m149"]

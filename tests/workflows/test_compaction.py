@@ -3,15 +3,13 @@
 from __future__ import annotations
 
 import asyncio
-from datetime import timedelta
 
 from temporalio.client import Client
 from temporalio.worker import Worker
 
 from longthread.client import Longthread
-from memory.policy import CompactionPolicy
 from memory.store.store import Store
-from worker.settings import Settings
+from tests.conftest import LtFactory
 
 LINES = [
     "My order 4711 has not arrived since May 3.",
@@ -21,11 +19,6 @@ LINES = [
     "Can you refund the 10 EUR shipping fee?",
     "Yes, the refund of 10 EUR is approved today.",
 ]
-
-
-def _lt(client: Client, task_queue: str, window: int = 400, **settings: object) -> Longthread:
-    return Longthread(client, Settings(task_queue=task_queue, **settings),  # type: ignore[arg-type]
-                      CompactionPolicy(context_window=window, preserve_recent=4))
 
 
 def _turns(n: int, prefix: str = "m") -> list[dict[str, object]]:
@@ -40,25 +33,27 @@ async def _until(predicate: object, timeout: float = 30.0) -> None:
 
 
 async def test_auto_compaction_archives_first_and_stays_within_the_window(
-    client: Client, task_queue: str, worker: Worker, store: Store
+    client: Client, make_lt: LtFactory, worker: Worker, store: Store
 ) -> None:
-    lt = _lt(client, task_queue)
+    lt = make_lt(client)
     conv = await lt.conversation("auto", tenant="acme")
     await conv.append({"id": "sys", "role": "system", "content": "You are Acme support."})
     for start in range(0, 60, 10):
         await conv.append_many(_turns(60)[start : start + 10])
 
     async def compacted() -> bool:
-        return (await conv.stats()).compactions >= 1
+        return (await conv.stats()).ledger_head >= 1
 
     await _until(compacted)
     settled = await conv.settle(timeout=120)
-    assert not settled.busy and settled.pending_archive == 0
+    assert not settled.busy and settled.pending_embedding == 0
+    assert settled.window_tokens < 400, "auto compaction brings the window under the policy"
     ledger = await conv.ledger()
     archived = {m.id for m in await store.all_messages("acme", "auto")}
     for record in ledger:
-        assert set(record.covered_ids) <= archived, "only archived messages may be compacted"
+        assert set(record.covered_ids) <= archived, "only stored messages may be compacted"
         assert record.tokens_after < record.tokens_before
+        assert record.engine_version is not None
         assert record.trigger == "auto" and record.level != "none"
     window_ids = [m.id for m in await conv.window()]
     assert window_ids[0] == "sys"
@@ -72,9 +67,9 @@ async def test_auto_compaction_archives_first_and_stays_within_the_window(
 
 
 async def test_manual_compact_then_uncompact_restores_originals(
-    client: Client, task_queue: str, worker: Worker
+    client: Client, make_lt: LtFactory, worker: Worker
 ) -> None:
-    lt = _lt(client, task_queue, window=100_000)
+    lt = make_lt(client, window=100_000)
     conv = await lt.conversation("manual", tenant="acme")
     await conv.append_many(_turns(12))
     before = await conv.window()
@@ -92,30 +87,6 @@ async def test_manual_compact_then_uncompact_restores_originals(
     assert [r.id for r in await conv.ledger()] == [record.id, undo.id]
 
 
-async def test_the_workflow_ledger_adopts_the_record_the_store_kept(
-    client: Client, task_queue: str, worker: Worker, store: Store
-) -> None:
-    """A record first written with other clock readings (a workflow task that was retried)
-    is adopted as stored, so the workflow's ledger and the store's never disagree."""
-    lt = _lt(client, task_queue, window=100_000)
-    probe = await lt.conversation("adopt-probe", tenant="acme")
-    await probe.append_many(_turns(12))
-    fresh = await probe.compact(preserve_recent=2)
-    assert fresh is not None and fresh.summary is not None and fresh.at is not None
-    earlier = fresh.at - timedelta(hours=1)
-    kept = fresh.model_copy(update={
-        "at": earlier, "duration_ms": 1.0,
-        "summary": fresh.summary.model_copy(update={"created_at": earlier})})
-    await store.append_ledger("acme", "adopt", kept)  # as if written by an earlier attempt
-
-    conv = await lt.conversation("adopt", tenant="acme")
-    await conv.append_many(_turns(12))
-    record = await conv.compact(preserve_recent=2)
-    assert record == kept
-    assert await conv.ledger() == [kept] == await store.ledger("acme", "adopt")
-    assert [s.created_at for s in await conv.summaries()] == [earlier]
-
-
 async def test_large_bodies_are_archived_first_and_carried_by_reference(
     lt: Longthread, worker: Worker, store: Store
 ) -> None:
@@ -129,19 +100,34 @@ async def test_large_bodies_are_archived_first_and_carried_by_reference(
 
 
 async def test_idle_session_checkpoints_closes_and_resumes(
-    client: Client, task_queue: str, worker: Worker, store: Store
+    client: Client, make_lt: LtFactory, worker: Worker, store: Store
 ) -> None:
-    lt = _lt(client, task_queue, window=100_000, idle_timeout_seconds=2)
+    lt = make_lt(client, window=100_000, idle_timeout_seconds=2)
     conv = await lt.conversation("idle", tenant="acme")
     await conv.append_many(_turns(5))
     stats = await conv.handle.result()  # completes by itself once idle
-    assert stats.messages == 5 and stats.pending_archive == 0
+    assert stats.messages == 5 and stats.pending_embedding == 0
     assert await store.count("acme", "idle") == 5
-    assert await store.load_checkpoint("acme", "idle") is not None
 
     conv = await lt.conversation("idle", tenant="acme")
     resumed = await conv.stats()
-    assert (resumed.messages, resumed.runs) == (5, 2)
+    assert resumed.messages == 5  # the cursors come back from the store
     again = await conv.append_many(_turns(6))  # m0..m4 are known: only m5 is new
     assert (again.appended, again.duplicates) == (1, 5)
     assert [m.id for m in await conv.window()] == [f"m{i}" for i in range(6)]
+
+
+async def test_pop_and_clear_are_undoable_records(lt: Longthread, worker: Worker,
+                                                  store: Store) -> None:
+    conv = await lt.conversation("edit", tenant="acme")
+    await conv.append_many(_turns(4))
+    popped = await conv.pop()
+    assert [m.id for m in popped] == ["m3"]
+    assert [m.id for m in await conv.window()] == ["m0", "m1", "m2"]
+    cleared = await conv.clear()
+    assert cleared is not None and cleared.trigger == "clear"
+    assert await conv.window() == []
+    await conv.uncompact(cleared.id)
+    assert [m.id for m in await conv.window()] == ["m0", "m1", "m2"]
+    assert await store.count("acme", "edit") == 4  # nothing left the archive
+    assert [r.trigger for r in await conv.ledger()] == ["pop", "clear", "undo"]

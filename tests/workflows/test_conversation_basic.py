@@ -8,7 +8,7 @@ from memory.errors import InvalidInputError
 from memory.store.store import Store
 
 
-async def test_append_then_read_back_and_archive(
+async def test_append_then_read_back_from_the_store(
     lt: Longthread, worker: Worker, store: Store
 ) -> None:
     conv = await lt.conversation("s1", tenant="acme")
@@ -17,12 +17,15 @@ async def test_append_then_read_back_and_archive(
         {"id": "m2", "role": "assistant", "content": "hi Caroline"},
     ])
     assert (result.appended, result.duplicates, result.total) == (2, 0, 2)
+    # Stored before the update returned: the store already has both, in order.
+    assert [m.id for m in await store.all_messages("acme", "s1")] == ["m1", "m2"]
     again = await conv.append_many([{"id": "m2", "role": "assistant", "content": "hi Caroline"}])
     assert (again.appended, again.duplicates, again.total) == (0, 1, 2)
     assert [m.id for m in await conv.window()] == ["m1", "m2"]
-    await conv.context("hello", 100)  # waits on nothing, but lets the loop archive
-    stats = await conv.stats()
-    assert (stats.messages, stats.window_messages) == (2, 2)
+    window = await conv.context("hello", 100)
+    assert window.tokens <= 100 and "m1" in window.source_ids
+    stats = await conv.settle(timeout=60)
+    assert (stats.messages, stats.embedded, stats.pending_embedding) == (2, 2, 0)
     await conv.close()
     await conv.handle.result()
     assert [m.id for m in await store.all_messages("acme", "s1")] == ["m1", "m2"]
@@ -35,11 +38,35 @@ async def test_bad_input_is_refused_with_field(lt: Longthread, worker: Worker) -
         await conv.append({"id": "x", "role": "wizard", "content": "hi"})
     with pytest.raises(InvalidInputError, match="orphan tool result"):
         await conv.append({"id": "t", "role": "tool", "tool_call_id": "nope", "content": "42"})
-    with pytest.raises(InvalidInputError, match="already appended with other content"):
-        await conv.append({"id": "ok", "role": "user", "content": "changed"})
+    with pytest.raises(InvalidInputError, match=r"messages\[1\]\.id.*'ok' was already appended"):
+        await conv.append_many([{"id": "new", "role": "user", "content": "fine"},
+                                {"id": "ok", "role": "user", "content": "changed"}])
     with pytest.raises(InvalidInputError, match="tenant"):
-        await lt.conversation("s2", tenant="a-b")
+        await lt.conversation("s2", tenant="a b")
     with pytest.raises(InvalidInputError, match="limit per call is 1500000 bytes"):
-        await conv.append_many([{"id": f"big{i}", "role": "user", "content": "x" * 400_000}
+        await conv.append_many([{"id": f"big{i}", "role": "user", "content": "é" * 200_000}
                                 for i in range(4)])
+    # The refused batch stored nothing (not even its valid first message).
     assert [m.id for m in await conv.window()] == ["ok"]
+
+
+async def test_metadata_key_order_is_not_a_different_message(
+    lt: Longthread, worker: Worker
+) -> None:
+    conv = await lt.conversation("s3", tenant="acme")
+    first = {"id": "m", "role": "user", "content": "hi", "metadata": {"a": 1, "b": 2}}
+    again = {"id": "m", "role": "user", "content": "hi", "metadata": {"b": 2, "a": 1}}
+    await conv.append(first)
+    result = await conv.append(again)
+    assert (result.appended, result.duplicates) == (0, 1)
+
+
+@pytest.mark.parametrize("tenant,session", [
+    ("acme-corp", "JIRA-4711"), ("3f2b8a9e-1c4d-4e5f-9a7b-2c3d4e5f6a7b", "#4711/a b"[:5]),
+    ("a-b", "c"), ("a", "b-c"),
+])
+async def test_ids_as_people_write_them(lt: Longthread, worker: Worker, tenant: str,
+                                        session: str) -> None:
+    conv = await lt.conversation(session, tenant=tenant)
+    await conv.append({"id": f"{tenant}/{session}", "role": "user", "content": "hello there"})
+    assert [m.id for m in await conv.window()] == [f"{tenant}/{session}"]

@@ -17,7 +17,7 @@ from worker.settings import Settings
 
 
 async def test_worker_killed_during_compaction_commits_it_exactly_once(
-    client: Client, migrated_url: str, store: Store, tmp_path: Path
+    client: Client, app_url: str, store: Store, tmp_path: Path
 ) -> None:
     queue = f"crash-{uuid.uuid4()}"
     address = client.service_client.config.target_host
@@ -26,13 +26,14 @@ async def test_worker_killed_during_compaction_commits_it_exactly_once(
         provider.reply(openai_chat("Decisions: resend order 4711 [m3]."))
         worker = WorkerProcess({
             "LONGTHREAD_TEMPORAL_ADDRESS": address, "LONGTHREAD_TASK_QUEUE": queue,
-            "LONGTHREAD_DATABASE_URL": migrated_url, "LONGTHREAD_SUMMARIZER": "openai",
+            "LONGTHREAD_DATABASE_URL": app_url, "LONGTHREAD_SUMMARIZER": "openai",
             "LONGTHREAD_SUMMARY_MODEL": "local-llm", "LONGTHREAD_OPENAI_API_KEY": "k",
             "LONGTHREAD_OPENAI_BASE_URL": provider.url + "/v1"}, tmp_path / "worker.log")
         worker.start()
         try:
             lt = Longthread(client, Settings(task_queue=queue),
-                            CompactionPolicy(context_window=100_000, preserve_recent=2))
+                            CompactionPolicy(context_window=100_000, preserve_recent=2),
+                            store=store)
             conv = await lt.conversation("crash", tenant="acme")
             await conv.append_many([{"id": f"m{i}", "role": "user",
                                      "content": f"Order 4711 note number {i}."}

@@ -27,7 +27,7 @@ async def test_generate_appends_both_turns_and_sends_the_window(
         chat = OpenAIChat("k", "local-llm", base_url=provider.url + "/v1")
         acts = ConversationActivities(store, embedder, chat=chat)
         async with build_worker(client, queue, acts.all(), max_cached_workflows=0):
-            lt = Longthread(client, Settings(task_queue=queue))
+            lt = Longthread(client, Settings(task_queue=queue), store=store, embedder=embedder)
             conv = await lt.conversation("gen", tenant="acme")
             await conv.append_many([
                 {"id": "s", "role": "system", "content": "You are Acme support."},

@@ -22,7 +22,8 @@ async def test_five_thousand_messages_survive_continue_as_new(
 ) -> None:
     queue = f"can-{uuid.uuid4()}"
     lt = Longthread(short_history_client, Settings(task_queue=queue),
-                    CompactionPolicy(context_window=2000, preserve_recent=6))
+                    CompactionPolicy(context_window=2000, preserve_recent=6), store=store,
+                    embedder=activities.embedder)
     async with build_worker(short_history_client, queue, activities.all(),
                             max_cached_workflows=0):
         conv = await lt.conversation("five-k", tenant="acme")
@@ -48,7 +49,7 @@ async def test_five_thousand_messages_survive_continue_as_new(
         await conv.close()
         stats = await conv.handle.result()
 
-    assert stats.messages == total and stats.pending_archive == 0
+    assert stats.messages == total and stats.pending_embedding == 0
     assert stats.runs >= 3, "continue-as-new should have happened at least twice"
     archived = await store.all_messages("acme", "five-k")
     ids = [m.id for m in archived]
@@ -59,3 +60,47 @@ async def test_five_thousand_messages_survive_continue_as_new(
     covered = [i for r in ledger for i in r.covered_ids]
     assert len(covered) == len(set(covered))
     assert all(tokens <= budget for tokens, budget in budgets)
+
+
+async def continue_as_new_inputs(client: Client, workflow_id: str) -> list[int]:
+    """Bytes of every input handed to continue-as-new, over all runs of a workflow."""
+    sizes = []
+    async for execution in client.list_workflows(f'WorkflowId = "{workflow_id}"'):
+        handle = client.get_workflow_handle(workflow_id, run_id=execution.run_id)
+        async for event in handle.fetch_history_events():
+            if event.HasField("workflow_execution_continued_as_new_event_attributes"):
+                attrs = event.workflow_execution_continued_as_new_event_attributes
+                sizes.append(sum(p.ByteSize() for p in attrs.input.payloads))
+    return sizes
+
+
+async def test_sixty_thousand_uuid_messages_stay_small_and_answer(
+    short_history_client: Client, activities: ConversationActivities, store: Store
+) -> None:
+    """The ceiling: nothing that grows with the session lives in the workflow, so 60,000
+    messages with 36-character ids settle, keep answering, and every continue-as-new input
+    stays within 64 KB."""
+    queue = f"ceiling-{uuid.uuid4()}"
+    lt = Longthread(short_history_client, Settings(task_queue=queue),
+                    CompactionPolicy(context_window=8000), store=store,
+                    embedder=activities.embedder)
+    total, batch = 60_000, 500
+    ids = [str(uuid.UUID(int=i + 1)) for i in range(total)]
+    async with build_worker(short_history_client, queue, activities.all(),
+                            max_cached_workflows=0):
+        conv = await lt.conversation("sixty-k", tenant="ceiling")
+        for start in range(0, total, batch):
+            result = await conv.append_many([
+                {"id": ids[i], "role": "user" if i % 2 == 0 else "assistant",
+                 "content": f"Turn {i} is about {TOPICS[i % len(TOPICS)]}."}
+                for i in range(start, start + batch)])
+            assert result.appended == batch
+        settled = await conv.settle(timeout=1500)
+        assert settled.messages == total and settled.pending_embedding == 0
+        assert settled.window_tokens <= lt.policy.context_window, settled
+        ctx = await conv.context("what about the invoice of 49.99 EUR?", 1000)
+        assert ctx.tokens <= 1000 and ctx.source_ids
+        sizes = await continue_as_new_inputs(short_history_client, conv.id)
+    assert sizes, "continue-as-new must have happened"
+    assert max(sizes) <= 64 * 1024, max(sizes)
+    assert await store.count("ceiling", "sixty-k") == total

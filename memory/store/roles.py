@@ -1,0 +1,71 @@
+"""Least privilege: an admin migrates and creates the application's login role; the worker and
+the client connect as that role, which can do nothing but what `longthread_app` is granted.
+
+`longthread_app` (created by the migrations, NOLOGIN) holds the table grants; a login role is a
+member of it, so `Store.scoped`'s `SET LOCAL ROLE longthread_app` works, and row-level security
+(FORCE'd) applies, since the role neither owns the tables nor bypasses RLS.
+"""
+
+from __future__ import annotations
+
+import re
+from typing import Any
+
+from psycopg import AsyncConnection, errors, sql
+from psycopg.rows import tuple_row
+
+from memory.errors import InvalidInputError, LongthreadError
+from memory.store.migrations import MIGRATIONS, setup
+
+__all__ = ["SchemaError", "create_login_role", "ensure_schema", "setup_database"]
+
+ROLE_NAME = re.compile(r"^[a-z_][a-z0-9_]{0,62}$")
+
+
+class SchemaError(LongthreadError):
+    """The archive's schema is behind and this login may not migrate it."""
+
+
+async def create_login_role(conn: AsyncConnection[Any], user: str,
+                            password: str | None) -> None:
+    """Create (or update) a non-superuser login role that is a member of longthread_app."""
+    if not ROLE_NAME.match(user):
+        raise InvalidInputError("app_user", "must be 1-63 of a-z 0-9 _, not starting with a digit")
+    role = sql.Identifier(user)
+    cur = await conn.execute("SELECT 1 FROM pg_roles WHERE rolname = %s", (user,))
+    verb = sql.SQL("ALTER") if await cur.fetchone() else sql.SQL("CREATE")
+    await conn.execute(sql.SQL(
+        "{} ROLE {} LOGIN NOSUPERUSER NOCREATEDB NOCREATEROLE NOBYPASSRLS PASSWORD {}"
+    ).format(verb, role, sql.Literal(password) if password else sql.NULL))
+    await conn.execute(sql.SQL("GRANT longthread_app TO {}").format(role))
+
+
+async def setup_database(admin_url: str, embedding_dim: int, app_user: str | None = None,
+                         app_password: str | None = None) -> int:
+    """What `longthread db setup` does, as an admin: migrate, then create the login role."""
+    async with await AsyncConnection.connect(admin_url, autocommit=True) as conn:
+        version = await setup(conn, embedding_dim)
+        if app_user:
+            await create_login_role(conn, app_user, app_password)
+    return version
+
+
+async def ensure_schema(url: str, embedding_dim: int) -> int:
+    """At worker start: migrate if this login may, else require the schema to be current."""
+    async with await AsyncConnection.connect(url, autocommit=True) as conn:
+        async with conn.cursor(row_factory=tuple_row) as cur:
+            await cur.execute("SELECT to_regclass('schema_version') IS NOT NULL")
+            row = await cur.fetchone()
+            current = 0
+            if row and row[0]:
+                await cur.execute("SELECT coalesce(max(version), 0) FROM schema_version")
+                found = await cur.fetchone()
+                current = int(found[0]) if found else 0
+        if current >= len(MIGRATIONS):
+            return current
+        try:
+            return await setup(conn, embedding_dim)
+        except errors.InsufficientPrivilege:
+            raise SchemaError(
+                f"the archive's schema is at version {current} of {len(MIGRATIONS)} and this "
+                "login may not migrate it: run `longthread db setup` as an admin") from None
