@@ -5,6 +5,8 @@ VENV ?= .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
+BROWSER := /usr/bin/chromium /usr/bin/chromedriver
+
 .PHONY: install demo test lint typecheck unit reliability bench clean
 
 $(STAMP): pyproject.toml
@@ -16,6 +18,12 @@ $(STAMP): pyproject.toml
 
 install: $(STAMP)
 
+# The audit page's browser test drives Debian's chromium through its chromedriver; these
+# machines run as root, and the packages are installed only when missing.
+$(BROWSER):
+	apt-get update -qq
+	DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium chromium-driver
+
 demo: install
 	$(BIN)/longthread demo
 
@@ -25,7 +33,7 @@ lint: install
 typecheck: install
 	$(BIN)/mypy
 
-test: lint typecheck
+test: lint typecheck $(BROWSER)
 	$(BIN)/pytest -q
 
 reliability: install
