@@ -1,3 +1,3 @@
-from longthread.cli import app
+from longthread.cli import main
 
-app()
+main()

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import os
 import sys
 from collections.abc import Coroutine
 from pathlib import Path
@@ -232,5 +233,16 @@ def ui(port: Annotated[int, typer.Option(help="Port of the audit page.")] = 8321
     _run(serve(port=port, host=host, token=token, tenant=tenant))
 
 
-def main() -> None:  # pragma: no cover - console script shim
-    sys.exit(app())
+def main() -> None:
+    """The console script. After the command has finished, leave without interpreter
+    finalization: the Temporal client's Rust runtime keeps threads that can race CPython's
+    teardown and abort a short-lived process (exit 134, temporalio/sdk-python#300). Every
+    command has already closed what it opened and flushed its output by then."""
+    code: int = 0
+    try:
+        app()
+    except SystemExit as exc:  # typer always ends this way, with the command's exit code
+        code = exc.code if isinstance(exc.code, int) else (0 if exc.code is None else 1)
+    sys.stdout.flush()
+    sys.stderr.flush()
+    os._exit(code)
