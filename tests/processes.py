@@ -99,6 +99,14 @@ class DevProcess:
                                      + "".join(self.output))
         return next(line for line in self.output if line.startswith("ready"))
 
+    def __enter__(self) -> DevProcess:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        """Whatever a test asserted, no stack of it outlives it."""
+        if self.proc is not None:
+            self.stop()
+
     @property
     def pid(self) -> int:
         assert self.proc is not None

@@ -84,43 +84,41 @@ def test_sigkill_mid_import_leaves_nothing_restarts_at_once_and_loses_nothing(
         json.dumps({"id": ident, "role": "user" if i % 2 == 0 else "assistant",
                     "content": text}) + "\n" for i, (ident, text) in enumerate(sent.items())))
 
-    dev = DevProcess(data_dir, env)
-    dev.start(STARTUP_SECONDS)
-    # 1. A slow import (small batches), and the kill lands once the store shows it under way.
-    importer = subprocess.Popen(
-        [sys.executable, "-m", "longthread", "import", SESSION, str(source), "--tenant", TENANT,
-         "--batch", "10"], cwd=ROOT, env=env, stdout=subprocess.PIPE,
-        stderr=subprocess.STDOUT, text=True)
-    try:
-        deadline = time.monotonic() + 120
-        while _stored(data_dir) < 50:
+    with DevProcess(data_dir, env) as dev:
+        dev.start(STARTUP_SECONDS)
+        # 1. A slow import (small batches), and the kill lands once the store shows it under way.
+        importer = subprocess.Popen(
+            [sys.executable, "-m", "longthread", "import", SESSION, str(source), "--tenant", TENANT,
+             "--batch", "10"], cwd=ROOT, env=env, stdout=subprocess.PIPE,
+            stderr=subprocess.STDOUT, text=True)
+        try:
+            deadline = time.monotonic() + 120
+            while _stored(data_dir) < 50:
+                assert importer.poll() is None, _ended(importer)
+                assert time.monotonic() < deadline, "the import stored nothing in 120 s"
+                time.sleep(0.2)
+            stack = dev.stack_pids()
+            assert len(stack) >= 3, f"expected watchdog, Temporal and Postgres: {stack}"
             assert importer.poll() is None, _ended(importer)
-            assert time.monotonic() < deadline, "the import stored nothing in 120 s"
-            time.sleep(0.2)
-        stack = dev.stack_pids()
-        assert len(stack) >= 3, f"expected watchdog, Temporal and Postgres: {stack}"
-        assert importer.poll() is None, _ended(importer)
-    except BaseException:
-        dev.stop()
-        _finish(importer)
-        raise
-    dev.kill()
+        except BaseException:
+            _finish(importer)
+            raise
+        dev.kill()
 
-    # 2. Everything the supervisor started goes by itself.
-    left, took = wait_gone(stack, REAP_SECONDS)
-    assert not left, f"still running {REAP_SECONDS:.0f} s after the kill: {sorted(left)}"
-    print(f"drill: {len(stack)} processes gone {took:.1f} s after the SIGKILL")
+        # 2. Everything the supervisor started goes by itself.
+        left, took = wait_gone(stack, REAP_SECONDS)
+        assert not left, f"still running {REAP_SECONDS:.0f} s after the kill: {sorted(left)}"
+        print(f"drill: {len(stack)} processes gone {took:.1f} s after the SIGKILL")
 
-    # 3. Again, at once, on the same data dir.
-    started = time.monotonic()
-    try:
-        dev.start(RESTART_SECONDS)
-        ready_after = time.monotonic() - started
-    finally:
-        _finish(importer)
-    assert ready_after < RESTART_SECONDS
-    print(f"drill: ready again {ready_after:.1f} s after the restart")
-    try:
+        # 3. Again, at once, on the same data dir.
+        started = time.monotonic()
+        try:
+            dev.start(RESTART_SECONDS)
+            ready_after = time.monotonic() - started
+        finally:
+            _finish(importer)
+        assert ready_after < RESTART_SECONDS
+        print(f"drill: ready again {ready_after:.1f} s after the restart")
         # 4. Re-send everything; each message is there exactly once.
         resent = time.monotonic()
         _cli(env, "import", SESSION, str(source), "--tenant", TENANT)
@@ -141,8 +139,6 @@ def test_sigkill_mid_import_leaves_nothing_restarts_at_once_and_loses_nothing(
         assert set(counts) == set(sent), f"missing: {sorted(set(sent) - set(counts))[:10]}"
         assert {str(item["id"]): item["content"] for item in exported} == sent
         restarted = dev.stack_pids()
-    finally:
-        code = dev.stop()
-    assert code == 0, "".join(dev.output)
-    assert running(restarted) == set()
-    assert postgres_pids(data_dir) == []
+        assert dev.stop() == 0, "".join(dev.output)
+        assert running(restarted) == set()
+        assert postgres_pids(data_dir) == []

@@ -39,52 +39,52 @@ def test_dev_ready_refuses_second_survives_restart_and_leaves_nothing(
     tmp_path: Path, dev_env: dict[str, str]
 ) -> None:
     data_dir = tmp_path / "stack"
-    dev = DevProcess(data_dir, dev_env)
-    ready = dev.start(READY_TIMEOUT)
-    assert dev_env["LONGTHREAD_TEMPORAL_ADDRESS"] in ready
-    stack = dev.stack_pids()
-    assert postgres_pids(data_dir), "embedded postgres should be running"
+    with DevProcess(data_dir, dev_env) as dev:
+        ready = dev.start(READY_TIMEOUT)
+        assert dev_env["LONGTHREAD_TEMPORAL_ADDRESS"] in ready
+        stack = dev.stack_pids()
+        assert postgres_pids(data_dir), "embedded postgres should be running"
 
-    second = DevProcess(data_dir, dev_env)
-    with pytest.raises(AssertionError, match="already running"):
-        second.start(60)
-    assert second.proc is not None and second.proc.returncode != 0
+        second = DevProcess(data_dir, dev_env)
+        with pytest.raises(AssertionError, match="already running"):
+            second.start(60)
+        assert second.proc is not None and second.proc.returncode != 0
 
-    published = json.loads((data_dir / "stack.json").read_text())  # what the CLI reads
-    assert published["temporal"] == dev_env["LONGTHREAD_TEMPORAL_ADDRESS"]
-    settings = Settings(temporal_address=published["temporal"], task_queue="dev-test",
-                        database_url=published["database_url"])
+        published = json.loads((data_dir / "stack.json").read_text())  # what the CLI reads
+        assert published["temporal"] == dev_env["LONGTHREAD_TEMPORAL_ADDRESS"]
+        settings = Settings(temporal_address=published["temporal"], task_queue="dev-test",
+                            database_url=published["database_url"])
 
-    async def write() -> None:
-        lt = await Longthread.connect(settings)
-        conv = await lt.conversation("survivor", tenant="acme")
-        await conv.append({"id": "a1", "role": "user", "content": "remember me"})
+        async def write() -> None:
+            lt = await Longthread.connect(settings)
+            conv = await lt.conversation("survivor", tenant="acme")
+            await conv.append({"id": "a1", "role": "user", "content": "remember me"})
 
-    asyncio.run(write())
-    assert dev.stop() == 0
-    assert running(stack) == set()
-    assert postgres_pids(data_dir) == []
+        asyncio.run(write())
+        assert dev.stop() == 0
+        assert running(stack) == set()
+        assert postgres_pids(data_dir) == []
 
-    async def read() -> list[str]:
-        lt = await Longthread.connect(settings)
-        conv = await lt.conversation("survivor", tenant="acme")
-        return [m.content for m in await conv.window()]
+        async def read() -> list[str]:
+            lt = await Longthread.connect(settings)
+            conv = await lt.conversation("survivor", tenant="acme")
+            return [m.content for m in await conv.window()]
 
-    dev.start(READY_TIMEOUT)
-    try:
-        assert asyncio.run(read()) == ["remember me"]
-        # A crash, and a restart at once: while the old watchdog is still stopping the old
-        # stack, the new supervisor waits for it rather than fail or run beside it.
-        crashed = dev.stack_pids()
-        dev.kill()
-        started = time.monotonic()
-        dev.start(RESTART_TIMEOUT)
-        assert time.monotonic() - started < RESTART_TIMEOUT
-        assert running(crashed) == set()
-        assert asyncio.run(read()) == ["remember me"]
-    finally:
-        dev.stop()
-    assert postgres_pids(data_dir) == []
+        dev.start(READY_TIMEOUT)
+        try:
+            assert asyncio.run(read()) == ["remember me"]
+            # A crash, and a restart at once: while the old watchdog is still stopping the old
+            # stack, the new supervisor waits for it rather than fail or run beside it.
+            crashed = dev.stack_pids()
+            dev.kill()
+            started = time.monotonic()
+            dev.start(RESTART_TIMEOUT)
+            assert time.monotonic() - started < RESTART_TIMEOUT
+            assert running(crashed) == set()
+            assert asyncio.run(read()) == ["remember me"]
+        finally:
+            dev.stop()
+        assert postgres_pids(data_dir) == []
 
 
 def test_port_probe_ignores_time_wait_but_sees_a_listener() -> None:
@@ -112,36 +112,36 @@ def test_restart_reaps_a_stack_whose_supervisor_and_watchdog_both_died(
     parent-death signal), Postgres is orphaned, and so is a Temporal server that an older
     version left on the data dir. The next start reaps both and serves."""
     data_dir = tmp_path / "stack"
-    dev = DevProcess(data_dir, dev_env)
-    dev.start(READY_TIMEOUT)
-    children = psutil.Process(dev.pid).children()
-    watchdog = [c for c in children if "worker.lifeline" in c.cmdline()]
-    temporal = [c for c in children if "start-dev" in c.cmdline()]
-    assert len(watchdog) == 1 and len(temporal) == 1, children
-    postmaster = postmaster_pid(data_dir)
-    assert postmaster is not None
-    watchdog[0].send_signal(signal.SIGKILL)
-    dev.kill()
+    with DevProcess(data_dir, dev_env) as dev:
+        dev.start(READY_TIMEOUT)
+        children = psutil.Process(dev.pid).children()
+        watchdog = [c for c in children if "worker.lifeline" in c.cmdline()]
+        temporal = [c for c in children if "start-dev" in c.cmdline()]
+        assert len(watchdog) == 1 and len(temporal) == 1, children
+        postmaster = postmaster_pid(data_dir)
+        assert postmaster is not None
+        watchdog[0].send_signal(signal.SIGKILL)
+        dev.kill()
 
-    left, _ = wait_gone({temporal[0].pid}, 10)
-    assert not left, "Temporal outlived its supervisor: PR_SET_PDEATHSIG did not fire"
-    assert running({postmaster}) == {postmaster}, "expected Postgres orphaned (no watchdog)"
-    port = int(dev_env["LONGTHREAD_TEMPORAL_ADDRESS"].rpartition(":")[2])
-    stale = TemporalDevServer(data_dir.resolve() / "temporal", port=port, ui_port=None)
-    stale.start()  # an orphan Temporal on this data dir, holding the port
-    try:
-        started = time.monotonic()
-        dev.start(RESTART_TIMEOUT)
-        assert time.monotonic() - started < RESTART_TIMEOUT
-        assert stale.process is not None
-        assert stale.process.wait(5) is not None  # reaped by the new supervisor
-        assert running({postmaster}) == set()
-        restarted = dev.stack_pids()
-    finally:
-        dev.stop()
-        stale.kill()
-    assert running(restarted) == set()
-    assert postgres_pids(data_dir) == [], "a clean stop after a crash must stop Postgres too"
+        left, _ = wait_gone({temporal[0].pid}, 10)
+        assert not left, "Temporal outlived its supervisor: PR_SET_PDEATHSIG did not fire"
+        assert running({postmaster}) == {postmaster}, "expected Postgres orphaned (no watchdog)"
+        port = int(dev_env["LONGTHREAD_TEMPORAL_ADDRESS"].rpartition(":")[2])
+        stale = TemporalDevServer(data_dir.resolve() / "temporal", port=port, ui_port=None)
+        stale.start()  # an orphan Temporal on this data dir, holding the port
+        try:
+            started = time.monotonic()
+            dev.start(RESTART_TIMEOUT)
+            assert time.monotonic() - started < RESTART_TIMEOUT
+            assert stale.process is not None
+            assert stale.process.wait(5) is not None  # reaped by the new supervisor
+            assert running({postmaster}) == set()
+            restarted = dev.stack_pids()
+        finally:
+            dev.stop()
+            stale.kill()
+        assert running(restarted) == set()
+        assert postgres_pids(data_dir) == [], "a clean stop after a crash must stop Postgres too"
 
 
 def test_lock_waits_for_a_dead_supervisors_watchdog_but_refuses_a_live_one(
