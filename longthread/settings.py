@@ -24,6 +24,7 @@ class Settings(BaseSettings):
     temporal_address: str = "127.0.0.1:7233"
     temporal_namespace: str = "default"
     temporal_ui_port: int = 8233
+    audit_ui_port: int = Field(default=8321, ge=0, le=65535)  # `dev` serves the audit page; 0: off
     task_queue: str = "longthread"
     database_url: str | None = None
     data_dir: Path = Path(".longthread")

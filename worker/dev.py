@@ -142,6 +142,8 @@ async def embedded_stack(settings: Settings) -> AsyncIterator[StackInfo]:
         _check_port_free(int(port), "temporal_address")
         if settings.temporal_ui_port:
             _check_port_free(settings.temporal_ui_port, "temporal_ui_port")
+        if settings.audit_ui_port:
+            _check_port_free(settings.audit_ui_port, "audit_ui_port")
         watchdog = Watchdog(temporal.db_file, postgres.pgdata, data_dir / "watchdog.log",
                             keep_fds=(lock.fileno(),), remove=(data_dir / "stack.json",))
         with contextlib.ExitStack() as stops:  # run last-in first, each despite the others' errors
@@ -170,12 +172,18 @@ async def run_dev(settings: Settings, announce: Callable[[str], None] = print) -
         async with embedded_stack(settings) as info:
             worker_settings = settings.model_copy(update={"database_url": info.database_url})
             worker = asyncio.create_task(run_worker(worker_settings, stop))
+            from longthread.ui import start as start_audit_ui  # the page's web stack, only here
+
+            audit = (await start_audit_ui(worker_settings, port=settings.audit_ui_port)
+                     if settings.audit_ui_port else None)
             stack_file = data_dir / "stack.json"
             stack_file.write_text(json.dumps(
                 {"temporal": info.temporal_address, "ui": info.ui_url,
+                 "audit": audit.url if audit else None,
                  "database_url": info.database_url, "pid": os.getpid()}))
             try:
                 announce(f"ready temporal={info.temporal_address} ui={info.ui_url} "
+                         f"audit={audit.url if audit else None} "
                          f"postgres={info.database_url} schema=v{info.schema_version} "
                          f"data_dir={data_dir}")
                 waiter = asyncio.create_task(stop.wait())
@@ -184,6 +192,8 @@ async def run_dev(settings: Settings, announce: Callable[[str], None] = print) -
                 await worker  # re-raises a crashed worker's error
             finally:
                 stack_file.unlink(missing_ok=True)
+                if audit is not None:
+                    await audit.stop()
     except StackAlreadyRunningError:
         refused = True  # nothing of ours ran, so nothing "stopped"
         raise

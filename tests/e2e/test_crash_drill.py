@@ -77,6 +77,7 @@ def test_sigkill_mid_import_leaves_nothing_restarts_at_once_and_loses_nothing(
     data_dir = tmp_path / "stack"  # fresh: nothing of an earlier run
     env = {**os.environ, "LONGTHREAD_TEMPORAL_ADDRESS": f"127.0.0.1:{free_port()}",
            "LONGTHREAD_TEMPORAL_UI_PORT": str(free_port()),
+           "LONGTHREAD_AUDIT_UI_PORT": str(free_port()),
            "LONGTHREAD_TASK_QUEUE": "crash-drill", "LONGTHREAD_DATA_DIR": str(data_dir)}
     sent = {f"m{i}": f"message {i} of the drill, about topic {i % 41}" for i in range(MESSAGES)}
     source = tmp_path / "messages.jsonl"

@@ -10,6 +10,7 @@ import signal
 import socket
 import subprocess
 import time
+import urllib.request
 from collections.abc import Iterator
 from pathlib import Path
 from typing import IO
@@ -32,6 +33,7 @@ RESTART_TIMEOUT = 30.0  # issue 14: a restart after a crash is ready within 30 s
 def dev_env(tmp_path: Path) -> Iterator[dict[str, str]]:
     yield {**os.environ, "LONGTHREAD_TEMPORAL_ADDRESS": f"127.0.0.1:{free_port()}",
            "LONGTHREAD_TEMPORAL_UI_PORT": str(free_port()),
+           "LONGTHREAD_AUDIT_UI_PORT": str(free_port()),
            "LONGTHREAD_TASK_QUEUE": "dev-test"}
 
 
@@ -52,6 +54,10 @@ def test_dev_ready_refuses_second_survives_restart_and_leaves_nothing(
 
         published = json.loads((data_dir / "stack.json").read_text())  # what the CLI reads
         assert published["temporal"] == dev_env["LONGTHREAD_TEMPORAL_ADDRESS"]
+        # `dev` serves the audit page too, on its own port.
+        assert published["audit"].rstrip("/").endswith(":" + dev_env["LONGTHREAD_AUDIT_UI_PORT"])
+        with urllib.request.urlopen(published["audit"], timeout=30) as page:
+            assert page.status == 200 and b"Sessions" in page.read()
         settings = Settings(temporal_address=published["temporal"], task_queue="dev-test",
                             database_url=published["database_url"])
 
