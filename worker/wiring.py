@@ -7,7 +7,12 @@ from psycopg.rows import DictRow
 from psycopg_pool import AsyncConnectionPool
 
 from activities.conversation import ConversationActivities
-from activities.providers.embedders import Embedder, LocalEmbedder, OpenAIEmbedder
+from activities.providers.embedders import (
+    Embedder,
+    LocalEmbedder,
+    OpenAIEmbedder,
+    local_embedder,
+)
 from activities.providers.llm import (
     AnthropicChat,
     AnthropicSummarizer,
@@ -38,7 +43,7 @@ def make_embedder(settings: Settings) -> Embedder:
                               settings.embedding_dim, settings.openai_base_url)
     if settings.embedding_dim != LocalEmbedder.dim:
         raise InvalidInputError("LONGTHREAD_EMBEDDING_DIM", "must be 384 for the local embedder")
-    return LocalEmbedder()
+    return local_embedder()  # MiniLM on onnxruntime when its wheels are installed, else torch
 
 
 def make_summarizer(settings: Settings) -> AsyncSummarizer:
