@@ -1,18 +1,80 @@
-"""BM25 over messages, for in-process retrieval and the benchmark baseline.
+"""BM25 over messages, and the light stemmer both it and the reranker use.
 
-Hand-written (about twenty lines) instead of depending on rank-bm25: the engine stays free of
-third-party code at import time, and the scores are deterministic floats in input order.
+Hand-written instead of depending on rank-bm25 or nltk: the engine stays free of third-party
+code at import time (it runs inside the workflow sandbox), and the scores are deterministic
+floats in input order.
 """
 
 from __future__ import annotations
 
 import math
+import re
 from collections import Counter
 from collections.abc import Sequence
+from functools import lru_cache
 
 from memory.text import terms
 
-__all__ = ["bm25_scores"]
+__all__ = ["bm25_scores", "stem", "stem_terms"]
+
+_VOWELS = frozenset("aeiouy")
+# Porter's step-2/3 derivational suffixes (the common ones), longest first.
+_DERIVED = (("ational", "ate"), ("ization", "ize"), ("fulness", "ful"), ("ousness", "ous"),
+            ("iveness", "ive"), ("tional", "tion"), ("biliti", "ble"), ("ation", "ate"),
+            ("alism", "al"), ("aliti", "al"), ("iviti", "ive"), ("ement", ""), ("ness", ""),
+            ("ment", ""), ("ful", ""), ("ical", "ic"), ("ator", "ate"))
+
+
+def _measure(stem: str) -> int:
+    """Porter's m: the number of vowel-consonant sequences."""
+    shape = "".join("v" if c in _VOWELS else "c" for c in stem)
+    return len(re.findall(r"v+c+", shape))
+
+
+@lru_cache(maxsize=65536)
+def stem(word: str) -> str:
+    """A light Porter-style stemmer (plurals, -ed/-ing, -ly, common derivations), so that
+    "painting", "painted" and "paints" meet, as they do in Postgres's `english` config.
+    Not Snowball-exact; it only has to map a word's variants to one key consistently."""
+    w = word.lower()
+    if len(w) <= 3 or not w.isalpha():
+        return w
+    if w.endswith("sses"):
+        w = w[:-2]
+    elif w.endswith("ies"):
+        w = w[:-2]
+    elif w.endswith("s") and not w.endswith(("ss", "us", "is")):
+        w = w[:-1]
+    for suffix in ("ingly", "edly", "ing", "ed"):
+        if w.endswith(suffix) and set(w[: -len(suffix)]) & _VOWELS and len(w) - len(suffix) > 2:
+            w = w[: -len(suffix)]
+            if w.endswith(("at", "bl", "iz")):
+                w += "e"
+            elif len(w) > 2 and w[-1] == w[-2] and w[-1] not in "lsz":
+                w = w[:-1]
+            break
+    if w.endswith("ly") and len(w) > 5:
+        w = w[:-2]
+    for suffix, repl in _DERIVED:
+        if w.endswith(suffix) and _measure(w[: -len(suffix)]) > 0:
+            w = w[: -len(suffix)] + repl
+            break
+    if w.endswith("y") and len(w) > 3 and w[-2] not in _VOWELS:
+        w = w[:-1] + "i"
+    if w.endswith("e") and _measure(w[:-1]) > 1:
+        w = w[:-1]
+    return w
+
+
+def stem_terms(text: str) -> list[str]:
+    """`memory.text.terms` (lower case, stop words out), stemmed."""
+    return list(_stem_terms(text))
+
+
+@lru_cache(maxsize=16384)
+def _stem_terms(text: str) -> tuple[str, ...]:
+    # Cached: the reranker and the near-duplicate pass see the same candidates on every call.
+    return tuple(stem(t) for t in terms(text))
 
 
 def bm25_scores(query: str, docs: Sequence[str], k1: float = 1.5, b: float = 0.75) -> list[float]:
