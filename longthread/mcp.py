@@ -1,0 +1,165 @@
+"""`longthread mcp`: longthread's tools for MCP clients (Claude Desktop, IDEs, agents).
+
+Built on the official `mcp` package (`MCPServer`). It serves stdio by default, or streamable
+HTTP on 127.0.0.1:PORT (path `/mcp`) with `--port`; it never listens beyond loopback. One server
+is bound to one tenant (`--tenant`), so a client can reach no other tenant's sessions.
+
+Tools: `append`, `context`, `compact`, `uncompact`, `ledger`, `replay`, `search`. Arguments are
+typed (their JSON schema is what clients see), and bad input comes back as a tool error that
+names the field, e.g. `messages.0.role` or `max_tokens: must be at least 1`. Only `append`
+creates a session; the others answer "no session" for one that does not exist.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from contextlib import contextmanager
+from typing import Annotated
+
+from mcp.server.mcpserver import MCPServer
+from mcp.server.mcpserver.exceptions import ToolError
+from pydantic import BaseModel, Field
+from rich.console import Console
+from temporalio.service import RPCError
+
+from longthread.audit import ReplayResult, replay_at
+from longthread.client import Longthread, check_ids
+from longthread.commands import Ctx
+from longthread.settings import Settings
+from memory.errors import LongthreadError
+from memory.models import CompactionRecord, ContextWindow, Message, ScoredMessage
+
+__all__ = ["AppendSummary", "build_server", "serve"]
+
+INSTRUCTIONS = (
+    "longthread keeps long conversations inside a model's context window. Append every "
+    "message of a conversation with `append`; before each model call, get the window with "
+    "`context` (optionally with a `query` to retrieve archived evidence). `compact` summarizes "
+    "older turns now, `uncompact` undoes a ledger record, `ledger` lists every compaction, "
+    "`replay` rebuilds the window served at a past turn, and `search` finds archived messages.")
+
+Session = Annotated[str, Field(min_length=1, max_length=200,
+                               description="The conversation's id, e.g. 'ticket-4711'.")]
+
+
+class AppendSummary(BaseModel):
+    """What an append did: messages already stored under the same id are skipped."""
+
+    appended: int
+    duplicates: int
+    total: int
+
+
+@contextmanager
+def _as_tool_errors() -> Iterator[None]:
+    """Errors the caller can act on become tool errors with their own text (which names the
+    field); a crash stays a crash, so nothing unexpected leaks to the client."""
+    try:
+        yield
+    except (LongthreadError, ConnectionError, TimeoutError) as exc:
+        raise ToolError(str(exc) or type(exc).__name__) from exc
+    except RPCError as exc:
+        raise ToolError(f"temporal: {exc.message}") from exc
+
+
+def build_server(lt: Longthread, tenant: str = "default") -> MCPServer:
+    """The MCP server over one client, scoped to one tenant."""
+    server: MCPServer = MCPServer("longthread", instructions=INSTRUCTIONS, version="0.1.0")
+    ctx = Ctx(lt, None, Console(stderr=True))
+
+    async def store_ready() -> None:
+        ctx.store = await lt.store()
+
+    @server.tool(description="Append messages to a session (created on first use). Each "
+                 "message needs an id, a role (system|user|assistant|tool) and content; an id "
+                 "already stored is skipped, so a retry never duplicates.")
+    async def append(session: Session, messages: Annotated[list[Message], Field(
+            min_length=1, description="Messages in order, e.g. {\"id\": \"m1\", \"role\": "
+            "\"user\", \"content\": \"...\"}; tool results need tool_call_id.")],
+                     ) -> AppendSummary:
+        with _as_tool_errors():
+            conv = await lt.conversation(session, tenant=tenant)
+            result = await conv.append_many(messages)
+        return AppendSummary(appended=result.appended, duplicates=result.duplicates,
+                             total=result.total)
+
+    @server.tool(description="The context window for the next model call, within max_tokens: "
+                 "system messages, summaries, retrieved evidence for `query`, recent turns. "
+                 "Recorded, so `replay` can rebuild it later.")
+    async def context(session: Session,
+                      query: Annotated[str | None, Field(
+                          description="What the next turn is about; retrieves archived "
+                          "messages relevant to it.")] = None,
+                      max_tokens: Annotated[int, Field(ge=1, le=1_000_000)] = 4000,
+                      ) -> ContextWindow:
+        with _as_tool_errors():
+            await store_ready()
+            conv = await ctx.existing(session, tenant)
+            return await conv.context(query=query, max_tokens=max_tokens)
+
+    @server.tool(description="Compact the session now: summarize older turns into one undoable "
+                 "ledger record. Returns the record, or null when there is nothing to compact.")
+    async def compact(session: Session,
+                      preserve_recent: Annotated[int | None, Field(
+                          ge=0, le=10_000, description="How many newest messages stay verbatim."
+                      )] = None,
+                      focus: Annotated[str | None, Field(
+                          max_length=2000, description="What the summary must keep.")] = None,
+                      ) -> CompactionRecord | None:
+        with _as_tool_errors():
+            await store_ready()
+            conv = await ctx.existing(session, tenant)
+            return await conv.compact(preserve_recent=preserve_recent, focus=focus)
+
+    @server.tool(description="Undo a ledger record (a compaction, pop or clear) by its id: the "
+                 "covered messages come back into the window. Returns the undo record.")
+    async def uncompact(session: Session, record_id: Annotated[str, Field(
+            min_length=1, max_length=200, description="A ledger record id, e.g. 'c1'.")],
+                        ) -> CompactionRecord:
+        with _as_tool_errors():
+            await store_ready()
+            conv = await ctx.existing(session, tenant)
+            return await conv.uncompact(record_id)
+
+    @server.tool(description="Every compaction of the session, oldest first: trigger, level, "
+                 "covered message ids, tokens before and after, strategy, the summary.")
+    async def ledger(session: Session) -> list[CompactionRecord]:
+        with _as_tool_errors():
+            await store_ready()
+            conv = await ctx.settled(session, tenant)
+            return await conv.ledger()
+
+    @server.tool(description="Rebuild exactly the window the model was served after `turn` "
+                 "messages, from the archive and the ledger, and check it against the digest "
+                 "recorded then (`matches`).")
+    async def replay(session: Session, turn: Annotated[int, Field(
+            ge=0, description="A turn number: how many messages the session held.")],
+                     ) -> ReplayResult:
+        with _as_tool_errors():
+            await store_ready()
+            await ctx.settled(session, tenant)
+            return await replay_at(await lt.store(), tenant, session, turn)
+
+    @server.tool(description="Hybrid search (BM25 and embeddings) over every archived message "
+                 "of the session, compacted or not.")
+    async def search(session: Session,
+                     query: Annotated[str, Field(min_length=1, max_length=10_000)],
+                     k: Annotated[int, Field(ge=1, le=200)] = 10) -> list[ScoredMessage]:
+        with _as_tool_errors():
+            await store_ready()
+            conv = await ctx.existing(session, tenant)
+            return await conv.search(query, k)
+
+    return server
+
+
+async def serve(port: int | None = None, tenant: str = "default",
+                settings: Settings | None = None) -> None:
+    """Serve until the client hangs up (stdio) or the process is stopped (HTTP)."""
+    check_ids(tenant, "mcp")
+    async with await Longthread.connect(settings) as lt:
+        server = build_server(lt, tenant)
+        if port is None:
+            await server.run_stdio_async()
+        else:
+            await server.run_streamable_http_async(host="127.0.0.1", port=port)

@@ -1,0 +1,129 @@
+"""LangChain's own RunnableWithMessageHistory over LongthreadChatMessageHistory, async and sync,
+on the real embedded Temporal and Postgres. The chat model is langchain-core's fake model (it
+stands in for a hosted API); everything else is real."""
+
+from __future__ import annotations
+
+import asyncio
+import uuid
+
+import pytest
+from langchain_core.chat_history import BaseChatMessageHistory
+from langchain_core.language_models.fake_chat_models import FakeListChatModel
+from langchain_core.messages import AIMessage, BaseMessage, HumanMessage, SystemMessage, ToolMessage
+from langchain_core.prompts import ChatPromptTemplate, MessagesPlaceholder
+from langchain_core.runnables import RunnableConfig
+from langchain_core.runnables.history import RunnableWithMessageHistory
+from temporalio.client import Client
+
+from longthread.client import Longthread
+from longthread.integrations.langchain import LongthreadChatMessageHistory
+from longthread.settings import Settings
+from memory.store.store import Store
+
+# LangChain 1.6.4 deprecated RunnableWithMessageHistory (for LangGraph); it still is the way
+# most code uses a BaseChatMessageHistory, so it is what these tests drive.
+pytestmark = pytest.mark.filterwarnings("ignore:RunnableWithMessageHistory is deprecated")
+
+PROMPT = ChatPromptTemplate.from_messages([("system", "You are a travel agent."),
+                                           MessagesPlaceholder("history"), ("human", "{q}")])
+
+
+def chain(histories: dict[str, BaseChatMessageHistory],
+          replies: list[str]) -> RunnableWithMessageHistory:
+    return RunnableWithMessageHistory(
+        PROMPT | FakeListChatModel(responses=replies), lambda session_id: histories[session_id],
+        input_messages_key="q", history_messages_key="history")
+
+
+async def test_chain_turns_tool_messages_and_compaction_async(
+    worker: object, lt: Longthread, store: Store,
+) -> None:
+    session = str(uuid.uuid4())  # a UUID is an ordinary session id
+    history = LongthreadChatMessageHistory(await lt.conversation(session, tenant="acme-corp"))
+    runnable = chain({session: history}, ["Lisbon is sunny in May.", "Book the 9:40 flight."])
+    config = RunnableConfig(configurable={"session_id": session})
+    first = await runnable.ainvoke({"q": "Where should I go in May?"}, config=config)
+    second = await runnable.ainvoke({"q": "How do I get there?"}, config=config)
+    assert (first.content, second.content) == ("Lisbon is sunny in May.",
+                                               "Book the 9:40 flight.")
+
+    tool_turn: list[BaseMessage] = [
+        AIMessage(content="", tool_calls=[{"name": "fares", "args": {"to": "LIS"},
+                                           "id": "call_1", "type": "tool_call"}]),
+        ToolMessage(content="TAP 129 EUR", tool_call_id="call_1", id="fare-result"),
+        HumanMessage(content=[{"type": "text", "text": "Thanks!"}], name="Ana")]
+    await history.aadd_messages(tool_turn)
+
+    got = await history.aget_messages()
+    assert [m.type for m in got] == ["human", "ai", "human", "ai", "ai", "tool", "human"]
+    assert [m.content for m in got[:4]] == ["Where should I go in May?",
+                                            "Lisbon is sunny in May.", "How do I get there?",
+                                            "Book the 9:40 flight."]
+    # Exact round-trip; a message added without an id comes back with the id it is stored as.
+    assert got[4] == tool_turn[0].model_copy(update={"id": got[4].id})
+    assert got[5] == tool_turn[1] and got[6] == tool_turn[2].model_copy(update={"id": got[6].id})
+    stored = await store.all_messages("acme-corp", session)
+    assert [m.id for m in stored] == [m.id for m in got]
+    assert stored[4].tool_calls[0].id == "call_1" and stored[5].tool_call_id == "call_1"
+
+    await history.conversation.compact(preserve_recent=3)
+    compacted = await history.aget_messages()
+    assert isinstance(compacted[0], SystemMessage) and "Summary of" in compacted[0].text
+    assert compacted[1:] == got[-3:]  # the tool call and its result stay together
+
+    await history.aclear()
+    assert await history.aget_messages() == []
+    assert len(await store.all_messages("acme-corp", session)) == 7  # nothing lost
+    assert (await history.conversation.ledger())[-1].trigger == "clear"
+
+
+async def test_sync_methods_from_a_thread_and_a_clear_error_inside_the_loop(
+    worker: object, lt: Longthread,
+) -> None:
+    history = LongthreadChatMessageHistory(await lt.conversation(f"s-{uuid.uuid4()}"))
+    with pytest.raises(RuntimeError, match=r"await history\.aget_messages\(\)"):
+        _ = history.messages
+    with pytest.raises(RuntimeError, match=r"aadd_messages"):
+        history.add_messages([HumanMessage("hi")])
+
+    def sync_program() -> list[BaseMessage]:
+        runnable = chain({"s": history}, ["Noted: window seat."])
+        answer = runnable.invoke({"q": "I want a window seat."},
+                                 config={"configurable": {"session_id": "s"}})
+        assert answer.content == "Noted: window seat."
+        history.add_messages([HumanMessage("And a vegetarian meal.", id="meal")])
+        return history.messages
+
+    got = await asyncio.to_thread(sync_program)
+    assert [m.content for m in got] == ["I want a window seat.", "Noted: window seat.",
+                                        "And a vegetarian meal."]
+    assert got[-1].id == "meal"
+    await asyncio.to_thread(history.clear)
+    assert await history.aget_messages() == []
+
+
+async def test_open_for_a_synchronous_program(
+    worker: object, client: Client, task_queue: str, app_url: str,
+) -> None:
+    settings = Settings(temporal_address=client.service_client.config.target_host,
+                        database_url=app_url, task_queue=task_queue)
+    session = f"sync-{uuid.uuid4()}"
+
+    def sync_program() -> tuple[list[str], list[str]]:
+        history = LongthreadChatMessageHistory.open(session, tenant="acme", settings=settings)
+        try:
+            history.add_messages([HumanMessage("Seat 12A, please."), AIMessage("Done: 12A.")])
+            first = [str(m.content) for m in history.messages]
+        finally:
+            history.close()
+        again = LongthreadChatMessageHistory.open(session, tenant="acme", settings=settings)
+        try:
+            return first, [str(m.content) for m in again.messages]
+        finally:
+            again.close()
+
+    first, reopened = await asyncio.to_thread(sync_program)
+    assert first == reopened == ["Seat 12A, please.", "Done: 12A."]
+    with pytest.raises(RuntimeError, match="synchronous code"):
+        LongthreadChatMessageHistory.open(session, tenant="acme", settings=settings)

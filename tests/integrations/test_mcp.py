@@ -1,0 +1,159 @@
+"""`longthread mcp` as a real subprocess, driven by the mcp SDK's own client: over stdio and
+over streamable HTTP, against the embedded stack (the worker runs in this process)."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import os
+import socket
+import sys
+import uuid
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from pathlib import Path
+from typing import Any
+
+import pytest
+from mcp import Client, StdioServerParameters
+from mcp_types import CallToolResult, TextContent
+from temporalio.client import Client as TemporalClient
+
+from longthread.client import Longthread
+from worker.stack import free_port
+
+ROOT = Path(__file__).resolve().parents[2]
+TOOLS = {"append", "context", "compact", "uncompact", "ledger", "replay", "search"}
+
+
+@pytest.fixture
+def env(client: TemporalClient, task_queue: str, app_url: str, tmp_path: Path) -> dict[str, str]:
+    return {**os.environ, "LONGTHREAD_TEMPORAL_ADDRESS": client.service_client.config.target_host,
+            "LONGTHREAD_DATABASE_URL": app_url, "LONGTHREAD_TASK_QUEUE": task_queue,
+            "LONGTHREAD_DATA_DIR": str(tmp_path / "nodata")}
+
+
+def ticket(n: int) -> list[dict[str, Any]]:
+    lines = ["My order 4711 arrived with a cracked screen.", "Sorry! Can you send a photo?",
+             "Photo sent. I would like a refund of 249 EUR.", "Refund approved: 249 EUR.",
+             "When will the money arrive?", "Within 5 working days."]
+    return [{"id": f"m{i}", "role": ("user", "assistant")[i % 2],
+             "content": f"{lines[i % len(lines)]} (message {i})"} for i in range(n)]
+
+
+async def call(mcp: Client, tool: str, **arguments: Any) -> Any:
+    """A successful call's structured result (a tool that returns a list or None has it
+    wrapped as {"result": ...})."""
+    result = await mcp.call_tool(tool, arguments)
+    assert not result.is_error, text_of(result)
+    data = result.structured_content
+    return data["result"] if isinstance(data, dict) and set(data) == {"result"} else data
+
+
+def text_of(result: CallToolResult) -> str:
+    return " ".join(c.text for c in result.content if isinstance(c, TextContent))
+
+
+async def refused(mcp: Client, tool: str, **arguments: Any) -> str:
+    result = await mcp.call_tool(tool, arguments)
+    assert result.is_error, result
+    return text_of(result)
+
+
+async def test_stdio_every_tool_and_clear_errors(
+    worker: object, env: dict[str, str], lt: Longthread,
+) -> None:
+    secret = await lt.conversation("secret", tenant="other-tenant")
+    await secret.append({"id": "x1", "role": "user", "content": "other tenant's data"})
+    params = StdioServerParameters(command=sys.executable, cwd=ROOT, env=env,
+                                   args=["-m", "longthread", "mcp", "--tenant", "acme-corp"])
+    async with Client(params, read_timeout_seconds=120) as mcp:
+        listed = await mcp.list_tools()
+        assert {t.name for t in listed.tools} == TOOLS
+        schema = next(t for t in listed.tools if t.name == "append").input_schema
+        assert set(schema["required"]) == {"session", "messages"}
+
+        session = "ticket-4711"
+        assert await call(mcp, "append", session=session, messages=ticket(30)) == {
+            "appended": 30, "duplicates": 0, "total": 30}
+        again = await call(mcp, "append", session=session, messages=ticket(30))
+        assert (again["appended"], again["duplicates"]) == (0, 30)
+
+        record = await call(mcp, "compact", session=session, preserve_recent=6, focus="refund")
+        assert record["trigger"] == "manual" and len(record["covered_ids"]) == 24
+        assert [r["id"] for r in await call(mcp, "ledger", session=session)] == [record["id"]]
+
+        window = await call(mcp, "context", session=session, query="refund of 249 EUR",
+                            max_tokens=500)
+        assert window["tokens"] <= 500 and window["budget"] == 500
+        assert "m2" in [i for m in window["messages"] for i in m["source_ids"]]
+        assert {m["section"] for m in window["messages"]} >= {"retrieved", "recent"}
+
+        await (await lt.conversation(session, tenant="acme-corp")).settle()
+        replayed = await call(mcp, "replay", session=session, turn=30)
+        assert replayed["matches"] is True and replayed["served"]["turn"] == 30
+        found = await call(mcp, "search", session=session, query="cracked screen", k=3)
+        assert found[0]["message"]["content"].startswith("My order 4711 arrived")
+
+        undo = await call(mcp, "uncompact", session=session, record_id=record["id"])
+        assert undo["trigger"] == "undo" and undo["undoes"] == record["id"]
+
+        # Bad input comes back as a tool error that names the field.
+        assert "role" in await refused(mcp, "append", session=session, messages=[
+            {"id": "z", "role": "robot", "content": "beep"}])
+        assert "tool_call_id" in await refused(mcp, "append", session=session, messages=[
+            {"id": "z2", "role": "tool", "tool_call_id": "nope", "content": "orphan"}])
+        assert "max_tokens" in await refused(mcp, "context", session=session, max_tokens=0)
+        assert "messages" in await refused(mcp, "append", session=session, messages=[])
+        assert "record_id" in await refused(mcp, "uncompact", session=session,
+                                            record_id="c999")
+        # Scoped to its tenant: another tenant's session does not exist here.
+        assert "no session" in await refused(mcp, "context", session="secret")
+        assert "no session" in await refused(mcp, "ledger", session="never-made")
+
+
+def _listening(port: int) -> bool:
+    with socket.socket() as probe:
+        return probe.connect_ex(("127.0.0.1", port)) == 0
+
+
+@asynccontextmanager
+async def http_server(env: dict[str, str], tenant: str) -> AsyncIterator[str]:
+    port = free_port()
+    proc = await asyncio.create_subprocess_exec(
+        sys.executable, "-m", "longthread", "mcp", "--port", str(port), "--tenant", tenant,
+        cwd=ROOT, env=env, stdout=asyncio.subprocess.DEVNULL, stderr=asyncio.subprocess.PIPE)
+    try:
+        async with asyncio.timeout(120):
+            while not _listening(port):
+                assert proc.returncode is None, await proc.stderr.read() if proc.stderr else b""
+                await asyncio.sleep(0.2)
+        yield f"http://127.0.0.1:{port}/mcp"
+    finally:
+        proc.terminate()
+        try:
+            await asyncio.wait_for(proc.wait(), 20)
+        except TimeoutError:
+            proc.kill()
+            await proc.wait()
+
+
+async def test_streamable_http_on_loopback(worker: object, env: dict[str, str]) -> None:
+    tenant = str(uuid.uuid4())  # a UUID is an ordinary tenant id
+    async with http_server(env, tenant) as url, Client(url, read_timeout_seconds=120) as mcp:
+        assert {t.name for t in (await mcp.list_tools()).tools} == TOOLS
+        appended = await call(mcp, "append", session="chat-1", messages=[
+            {"id": "q", "role": "user", "content": "Which gate for flight SK 4411?"},
+            {"id": "c", "role": "assistant", "content": "",
+             "tool_calls": [{"id": "t1", "name": "gate", "arguments": '{"flight": "SK4411"}'}]},
+            {"id": "r", "role": "tool", "tool_call_id": "t1", "content": "Gate B12"}])
+        assert appended["appended"] == 3
+        window = await call(mcp, "context", session="chat-1", max_tokens=300)
+        assert [m["source_ids"] for m in window["messages"]] == [["q"], ["c"], ["r"]]
+        assert window["messages"][1]["tool_calls"][0]["name"] == "gate"
+        assert await call(mcp, "ledger", session="chat-1") == []
+        assert await call(mcp, "compact", session="chat-1", preserve_recent=100) is None
+        text = await refused(mcp, "search", session="chat-1", query="")
+        assert "query" in text
+        raw = await mcp.call_tool("context", {"session": "chat-1", "max_tokens": 300})
+        assert json.loads(text_of(raw))["tokens"] == window["tokens"]

@@ -1,0 +1,189 @@
+"""The Agents SDK's own Runner over a LongthreadSession, against a loopback Chat Completions
+server, on the real embedded Temporal and Postgres."""
+
+from __future__ import annotations
+
+import copy
+import uuid
+from typing import Any
+
+from agents import (
+    Agent,
+    OpenAIChatCompletionsModel,
+    RunConfig,
+    Runner,
+    TResponseInputItem,
+    function_tool,
+)
+from agents.memory import Session
+from openai import AsyncOpenAI
+from pydantic_core import to_jsonable_python
+from temporalio.client import Client
+
+from activities.conversation import ConversationActivities
+from longthread.client import Longthread
+from longthread.integrations.openai_agents import LongthreadSession
+from memory.store.store import Store
+from tests.activities.loopback import Loopback, loopback
+from tests.integrations.llm import openai_chat, openai_tool_call, sent_messages
+from worker.main import build_worker
+
+ORDERS = {"A1": "shipped Monday from Leeds", "B2": "delayed: carrier strike until Friday"}
+NO_TRACING = RunConfig(tracing_disabled=True)
+
+
+class RecordingSession(LongthreadSession):
+    """Keeps a copy of every item the SDK hands over, to compare with what comes back."""
+
+    added: list[Any]
+
+    async def add_items(self, items: list[TResponseInputItem]) -> None:
+        self.added = [*getattr(self, "added", []), *to_jsonable_python(copy.deepcopy(items))]
+        await super().add_items(items)
+
+
+def make_agent(provider: Loopback, looked_up: list[str]) -> Agent[None]:
+    @function_tool
+    def lookup_order(order_id: str) -> str:
+        """Look up the shipping status of an order."""
+        looked_up.append(order_id)
+        return f"order {order_id}: {ORDERS.get(order_id, 'unknown')}"
+
+    model = OpenAIChatCompletionsModel(
+        model="gpt-test", openai_client=AsyncOpenAI(base_url=provider.url + "/v1",
+                                                    api_key="test-key", max_retries=0))
+    return Agent(name="support", instructions="You answer order questions.",
+                 tools=[lookup_order], model=model)
+
+
+async def test_agent_turns_with_a_tool_survive_a_worker_restart(
+    client: Client, task_queue: str, activities: ConversationActivities, lt: Longthread,
+    store: Store,
+) -> None:
+    looked_up: list[str] = []
+    session_id = f"agent-{uuid.uuid4()}"
+    with loopback() as provider:
+        agent = make_agent(provider, looked_up)
+        async with build_worker(client, task_queue, activities.all(), max_cached_workflows=0):
+            session = RecordingSession(await lt.conversation(session_id, tenant="acme-corp"))
+            assert isinstance(session, Session)  # the SDK's runtime-checkable protocol
+            for call_id, order, answer in (("call_a", "A1", "A1 shipped on Monday."),
+                                           ("call_b", "B2", "B2 is delayed until Friday.")):
+                provider.reply(openai_tool_call(call_id, "lookup_order", {"order_id": order}))
+                provider.reply(openai_chat(answer))
+                result = await Runner.run(agent, f"Where is order {order}?", session=session,
+                                          run_config=NO_TRACING)
+                assert result.final_output == answer
+            before_restart = await session.get_items()
+
+        # No worker at all: the history is read from the store, whole and exact.
+        assert await session.get_items() == before_restart == session.added
+        kinds = [i.get("type", "message") for i in before_restart]
+        assert kinds == ["message", "function_call", "function_call_output", "message"] * 2
+
+        async with build_worker(client, task_queue, activities.all(), max_cached_workflows=0):
+            provider.reply(openai_chat("A1 has shipped; B2 waits for the strike to end."))
+            result = await Runner.run(agent, "Summarize both orders.", session=session,
+                                      run_config=NO_TRACING)
+            after = await session.get_items()
+
+    assert looked_up == ["A1", "B2"]  # the SDK really ran the tool, once per call
+    assert result.final_output.startswith("A1 has shipped")
+    # The turn after the restart was sent the whole history, tool calls and results included.
+    sent = sent_messages(provider.requests[-1])
+    assert [m["role"] for m in sent] == ["system", "user", "assistant", "tool", "assistant",
+                                         "user", "assistant", "tool", "assistant", "user"]
+    assert sent[2]["tool_calls"][0]["id"] == "call_a" and sent[3]["tool_call_id"] == "call_a"
+    assert "delayed: carrier strike" in sent[7]["content"]
+    assert after[:8] == before_restart and len(after) == 10
+    assert after == session.added
+    # Every item is archived under a stable id, in order, in the tenant given.
+    stored = await store.all_messages("acme-corp", session_id)
+    assert [m.id.split("-")[1] for m in stored] == [str(n) for n in range(10)]
+    assert stored[1].tool_calls[0].id == "call_a" and stored[2].tool_call_id == "call_a"
+
+
+async def test_compaction_pop_and_clear_through_the_session(
+    worker: object, lt: Longthread, store: Store,
+) -> None:
+    session_id = f"agent-{uuid.uuid4()}"
+    conv = await lt.conversation(session_id, tenant="acme")
+    session = LongthreadSession(conv)
+    items: list[Any] = []
+    for n in range(6):
+        items += [{"role": "user", "content": f"Question {n}: what about parcel P{n}?"},
+                  {"type": "function_call", "call_id": f"c{n}", "name": "track",
+                   "arguments": f'{{"parcel": "P{n}"}}', "id": "__fake_id__"},
+                  {"type": "function_call_output", "call_id": f"c{n}",
+                   "output": f"P{n} is in depot {n}"},
+                  {"id": "__fake_id__", "type": "message", "role": "assistant",
+                   "status": "completed", "content": [{"type": "output_text", "annotations": [],
+                                                       "text": f"P{n} waits in depot {n}."}]}]
+    await session.add_items(items)
+    assert await session.get_items() == items
+    assert await session.get_items(limit=3) == items[-3:]
+
+    record = await conv.compact(preserve_recent=4)
+    assert record is not None
+    compacted = await session.get_items()
+    assert compacted[0]["role"] == "system"  # type: ignore[typeddict-item]
+    assert "Summary of" in str(compacted[0]["content"])  # type: ignore[typeddict-item]
+    assert compacted[1:] == items[-4:]  # the kept turn, verbatim, its tool unit whole
+
+    # pop: the newest item leaves the window (undoably); the archive keeps it.
+    popped = await session.pop_item()
+    assert popped == items[-1]
+    assert await session.get_items() == compacted[:-1]
+    # Popping a tool result takes its call with it: never a result without its call.
+    assert await session.pop_item() == items[-2]
+    assert await session.get_items() == compacted[:-3]
+    ledger = await conv.ledger()
+    assert [r.trigger for r in ledger][-2:] == ["pop", "pop"]
+    await conv.uncompact(ledger[-1].id)
+    assert await session.get_items() == compacted[:-1]
+
+    await session.clear_session()
+    assert await session.get_items() == []
+    assert await session.pop_item() is None
+    assert len(await store.all_messages("acme", session_id)) == len(items)
+    await session.add_items([{"role": "user", "content": "A fresh start."}])
+    assert await session.get_items() == [{"role": "user", "content": "A fresh start."}]
+    assert (await conv.ledger())[-1].trigger == "clear"
+
+
+async def test_messages_from_other_clients_come_back_as_responses_items(
+    worker: object, lt: Longthread,
+) -> None:
+    conv = await lt.conversation(f"agent-{uuid.uuid4()}", tenant="acme")
+    await conv.append_many([
+        {"id": "m1", "role": "system", "content": "Be brief."},
+        {"id": "m2", "role": "user", "content": "Weather in Oslo?"},
+        {"id": "m3", "role": "assistant", "content": "Checking.",
+         "tool_calls": [{"id": "t1", "name": "weather", "arguments": '{"city": "Oslo"}'}]},
+        {"id": "m4", "role": "tool", "tool_call_id": "t1", "content": "-3 C, snow"}])
+    assert await LongthreadSession(conv).get_items() == [
+        {"role": "system", "content": "Be brief."},
+        {"role": "user", "content": "Weather in Oslo?"},
+        {"role": "assistant", "content": "Checking."},
+        {"type": "function_call", "call_id": "t1", "name": "weather",
+         "arguments": '{"city": "Oslo"}'},
+        {"type": "function_call_output", "call_id": "t1", "output": "-3 C, snow"}]
+
+
+async def test_large_tool_outputs_round_trip_across_batches(
+    worker: object, lt: Longthread, store: Store,
+) -> None:
+    """Outputs bigger than the window keeps inline come back whole, and a turn bigger than one
+    Temporal payload is appended in several batches."""
+    session_id = f"agent-{uuid.uuid4()}"
+    session = LongthreadSession(await lt.conversation(session_id, tenant="acme"))
+    items: list[Any] = [{"role": "user", "content": "Dump the logs."}]
+    for n in range(4):
+        items += [{"type": "function_call", "call_id": f"log{n}", "name": "read_log",
+                   "arguments": f'{{"part": {n}}}'},
+                  {"type": "function_call_output", "call_id": f"log{n}",
+                   "output": f"part {n}: " + "line of log output\n" * 30_000}]  # ~570 KB each
+    await session.add_items(items)
+    assert await session.get_items() == items
+    stored = await store.all_messages("acme", session_id)
+    assert len(stored) == 9 and all(len(m.content) < 600_000 for m in stored)
