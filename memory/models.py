@@ -9,7 +9,7 @@ from __future__ import annotations
 import hashlib
 import json
 from collections.abc import Iterable, Sequence
-from datetime import datetime
+from datetime import UTC, datetime
 from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field, JsonValue, field_validator, model_validator
@@ -162,8 +162,12 @@ def validate_sequence(
 def message_digest(message: Message) -> str:
     """Identity of a message's content for dedup: canonical JSON, so the order of metadata keys
     (or of fields) never makes the same message look different."""
-    doc = json.dumps(message.model_dump(mode="json"), sort_keys=True, separators=(",", ":"),
-                     ensure_ascii=False)
+    data = message.model_dump(mode="json")
+    if message.created_at is not None:  # one instant, however it was written (Postgres
+        stamp = message.created_at  # hands it back in UTC); naive times are taken as UTC
+        stamp = stamp.replace(tzinfo=UTC) if stamp.tzinfo is None else stamp.astimezone(UTC)
+        data["created_at"] = stamp.isoformat()
+    doc = json.dumps(data, sort_keys=True, separators=(",", ":"), ensure_ascii=False)
     return hashlib.sha256(doc.encode("utf-8")).hexdigest()[:32]
 
 

@@ -260,8 +260,8 @@ class SessionStore:
     @staticmethod
     def _enough(fixed: list[dict[str, Any]], tail: list[dict[str, Any]], max_tokens: int) -> bool:
         """Whether the tail read so far already holds the whole of `recent_slice`."""
-        kept = [row_to_message(r) for r in fixed if r["role"] != "system"]
-        read = [row_to_message(r) for r in tail]
+        kept = [by_reference(row_to_message(r)) for r in fixed if r["role"] != "system"]
+        read = [by_reference(row_to_message(r)) for r in tail]  # as the window holds them
         start = slice_start([*kept, *read], max_tokens)
         if start <= len(kept):  # the slice reaches past what was read of the tail
             return False

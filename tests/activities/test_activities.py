@@ -3,121 +3,468 @@
 from __future__ import annotations
 
 import dataclasses
-import json
 import uuid
+from collections.abc import Sequence
 
 import pytest
 from temporalio.exceptions import ApplicationError
 from temporalio.testing import ActivityEnvironment
 
-from activities.conversation import ConversationActivities
+from activities import specs
+from activities.conversation import EMBED_BATCH, ConversationActivities
 from activities.providers.embedders import LocalEmbedder
 from activities.providers.llm import AnthropicSummarizer
 from activities.types import (
-    ArchiveInput,
     ChatInput,
-    CheckpointInput,
-    LoadCheckpointInput,
-    RetrieveInput,
-    SeqMessage,
-    SummarizeInput,
+    CompactSessionInput,
+    ContextRequest,
+    EditWindowInput,
+    EmbedInput,
+    RestoreLedgerInput,
+    ServeContextInput,
+    SessionRef,
+    StoreMessagesInput,
+    UncompactSessionInput,
 )
-from memory.models import ContextWindow, Message
+from memory.audit import ServedContext, window_digest
+from memory.compaction import WindowState, window_tokens
+from memory.models import CompactionRecord, ContextWindow, Message, ToolCall
+from memory.policy import CompactionPolicy
 from memory.store.store import Store
+from memory.summarizer import SummaryResult
 from tests.activities.loopback import anthropic_message, loopback
 
 TEXTS = ["Order 4711 was shipped to 12 Baker Street, London, on May 3.",
          "The parcel is stuck in Leeds; we decided to resend it by express.",
          "The refund of 10 EUR was approved on Friday.",
          "Melanie likes painting sunrises."]
+FACTS = [f"Fact {i}: the parcel {i} was rerouted to depot {i}." for i in range(12)]
+POLICY = CompactionPolicy(context_window=256, preserve_recent=1)
 
 
-def _batch() -> tuple[str, ArchiveInput]:
-    session = f"a-{uuid.uuid4().hex[:8]}"
-    msgs = tuple(SeqMessage(seq=i, message=Message(id=f"m{i}", role="user", content=t))
-                 for i, t in enumerate(TEXTS))
-    return session, ArchiveInput(tenant="acme", session=session, messages=msgs)
+def _session() -> str:
+    return f"a-{uuid.uuid4()}"
 
 
-async def test_archive_is_idempotent_and_heartbeats(store: Store, embedder: LocalEmbedder) -> None:
-    acts = ConversationActivities(store, embedder)
+def _messages(texts: Sequence[str] = TEXTS, prefix: str = "m") -> tuple[Message, ...]:
+    return tuple(Message(id=f"{prefix}{i}", role="user", content=t) for i, t in enumerate(texts))
+
+
+def _store_input(session: str, messages: Sequence[Message] | None = None) -> StoreMessagesInput:
+    return StoreMessagesInput(tenant="acme", session=session,
+                              messages=tuple(_messages() if messages is None else messages))
+
+
+def _compact(session: str, head: int, **kwargs: object) -> CompactSessionInput:
+    return CompactSessionInput.model_validate(
+        {"tenant": "acme", "session": session, "expected_head": head, "policy": POLICY,
+         "trigger": "manual", **kwargs})
+
+
+async def _record(store: Store, session: str, record_id: str) -> CompactionRecord:
+    return next(r for r in await store.ledger("acme", session) if r.id == record_id)
+
+
+# -- appending and indexing --------------------------------------------------------------------
+async def test_store_messages_is_idempotent_and_refuses_changed_content(
+    activities: ConversationActivities, store: Store
+) -> None:
+    env = ActivityEnvironment()
+    session = _session()
+    opened = await env.run(activities.open_session, SessionRef(tenant="acme", session=session))
+    assert (opened.next_seq, opened.ledger_head, opened.window_tokens) == (0, 0, 0)
+    first = await env.run(activities.store_messages, _store_input(session))
+    second = await env.run(activities.store_messages, _store_input(session))
+    assert (first.appended, first.duplicates, first.total) == (4, 0, 4)
+    assert (second.appended, second.duplicates, second.total) == (0, 4, 4)
+    assert first.cursors.next_seq == 4 and first.cursors.window_tokens > 0
+    assert await env.run(activities.open_session,
+                         SessionRef(tenant="acme", session=session)) == second.cursors
+
+    edited = (Message(id="m9", role="user", content="new"),
+              Message(id="m1", role="user", content="The parcel arrived after all."))
+    with pytest.raises(ApplicationError) as info:
+        await env.run(activities.store_messages, _store_input(session, edited))
+    assert info.value.type == "InvalidInputError" and info.value.non_retryable
+    assert "messages[1].id" in info.value.message and "'m1'" in info.value.message
+    orphan = (Message(id="t0", role="tool", tool_call_id="call-x", content="42"),)
+    with pytest.raises(ApplicationError) as info:
+        await env.run(activities.store_messages, _store_input(session, orphan))
+    assert info.value.type == "InvalidInputError" and info.value.non_retryable
+    assert "messages[0].tool_call_id" in info.value.message
+    assert [m.content for m in await store.all_messages("acme", session)] == TEXTS
+
+
+async def test_embed_messages_embeds_only_its_range_and_is_idempotent(
+    activities: ConversationActivities, store: Store, embedder: LocalEmbedder
+) -> None:
     env = ActivityEnvironment()
     beats: list[object] = []
     env.on_heartbeat = lambda *args: beats.append(args)
-    session, batch = _batch()
-    first = await env.run(acts.archive_messages, batch)
-    second = await env.run(acts.archive_messages, batch)
-    assert (first.inserted, first.already_archived) == (4, 0)
-    assert (second.inserted, second.already_archived) == (0, 4)
-    assert beats == [(4,)]
-    assert await store.count("acme", session) == 4
+    session = _session()
+    extra = ("Caroline is researching adoption agencies.",
+             "The deploy failed with error E1234.")
+    await env.run(activities.store_messages, _store_input(session, _messages([*TEXTS, *extra])))
+    first = await env.run(activities.embed_messages,
+                          EmbedInput(tenant="acme", session=session, start=0, stop=4))
+    assert first.embedded == 4 and beats == [(4,)]
+    assert [i for i, _ in await store.unembedded("acme", session, 0, 6)] == ["m4", "m5"]
+    assert (await store.cursors("acme", session)).embedded_seq == 4
+    beats.clear()
+    again = await env.run(activities.embed_messages,
+                          EmbedInput(tenant="acme", session=session, start=0, stop=4))
+    assert again.embedded == 0 and beats == []
+    (q,) = await embedder.embed([TEXTS[2]])
+    assert (await store.exact_neighbours("acme", session, q, k=1)) == ["m2"]
+    rest = await env.run(activities.embed_messages,
+                         EmbedInput(tenant="acme", session=session, start=0, stop=99))
+    assert rest.embedded == 2
+    assert (await store.cursors("acme", session)).embedded_seq == 6
+    assert await store.unembedded("acme", session, 0, 6) == []
 
 
-async def test_summarize_reads_originals_by_id_and_retrieve_finds_them(
-    store: Store, embedder: LocalEmbedder
+async def test_embed_messages_works_in_batches(
+    activities: ConversationActivities, store: Store
 ) -> None:
-    acts = ConversationActivities(store, embedder)
     env = ActivityEnvironment()
-    session, batch = _batch()
-    await env.run(acts.archive_messages, batch)
-    result = await env.run(acts.summarize_span, SummarizeInput(
-        tenant="acme", session=session, ids=("m0", "m1", "m2"), max_tokens=40, focus="refund"))
-    assert result.strategy == "extractive" and result.fallback is None
-    assert "refund" in result.text and set(result.quoted_ids) <= {"m0", "m1", "m2"}
-    found = await env.run(acts.retrieve_context, RetrieveInput(
-        tenant="acme", session=session, query="where was the parcel delayed?", k=2))
-    assert found.candidates[0].message.id == "m1"
-    with pytest.raises(ApplicationError, match="not archived"):
-        await env.run(acts.summarize_span, SummarizeInput(
-            tenant="acme", session=session, ids=("m0", "ghost"), max_tokens=40))
+    beats: list[object] = []
+    env.on_heartbeat = lambda *args: beats.append(args)
+    session = _session()
+    count = EMBED_BATCH + 6
+    await env.run(activities.store_messages, _store_input(
+        session, _messages([f"Line {i} about parcel {i}." for i in range(count)])))
+    out = await env.run(activities.embed_messages,
+                        EmbedInput(tenant="acme", session=session, start=0, stop=count))
+    assert out.embedded == count and beats == [(EMBED_BATCH,), (count,)]
+    assert (await store.cursors("acme", session)).embedded_seq == count
 
 
-async def test_summarizer_falls_back_to_extractive_and_says_why(
+# -- compaction --------------------------------------------------------------------------------
+async def test_compact_session_commits_once_and_a_retry_returns_the_same_record(
+    activities: ConversationActivities, store: Store
+) -> None:
+    env = ActivityEnvironment()
+    session = _session()
+    await env.run(activities.store_messages, _store_input(session))
+    out = await env.run(activities.compact_session, _compact(session, 0, focus="refund"))
+    assert out.record_ids == ("c1",)
+    assert out.cursors.ledger_head == 1 and out.tokens_after < out.tokens_before
+    (record,) = await store.ledger("acme", session)
+    assert record.covered_ids == ("m0", "m1", "m2") and record.trigger == "manual"
+    assert record.summary is not None and record.summary.strategy == "extractive"
+    assert "refund" in record.summary.content
+    assert set(record.summary.quoted_ids) <= {"m0", "m1", "m2"}
+    assert record.fallback is None and record.engine_version
+    assert out.cursors.window_tokens == record.tokens_after
+    loaded = await store.load_window("acme", session)
+    assert [m.id for m in loaded.state.messages] == ["m3"]
+    assert loaded.state.summaries == (record.summary,)
+    # The retry of an attempt that committed: the same record, nothing new.
+    retry = await env.run(activities.compact_session, _compact(session, 0, focus="refund"))
+    assert retry.record_ids == ("c1",) and retry.cursors.ledger_head == 1
+    assert await store.ledger("acme", session) == [record]
+    events = await store.events("acme", session)
+    assert [(e.kind, e.record_id) for e in events] == [("started", "c1"), ("completed", "c1")]
+    # A head this activity never saw is a conflict, and it is not retried.
+    with pytest.raises(ApplicationError) as info:
+        await env.run(activities.compact_session, _compact(session, 5))
+    assert info.value.type == "LedgerConflictError" and info.value.non_retryable
+    assert await store.ledger("acme", session) == [record]
+
+
+async def test_compact_session_does_nothing_when_the_policy_says_so(
+    activities: ConversationActivities, store: Store
+) -> None:
+    env = ActivityEnvironment()
+    session = _session()
+    await env.run(activities.store_messages, _store_input(session))
+    out = await env.run(activities.compact_session, _compact(session, 0, trigger="auto"))
+    assert out.record_ids == () and out.cursors.ledger_head == 0
+    assert await store.ledger("acme", session) == []
+    assert await store.events("acme", session) == []
+
+
+class _Recording:
+    """A summarizer that records what it was given (the provider is not what is tested)."""
+
+    name = "recording"
+
+    def __init__(self) -> None:
+        self.seen: list[Message] = []
+
+    async def summarize(self, messages: Sequence[Message], max_tokens: int,
+                        focus: str | None = None) -> SummaryResult:
+        self.seen.extend(messages)
+        return SummaryResult(text="Decisions: none.", strategy="abstractive", model="rec")
+
+
+async def test_the_summarizer_reads_large_bodies_in_full(
     store: Store, embedder: LocalEmbedder
 ) -> None:
-    session, batch = _batch()
+    summarizer = _Recording()
+    acts = ConversationActivities(store, embedder, summarizer)
+    env = ActivityEnvironment()
+    session = _session()
+    body = "The parcel went to Leeds. " * 4000 + "The courier lost the key in Hull."
+    messages = (Message(id="big", role="user", content=body), *_messages())
+    await env.run(acts.store_messages, _store_input(session, messages))
+    out = await env.run(acts.compact_session, _compact(session, 0))
+    assert out.record_ids == ("c1",)
+    assert [m.id for m in summarizer.seen] == ["big", "m0", "m1", "m2"]
+    assert summarizer.seen[0].content == body
+    record = await _record(store, session, "c1")
+    assert (record.strategy, record.model, record.fallback) == ("abstractive", "rec", None)
+
+
+async def test_the_summarizer_falls_back_to_extractive_and_says_why(
+    store: Store, embedder: LocalEmbedder
+) -> None:
     with loopback() as server:
         acts = ConversationActivities(
             store, embedder, AnthropicSummarizer("k", "claude-test", base_url=server.url),
             max_summarizer_failures=2)
         env = ActivityEnvironment()
-        await env.run(acts.archive_messages, batch)
-        request = SummarizeInput(tenant="acme", session=session, ids=("m0", "m1"),
-                                 max_tokens=40)
+
+        async def compact() -> tuple[str, CompactionRecord]:
+            session = _session()
+            await env.run(acts.store_messages, _store_input(session))
+            out = await env.run(acts.compact_session, _compact(session, 0))
+            return session, await _record(store, session, out.record_ids[0])
+
         server.fail(400)
-        rejected = await env.run(acts.summarize_span, request)
-        assert rejected.strategy == "extractive"
+        _, rejected = await compact()
+        assert rejected.strategy == "extractive" and rejected.summary is not None
         assert rejected.fallback == "extractive: claude-test rejected (provider rejected the " \
                                     "request: HTTP 400)"
-        server.fail(500)
+
+        server.fail(500)  # an outage: retried by Temporal, nothing committed meanwhile
+        session = _session()
+        await env.run(acts.store_messages, _store_input(session))
         with pytest.raises(ApplicationError) as info:
-            await env.run(acts.summarize_span, request)
+            await env.run(acts.compact_session, _compact(session, 0))
         assert not info.value.non_retryable
+        assert await store.ledger("acme", session) == []
+        assert (await store.cursors("acme", session)).ledger_head == 0
+        failed = (await store.events("acme", session))[-1]
+        assert failed.kind == "failed" and failed.error and "HTTP 500" in failed.error
+
         server.reply(anthropic_message("Decisions: resend [m1]."))
-        ok = await env.run(acts.summarize_span, request)
-        assert (ok.text, ok.fallback, ok.model) == ("Decisions: resend [m1].", None,
-                                                    "claude-test")
+        out = await env.run(acts.compact_session, _compact(session, 0))
+        ok = await _record(store, session, out.record_ids[0])
+        assert ok.summary is not None
+        assert (ok.summary.content, ok.fallback, ok.model, ok.strategy) == (
+            "Decisions: resend [m1].", None, "claude-test", "abstractive")
+
         env.info = dataclasses.replace(env.info, attempt=3)
-        exhausted = await env.run(acts.summarize_span, request)
+        _, exhausted = await compact()
         assert exhausted.fallback == "extractive: claude-test failed 2 times"
+        assert exhausted.strategy == "extractive"
         assert len(server.requests) == 3  # the third-attempt fallback did not call the provider
 
 
-async def test_checkpoints_round_trip_and_chat_needs_a_model(
-    store: Store, embedder: LocalEmbedder
+async def test_uncompact_restores_the_originals_and_refuses_what_it_cannot_undo(
+    activities: ConversationActivities, store: Store
 ) -> None:
-    acts = ConversationActivities(store, embedder)
     env = ActivityEnvironment()
-    session = f"c-{uuid.uuid4().hex[:8]}"
-    empty = await env.run(acts.load_checkpoint, LoadCheckpointInput(tenant="acme",
-                                                                     session=session))
-    assert empty.state_json is None
-    await env.run(acts.save_checkpoint, CheckpointInput(
-        tenant="acme", session=session, state_json='{"n": 3}', version=3))
-    loaded = await env.run(acts.load_checkpoint, LoadCheckpointInput(tenant="acme",
-                                                                      session=session))
-    assert (json.loads(loaded.state_json or "null"), loaded.version) == ({"n": 3}, 3)
+    session = _session()
+    big = Message(id="big", role="user", content="depot " * 20_000)
+    await env.run(activities.store_messages, _store_input(session, (big, *_messages())))
+    before = await store.load_window("acme", session)
+    await env.run(activities.compact_session, _compact(session, 0))
+    assert (await store.load_window("acme", session)).state != before.state
+
+    out = await env.run(activities.uncompact_session, UncompactSessionInput(
+        tenant="acme", session=session, expected_head=1, record_id="c1"))
+    assert out.record_ids == ("u2",) and out.cursors.ledger_head == 2
+    after = await store.load_window("acme", session)
+    assert after.state == before.state
+    assert out.cursors.window_tokens == window_tokens(before.state)
+    undo = await _record(store, session, "u2")
+    assert (undo.trigger, undo.undoes) == ("undo", "c1")
+    retry = await env.run(activities.uncompact_session, UncompactSessionInput(
+        tenant="acme", session=session, expected_head=1, record_id="c1"))
+    assert retry.record_ids == ("u2",)
+
+    for record_id, problem in (("c1", "already undone"), ("c9", "no compaction"),
+                               ("u2", "no compaction")):
+        with pytest.raises(ApplicationError) as info:
+            await env.run(activities.uncompact_session, UncompactSessionInput(
+                tenant="acme", session=session, expected_head=2, record_id=record_id))
+        assert info.value.type == "InvalidInputError" and info.value.non_retryable
+        assert info.value.message.startswith("record_id: ") and problem in info.value.message
+    assert [r.id for r in await store.ledger("acme", session)] == ["c1", "u2"]
+
+
+async def test_edit_window_pops_the_newest_unit_or_clears_and_can_be_undone(
+    activities: ConversationActivities, store: Store
+) -> None:
+    env = ActivityEnvironment()
+    session = _session()
+    call = Message(id="a0", role="assistant", content="",
+                   tool_calls=(ToolCall(id="call-1", name="track"),))
+    result = Message(id="t0", role="tool", tool_call_id="call-1", content="In Leeds.")
+    system = Message(id="sys", role="system", content="You help with parcels.")
+    await env.run(activities.store_messages,
+                  _store_input(session, (system, *_messages(), call, result)))
+    before = await store.load_window("acme", session)
+
+    def edit(head: int, kind: str) -> EditWindowInput:
+        return EditWindowInput.model_validate(
+            {"tenant": "acme", "session": session, "expected_head": head, "kind": kind})
+
+    popped = await env.run(activities.edit_window, edit(0, "pop"))
+    assert popped.record_ids == ("p1",)
+    assert (await _record(store, session, "p1")).covered_ids == ("a0", "t0")  # the whole unit
+    assert [m.id for m in (await store.load_window("acme", session)).state.messages] == [
+        "sys", "m0", "m1", "m2", "m3"]
+    assert (await env.run(activities.edit_window, edit(0, "pop"))).record_ids == ("p1",)
+    cleared = await env.run(activities.edit_window, edit(1, "clear"))
+    assert cleared.record_ids == ("x2",)
+    assert (await store.load_window("acme", session)).state == WindowState()
+    assert cleared.cursors.window_tokens == 0
+    assert await store.count("acme", session) == 7  # the originals stay archived
+    assert (await env.run(activities.edit_window, edit(2, "clear"))).record_ids == ()
+    for head, record_id in ((2, "x2"), (3, "p1")):
+        await env.run(activities.uncompact_session, UncompactSessionInput(
+            tenant="acme", session=session, expected_head=head, record_id=record_id))
+    assert (await store.load_window("acme", session)).state == before.state
+
+
+async def _ledger_of_three(env: ActivityEnvironment, acts: ConversationActivities,
+                           store: Store, messages: Sequence[Message]
+                           ) -> tuple[str, list[CompactionRecord]]:
+    session = _session()
+    await env.run(acts.store_messages, _store_input(session, messages))
+    await env.run(acts.compact_session, _compact(session, 0, preserve_recent=6))
+    await env.run(acts.compact_session, _compact(session, 1, preserve_recent=2))
+    await env.run(acts.uncompact_session, UncompactSessionInput(
+        tenant="acme", session=session, expected_head=2, record_id="c2"))
+    ledger = await store.ledger("acme", session)
+    assert [r.id for r in ledger] == ["c1", "c2", "u3"]
+    return session, ledger
+
+
+async def test_restore_ledger_rebuilds_the_window_of_an_exported_session(
+    activities: ConversationActivities, store: Store
+) -> None:
+    env = ActivityEnvironment()
+    messages = _messages(FACTS)
+    source, ledger = await _ledger_of_three(env, activities, store, messages)
+    copy = _session()
+    await env.run(activities.store_messages, _store_input(copy, messages))
+    restore = RestoreLedgerInput(tenant="acme", session=copy, expected_head=0,
+                                 records=tuple(ledger))
+    out = await env.run(activities.restore_ledger, restore)
+    assert out.record_ids == ("c1", "c2", "u3") and out.cursors.ledger_head == 3
+    assert await store.ledger("acme", copy) == ledger
+    original = await store.load_window("acme", source)
+    assert (await store.load_window("acme", copy)).state == original.state
+    assert out.cursors.window_tokens == (await store.cursors("acme", source)).window_tokens
+    retry = await env.run(activities.restore_ledger, restore)  # idempotent
+    assert retry.record_ids == ("c1", "c2", "u3")
+    assert await store.ledger("acme", copy) == ledger
+
+
+async def test_restore_ledger_is_all_or_nothing_and_names_the_field(
+    activities: ConversationActivities, store: Store
+) -> None:
+    env = ActivityEnvironment()
+    messages = _messages(FACTS)
+    _, ledger = await _ledger_of_three(env, activities, store, messages)
+    c1, c2, u3 = ledger
+    # The copy's m7 differs from the export's: record 2 (c2 covers it) does not match.
+    edited = tuple(m.model_copy(update={"content": "Fact 7: rerouted to Hull."})
+                   if m.id == "m7" else m for m in messages)
+    cases: list[tuple[Sequence[Message], tuple[CompactionRecord, ...], str]] = [
+        (edited, (c1, c2, u3), "records[1].covered_hash"),
+        (messages, (c1, c2.model_copy(update={"covered_hash": "0" * 64}), u3),
+         "records[1].covered_hash"),
+        (messages, (c1.model_copy(update={"seq": 4}), c2, u3), "records[0].seq"),
+        (messages, (c1, c2.model_copy(update={"id": "c1"}), u3), "records[1].id"),
+        (messages, (c1, c2.model_copy(update={"covered_ids": ("ghost",)}), u3),
+         "records[1].covered_ids"),
+        (messages, (c1, c2, u3.model_copy(update={"undoes": "c7"})), "records[2].undoes"),
+    ]
+    for copy_messages, records, field in cases:
+        copy = _session()
+        await env.run(activities.store_messages, _store_input(copy, copy_messages))
+        before = await store.load_window("acme", copy)
+        with pytest.raises(ApplicationError) as info:
+            await env.run(activities.restore_ledger, RestoreLedgerInput(
+                tenant="acme", session=copy, expected_head=0, records=records))
+        assert info.value.type == "InvalidInputError" and info.value.non_retryable
+        assert info.value.message.startswith(f"{field}: "), (field, info.value.message)
+        assert await store.ledger("acme", copy) == []
+        assert await store.load_window("acme", copy) == before
+        assert (await store.cursors("acme", copy)).ledger_head == 0
+
+
+# -- context and chat --------------------------------------------------------------------------
+async def test_build_context_serves_within_budget_and_records_what_it_served(
+    activities: ConversationActivities, store: Store
+) -> None:
+    env = ActivityEnvironment()
+    session = _session()
+    filler = _messages([f"Chat line {i}: nothing new about the weather today." for i in range(80)],
+                       prefix="f")
+    call = Message(id="a0", role="assistant", content="Checking the tracker.",
+                   tool_calls=(ToolCall(id="call-1", name="track"),))
+    result = Message(id="t0", role="tool", tool_call_id="call-1", content="Still in Leeds.")
+    system = Message(id="sys", role="system", content="You help with parcels.")
+    await env.run(activities.store_messages, _store_input(
+        session, (system, *_messages(), *filler, call, result)))
+    await env.run(activities.embed_messages,
+                  EmbedInput(tenant="acme", session=session, start=0, stop=100))
+    request = ContextRequest(query="where is the parcel stuck?", max_tokens=300)
+    window = await env.run(activities.build_context, ServeContextInput(
+        tenant="acme", session=session, request=request))
+    assert 0 < window.tokens <= 300 and window.budget == 300
+    assert window.messages[0].role == "system"
+    assert "m1" in window.source_ids
+    # m1 is far too old for the recent section of 300 tokens: retrieval brought it.
+    assert [m.section for m in window.messages if "m1" in m.source_ids] == ["retrieved"]
+    assert len(window.source_ids) < 87
+    shown = [m.source_ids for m in window.messages]
+    assert (("a0",) in shown) == (("t0",) in shown)  # a tool unit is whole or absent
+    (served,) = [ServedContext.model_validate(r) for r in await store.served("acme", session)]
+    assert served.digest == window_digest(window)
+    assert (served.turn, served.ledger_seq, served.max_tokens) == (87, 0, 300)
+    assert served.source_ids == tuple(window.source_ids) and served.tokens == window.tokens
+    assert served.query == request.query and "m1" in [i for i, _ in served.retrieved]
+
+    # After a compaction it serves the new version, summary included.
+    await env.run(activities.compact_session, _compact(session, 0, preserve_recent=4))
+    again = await env.run(activities.build_context, ServeContextInput(
+        tenant="acme", session=session, request=ContextRequest(max_tokens=200)))
+    assert again.tokens <= 200
+    assert any(m.section == "summary" for m in again.messages)
+    records = [ServedContext.model_validate(r) for r in await store.served("acme", session)]
+    assert [r.ledger_seq for r in records] == [0, 1]
+    assert records[1].digest == window_digest(again) and records[1].seq > records[0].seq
+
+
+async def test_build_context_of_an_empty_session(activities: ConversationActivities,
+                                                 store: Store) -> None:
+    env = ActivityEnvironment()
+    session = _session()
+    window = await env.run(activities.build_context, ServeContextInput(
+        tenant="acme", session=session, request=ContextRequest(query="anything", max_tokens=50)))
+    assert (window.messages, window.tokens) == ((), 0)
+    (served,) = await store.served("acme", session)
+    assert (served["turn"], served["ledger_seq"]) == (0, 0)
+
+
+async def test_chat_needs_a_model(activities: ConversationActivities) -> None:
+    env = ActivityEnvironment()
     with pytest.raises(ApplicationError, match="LONGTHREAD_CHAT_PROVIDER") as info:
-        await env.run(acts.complete_chat, ChatInput(
+        await env.run(activities.complete_chat, ChatInput(
             window=ContextWindow(messages=(), tokens=0, budget=10)))
     assert info.value.non_retryable
+    assert info.value.type == "NoChatModel"
+
+
+def test_every_spec_has_one_activity(activities: ConversationActivities) -> None:
+    names = sorted(getattr(f, "__temporal_activity_definition").name for f in activities.all())
+    assert names == sorted(spec.name for spec in specs.ALL)
+    assert {"open_session", "store_messages", "embed_messages", "compact_session",
+            "uncompact_session", "restore_ledger", "build_context", "complete_chat"} <= set(names)

@@ -15,16 +15,16 @@ from memory.store.migrations import MIGRATIONS, setup
 from memory.store.store import Store
 
 
-def _messages(texts: list[str]) -> list[tuple[int, Message]]:
-    return [(i, Message(id=f"m{i}", role="user", content=t)) for i, t in enumerate(texts)]
+def _messages(texts: list[str]) -> list[Message]:
+    return [Message(id=f"m{i}", role="user", content=t) for i, t in enumerate(texts)]
 
 
 async def test_bm25_ranks_a_rare_term_above_a_repeated_common_one(store: Store) -> None:
-    session = f"bm25-{uuid.uuid4().hex[:6]}"
+    session = f"bm25-{uuid.uuid4()}"
     texts = [f"Parcel update {i}: the parcel is on its way." for i in range(30)]
     texts.append("The parcel parcel parcel was scanned again.")  # m30: the common word, often
     texts.append("A zeppelin was seen over Leeds.")  # m31: the rare word, once
-    await store.archive("acme", session, _messages(texts))
+    await store.append_messages("acme", session, _messages(texts))
     ranked = await store.lexical("acme", session, "parcel zeppelin", k=5)
     assert ranked[0] == "m31"
     assert ranked[1] == "m30"  # among the parcel messages, term frequency decides
@@ -35,10 +35,10 @@ async def test_bm25_ranks_a_rare_term_above_a_repeated_common_one(store: Store) 
 async def test_lexemes_past_the_postings_cap_are_not_ranked_by(
     store: Store, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    session = f"cap-{uuid.uuid4().hex[:6]}"
+    session = f"cap-{uuid.uuid4()}"
     texts = [f"Invoice number {i} for the refund." for i in range(12)]
     texts.append("A refund for the zeppelin tour.")
-    await store.archive("acme", session, _messages(texts))
+    await store.append_messages("acme", session, _messages(texts))
     assert len(await store.lexical("acme", session, "refund", k=20)) == 13
     monkeypatch.setattr(store_module, "LEXEME_POSTINGS_CAP", 10)
     assert await store.lexical("acme", session, "refund", k=20) == []
@@ -46,9 +46,9 @@ async def test_lexemes_past_the_postings_cap_are_not_ranked_by(
 
 
 async def test_the_inverted_index_is_tenant_scoped(store: Store) -> None:
-    session = f"iso-{uuid.uuid4().hex[:6]}"
-    await store.archive("alpha", session, _messages(["alpha secret vault code 1234"]))
-    await store.archive("beta", session, _messages(["beta secret vault code 9911"]))
+    session = f"iso-{uuid.uuid4()}"
+    await store.append_messages("alpha", session, _messages(["alpha secret vault code 1234"]))
+    await store.append_messages("beta", session, _messages(["beta secret vault code 9911"]))
     assert await store.lexical("alpha", session, "vault 9911") == ["m0"]
     async with store.scoped("alpha") as conn:
         cur = await conn.execute(

@@ -1,11 +1,18 @@
 from __future__ import annotations
 
+import uuid
+from collections.abc import AsyncIterator
+
 import psycopg
 import pytest
-from psycopg.rows import DictRow
+from psycopg import sql
+from psycopg.rows import DictRow, dict_row
 
 from memory.errors import InvalidInputError
+from memory.models import Message
+from memory.store.db import open_pool
 from memory.store.migrations import MIGRATIONS, setup
+from memory.store.store import Store
 
 
 async def test_setup_is_idempotent(db: psycopg.AsyncConnection[DictRow]) -> None:
@@ -44,3 +51,71 @@ async def test_ledger_is_append_only(db: psycopg.AsyncConnection[DictRow]) -> No
         await db.execute("DELETE FROM ledger WHERE id = 'r'")
     cur = await db.execute("SELECT count(*) AS n FROM ledger WHERE id = 'r'")
     assert (await cur.fetchone()) == {"n": 1}
+
+
+@pytest.fixture
+async def v5_url(pg_url: str) -> AsyncIterator[str]:
+    """A fresh database at schema version 5, with a message and a ledger record in it."""
+    name = f"lt_v5_{uuid.uuid4().hex[:8]}"
+    async with await psycopg.AsyncConnection.connect(pg_url, autocommit=True) as admin:
+        await admin.execute(sql.SQL("CREATE DATABASE {}").format(sql.Identifier(name)))
+    url = psycopg.conninfo.make_conninfo(pg_url, dbname=name)
+    async with await psycopg.AsyncConnection.connect(url, autocommit=True) as conn:
+        await conn.execute("CREATE TABLE schema_version (version integer PRIMARY KEY,"
+                           " applied_at timestamptz NOT NULL DEFAULT now())")
+        for version, statement in enumerate(MIGRATIONS[:5], start=1):
+            await conn.execute(statement.format(dim=sql.Literal(384)))
+            await conn.execute("INSERT INTO schema_version (version) VALUES (%s)", (version,))
+        await conn.execute("INSERT INTO messages (tenant, session, id, seq, role, content)"
+                           " VALUES ('acme', 'old', 'm0', 0, 'user', 'a parcel in Leeds')")
+        await conn.execute("INSERT INTO ledger (tenant, session, seq, id, record)"
+                           " VALUES ('acme', 'old', 0, 'c1', '{}')")
+    yield url
+    async with await psycopg.AsyncConnection.connect(pg_url, autocommit=True) as admin:
+        await admin.execute(sql.SQL("DROP DATABASE {} WITH (FORCE)").format(
+            sql.Identifier(name)))
+
+
+NEW_TABLES = ("sessions", "tool_calls", "window_versions", "compaction_events")
+
+
+async def test_a_version_five_database_upgrades_to_the_latest(v5_url: str) -> None:
+    async with await psycopg.AsyncConnection.connect(v5_url, autocommit=True,
+                                                     row_factory=dict_row) as conn:
+        latest = len(MIGRATIONS)
+        assert latest >= 6
+        assert await setup(conn, 384) == latest
+        assert await setup(conn, 384) == latest  # and again: nothing left to do
+        cur = await conn.execute("SELECT version FROM schema_version ORDER BY version")
+        assert [r["version"] for r in await cur.fetchall()] == list(range(1, latest + 1))
+        cur = await conn.execute(
+            "SELECT relname, relrowsecurity AS rls, relforcerowsecurity AS forced"
+            " FROM pg_class WHERE relname = ANY(%s) ORDER BY relname", (list(NEW_TABLES),))
+        assert [(r["relname"], r["rls"], r["forced"]) for r in await cur.fetchall()] == sorted(
+            (t, True, True) for t in NEW_TABLES)
+        cur = await conn.execute(
+            "SELECT has_table_privilege('longthread_app', 'sessions', 'UPDATE') AS s,"
+            " has_table_privilege('longthread_app', 'window_versions', 'INSERT') AS w,"
+            " has_table_privilege('longthread_app', 'window_versions', 'UPDATE') AS wu,"
+            " has_sequence_privilege('longthread_app', 'served_contexts_seq', 'USAGE') AS q")
+        assert await cur.fetchone() == {"s": True, "w": True, "wu": False, "q": True}
+        # What was stored before the upgrade survives it.
+        cur = await conn.execute("SELECT id, content, digest, tokens FROM messages")
+        # ... with its token count estimated (17 characters / 4, plus 4) by migration 8.
+        assert await cur.fetchall() == [{"id": "m0", "content": "a parcel in Leeds",
+                                         "digest": None, "tokens": 9}]
+        cur = await conn.execute("SELECT id FROM ledger")
+        assert await cur.fetchall() == [{"id": "c1"}]
+    # The upgraded database serves the new API.
+    pool = await open_pool(v5_url)
+    try:
+        store = Store(pool)
+        session = f"new-{uuid.uuid4()}"
+        out = await store.append_messages("acme", session, [
+            Message(id="m0", role="user", content="hello")])
+        assert (out.appended, out.cursors.next_seq) == (1, 1)
+        assert (await store.cursors("acme", session)).window_tokens > 0
+        assert [m.content for m in await store.all_messages("acme", "old")] == [
+            "a parcel in Leeds"]
+    finally:
+        await pool.close()
