@@ -5,11 +5,13 @@ from __future__ import annotations
 
 import asyncio
 import random
+import time
 import uuid
 from pathlib import Path
 from typing import Any
 
 import pytest
+from temporalio.api.enums.v1 import PendingActivityState
 from temporalio.client import Client
 from temporalio.contrib.pydantic import pydantic_data_converter
 
@@ -42,6 +44,25 @@ async def _quiet(conv: Conversation, timeout: float = 180) -> None:
     await conv.settle(timeout=timeout)
 
 
+async def _kill_during_activity(conv: Conversation, worker: WorkerProcess,
+                                timeout: float = 30.0) -> bool:
+    """SIGKILL the worker as soon as it is running one of the session's activities (an
+    embedding or a compaction that this very process started); True if the kill landed so."""
+    assert worker.proc is not None
+    me = f"{worker.proc.pid}@"
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        described = await conv.handle.describe()
+        if any(p.state == PendingActivityState.PENDING_ACTIVITY_STATE_STARTED
+               and p.last_worker_identity.startswith(me)
+               for p in described.raw_description.pending_activities):
+            worker.kill()
+            return True
+        await asyncio.sleep(0.01)
+    worker.kill()
+    return False
+
+
 def _shape(ledger: list[CompactionRecord]) -> list[tuple[Any, ...]]:
     """A record without its wall-clock fields (when, how long): those differ run to run."""
     return [(r.id, r.level, r.covered_ids, r.covered_hash, r.summary.content if r.summary
@@ -69,15 +90,15 @@ async def test_worker_sigkilled_twenty_times(
                             "LONGTHREAD_DATABASE_URL": app_url}, tmp_path / "w.log")
     worker.start()
     rng = random.Random(20)
-    kills = 0
+    kills = landed = 0
     try:
         lt = Longthread(client, Settings(task_queue=queue), POLICY, store=store)
         conv = await lt.conversation("killed", tenant="faults")
         for n in range(batches):
             await conv.append_many(_batch(n))
-            for _ in range(2):  # twice per batch, while it archives or summarizes
-                await asyncio.sleep(rng.uniform(0.05, 0.6))
-                worker.kill()
+            for _ in range(2):  # twice per batch, each time while an activity is running
+                await asyncio.sleep(rng.uniform(0.0, 0.05))
+                landed += await _kill_during_activity(conv, worker)
                 kills += 1
                 worker.start()
             await _quiet(conv, timeout=300)
@@ -86,6 +107,7 @@ async def test_worker_sigkilled_twenty_times(
     finally:
         worker.stop()
     assert kills == 20 and worker.starts == 21
+    assert landed == 20, f"only {landed} of 20 kills hit a running activity"
     ids = [m.id for m in await store.all_messages("faults", "killed")]
     assert len(ids) == batches * 30 == len(set(ids)) == stats.messages
     covered = [i for r in ledger for i in r.covered_ids]
