@@ -20,7 +20,7 @@ from temporalio.contrib.pydantic import pydantic_data_converter
 from temporalio.worker import Worker
 
 from activities.conversation import ConversationActivities
-from activities.providers.embedders import LocalEmbedder
+from activities.providers.embedders import LocalEmbedder, local_embedder
 from longthread.client import Longthread
 from memory.policy import CompactionPolicy
 from memory.store.db import open_pool
@@ -88,9 +88,10 @@ def task_queue() -> str:
 
 @pytest.fixture(scope="session")
 def embedder() -> LocalEmbedder:
-    embedder = LocalEmbedder()
-    embedder.model()  # load once for the whole session
-    return embedder
+    """The local embedder the product picks (ONNX MiniLM here), loaded once per session."""
+    embedder = local_embedder()
+    embedder.model()
+    return embedder  # type: ignore[return-value]  # both kinds embed alike for the tests
 
 
 @pytest.fixture(scope="session")

@@ -11,7 +11,7 @@ from typing import Any
 from temporalio.client import Client
 from temporalio.worker import Worker
 
-from activities.providers.embedders import LocalEmbedder
+from activities.providers.embedders import LocalEmbedder, OnnxMiniLMEmbedder
 from longthread.codec import data_converter
 from longthread.settings import Settings
 from memory.errors import InvalidInputError
@@ -59,7 +59,7 @@ async def run_worker(settings: Settings, stop: asyncio.Event | None = None) -> N
     pool = await open_pool(settings.database_url)
     try:
         acts = build_activities(settings, pool)
-        if isinstance(acts.embedder, LocalEmbedder):
+        if isinstance(acts.embedder, LocalEmbedder | OnnxMiniLMEmbedder):
             await asyncio.to_thread(acts.embedder.model)  # load once, before polling
         client = await connect_client(settings)
         async with build_worker(client, settings.task_queue, acts.all()):

@@ -7,11 +7,9 @@ from psycopg.rows import DictRow
 from psycopg_pool import AsyncConnectionPool
 
 from activities.conversation import ConversationActivities
+from activities.providers.choose import choose_embedder
 from activities.providers.embedders import (
     Embedder,
-    LocalEmbedder,
-    OpenAIEmbedder,
-    local_embedder,
 )
 from activities.providers.llm import (
     AnthropicChat,
@@ -38,12 +36,12 @@ def _key(settings: Settings, provider: str) -> str:
 
 
 def make_embedder(settings: Settings) -> Embedder:
+    """The same choice the client makes for query embeddings (activities/providers/choose)."""
     if settings.embedder == "openai":
-        return OpenAIEmbedder(_key(settings, "openai"), settings.openai_embedding_model,
-                              settings.embedding_dim, settings.openai_base_url)
-    if settings.embedding_dim != LocalEmbedder.dim:
-        raise InvalidInputError("LONGTHREAD_EMBEDDING_DIM", "must be 384 for the local embedder")
-    return local_embedder()  # MiniLM on onnxruntime when its wheels are installed, else torch
+        _key(settings, "openai")  # refuse a missing key with the setting's name
+    key = settings.openai_api_key.get_secret_value() if settings.openai_api_key else None
+    return choose_embedder(settings.embedder, settings.embedding_dim, key,
+                           settings.openai_embedding_model, settings.openai_base_url)
 
 
 def make_summarizer(settings: Settings) -> AsyncSummarizer:

@@ -6,7 +6,12 @@ choose here. It takes values, not `Settings`, so `activities/` never imports the
 
 from __future__ import annotations
 
-from activities.providers.embedders import Embedder, LocalEmbedder, OpenAIEmbedder
+from activities.providers.embedders import (
+    Embedder,
+    LocalEmbedder,
+    OpenAIEmbedder,
+    local_embedder,
+)
 from memory.errors import InvalidInputError
 
 __all__ = ["choose_embedder"]
@@ -21,4 +26,4 @@ def choose_embedder(kind: str, dim: int, openai_key: str | None, openai_model: s
         return OpenAIEmbedder(openai_key or "not-needed", openai_model, dim, openai_base_url)
     if dim != LocalEmbedder.dim:
         raise InvalidInputError("LONGTHREAD_EMBEDDING_DIM", "must be 384 for the local embedder")
-    return LocalEmbedder()
+    return local_embedder()  # the worker's make_embedder makes the same choice
