@@ -1,8 +1,15 @@
-"""Rich renderings of windows, ledgers, stats and sessions for the CLI and the demo."""
+"""Rich renderings of windows, ledgers, stats and sessions for the CLI and the demo.
+
+The one-line helpers (`record_line`, `sections_line`, `message_line`, `evidence_hits`) exist so
+the demo reads well in an 80-column terminal and in a captured log, where wide tables wrap.
+"""
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+import textwrap
+from collections.abc import Mapping, Sequence
+from datetime import date
+from typing import Any
 
 from rich.console import Console
 from rich.table import Table
@@ -11,7 +18,9 @@ from memory.models import CompactionEvent, CompactionRecord, ContextWindow
 from memory.store.store import SessionInfo
 from workflows.types import ConversationStats
 
-__all__ = ["event_line", "ledger_table", "print_window", "sessions_table", "stats_table"]
+__all__ = ["clip", "day_heading", "event_line", "evidence_hits", "indented", "ledger_table",
+           "message_line", "print_window", "record_line", "sections_line", "sessions_table",
+           "stats_table"]
 
 
 def _ids(ids: Sequence[str], limit: int = 4) -> str:
@@ -45,6 +54,9 @@ def print_window(console: Console, window: ContextWindow, width: int = 160) -> N
         lines = message.content.splitlines() or [""]
         if message.section not in ("summary", "retrieved"):
             lines = [" ⏎ ".join(lines)]
+        if message.tool_calls:  # an empty content with a call is the call, not nothing
+            calls = f"[calls {', '.join(c.name for c in message.tool_calls)}]"
+            lines[-1] = f"{lines[-1]} {calls}" if lines[-1] else calls
         console.print(f"  [dim]{message.section:>9}[/dim] {message.role:>9}: ", end="")
         for n, line in enumerate(lines[:14]):
             text = line if len(line) <= width else line[: width - 1] + "…"
@@ -83,3 +95,79 @@ def event_line(event: CompactionEvent) -> str:
     if event.kind == "failed":
         return f"compaction {event.record_id} FAILED: {event.error}"
     return f"compaction {event.record_id} started: {event.reason}"
+
+
+def record_line(record: CompactionRecord) -> str:
+    """One ledger record on one short line: which turns went, into what, what it saved."""
+    ids = record.covered_ids
+    span = f"{ids[0]}…{ids[-1]} ({len(ids)})" if ids else "no messages"
+    into = f" → {record.summary.id}" if record.summary is not None else " archived"
+    if record.merged_summary is not None:
+        into += f" +{len(record.removed_summary_ids)} folded to L{record.merged_summary.level}"
+    return (f"{record.id} {record.trigger}/{record.level} {span}{into}: "
+            f"{record.tokens_before:,}→{record.tokens_after:,} tokens")
+
+
+def sections_line(window: ContextWindow) -> str:
+    """Where a window's tokens went, section by section (items in parentheses)."""
+    parts = ", ".join(f"{s.name} {s.tokens:,} ({s.items})" for s in window.sections
+                      if s.name != "system" or s.items)
+    return f"{window.tokens:,} of {window.budget:,} tokens: {parts}"
+
+
+def message_line(message: Mapping[str, Any], width: int = 100) -> str:
+    """A JSONL message as `id speaker: text`, tool calls named, clipped to `width`."""
+    who = message.get("name") or message.get("role", "?")
+    if message.get("role") == "tool":
+        who = f"⤷ {who}"
+    text = " ⏎ ".join(str(message.get("content") or "").splitlines())
+    calls = [c.get("name", "?") for c in message.get("tool_calls") or []]
+    if calls:
+        text = f"{text} [calls {', '.join(calls)}]".strip()
+    return clip(f"{message.get('id')} {who}: {text}", width)
+
+
+def day_heading(day: str, count: int) -> str:
+    """`── Mon 9 Mar 2026 · 96 messages` for an ISO date (or the raw text if it is not one)."""
+    try:
+        when = date.fromisoformat(day)
+        label = f"{when:%a} {when.day} {when:%b %Y}"
+    except ValueError:
+        label = day or "undated"
+    return f"── {label} · {count} messages"
+
+
+def evidence_hits(window: ContextWindow, ids: Sequence[str]
+                  ) -> list[tuple[str, str | None, str | None]]:
+    """For each evidence id: the section that carries it (a summary quotes sentences of it) and
+    the line that shows it, `[id …] speaker: text`, or (id, None, None) when it is absent."""
+    hits: list[tuple[str, str | None, str | None]] = []
+    for ident in ids:
+        found: tuple[str, str | None, str | None] = (ident, None, None)
+        for message in window.messages:
+            if ident not in message.source_ids:
+                continue
+            if message.section == "recent":
+                text = " ⏎ ".join(message.content.splitlines())
+                found = (ident, "recent", f"[{ident}] {message.name or message.role}: {text}")
+            else:
+                line = next((ln.removeprefix("- ") for ln in message.content.splitlines()
+                             if ln.startswith((f"[{ident} ", f"[{ident}]", f"- [{ident}]"))),
+                            f"[{ident}]")
+                found = (ident, message.section, line)
+            break
+        hits.append(found)
+    return hits
+
+
+def indented(console: Console, text: str, indent: int) -> None:
+    """Data, never markup, indented on every wrapped line too (a plain print wraps to col 0)."""
+    pad = " " * indent
+    console.print(textwrap.fill(text, width=max(console.width, indent + 20), initial_indent=pad,
+                                subsequent_indent=pad, break_on_hyphens=False),
+                  markup=False, highlight=False, soft_wrap=True)
+
+
+def clip(text: str, width: int) -> str:
+    width = max(width, 20)
+    return text if len(text) <= width else text[: width - 1] + "…"
