@@ -112,7 +112,7 @@ async def test_bad_input_gets_one_clear_line_and_an_exit_code(
         assert code == 2 and "no session 'nope'" in err, (command, err)
     code, _, err = await cli(env, "context", "s", "--max-tokens", "0")
     assert code == 2
-    code, _, err = await cli(env, "sessions", "--tenant", "a-b")
+    code, _, err = await cli(env, "sessions", "--tenant", "a b")  # ids have no spaces
     assert code == 2 and "tenant" in err
     code, _, err = await cli(env, "chat", "s")
     assert code == 2 and "LONGTHREAD_CHAT_PROVIDER" in err
