@@ -135,6 +135,7 @@ async def _embedding(texts: Sequence[str], questions: Sequence[str]) -> dict[str
     latency: dict[str, list[float]] = {name: [] for name in embedders}
     for i, question in enumerate(questions):
         for name in (list(embedders) if i % 2 == 0 else list(embedders)[::-1]):
+            await asyncio.sleep(0.005)  # torch's OpenMP threads spin a moment after each call
             started = time.perf_counter()
             await embedders[name].embed([question])
             latency[name].append((time.perf_counter() - started) * 1e3)
