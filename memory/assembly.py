@@ -29,7 +29,7 @@ from memory.models import (
     Summary,
 )
 from memory.packing import FENCE, escape, legacy_block, pack_block
-from memory.retrieval import DEFAULT_RERANK, RerankPolicy, has_content, rerank
+from memory.retrieval import DEFAULT_RERANK, RerankPolicy, has_content, ranked
 from memory.tokens import TokenCounter, default_counter
 
 __all__ = ["ASSEMBLY_VERSION", "DEFAULT_POLICY", "DEFAULT_SHARES", "QUERY_SHARES",
@@ -185,17 +185,17 @@ def assemble_context(
     candidates = [c for c in retrieved if c.message.id not in system_ids]
     legacy = version == 1
     if legacy or policy.rerank is None or not query:
-        ranked = sorted(candidates, key=lambda c: -c.score)
+        order = sorted(candidates, key=lambda c: -c.score)
     else:
-        ranked = rerank(query, candidates, policy.rerank)
-    searching = bool(ranked) and (legacy or query is None or has_content(query))
-    ranked = ranked if searching else []
+        order = [c for c, _ in ranked(query, candidates, policy.rerank)]
+    searching = bool(order) and (legacy or query is None or has_content(query))
+    order = order if searching else []
 
-    needs = {"summary": sum(m.tokens for m in summary_msgs), "recent": sum(unit_cost),
-             "retrieved": 0 if not ranked else legacy_block(ranked, counter).tokens if legacy
-             else sum(counter.count(c.message.content) for c in ranked)}
+    needs = {"summary": sum(m.tokens for m in summary_msgs), "recent": sum(unit_cost)}
     fixed = shares or (DEFAULT_SHARES if legacy or not searching else None)
     if fixed is not None:
+        needs["retrieved"] = 0 if not order else legacy_block(order, counter).tokens \
+            if legacy else sum(counter.count(c.message.content) for c in order)
         alloc = _allocate(needs, {"summary": fixed.summary, "retrieved": fixed.retrieved,
                                   "recent": fixed.recent}, remaining)
     else:  # adaptive, answering a query: retrieval takes all but a floor and a cap
@@ -217,7 +217,7 @@ def assemble_context(
 
     # Retrieved: best first into one fenced block; messages already shown are skipped.
     shown_ids = {m.id for i in taken for m in units[i]}
-    fresh = [c for c in ranked if c.message.id not in shown_ids]
+    fresh = [c for c in order if c.message.id not in shown_ids]
     if legacy:
         chosen = _greedy(fresh, left, lambda items: legacy_block(items, counter).tokens)
         block = legacy_block(chosen, counter) if chosen else None

@@ -30,12 +30,14 @@ def escape(text: str) -> str:
     return text.replace(f"</{FENCE}", f"<\\/{FENCE}").replace(f"<{FENCE}", f"<\\{FENCE}")
 
 
+def _when(s: ScoredMessage) -> tuple[str, bool, str | None, int, str]:
+    m = s.message
+    return (s.session or "", m.created_at is None,
+            m.created_at.isoformat() if m.created_at else None, s.seq or 0, m.id)
+
+
 def _chronological(items: Sequence[ScoredMessage]) -> list[ScoredMessage]:
-    return sorted(
-        items,
-        key=lambda s: (s.session or "", s.message.created_at is None, s.message.created_at
-                       and s.message.created_at.isoformat(), s.seq or 0, s.message.id),
-    )
+    return sorted(items, key=_when)
 
 
 def _day(item: ScoredMessage) -> str:
@@ -70,6 +72,7 @@ class _Layout:
         self.dated = dated_lines
         self.sessions = len({i.session for i in items}) > 1  # name it only when it varies
         self.lines: dict[str, str] = {}
+        self.keys = {id(i): _when(i) for i in items}  # chronological order, computed once
 
     def group(self, item: ScoredMessage) -> str:
         where = f"session {item.session or '?'} · " if self.sessions else ""
@@ -86,7 +89,7 @@ class _Layout:
         return text
 
     def render(self, items: Sequence[ScoredMessage], counter: TokenCounter) -> ContextMessage:
-        ordered = _chronological(items)
+        ordered = sorted(items, key=lambda i: self.keys[id(i)])
         lines = [f"{INTRO}\n<{FENCE}>"]
         header = None
         for item in ordered:
@@ -132,9 +135,9 @@ def pack_block(ranked: Sequence[ScoredMessage], budget: int, counter: TokenCount
     for item in ranked:
         if tries >= REFILL_TRIES or budget - block.tokens <= 0:
             break
-        if item.message.id in picked or counter.count(item.message.content) > \
-                budget - block.tokens:
-            continue
+        if item.message.id in picked or \
+                counter.count(layout.line(item)) - 2 > budget - block.tokens:
+            continue  # the line's estimate, less its rounding, cannot fit the slack
         tries += 1
         trial = layout.render([*chosen, item], counter)
         if trial.tokens <= budget:

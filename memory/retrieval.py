@@ -36,6 +36,7 @@ __all__ = [
     "candidate_count",
     "has_content",
     "named_speakers",
+    "ranked",
     "rerank",
 ]
 
@@ -90,6 +91,15 @@ def rerank(query: str | None, candidates: Sequence[ScoredMessage],
            policy: RerankPolicy = DEFAULT_RERANK) -> list[ScoredMessage]:
     """Candidates best first with their reranked scores; a repeated id keeps its best score,
     near-duplicates are dropped. Ties fall to position, then id, so the order is total."""
+    return [c if c.score == s else ScoredMessage.model_construct(
+        message=c.message, score=s, session=c.session, seq=c.seq)
+        for c, s in ranked(query, candidates, policy)]
+
+
+def ranked(query: str | None, candidates: Sequence[ScoredMessage],
+           policy: RerankPolicy = DEFAULT_RERANK) -> list[tuple[ScoredMessage, float]]:
+    """`rerank` as (candidate as given, reranked score) pairs: what assembly needs, without
+    building a new object per candidate."""
     best: dict[str, ScoredMessage] = {}
     for c in candidates:
         if c.message.id not in best or c.score > best[c.message.id].score:
@@ -117,11 +127,10 @@ def rerank(query: str | None, candidates: Sequence[ScoredMessage],
                                                 - ((c.seq or 0) + 1) / total))
                   for c, s in zip(pool, scores, strict=True)]
 
-    ranked = sorted(zip(pool, scores, strict=True),
-                    key=lambda cs: (-cs[1], cs[0].seq or 0, cs[0].message.id))
+    order = sorted(zip(pool, scores, strict=True),
+                   key=lambda cs: (-cs[1], cs[0].seq or 0, cs[0].message.id))
     if policy.dedup:
-        repeats = near_duplicates([c.message.content for c, _ in ranked],
-                                  groups=[_speaker(c) for c, _ in ranked])
-        ranked = [cs for i, cs in enumerate(ranked) if i not in repeats]
-    return [c if c.score == s else ScoredMessage.model_construct(
-        message=c.message, score=s, session=c.session, seq=c.seq) for c, s in ranked]
+        repeats = near_duplicates([c.message.content for c, _ in order],
+                                  groups=[_speaker(c) for c, _ in order])
+        order = [cs for i, cs in enumerate(order) if i not in repeats]
+    return order
