@@ -11,9 +11,10 @@ import asyncio
 from typing import Protocol
 
 from activities.types import ContextRequest
-from memory.assembly import DEFAULT_SHARES, QUERY_SHARES, Shares
+from memory.assembly import ASSEMBLY_VERSION, Shares
 from memory.audit import ServedContext, window_digest
 from memory.models import ContextWindow, ScoredMessage
+from memory.retrieval import candidate_count
 from memory.store.store import Store
 from memory.window import assemble_from_window
 
@@ -24,11 +25,12 @@ class QueryEmbedder(Protocol):
     async def embed(self, texts: list[str]) -> list[list[float]]: ...
 
 
-def shares_for(request: ContextRequest) -> Shares:
-    if request.shares is not None:
-        summary, retrieved, recent = request.shares
-        return Shares(summary=summary, retrieved=retrieved, recent=recent)
-    return QUERY_SHARES if request.query and request.query.strip() else DEFAULT_SHARES
+def shares_for(request: ContextRequest) -> Shares | None:
+    """The caller's fixed shares, or None: assembly adapts them to the query and the hits."""
+    if request.shares is None:
+        return None
+    summary, retrieved, recent = request.shares
+    return Shares(summary=summary, retrieved=retrieved, recent=recent)
 
 
 async def serve_context(store: Store, embedder: QueryEmbedder, tenant: str, session: str,
@@ -39,7 +41,9 @@ async def serve_context(store: Store, embedder: QueryEmbedder, tenant: str, sess
         if query is None:
             return []
         (vector,) = await embedder.embed([query])
-        return await store.search(tenant, session, query, vector, request.k,
+        # Enough candidates for the reranker to reorder what fits the budget.
+        k = max(request.k, candidate_count(request.max_tokens))
+        return await store.search(tenant, session, query, vector, k,
                                   neighbours=request.neighbours)
 
     snapshot, found = await asyncio.gather(
@@ -54,5 +58,6 @@ async def serve_context(store: Store, embedder: QueryEmbedder, tenant: str, sess
         tokens=window.tokens, source_ids=tuple(window.source_ids),
         digest=window_digest(window), ledger_seq=snapshot.version,
         retrieved=tuple((c.message.id, c.score) for c in candidates),
-        shares=(shares.summary, shares.retrieved, shares.recent)))
+        shares=None if shares is None else (shares.summary, shares.retrieved, shares.recent),
+        assembly_version=ASSEMBLY_VERSION))
     return window

@@ -52,7 +52,9 @@ async def replay_at(store: Store, tenant: str, session: str, turn: int) -> Repla
     by_id = {m.id: (seq, m) for seq, m in found.items()}
     retrieved = [ScoredMessage(message=by_id[i][1], score=score, session=session,
                                seq=by_id[i][0]) for i, score in served.retrieved if i in by_id]
-    window = assemble_from_window(state, max_tokens=served.max_tokens, retrieved=retrieved,
-                                  shares=Shares(*served.shares), query=served.query)
+    window = assemble_from_window(
+        state, max_tokens=served.max_tokens, retrieved=retrieved,
+        shares=Shares(*served.shares) if served.shares else None, query=served.query,
+        version=served.assembly_version)
     return ReplayResult(served=served, window=window,
                         matches=window_digest(window) == served.digest)

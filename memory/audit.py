@@ -31,4 +31,6 @@ class ServedContext(BaseModel):
     digest: str
     ledger_seq: int
     retrieved: tuple[tuple[str, float], ...] = ()
-    shares: tuple[float, float, float] = (0.2, 0.3, 0.5)  # summary, retrieved, recent
+    # (summary, retrieved, recent) when the caller fixed them; None: assembly adapted them.
+    shares: tuple[float, float, float] | None = (0.2, 0.3, 0.5)
+    assembly_version: int = 1  # records from before issue 12 carry none: version 1

@@ -12,7 +12,14 @@ from collections.abc import Sequence
 from datetime import datetime
 from typing import Literal
 
-from memory.assembly import DEFAULT_SHARES, QUERY_SHARES, Shares, assemble_context, tool_units
+from memory.assembly import (
+    ASSEMBLY_VERSION,
+    DEFAULT_SHARES,
+    QUERY_SHARES,
+    Shares,
+    assemble_context,
+    tool_units,
+)
 from memory.compaction import ENGINE_VERSION, WindowState, apply_record, window_tokens
 from memory.models import CompactionRecord, ContextWindow, Message, ScoredMessage, content_hash
 from memory.tokens import TokenCounter, default_counter
@@ -67,15 +74,17 @@ def recent_slice(messages: Sequence[Message], max_tokens: int,
 
 def assemble_from_window(state: WindowState, *, max_tokens: int,
                          retrieved: Sequence[ScoredMessage] = (), shares: Shares | None = None,
-                         query: str | None = None,
+                         query: str | None = None, version: int = ASSEMBLY_VERSION,
                          counter: TokenCounter | None = None) -> ContextWindow:
-    """The context for one call from a window version: what serving and replay both run."""
-    if shares is None:
+    """The context for one call from a window version: what serving and replay both run.
+    `shares=None` lets assembly adapt them to the query and to what retrieval found; version 1
+    (before issue 12) had fixed shares, which it still rebuilds exactly."""
+    if version == 1 and shares is None:
         shares = QUERY_SHARES if query and query.strip() else DEFAULT_SHARES
     return assemble_context(
         max_tokens=max_tokens, system=[m for m in state.messages if m.role == "system"],
         summaries=state.summaries, recent=recent_slice(state.messages, max_tokens, counter),
-        retrieved=retrieved, shares=shares, counter=counter)
+        retrieved=retrieved, shares=shares, query=query, version=version, counter=counter)
 
 
 def compose_removal(state: WindowState, kind: Literal["pop", "clear"], *, seq: int,
