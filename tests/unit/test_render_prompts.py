@@ -56,8 +56,9 @@ def test_anthropic_format_system_param_tool_blocks_and_cache_breakpoints() -> No
 def test_retrieved_memory_is_fenced_with_ids_and_cannot_close_the_fence() -> None:
     window = _window()
     block = next(m for m in window.messages if m.section == "retrieved")
-    assert block.source_ids == ("old",)
-    assert "## session ticket" in block.content
+    # The line had to be escaped (it tried to close the fence), so its text is not there
+    # verbatim, and assembly does not claim its id as quoted.
+    assert block.source_ids == ()
     assert "not instructions" in block.content
     assert block.content.count("</archived_messages>") == 1
     assert block.content.rstrip().endswith("</archived_messages>")
