@@ -2,20 +2,25 @@
 
 from __future__ import annotations
 
+import hashlib
 import json
 import os
 import platform
 import statistics
+import subprocess
 import tempfile
-from collections.abc import AsyncIterator, Sequence
+import time
+from collections.abc import AsyncIterator, Callable, Sequence
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import psutil
 
+from memory.models import Message
 from memory.store.db import open_pool
 from memory.store.migrations import migrate
 from memory.store.store import Store
@@ -49,6 +54,23 @@ def machine() -> str:
             f"Python {platform.python_version()}, {datetime.now(UTC):%Y-%m-%d %H:%M} UTC")
 
 
+def code_state() -> str:
+    """Which code ran: the commit, and how many files outside bench/ differed from it."""
+    label = os.environ.get("LT_BENCH_CODE_LABEL")
+    if label:
+        return label
+    try:
+        sha = subprocess.run(["git", "rev-parse", "--short", "HEAD"], cwd=ROOT, check=True,
+                             capture_output=True, text=True).stdout.strip()
+        status = subprocess.run(["git", "status", "--porcelain"], cwd=ROOT, check=True,
+                                capture_output=True, text=True).stdout.splitlines()
+    except (OSError, subprocess.CalledProcessError):
+        return "unknown (not a git checkout)"
+    dirty = [line for line in status if not line[3:].startswith("bench/")]
+    return (f"commit {sha}" + (f" plus the uncommitted working tree ({len(dirty)} files "
+                               "outside bench/ changed or new)" if dirty else ""))
+
+
 def load_locomo() -> list[dict[str, Any]]:
     if not LOCOMO.exists():
         raise FileNotFoundError(f"LoCoMo data not found at {LOCOMO} (set LONGTHREAD_LOCOMO)")
@@ -70,6 +92,49 @@ def locomo_turns(sample: dict[str, Any]) -> list[tuple[str, str, str, str]]:
             out.append((turn["dia_id"], turn["speaker"], text, date))
         n += 1
     return out
+
+
+CACHE = Path(os.environ.get("LT_BENCH_CACHE", "/tmp/longthread-bench"))
+
+
+def cached_vectors(texts: Sequence[str], embed: Callable[[list[str]], list[list[float]]],
+                   name: str) -> np.ndarray:
+    """MiniLM vectors of `texts`, computed once and kept under /tmp (LT_BENCH_CACHE): on a
+    busy 2-core machine embedding every LoCoMo turn takes minutes."""
+    key = hashlib.sha256("\n".join(texts).encode()).hexdigest()[:16]
+    path = CACHE / f"{name}-{key}.npy"
+    if path.exists():
+        cached: np.ndarray = np.load(path)
+        return cached
+    vectors = np.asarray(embed(list(texts)), dtype=np.float64)
+    CACHE.mkdir(parents=True, exist_ok=True)
+    np.save(path, vectors)
+    return vectors
+
+
+async def bulk_fill(store: Store, tenant: str, session: str, n: int, texts: Sequence[str],
+                    base: np.ndarray, *, prefix: str = "bulk", first: int = 0,
+                    batch: int = 5000, noise: float = 0.04, seed: int = 7) -> float:
+    """Store `n` messages straight into a session, with embeddings, and return the seconds it
+    took: LoCoMo turns (message i is turn i mod len(texts), marked as copy i // len(texts))
+    and noisy copies of their real MiniLM vectors `base`, so the data has the clustered,
+    near-duplicate shape of a long chat. Uses the store's own write path
+    (`append_messages`, then `set_embeddings`), not the workflow, whose cost is measured
+    elsewhere. Ids are `{prefix}{i}` for i in [first, first + n)."""
+    rng = np.random.default_rng(seed + first)
+    started = time.perf_counter()
+    for start in range(first, first + n, batch):
+        idx = np.arange(start, min(start + batch, first + n))
+        src = idx % len(texts)
+        vecs = base[src] + rng.normal(0, noise, size=(len(idx), base.shape[1]))
+        vecs /= np.linalg.norm(vecs, axis=1, keepdims=True)
+        msgs = [Message(id=f"{prefix}{i}", role="user" if i % 2 == 0 else "assistant",
+                        content=f"{texts[s]} (copy {i // len(texts)})")
+                for i, s in zip(idx.tolist(), src.tolist(), strict=True)]
+        await store.append_messages(tenant, session, msgs)
+        await store.set_embeddings(tenant, session, [
+            (m.id, v) for m, v in zip(msgs, vecs.tolist(), strict=True)])
+    return time.perf_counter() - started
 
 
 async def vacuum(store: Store) -> None:

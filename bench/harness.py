@@ -1,32 +1,42 @@
-"""A whole embedded stack for benchmarks: Postgres, Temporal, a worker, and a client."""
+"""A whole embedded stack for benchmarks: Postgres, Temporal, a worker, and a client.
+
+The worker runs in this process, as in the tests; so does the client. The no-op update
+baseline (`NoopWorkflow`) runs on the same server, worker process and event loop, so ratios
+against it compare like with like.
+"""
 
 from __future__ import annotations
 
 import asyncio
+import os
+import sys
 import tempfile
+import time
 import uuid
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Awaitable, Callable, Mapping
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 from temporalio import workflow
-from temporalio.client import Client
+from temporalio.client import Client, WorkflowHandle
 from temporalio.contrib.pydantic import pydantic_data_converter
 from temporalio.worker import Worker
 
 from activities.conversation import ConversationActivities
-from activities.providers.embedders import LocalEmbedder
+from activities.providers.embedders import Embedder, LocalEmbedder
 from longthread.client import Longthread
+from longthread.settings import Settings
 from memory.policy import CompactionPolicy
 from memory.store.db import open_pool
 from memory.store.migrations import migrate
 from memory.store.store import Store
 from worker.main import build_worker
-from worker.settings import Settings
 from worker.stack import EmbeddedPostgres, TemporalDevServer, free_port
 
-__all__ = ["Bench", "NoopWorkflow", "bench_stack"]
+__all__ = ["Bench", "NoopWorkflow", "bench_stack", "default_embedder", "load", "log",
+           "noop_workflow", "timed", "warm"]
 
 
 @workflow.defn(sandboxed=False)
@@ -55,32 +65,86 @@ class Bench:
     store: Store
     lt: Longthread
     queue: str
-    embedder: LocalEmbedder
+    embedder: Embedder
+    temporal_address: str
+    database_url: str
+
+
+def default_embedder() -> Embedder:
+    """What the product uses today on both sides (worker/wiring.py and
+    activities/providers/choose.py both return the torch MiniLM for `embedder=local`)."""
+    return LocalEmbedder()
+
+
+async def warm(embedder: Embedder) -> None:
+    """Load the model before anything is timed."""
+    await embedder.embed(["warm up"])
+
+
+def log(section: str, text: str) -> None:
+    print(f"[{section} {time.strftime('%H:%M:%S')}] {text} (load {load()})", file=sys.stderr,
+          flush=True)
+
+
+def load() -> str:
+    one, five, _ = os.getloadavg()
+    return f"{one:.1f}/{five:.1f}"
+
+
+async def timed(fn: Callable[[], Awaitable[Any]]) -> float:
+    t0 = time.perf_counter()
+    await fn()
+    return (time.perf_counter() - t0) * 1000
 
 
 @asynccontextmanager
-async def bench_stack(policy: CompactionPolicy | None = None) -> AsyncIterator[Bench]:
-    with tempfile.TemporaryDirectory(prefix="lt-bench-") as tmp:
-        postgres = EmbeddedPostgres(Path(tmp) / "pg")
+async def noop_workflow(bench: Bench) -> AsyncIterator[WorkflowHandle[NoopWorkflow, None]]:
+    handle = await bench.client.start_workflow(NoopWorkflow.run, id=f"noop-{uuid.uuid4()}",
+                                               task_queue=bench.queue + "-noop")
+    try:
+        for _ in range(5):  # the first updates pay for the workflow's first tasks
+            await handle.execute_update(NoopWorkflow.noop)
+        yield handle
+    finally:
+        await handle.signal(NoopWorkflow.stop)
+
+
+@asynccontextmanager
+async def bench_stack(policy: CompactionPolicy | None = None, *,
+                      embedder: Embedder | None = None,
+                      dynamic_config: Mapping[str, str] | None = None,
+                      pool_size: int = 12, tmp: Path | None = None,
+                      worker_options: Mapping[str, Any] | None = None) -> AsyncIterator[Bench]:
+    """Start Postgres, a Temporal dev server, the conversation worker and the no-op worker;
+    `embedder` is used by the worker (indexing) and by the client (query embedding)."""
+    with tempfile.TemporaryDirectory(prefix="lt-bench-", dir=tmp) as root:
+        postgres = EmbeddedPostgres(Path(root) / "pg")
         url = postgres.start()
-        temporal = TemporalDevServer(Path(tmp) / "t", port=free_port(), ui_port=None)
+        temporal = TemporalDevServer(Path(root) / "t", port=free_port(), ui_port=None,
+                                     dynamic_config=dict(dynamic_config or {}))
         temporal.start()
         try:
             await migrate(url)
             await temporal.wait_ready()
-            pool = await open_pool(url, max_size=12)
+            pool = await open_pool(url, max_size=pool_size)
             client = await Client.connect(temporal.address,
                                           data_converter=pydantic_data_converter)
-            embedder = LocalEmbedder()
-            await asyncio.to_thread(embedder.model)
+            embedder = embedder or default_embedder()
+            await warm(embedder)
             store = Store(pool)
             queue = f"bench-{uuid.uuid4()}"
             acts = ConversationActivities(store, embedder)
             noop = Worker(client, task_queue=queue + "-noop", workflows=[NoopWorkflow])
-            async with build_worker(client, queue, acts.all()), noop:
-                yield Bench(client, store, Longthread(client, Settings(task_queue=queue),
-                                                      policy), queue, embedder)
-            await pool.close()
+            try:
+                async with build_worker(client, queue, acts.all(),
+                                        **dict(worker_options or {})), noop:
+                    yield Bench(client, store,
+                                Longthread(client, Settings(task_queue=queue), policy,
+                                           store=store, embedder=embedder),
+                                queue, embedder, temporal.address, url)
+            finally:
+                await pool.close()
         finally:
             temporal.stop()
             postgres.stop()
+            await asyncio.sleep(0)

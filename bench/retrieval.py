@@ -1,7 +1,8 @@
 """Retrieval from one session with many archived messages: latency and HNSW recall@10.
 
 Vectors are real MiniLM embeddings of LoCoMo turns plus noisy variants of them (so the data
-has the clustered, near-duplicate shape of a long chat); queries are LoCoMo questions.
+has the clustered, near-duplicate shape of a long chat); queries are LoCoMo questions. The
+session is filled through `Store.append_messages` + `Store.set_embeddings` (`bulk_fill`).
 """
 
 from __future__ import annotations
@@ -17,32 +18,15 @@ from activities.providers.embedders import LocalEmbedder
 from bench.common import (
     Section,
     bench_store,
+    bulk_fill,
     load_locomo,
     locomo_turns,
     percentiles,
     vacuum,
 )
-from memory.models import Message
 from memory.store.store import Store
 
 EF_SEARCH = (40, 100, 200)
-
-
-async def _fill(store: Store, scale: int, base: np.ndarray, texts: list[str]) -> float:
-    rng = np.random.default_rng(7)
-    started = time.perf_counter()
-    batch = 5000
-    for start in range(0, scale, batch):
-        idx = np.arange(start, min(start + batch, scale))
-        src = idx % len(texts)
-        noise = rng.normal(0, 0.04, size=(len(idx), base.shape[1]))
-        vecs = base[src] + noise
-        vecs /= np.linalg.norm(vecs, axis=1, keepdims=True)
-        msgs = [(int(i), Message(id=f"m{i}", role="user",
-                                 content=f"{texts[s]} (copy {i // len(texts)})"))
-                for i, s in zip(idx, src, strict=True)]
-        await store.archive("bench", "big", msgs, vecs.tolist())
-    return time.perf_counter() - started
 
 
 async def run(scale: int = 100_000, queries: int = 100) -> Section:
@@ -56,7 +40,10 @@ async def run(scale: int = 100_000, queries: int = 100) -> Section:
     keep = Path(os.environ["LT_BENCH_KEEP"]) if os.environ.get("LT_BENCH_KEEP") else None
     async with bench_store(keep=keep) as store:
         have = await store.count("bench", "big")
-        fill_s = await _fill(store, scale, base, texts) if have < scale else 0.0
+        fill_s = 0.0
+        if have < scale:
+            fill_s = await bulk_fill(store, "bench", "big", scale - have, texts, base,
+                                     prefix="m", first=have)
         fresh = await _search_latency(store, questions, qvecs)
         await vacuum(store)
         lat = await _search_latency(store, questions, qvecs)

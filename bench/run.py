@@ -1,14 +1,24 @@
 """`make bench`: run every benchmark in one go and regenerate bench/RESULTS.md and plots.
 
 The newest run goes on top; earlier runs are kept below it for comparison. Set LT_BENCH_ONLY
-to a comma-separated subset (quality, latency, retrieval, scale) to run fewer.
+to a comma-separated subset (ceiling, latency, burst, quality, quality_engine, speed,
+retrieval, scale) to run fewer. `bench/speed.py` and `bench/quality_engine.py` are run when
+they exist and offer `run()` (sync or async, returning a Section or (Section, data)).
+The 1M-message ceiling takes an hour or more: `LT_CEILING_SIZES=10000,100000` shortens it.
 """
 
 from __future__ import annotations
 
 import asyncio
+import importlib
+import importlib.util
+import inspect
 import os
 import re
+import sys
+import time
+import traceback
+from collections.abc import Awaitable, Callable
 from pathlib import Path
 from typing import Any
 
@@ -17,8 +27,9 @@ import matplotlib
 matplotlib.use("Agg")
 import matplotlib.pyplot as plt
 
-from bench import latency, quality, retrieval, scale
-from bench.common import Section, machine
+from bench import burst, ceiling, latency, quality, retrieval, scale
+from bench.common import Section, code_state, machine
+from bench.history import RunHistory
 
 HERE = Path(__file__).parent
 RESULTS = HERE / "RESULTS.md"
@@ -75,27 +86,106 @@ def _plot_scale(data: dict[str, Any]) -> str:
     return _save(fig, "scale.png")
 
 
+def _plot_ceiling(data: dict[str, Any]) -> str:
+    hist: list[RunHistory] = data["runs"]
+    points = [(r.continued_at, r.continued_input) for r in hist
+              if r.continued_at is not None and r.continued_input is not None]
+    fig, (left, right) = plt.subplots(1, 2, figsize=(10, 3.5))
+    left.plot([p[0] for p in points], [p[1] / 1024 for p in points], "o", markersize=3)
+    left.axhline(64, color="red", linestyle="--", linewidth=1, label="64 KB limit")
+    left.set_xlabel("messages in the session at continue-as-new")
+    left.set_ylabel("continue-as-new input, KB")
+    left.set_ylim(0, 70)
+    left.legend()
+    cps = data["checkpoints"]
+    right.plot([c.messages for c in cps], [c.messages / c.append_seconds for c in cps], "o-")
+    right.set_xscale("log")
+    right.set_xlabel("messages appended")
+    right.set_ylabel("messages/s in append_many")
+    return _save(fig, "ceiling.png")
+
+
+async def _optional(name: str) -> Section | None:
+    """bench/<name>.py, owned by others: run its `run()` if the module and function exist."""
+    if importlib.util.find_spec(f"bench.{name}") is None:
+        return None
+    module = importlib.import_module(f"bench.{name}")
+    runner = getattr(module, "run", None)
+    if runner is None:
+        print(f"bench/{name}.py has no run(); skipped", file=sys.stderr)
+        return None
+    result = runner()
+    if inspect.isawaitable(result):
+        result = await result
+    section = result[0] if isinstance(result, tuple) else result
+    return section if isinstance(section, Section) else None
+
+
+async def _ceiling() -> Section:
+    section, data = await ceiling.run()
+    return Section(section.title, section.markdown, (_plot_ceiling(data),))
+
+
+async def _latency() -> Section:
+    section, data = await latency.run()
+    return Section(section.title, section.markdown, (_plot_latency(data),))
+
+
+async def _burst() -> Section:
+    return (await burst.run())[0]
+
+
+async def _quality() -> Section:
+    section, data = await quality.run()
+    return Section(section.title, section.markdown, (_plot_quality(data),))
+
+
+async def _scale() -> Section:
+    section, data = await scale.run()
+    return Section(section.title, section.markdown, (_plot_scale(data),))
+
+
+async def _speed() -> Section | None:
+    return await _optional("speed")
+
+
+async def _quality_engine() -> Section | None:
+    return await _optional("quality_engine")
+
+
+RUNNERS: dict[str, Callable[[], Awaitable[Section | None]]] = {
+    "ceiling": _ceiling, "latency": _latency, "burst": _burst, "speed": _speed,
+    "quality_engine": _quality_engine, "quality": _quality, "retrieval": retrieval.run,
+    "scale": _scale,
+}
+
+
 async def main() -> None:
-    only = set(filter(None, os.environ.get("LT_BENCH_ONLY", "").split(",")))
+    only = [n for n in os.environ.get("LT_BENCH_ONLY", "").split(",") if n]
+    unknown = set(only) - set(RUNNERS)
+    if unknown:
+        raise SystemExit(f"LT_BENCH_ONLY: unknown sections {sorted(unknown)}; "
+                         f"known: {', '.join(RUNNERS)}")
     PLOTS.mkdir(exist_ok=True)
     sections: list[Section] = []
+    durations: list[str] = []
+    for name in only or list(RUNNERS):
+        t0 = time.perf_counter()
+        print(f"[bench] {name} starting", file=sys.stderr, flush=True)
+        try:
+            section = await RUNNERS[name]()
+        except Exception as exc:  # one broken section must not lose the others' results
+            traceback.print_exc()
+            section = Section(f"{name}: failed", f"The section raised `{type(exc).__name__}: "
+                              f"{str(exc)[:500]}`; see the run's log.\n")
+        if section is not None:
+            print(f"### {section.title}\n\n{section.markdown}", file=sys.stderr, flush=True)
+            sections.append(section)
+            durations.append(f"{name} {(time.perf_counter() - t0) / 60:.1f} min")
+            print(f"[bench] {durations[-1]}", file=sys.stderr, flush=True)
 
-    def wanted(name: str) -> bool:
-        return not only or name in only
-
-    if wanted("quality"):
-        section, data = await quality.run()
-        sections.append(Section(section.title, section.markdown, (_plot_quality(data),)))
-    if wanted("latency"):
-        section, data = await latency.run()
-        sections.append(Section(section.title, section.markdown, (_plot_latency(data),)))
-    if wanted("retrieval"):
-        sections.append(await retrieval.run())
-    if wanted("scale"):
-        section, data = await scale.run()
-        sections.append(Section(section.title, section.markdown, (_plot_scale(data),)))
-
-    run = [f"## Run of {machine()}\n"]
+    run = [f"## Run of {machine()}\n", f"Code: {code_state()}. Sections took: "
+           f"{', '.join(durations)}.\n"]
     for s in sections:
         run.append(f"### {s.title}\n\n{s.markdown}")
         run.extend(f"![{p}](plots/{p})\n" for p in s.plots)

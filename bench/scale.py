@@ -55,9 +55,11 @@ async def run(queries: int = 100) -> tuple[Section, dict[str, object]]:
                 picks = rng.integers(0, len(texts), PER_SESSION)
                 vecs = base[picks] + rng.normal(0, 0.04, size=(PER_SESSION, base.shape[1]))
                 vecs /= np.linalg.norm(vecs, axis=1, keepdims=True)
-                msgs = [(i, Message(id=f"m{i}", role="user", content=texts[p]))
-                        for i, p in enumerate(picks)]
-                await store.archive("scale", f"s{s}", msgs, vecs.tolist())
+                msgs = [Message(id=f"m{i}", role="user", content=texts[p])
+                        for i, p in enumerate(picks.tolist())]
+                await store.append_messages("scale", f"s{s}", msgs)
+                await store.set_embeddings("scale", f"s{s}", [
+                    (m.id, v) for m, v in zip(msgs, vecs.tolist(), strict=True)])
             fill = time.perf_counter() - t0
             filled = size
             sessions = size // PER_SESSION

@@ -1,0 +1,59 @@
+"""What Temporal recorded for a workflow: each run's history size, status and the input it
+handed to continue-as-new (read from the `WorkflowExecutionContinuedAsNew` event, as
+tests/workflows/test_history_safety.py::continue_as_new_inputs does)."""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+
+from temporalio.api.enums.v1 import EventType
+from temporalio.client import Client, WorkflowExecutionStatus
+
+__all__ = ["EVENT_LIMIT", "HISTORY_BYTES_LIMIT", "PAYLOAD_LIMIT", "RunHistory", "runs"]
+
+EVENT_LIMIT = 51_200  # Temporal terminates a run past these (defaults of the server)
+HISTORY_BYTES_LIMIT = 50 * 1024 * 1024
+PAYLOAD_LIMIT = 2 * 1024 * 1024
+
+
+@dataclass
+class RunHistory:
+    run_id: str
+    status: str
+    events: int
+    bytes: int
+    continued_input: int | None  # bytes handed to continue-as-new, when the run did
+    continued_at: int | None  # the next_seq (messages stored) recorded in that input
+    task_failures: int  # workflow task failures (a stuck run fails its task on every retry)
+    updates: int
+    start: float  # the run's start time, to order runs
+
+
+async def runs(client: Client, workflow_id: str) -> list[RunHistory]:
+    """Every run of `workflow_id`, oldest first."""
+    out = []
+    async for execution in client.list_workflows(f'WorkflowId = "{workflow_id}"'):
+        handle = client.get_workflow_handle(workflow_id, run_id=execution.run_id)
+        events = size = failures = updates = 0
+        continued: int | None = None
+        at: int | None = None
+        async for event in handle.fetch_history_events():
+            events += 1
+            size += event.ByteSize()
+            if event.event_type == EventType.EVENT_TYPE_WORKFLOW_TASK_FAILED:
+                failures += 1
+            elif event.event_type == EventType.EVENT_TYPE_WORKFLOW_EXECUTION_UPDATE_ACCEPTED:
+                updates += 1
+            elif event.HasField("workflow_execution_continued_as_new_event_attributes"):
+                payloads = event.workflow_execution_continued_as_new_event_attributes.input.payloads
+                continued = sum(p.ByteSize() for p in payloads)
+                try:
+                    state = json.loads(payloads[0].data).get("state") or {}
+                    at = int(state["next_seq"])
+                except (ValueError, TypeError, IndexError, KeyError):
+                    at = None
+        status = execution.status or WorkflowExecutionStatus.RUNNING
+        out.append(RunHistory(execution.run_id, status.name, events, size, continued, at,
+                              failures, updates, execution.start_time.timestamp()))
+    return sorted(out, key=lambda r: r.start)
