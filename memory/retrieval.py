@@ -20,7 +20,7 @@ Signals, each measured on LoCoMo with `python -m bench.quality_engine --ablation
 from __future__ import annotations
 
 import re
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from functools import lru_cache
 
@@ -34,6 +34,7 @@ __all__ = [
     "OTHER_SPEAKER_WEIGHT",
     "RerankPolicy",
     "candidate_count",
+    "content_query",
     "has_content",
     "named_speakers",
     "ranked",
@@ -73,7 +74,8 @@ def has_content(query: str | None) -> bool:
 @lru_cache(maxsize=4096)
 def _name_pattern(name: str) -> re.Pattern[str]:
     parts = {name.strip(), name.strip().split()[0]} if name.strip() else set()
-    alternatives = "|".join(sorted((re.escape(p) for p in parts if len(p) > 1), key=len))
+    alternatives = "|".join(sorted((re.escape(p) for p in parts if len(p) > 1),
+                                   key=lambda p: (-len(p), p)))  # "Mel Smith" before "Mel"
     return re.compile(rf"(?<!\w)(?:{alternatives})(?!\w)", re.IGNORECASE) if alternatives \
         else re.compile(r"(?!x)x")
 
@@ -81,6 +83,21 @@ def _name_pattern(name: str) -> re.Pattern[str]:
 def named_speakers(query: str, speakers: Sequence[str]) -> set[str]:
     """The participants (by `Message.name`) the query mentions by full or first name."""
     return {s for s in speakers if _name_pattern(s).search(query)}
+
+
+def content_query(query: str, participants: Iterable[str]) -> str:
+    """The text to search the archive with: the query without the participants' names.
+
+    A name in a question ("What did Caroline paint?") says who spoke, which `rerank` weighs
+    from each candidate's speaker; left in the search text, it makes both retrieval legs favour
+    turns that mention the name, mostly greetings to that person by someone else. Measured on
+    LoCoMo (bench/quality_engine.py, "names out of the search text"). A query that is nothing
+    but names is searched as it is."""
+    stripped = query
+    for name in sorted(set(participants), key=len, reverse=True):
+        stripped = _name_pattern(name).sub(" ", stripped)
+    stripped = re.sub(r"\s+", " ", re.sub(r"(?<!\w)['’]s\b", " ", stripped)).strip()
+    return stripped if has_content(stripped) else query
 
 
 def _speaker(candidate: ScoredMessage) -> str:

@@ -13,6 +13,7 @@ from memory.models import Message, ScoredMessage
 from memory.retrieval import (
     RerankPolicy,
     candidate_count,
+    content_query,
     has_content,
     named_speakers,
     rerank,
@@ -121,3 +122,14 @@ def test_candidate_count_and_has_content() -> None:
     assert candidate_count(100_000) == 500
     assert has_content("When did Caroline go camping?")
     assert not has_content("") and not has_content(None) and not has_content("ok")
+
+
+def test_content_query_takes_the_participants_names_out_of_the_search_text() -> None:
+    people = ["Caroline", "Melanie Smith", "Jon"]
+    assert content_query("What did Caroline research?", people) == "What did research?"
+    assert content_query("What is Caroline's identity?", people) == "What is identity?"
+    assert content_query("What did Caroline’s mom say?", people) == "What did mom say?"
+    assert content_query("When did Melanie Smith paint?", people) == "When did paint?"
+    assert content_query("Did melanie meet Jonathan?", people) == "Did meet Jonathan?"
+    assert content_query("Caroline?", people) == "Caroline?"  # nothing else: as asked
+    assert content_query("What did Caroline paint?", []) == "What did Caroline paint?"
