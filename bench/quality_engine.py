@@ -83,7 +83,8 @@ ABLATION = (
     Variant("+ store neighbours ±1 at half score", neighbours=1),
     Variant("- dates on lines (one header per date)", policy=AssemblyPolicy(dated_lines=False)),
     Variant("- adaptive shares (fixed 10/65/25)", shares=QUERY_SHARES),
-    Variant("- recent floor (newest turn only)", policy=AssemblyPolicy(recent_floor=0.0)),
+    Variant("- recent floor (the newest turn, not the newest exchange)",
+            policy=AssemblyPolicy(recent_floor=0.0)),
     Variant("- deeper search (k=40)", k=40),
 )
 AGENT_LOOP = (Variant("agent loop: previous turn as query", query="previous"),

@@ -6,9 +6,10 @@ conversation. A tool call and its results are one unit: both are shown or neithe
 
 With `shares=None` (the default) the budget goes where the evidence is. With a query that
 retrieval answered, the candidates are reranked (`memory.retrieval.rerank`) and get everything
-except a floor for the newest exchange and a cap for the summaries (the top summary level is
-built to fit a tenth of a budget); whatever retrieval does not fill flows back to the recent
-conversation, then to older summaries. With no query, summaries and recent split the budget.
+except a floor for the newest exchange (from the last user message on, at most a tenth of the
+budget) and a cap for the summaries (the top summary level is built to fit a tenth of a
+budget); whatever retrieval does not fill flows back to the recent conversation, then to older
+summaries. With no query, summaries and recent split the budget.
 Fixed `Shares` still work, and `version=1` rebuilds windows served before this scheme exactly.
 """
 
@@ -57,7 +58,7 @@ class AssemblyPolicy:
     rerank: RerankPolicy | None = DEFAULT_RERANK  # None: candidates in fused-score order
     dated_lines: bool = True  # the date on every retrieved line, not in group headers
     summary_cap: float = 0.10  # of the budget, while retrieval is answering a query
-    recent_floor: float = 0.10  # the newest exchange, while retrieval is answering a query
+    recent_floor: float = 0.10  # cap on the newest exchange kept while retrieval answers
 
 
 DEFAULT_SHARES = Shares()
@@ -199,8 +200,10 @@ def assemble_context(
         alloc = _allocate(needs, {"summary": fixed.summary, "retrieved": fixed.retrieved,
                                   "recent": fixed.recent}, remaining)
     else:  # adaptive, answering a query: retrieval takes all but a floor and a cap
+        starts = [i for i, unit in enumerate(units) if unit[0].role == "user"]
+        exchange = sum(unit_cost[starts[-1] if starts else max(len(units) - 1, 0):])
         alloc = {"summary": min(needs["summary"], int(remaining * policy.summary_cap)),
-                 "recent": min(needs["recent"], int(remaining * policy.recent_floor))}
+                 "recent": min(exchange, int(remaining * policy.recent_floor))}
         alloc["retrieved"] = remaining - alloc["summary"] - alloc["recent"]
 
     # Recent: a contiguous run of whole units, newest first; the newest unit is kept whenever it
