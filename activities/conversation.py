@@ -199,7 +199,8 @@ class ConversationActivities:
         summary: Summary | None = None
         strategy, model, version, fallback = "archive-only", None, None, None
         if plan.summarize:
-            covered = [m for m in loaded.state.messages if m.id in set(plan.covered_ids)]
+            covered_set = set(plan.covered_ids)
+            covered = [m for m in loaded.state.messages if m.id in covered_set]
             large = [m.id for m in covered if "body_ref" in m.metadata]
             if large:  # the summarizer reads large bodies in full, from the archive
                 full = {m.id: m for m in await self.store.get_messages(

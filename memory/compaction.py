@@ -152,11 +152,14 @@ def plan_compaction(
         if catch_up:  # far over the target (a burst of appends): one record takes the excess,
             chunk = max(chunk, tokens - decision.target_tokens)  # not dozens of round trips
         taken: list[str] = []
+        taken_tokens = 0
         for m in older:
-            if taken and sum(counts[i] for i in taken) >= chunk:
+            if taken and taken_tokens >= chunk:
                 break
             taken.append(m.id)
-        whole = {m.id for unit in movable for m in unit if any(x.id in taken for x in unit)}
+            taken_tokens += counts[m.id]
+        taken_set = set(taken)
+        whole = {m.id for unit in movable for m in unit if any(x.id in taken_set for x in unit)}
         covered_ids = tuple(m.id for m in older if m.id in whole)
         summarize = True
     covered_tokens = sum(counts[i] for i in covered_ids)
