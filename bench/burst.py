@@ -23,7 +23,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from bench.common import Section
-from bench.harness import bench_stack, load, log
+from bench.harness import bench_stack, embedder_name, load, log
 from longthread.client import Conversation
 from longthread.locomo import load_samples
 from memory.policy import CompactionPolicy
@@ -88,6 +88,7 @@ async def run() -> tuple[Section, dict[str, Any]]:
     policy = CompactionPolicy()
     data: dict[str, Any] = {"load_start": load()}
     async with bench_stack(policy) as bench:
+        data["embedder"] = embedder_name(bench.embedder)
         sample = await bench.lt.conversation("sustained", tenant=TENANT)
         data["sustained_per_s"] = await _sustained_rate(sample, texts)
         log("burst", f"sustained rate {data['sustained_per_s']:.0f}/s; bursting")
@@ -143,7 +144,8 @@ def _report(d: dict[str, Any], policy: CompactionPolicy) -> Section:
         f"{TOTAL:,} messages from one client in sequential batches of {BATCH}, to a fresh session "
         f"(policy context window {policy.context_window:,}); {len(w.served)} context() calls "
         f"during the burst and until settled (budgets {', '.join(map(str, BUDGETS))}), "
-        f"p50 {p50:.0f} ms. Bench took {d['seconds'] / 60:.1f} min; load average "
+        f"p50 {p50:.0f} ms. Embedder in the worker and the client: {d['embedder']}. "
+        f"Bench took {d['seconds'] / 60:.1f} min; load average "
         f"{d['load_start']} at the start, {d['load_appended']} after the appends, "
         f"{d['load_end']} at the end.\n",
         f"- Appends: {d['appended_s']:.1f} s = **{client_rate:.0f} messages/s** from the client. "

@@ -20,7 +20,9 @@ continue-as-new also happens near small checkpoints; unset, the server's default
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import hashlib
+import json
 import os
 import time
 import uuid
@@ -29,7 +31,16 @@ from dataclasses import dataclass, field
 from typing import Any, TypeVar
 
 from bench.common import Section, percentiles
-from bench.harness import Bench, NoopWorkflow, bench_stack, load, log, noop_workflow, timed
+from bench.harness import (
+    Bench,
+    NoopWorkflow,
+    bench_stack,
+    embedder_name,
+    load,
+    log,
+    noop_workflow,
+    timed,
+)
 from bench.history import EVENT_LIMIT, HISTORY_BYTES_LIMIT, RunHistory, runs
 from longthread.client import Conversation
 from longthread.locomo import load_samples
@@ -152,6 +163,7 @@ async def run(targets: list[int] | None = None) -> tuple[Section, dict[str, Any]
         async with noop_workflow(bench) as noop:
             base = [await timed(lambda: noop.execute_update(NoopWorkflow.noop))
                     for _ in range(50)]
+        out.extra["embedder"] = embedder_name(bench.embedder)
         session = f"million-{uuid.uuid4()}"
         conv = await bench.lt.conversation(session, tenant=TENANT)
         append_s = paused = 0.0
@@ -198,6 +210,7 @@ async def run(targets: list[int] | None = None) -> tuple[Section, dict[str, Any]
                     max_run_events=max(r.events for r in history),
                     max_run_bytes=max(r.bytes for r in history), load=load()))
                 segment = []
+                _dump(out.checkpoints[-1])
                 paused += time.perf_counter() - t_pause
             if time.perf_counter() - t_first > DEADLINE:
                 out.failures.append(f"stopped at {done:,} messages: the run passed its "
@@ -237,6 +250,15 @@ async def run(targets: list[int] | None = None) -> tuple[Section, dict[str, Any]
     out.extra["embed_seconds"] = embed_seconds
     return _report(out, policy), {"checkpoints": out.checkpoints, "failures": out.failures,
                                   **out.extra}
+
+
+def _dump(cp: Checkpoint) -> None:
+    """Each checkpoint as one JSON line in LT_CEILING_DUMP (when set), so a run that dies or is
+    stopped later still leaves what it measured."""
+    path = os.environ.get("LT_CEILING_DUMP")
+    if path:
+        with open(path, "a") as f:
+            f.write(json.dumps(dataclasses.asdict(cp)) + "\n")
 
 
 async def _stats(conv: Conversation) -> ConversationStats:
@@ -327,7 +349,8 @@ def _report(out: Outcome, policy: CompactionPolicy) -> Section:
     md = [
         f"One session, {target:,} messages to append through the client in batches of "
         f"{BATCH} with 36-character UUID ids (LoCoMo turns as contents); policy context window "
-        f"{policy.context_window:,} tokens; local MiniLM embedder in the worker; continue-as-new "
+        f"{policy.context_window:,} tokens; embedder in the worker and the client: "
+        f"{x.get('embedder', '?')}; continue-as-new "
         f"suggested by the server at {suggest}. No-op update in the same run: p50 "
         f"{noop['p50']:.1f} ms, p95 {noop['p95']:.1f} ms. Whole bench: "
         f"{x['total_seconds'] / 60:.1f} min.\n",

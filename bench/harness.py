@@ -25,7 +25,7 @@ from temporalio.contrib.pydantic import pydantic_data_converter
 from temporalio.worker import Worker
 
 from activities.conversation import ConversationActivities
-from activities.providers.embedders import Embedder, LocalEmbedder
+from activities.providers.embedders import Embedder, local_embedder
 from longthread.client import Longthread
 from longthread.settings import Settings
 from memory.policy import CompactionPolicy
@@ -35,8 +35,8 @@ from memory.store.store import Store
 from worker.main import build_worker
 from worker.stack import EmbeddedPostgres, TemporalDevServer, free_port
 
-__all__ = ["Bench", "NoopWorkflow", "bench_stack", "default_embedder", "load", "log",
-           "noop_workflow", "timed", "warm"]
+__all__ = ["Bench", "NoopWorkflow", "bench_stack", "default_embedder", "embedder_name", "load",
+           "log", "noop_workflow", "timed", "warm"]
 
 
 @workflow.defn(sandboxed=False)
@@ -71,9 +71,18 @@ class Bench:
 
 
 def default_embedder() -> Embedder:
-    """What the product uses today on both sides (worker/wiring.py and
-    activities/providers/choose.py both return the torch MiniLM for `embedder=local`)."""
-    return LocalEmbedder()
+    """What the product picks for `embedder=local` on both sides (worker/wiring.py and the
+    client go through activities/providers/choose.py): the ONNX int8 MiniLM when its wheels
+    import, else the torch MiniLM. Benches use the same pick so they measure what users get."""
+    return local_embedder()
+
+
+def embedder_name(embedder: object) -> str:
+    """How a section names the embedder it ran with."""
+    names = {"OnnxMiniLMEmbedder": "ONNX int8 MiniLM (`OnnxMiniLMEmbedder`, onnxruntime)",
+             "LocalEmbedder": "torch MiniLM (`LocalEmbedder`, sentence-transformers)"}
+    kind = type(embedder).__name__
+    return names.get(kind, f"`{kind}`")
 
 
 async def warm(embedder: Embedder) -> None:

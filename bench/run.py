@@ -160,6 +160,20 @@ RUNNERS: dict[str, Callable[[], Awaitable[Section | None]]] = {
 }
 
 
+def _keep(name: str, section: Section, seconds: float) -> None:
+    """With LT_BENCH_SECTIONS=DIR, also write each section to DIR/<name>.md as it finishes,
+    with the code and machine it ran on, so sections run separately can be merged later and a
+    long run that dies leaves what it finished."""
+    folder = os.environ.get("LT_BENCH_SECTIONS")
+    if not folder:
+        return
+    Path(folder).mkdir(parents=True, exist_ok=True)
+    plots = "".join(f"![{p}](plots/{p})\n" for p in section.plots)
+    (Path(folder) / f"{name}.md").write_text(
+        f"### {section.title}\n\n_Measured at {code_state()}, on {machine()}; took "
+        f"{seconds / 60:.1f} min._\n\n{section.markdown}{plots}")
+
+
 async def main() -> None:
     only = [n for n in os.environ.get("LT_BENCH_ONLY", "").split(",") if n]
     unknown = set(only) - set(RUNNERS)
@@ -180,6 +194,7 @@ async def main() -> None:
                               f"{str(exc)[:500]}`; see the run's log.\n")
         if section is not None:
             print(f"### {section.title}\n\n{section.markdown}", file=sys.stderr, flush=True)
+            _keep(name, section, time.perf_counter() - t0)
             sections.append(section)
             durations.append(f"{name} {(time.perf_counter() - t0) / 60:.1f} min")
             print(f"[bench] {durations[-1]}", file=sys.stderr, flush=True)
