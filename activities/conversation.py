@@ -50,6 +50,7 @@ from memory.models import (
 from memory.store.sessions import LoadedWindow
 from memory.store.store import Store
 from memory.summarizer import SummaryResult
+from memory.text import indexed_text
 from memory.window import by_reference, compose_removal
 
 __all__ = ["ConversationActivities", "heartbeating"]
@@ -119,11 +120,22 @@ class ConversationActivities:
         todo = await self.store.unembedded(input.tenant, input.session, input.start, input.stop)
         for at in range(0, len(todo), EMBED_BATCH):
             batch = todo[at : at + EMBED_BATCH]
-            vectors = await heartbeating(self.embedder.embed([text for _, text in batch]))
+            days = await self._sent_at(input, [ident for ident, _ in batch])
+            vectors = await heartbeating(self.embedder.embed(
+                [indexed_text(text, days.get(ident)) for ident, text in batch]))
             await self.store.set_embeddings(input.tenant, input.session, [
                 (ident, vector) for (ident, _), vector in zip(batch, vectors, strict=True)])
             activity.heartbeat(at + len(batch))
         return EmbedResult(embedded=len(todo))
+
+    async def _sent_at(self, ref: SessionRef, ids: list[str]) -> dict[str, datetime | None]:
+        """When each message was sent: its embedded text carries the day, as its lexical index
+        does (migration 9), through the one helper `memory.text.indexed_text`."""
+        async with self.store.scoped(ref.tenant) as conn:
+            cur = await conn.execute(
+                "SELECT id, created_at FROM messages WHERE tenant = %s AND session = %s"
+                " AND id = ANY(%s)", (ref.tenant, ref.session, ids))
+            return {row["id"]: row["created_at"] for row in await cur.fetchall()}
 
     # -- compaction ------------------------------------------------------------------------
     async def _event(self, ref: SessionRef, event: CompactionEvent) -> None:

@@ -28,6 +28,7 @@ import numpy as np
 from memory.lexical import bm25_scores, stem_terms
 from memory.models import Message, ScoredMessage
 from memory.retrieval import content_query
+from memory.text import indexed_text as dated
 from memory.tokens import default_counter
 
 BUDGETS = (1000, 2000, 4000)
@@ -163,9 +164,7 @@ def indexed_text(message: Message, date: bool = False, speaker: bool = False) ->
     text = message.content
     if speaker and message.name:
         text = f"{message.name}: {text}"
-    if date and message.created_at:
-        text = f"{text} ({message.created_at:%-d %B %Y})"
-    return text
+    return dated(text, message.created_at) if date else text
 
 
 def load(date: bool = False, speaker: bool = False) -> list[Conversation]:

@@ -10,8 +10,9 @@ import math
 import re
 from collections import Counter
 from collections.abc import Sequence
+from datetime import UTC, datetime
 
-__all__ = ["cosine", "sentences", "terms", "tfidf_vectors"]
+__all__ = ["cosine", "day_text", "indexed_text", "sentences", "terms", "tfidf_vectors"]
 
 _SENTENCE_END = re.compile(r"(?<=[.!?])\s+|\n+")
 _WORD = re.compile(r"[a-z0-9][a-z0-9'_-]*")
@@ -27,6 +28,28 @@ STOPWORDS = frozenset(
 )
 
 SparseVector = dict[str, float]
+
+_MONTHS = ("January", "February", "March", "April", "May", "June", "July", "August",
+           "September", "October", "November", "December")
+
+
+def day_text(created_at: datetime | None) -> str | None:
+    """The day a message was sent, as the archive indexes it: "8 May 2023" (UTC; naive times
+    are taken as UTC). It is Postgres's `to_char(created_at AT TIME ZONE 'UTC',
+    'FMDD FMMonth YYYY')` in migration 9, so the lexical index, the embedded text and the
+    benchmarks all see the same words; English month names whatever the locale."""
+    if created_at is None:
+        return None
+    at = created_at.astimezone(UTC) if created_at.tzinfo else created_at
+    return f"{at.day} {_MONTHS[at.month - 1]} {at.year:04d}"
+
+
+def indexed_text(content: str, created_at: datetime | None) -> str:
+    """The text a message is searched by (its embedding, and in the store its lexemes):
+    the content, then its day in parentheses. Questions about time ("what did Melanie do in
+    May 2023?") then meet the turns of that day in both retrieval legs."""
+    day = day_text(created_at)
+    return f"{content} ({day})" if day else content
 
 
 def sentences(text: str) -> list[str]:
