@@ -35,13 +35,18 @@ from bench.quality_store import (
     Question,
     baselines,
     load,
+    load_samples,
     recent_window,
     score,
     store_search,
 )
 from memory.assembly import DEFAULT_POLICY, QUERY_SHARES, AssemblyPolicy, Shares, assemble_context
-from memory.models import Message, ScoredMessage
+from memory.compaction import WindowState, compose_record, plan_compaction, window_tokens
+from memory.models import CompactionRecord, Message, ScoredMessage, Summary
+from memory.policy import CompactionPolicy
 from memory.retrieval import RerankPolicy, candidate_count
+from memory.summarizer import ExtractiveSummarizer
+from memory.tokens import default_counter
 
 BASELINES = ("hybrid RRF", "BM25", "FIFO")
 
@@ -203,6 +208,98 @@ def report(results: Results, names: Sequence[str], ablation: Sequence[str],
                        + f" | {_mean(rows) - _mean(full):+.3f} | {worse}/{len(convs)} | "
                        f"{_tokens(rows)} |")
     return "\n".join(out) + "\n", data
+
+
+# -- ledger level counts: the one-message-per-append loop through the real compaction code --
+MAX_AUTO_ROUNDS = 32  # workflows/conversation.py
+
+
+@dataclass
+class LevelRun:
+    batch: int
+    messages: int
+    levels: dict[str, int]
+    summaries: int
+    merged: int
+    state: WindowState
+    seconds: float
+
+
+def replay_appends(messages: Sequence[Message], batch: int,
+                   policy: CompactionPolicy | None = None) -> LevelRun:
+    """Append `messages` `batch` at a time and, after each append, compact as the workflow
+    does (`ConversationWorkflow._auto_compact` → `compact_session`): while the policy asks and
+    each round helps, `plan_compaction(catch_up=True)`, the extractive summarizer the worker
+    uses offline, then `compose_record` (which applies the record with `apply_record`)."""
+    policy = policy or CompactionPolicy()
+    summarizer = ExtractiveSummarizer()
+    state = WindowState()
+    ledger: list[CompactionRecord] = []
+    started = time.perf_counter()
+    for at in range(0, len(messages), batch):
+        state = WindowState(summaries=state.summaries,
+                            messages=(*state.messages, *messages[at: at + batch]))
+        for _ in range(MAX_AUTO_ROUNDS):
+            if not policy.should_compact(window_tokens(state)):
+                break
+            plan = plan_compaction(state, policy, catch_up=True)
+            if plan is None:
+                break
+            seq = len(ledger)
+            summary = None
+            if plan.summarize:
+                covered = set(plan.covered_ids)
+                result = summarizer.summarize([m for m in state.messages if m.id in covered],
+                                              plan.summary_max_tokens)
+                summary = Summary(id=f"s{seq + 1}", level=1, content=result.text,
+                                  covers=plan.covered_ids, quoted_ids=result.quoted_ids,
+                                  strategy=result.strategy)
+            new, record = compose_record(state, plan, record_id=f"c{seq + 1}", seq=seq,
+                                         summary=summary,
+                                         strategy=summary.strategy if summary else "archive-only")
+            ledger.append(record)
+            if record.tokens_after >= record.tokens_before:
+                break
+            state = new
+    counts = {lvl: sum(r.level == lvl for r in ledger)
+              for lvl in ("light", "medium", "heavy", "emergency")}
+    return LevelRun(batch, len(messages), counts, sum(r.summary is not None for r in ledger),
+                    sum(r.merged_summary is not None for r in ledger), state,
+                    time.perf_counter() - started)
+
+
+def locomo_stream() -> list[Message]:
+    """The five LoCoMo conversations one after another, as one long session."""
+    return [Message.model_validate({**m, "id": f"{s.sample_id}:{m['id']}"})
+            for s in load_samples() for m in s.messages]
+
+
+def level_counts(batches: Sequence[int] = (1, 10, 100)) -> str:
+    messages = locomo_stream()
+    runs = [replay_appends(messages, b) for b in batches]
+    out = [f"{len(messages):,} LoCoMo turns (the five conversations in a row) appended to one "
+           "session, policy defaults (context window 8,000; 70/85/95%), compacting after each "
+           "append as the workflow does, through `plan_compaction`, the extractive summarizer "
+           "and `compose_record`/`apply_record` (in-process; the activity runs the same "
+           "calls). merged = records that also folded a level's oldest summaries into one a "
+           "level up.\n",
+           "| batch | records | light | medium | heavy | emergency | summaries | merged | "
+           "summary levels at the end | top summary tokens |",
+           "|---|---|---|---|---|---|---|---|---|---|"]
+    counter = default_counter()
+    for r in runs:
+        levels = sorted({s.level for s in r.state.summaries})
+        top = max(r.state.summaries, key=lambda s: (s.level, -r.state.summaries.index(s)),
+                  default=None)
+        top_tokens = counter.count_message("system", top.content) if top else 0
+        out.append(f"| {r.batch} | {sum(r.levels.values())} | "
+                   + " | ".join(str(r.levels[k]) for k in ("light", "medium", "heavy",
+                                                           "emergency"))
+                   + f" | **{r.summaries}** | {r.merged} | "
+                   + (", ".join(f"L{lvl}×{sum(s.level == lvl for s in r.state.summaries)}"
+                                for lvl in levels) or "none")
+                   + f" | {top_tokens} |")
+    return "\n".join(out) + "\n"
 
 
 def evaluate_all(ablation: bool = True, store: bool = True) -> tuple[Section, dict[str, Any]]:

@@ -20,6 +20,7 @@ from dataclasses import dataclass
 from typing import TypeVar
 
 from memory.errors import BudgetTooSmallError, InvalidInputError
+from memory.hierarchy import merge_summaries
 from memory.models import (
     ContextMessage,
     ContextWindow,
@@ -36,7 +37,10 @@ from memory.tokens import TokenCounter, default_counter
 __all__ = ["ASSEMBLY_VERSION", "DEFAULT_POLICY", "DEFAULT_SHARES", "QUERY_SHARES",
            "AssemblyPolicy", "Shares", "assemble_context", "tool_units"]
 
-ASSEMBLY_VERSION = 2  # 1: fixed shares, date-grouped block, fused order (before issue 12)
+ASSEMBLY_VERSION = 3  # 1: fixed shares, date-grouped block, fused order (before issue 12);
+# 2: adaptive shares, reranked, dated lines; 3: summaries that do not all fit their share are
+# condensed into one that does, so every window of 500 tokens or more carries the hierarchy
+CONDENSE_MIN_BUDGET = 500  # below this a window is the newest exchange and what answers it
 
 
 @dataclass(frozen=True)
@@ -98,6 +102,45 @@ def _summary_message(summary: Summary, counter: TokenCounter) -> ContextMessage:
         role="system", content=content, source_ids=summary.quoted_ids, section="summary",
         tokens=counter.count_message("system", content),
     )
+
+
+CONDENSED_HEADER = "Earlier conversation ({n} messages, {span}), condensed. Quoted data:"
+_condensed_cache: dict[tuple[tuple[tuple[str, str], ...], int, str], ContextMessage | None] = {}
+
+
+def condense(summaries: Sequence[Summary], budget: int,
+             counter: TokenCounter) -> ContextMessage | None:
+    """Every summary as one system message of at most `budget` tokens: their lines re-extracted
+    together (`memory.hierarchy.merge_summaries`, the sentences most central to all of them),
+    so the coarsest view of the whole older conversation fits any budget's summary share.
+    None when not even one line fits. Pure; cached by (summary ids, budget, counter)."""
+    key = (tuple((s.id, s.content) for s in summaries), budget, counter.name)
+    if key in _condensed_cache:
+        return _condensed_cache[key]
+    covers = [i for s in summaries for i in s.covers]
+    span = f"{covers[0]} … {covers[-1]}" if covers else "none"
+    header = CONDENSED_HEADER.format(n=len(covers), span=span)
+
+    def render(text: str, quoted: tuple[str, ...]) -> ContextMessage:
+        content = f"{header}\n<{FENCE}>\n{escape(text)}\n</{FENCE}>"
+        return ContextMessage(role="system", content=content, source_ids=quoted,
+                              section="summary", tokens=counter.count_message("system", content))
+
+    room = budget - render("", ()).tokens
+    out: ContextMessage | None = None
+    while room > 0:
+        merged = merge_summaries("condensed", summaries, room, counter=counter)
+        if not merged.content:
+            break
+        message = render(merged.content, merged.quoted_ids)
+        if message.tokens <= budget:
+            out = message
+            break
+        room -= message.tokens - budget  # the estimate was low: shrink by the overshoot
+    if len(_condensed_cache) > 256:
+        _condensed_cache.clear()
+    _condensed_cache[key] = out
+    return out
 
 
 def _plain(message: Message, section: Section, counter: TokenCounter) -> ContextMessage:
@@ -169,8 +212,8 @@ def assemble_context(
     Deterministic: the same arguments always give the same window."""
     if max_tokens < 1:
         raise InvalidInputError("max_tokens", "must be at least 1")
-    if version not in (1, 2):
-        raise InvalidInputError("version", "must be 1 or 2")
+    if version not in (1, 2, 3):
+        raise InvalidInputError("version", "must be 1, 2 or 3")
     counter = counter or default_counter()
     system_msgs = [_plain(m, "system", counter) for m in system]
     system_tokens = sum(m.tokens for m in system_msgs)
@@ -216,7 +259,14 @@ def assemble_context(
     summary_budget = min(left, alloc["summary"] + max(alloc["recent"] - used, 0))
     picked = _greedy(list(reversed(range(len(summary_msgs)))), summary_budget,
                      lambda idx: sum(summary_msgs[i].tokens for i in idx))
-    left -= sum(summary_msgs[i].tokens for i in picked)
+    condensed: ContextMessage | None = None
+    if version >= 3 and len(picked) < len(summary_msgs) and max_tokens >= CONDENSE_MIN_BUDGET:
+        # Not every summary fits: one condensed summary of all of them does, so the window
+        # carries the whole older conversation at the coarsest grain instead of its newest part.
+        condensed = condense(summaries, summary_budget, counter)
+        if condensed is not None:
+            picked = []
+    left -= sum(summary_msgs[i].tokens for i in picked) + (condensed.tokens if condensed else 0)
 
     # Retrieved: best first into one fenced block; messages already shown are skipped.
     shown_ids = {m.id for i in taken for m in units[i]}
@@ -234,13 +284,18 @@ def assemble_context(
                        stop=lambda i: any(m.id in quoted for m in units[i]))
         taken += more
         left -= sum(unit_cost[i] for i in more)
-        rest = [i for i in reversed(range(len(summary_msgs))) if i not in picked]
-        extra = _greedy(rest, left, lambda idx: sum(summary_msgs[i].tokens for i in idx))
-        picked += extra
-        left -= sum(summary_msgs[i].tokens for i in extra)
+        if condensed is not None:  # whole after all, if what is left pays for them
+            if needs["summary"] <= left + condensed.tokens:
+                left += condensed.tokens - needs["summary"]
+                condensed, picked = None, list(range(len(summary_msgs)))
+        else:
+            rest = [i for i in reversed(range(len(summary_msgs))) if i not in picked]
+            extra = _greedy(rest, left, lambda idx: sum(summary_msgs[i].tokens for i in idx))
+            picked += extra
+            left -= sum(summary_msgs[i].tokens for i in extra)
 
     recent_out = [m for index in sorted(taken) for m in unit_msgs[index]]
-    summary_out = [summary_msgs[i] for i in sorted(picked)]
+    summary_out = [summary_msgs[i] for i in sorted(picked)] + ([condensed] if condensed else [])
     messages = (*system_msgs, *summary_out, *([block] if block else []), *recent_out)
     tokens = sum(m.tokens for m in messages)
     assert tokens <= max_tokens, "context assembly exceeded its budget"  # invariant 4

@@ -25,7 +25,7 @@ QUERIES = st.one_of(st.none(), st.just("ok"), st.sampled_from(WORDS),
 
 def _build(data: st.DataObject) -> tuple[list[Message], ContextWindow | None, int]:
     """A window over a drawn conversation, with every assembly mode: adaptive or fixed
-    shares, any query (or none), version 1 or 2, each reranker and layout switch."""
+    shares, any query (or none), version 1, 2 or 3, each reranker and layout switch."""
     draw = data.draw
     convo = draw(conversations())
     cut = draw(st.integers(0, len(convo)))
@@ -44,7 +44,7 @@ def _build(data: st.DataObject) -> tuple[list[Message], ContextWindow | None, in
         recent=[m for m in recent if m.role != "system"],
         retrieved=candidates, counter=COUNTER,
         shares=draw(st.sampled_from([None, None, DEFAULT_SHARES, QUERY_SHARES])),
-        query=draw(QUERIES), policy=policy, version=draw(st.sampled_from([1, 2, 2])))
+        query=draw(QUERIES), policy=policy, version=draw(st.sampled_from([1, 2, 3, 3])))
     try:
         window = assemble_context(**kwargs)
         assert assemble_context(**kwargs) == window  # deterministic
