@@ -1,8 +1,10 @@
-"""Deduplication and clustering: over embeddings the caller supplies, or over message text.
+"""Semantic deduplication of retrieved candidates, over their text.
 
-Deterministic by construction: greedy passes in input order, no random initialisation, so the
-same input always gives the same groups (no seed can leak in). `near_duplicates` works on text
-alone, so the reranker can use it on recorded candidates with no embedder at hand.
+`near_duplicates` works on text alone, so the reranker can use it on recorded candidates with
+no embedder at hand, and a replay reproduces it. Deterministic: one pass in input order.
+(Embedding-based dedup and leader clustering lived here too; nothing in the product called
+them, and on LoCoMo near-duplicate removal of any kind changed recall by nothing, so they went:
+bench/quality_engine.py's ablation keeps the text form, which matters for re-sent messages.)
 """
 
 from __future__ import annotations
@@ -13,47 +15,9 @@ from collections.abc import Sequence
 
 from memory.lexical import stem_terms
 
-__all__ = ["cluster", "dedup", "dense_cosine", "near_duplicates"]
+__all__ = ["near_duplicates"]
 
 MIN_TERMS = 3  # a shorter text ("Thanks!", "Yes, it was") means what its context says
-
-
-def dense_cosine(a: Sequence[float], b: Sequence[float]) -> float:
-    dot = sum(x * y for x, y in zip(a, b, strict=True))
-    na = math.sqrt(sum(x * x for x in a))
-    nb = math.sqrt(sum(y * y for y in b))
-    return dot / (na * nb) if na and nb else 0.0
-
-
-def dedup(embeddings: Sequence[Sequence[float]], threshold: float = 0.95) -> dict[int, int]:
-    """Map each near-duplicate's index to the earlier index it repeats (cosine >= threshold)."""
-    kept: list[int] = []
-    duplicates: dict[int, int] = {}
-    for i, vec in enumerate(embeddings):
-        match = next((k for k in kept if dense_cosine(vec, embeddings[k]) >= threshold), None)
-        if match is None:
-            kept.append(i)
-        else:
-            duplicates[i] = match
-    return duplicates
-
-
-def cluster(embeddings: Sequence[Sequence[float]], threshold: float = 0.6) -> list[list[int]]:
-    """Leader clustering: each item joins the most similar existing leader above `threshold`."""
-    leaders: list[int] = []
-    groups: list[list[int]] = []
-    for i, vec in enumerate(embeddings):
-        best, best_sim = -1, threshold
-        for g, leader in enumerate(leaders):
-            sim = dense_cosine(vec, embeddings[leader])
-            if sim >= best_sim and (best == -1 or sim > best_sim):
-                best, best_sim = g, sim
-        if best == -1:
-            leaders.append(i)
-            groups.append([i])
-        else:
-            groups[best].append(i)
-    return groups
 
 
 def near_duplicates(texts: Sequence[str], threshold: float = 0.9,

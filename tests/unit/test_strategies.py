@@ -5,12 +5,10 @@ import math
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from memory.delta import compress_versions, reconstruct
 from memory.extractive import extractive_summary
 from memory.hierarchy import RollingSummary, chunk_messages, merge_summaries, summarize_chunk
 from memory.importance import importance, prioritize
 from memory.models import Message, ToolCall
-from memory.similarity import cluster, dedup
 from memory.tokens import HeuristicCounter
 from tests.unit.strategies import conversations
 
@@ -91,14 +89,6 @@ def test_rolling_summary_accumulates_coverage_within_budget() -> None:
     assert COUNTER.count(rolling.summary.content) <= 30
 
 
-def test_dedup_and_cluster_are_deterministic() -> None:
-    vectors = [[1.0, 0.0], [0.99, 0.01], [0.0, 1.0], [0.01, 1.0], [0.7, 0.7]]
-    assert dedup(vectors, threshold=0.99) == {1: 0, 3: 2}
-    groups = cluster(vectors, threshold=0.9)
-    assert groups == [[0, 1], [2, 3], [4]]
-    assert cluster(vectors, threshold=0.9) == groups
-
-
 def test_importance_prefers_pins_questions_decisions_and_tools() -> None:
     chatter = Message(id="a", role="user", content="nice weather")
     question = Message(id="b", role="user", content="when will it arrive?")
@@ -110,21 +100,3 @@ def test_importance_prefers_pins_questions_decisions_and_tools() -> None:
     assert importance(chatter, 3, 4) > importance(chatter, 0, 4)  # recency
     kept = prioritize([pinned, chatter, question, decision], 2)
     assert [m.id for m in kept] == ["d", "c"]
-
-
-@settings(max_examples=500, deadline=None)
-@given(st.lists(st.text(max_size=200), min_size=1, max_size=8))
-def test_delta_compression_round_trips_exactly(versions: list[str]) -> None:
-    chain = compress_versions(versions)
-    assert chain.versions == len(versions)
-    for index, version in enumerate(versions):
-        assert reconstruct(chain, index) == version
-    assert reconstruct(chain) == versions[-1]
-
-
-def test_delta_compression_saves_space_on_small_edits() -> None:
-    base = "Plan: " + " ".join(f"step {i} do the thing" for i in range(200))
-    versions = [base, base.replace("step 5 ", "step five "), base + " and finally ship it"]
-    chain = compress_versions(versions)
-    stored = len(chain.model_dump_json())
-    assert stored < sum(len(v) for v in versions) / 2
