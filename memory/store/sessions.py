@@ -6,13 +6,16 @@ ledger record and window version commit together against the head they were plan
 
 from __future__ import annotations
 
+import json
+from collections import OrderedDict
 from collections.abc import Sequence
 from contextlib import AbstractAsyncContextManager
+from datetime import datetime
 from typing import Any
 
 import numpy as np
 from pgvector import Vector
-from psycopg import AsyncConnection
+from psycopg import AsyncConnection, AsyncPipeline
 from psycopg.rows import DictRow
 from psycopg.types.json import Jsonb
 from pydantic import BaseModel, ConfigDict
@@ -28,14 +31,64 @@ from memory.models import (
     message_digest,
     validate_sequence,
 )
-from memory.store.rows import row_to_message
-from memory.tokens import default_counter
-from memory.window import by_reference, slice_start
+from memory.store.rows import MESSAGE_COLUMNS, row_to_message
+from memory.tokens import MESSAGE_OVERHEAD, default_counter
+from memory.window import RECENT_READ_FACTOR, by_reference, slice_start
 
 __all__ = ["AppendOutcome", "CommitOutcome", "Cursors", "LoadedWindow", "SessionStore"]
 
 TAIL_LOAD_CAP = 20_000  # a compaction plans over at most this many messages of a burst
 PAGE_ROWS = 128
+TAIL_SCAN_CAP = 4096  # read_window's one-statement tail reads at most this many rows
+
+SUMMARY_CACHE_SESSIONS = 64  # sessions whose current summaries a process keeps parsed
+
+# A session's head and the window version at it (no version row at head 0). A version never
+# changes once committed, so its summaries (each lists every id it covers: megabytes of JSON
+# in a long session) are sent only when the caller has not got that version already.
+_WINDOW_HEAD = """
+SELECT s.next_seq, s.ledger_head, w.base_seq, w.created_at,
+       CASE WHEN w.version = %(cached)s AND w.created_at = %(cached_at)s THEN NULL
+            ELSE w.summaries END AS summaries
+FROM sessions s LEFT JOIN window_versions w
+  ON w.tenant = s.tenant AND w.session = s.session AND w.version = s.ledger_head
+WHERE s.tenant = %(tenant)s AND s.session = %(session)s
+"""
+
+# The rows of that version a context may use: kept ids and system messages (`tail` false),
+# then the newest non-system messages since the base (`tail` true), as far back as
+# `slice_start` reads: each one whose newer messages hold at most `bound` window tokens. The
+# scan behind the cut reads (seq, tokens) only and at most `cap` rows; `scanned` says how many.
+_WINDOW_ROWS = f"""
+WITH v AS (
+    SELECT coalesce(w.base_seq, 0) AS base, s.next_seq, coalesce(w.kept_ids, '{{}}') AS kept
+    FROM sessions s LEFT JOIN window_versions w
+      ON w.tenant = s.tenant AND w.session = s.session AND w.version = s.ledger_head
+    WHERE s.tenant = %(tenant)s AND s.session = %(session)s
+), scan AS (
+    SELECT t.seq, sum(t.tokens) OVER (ORDER BY t.seq DESC) - t.tokens AS newer,
+           count(*) OVER () AS scanned
+    FROM v, LATERAL (SELECT seq, tokens FROM messages
+                     WHERE tenant = %(tenant)s AND session = %(session)s AND seq >= v.base
+                       AND seq < v.next_seq AND role <> 'system'
+                     ORDER BY seq DESC LIMIT %(cap)s) t
+)
+SELECT m.*, false AS tail, 0 AS scanned FROM v, LATERAL (
+    SELECT {MESSAGE_COLUMNS} FROM messages
+    WHERE tenant = %(tenant)s AND session = %(session)s AND id = ANY(v.kept)) m
+UNION ALL
+SELECT m.*, false, 0 FROM v, LATERAL (
+    -- A range on seq (both ends) is what makes Postgres read the seq index from the base:
+    -- with the lower end alone it guesses a third of the session and scans all of it.
+    SELECT {MESSAGE_COLUMNS} FROM messages
+    WHERE tenant = %(tenant)s AND session = %(session)s AND seq >= v.base
+      AND seq < v.next_seq AND role = 'system' AND NOT id = ANY(v.kept)) m
+UNION ALL
+SELECT {", ".join(f"m.{c.strip()}" for c in MESSAGE_COLUMNS.split(","))}, true, scan.scanned
+FROM scan JOIN messages m
+  ON m.tenant = %(tenant)s AND m.session = %(session)s AND m.seq = scan.seq
+WHERE scan.newer <= %(bound)s AND m.role <> 'system'
+"""
 
 
 class AppendOutcome(BaseModel):
@@ -86,9 +139,28 @@ async def _lock_session(conn: AsyncConnection[DictRow], tenant: str,
     return row
 
 
+_EMBEDDED_SEQ = ("SELECT min(seq) AS s FROM messages WHERE tenant = %s AND session = %s"
+                 " AND embedding IS NULL")
+
+# One INSERT for a whole batch, from one array per column (in the batch's order: seq follows).
+_INSERT_MESSAGES = """
+INSERT INTO messages (tenant, session, id, seq, role, content, name, created_at, tool_call_id,
+                      tool_calls, metadata, digest, tokens)
+SELECT %s, %s, u.id, %s + u.n - 1, u.role, u.content, u.name, u.created_at, u.tool_call_id,
+       u.tool_calls::jsonb, u.metadata::jsonb, u.digest, u.tokens
+FROM unnest(%s::text[], %s::text[], %s::text[], %s::text[], %s::timestamptz[], %s::text[],
+            %s::text[], %s::text[], %s::text[], %s::int[])
+     WITH ORDINALITY AS u(id, role, content, name, created_at, tool_call_id, tool_calls,
+                          metadata, digest, tokens, n)
+"""
+
+
+def _json(value: Any) -> str:
+    return json.dumps(value, ensure_ascii=False, separators=(",", ":"))
+
+
 async def _embedded_seq(conn: AsyncConnection[DictRow], tenant: str, session: str) -> int | None:
-    cur = await conn.execute("SELECT min(seq) AS s FROM messages WHERE tenant = %s AND session"
-                             " = %s AND embedding IS NULL", (tenant, session))
+    cur = await conn.execute(_EMBEDDED_SEQ, (tenant, session))
     row = await cur.fetchone()
     return None if row is None or row["s"] is None else int(row["s"])
 
@@ -96,8 +168,21 @@ async def _embedded_seq(conn: AsyncConnection[DictRow], tenant: str, session: st
 class SessionStore:
     """Mixed into `Store`, which provides `scoped` (a tenant-bound transaction)."""
 
+    # (tenant, session) -> (version, its created_at, its summaries), least recently used first
+    _summary_cache: OrderedDict[tuple[str, str], tuple[int, datetime, tuple[Summary, ...]]]
+
     def scoped(self, tenant: str, snapshot: bool = False
                ) -> AbstractAsyncContextManager[AsyncConnection[DictRow]]:
+        raise NotImplementedError
+
+    def pipelined(self, tenant: str
+                  ) -> AbstractAsyncContextManager[tuple[AsyncConnection[DictRow],
+                                                         AsyncPipeline]]:
+        raise NotImplementedError
+
+    async def _batch(self, tenant: str, queries: Sequence[tuple[str, Any]], *,
+                     snapshot: bool = False, prepare: bool | None = None
+                     ) -> list[list[dict[str, Any]]]:
         raise NotImplementedError
 
     async def cursors(self, tenant: str, session: str) -> Cursors:
@@ -109,60 +194,71 @@ class SessionStore:
     async def append_messages(self, tenant: str, session: str,
                               messages: Sequence[Message]) -> AppendOutcome:
         """Store a batch in order; idempotent by id. A known id with other content, or a tool
-        result that answers no call of this session, is refused and nothing is stored."""
+        result that answers no call of this session, is refused and nothing is stored.
+
+        Two round trips whatever the batch's size: the lock and what the checks need, then the
+        rows (one INSERT from arrays), the cursors and COMMIT."""
         counter = default_counter()
-        async with self.scoped(tenant) as conn:
-            row = await _lock_session(conn, tenant, session)
-            cur = await conn.execute(
+        ids = [m.id for m in messages]
+        answered = [m.tool_call_id for m in messages if m.role == "tool" and m.tool_call_id]
+        async with self.pipelined(tenant) as (conn, pipeline):
+            await conn.execute("INSERT INTO sessions (tenant, session) VALUES (%s, %s)"
+                               " ON CONFLICT DO NOTHING", (tenant, session))
+            locked = await conn.execute("SELECT * FROM sessions WHERE tenant = %s AND session"
+                                        " = %s FOR UPDATE", (tenant, session))
+            known_cur = await conn.execute(
                 "SELECT id, digest FROM messages WHERE tenant = %s AND session = %s"
-                " AND id = ANY(%s)", (tenant, session, [m.id for m in messages]))
-            known = {r["id"]: r["digest"] for r in await cur.fetchall()}
+                " AND id = ANY(%s)", (tenant, session, ids))
+            calls_cur = await conn.execute(
+                "SELECT call_id FROM tool_calls WHERE tenant = %s AND session = %s"
+                " AND call_id = ANY(%s)", (tenant, session, answered)) if answered else None
+            await pipeline.sync()
+            row = await locked.fetchone()
+            assert row is not None
+            known = {r["id"]: r["digest"] for r in await known_cur.fetchall()}
             digests = [message_digest(m) for m in messages]
             for index, (message, dig) in enumerate(zip(messages, digests, strict=True)):
                 if message.id in known and known[message.id] not in (None, dig):
                     raise InvalidInputError(f"messages[{index}].id", f"{message.id!r} was "
                                             "already appended with other content")
-            answered = [m.tool_call_id for m in messages if m.role == "tool" and m.tool_call_id]
-            cur = await conn.execute(
-                "SELECT call_id FROM tool_calls WHERE tenant = %s AND session = %s"
-                " AND call_id = ANY(%s)", (tenant, session, answered))
-            validate_sequence(messages, open_tool_calls={r["call_id"] for r in
-                                                         await cur.fetchall()})
+            open_calls = {r["call_id"] for r in await calls_cur.fetchall()} if calls_cur else set()
+            validate_sequence(messages, open_tool_calls=open_calls)
             fresh = [(m, d) for m, d in zip(messages, digests, strict=True) if m.id not in known]
-            seq = int(row["next_seq"])
             window_add = total_add = 0
-            rows = []
-            for n, (m, dig) in enumerate(fresh):
+            columns: list[list[Any]] = [[] for _ in range(10)]
+            for m, dig in fresh:
                 shown = by_reference(m)
                 tokens = counter.count_message(shown.role, shown.content)
                 window_add += tokens
                 total_add += tokens if shown is m else counter.count_message(m.role, m.content)
-                rows.append((tenant, session, m.id, seq + n, m.role, m.content, m.name,
-                             m.created_at, m.tool_call_id,
-                             Jsonb([c.model_dump() for c in m.tool_calls]), Jsonb(m.metadata),
-                             dig, tokens))
-            if rows:
-                async with conn.cursor() as cur2:
-                    await cur2.executemany(
-                        "INSERT INTO messages (tenant, session, id, seq, role, content, name,"
-                        " created_at, tool_call_id, tool_calls, metadata, digest, tokens)"
-                        " VALUES (%s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s)", rows)
-                    calls = [(tenant, session, c.id, m.id) for m, _ in fresh
-                             for c in m.tool_calls]
-                    if calls:
-                        await cur2.executemany(
-                            "INSERT INTO tool_calls (tenant, session, call_id, message_id)"
-                            " VALUES (%s, %s, %s, %s) ON CONFLICT DO NOTHING", calls)
-            cur = await conn.execute(
+                for column, value in zip(columns, (
+                        m.id, m.role, m.content, m.name,
+                        None if m.created_at is None else m.created_at.isoformat(),
+                        m.tool_call_id, _json([c.model_dump() for c in m.tool_calls]),
+                        _json(m.metadata), dig, tokens), strict=True):
+                    column.append(value)
+            if fresh:
+                await conn.execute(_INSERT_MESSAGES, (tenant, session, int(row["next_seq"]),
+                                                      *columns))
+                calls = [(c.id, m.id) for m, _ in fresh for c in m.tool_calls]
+                if calls:
+                    await conn.execute(
+                        "INSERT INTO tool_calls (tenant, session, call_id, message_id)"
+                        " SELECT %s, %s, c, m FROM unnest(%s::text[], %s::text[]) AS u(c, m)"
+                        " ON CONFLICT DO NOTHING",
+                        (tenant, session, [c for c, _ in calls], [m for _, m in calls]))
+            updated_cur = await conn.execute(
                 "UPDATE sessions SET next_seq = next_seq + %s, window_tokens = window_tokens + %s,"
                 " total_tokens = total_tokens + %s, rev = rev + 1, updated_at = now()"
                 " WHERE tenant = %s AND session = %s RETURNING *",
                 (len(fresh), window_add, total_add, tenant, session))
-            updated = await cur.fetchone()
-            assert updated is not None
-            embedded = await _embedded_seq(conn, tenant, session)
+            embedded_cur = await conn.execute(_EMBEDDED_SEQ, (tenant, session))
+        updated = await updated_cur.fetchone()
+        assert updated is not None
+        embedded = await embedded_cur.fetchone()
         return AppendOutcome(appended=len(fresh), duplicates=len(messages) - len(fresh),
-                             cursors=_cursors(updated, embedded))
+                             cursors=_cursors(updated, None if embedded is None or
+                                              embedded["s"] is None else int(embedded["s"])))
 
     async def unembedded(self, tenant: str, session: str, start: int, stop: int
                          ) -> list[tuple[str, str]]:
@@ -208,11 +304,12 @@ class SessionStore:
             head = int(row["ledger_head"])
             base, kept, summaries = await self._version(conn, tenant, session, head)
             rows = await self._rows(
-                conn, "SELECT * FROM messages WHERE tenant = %s AND session = %s AND id = ANY(%s)",
-                (tenant, session, kept))
+                conn, f"SELECT {MESSAGE_COLUMNS} FROM messages WHERE tenant = %s AND session = %s"
+                      " AND id = ANY(%s)", (tenant, session, kept))
             rows += await self._rows(
-                conn, "SELECT * FROM messages WHERE tenant = %s AND session = %s AND seq >= %s"
-                      " ORDER BY seq LIMIT %s", (tenant, session, base, TAIL_LOAD_CAP))
+                conn, f"SELECT {MESSAGE_COLUMNS} FROM messages WHERE tenant = %s AND session = %s"
+                      " AND seq >= %s ORDER BY seq LIMIT %s",
+                (tenant, session, base, TAIL_LOAD_CAP))
         rows.sort(key=lambda r: r["seq"])
         tail = [r["seq"] for r in rows if r["seq"] >= base]
         return LoadedWindow(
@@ -224,7 +321,69 @@ class SessionStore:
     async def read_window(self, tenant: str, session: str, max_tokens: int) -> LoadedWindow:
         """What a context of `max_tokens` may draw on, from one snapshot: every system message,
         summary and kept message of the current version, and as much of the newest tail as
-        `recent_slice` can use (read page by page, newest first)."""
+        `recent_slice` can use.
+
+        One round trip: the session's head and its version, and the rows, where the tail is cut
+        in SQL by the stored window tokens at the bound `slice_start` reads to. If that is not
+        enough (a tool result whose call is older than the bound, or more rows than the scan
+        cap), the tail is read again page by page, newest first."""
+        bound = RECENT_READ_FACTOR * max_tokens
+        cap = min(TAIL_SCAN_CAP, bound // MESSAGE_OVERHEAD + 1)  # every message has ≥ 4 tokens
+        cached = self._summary_cache.get((tenant, session))
+        params = {"tenant": tenant, "session": session, "bound": bound, "cap": cap,
+                  "cached": cached[0] if cached else None,
+                  "cached_at": cached[1] if cached else None}
+        heads, rows = await self._batch(tenant, [(_WINDOW_HEAD, params),
+                                                 (_WINDOW_ROWS, params)], snapshot=True)
+        if not heads:
+            return LoadedWindow(version=0, state=WindowState(), next_base=0, order={})
+        head = heads[0]
+        if int(head["ledger_head"]) > 0 and head["base_seq"] is None:
+            raise LedgerConflictError(f"window version {head['ledger_head']} of {session!r} is "
+                                      "missing")
+        summaries = self._summaries(tenant, session, head)
+        fixed = [r for r in rows if not r["tail"]]
+        tail = sorted((r for r in rows if r["tail"]), key=lambda r: r["seq"])
+        scanned = int(tail[0]["scanned"]) if tail else 0
+        complete = scanned < cap and len(tail) == scanned
+        shown = {r["id"]: by_reference(row_to_message(r)) for r in [*fixed, *tail]}
+        if not complete and not self._enough(fixed, tail, max_tokens, shown):
+            return await self._read_window_paged(tenant, session, max_tokens)
+        rows = sorted(fixed + tail, key=lambda r: r["seq"])
+        # Built without validation: pydantic would check every stored message and every id
+        # each summary covers again (0.1 s at 100k messages), and all of it was checked before
+        # it was stored.
+        return LoadedWindow.model_construct(
+            version=int(head["ledger_head"]), next_base=int(head["base_seq"] or 0),
+            complete=complete, turn=int(head["next_seq"]),
+            state=WindowState.model_construct(summaries=summaries,
+                                              messages=tuple(shown[r["id"]] for r in rows)),
+            order={r["id"]: int(r["seq"]) for r in rows})
+
+    def _summaries(self, tenant: str, session: str, head: dict[str, Any]
+                   ) -> tuple[Summary, ...]:
+        """The summaries of the version `head` names: parsed from the row, or (when the row
+        left them out) the ones this process parsed for that very version before."""
+        key = (tenant, session)
+        if head["base_seq"] is None:  # head 0: no version row, no summaries
+            return ()
+        if head["summaries"] is None:
+            cached = self._summary_cache[key]
+            self._summary_cache.move_to_end(key)
+            return cached[2]
+        # Stored rows were validated when they were committed: the ids each covers (all of the
+        # archive, in a long session) are not checked one by one again.
+        summaries = tuple(Summary.model_validate({**s, "covers": ()}).model_copy(
+            update={"covers": tuple(s["covers"])}) for s in head["summaries"])
+        self._summary_cache[key] = (int(head["ledger_head"]), head["created_at"], summaries)
+        self._summary_cache.move_to_end(key)
+        while len(self._summary_cache) > SUMMARY_CACHE_SESSIONS:
+            self._summary_cache.popitem(last=False)
+        return summaries
+
+    async def _read_window_paged(self, tenant: str, session: str, max_tokens: int
+                                 ) -> LoadedWindow:
+        """`read_window` the long way: the tail page by page, newest first, in one snapshot."""
         async with self.scoped(tenant, snapshot=True) as conn:
             cur = await conn.execute("SELECT * FROM sessions WHERE tenant = %s AND session = %s",
                                      (tenant, session))
@@ -234,34 +393,38 @@ class SessionStore:
             head, turn = int(row["ledger_head"]), int(row["next_seq"])
             base, kept, summaries = await self._version(conn, tenant, session, head)
             fixed = await self._rows(
-                conn, "SELECT * FROM messages WHERE tenant = %s AND session = %s AND"
-                      " (id = ANY(%s) OR (seq >= %s AND role = 'system'))",
+                conn, f"SELECT {MESSAGE_COLUMNS} FROM messages WHERE tenant = %s AND session = %s"
+                      " AND (id = ANY(%s) OR (seq >= %s AND role = 'system'))",
                 (tenant, session, kept, base))
             tail: list[dict[str, Any]] = []
+            shown = {r["id"]: by_reference(row_to_message(r)) for r in fixed}
             limit, complete = PAGE_ROWS, False
             while True:
                 before = tail[0]["seq"] if tail else turn
                 page = await self._rows(
-                    conn, "SELECT * FROM messages WHERE tenant = %s AND session = %s AND seq >= %s"
-                          " AND seq < %s AND role <> 'system' ORDER BY seq DESC LIMIT %s",
-                    (tenant, session, base, before, limit))
+                    conn, f"SELECT {MESSAGE_COLUMNS} FROM messages WHERE tenant = %s AND"
+                          " session = %s AND seq >= %s AND seq < %s AND role <> 'system'"
+                          " ORDER BY seq DESC LIMIT %s", (tenant, session, base, before, limit))
                 tail = sorted(page, key=lambda r: r["seq"]) + tail
+                shown.update((r["id"], by_reference(row_to_message(r))) for r in page)
                 complete = len(page) < limit
-                if complete or self._enough(fixed, tail, max_tokens):
+                if complete or self._enough(fixed, tail, max_tokens, shown):
                     break
                 limit *= 2
         rows = sorted(fixed + tail, key=lambda r: r["seq"])
         return LoadedWindow(
             version=head, next_base=base, complete=complete, turn=turn,
             state=WindowState(summaries=summaries,
-                              messages=tuple(by_reference(row_to_message(r)) for r in rows)),
+                              messages=tuple(shown[r["id"]] for r in rows)),
             order={r["id"]: int(r["seq"]) for r in rows})
 
     @staticmethod
-    def _enough(fixed: list[dict[str, Any]], tail: list[dict[str, Any]], max_tokens: int) -> bool:
-        """Whether the tail read so far already holds the whole of `recent_slice`."""
-        kept = [by_reference(row_to_message(r)) for r in fixed if r["role"] != "system"]
-        read = [by_reference(row_to_message(r)) for r in tail]  # as the window holds them
+    def _enough(fixed: list[dict[str, Any]], tail: list[dict[str, Any]], max_tokens: int,
+                shown: dict[str, Message]) -> bool:
+        """Whether the tail read so far already holds the whole of `recent_slice`; `shown`
+        holds each row as the window holds it."""
+        kept = [shown[r["id"]] for r in fixed if r["role"] != "system"]
+        read = [shown[r["id"]] for r in tail]
         start = slice_start([*kept, *read], max_tokens)
         if start <= len(kept):  # the slice reaches past what was read of the tail
             return False

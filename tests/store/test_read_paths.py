@@ -1,0 +1,147 @@
+"""The store's fast paths agree with the slow ones: read_window's one statement with its paged
+reading, the cached summaries with the stored ones, one-INSERT appends with what was sent,
+and a served record carries the seq it was given."""
+
+from __future__ import annotations
+
+import uuid
+from datetime import UTC, datetime
+
+import pytest
+
+from memory.audit import ServedContext
+from memory.compaction import compose_record, plan_compaction
+from memory.errors import InvalidInputError
+from memory.models import Message, Summary, ToolCall, message_digest
+from memory.policy import CompactionPolicy
+from memory.store.sessions import LoadedWindow
+from memory.store.store import Store
+
+POLICY = CompactionPolicy(context_window=256, preserve_recent=3)
+
+
+def _session() -> str:
+    return f"fast-{uuid.uuid4()}"
+
+
+def _user(i: int, text: str | None = None, name: str | None = None) -> Message:
+    return Message(id=f"m{i}", role="user", name=name,
+                   content=text or f"Note {i}: the parcel is in depot {i}.")
+
+
+async def _compact(store: Store, tenant: str, session: str, record_id: str,
+                   preserve_recent: int = 3) -> None:
+    loaded = await store.load_window(tenant, session)
+    plan = plan_compaction(loaded.state, POLICY, force=True, preserve_recent=preserve_recent)
+    assert plan is not None
+    summary = Summary(id=f"s-{record_id}", level=1, content=f"Summary {record_id}.",
+                      covers=plan.covered_ids, created_at=datetime(2024, 1, 2, tzinfo=UTC))
+    window, record = compose_record(loaded.state, plan, record_id=record_id,
+                                    seq=loaded.version, summary=summary, strategy="extractive")
+    await store.commit_records(tenant, session, loaded.version, [(record, window)],
+                               loaded.next_base)
+
+
+def _same(fast: LoadedWindow, slow: LoadedWindow) -> None:
+    assert fast.state == slow.state
+    assert (fast.version, fast.turn, fast.next_base, fast.complete) == \
+        (slow.version, slow.turn, slow.next_base, slow.complete)
+    assert fast.order == slow.order
+
+
+async def test_read_window_in_one_statement_matches_the_paged_read(store: Store) -> None:
+    session = _session()
+    system = Message(id="sys", role="system", content="Answer about parcels.")
+    call = Message(id="call", role="assistant", content="Checking.",
+                   tool_calls=(ToolCall(id="t-1", name="track"),))
+    result = Message(id="res", role="tool", tool_call_id="t-1", content="In Leeds.")
+    # A tool result whose call is far older than any small budget's bound: the one statement
+    # cannot see the call, so read_window must fall back to pages and still hold the unit.
+    messages = [system, *(_user(i, name=("Ann" if i % 2 else "Bob")) for i in range(200)),
+                call, *(_user(i) for i in range(200, 260)), result,
+                *(_user(i) for i in range(260, 270))]
+    await store.append_messages("acme", session, messages)
+    budgets = [1, 5, 40, 300, 2000, 40_000]
+    for budget in budgets:
+        _same(await store.read_window("acme", session, budget),
+              await store._read_window_paged("acme", session, budget))
+    await _compact(store, "acme", session, "c1", preserve_recent=20)
+    await store.append_messages("acme", session, [_user(i) for i in range(300, 320)])
+    for budget in budgets:
+        _same(await store.read_window("acme", session, budget),
+              await store._read_window_paged("acme", session, budget))
+
+
+async def test_cached_summaries_follow_each_new_version(store: Store) -> None:
+    session = _session()
+    await store.append_messages("acme", session, [_user(i) for i in range(40)])
+    assert (await store.read_window("acme", session, 500)).state.summaries == ()
+    await _compact(store, "acme", session, "c1")
+    first = await store.read_window("acme", session, 500)
+    again = await store.read_window("acme", session, 500)  # from the cache this time
+    assert first.state.summaries == again.state.summaries
+    assert [s.id for s in first.state.summaries] == ["s-c1"]
+    assert first.state.summaries == (await store.load_window("acme", session)).state.summaries
+    await store.append_messages("acme", session, [_user(i) for i in range(40, 80)])
+    await _compact(store, "acme", session, "c2")
+    second = await store.read_window("acme", session, 500)
+    assert second.version == first.version + 1
+    assert second.state.summaries == (await store.load_window("acme", session)).state.summaries
+    # Another tenant's session of the same name shares nothing with it.
+    assert (await store.read_window("other", session, 500)).state.summaries == ()
+
+
+async def test_one_insert_appends_store_every_field(store: Store) -> None:
+    session = _session()
+    naive = datetime(2023, 5, 8, 13, 56)
+    sent = [
+        Message(id="a", role="user", content="Hello ✓", name="Caroline",
+                created_at=naive, metadata={"k": [1, {"x": None}], "ü": "é"}),
+        Message(id="b", role="assistant", content="",
+                tool_calls=(ToolCall(id="c1", name="look", arguments='{"q": 1}'),),
+                created_at=datetime(2023, 5, 8, 14, 0, tzinfo=UTC)),
+        Message(id="c", role="tool", tool_call_id="c1", content="found"),
+    ]
+    out = await store.append_messages("acme", session, sent)
+    assert (out.appended, out.duplicates, out.cursors.next_seq) == (3, 0, 3)
+    got = await store.get_with_seq("acme", session, ["a", "b", "c"])
+    assert [seq for seq, _ in got] == [0, 1, 2]
+    assert [message_digest(m) for _, m in got] == [message_digest(m) for m in sent]
+    assert got[1][1].tool_calls == sent[1].tool_calls and got[0][1].metadata == sent[0].metadata
+    # Re-sending is a no-op; a known id with other content is refused by its index.
+    again = await store.append_messages("acme", session, [sent[0], _user(9)])
+    assert (again.appended, again.duplicates, again.cursors.next_seq) == (1, 1, 4)
+    with pytest.raises(InvalidInputError) as info:
+        await store.append_messages("acme", session, [_user(10), sent[1].model_copy(
+            update={"content": "changed"})])
+    assert info.value.field == "messages[1].id"
+    assert (await store.cursors("acme", session)).next_seq == 4
+
+
+async def test_search_with_neighbours_in_one_statement(store: Store) -> None:
+    session = _session()
+    texts = ["We adopted a beagle named Biscuit.", "How old is he?", "Two years old.",
+             "The weather is grey.", "Biscuit loves the beach."]
+    await store.append_messages("acme", session, [_user(i, t) for i, t in enumerate(texts)])
+    await store.set_embeddings("acme", session, [(f"m{i}", [1.0 if j == i else 0.0
+                                                            for j in range(384)])
+                                                 for i in range(len(texts))])
+    vector = [1.0 if j == 0 else 0.0 for j in range(384)]
+    plain = await store.search("acme", session, "beagle", vector, k=1)
+    assert [h.message.id for h in plain] == ["m0"]
+    around = await store.search("acme", session, "beagle", vector, k=1, neighbours=2)
+    assert [h.message.id for h in around] == ["m0", "m1", "m2"]
+    assert around[1].score == around[2].score == plain[0].score * 0.5
+
+
+async def test_record_served_sets_the_seq_in_the_stored_record(store: Store) -> None:
+    session = _session()
+    await store.append_messages("acme", session, [_user(0)])
+    served = ServedContext(seq=0, turn=1, query="q", max_tokens=100, tokens=10,
+                           source_ids=("m0",), digest="d", ledger_seq=0,
+                           retrieved=(("m0", 0.5),))
+    first = await store.record_served("acme", session, served)
+    second = await store.record_served("acme", session, served)
+    assert second.seq > first.seq > 0
+    stored = await store.served("acme", session)
+    assert [ServedContext.model_validate(r) for r in stored] == [first, second]
