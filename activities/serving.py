@@ -3,26 +3,46 @@
 The client calls this directly (and the `build_context` activity calls it for `generate()`):
 one snapshot of the current window version, hybrid retrieval with the query embedded in this
 process, pure assembly, and a served-context record so `replay --at N` can rebuild it exactly.
+
+The search text (and what is embedded) is the query without the participants' names
+(`memory.retrieval.content_query`); assembly and the served record keep the query as asked.
+The participants are the speakers (`Message.name`) of the window read; the query is embedded
+while the window is read, with the participants this process saw in the session last time,
+and again only if the window shows other names that change the search text.
 """
 
 from __future__ import annotations
 
 import asyncio
+from collections import OrderedDict
 from typing import Protocol
 
 from activities.types import ContextRequest
 from memory.assembly import ASSEMBLY_VERSION, Shares
 from memory.audit import ServedContext, window_digest
 from memory.models import ContextWindow, ScoredMessage
-from memory.retrieval import candidate_count
+from memory.retrieval import candidate_count, content_query
 from memory.store.store import Store
 from memory.window import assemble_from_window
 
 __all__ = ["QueryEmbedder", "serve_context", "shares_for"]
 
+_KNOWN_SESSIONS = 1024  # sessions whose participants a process remembers
+
 
 class QueryEmbedder(Protocol):
     async def embed(self, texts: list[str]) -> list[list[float]]: ...
+
+
+# (tenant, session) -> the participants seen in its last window, least recently used first.
+_participants: OrderedDict[tuple[str, str], frozenset[str]] = OrderedDict()
+
+
+def _remember(key: tuple[str, str], names: frozenset[str]) -> None:
+    _participants[key] = names
+    _participants.move_to_end(key)
+    while len(_participants) > _KNOWN_SESSIONS:
+        _participants.popitem(last=False)
 
 
 def shares_for(request: ContextRequest) -> Shares | None:
@@ -33,23 +53,40 @@ def shares_for(request: ContextRequest) -> Shares | None:
     return Shares(summary=summary, retrieved=retrieved, recent=recent)
 
 
+async def _embed(embedder: QueryEmbedder, text: str) -> list[float]:
+    (vector,) = await embedder.embed([text])
+    return vector
+
+
 async def serve_context(store: Store, embedder: QueryEmbedder, tenant: str, session: str,
                         request: ContextRequest) -> ContextWindow:
     query = request.query if request.query and request.query.strip() else None
-
-    async def retrieve() -> list[ScoredMessage]:
-        if query is None:
-            return []
-        (vector,) = await embedder.embed([query])
+    key = (tenant, session)
+    guess = content_query(query, _participants.get(key, ())) if query else None
+    # The query is embedded (in a thread) while the window is read.
+    embedding = asyncio.ensure_future(_embed(embedder, guess)) if guess else None
+    try:
+        snapshot = await store.read_window(tenant, session, request.max_tokens)
+    except BaseException:
+        if embedding is not None:
+            embedding.cancel()
+        raise
+    candidates: list[ScoredMessage] = []
+    if query is not None and embedding is not None:
+        names = frozenset(m.name for m in snapshot.state.messages if m.name)
+        _remember(key, names)
+        text = content_query(query, names)
+        if text == guess:
+            vector = await embedding
+        else:  # names this process had not seen in the session: embed the right text
+            embedding.cancel()
+            vector = await _embed(embedder, text)
         # Enough candidates for the reranker to reorder what fits the budget.
         k = max(request.k, candidate_count(request.max_tokens))
-        return await store.search(tenant, session, query, vector, k,
-                                  neighbours=request.neighbours)
-
-    snapshot, found = await asyncio.gather(
-        store.read_window(tenant, session, request.max_tokens), retrieve())
-    # Only what existed at the snapshot: retrieval ran in its own transaction.
-    candidates = [c for c in found if c.seq is not None and c.seq < snapshot.turn]
+        found = await store.search(tenant, session, text, vector, k,
+                                   neighbours=request.neighbours)
+        # Only what existed at the snapshot: retrieval ran in its own transaction.
+        candidates = [c for c in found if c.seq is not None and c.seq < snapshot.turn]
     shares = shares_for(request)
     window = assemble_from_window(snapshot.state, max_tokens=request.max_tokens,
                                   retrieved=candidates, shares=shares, query=query)

@@ -1,0 +1,49 @@
+"""serve_context searches with the query's content (participants' names out), embeds it while
+the window is read, assembles and records with the query as asked, and replays exactly."""
+
+from __future__ import annotations
+
+import uuid
+
+from activities.serving import serve_context
+from activities.types import ContextRequest
+from longthread.audit import replay_at
+from memory.models import Message
+from memory.store.store import Store
+
+
+class _Recording:
+    """A query embedder that remembers what it was asked to embed."""
+
+    def __init__(self) -> None:
+        self.texts: list[str] = []
+
+    async def embed(self, texts: list[str]) -> list[list[float]]:
+        self.texts.extend(texts)
+        return [[1.0] + [0.0] * 383 for _ in texts]
+
+
+async def test_search_text_leaves_out_participants_and_replay_stays_exact(store: Store) -> None:
+    session = f"serve-{uuid.uuid4()}"
+    turns = [("Caroline", "I painted a sunrise over the lake last week."),
+             ("Melanie", "Caroline, that sounds lovely! I went camping with the kids."),
+             ("Caroline", "Camping sounds fun. Where did you go?"),
+             ("Melanie", "To the beach, we roasted marshmallows.")]
+    await store.append_messages("acme", session, [
+        Message(id=f"d{i}", role="user", name=name, content=text)
+        for i, (name, text) in enumerate(turns)])
+    embedder = _Recording()
+    query = "What did Caroline paint?"
+    first = await serve_context(store, embedder, "acme", session,
+                                ContextRequest(query=query, max_tokens=200))
+    second = await serve_context(store, embedder, "acme", session,
+                                 ContextRequest(query=query, max_tokens=200))
+    assert first == second
+    # The first call had not seen the session's names: it embeds again once it has; the
+    # second embeds the right text at once, while it reads the window.
+    assert embedder.texts[-1] == "What did paint?"
+    assert embedder.texts.count("What did paint?") == 2
+    served = await store.served("acme", session)
+    assert [r["query"] for r in served] == [query, query]  # assembly keeps the question
+    replayed = await replay_at(store, "acme", session, 4)
+    assert replayed.matches and replayed.window == second
