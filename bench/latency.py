@@ -31,7 +31,7 @@ from typing import Any
 
 import numpy as np
 
-from activities.providers.embedders import Embedder, LocalEmbedder, OnnxMiniLMEmbedder
+from activities.providers.embedders import Embedder, OnnxMiniLMEmbedder, local_embedder
 from activities.serving import serve_context, shares_for
 from activities.types import ContextRequest
 from bench.common import Section, bulk_fill, cached_vectors, percentiles, vacuum
@@ -41,6 +41,7 @@ from longthread.locomo import load_samples
 from memory.audit import ServedContext, window_digest
 from memory.models import parse_messages
 from memory.policy import CompactionPolicy
+from memory.retrieval import candidate_count
 from memory.window import assemble_from_window
 
 __all__ = ["run"]
@@ -125,20 +126,24 @@ async def _context_parts(bench: Bench, conv: Conversation, embedder: Embedder,
     store = bench.store
     qs = itertools.cycle(questions)
     vector = (await embedder.embed([questions[0]]))[0]
+    request = ContextRequest(query=questions[0], max_tokens=2000)
+    # What serve_context asks the store for: k for the budget, the default neighbours.
+    k = max(request.k, candidate_count(request.max_tokens))
 
     async def embed() -> None:
         await embedder.embed([next(qs)])
 
     async def search() -> None:
-        await store.search(TENANT, conv.session, next(qs), vector, 40, neighbours=1)
+        await store.search(TENANT, conv.session, next(qs), vector, k,
+                           neighbours=request.neighbours)
 
     async def window() -> None:
         await store.read_window(TENANT, conv.session, 2000)
 
     snapshot = await store.read_window(TENANT, conv.session, 2000)
-    found = await store.search(TENANT, conv.session, questions[0], vector, 40, neighbours=1)
+    found = await store.search(TENANT, conv.session, questions[0], vector, k,
+                               neighbours=request.neighbours)
     candidates = [c for c in found if c.seq is not None and c.seq < snapshot.turn]
-    request = ContextRequest(query=questions[0], max_tokens=2000)
 
     async def assemble() -> None:
         assemble_from_window(snapshot.state, max_tokens=2000, retrieved=candidates,
@@ -148,13 +153,15 @@ async def _context_parts(bench: Bench, conv: Conversation, embedder: Embedder,
                                    shares=shares_for(request), query=questions[0])
     served = ServedContext(seq=0, turn=snapshot.turn, query=questions[0], max_tokens=2000,
                            tokens=window_.tokens, source_ids=tuple(window_.source_ids),
-                           digest=window_digest(window_), ledger_seq=snapshot.version)
+                           digest=window_digest(window_), ledger_seq=snapshot.version,
+                           retrieved=tuple((c.message.id, c.score) for c in candidates))
 
     async def record() -> None:
         await store.record_served(TENANT, conv.session, served)
 
     times = await _interleaved({"  query embedding alone": embed,
-                                "  store.search alone (k=40, ±1 neighbours)": search,
+                                f"  store.search alone (k={k}, ±{request.neighbours} "
+                                "neighbours)": search,
                                 "  store.read_window alone": window,
                                 "  assemble_from_window alone (CPU)": assemble,
                                 "  store.record_served alone": record}, n)
@@ -227,7 +234,7 @@ async def run(n: int = SAMPLES) -> tuple[Section, dict[str, Any]]:
     samples = load_samples()
     texts = [m["content"] for s in samples for m in s.messages]
     questions = [q["question"] for s in samples for q in s.questions]
-    base = cached_vectors(texts, LocalEmbedder().embed_sync, "locomo-minilm")
+    base = cached_vectors(texts, local_embedder().embed_sync, "locomo-minilm")
     extra: dict[str, Any] = {"load_start": load()}
     append_rows: list[Row] = []
     async with bench_stack(CompactionPolicy()) as bench, noop_workflow(bench) as noop:
