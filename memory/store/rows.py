@@ -6,12 +6,19 @@ from typing import Any
 
 from memory.models import Message, ToolCall
 
-__all__ = ["MESSAGE_COLUMNS", "row_to_message"]
+__all__ = ["MESSAGE_COLUMNS", "message_columns", "row_to_message"]
 
-# What a Message is built from, and its seq: never `SELECT *`, which would also carry the
-# embedding (384 floats parsed into numpy per row) and the tsvector, both unused here.
-MESSAGE_COLUMNS = ("id, seq, role, content, name, created_at, tool_call_id, tool_calls,"
-                   " metadata")
+
+def message_columns(table: str = "") -> str:
+    """What a Message is built from, and its seq: never `SELECT *`, which would also carry the
+    embedding (384 floats parsed into numpy per row) and the tsvector, both unused here. Empty
+    tool calls and metadata (most rows) come back as NULL, so they cost no JSON parsing."""
+    t = f"{table}." if table else ""
+    return (f"{t}id, {t}seq, {t}role, {t}content, {t}name, {t}created_at, {t}tool_call_id,"
+            f" nullif({t}tool_calls, '[]') AS tool_calls, nullif({t}metadata, '{{}}') AS metadata")
+
+
+MESSAGE_COLUMNS = message_columns()
 
 
 def row_to_message(row: dict[str, Any]) -> Message:
@@ -20,6 +27,6 @@ def row_to_message(row: dict[str, Any]) -> Message:
     return Message.model_construct(
         id=row["id"], role=row["role"], content=row["content"], created_at=row["created_at"],
         name=row["name"], tool_call_id=row["tool_call_id"],
-        tool_calls=tuple(ToolCall.model_construct(**c) for c in row["tool_calls"]),
-        metadata=row["metadata"],
+        tool_calls=tuple(ToolCall.model_construct(**c) for c in row["tool_calls"] or ()),
+        metadata=row["metadata"] if row["metadata"] is not None else {},
     )

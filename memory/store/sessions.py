@@ -31,7 +31,7 @@ from memory.models import (
     message_digest,
     validate_sequence,
 )
-from memory.store.rows import MESSAGE_COLUMNS, row_to_message
+from memory.store.rows import MESSAGE_COLUMNS, message_columns, row_to_message
 from memory.tokens import MESSAGE_OVERHEAD, default_counter
 from memory.window import RECENT_READ_FACTOR, by_reference, slice_start
 
@@ -84,7 +84,7 @@ SELECT m.*, false, 0 FROM v, LATERAL (
     WHERE tenant = %(tenant)s AND session = %(session)s AND seq >= v.base
       AND seq < v.next_seq AND role = 'system' AND NOT id = ANY(v.kept)) m
 UNION ALL
-SELECT {", ".join(f"m.{c.strip()}" for c in MESSAGE_COLUMNS.split(","))}, true, scan.scanned
+SELECT {message_columns("m")}, true, scan.scanned
 FROM scan JOIN messages m
   ON m.tenant = %(tenant)s AND m.session = %(session)s AND m.seq = scan.seq
 WHERE scan.newer <= %(bound)s AND m.role <> 'system'

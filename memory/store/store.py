@@ -23,7 +23,7 @@ from pydantic import BaseModel, ConfigDict
 
 from memory.audit import ServedContext
 from memory.models import CompactionRecord, Message, ScoredMessage
-from memory.store.rows import MESSAGE_COLUMNS, row_to_message
+from memory.store.rows import MESSAGE_COLUMNS, message_columns, row_to_message
 from memory.store.sessions import SessionStore
 
 __all__ = ["RRF_K", "SessionInfo", "Store"]
@@ -103,8 +103,7 @@ _SEARCH = "WITH " + _LEXICAL_CTES + """, vec AS (
     -- the k best (and any tied with the k-th): only those are fetched from messages
     ORDER BY score DESC FETCH FIRST %(k)s ROWS WITH TIES
 )
-SELECT m.id, m.seq, m.role, m.content, m.name, m.created_at, m.tool_call_id, m.tool_calls,
-       m.metadata, fused.score FROM fused
+SELECT """ + message_columns("m") + """, fused.score FROM fused
 JOIN messages m ON m.tenant = %(tenant)s AND m.session = %(session)s AND m.id = fused.id
 ORDER BY fused.score DESC, m.seq LIMIT %(k)s
 """
@@ -126,8 +125,7 @@ _SEARCH_AROUND = "WITH hits AS (" + _SEARCH + """), near AS (
 SELECT * FROM (
     SELECT *, false AS extra FROM hits
     UNION ALL
-    SELECT m.id, m.seq, m.role, m.content, m.name, m.created_at, m.tool_call_id, m.tool_calls,
-           m.metadata, NULL, true FROM near
+    SELECT """ + message_columns("m") + """, NULL, true FROM near
     JOIN messages m ON m.tenant = %(tenant)s AND m.session = %(session)s AND m.seq = near.seq
     WHERE m.id NOT IN (SELECT id FROM hits)
 ) found ORDER BY extra, score DESC, seq
