@@ -4,10 +4,13 @@ and a served record carries the seq it was given."""
 
 from __future__ import annotations
 
+import asyncio
 import uuid
 from datetime import UTC, datetime
 
+import psycopg
 import pytest
+from psycopg.rows import DictRow
 
 from memory.audit import ServedContext
 from memory.compaction import compose_record, plan_compaction
@@ -16,6 +19,7 @@ from memory.models import Message, Summary, ToolCall, message_digest
 from memory.policy import CompactionPolicy
 from memory.store.sessions import LoadedWindow
 from memory.store.store import Store
+from tests.conftest import APP_USER
 
 POLICY = CompactionPolicy(context_window=256, preserve_recent=3)
 
@@ -145,3 +149,18 @@ async def test_record_served_sets_the_seq_in_the_stored_record(store: Store) -> 
     assert second.seq > first.seq > 0
     stored = await store.served("acme", session)
     assert [ServedContext.model_validate(r) for r in stored] == [first, second]
+
+
+async def test_a_connection_the_server_ended_is_never_handed_out(
+    store: Store, db: psycopg.AsyncConnection[DictRow]
+) -> None:
+    """The pool skips its round-trip check for a connection given back moments ago, but not
+    when the server has ended that session (its socket then has the error to read)."""
+    session = _session()
+    for _ in range(3):  # connections given back just now
+        assert await store.count("acme", session) == 0
+    await db.execute("SELECT pg_terminate_backend(pid) FROM pg_stat_activity"
+                     " WHERE usename = %s", (APP_USER,))
+    await asyncio.sleep(0.3)
+    for _ in range(3):
+        assert await store.count("acme", session) == 0
