@@ -5,9 +5,12 @@ workflow and store). This harness mirrors `Store.search` in-process (bench/quali
 and runs the same pure code the workflow runs (`memory.assembly.assemble_context`, which
 reranks with `memory.retrieval.rerank`), so a change is measured in a few minutes, per
 budget, category and conversation, beside the FIFO, BM25 and plain hybrid RRF baselines
-(whole turns, whole budget, the same token counter). The recent window is what a settled
-session keeps verbatim (the newest ~4,000 tokens); summaries are left out, so the numbers are
-what retrieval and assembly earn alone.
+(whole turns, whole budget, the same token counter). The window each question is answered
+over is the one the conversation has after it was appended one message at a time and compacted
+as the workflow compacts (`replay_appends`: summaries, condensed when they do not fit, plus
+the verbatim part); evidence counts only where a retrieved or recent line (or the text) has it
+verbatim, and what the summaries quote is reported beside it. The same replay gives the ledger
+level counts per append batch size.
 
 Run: `.venv/bin/python -m bench.quality_engine [--ablation] [--store]`; `run()` gives the
 Section for bench/run.py.
@@ -40,13 +43,21 @@ from bench.quality_store import (
     score,
     store_search,
 )
-from memory.assembly import DEFAULT_POLICY, QUERY_SHARES, AssemblyPolicy, Shares, assemble_context
+from memory.assembly import (
+    ASSEMBLY_VERSION,
+    DEFAULT_POLICY,
+    QUERY_SHARES,
+    AssemblyPolicy,
+    Shares,
+    assemble_context,
+)
 from memory.compaction import WindowState, compose_record, plan_compaction, window_tokens
 from memory.models import CompactionRecord, Message, ScoredMessage, Summary
 from memory.policy import CompactionPolicy
 from memory.retrieval import RerankPolicy, candidate_count
 from memory.summarizer import ExtractiveSummarizer
 from memory.tokens import default_counter
+from memory.window import recent_slice
 
 BASELINES = ("hybrid RRF", "BM25", "FIFO")
 
@@ -59,20 +70,21 @@ class Variant:
     k: int | None = None  # None: memory.retrieval.candidate_count(budget)
     neighbours: int = 0
     rrf_k: int = 60
-    content: bool = False  # caller: search with content_query (participants' names out)
-    date_index: bool = False  # store: the session date in the indexed text (BM25, embedding)
+    content: bool = True  # caller: search with content_query (participants' names out)
+    date_index: bool = True  # store: the session date in the indexed text (migration 9)
     resend: bool = False  # stress: one archived message in three was sent twice
     policy: AssemblyPolicy = DEFAULT_POLICY
     shares: Shares | None = None
     query: str = "question"  # or "previous" (the last turn, as an agent loop would), "none"
-    version: int = 2
+    version: int = ASSEMBLY_VERSION
+    window: str = "replayed"  # the window after one-message appends (summaries + verbatim),
+    # "no summaries" (that window's verbatim part only), or "recent" (the newest 4,000 tokens)
 
 
 LONGTHREAD = Variant("longthread")
-RECOMMENDED = Variant("longthread + names out of the search text + date in index",
-                      content=True, date_index=True)
-BEFORE = Variant("longthread before (v1: k=40, ±1, 10/65/25)", k=40, neighbours=1,
-                 shares=QUERY_SHARES, version=1)
+BEFORE = Variant("longthread before (v1: k=40, ±1, 10/65/25, no dates, names in search)",
+                 k=40, neighbours=1, shares=QUERY_SHARES, version=1, content=False,
+                 date_index=False, window="recent")
 
 
 def _rerank(**off: bool) -> AssemblyPolicy:
@@ -83,27 +95,32 @@ ABLATION = (
     Variant("- reranker (fused order)", policy=AssemblyPolicy(rerank=None)),
     Variant("- dialogue context (neighbour smoothing)", policy=_rerank(context=False)),
     Variant("- speaker attribution", policy=_rerank(speaker=False)),
-    Variant("- near-duplicate removal", policy=_rerank(dedup=False)),
+    Variant("- near-duplicate removal (dedup)", policy=_rerank(dedup=False)),
     Variant("+ importance prior", policy=_rerank(importance=True)),
     Variant("+ store neighbours ±1 at half score", neighbours=1),
     Variant("- dates on lines (one header per date)", policy=AssemblyPolicy(dated_lines=False)),
+    Variant("- dates in the index (BM25 and embedding)", date_index=False),
+    Variant("- names out of the search text", content=False),
     Variant("- adaptive shares (fixed 10/65/25)", shares=QUERY_SHARES),
     Variant("- recent floor (the newest turn, not the newest exchange)",
             policy=AssemblyPolicy(recent_floor=0.0)),
+    Variant("- summary hierarchy (verbatim window only)", window="no summaries"),
+    Variant("- condensed top summary (assembly v2)", version=2),
     Variant("- deeper search (k=40)", k=40),
 )
 AGENT_LOOP = (Variant("agent loop: previous turn as query", query="previous"),
-              Variant("agent loop: no query", query="none"))
-STORE_SIDE = (Variant("caller: names out of the search text", content=True),
-              Variant("store: date in index", date_index=True),
-              Variant("store: RRF k=30", rrf_k=30))
+              Variant("agent loop: no query", query="none"),
+              Variant("agent loop: no query, no summaries", query="none",
+                      window="no summaries"))
+STORE_SIDE = (Variant("store: RRF k=30", rrf_k=30),)
 RESENT = (Variant("re-sent messages, with near-duplicate removal", resend=True),
           Variant("re-sent messages, without", resend=True, policy=_rerank(dedup=False)))
 
 
 def window_for(conv: Conversation, q: Question, budget: int, v: Variant,
-               recent: Sequence[Message]) -> tuple[set[str], str, int]:
-    """(source ids, text, tokens) of the window `v` builds for question `q`."""
+               state: WindowState) -> tuple[set[str], str, int, set[str]]:
+    """(source ids outside the summaries, text, tokens, ids the summaries quote a sentence of)
+    of the window `v` builds for question `q` over the window `state`."""
     query: str | None = q.text
     candidates: list[ScoredMessage] = []
     k = v.k or candidate_count(budget)
@@ -119,28 +136,46 @@ def window_for(conv: Conversation, q: Question, budget: int, v: Variant,
         candidates = store_search(conv, asked, k, v.neighbours, v.rrf_k)
     else:
         query = None
-    window = assemble_context(max_tokens=budget, recent=recent, retrieved=candidates,
-                              shares=v.shares, query=query, policy=v.policy, version=v.version)
+    summaries = state.summaries if v.window == "replayed" else ()
+    recent = recent_slice(state.messages, budget) if v.window != "recent" \
+        else list(state.messages)
+    window = assemble_context(max_tokens=budget, summaries=summaries, recent=recent,
+                              retrieved=candidates, shares=v.shares, query=query,
+                              policy=v.policy, version=v.version)
     body = "\n".join(m.content for m in window.messages)
-    return set(window.source_ids), body, window.tokens
+    shown = {i for m in window.messages if m.section != "summary" for i in m.source_ids}
+    quoted = {i for m in window.messages if m.section == "summary" for i in m.source_ids}
+    return shown, body, window.tokens, quoted
 
 
-Row = tuple[str, int, float, int]  # (conversation, category, recall, tokens)
+Row = tuple[str, int, float, int, float]  # (conversation, category, recall, tokens, carried)
 Results = dict[tuple[str, int], list[Row]]
+
+
+def replayed_window(conv: Conversation) -> WindowState:
+    """The conversation's window after it was appended one message at a time and compacted
+    as the workflow compacts (summaries and the verbatim part): see `replay_appends`."""
+    return replay_appends(conv.messages, 1).state
 
 
 def _one(conv: Conversation, variants: Sequence[Variant], budgets: Sequence[int]) -> Results:
     results: Results = defaultdict(list)
-    recent = recent_window(conv)
+    states = {"recent": WindowState(messages=tuple(recent_window(conv)))}
+    if any(v.window != "recent" for v in variants):
+        states["replayed"] = states["no summaries"] = replayed_window(conv)
     for q in conv.questions:
         for budget in budgets:
             for name, shown in baselines(conv, q, budget).items():
                 results[(name, budget)].append(
-                    (conv.sample_id, q.category, score(conv, q, shown, ""), 0))
+                    (conv.sample_id, q.category, score(conv, q, shown, ""), 0, 0.0))
             for v in variants:
-                shown, body, tokens = window_for(conv, q, budget, v, recent)
+                shown, body, tokens, quoted = window_for(conv, q, budget, v, states[v.window])
+                found = score(conv, q, shown, body)
+                missed = [e for e in q.evidence if e not in shown
+                          and conv.messages[conv.seq[e]].content not in body]
+                carried = sum(e in quoted for e in missed) / len(q.evidence)
                 results[(v.name, budget)].append(
-                    (conv.sample_id, q.category, score(conv, q, shown, body), tokens))
+                    (conv.sample_id, q.category, found, tokens, carried))
     return results
 
 
@@ -177,21 +212,30 @@ def report(results: Results, names: Sequence[str], ablation: Sequence[str],
                             for (n, b) in results}
     n_q = len(results[(names[0], BUDGETS[0])])
     out = [f"{len(convs)} LoCoMo conversations, {n_q} questions (categories 1-4) × "
-           f"{len(BUDGETS)} budgets, in-process ({elapsed:.0f} s). Mean evidence recall; "
-           "tokens is the mean window size.\n",
-           "| budget | system | cat 1 | cat 2 | cat 3 | cat 4 | **recall** | tokens |",
-           "|---|---|---|---|---|---|---|---|"]
+           f"{len(BUDGETS)} budgets, in-process ({elapsed:.0f} s). Mean evidence recall: "
+           "evidence turns in the window verbatim (by a retrieved or recent line's id, or by "
+           "text). The window is the one each conversation has after it was appended one "
+           "message at a time and compacted by the policy (summaries + verbatim part), unless "
+           "said otherwise. *summaries quote* is the share of evidence not there verbatim of "
+           "which a summary (or the condensed top summary) quotes a sentence: what the hierarchy "
+           "carries when retrieval does not find it (not counted in recall). tokens is the "
+           "mean window size.\n",
+           "| budget | system | cat 1 | cat 2 | cat 3 | cat 4 | **recall** | summaries quote "
+           "| tokens |",
+           "|---|---|---|---|---|---|---|---|---|"]
     for b in BUDGETS:
         for n in names:
             rows = results[(n, b)]
             cats = " | ".join(f"{_mean(rows, cat=c):.3f}" for c in CATEGORIES)
-            out.append(f"| {b} | {n} | {cats} | **{_mean(rows):.3f}** | {_tokens(rows)} |")
+            carried = f"{statistics.fmean(r[4] for r in rows):.3f}" if any(
+                r[3] for r in rows) else "–"
+            out.append(f"| {b} | {n} | {cats} | **{_mean(rows):.3f}** | {carried} | "
+                       f"{_tokens(rows)} |")
     out += ["", "Per conversation (a stand-in for held-out data: gains should hold in each):", "",
             "| budget | system | " + " | ".join(convs) + " |",
             "|---|---|" + "---|" * len(convs)]
     for b in BUDGETS:
-        for n in (*(x for x in (LONGTHREAD.name, RECOMMENDED.name) if (x, b) in results),
-                  "hybrid RRF"):
+        for n in (*(x for x in (LONGTHREAD.name,) if (x, b) in results), "hybrid RRF"):
             out.append(f"| {b} | {n} | " + " | ".join(
                 f"{_mean(results[(n, b)], conv=c):.3f}" for c in convs) + " |")
     if ablation:
@@ -304,7 +348,7 @@ def level_counts(batches: Sequence[int] = (1, 10, 100)) -> str:
 
 def evaluate_all(ablation: bool = True, store: bool = True) -> tuple[Section, dict[str, Any]]:
     started = time.perf_counter()
-    main = (LONGTHREAD, *((RECOMMENDED,) if store else ()), BEFORE, *AGENT_LOOP)
+    main = (LONGTHREAD, BEFORE, *AGENT_LOOP)
     extra = (*(ABLATION if ablation else ()), *(RESENT if ablation else ()),
              *(STORE_SIDE if store else ()))
     variants = (*main, *extra)
@@ -318,6 +362,7 @@ def evaluate_all(ablation: bool = True, store: bool = True) -> tuple[Section, di
     names = [v.name for v in main] + list(BASELINES)
     md, data = report(results, names, [v.name for v in extra], [c.sample_id for c in convs],
                       time.perf_counter() - started)
+    md += "\n#### Ledger level counts by append batch size\n\n" + level_counts()
     return Section("Context quality in-process: retrieval, reranking, assembly (issue 12)",
                    md), data
 
