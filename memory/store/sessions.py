@@ -341,7 +341,7 @@ class SessionStore:
         if int(head["ledger_head"]) > 0 and head["base_seq"] is None:
             raise LedgerConflictError(f"window version {head['ledger_head']} of {session!r} is "
                                       "missing")
-        summaries = self._summaries(tenant, session, head)
+        summaries = self._summaries(tenant, session, head, cached)
         fixed = [r for r in rows if not r["tail"]]
         tail = sorted((r for r in rows if r["tail"]), key=lambda r: r["seq"])
         scanned = int(tail[0]["scanned"]) if tail else 0
@@ -360,16 +360,19 @@ class SessionStore:
                                               messages=tuple(shown[r["id"]] for r in rows)),
             order={r["id"]: int(r["seq"]) for r in rows})
 
-    def _summaries(self, tenant: str, session: str, head: dict[str, Any]
+    def _summaries(self, tenant: str, session: str, head: dict[str, Any],
+                   cached: tuple[int, datetime, tuple[Summary, ...]] | None
                    ) -> tuple[Summary, ...]:
         """The summaries of the version `head` names: parsed from the row, or (when the row
-        left them out) the ones this process parsed for that very version before."""
+        left them out) `cached`, the ones this process had parsed for that very version (the
+        entry as it was when the query was sent: another read may have replaced it since)."""
         key = (tenant, session)
         if head["base_seq"] is None:  # head 0: no version row, no summaries
             return ()
         if head["summaries"] is None:
-            cached = self._summary_cache[key]
-            self._summary_cache.move_to_end(key)
+            assert cached is not None and cached[0] == head["ledger_head"]
+            if key in self._summary_cache:
+                self._summary_cache.move_to_end(key)
             return cached[2]
         # Stored rows were validated when they were committed: the ids each covers (all of the
         # archive, in a long session) are not checked one by one again.
