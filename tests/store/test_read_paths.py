@@ -164,3 +164,36 @@ async def test_a_connection_the_server_ended_is_never_handed_out(
     await asyncio.sleep(0.3)
     for _ in range(3):
         assert await store.count("acme", session) == 0
+
+
+async def test_one_statement_appends_refuse_and_count_as_the_checked_path(store: Store) -> None:
+    """The same batches through `append_messages` (one statement) and `_append_checked`
+    (checks in Python): the same outcomes, the same refusals naming the same field."""
+    call = Message(id="call", role="assistant", content="",
+                   tool_calls=(ToolCall(id="k1", name="look"), ToolCall(id="k2", name="eta")))
+    batches: list[list[Message]] = [
+        [_user(0), call],
+        [Message(id="r1", role="tool", tool_call_id="k1", content="ok"), _user(1)],  # stored call
+        [_user(2), _user(0)],  # a duplicate of a stored message
+        [_user(3), _user(1, "changed")],  # a known id, other content
+        [_user(4), Message(id="r9", role="tool", tool_call_id="k9", content="?")],  # orphan
+        [Message(id="c2", role="assistant", content="", tool_calls=(ToolCall(id="k3",
+                                                                              name="x"),)),
+         Message(id="r3", role="tool", tool_call_id="k3", content="in batch")],
+        [_user(5), _user(5)],  # a repeated id within the batch
+        [_user(6, "x" * 70_000)],  # a body above the window's reference threshold
+    ]
+    fast_session, checked_session = _session(), _session()
+    for batch in batches:
+        outcomes: list[tuple[object, ...]] = []
+        for append, session in ((store.append_messages, fast_session),
+                                (store._append_checked, checked_session)):
+            try:
+                out = await append("acme", session, batch)
+                outcomes.append((out.appended, out.duplicates, out.cursors.model_dump()))
+            except InvalidInputError as exc:
+                outcomes.append((exc.field, exc.problem))
+        assert outcomes[0] == outcomes[1], batch
+    fast = await store.all_messages("acme", fast_session)
+    assert fast == await store.all_messages("acme", checked_session)
+    assert [m.id for m in fast] == ["m0", "call", "r1", "m1", "m2", "c2", "r3", "m6"]
