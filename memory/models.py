@@ -12,7 +12,16 @@ from collections.abc import Iterable, Sequence
 from datetime import UTC, datetime
 from typing import Literal
 
-from pydantic import BaseModel, ConfigDict, Field, JsonValue, field_validator, model_validator
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    JsonValue,
+    ValidationError,
+    ValidationInfo,
+    field_validator,
+    model_validator,
+)
 
 from memory.errors import InvalidInputError
 
@@ -30,7 +39,11 @@ __all__ = [
     "SectionUsage",
     "Summary",
     "ToolCall",
+    "check_instant",
+    "check_json",
+    "check_text",
     "content_hash",
+    "invalid_input",
     "message_digest",
     "parse_messages",
     "validate_sequence",
@@ -51,7 +64,7 @@ class _Frozen(BaseModel):
     model_config = ConfigDict(frozen=True, extra="forbid")
 
 
-def _check_text(field: str, value: str) -> None:
+def check_text(field: str, value: str) -> None:
     """Postgres text refuses NUL and lone surrogates cannot be encoded: refuse both up front."""
     if "\x00" in value:
         raise InvalidInputError(field, "contains a NUL character, which cannot be stored")
@@ -61,12 +74,84 @@ def _check_text(field: str, value: str) -> None:
         raise InvalidInputError(field, f"is not valid UTF-8 ({exc.reason})") from None
 
 
+
+def _check_texts(field: str, values: Iterable[str | None]) -> None:
+    for index, value in enumerate(values):
+        if value is not None:
+            check_text(f"{field}[{index}]", value)
+
+
+def check_json(field: str, value: object) -> None:
+    """Every key and string in a JSON value must be storable text (jsonb refuses NUL too)."""
+    if isinstance(value, str):
+        check_text(field, value)
+    elif isinstance(value, dict):
+        for key, item in value.items():
+            check_text(f"{field} key {key!r:.40}", str(key))
+            check_json(f"{field}.{key}", item)
+    elif isinstance(value, list | tuple):
+        for index, item in enumerate(value):
+            check_json(f"{field}[{index}]", item)
+
+
+def check_instant(field: str, value: datetime | None) -> None:
+    """A time must name an instant inside years 1-9999 in UTC (naive times are taken as UTC):
+    '0001-01-01T00:00+01:00' parses, but its UTC instant cannot be represented or digested."""
+    if value is None or value.tzinfo is None:
+        return
+    try:
+        value.astimezone(UTC)
+    except (OverflowError, ValueError):
+        raise InvalidInputError(
+            field, f"{value.isoformat()} is outside years 1-9999 once converted to UTC"
+        ) from None
+
+
+def invalid_input(exc: ValidationError, prefix: str = "") -> InvalidInputError:
+    """One clear error from pydantic's: the path of the first problem (`messages[2].id`) and
+    what is wrong with it; `prefix` names where the validated object sits."""
+    errors = exc.errors()
+    first = errors[0]
+    path = ""
+    for part in first["loc"]:
+        if isinstance(part, int):
+            path += f"[{part}]"
+        elif "[" in str(part) or "(" in str(part):  # a union or function tag, not a field
+            continue
+        else:
+            path += f".{part}" if path else str(part)
+    cause = (first.get("ctx") or {}).get("error")
+    if isinstance(cause, InvalidInputError):
+        text = cause.problem
+        last = path.rsplit(".", 1)[-1]
+        if cause.field == last or cause.field.startswith((f"{last}[", f"{last}.")):
+            path = path[: len(path) - len(last)] + cause.field  # a field validator's own
+        elif cause.field:  # a model validator's: the field inside the model at `path`
+            path = f"{path}.{cause.field}" if path else cause.field
+    else:
+        text = str(first["msg"])
+    if prefix:
+        path = f"{prefix}.{path}" if path and not path.startswith("[") else f"{prefix}{path}"
+    if len(errors) > 1:
+        text += f" (and {len(errors) - 1} more problem{'s' if len(errors) > 2 else ''})"
+    return InvalidInputError(path or exc.title, text)
+
+
 class ToolCall(_Frozen):
     """A tool invocation requested by an assistant message; `arguments` is the raw JSON text."""
 
     id: str = Field(min_length=1, max_length=MAX_ID_CHARS)
     name: str = Field(min_length=1, max_length=MAX_NAME_CHARS)
     arguments: str = "{}"
+
+    @model_validator(mode="after")
+    def _storable(self) -> ToolCall:
+        check_text("id", self.id)
+        check_text("name", self.name)
+        check_text("arguments", self.arguments)
+        if len(self.arguments.encode("utf-8")) > MAX_CONTENT_BYTES:
+            raise InvalidInputError("arguments", f"is over {MAX_CONTENT_BYTES} bytes")
+        return self
 
 
 class Message(_Frozen):
@@ -95,7 +180,7 @@ class Message(_Frozen):
             raise InvalidInputError("id", f"must be 1 to {MAX_ID_CHARS} characters")
         if any(ord(c) < 32 for c in value):
             raise InvalidInputError("id", "must not contain control characters")
-        _check_text("id", value)
+        check_text("id", value)
         return value
 
     @field_validator("name")
@@ -104,12 +189,12 @@ class Message(_Frozen):
         if value is not None:
             if len(value) > MAX_NAME_CHARS:
                 raise InvalidInputError("name", f"must be at most {MAX_NAME_CHARS} characters")
-            _check_text("name", value)
+            check_text("name", value)
         return value
 
     @model_validator(mode="after")
     def _valid_shape(self) -> Message:
-        _check_text("content", self.content)
+        check_text("content", self.content)
         size = len(self.content.encode("utf-8"))
         if size > MAX_CONTENT_BYTES:
             raise InvalidInputError(
@@ -125,6 +210,13 @@ class Message(_Frozen):
             raise InvalidInputError("tool_call_id", "is required on a tool message")
         if self.role != "tool" and self.tool_call_id:
             raise InvalidInputError("tool_call_id", "is only allowed on tool messages")
+        if self.tool_call_id is not None:
+            if len(self.tool_call_id) > MAX_ID_CHARS:
+                raise InvalidInputError("tool_call_id",
+                                        f"must be at most {MAX_ID_CHARS} characters")
+            check_text("tool_call_id", self.tool_call_id)
+        check_instant("created_at", self.created_at)
+        check_json("metadata", self.metadata)
         return self
 
     @property
@@ -191,6 +283,24 @@ class Summary(_Frozen):
     strategy: str = "extractive"
     created_at: datetime | None = None
 
+    @field_validator("id", "content", "strategy")
+    @classmethod
+    def _storable_text(cls, value: str, info: ValidationInfo) -> str:
+        check_text(str(info.field_name), value)
+        return value
+
+    @field_validator("covers", "quoted_ids")
+    @classmethod
+    def _storable_ids(cls, value: tuple[str, ...], info: ValidationInfo) -> tuple[str, ...]:
+        _check_texts(str(info.field_name), value)
+        return value
+
+    @field_validator("created_at")
+    @classmethod
+    def _in_range(cls, value: datetime | None) -> datetime | None:
+        check_instant("created_at", value)
+        return value
+
 
 class ScoredMessage(_Frozen):
     """A retrieval candidate: an archived message and its fused relevance score."""
@@ -233,6 +343,27 @@ class CompactionRecord(_Frozen):
     tokens_after: int = Field(ge=0)
     duration_ms: float = 0.0
     undoes: str | None = None
+
+    # Ledger records arrive from exports (restore_ledger): every text must be storable.
+    @field_validator("id", "action", "reason", "covered_hash", "strategy", "model",
+                     "prompt_version", "fallback", "engine_version", "undoes")
+    @classmethod
+    def _storable_text(cls, value: str | None, info: ValidationInfo) -> str | None:
+        if value is not None:
+            check_text(str(info.field_name), value)
+        return value
+
+    @field_validator("covered_ids", "removed_summary_ids")
+    @classmethod
+    def _storable_ids(cls, value: tuple[str, ...], info: ValidationInfo) -> tuple[str, ...]:
+        _check_texts(str(info.field_name), value)
+        return value
+
+    @field_validator("at")
+    @classmethod
+    def _in_range(cls, value: datetime | None) -> datetime | None:
+        check_instant("at", value)
+        return value
 
     @property
     def ratio(self) -> float:
@@ -277,8 +408,6 @@ class ContextWindow(_Frozen):
 
 def parse_messages(raw: Sequence[object]) -> list[Message]:
     """Turn user input into messages, reporting the first problem as one clear error."""
-    from pydantic import ValidationError
-
     parsed: list[Message] = []
     for index, item in enumerate(raw):
         if isinstance(item, Message):
@@ -287,14 +416,9 @@ def parse_messages(raw: Sequence[object]) -> list[Message]:
         try:
             parsed.append(Message.model_validate(item))
         except ValidationError as exc:
-            first = exc.errors()[0]
-            cause = (first.get("ctx") or {}).get("error")
-            if isinstance(cause, InvalidInputError):
-                where, text = cause.field, cause.problem
-            else:
-                where = ".".join(str(part) for part in first["loc"]) or "message"
-                text = str(first["msg"])
-            raise InvalidInputError(f"messages[{index}].{where}", text) from None
+            error = invalid_input(exc)
+            where = "" if error.field == exc.title else f".{error.field}"
+            raise InvalidInputError(f"messages[{index}]{where}", error.problem) from None
     validate_sequence(parsed, open_tool_calls=None)
     return parsed
 

@@ -12,15 +12,18 @@ through continue-as-new is a few cursors, whatever the session's length.
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from datetime import timedelta
+from typing import Any, TypeVar
 from urllib.parse import quote
 
 from temporalio import workflow
+from temporalio.common import RetryPolicy
 from temporalio.exceptions import ActivityError, ApplicationError
 
 with workflow.unsafe.imports_passed_through():
-    from pydantic import BaseModel
+    from pydantic import BaseModel, ValidationError
 
     from activities import specs
     from activities.specs import ActivitySpec
@@ -36,8 +39,9 @@ with workflow.unsafe.imports_passed_through():
         StoreMessagesInput,
         UncompactSessionInput,
     )
-    from memory.models import Cursors, Message
-    from workflows.activities import call
+    from memory.errors import InvalidInputError
+    from memory.models import ContextWindow, Cursors, Message, invalid_input
+    from workflows.activities import OUTAGE_RETRY, call
     from workflows.types import (
         AppendInput,
         AppendResult,
@@ -68,12 +72,69 @@ def workflow_id(tenant: str, session: str) -> str:
     return f"conversation-{part(tenant)}-{part(session)}"
 
 
+# Refusals an activity raises about its input: never retried, and the client reads them back
+# as InvalidInputError (BudgetTooSmallError: the budget cannot hold the system messages).
+REFUSALS = ("InvalidInputError", "BudgetTooSmallError")
+BUILD_CONTEXT_RETRY = RetryPolicy(
+    initial_interval=OUTAGE_RETRY.initial_interval,
+    backoff_coefficient=OUTAGE_RETRY.backoff_coefficient,
+    maximum_interval=OUTAGE_RETRY.maximum_interval, non_retryable_error_types=list(REFUSALS))
+
+M = TypeVar("M", bound=BaseModel)
+
+
 def _as_update_error(exc: ActivityError) -> ApplicationError:
     """An activity's refusal, re-raised so only the update fails (never the workflow task)."""
     cause = exc.cause
     if isinstance(cause, ApplicationError):
-        return ApplicationError(cause.message, type=cause.type, non_retryable=True)
+        kind = "InvalidInputError" if cause.type in REFUSALS else cause.type
+        return ApplicationError(cause.message, type=kind, non_retryable=True)
     return ApplicationError(str(cause or exc), type="ActivityFailed", non_retryable=True)
+
+
+def _refusal(field: str, problem: str) -> ApplicationError:
+    return ApplicationError(f"{field}: {problem}", type="InvalidInputError", non_retryable=True)
+
+
+@contextmanager
+def _refusing(prefix: str = "") -> Iterator[None]:
+    """Bad input found while handling an update fails that update, naming the field; it must
+    never fail the workflow task (which Temporal would retry forever)."""
+    try:
+        yield
+    except ValidationError as exc:
+        error = invalid_input(exc, prefix)
+        raise _refusal(error.field, error.problem) from None
+    except InvalidInputError as exc:
+        field = f"{prefix}.{exc.field}" if prefix else exc.field
+        raise _refusal(field, exc.problem) from None
+
+
+def _kind(value: object) -> str:
+    if value is None:
+        return "null"
+    return {bool: "a boolean", int: "a number", float: "a number", str: "a string",
+            list: "an array", tuple: "an array"}.get(type(value), type(value).__name__)
+
+
+def _parse(model: type[M], args: tuple[Any, ...]) -> M:
+    """An update's one argument as `model`, or a refusal naming what is wrong with it.
+
+    Every update and its validator take `*args: Any` (the SDK requires both to have the same
+    parameters), so the SDK hands over the decoded JSON as it came and a malformed argument
+    (null, a number, a wrong field, a missing or second argument) reaches this check instead
+    of failing the workflow task in a loop: validators refuse it before the update is
+    accepted, and handlers (which also run on replay, where validators do not) parse it the
+    same way."""
+    if len(args) != 1:
+        raise _refusal(model.__name__, f"takes exactly one argument (an object), got {len(args)}")
+    value = args[0]
+    if isinstance(value, model):
+        return value
+    if not isinstance(value, dict):
+        raise _refusal(model.__name__, f"must be an object, not {_kind(value)}")
+    with _refusing():
+        return model.model_validate(value)
 
 
 @workflow.defn
@@ -195,24 +256,30 @@ class ConversationWorkflow:
         return result
 
     @workflow.update
-    async def attach(self) -> ConversationStats:
+    async def attach(self, *args: Any) -> ConversationStats:
         """Pairs with update-with-start, to start or attach a session."""
         await workflow.wait_condition(lambda: self.ready)
         return self.stats()
 
+    @attach.validator
+    def _validate_attach(self, *args: Any) -> None:
+        if args:
+            raise _refusal("attach", f"takes no argument, got {len(args)}")
+
     @workflow.update
-    async def append_many(self, input: AppendInput) -> AppendResult:
+    async def append_many(self, *args: Any) -> AppendResult:
+        request = _parse(AppendInput, args)
         self.updates += 1
         await workflow.wait_condition(lambda: self.ready)
-        return await self._store(input.messages, input.hold_compaction)
+        return await self._store(request.messages, request.hold_compaction)
 
     @append_many.validator
-    def _validate_append(self, input: AppendInput) -> None:
+    def _validate_append(self, *args: Any) -> None:
+        request = _parse(AppendInput, args)
         if self.closed:
-            raise ApplicationError("session: is closed", type="InvalidInputError")
-        if not input.messages:
-            raise ApplicationError("messages: must hold at least one message",
-                                   type="InvalidInputError")
+            raise _refusal("session", "is closed")
+        if not request.messages:
+            raise _refusal("messages", "must hold at least one message")
 
     # -- compaction and generation ----------------------------------------------------------
     async def _manual(self, spec: ActivitySpec[CompactOutcome],
@@ -225,53 +292,94 @@ class ConversationWorkflow:
             raise _as_update_error(exc) from None
 
     @workflow.update
-    async def compact(self, input: CompactInput) -> CompactOutcome:
+    async def compact(self, *args: Any) -> CompactOutcome:
+        request = _parse(CompactInput, args)
         return await self._manual(specs.COMPACT, lambda head: CompactSessionInput(
             tenant=self.input.tenant, session=self.input.session, expected_head=head,
-            policy=self.input.policy, trigger="manual", preserve_recent=input.preserve_recent,
-            focus=input.focus, force=True))
+            policy=self.input.policy, trigger="manual", preserve_recent=request.preserve_recent,
+            focus=request.focus, force=True))
+
+    @compact.validator
+    def _validate_compact(self, *args: Any) -> None:
+        _parse(CompactInput, args)
 
     @workflow.update
-    async def uncompact(self, input: UncompactInput) -> CompactOutcome:
+    async def uncompact(self, *args: Any) -> CompactOutcome:
+        request = _parse(UncompactInput, args)
         return await self._manual(specs.UNCOMPACT, lambda head: UncompactSessionInput(
             tenant=self.input.tenant, session=self.input.session, expected_head=head,
-            record_id=input.record_id))
+            record_id=request.record_id))
+
+    @uncompact.validator
+    def _validate_uncompact(self, *args: Any) -> None:
+        _parse(UncompactInput, args)
 
     @workflow.update
-    async def edit_window(self, input: EditInput) -> CompactOutcome:
+    async def edit_window(self, *args: Any) -> CompactOutcome:
+        request = _parse(EditInput, args)
         return await self._manual(specs.EDIT_WINDOW, lambda head: EditWindowInput(
             tenant=self.input.tenant, session=self.input.session, expected_head=head,
-            kind=input.kind))
+            kind=request.kind))
+
+    @edit_window.validator
+    def _validate_edit(self, *args: Any) -> None:
+        _parse(EditInput, args)
 
     @workflow.update
-    async def restore_ledger(self, input: RestoreInput) -> CompactOutcome:
+    async def restore_ledger(self, *args: Any) -> CompactOutcome:
+        request = _parse(RestoreInput, args)
         try:
             return await self._manual(specs.RESTORE_LEDGER, lambda head: RestoreLedgerInput(
                 tenant=self.input.tenant, session=self.input.session, expected_head=head,
-                records=input.records))
+                records=request.records))
         finally:
             self.state.hold_compaction = False
             self.check_policy = self._over_policy()
 
+    @restore_ledger.validator
+    def _validate_restore(self, *args: Any) -> None:
+        _parse(RestoreInput, args)
+
+    @staticmethod
+    def _user_message(request: GenerateInput, ident: str) -> Message:
+        """generate()'s user message; bad content, id or name is refused naming the field."""
+        with _refusing():
+            return Message(id=request.id or ident, role="user", content=request.content,
+                           name=request.name)
+
     @workflow.update
-    async def generate(self, input: GenerateInput) -> GenerateResult:
+    async def generate(self, *args: Any) -> GenerateResult:
+        request = _parse(GenerateInput, args)
         self.updates += 1
         await workflow.wait_condition(lambda: self.ready)
-        user = Message(id=input.id or f"u-{workflow.uuid4()}", role="user",
-                       content=input.content, name=input.name, created_at=workflow.now())
+        user = self._user_message(request, f"u-{workflow.uuid4()}").model_copy(
+            update={"created_at": workflow.now()})
         await self._store((user,))
         try:
-            window = await call(specs.BUILD_CONTEXT, ServeContextInput(
-                tenant=self.input.tenant, session=self.input.session,
-                request=ContextRequest(query=input.content, max_tokens=input.max_tokens)))
+            window: ContextWindow = await workflow.execute_activity(
+                specs.BUILD_CONTEXT.name, ServeContextInput(
+                    tenant=self.input.tenant, session=self.input.session,
+                    request=ContextRequest(query=request.content,
+                                           max_tokens=request.max_tokens)),
+                result_type=ContextWindow, start_to_close_timeout=specs.BUILD_CONTEXT.timeout,
+                retry_policy=BUILD_CONTEXT_RETRY)
             reply = await call(specs.COMPLETE_CHAT,
-                               ChatInput(window=window, max_tokens=input.reply_tokens))
+                               ChatInput(window=window, max_tokens=request.reply_tokens))
         except ActivityError as exc:
             raise _as_update_error(exc) from None
-        assistant = Message(id=f"a-{workflow.uuid4()}", role="assistant",
-                            content=reply.content or "(empty reply)", created_at=workflow.now())
+        # A model's reply is stored as it came, except what Postgres cannot hold (NUL, lone
+        # surrogates) and blank text; it must never fail the workflow task.
+        text = reply.content.replace("\x00", "\ufffd").encode("utf-8", "replace").decode()
+        with _refusing("reply"):
+            assistant = Message(id=f"a-{workflow.uuid4()}", role="assistant",
+                                content=text if text.strip() else "(empty reply)",
+                                created_at=workflow.now())
         await self._store((assistant,))
         return GenerateResult(reply=assistant, context_tokens=window.tokens, model=reply.model)
+
+    @generate.validator
+    def _validate_generate(self, *args: Any) -> None:
+        self._user_message(_parse(GenerateInput, args), "u-validating")
 
     # -- reading ----------------------------------------------------------------------------
     @workflow.query
@@ -286,5 +394,7 @@ class ConversationWorkflow:
             or s.embedded_seq < s.next_seq)
 
     @workflow.signal
-    def close(self) -> None:
+    def close(self, *args: Any) -> None:
+        """Finish embedding and end the run. It takes no argument; one sent anyway is ignored
+        (a signal cannot be refused, and raising here would fail the workflow task)."""
         self.closed = True

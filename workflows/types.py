@@ -10,9 +10,10 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Literal
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 from activities.types import AppendResult, CompactOutcome, ContextRequest
+from memory.errors import InvalidInputError
 from memory.models import CompactionRecord, Message
 from memory.policy import CompactionPolicy
 
@@ -21,7 +22,13 @@ from memory.policy import CompactionPolicy
 TENANT_PATTERN = r"^[^\s\x00-\x1f\x7f]{1,100}$"
 SESSION_PATTERN = r"^[^\s\x00-\x1f\x7f]{1,200}$"
 
+# Temporal caps a payload at 2 MB, and an update over it cannot even be refused cleanly (the
+# refusal echoes the request, so the worker's task fails until the server drops the update).
+# Inputs that can grow are held under this when they are built, i.e. in the client.
+MAX_UPDATE_BYTES = 1_500_000
+
 __all__ = [
+    "MAX_UPDATE_BYTES",
     "SESSION_PATTERN",
     "TENANT_PATTERN",
     "AppendInput",
@@ -90,6 +97,15 @@ class RestoreInput(_Model):
 
     records: tuple[CompactionRecord, ...] = Field(max_length=100_000)
 
+    @model_validator(mode="after")
+    def _fits_a_payload(self) -> RestoreInput:
+        size = len(self.model_dump_json().encode("utf-8"))
+        if size > MAX_UPDATE_BYTES:
+            raise InvalidInputError(
+                "records", f"are {size} bytes; the limit per call is {MAX_UPDATE_BYTES} bytes "
+                "(Temporal caps a payload at 2 MB)")
+        return self
+
 
 class UncompactInput(_Model):
     record_id: str = Field(min_length=1, max_length=200)
@@ -101,6 +117,15 @@ class GenerateInput(_Model):
     name: str | None = None
     max_tokens: int = Field(default=4000, ge=64, le=2_000_000)
     reply_tokens: int = Field(default=1024, ge=1, le=64_000)
+
+    @model_validator(mode="after")
+    def _fits_a_payload(self) -> GenerateInput:
+        size = len(self.content.encode("utf-8", "surrogatepass"))
+        if size > MAX_UPDATE_BYTES:
+            raise InvalidInputError(
+                "content", f"is {size} bytes; the limit per call is {MAX_UPDATE_BYTES} bytes "
+                "(Temporal caps a payload at 2 MB)")
+        return self
 
 
 class GenerateResult(_Model):
