@@ -14,7 +14,7 @@ from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 from activities.types import AppendResult, CompactOutcome, ContextRequest
 from memory.errors import InvalidInputError
-from memory.models import CompactionRecord, Message
+from memory.models import CompactionRecord, Message, check_text
 from memory.policy import CompactionPolicy
 
 # Ids as people write them ('acme-corp', UUIDs, 'JIRA-4711', '#4711', 'acme/2024/17'): any
@@ -120,7 +120,9 @@ class GenerateInput(_Model):
 
     @model_validator(mode="after")
     def _fits_a_payload(self) -> GenerateInput:
-        size = len(self.content.encode("utf-8", "surrogatepass"))
+        # Lone surrogates cannot even be serialized to send: refuse them (and NUL) by name.
+        check_text("content", self.content)
+        size = len(self.content.encode("utf-8"))
         if size > MAX_UPDATE_BYTES:
             raise InvalidInputError(
                 "content", f"is {size} bytes; the limit per call is {MAX_UPDATE_BYTES} bytes "
