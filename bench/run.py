@@ -5,6 +5,9 @@ to a comma-separated subset (ceiling, latency, burst, quality, quality_engine, s
 retrieval, scale) to run fewer. `bench/speed.py` and `bench/quality_engine.py` are run when
 they exist and offer `run()` (sync or async, returning a Section or (Section, data)).
 The 1M-message ceiling takes an hour or more: `LT_CEILING_SIZES=10000,100000` shortens it.
+`LT_BENCH_SECTIONS=DIR` also writes each finished section to DIR/<name>.md;
+`LT_BENCH_ASSEMBLE=a.md,b.md` (with `LT_BENCH_RUN_NOTE`) runs nothing and writes those section
+files as one run on top of RESULTS.md.
 """
 
 from __future__ import annotations
@@ -204,6 +207,12 @@ async def main() -> None:
     for s in sections:
         run.append(f"### {s.title}\n\n{s.markdown}")
         run.extend(f"![{p}](plots/{p})\n" for p in s.plots)
+    _write("\n".join(run), {p for s in sections for p in s.plots})
+
+
+def _write(run: str, regenerated: set[str]) -> None:
+    """Put `run` on top of RESULTS.md and keep the earlier runs below it; an earlier run's
+    plot link becomes plain text only when this run regenerated that plot."""
     earlier = ""
     if RESULTS.exists():
         old = RESULTS.read_text()
@@ -211,10 +220,31 @@ async def main() -> None:
         if match:
             earlier = "\n## Earlier runs\n\n" + re.sub(
                 r"^## Earlier runs\n\n", "", old[match.start():], flags=re.MULTILINE)
-            earlier = earlier.replace("![", "[plot of that run, since regenerated: ")
-    RESULTS.write_text(HEADER + "\n" + "\n".join(run) + earlier)
+            for plot in regenerated:
+                earlier = earlier.replace(f"![{plot}](plots/{plot})",
+                                          f"[plot of that run, since regenerated: {plot}]")
+    RESULTS.write_text(HEADER + "\n" + run.rstrip("\n") + "\n" + earlier)
     print(f"wrote {RESULTS}")
 
 
+def assemble(files: list[Path], code: str) -> None:
+    """Write one run made of finished section files (`### title` then markdown, as
+    LT_BENCH_SECTIONS writes them, or delivered by whoever ran them) on top of RESULTS.md."""
+    parts = [f"## Run of {machine()}\n", f"{code}\n"]
+    regenerated: set[str] = set()
+    for path in files:
+        text = path.read_text().strip("\n") + "\n"
+        if not text.startswith("#"):
+            text = f"### {path.stem}\n\n{text}"
+        text = re.sub(r"^#{1,3} ", "### ", text, count=1)
+        regenerated.update(re.findall(r"!\[[^\]]*\]\(plots/([^)]+)\)", text))
+        parts.append(text)
+    _write("\n".join(parts), regenerated)
+
+
 if __name__ == "__main__":
-    asyncio.run(main())
+    if os.environ.get("LT_BENCH_ASSEMBLE"):  # merge finished sections, run nothing
+        assemble([Path(p) for p in os.environ["LT_BENCH_ASSEMBLE"].split(",") if p],
+                 os.environ.get("LT_BENCH_RUN_NOTE", f"Code: {code_state()}."))
+    else:
+        asyncio.run(main())
