@@ -11,7 +11,7 @@ every run but the newest ended in continue-as-new, the newest is running and sti
 (a query, a context(), an append); no workflow task failed; and history per run against
 Temporal's limits. Embedding is measured, not waited for: the local MiniLM needs hours for 1M
 messages on 2 cores, so the report gives what was embedded while appending and the embedding
-rate over `LT_CEILING_EMBED_SECONDS` (default 120) after the appends, with nothing else running.
+rate over `LT_CEILING_EMBED_SECONDS` (default 120) after the appends, with no appends running.
 
 `LT_CEILING_SUGGEST_EVENTS` lowers the server's continue-as-new suggestion (events per run), so
 continue-as-new also happens near small checkpoints; unset, the server's defaults apply.
@@ -128,10 +128,17 @@ async def _store_checks(bench: Bench, session: str, ids: list[str]) -> dict[str,
         cur = await conn.execute(
             "SELECT pg_size_pretty(pg_database_size(current_database())) AS size")
         size = await cur.fetchone()
+    async with bench.store.pool.connection() as conn:  # sizes are per table, not per tenant
+        cur = await conn.execute(
+            "SELECT relname, pg_total_relation_size(oid) AS bytes FROM pg_class WHERE relkind ="
+            " 'r' AND relname IN ('messages', 'message_terms', 'window_versions', 'ledger')"
+            " ORDER BY 2 DESC")
+        tables = [(r["relname"], int(r["bytes"])) for r in await cur.fetchall()]
     expected = hashlib.md5(",".join(sorted(ids)).encode()).hexdigest()
     return {"count": int(row["n"]), "distinct": int(row["ids"]), "seqs": int(row["seqs"]),
             "lo": row["lo"], "hi": row["hi"], "ids_match": row["digest"] == expected,
-            "embedded": int(row["embedded"]), "db_size": size["size"] if size else "?"}
+            "embedded": int(row["embedded"]), "db_size": size["size"] if size else "?",
+            "tables": tables}
 
 
 async def _embedding_rate(conv: Conversation, seconds: float) -> tuple[int, float]:
@@ -376,7 +383,7 @@ def _report(out: Outcome, policy: CompactionPolicy) -> Section:
     embedded_then = after["stats"].get("embedded", 0)
     md.append(
         f"- **Embedding:** {embedded_then:,} of {total:,} embedded by the time "
-        f"compaction settled; then, with nothing else running, {embedded:,} in "
+        f"compaction settled; then, with no appends running, {embedded:,} in "
         f"{x['embed_seconds']:.0f} s = **{rate:.0f} messages/s**"
         + (f" — the rest would need about {(total - embedded_then) / rate / 3600:.1f}"
            " h more, so it was not waited for (the lexical leg finds unembedded messages "
@@ -385,7 +392,9 @@ def _report(out: Outcome, policy: CompactionPolicy) -> Section:
         f"- **Stored exactly once:** {'pass' if once else '**FAIL**'} — {st['count']:,} rows, "
         f"{st['distinct']:,} distinct ids, {st['seqs']:,} distinct seqs "
         f"({st['lo']}..{st['hi']}), id set digest "
-        f"{'matches' if st['ids_match'] else '**differs**'}; database {st['db_size']}. "
+        f"{'matches' if st['ids_match'] else '**differs**'}; database {st['db_size']} ("
+        + ", ".join(f"{name} {n / 2**20:,.1f} MB" for name, n in st.get("tables", []))
+        + "). "
         f"{x['reported_duplicates']:,} messages were reported back as duplicates by "
         "append_many (a local activity retried after its first attempt had committed).")
     points = [(r.continued_at, r.continued_input) for r in hist
