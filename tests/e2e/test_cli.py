@@ -64,7 +64,11 @@ async def test_import_context_compact_ledger_replay_export_import(
     assert code == 0, err
     window = json.loads(out)
     assert window["tokens"] <= 400
-    assert "D0:2" in [i for m in window["messages"] for i in m["source_ids"]]
+    # Every sixth line says where Ana moves; they differ only in their "(i)" suffix, so
+    # near-duplicate removal keeps one of them, and any one compacted away (i < 50) counts.
+    ids = [i for m in window["messages"] for i in m["source_ids"]]
+    moves = {f"D{i // 10}:{i % 10}" for i in range(50) if LINES[i % len(LINES)] == LINES[2]}
+    assert moves & set(ids), ids
 
     code, out, err = await cli(env, "ledger", "life", "--tenant", "acme", "--json")
     assert code == 0, err
