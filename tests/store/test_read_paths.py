@@ -154,8 +154,8 @@ async def test_record_served_sets_the_seq_in_the_stored_record(store: Store) -> 
 async def test_a_connection_the_server_ended_is_never_handed_out(
     store: Store, db: psycopg.AsyncConnection[DictRow]
 ) -> None:
-    """The pool skips its round-trip check for a connection given back moments ago, but not
-    when the server has ended that session (its socket then has the error to read)."""
+    """The pool checks each connection before handing it out (an empty query), so one whose
+    backend the server ended moments ago is replaced, never handed to a store call."""
     session = _session()
     for _ in range(3):  # connections given back just now
         assert await store.count("acme", session) == 0
