@@ -441,9 +441,9 @@ async def test_replay_matches_every_served_context(
     assert tally["served-replayed"] >= tally["contexts"] > 0
     # The sequences reached what they are meant to cover (each is near certain at 20
     # sequences; the rarer ones are asserted on longer runs).
-    reached = ["merges", "abstractive-summaries", "continued-as-new", "imports",
+    reached = ["abstractive-summaries", "continued-as-new", "imports",
                "records-auto", "records-undo", "records-pop", "records-clear"]
-    if EXAMPLES >= 100:
-        reached += ["records-manual", "budget-refused", "undo-refused"]
+    if EXAMPLES >= 100:  # merges: 0 in one 20-sequence run, 173 in 330 sequences
+        reached += ["merges", "records-manual", "budget-refused", "undo-refused"]
     if EXAMPLES >= 20:
         assert all(tally[name] > 0 for name in reached), tally
