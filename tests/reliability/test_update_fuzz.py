@@ -153,6 +153,12 @@ RECORD_REQUIRED = ("id", "seq", "level", "action", "reason", "covered_ids", "cov
 NOT_AN_OBJECT: list[Any] = [5, "x", [1, 2], 1.5]
 
 
+def not_an_object(draw: st.DrawFn, update: str, model: str) -> Case:
+    """The raw update's one argument is not a JSON object: the error names the input type."""
+    arg = draw(st.sampled_from(NOT_AN_OBJECT))
+    return Case(update, "raw", arg, (model,), "main", f"argument {arg!r}")
+
+
 def message(ident: str, n: int) -> dict[str, Any]:
     return {"id": ident, "role": "user" if n % 2 == 0 else "assistant",
             "content": f"Fuzz message {n} about order {4700 + n}."}
@@ -230,8 +236,7 @@ def noise(draw: st.DrawFn, arg: dict[str, Any]) -> dict[str, Any]:
 @st.composite
 def compact_case(draw: st.DrawFn) -> Case:
     if draw(st.integers(0, 9)) == 0:
-        arg = draw(st.sampled_from(NOT_AN_OBJECT))
-        return Case("compact", "raw", arg, ("CompactInput",), "main", f"argument {arg!r}")
+        return not_an_object(draw, "compact", "CompactInput")
     field = draw(st.sampled_from(sorted(COMPACT_BAD)))
     arg = {field: draw(st.sampled_from(COMPACT_BAD[field]))}
     if draw(st.booleans()):  # a valid other field alongside
@@ -250,8 +255,7 @@ def uncompact_case(targets: dict[str, str]) -> st.SearchStrategy[Case]:
         kind = draw(st.sampled_from(["shape", "shape", "semantic", "semantic", "missing",
                                      "not-an-object"]))
         if kind == "not-an-object":
-            arg = draw(st.sampled_from(NOT_AN_OBJECT))
-            return Case("uncompact", "raw", arg, ("UncompactInput",), "main", f"argument {arg!r}")
+            return not_an_object(draw, "uncompact", "UncompactInput")
         if kind == "missing":
             return Case("uncompact", "raw", noise(draw, {}), ("record_id",), "main",
                         "record_id missing")
@@ -274,8 +278,7 @@ def edit_case(draw: st.DrawFn) -> Case:
     """pop() and clear() take no input, so only the raw update can be malformed."""
     kind = draw(st.sampled_from(["kind", "kind", "kind", "missing", "not-an-object"]))
     if kind == "not-an-object":
-        arg = draw(st.sampled_from(NOT_AN_OBJECT))
-        return Case("edit_window", "raw", arg, ("EditInput",), "main", f"argument {arg!r}")
+        return not_an_object(draw, "edit_window", "EditInput")
     if kind == "missing":
         return Case("edit_window", "raw", noise(draw, {}), ("kind",), "main", "kind missing")
     value: Any = draw(st.sampled_from(["nuke", "", "POP", "Clear", "pop ", "undo", 5, None,
@@ -287,8 +290,7 @@ def edit_case(draw: st.DrawFn) -> Case:
 @st.composite
 def generate_case(draw: st.DrawFn) -> Case:
     if draw(st.integers(0, 9)) == 0:
-        shape = draw(st.sampled_from(NOT_AN_OBJECT))
-        return Case("generate", "raw", shape, ("GenerateInput",), "main", f"argument {shape!r}")
+        return not_an_object(draw, "generate", "GenerateInput")
     field = draw(st.sampled_from(sorted(GENERATE_BAD)))
     arg: dict[str, Any] = {"content": draw(st.sampled_from(
         ["What about order 4711?", "Summarise the refund.", "hi"]))}
