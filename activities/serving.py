@@ -3,19 +3,20 @@
 The client calls this directly (and the `build_context` activity calls it for `generate()`):
 one snapshot of the current window version, hybrid retrieval with the query embedded in this
 process, pure assembly, and a served-context record so `replay --at N` can rebuild it exactly.
+The record is committed before the window is returned: a context the caller has, replay has.
 
 The search text (and what is embedded) is the query without the participants' names
 (`memory.retrieval.content_query`); assembly and the served record keep the query as asked.
 The participants are the speakers (`Message.name`) of the window read; the query is embedded
-while the window is read, with the participants this process saw in the session last time,
-and again only if the window shows other names that change the search text.
+and its BM25 leg run while the window is read, with the participants this process saw in the
+session last time, and again only if the window shows other names that change the search text.
 """
 
 from __future__ import annotations
 
 import asyncio
 from collections import OrderedDict
-from typing import Protocol
+from typing import Any, Protocol
 
 from activities.types import ContextRequest
 from memory.assembly import ASSEMBLY_VERSION, Shares
@@ -58,43 +59,58 @@ async def _embed(embedder: QueryEmbedder, text: str) -> list[float]:
     return vector
 
 
+async def _settled(*tasks: asyncio.Future[Any] | None) -> None:
+    """Wait for `tasks` to end, whatever their outcome: none is left running on a connection
+    that goes back to the pool, and none logs an unretrieved exception."""
+    pending = [t for t in tasks if t is not None]
+    if pending:
+        await asyncio.gather(*pending, return_exceptions=True)
+
+
 async def serve_context(store: Store, embedder: QueryEmbedder, tenant: str, session: str,
                         request: ContextRequest) -> ContextWindow:
+    """Three things start at once: the window's read (its own connection), the query's
+    embedding (in a thread) and the BM25 leg (ids and ranks only: it needs no vector). When
+    the vector is there, one statement runs the vector leg, fuses and fetches the hits with
+    their neighbours. Assembly follows, then the served record, committed before the window
+    is returned. The BM25 leg, the fused search and the record share one connection."""
     query = request.query if request.query and request.query.strip() else None
     key = (tenant, session)
     guess = content_query(query, _participants.get(key, ())) if query else None
-    # The query is embedded (in a thread) while the window is read.
-    embedding = asyncio.ensure_future(_embed(embedder, guess)) if guess else None
-    try:
-        snapshot = await store.read_window(tenant, session, request.max_tokens)
-    except BaseException:
-        if embedding is not None:
-            embedding.cancel()
-        raise
-    candidates: list[ScoredMessage] = []
-    if query is not None and embedding is not None:
-        names = frozenset(m.name for m in snapshot.state.messages if m.name)
-        _remember(key, names)
-        text = content_query(query, names)
-        if text == guess:
-            vector = await embedding
-        else:  # names this process had not seen in the session: embed the right text
-            embedding.cancel()
-            vector = await _embed(embedder, text)
-        # Enough candidates for the reranker to reorder what fits the budget.
-        k = max(request.k, candidate_count(request.max_tokens))
-        found = await store.search(tenant, session, text, vector, k,
-                                   neighbours=request.neighbours)
-        # Only what existed at the snapshot: retrieval ran in its own transaction.
-        candidates = [c for c in found if c.seq is not None and c.seq < snapshot.turn]
-    shares = shares_for(request)
-    window = assemble_from_window(snapshot.state, max_tokens=request.max_tokens,
-                                  retrieved=candidates, shares=shares, query=query)
-    await store.record_served(tenant, session, ServedContext(
-        seq=0, turn=snapshot.turn, query=query, max_tokens=request.max_tokens,
-        tokens=window.tokens, source_ids=tuple(window.source_ids),
-        digest=window_digest(window), ledger_seq=snapshot.version,
-        retrieved=tuple((c.message.id, c.score) for c in candidates),
-        shares=None if shares is None else (shares.summary, shares.retrieved, shares.recent),
-        assembly_version=ASSEMBLY_VERSION))
+    # Enough candidates for the reranker to reorder what fits the budget.
+    k = max(request.k, candidate_count(request.max_tokens))
+    async with store.connection() as conn:
+        embedding = asyncio.ensure_future(_embed(embedder, guess)) if guess else None
+        lexical = asyncio.ensure_future(
+            store.lexical_ranks(tenant, session, guess, k, conn=conn)) if guess else None
+        try:
+            snapshot = await store.read_window(tenant, session, request.max_tokens)
+            candidates: list[ScoredMessage] = []
+            if query is not None and embedding is not None and lexical is not None:
+                names = frozenset(m.name for m in snapshot.state.messages if m.name)
+                _remember(key, names)
+                text = content_query(query, names)
+                if text != guess:  # names this process had not seen in the session
+                    await _settled(embedding, lexical)
+                    embedding = asyncio.ensure_future(_embed(embedder, text))
+                    lexical = asyncio.ensure_future(
+                        store.lexical_ranks(tenant, session, text, k, conn=conn))
+                ranks = await lexical
+                found = await store.fused(tenant, session, ranks, await embedding, k,
+                                          neighbours=request.neighbours, conn=conn)
+                # Only what existed at the snapshot: retrieval ran in its own transactions.
+                candidates = [c for c in found if c.seq is not None and c.seq < snapshot.turn]
+        finally:
+            await _settled(embedding, lexical)
+        shares = shares_for(request)
+        window = assemble_from_window(snapshot.state, max_tokens=request.max_tokens,
+                                      retrieved=candidates, shares=shares, query=query)
+        await store.record_served(tenant, session, ServedContext(
+            seq=0, turn=snapshot.turn, query=query, max_tokens=request.max_tokens,
+            tokens=window.tokens, source_ids=tuple(window.source_ids),
+            digest=window_digest(window), ledger_seq=snapshot.version,
+            retrieved=tuple((c.message.id, c.score) for c in candidates),
+            shares=None if shares is None else (shares.summary, shares.retrieved,
+                                                shares.recent),
+            assembly_version=ASSEMBLY_VERSION), conn=conn)
     return window

@@ -10,7 +10,7 @@ from psycopg import sql
 from psycopg.rows import dict_row
 
 from memory.models import Message
-from memory.store import store as store_module
+from memory.store import search as search_module
 from memory.store.migrations import MIGRATIONS, setup
 from memory.store.store import Store
 
@@ -40,7 +40,7 @@ async def test_lexemes_past_the_postings_cap_are_not_ranked_by(
     texts.append("A refund for the zeppelin tour.")
     await store.append_messages("acme", session, _messages(texts))
     assert len(await store.lexical("acme", session, "refund", k=20)) == 13
-    monkeypatch.setattr(store_module, "LEXEME_POSTINGS_CAP", 10)
+    monkeypatch.setattr(search_module, "LEXEME_POSTINGS_CAP", 10)
     assert await store.lexical("acme", session, "refund", k=20) == []
     assert await store.lexical("acme", session, "refund zeppelin", k=20) == ["m12"]
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import random
 
-from memory.store.store import neighbour_scores
+from memory.store.search import neighbour_scores
 
 
 def _scan(hits: list[tuple[int, float]], extras: list[int]) -> list[float]:

@@ -1,0 +1,141 @@
+"""The hybrid search's SQL, in two statements: BM25 ranks (ids only), then the vector leg fused
+with them by reciprocal rank, and the fused hits fetched with their neighbours.
+
+Two statements instead of one so that the lexical leg, which needs no query vector, can run
+while the query is being embedded (`activities.serving`), and each statement is planned on
+its own: the one statement cost about 7 ms of planning at 100k, more than the lexical leg's
+execution. The fused result is what the single statement returned: the same CTEs, with the
+lexical ranks passed in as arrays (tests/store/test_search_split.py compares the two).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from datetime import datetime
+from typing import Any
+
+from memory.store.rows import message_columns
+
+__all__ = ["BM25_B", "BM25_K1", "FUSED", "FUSED_AROUND", "LEXEME_POSTINGS_CAP", "LEXICAL",
+           "LEXICAL_CTES", "RRF_K", "VECTOR_AND_FUSED", "lexical_params", "neighbour_scores"]
+
+RRF_K = 60  # reciprocal-rank-fusion constant from Cormack et al.; the usual default
+BM25_K1 = 1.2  # the usual Okapi BM25 parameters (Robertson & Zaragoza)
+BM25_B = 0.75
+LEXEME_POSTINGS_CAP = 2000  # see the search query: lexemes this common are not ranked by
+
+# BM25 over the inverted index; shared by the hybrid search and the lexical-only search.
+LEXICAL_CTES = """
+postings AS (
+    -- Each query lexeme's postings in this session, read through the inverted index's primary
+    -- key (usable under row-level security). A lexeme with `cap` postings or more is too
+    -- common to rank by, like a stop word (BM25 gives it little weight anyway): its document
+    -- frequency is counted (up to `cap`, from the index alone) before any posting is read, so
+    -- a big session's common words cost a bounded count and no sort.
+    SELECT l.lexeme, p.id, p.tf, p.doc_len, d.df
+    FROM unnest(tsvector_to_array(to_tsvector('english', %(text)s))) AS l(lexeme),
+    LATERAL (SELECT count(*) AS df FROM (
+                 SELECT 1 FROM message_terms
+                 WHERE tenant = %(tenant)s AND session = %(session)s AND lexeme = l.lexeme
+                 LIMIT %(cap)s) c) AS d,
+    LATERAL (SELECT id, tf, doc_len FROM message_terms
+             WHERE tenant = %(tenant)s AND session = %(session)s AND lexeme = l.lexeme
+               AND d.df < %(cap)s) AS p
+), kept AS (
+    SELECT * FROM postings
+), corpus AS (
+    SELECT greatest((SELECT coalesce(max(seq), 0) + 1 FROM messages
+                     WHERE tenant = %(tenant)s AND session = %(session)s),
+                    (SELECT max(df) FROM kept)) AS n,
+           coalesce((SELECT avg(doc_len) FROM kept), 1)::float8 AS avg_len
+), idf AS (
+    -- Each kept lexeme's inverse document frequency, computed once per lexeme, not per posting
+    -- (numeric ln costs ~10 µs: per posting it was most of a big session's search).
+    SELECT k.lexeme, ln(1 + (c.n - k.df + 0.5) / (k.df + 0.5))::float8 AS w
+    FROM (SELECT DISTINCT lexeme, df FROM kept) k, corpus c
+), lex AS (
+    -- Okapi BM25 over the kept postings.
+    SELECT t.id, row_number() OVER (ORDER BY sum(
+               i.w * t.tf * (%(k1)s + 1)
+               / (t.tf + %(k1)s * (1 - %(b)s + %(b)s * t.doc_len / c.avg_len))) DESC, t.id
+           ) AS rank
+    FROM kept t JOIN idf i ON i.lexeme = t.lexeme, corpus c
+    WHERE (%(since)s::timestamptz IS NULL AND %(until)s::timestamptz IS NULL)
+       OR EXISTS (SELECT 1 FROM messages m
+                  WHERE m.tenant = %(tenant)s AND m.session = %(session)s AND m.id = t.id
+                    AND (%(since)s::timestamptz IS NULL OR m.created_at >= %(since)s)
+                    AND (%(until)s::timestamptz IS NULL OR m.created_at < %(until)s))
+    GROUP BY t.id ORDER BY rank LIMIT %(k)s
+)
+"""
+
+LEXICAL = "WITH " + LEXICAL_CTES + "SELECT id, rank FROM lex ORDER BY rank"
+
+# The vector leg and the fusion, after a `lex` CTE of (id, rank): the single statement's
+# tail, shared by both forms.
+VECTOR_AND_FUSED = """vec AS (
+    SELECT id, row_number() OVER (ORDER BY embedding <=> %(q)s) AS rank
+    FROM (SELECT id, embedding FROM messages
+          WHERE tenant = %(tenant)s AND session = %(session)s AND embedding IS NOT NULL
+            AND (%(since)s::timestamptz IS NULL OR created_at >= %(since)s)
+            AND (%(until)s::timestamptz IS NULL OR created_at < %(until)s)
+          ORDER BY embedding <=> %(q)s LIMIT %(k)s) hits
+), fused AS (
+    SELECT id, sum(1.0 / (%(rrf)s + rank)) AS score
+    FROM (SELECT * FROM vec UNION ALL SELECT * FROM lex) ranked GROUP BY id
+    -- the k best (and any tied with the k-th): only those are fetched from messages
+    ORDER BY score DESC FETCH FIRST %(k)s ROWS WITH TIES
+)
+SELECT """ + message_columns("m") + """, fused.score FROM fused
+JOIN messages m ON m.tenant = %(tenant)s AND m.session = %(session)s AND m.id = fused.id
+ORDER BY fused.score DESC, m.seq LIMIT %(k)s
+"""
+
+# The lexical ranks come in as two arrays (`LEXICAL`'s rows, in order).
+FUSED = """WITH lex AS (
+    SELECT * FROM unnest(%(lex_ids)s::text[], %(lex_ranks)s::bigint[]) AS l(id, rank)
+), """ + VECTOR_AND_FUSED
+
+# The neighbours of the hits (the turns `around` seqs either side) ride in the same statement,
+# marked `extra`; the caller scores each at half its nearest hit's score.
+FUSED_AROUND = "WITH hits AS (" + FUSED + """), near AS (
+    SELECT DISTINCT h.seq + d AS seq FROM hits h,
+           generate_series(-%(around)s::int, %(around)s::int) AS d WHERE d <> 0
+)
+SELECT * FROM (
+    SELECT *, false AS extra FROM hits
+    UNION ALL
+    SELECT """ + message_columns("m") + """, NULL, true FROM near
+    JOIN messages m ON m.tenant = %(tenant)s AND m.session = %(session)s AND m.seq = near.seq
+    WHERE m.id NOT IN (SELECT id FROM hits)
+) found ORDER BY extra, score DESC, seq
+"""
+
+
+def lexical_params(tenant: str, session: str, text: str, k: int, since: datetime | None,
+                   until: datetime | None) -> dict[str, Any]:
+    return {"tenant": tenant, "session": session, "text": text, "k": k, "k1": BM25_K1,
+            "b": BM25_B, "cap": LEXEME_POSTINGS_CAP, "since": since, "until": until}
+
+
+def neighbour_scores(hits: Sequence[tuple[int, float]], extras: Sequence[int],
+                     around: int) -> list[float]:
+    """Each neighbour's score: half that of the hit nearest to it by seq; of two equally near,
+    the one listed first (`hits` is best first). Looked up at seq ± d for d = 1..`around`
+    (every neighbour is that close to a hit) instead of a scan of all hits per neighbour,
+    which took most of a 200-hit search's client time."""
+    by_seq: dict[int, tuple[int, float]] = {}
+    for position, (seq, score) in enumerate(hits):
+        by_seq.setdefault(seq, (position, score))
+    out = []
+    for seq in extras:
+        near = None
+        for d in range(max(around, 0) + 1):
+            found = [by_seq[s] for s in {seq - d, seq + d} if s in by_seq]
+            if found:
+                near = min(found)
+                break
+        if near is None:  # not within `around` of any hit: the nearest, as a scan finds it
+            near = min(by_seq.values(), key=lambda ps: (abs(hits[ps[0]][0] - seq), ps[0]))
+        out.append(near[1] * 0.5)
+    return out

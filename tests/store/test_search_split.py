@@ -1,0 +1,76 @@
+"""The hybrid search in two statements (lexical ranks, then fused) returns exactly what the
+single statement that joined them returned: same ids, seqs, scores and order, with and
+without neighbours and time bounds."""
+
+from __future__ import annotations
+
+import random
+import uuid
+from datetime import UTC, datetime, timedelta
+
+import numpy as np
+import pytest
+from pgvector import Vector
+
+from memory.models import Message
+from memory.store.rows import row_to_message
+from memory.store.search import (
+    FUSED_AROUND,
+    LEXICAL_CTES,
+    RRF_K,
+    VECTOR_AND_FUSED,
+    lexical_params,
+    neighbour_scores,
+)
+from memory.store.store import Store
+
+ONE_STATEMENT = "WITH " + LEXICAL_CTES + ", " + VECTOR_AND_FUSED
+ONE_STATEMENT_AROUND = FUSED_AROUND.replace(
+    FUSED_AROUND[FUSED_AROUND.index("WITH lex AS") : FUSED_AROUND.index("), near AS")],
+    ONE_STATEMENT)
+
+WORDS = ("parcel depot zeppelin refund invoice painting sunrise lake camping museum pottery "
+         "violin support group adoption").split()
+
+
+async def _one_statement(store: Store, session: str, text: str, vector: list[float], k: int,
+                         neighbours: int, since: datetime | None, until: datetime | None
+                         ) -> list[tuple[str, int | None, float]]:
+    params = lexical_params("acme", session, text, k, since, until)
+    params.update(rrf=RRF_K, q=Vector(np.asarray(vector, dtype=np.float32)), around=neighbours)
+    sql = ONE_STATEMENT_AROUND if neighbours else ONE_STATEMENT
+    async with store.scoped("acme") as conn:
+        rows = await (await conn.execute(sql, params, prepare=False)).fetchall()
+    hits = [(row, float(row["score"])) for row in rows if not row.get("extra")]
+    if neighbours and hits:
+        extras = [row for row in rows if row.get("extra")]
+        hits.extend(zip(extras, neighbour_scores(
+            [(int(r["seq"]), s) for r, s in hits], [int(r["seq"]) for r in extras],
+            neighbours), strict=True))
+    return [(row_to_message(row).id, row["seq"], score) for row, score in hits]
+
+
+@pytest.mark.parametrize("neighbours", [0, 1, 2])
+async def test_two_statements_return_what_one_did(store: Store, neighbours: int) -> None:
+    rng = random.Random(neighbours)
+    session = f"split-{uuid.uuid4()}"
+    start = datetime(2024, 5, 1, tzinfo=UTC)
+    messages = [Message(id=f"m{i}", role="user" if i % 2 else "assistant",
+                        content=" ".join(rng.choices(WORDS, k=rng.randint(2, 9))),
+                        created_at=start + timedelta(hours=i)) for i in range(300)]
+    await store.append_messages("acme", session, messages)
+    vectors = np.random.default_rng(neighbours).normal(size=(300, 384))
+    vectors /= np.linalg.norm(vectors, axis=1, keepdims=True)
+    await store.set_embeddings("acme", session, [(m.id, v.tolist()) for m, v in
+                                                 zip(messages[:250], vectors, strict=False)])
+    for text, k, since, until in [("parcel zeppelin refund", 20, None, None),
+                                  ("painting sunrise at the lake", 40, None, None),
+                                  ("support group", 10, start + timedelta(hours=50),
+                                   start + timedelta(hours=200)),
+                                  ("nothing matches this", 15, None, None)]:
+        q = vectors[rng.randrange(300)].tolist()
+        want = await _one_statement(store, session, text, q, k, neighbours, since, until)
+        got = await store.search("acme", session, text, q, k, neighbours=neighbours,
+                                 since=since, until=until)
+        assert [(c.message.id, c.seq, c.score) for c in got] == want
+        assert len(want) >= k
