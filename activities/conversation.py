@@ -165,6 +165,8 @@ class ConversationActivities:
         except LedgerConflictError as exc:
             raise ApplicationError(str(exc), type="LedgerConflictError",
                                    non_retryable=True) from None
+        except InvalidInputError as exc:  # a forged import: a summary id with another body
+            raise _refused(exc) from None
         first, last = out.records[0], out.records[-1]
         return CompactOutcome(record_ids=tuple(r.id for r in out.records),
                               tokens_before=first.tokens_before, tokens_after=last.tokens_after,

@@ -10,7 +10,6 @@ import json
 from collections import OrderedDict
 from collections.abc import Sequence
 from contextlib import AbstractAsyncContextManager
-from datetime import datetime
 from typing import Any
 
 import numpy as np
@@ -43,16 +42,48 @@ TAIL_SCAN_CAP = 4096  # read_window's one-statement tail reads at most this many
 
 SUMMARY_CACHE_SESSIONS = 64  # sessions whose current summaries a process keeps parsed
 
-# A session's head and the window version at it (no version row at head 0). A version never
-# changes once committed, so its summaries (each lists every id it covers: megabytes of JSON
-# in a long session) are sent only when the caller has not got that version already.
-_WINDOW_HEAD = """
-SELECT s.next_seq, s.ledger_head, w.base_seq, w.created_at,
-       CASE WHEN w.version = %(cached)s AND w.created_at = %(cached_at)s THEN NULL
-            ELSE w.summaries END AS summaries
+# The bodies of the summaries a version lists, less those the caller holds already (`have`):
+# a summary never changes once stored, and a merged one lists every id it covers (megabytes of
+# JSON in a long session), so each body crosses the wire about once per process.
+_SUMMARY_BODIES = """(SELECT coalesce(jsonb_agg(m.summary), '[]') FROM summaries m
+    WHERE m.tenant = w.tenant AND m.session = w.session AND m.id = ANY(w.summary_ids)
+      AND NOT m.id = ANY(%(have)s::text[]))"""
+
+# A session's head and the window version at it (no version row at head 0).
+_WINDOW_HEAD = f"""
+SELECT s.next_seq, s.ledger_head, w.base_seq, w.summary_ids, {_SUMMARY_BODIES} AS bodies
 FROM sessions s LEFT JOIN window_versions w
   ON w.tenant = s.tenant AND w.session = s.session AND w.version = s.ledger_head
 WHERE s.tenant = %(tenant)s AND s.session = %(session)s
+"""
+
+_VERSION = f"""
+SELECT w.base_seq, w.kept_ids, w.summary_ids, {_SUMMARY_BODIES} AS bodies
+FROM window_versions w
+WHERE w.tenant = %(tenant)s AND w.session = %(session)s AND w.version = %(version)s
+"""
+
+# The summaries a commit brings (`ids`, `bodies`) are stored once; the ids among them that are
+# stored already with another body come back (the snapshot is the statement's: the rows it
+# inserts itself are not seen, so only earlier ones can differ).
+_STORE_SUMMARIES = """
+WITH new AS (SELECT * FROM unnest(%(ids)s::text[], %(bodies)s::jsonb[]) AS u(id, body)),
+ins AS (
+    INSERT INTO summaries (tenant, session, id, summary)
+    SELECT %(tenant)s, %(session)s, id, body FROM new ON CONFLICT DO NOTHING
+)
+SELECT n.id FROM new n JOIN summaries m
+  ON m.tenant = %(tenant)s AND m.session = %(session)s AND m.id = n.id
+WHERE m.summary <> n.body
+"""
+
+# A window version; it returns the summary ids it lists that no stored summary has.
+_STORE_VERSION = """
+INSERT INTO window_versions (tenant, session, version, base_seq, kept_ids, summary_ids, tokens)
+VALUES (%(tenant)s, %(session)s, %(version)s, %(base)s, %(kept)s, %(summary_ids)s, %(tokens)s)
+RETURNING (SELECT coalesce(array_agg(u.id), '{}') FROM unnest(summary_ids) AS u(id)
+           WHERE NOT EXISTS (SELECT 1 FROM summaries m WHERE m.tenant = %(tenant)s
+                             AND m.session = %(session)s AND m.id = u.id)) AS missing
 """
 
 # The rows of that version a context may use: kept ids and system messages (`tail` false),
@@ -226,8 +257,9 @@ async def _embedded_seq(conn: AsyncConnection[DictRow], tenant: str, session: st
 class SessionStore:
     """Mixed into `Store`, which provides `scoped` (a tenant-bound transaction)."""
 
-    # (tenant, session) -> (version, its created_at, its summaries), least recently used first
-    _summary_cache: OrderedDict[tuple[str, str], tuple[int, datetime, tuple[Summary, ...]]]
+    # (tenant, session) -> the summaries of the version last read, by id; least recently used
+    # first. An entry is replaced, never changed, so a read can hold on to the one it sent.
+    _summary_cache: OrderedDict[tuple[str, str], dict[str, Summary]]
 
     def scoped(self, tenant: str, snapshot: bool = False
                ) -> AbstractAsyncContextManager[AsyncConnection[DictRow]]:
@@ -397,14 +429,14 @@ class SessionStore:
                        version: int) -> tuple[int, list[str], tuple[Summary, ...]]:
         if version == 0:
             return 0, [], ()
-        cur = await conn.execute(
-            "SELECT base_seq, kept_ids, summaries FROM window_versions WHERE tenant = %s"
-            " AND session = %s AND version = %s", (tenant, session, version))
+        held = self._summary_cache.get((tenant, session), {})
+        cur = await conn.execute(_VERSION, {"tenant": tenant, "session": session,
+                                            "version": version, "have": list(held)})
         row = await cur.fetchone()
         if row is None:
             raise LedgerConflictError(f"window version {version} of {session!r} is missing")
         return (int(row["base_seq"]), list(row["kept_ids"]),
-                tuple(Summary.model_validate(s) for s in row["summaries"]))
+                self._summaries(tenant, session, row, held))
 
     async def _rows(self, conn: AsyncConnection[DictRow], query: str,
                     params: Sequence[Any]) -> list[dict[str, Any]]:
@@ -443,10 +475,9 @@ class SessionStore:
         cap), the tail is read again page by page, newest first."""
         bound = RECENT_READ_FACTOR * max_tokens
         cap = min(TAIL_SCAN_CAP, bound // MESSAGE_OVERHEAD + 1)  # every message has ≥ 4 tokens
-        cached = self._summary_cache.get((tenant, session))
+        held = self._summary_cache.get((tenant, session), {})
         params = {"tenant": tenant, "session": session, "bound": bound, "cap": cap,
-                  "cached": cached[0] if cached else None,
-                  "cached_at": cached[1] if cached else None}
+                  "have": list(held)}
         heads, rows = await self._batch(tenant, [(_WINDOW_HEAD, params),
                                                  (_WINDOW_ROWS, params)], snapshot=True)
         if not heads:
@@ -455,7 +486,8 @@ class SessionStore:
         if int(head["ledger_head"]) > 0 and head["base_seq"] is None:
             raise LedgerConflictError(f"window version {head['ledger_head']} of {session!r} is "
                                       "missing")
-        summaries = self._summaries(tenant, session, head, cached)
+        summaries = () if head["base_seq"] is None else self._summaries(tenant, session,
+                                                                        head, held)
         fixed = [r for r in rows if not r["tail"]]
         tail = sorted((r for r in rows if r["tail"]), key=lambda r: r["seq"])
         scanned = int(tail[0]["scanned"]) if tail else 0
@@ -474,25 +506,24 @@ class SessionStore:
                                               messages=tuple(shown[r["id"]] for r in rows)),
             order={r["id"]: int(r["seq"]) for r in rows})
 
-    def _summaries(self, tenant: str, session: str, head: dict[str, Any],
-                   cached: tuple[int, datetime, tuple[Summary, ...]] | None
-                   ) -> tuple[Summary, ...]:
-        """The summaries of the version `head` names: parsed from the row, or (when the row
-        left them out) `cached`, the ones this process had parsed for that very version (the
-        entry as it was when the query was sent: another read may have replaced it since)."""
+    def _summaries(self, tenant: str, session: str, row: dict[str, Any],
+                   held: dict[str, Summary]) -> tuple[Summary, ...]:
+        """The summaries a version row lists (`summary_ids`, in window order): the bodies it
+        brought, parsed, and the rest from `held`, the cache entry its query was sent with."""
+        fresh: dict[str, Summary] = {}
+        for body in row["bodies"]:
+            # Stored rows were validated when they were committed: the ids each covers (all of
+            # the archive, in a long session) are not checked one by one again.
+            summary = Summary.model_validate({**body, "covers": ()}).model_copy(
+                update={"covers": tuple(body["covers"])})
+            fresh[summary.id] = summary
+        version = {**held, **fresh}
+        missing = [i for i in row["summary_ids"] if i not in version]
+        if missing:
+            raise LedgerConflictError(f"summary {missing[0]!r} of {session!r} is missing")
+        summaries = tuple(version[i] for i in row["summary_ids"])
         key = (tenant, session)
-        if head["base_seq"] is None:  # head 0: no version row, no summaries
-            return ()
-        if head["summaries"] is None:
-            assert cached is not None and cached[0] == head["ledger_head"]
-            if key in self._summary_cache:
-                self._summary_cache.move_to_end(key)
-            return cached[2]
-        # Stored rows were validated when they were committed: the ids each covers (all of the
-        # archive, in a long session) are not checked one by one again.
-        summaries = tuple(Summary.model_validate({**s, "covers": ()}).model_copy(
-            update={"covers": tuple(s["covers"])}) for s in head["summaries"])
-        self._summary_cache[key] = (int(head["ledger_head"]), head["created_at"], summaries)
+        self._summary_cache[key] = {s.id: s for s in summaries}
         self._summary_cache.move_to_end(key)
         while len(self._summary_cache) > SUMMARY_CACHE_SESSIONS:
             self._summary_cache.popitem(last=False)
@@ -575,13 +606,18 @@ class SessionStore:
                     "INSERT INTO ledger (tenant, session, seq, id, record) VALUES (%s, %s, %s,"
                     " %s, %s)", (tenant, session, record.seq, record.id,
                                  Jsonb(record.model_dump(mode="json"))))
-                await conn.execute(
-                    "INSERT INTO window_versions (tenant, session, version, base_seq, kept_ids,"
-                    " summaries, tokens) VALUES (%s, %s, %s, %s, %s, %s, %s)",
-                    (tenant, session, record.seq + 1, next_base,
-                     [m.id for m in state.messages],
-                     Jsonb([s.model_dump(mode="json") for s in state.summaries]),
-                     window_tokens(state)))
+                await self._store_summaries(conn, tenant, session, record)
+                cur = await conn.execute(_STORE_VERSION, {
+                    "tenant": tenant, "session": session, "version": record.seq + 1,
+                    "base": next_base, "kept": [m.id for m in state.messages],
+                    "summary_ids": [s.id for s in state.summaries],
+                    "tokens": window_tokens(state)})
+                stored_version = await cur.fetchone()
+                assert stored_version is not None
+                if stored_version["missing"]:
+                    raise LedgerConflictError(f"{record.id}: the window it produces lists "
+                                              f"summary {stored_version['missing'][0]!r}, "
+                                              "which no record brings")
             final = steps[-1][1] if steps else None
             cur = await conn.execute(
                 "UPDATE sessions SET ledger_head = %s, rev = rev + 1, updated_at = now(),"
@@ -595,6 +631,29 @@ class SessionStore:
             embedded = await _embedded_seq(conn, tenant, session)
         return CommitOutcome(records=tuple(r for r, _ in steps),
                              cursors=_cursors(updated, embedded))
+
+    @staticmethod
+    async def _store_summaries(conn: AsyncConnection[DictRow], tenant: str, session: str,
+                               record: CompactionRecord) -> None:
+        """Store the summaries `record` brings, once each: a summary id names one body for
+        good, so the same id with another body (a forged import) is refused."""
+        bodies: dict[str, Any] = {}
+        for summary in (record.summary, record.merged_summary, *record.restored_summaries):
+            if summary is None:
+                continue
+            body = summary.model_dump(mode="json")
+            if bodies.setdefault(summary.id, body) != body:
+                raise InvalidInputError("summary.id", f"{record.id}: two summaries are named "
+                                                      f"{summary.id!r}")
+        if not bodies:
+            return
+        cur = await conn.execute(_STORE_SUMMARIES, {
+            "tenant": tenant, "session": session, "ids": list(bodies),
+            "bodies": [Jsonb(b) for b in bodies.values()]})
+        clash = await cur.fetchone()
+        if clash is not None:
+            raise InvalidInputError("summary.id", f"{record.id}: summary {clash['id']!r} is "
+                                                  "already stored with other content")
 
     async def _ledger_from(self, conn: AsyncConnection[DictRow], tenant: str, session: str,
                            start: int, count: int) -> list[CompactionRecord]:

@@ -7,6 +7,7 @@ import psycopg
 import pytest
 from psycopg import sql
 from psycopg.rows import DictRow, dict_row
+from psycopg.types.json import Jsonb
 
 from memory.errors import InvalidInputError
 from memory.models import Message
@@ -76,7 +77,7 @@ async def v5_url(pg_url: str) -> AsyncIterator[str]:
             sql.Identifier(name)))
 
 
-NEW_TABLES = ("sessions", "tool_calls", "window_versions", "compaction_events")
+NEW_TABLES = ("sessions", "tool_calls", "window_versions", "summaries", "compaction_events")
 
 
 async def test_a_version_five_database_upgrades_to_the_latest(v5_url: str) -> None:
@@ -119,3 +120,45 @@ async def test_a_version_five_database_upgrades_to_the_latest(v5_url: str) -> No
             "a parcel in Leeds"]
     finally:
         await pool.close()
+
+
+async def test_version_nine_window_versions_are_split_into_summaries_and_ids(
+    pg_url: str,
+) -> None:
+    """Migration 10 moves each summary a version held into `summaries`, once, and leaves the
+    version its ids in window order."""
+    name = f"v9_{uuid.uuid4().hex[:10]}"
+    async with await psycopg.AsyncConnection.connect(pg_url, autocommit=True) as admin:
+        await admin.execute(sql.SQL("CREATE DATABASE {}").format(sql.Identifier(name)))
+    url = psycopg.conninfo.make_conninfo(pg_url, dbname=name)
+    first = {"id": "s1", "level": 1, "content": "A", "covers": ["m0"]}
+    second = {"id": "s2", "level": 1, "content": "B", "covers": ["m1"]}
+    try:
+        async with await psycopg.AsyncConnection.connect(url, autocommit=True,
+                                                         row_factory=dict_row) as conn:
+            await conn.execute("CREATE TABLE schema_version (version integer PRIMARY KEY,"
+                               " applied_at timestamptz NOT NULL DEFAULT now())")
+            for version, statement in enumerate(MIGRATIONS[:9], start=1):
+                await conn.execute(statement.format(dim=sql.Literal(384)))
+                await conn.execute("INSERT INTO schema_version (version) VALUES (%s)",
+                                   (version,))
+            await conn.execute("ALTER TABLE window_versions NO FORCE ROW LEVEL SECURITY")
+            for version, held in ((1, [first]), (2, [second, first])):
+                await conn.execute(
+                    "INSERT INTO window_versions (tenant, session, version, base_seq, kept_ids,"
+                    " summaries, tokens) VALUES ('acme', 'old', %s, 0, '{}', %s, 0)",
+                    (version, Jsonb(held)))
+            assert await setup(conn, 384) == len(MIGRATIONS)
+            await conn.execute("ALTER TABLE window_versions NO FORCE ROW LEVEL SECURITY")
+            await conn.execute("ALTER TABLE summaries NO FORCE ROW LEVEL SECURITY")
+            cur = await conn.execute("SELECT version, summary_ids FROM window_versions"
+                                     " ORDER BY version")
+            assert await cur.fetchall() == [{"version": 1, "summary_ids": ["s1"]},
+                                            {"version": 2, "summary_ids": ["s2", "s1"]}]
+            cur = await conn.execute("SELECT id, summary FROM summaries ORDER BY id")
+            assert await cur.fetchall() == [{"id": "s1", "summary": first},
+                                            {"id": "s2", "summary": second}]
+    finally:
+        async with await psycopg.AsyncConnection.connect(pg_url, autocommit=True) as admin:
+            await admin.execute(sql.SQL("DROP DATABASE {} WITH (FORCE)").format(
+                sql.Identifier(name)))

@@ -390,7 +390,7 @@ async def test_the_session_tables_are_tenant_scoped(store: Store) -> None:
     await store.commit_records("beta", session, 0, [(record, window)], loaded.next_base)
     await store.add_event("beta", session, CompactionEvent(
         kind="started", record_id="c1", level="medium", reason="r", tokens_before=1))
-    tables = ("sessions", "tool_calls", "window_versions", "compaction_events")
+    tables = ("sessions", "tool_calls", "window_versions", "summaries", "compaction_events")
     for table in tables:  # the rows exist, for beta
         assert await _count(store, "beta", table, session) == 1, table
     before = await store.cursors("beta", session)
@@ -405,8 +405,10 @@ async def test_the_session_tables_are_tenant_scoped(store: Store) -> None:
         "sessions": "INSERT INTO sessions (tenant, session) VALUES ('beta', 'forged')",
         "tool_calls": "INSERT INTO tool_calls VALUES ('beta', 'forged', 'c', 'm')",
         "window_versions": "INSERT INTO window_versions (tenant, session, version, base_seq,"
-                           " kept_ids, summaries, tokens) VALUES ('beta', 'forged', 1, 0,"
-                           " '{}', '[]', 0)",
+                           " kept_ids, summary_ids, tokens) VALUES ('beta', 'forged', 1, 0,"
+                           " '{}', '{}', 0)",
+        "summaries": "INSERT INTO summaries (tenant, session, id, summary)"
+                     " VALUES ('beta', 'forged', 's', '{}')",
         "compaction_events": "INSERT INTO compaction_events (tenant, session, event)"
                              " VALUES ('beta', 'forged', '{}')",
     }
