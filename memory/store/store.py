@@ -48,9 +48,13 @@ class SessionInfo(BaseModel):
     last_at: datetime | None
 
 
+# JIT off: these are short statements, and one whose estimated cost crosses jit_above_cost
+# (an HNSW scan over a big table can, when the statistics are off) would spend longer
+# compiling than running.
 _SCOPE = ("SELECT set_config('role', 'longthread_app', true), set_config('app.tenant', %s, true),"
           " set_config('hnsw.ef_search', %s, true),"
-          " set_config('hnsw.iterative_scan', 'relaxed_order', true)")
+          " set_config('hnsw.iterative_scan', 'relaxed_order', true),"
+          " set_config('jit', 'off', true)")
 
 _SELECT_MESSAGES = f"SELECT {MESSAGE_COLUMNS} FROM messages"
 
