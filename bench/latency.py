@@ -36,6 +36,7 @@ from activities.serving import serve_context, shares_for
 from activities.types import ContextRequest
 from bench.common import Section, bulk_fill, cached_vectors, percentiles, vacuum
 from bench.harness import Bench, NoopWorkflow, bench_stack, load, log, noop_workflow, timed
+from bench.previous_context import previous_search, previous_serve_context
 from longthread.client import Conversation, Longthread
 from longthread.locomo import load_samples
 from memory.audit import ServedContext, window_digest
@@ -137,6 +138,18 @@ async def _context_parts(bench: Bench, conv: Conversation, embedder: Embedder,
         await store.search(TENANT, conv.session, next(qs), vector, k,
                            neighbours=request.neighbours)
 
+    ranks = await store.lexical_ranks(TENANT, conv.session, questions[0], k)
+
+    async def lexical() -> None:
+        await store.lexical_ranks(TENANT, conv.session, next(qs), k)
+
+    async def fused() -> None:
+        await store.fused(TENANT, conv.session, ranks, vector, k, neighbours=request.neighbours)
+
+    async def old_search() -> None:
+        await previous_search(store, TENANT, conv.session, next(qs), vector, k,
+                              request.neighbours)
+
     async def window() -> None:
         await store.read_window(TENANT, conv.session, 2000)
 
@@ -162,6 +175,11 @@ async def _context_parts(bench: Bench, conv: Conversation, embedder: Embedder,
     times = await _interleaved({"  query embedding alone": embed,
                                 f"  store.search alone (k={k}, ±{request.neighbours} "
                                 "neighbours)": search,
+                                "    its BM25 leg, store.lexical_ranks alone": lexical,
+                                "    its vector leg + fusion + fetch, store.fused alone":
+                                    fused,
+                                f"  the single search statement before a75e913 (k={k})":
+                                    old_search,
                                 "  store.read_window alone": window,
                                 "  assemble_from_window alone (CPU)": assemble,
                                 "  store.record_served alone": record}, n)
@@ -170,6 +188,23 @@ async def _context_parts(bench: Bench, conv: Conversation, embedder: Embedder,
 
 async def _ask(conv: Conversation, queries: Iterator[str]) -> object:
     return await conv.context(next(queries), max_tokens=2000)
+
+
+PREVIOUS = "code before a75e913 (2db6074)"
+
+
+async def _ask_previous(bench: Bench, session: str, queries: Iterator[str]) -> object:
+    """What conv.context(query, max_tokens=2000) ran before a75e913."""
+    return await previous_serve_context(bench.store, bench.lt.embedder(), TENANT, session,
+                                        ContextRequest(query=next(queries), max_tokens=2000))
+
+
+async def _same_windows(bench: Bench, conv: Conversation, questions: list[str]) -> None:
+    """The old and the new code serve the same window for the same question."""
+    for q in questions:
+        new = await conv.context(q, max_tokens=2000)
+        old = await _ask_previous(bench, conv.session, iter([q]))
+        assert new == old, f"old and new context() differ for {q!r}"
 
 
 async def _context_latency(bench: Bench, noop: Any, texts: list[str], base: np.ndarray,
@@ -189,7 +224,12 @@ async def _context_latency(bench: Bench, noop: Any, texts: list[str], base: np.n
             "no-op update": lambda: noop.execute_update(NoopWorkflow.noop),
             f"context() at {scale:,}": functools.partial(_ask, conv, qs),
         }
-        if onnx is not None and scale == SCALES[-1]:
+        if scale == SCALES[-1]:
+            # The code before this session's changes, interleaved in the same loop.
+            await _same_windows(bench, conv, questions[:5])
+            ops[f"context() at {scale:,}, {PREVIOUS}"] = functools.partial(
+                _ask_previous, bench, conv.session, qs)
+        if onnx is not None and scale == SCALES[-1] and type(bench.embedder) is not type(onnx):
             lt = Longthread(bench.client, bench.lt.settings, bench.lt.policy,
                             store=bench.store, embedder=onnx)
             other = await lt.conversation(conv.session, tenant=TENANT)
@@ -354,6 +394,12 @@ def _report(append_rows: list[Row], context_rows: list[Row], extra: dict[str, An
         f"≤ 30) {_verdict(main['p50'] <= 30)}, p95 {main['p95']:.1f} ms (target ≤ 60) "
         f"{_verdict(main['p95'] <= 60)}; the no-op update in the same loop: p50 "
         f"{base['p50']:.1f} ms, p95 {base['p95']:.1f} ms.")
+    prev = dict(context_rows).get(f"context() at {top:,}, {PREVIOUS}")
+    if prev:
+        verdicts.append(
+            f"- The {PREVIOUS}, interleaved in the same loop (same windows checked on 5 "
+            f"questions): p50 {prev['p50']:.1f} ms, p95 {prev['p95']:.1f} ms; new / old: "
+            f"{main['p50'] / prev['p50']:.2f}× at p50, {main['p95'] / prev['p95']:.2f}× at p95.")
     onnx = dict(context_rows).get(f"context() at {top:,}, ONNX int8 query embedder")
     if onnx:
         verdicts.append(f"- The same with the ONNX int8 MiniLM as the client's query embedder "
