@@ -1,22 +1,19 @@
-"""The linear-time extractive pass chooses what the quadratic one did, and stays fast.
+"""The extractive pass keeps specific facts, quotes verbatim, and stays fast.
 
-The fast path (an incremental meter for the heuristic counter, centrality through the sum of
-all vectors, redundancy checked through shared terms) is compared with the generic path, which
-renders and counts the whole text for every candidate exactly as the original code did.
+The fast path (an incremental meter for the heuristic counter, a lazy greedy) is compared with
+the generic path, which renders and counts the whole text for every candidate.
 """
 
 from __future__ import annotations
 
-import math
 import random
 import time
 
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from memory.extractive import _HeuristicMeter, centralities, extractive_summary
+from memory.extractive import _HeuristicMeter, clauses, extractive_summary
 from memory.models import Message
-from memory.text import cosine, tfidf_vectors
 from memory.tokens import HeuristicCounter
 from tests.unit.strategies import conversations
 
@@ -61,21 +58,39 @@ def test_fast_path_chooses_what_recounting_every_candidate_chooses(
     assert fast == slow
 
 
-words = st.sampled_from("order parcel refund Caroline London invoice 4711 May deploy".split())
+def _said(*lines: tuple[str, str]) -> list[Message]:
+    return [Message(id=f"m{i}", role="user", name=name, content=text)
+            for i, (name, text) in enumerate(lines, start=1)]
 
 
-@settings(max_examples=200, deadline=None)
-@given(st.lists(st.lists(words, min_size=1, max_size=8), min_size=1, max_size=30))
-def test_centrality_is_the_mean_cosine_with_every_other_sentence(
-    docs: list[list[str]]
-) -> None:
-    vectors = tfidf_vectors(docs)
-    n = len(vectors)
-    expected = [1.0] if n == 1 else [
-        math.fsum(cosine(v, w) for j, w in enumerate(vectors) if j != i) / (n - 1)
-        for i, v in enumerate(vectors)]
-    for got, want in zip(centralities(vectors), expected, strict=True):
-        assert math.isclose(got, want, rel_tol=1e-9, abs_tol=1e-12)
+def test_a_long_sentence_is_quoted_by_its_clause_with_the_facts() -> None:
+    long = ("I was thinking about all the stuff we talked about last time, and honestly it "
+            "was really nice, but the main thing is that I adopted a beagle named Biscuit "
+            "on 3 June.")
+    convo = _said(("Ana", long), ("Ben", "That sounds lovely, really lovely."))
+    result = extractive_summary(convo, 25, counter=HEURISTIC)
+    (extract,) = result.extracts
+    assert extract.message_id == "m1"
+    assert "Biscuit" in extract.sentence and "3 June" in extract.sentence
+    assert extract.sentence in long and extract.sentence != long  # a verbatim clause
+    assert result.tokens <= 25
+    assert clauses("Short sentences, like this one, stay whole.") == []
+
+
+def test_specific_facts_beat_chatter_and_are_not_quoted_twice() -> None:
+    convo = _said(
+        ("Ana", "That is so great to hear, I am happy for you."),
+        ("Ben", "My flight to Lisbon leaves on Friday at 7."),
+        ("Ana", "Great to hear, so happy for you!"),
+        ("Ben", "My flight to Lisbon leaves Friday at 7."),
+        ("Ana", "I signed the lease for the flat on Rua Augusta for 900 euros."),
+    )
+    budget = HEURISTIC.count("- [m5] Ana: " + convo[4].content + "\n- [m2] Ben: "
+                             + convo[1].content)
+    result = extractive_summary(convo, budget, counter=HEURISTIC)
+    quoted = set(result.quoted_ids)
+    assert "m5" in quoted and len(quoted & {"m2", "m4"}) == 1  # the flight once, not twice
+    assert not quoted & {"m1", "m3"}  # the chatter left out
 
 
 def test_equal_sentences_go_to_the_earliest() -> None:
