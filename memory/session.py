@@ -13,7 +13,6 @@ from pathlib import Path
 
 from pydantic import BaseModel, ConfigDict, Field
 
-from memory.assembly import DEFAULT_SHARES, QUERY_SHARES, assemble_context
 from memory.compaction import WindowState, compose_record, compose_undo, plan_compaction
 from memory.compaction import window_tokens as _window_tokens
 from memory.errors import InvalidInputError, NotFoundError
@@ -30,10 +29,15 @@ from memory.models import (
     validate_sequence,
 )
 from memory.policy import CompactionPolicy
+from memory.retrieval import candidate_count, content_query
 from memory.summarizer import ExtractiveSummarizer, Summarizer
+from memory.text import indexed_text
 from memory.tokens import TokenCounter, default_counter
+from memory.window import assemble_from_window
 
 __all__ = ["Session", "SessionData"]
+
+RRF_K = 60  # memory/store/store.py: a hit's fused score is 1/(RRF_K + rank)
 
 
 class SessionData(BaseModel):
@@ -184,27 +188,38 @@ class Session:
 
     # -- context ---------------------------------------------------------------------------
     def get_context(self, query: str | None = None, max_tokens: int = 4000,
-                    retrieve: int = 20) -> ContextWindow:
-        """The window for a model call: system, summaries, BM25-retrieved archive, recent."""
+                    retrieve: int = 40, neighbours: int = 1) -> ContextWindow:
+        """The window for a model call, assembled as the served `context()` assembles it
+        (`memory.window.assemble_from_window`): shares that follow the query and what
+        retrieval found, reranked candidates, a date on every retrieved line, and the summary
+        hierarchy condensed to fit. Only retrieval differs: the served path fuses BM25 with
+        embeddings in the store, this one is BM25 alone over the same indexed text."""
         if max_tokens < 1:
             raise InvalidInputError("max_tokens", "must be at least 1")
-        # Search everything, window included: the window may hold more than the recent
-        # section shows, and assembly never shows a message twice.
+        query = query if query and query.strip() else None
+        retrieved = self._search(query, max(retrieve, candidate_count(max_tokens)),
+                                 neighbours) if query else []
+        return assemble_from_window(self.window, max_tokens=max_tokens, retrieved=retrieved,
+                                    query=query, counter=self.counter)
+
+    def _search(self, query: str, k: int, neighbours: int) -> list[ScoredMessage]:
+        """`Store.search` in-process, without the vector leg: the query without the speakers'
+        names (`content_query`), BM25 over each message's text and day (`indexed_text`, what
+        the store indexes), scored 1/(60 + rank) as the store's fusion scores a hit, and the
+        `neighbours` turns around each hit at half the score of the nearest hit."""
         archived = [m for m in self._archive.values() if m.role != "system"]
-        retrieved: list[ScoredMessage] = []
-        if query and archived:
-            scores = bm25_scores(query, [m.content for m in archived])
-            ranked = sorted(range(len(archived)), key=lambda i: (-scores[i], i))[:retrieve]
-            retrieved = [ScoredMessage(message=archived[i], score=scores[i],
-                                       session=self.session_id, seq=self._order[archived[i].id])
-                         for i in ranked if scores[i] > 0]
-        return assemble_context(
-            max_tokens=max_tokens,
-            system=[m for m in self.window.messages if m.role == "system"],
-            summaries=self.window.summaries,
-            recent=[m for m in self.window.messages if m.role != "system"],
-            retrieved=retrieved, counter=self.counter,
-            shares=QUERY_SHARES if query and query.strip() else DEFAULT_SHARES)
+        names = {m.name for m in archived if m.name}
+        scores = bm25_scores(content_query(query, names),
+                             [indexed_text(m.content, m.created_at) for m in archived])
+        ranked = sorted((i for i in range(len(archived)) if scores[i] > 0),
+                        key=lambda i: (-scores[i], i))[:k]
+        hits = {i: 1.0 / (RRF_K + rank) for rank, i in enumerate(ranked, start=1)}
+        around = {j for i in ranked for j in range(i - neighbours, i + neighbours + 1)
+                  if 0 <= j < len(archived)} - hits.keys()
+        for j in sorted(around):
+            hits[j] = hits[min(ranked, key=lambda h: abs(h - j))] * 0.5
+        return [ScoredMessage(message=archived[i], score=score, session=self.session_id,
+                              seq=self._order[archived[i].id]) for i, score in hits.items()]
 
     # -- persistence -----------------------------------------------------------------------
     def to_data(self) -> SessionData:

@@ -121,3 +121,41 @@ def test_compaction_never_loses_a_message_nor_splits_a_tool_pair(convo: list[Mes
         if m.role == "tool":
             assert m.tool_call_id in calls
     assert session.get_context("order", 500).tokens <= 500
+
+
+def _dated_session() -> Session:
+    """A support chat over 30 days, one message a day, all but the last six summarized."""
+    session = Session("d", policy=CompactionPolicy(context_window=256, preserve_recent=2),
+                      clock=lambda: 0.0, auto_compact=False)
+    for day, line in enumerate(LINES * 3, start=1):
+        session.add_message("user" if day % 2 else "assistant", f"{line} (week {day // 7})",
+                            name="Caroline" if day % 2 else "Sam",
+                            created_at=f"2023-05-{day:02d}T10:00:00Z")
+    assert session.compact(preserve_recent=6) is not None
+    return session
+
+
+def test_library_context_finds_a_day_and_gives_retrieval_the_budget() -> None:
+    """`get_context` assembles as the served context() does: a question about a day finds
+    that day's message through the dated index, its line carries the date, and retrieval gets
+    the budget a fixed 65% share used to cap."""
+    session = _dated_session()
+    archived = {m.id for m in session.messages} - {m.id for m in session.window.messages}
+    assert "m8" in archived and session.window.summaries  # 8 May: "I will refund 10 EUR"
+    window = session.get_context("What happened on 8 May 2023?", max_tokens=300)
+    (block,) = [m for m in window.messages if m.section == "retrieved"]
+    assert "m8" in block.source_ids
+    assert "2023-05-08" in block.content and "refund 10 EUR today" in block.content
+    retrieved = next(s for s in window.sections if s.name == "retrieved")
+    assert retrieved.budget >= 0.75 * 300
+    assert window.tokens <= 300
+
+
+def test_library_context_without_a_query_carries_the_condensed_summaries() -> None:
+    session = _dated_session()
+    window = session.get_context(max_tokens=500)
+    summary = [m for m in window.messages if m.section == "summary"]
+    assert summary and all(i in {m.id for m in session.messages}
+                           for m in summary for i in m.source_ids)
+    assert not any(m.section == "retrieved" for m in window.messages)
+    assert window.tokens <= 500
