@@ -181,7 +181,8 @@ def plan_compaction(
     )
 
 
-ENGINE_VERSION = "longthread-engine/2"
+# 3: a merged summary names the summaries it merges instead of copying their covers.
+ENGINE_VERSION = "longthread-engine/3"
 
 
 def apply_record(

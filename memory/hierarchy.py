@@ -72,20 +72,25 @@ def merge_summaries(
     focus: str | None = None,
     counter: TokenCounter | None = None,
 ) -> Summary:
-    """Summarize summaries into one a level up; quoted ids stay those of the originals."""
+    """Summarize summaries into one a level up; quoted ids stay those of the originals. The
+    result names the summaries it merges and counts their messages; it does not copy their
+    `covers` (see `Summary`)."""
     pseudo = _as_messages(summaries)
     result = extractive_summary(pseudo, max_tokens, focus=focus, counter=counter)
     extracts = [
         Extract(message_id=e.message_id.split("#", 1)[0], speaker=e.speaker, sentence=e.sentence)
         for e in result.extracts
     ]
-    covers = tuple(i for s in summaries for i in s.covers)
     folded = {s.id for s in summaries}  # lines from prose cite a summary, not an original
+    ends = [e for e in (s.ends for s in summaries) if e is not None]
     return Summary(
         id=summary_id,
         level=max(s.level for s in summaries) + 1,
         content=render_extracts(extracts),
-        covers=covers,
+        covers=(),
+        merges=tuple(s.id for s in summaries),
+        covered=sum(s.message_count for s in summaries),
+        span=(ends[0][0], ends[-1][1]) if ends else None,
         quoted_ids=tuple(dict.fromkeys(e.message_id for e in extracts
                                        if e.message_id not in folded)),
         strategy="extractive-hierarchical",

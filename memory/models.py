@@ -273,7 +273,12 @@ def content_hash(messages: Iterable[Message]) -> str:
 
 
 class Summary(_Frozen):
-    """A summary standing in the window for the messages it covers (`covers`, in order)."""
+    """A summary standing in the window for the messages it covers (`covers`, in order).
+
+    A merged summary lists the summaries it condenses (`merges`) instead of copying their
+    `covers`: copies made each level up hold the whole archive again, and a session's ledger
+    would grow with (merges x archive). `covered` and `span` say how many messages it stands
+    for and the first and last of them; the originals are found through `merges`."""
 
     id: str
     level: int = Field(ge=1)
@@ -282,6 +287,9 @@ class Summary(_Frozen):
     quoted_ids: tuple[str, ...] = ()
     strategy: str = "extractive"
     created_at: datetime | None = None
+    merges: tuple[str, ...] = ()
+    covered: int | None = Field(default=None, ge=0)
+    span: tuple[str, str] | None = None
 
     @field_validator("id", "content", "strategy")
     @classmethod
@@ -289,11 +297,31 @@ class Summary(_Frozen):
         check_text(str(info.field_name), value)
         return value
 
-    @field_validator("covers", "quoted_ids")
+    @field_validator("covers", "quoted_ids", "merges", "span")
     @classmethod
-    def _storable_ids(cls, value: tuple[str, ...], info: ValidationInfo) -> tuple[str, ...]:
-        _check_texts(str(info.field_name), value)
+    def _storable_ids(cls, value: tuple[str, ...] | None,
+                      info: ValidationInfo) -> tuple[str, ...] | None:
+        if value is not None:
+            _check_texts(str(info.field_name), value)
         return value
+
+    @property
+    def message_count(self) -> int:
+        """How many original messages this summary stands for."""
+        return self.covered if self.covered is not None else len(self.covers)
+
+    @property
+    def ends(self) -> tuple[str, str] | None:
+        """The first and last original message it stands for, if any."""
+        if self.span is not None:
+            return self.span
+        return (self.covers[0], self.covers[-1]) if self.covers else None
+
+    def header(self) -> str:
+        """The line that introduces this summary wherever it is shown to a model."""
+        ends = self.ends
+        span = f"{ends[0]} … {ends[1]}" if ends else "none"
+        return f"Summary of {self.message_count} earlier messages ({span}), level {self.level}."
 
     @field_validator("created_at")
     @classmethod

@@ -72,7 +72,16 @@ def test_hierarchy_merges_summaries_a_level_up_keeping_original_ids() -> None:
     assert (s1.level, s1.covers) == (1, ("m1", "m2", "m3"))
     top = merge_summaries("s3", [s1, s2], 40, counter=COUNTER)
     assert top.level == 2
-    assert top.covers == tuple(m.id for m in TICKET)
+    # It names what it merges and counts their messages, without copying their covers.
+    assert (top.covers, top.merges) == ((), ("s1", "s2"))
+    assert (top.message_count, top.ends) == (len(TICKET), (TICKET[0].id, TICKET[-1].id))
+    assert top.header().startswith(f"Summary of {len(TICKET)} earlier messages ("
+                                   f"{TICKET[0].id} … {TICKET[-1].id}), level 2.")
+    higher = merge_summaries("s4", [top, summarize_chunk("s5", TICKET[:2], 60, counter=COUNTER)],
+                             40,
+                             counter=COUNTER)
+    assert (higher.level, higher.merges, higher.message_count) == (3, ("s3", "s5"),
+                                                                   len(TICKET) + 2)
     assert top.quoted_ids and set(top.quoted_ids) <= {m.id for m in TICKET}
     for line in top.content.splitlines():
         ident = line[3:].split("]", 1)[0]
