@@ -120,22 +120,14 @@ class ConversationActivities:
         todo = await self.store.unembedded(input.tenant, input.session, input.start, input.stop)
         for at in range(0, len(todo), EMBED_BATCH):
             batch = todo[at : at + EMBED_BATCH]
-            days = await self._sent_at(input, [ident for ident, _ in batch])
+            # The day each was sent goes into its embedded text, as into its lexical index
+            # (migration 9), through the one helper `memory.text.indexed_text`.
             vectors = await heartbeating(self.embedder.embed(
-                [indexed_text(text, days.get(ident)) for ident, text in batch]))
+                [indexed_text(text, sent) for _, text, sent in batch]))
             await self.store.set_embeddings(input.tenant, input.session, [
-                (ident, vector) for (ident, _), vector in zip(batch, vectors, strict=True)])
+                (ident, vector) for (ident, _, _), vector in zip(batch, vectors, strict=True)])
             activity.heartbeat(at + len(batch))
         return EmbedResult(embedded=len(todo))
-
-    async def _sent_at(self, ref: SessionRef, ids: list[str]) -> dict[str, datetime | None]:
-        """When each message was sent: its embedded text carries the day, as its lexical index
-        does (migration 9), through the one helper `memory.text.indexed_text`."""
-        async with self.store.scoped(ref.tenant) as conn:
-            cur = await conn.execute(
-                "SELECT id, created_at FROM messages WHERE tenant = %s AND session = %s"
-                " AND id = ANY(%s)", (ref.tenant, ref.session, ids))
-            return {row["id"]: row["created_at"] for row in await cur.fetchall()}
 
     # -- compaction ------------------------------------------------------------------------
     async def _event(self, ref: SessionRef, event: CompactionEvent) -> None:
@@ -325,8 +317,11 @@ class ConversationActivities:
     # -- context and chat ------------------------------------------------------------------
     @activity.defn(name=specs.BUILD_CONTEXT.name)
     async def build_context(self, input: ServeContextInput) -> ContextWindow:
-        return await serve_context(self.store, self.embedder, input.tenant, input.session,
-                                   input.request)
+        try:
+            return await serve_context(self.store, self.embedder, input.tenant, input.session,
+                                       input.request)
+        except InvalidInputError as exc:  # refused for good, naming the field: not retried
+            raise _refused(exc) from None
 
     @activity.defn(name=specs.COMPLETE_CHAT.name)
     async def complete_chat(self, input: ChatInput) -> ChatResult:

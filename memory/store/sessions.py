@@ -10,6 +10,7 @@ import json
 from collections import OrderedDict
 from collections.abc import Sequence
 from contextlib import AbstractAsyncContextManager
+from datetime import datetime
 from typing import Any
 
 import numpy as np
@@ -407,14 +408,15 @@ class SessionStore:
                                               embedded["s"] is None else int(embedded["s"])))
 
     async def unembedded(self, tenant: str, session: str, start: int, stop: int
-                         ) -> list[tuple[str, str]]:
-        """(id, content) of messages in [start, stop) that have no embedding yet."""
+                         ) -> list[tuple[str, str, datetime | None]]:
+        """(id, content, sent at) of messages in [start, stop) that have no embedding yet: the
+        embedded text carries the day it was sent (`memory.text.indexed_text`)."""
         async with self.scoped(tenant) as conn:
             cur = await conn.execute(
-                "SELECT id, content FROM messages WHERE tenant = %s AND session = %s"
+                "SELECT id, content, created_at FROM messages WHERE tenant = %s AND session = %s"
                 " AND seq >= %s AND seq < %s AND embedding IS NULL ORDER BY seq",
                 (tenant, session, start, stop))
-            return [(r["id"], r["content"]) for r in await cur.fetchall()]
+            return [(r["id"], r["content"], r["created_at"]) for r in await cur.fetchall()]
 
     async def set_embeddings(self, tenant: str, session: str,
                              vectors: Sequence[tuple[str, Sequence[float]]]) -> None:

@@ -108,7 +108,7 @@ async def test_embed_messages_embeds_only_its_range_and_is_idempotent(
     first = await env.run(activities.embed_messages,
                           EmbedInput(tenant="acme", session=session, start=0, stop=4))
     assert first.embedded == 4 and beats == [(4,)]
-    assert [i for i, _ in await store.unembedded("acme", session, 0, 6)] == ["m4", "m5"]
+    assert [i for i, _, _ in await store.unembedded("acme", session, 0, 6)] == ["m4", "m5"]
     assert (await store.cursors("acme", session)).embedded_seq == 4
     beats.clear()
     again = await env.run(activities.embed_messages,
