@@ -35,6 +35,7 @@ from activities.serving import serve_context
 from activities.types import ContextRequest
 from longthread.codec import data_converter
 from longthread.settings import Settings, resolve_settings
+from longthread.transfer import ledger_parts
 from memory.errors import InvalidInputError, LongthreadError, NotFoundError
 from memory.models import (
     CompactionEvent,
@@ -95,6 +96,14 @@ def _raise_clear(exc: WorkflowUpdateFailedError) -> None:
         field, _, problem = cause.message.partition(": ")
         raise InvalidInputError(field, problem) from None
     raise LongthreadError(str(cause or exc)) from exc
+
+
+def _in_whole_ledger(exc: InvalidInputError, start: int) -> InvalidInputError:
+    """An error about `records[i]` of a part that starts at record `start` of the ledger."""
+    found = re.match(r"records\[(\d+)\](.*)", exc.field, re.S)
+    if not found or not start:
+        return exc
+    return InvalidInputError(f"records[{int(found[1]) + start}]{found[2]}", exc.problem)
 
 
 class Conversation:
@@ -205,11 +214,22 @@ class Conversation:
         records = await self._records(outcome)
         return records[-1] if records else None
 
-    async def restore_ledger(self, records: Sequence[CompactionRecord]) -> int:
-        """Re-apply an exported ledger to a freshly imported copy of its session."""
-        outcome: CompactOutcome = await self._update(ConversationWorkflow.restore_ledger,
-                                                     RestoreInput(records=tuple(records)))
-        return len(outcome.record_ids)
+    async def restore_ledger(self, records: Sequence[CompactionRecord | Mapping[str, Any]]
+                             ) -> int:
+        """Re-apply an exported ledger to a freshly imported copy of its session, in parts of
+        at most MAX_BATCH_BYTES (automatic compaction stays held until the last). A refused
+        record is named by its place in the whole ledger; the parts before it stay applied."""
+        parts = ledger_parts(records, MAX_BATCH_BYTES)
+        restored = 0
+        for n, (start, part) in enumerate(parts):
+            try:
+                outcome: CompactOutcome = await self._update(
+                    ConversationWorkflow.restore_ledger,
+                    RestoreInput(records=part, more=n < len(parts) - 1))
+            except InvalidInputError as exc:
+                raise _in_whole_ledger(exc, start) from None
+            restored += len(outcome.record_ids)
+        return restored
 
     async def generate(self, content: str, *, max_tokens: int = 4000,
                        reply_tokens: int = 1024) -> GenerateResult:

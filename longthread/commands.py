@@ -93,11 +93,13 @@ class Ctx:
                 progress.advance(task, len(chunk))
         restored = 0
         if data.ledger:
-            existing = await conv.ledger()
-            if not existing:
-                restored = await conv.restore_ledger(list(data.ledger))
-            elif [r.id for r in existing] != [r.id for r in data.ledger]:
+            # A ledger larger than one update goes in parts; an import stopped between parts
+            # left a prefix of it, and importing the file again applies the rest.
+            existing = [r.id for r in await conv.ledger()]
+            if existing != [r.id for r in data.ledger[: len(existing)]]:
                 raise InvalidInputError("FILE", "the session already has a different ledger")
+            if len(existing) < len(data.ledger):
+                restored = await conv.restore_ledger(list(data.ledger[len(existing):]))
         self.out.print(f"{appended} appended, {duplicates} already present"
                        + (f", {restored} ledger records restored" if restored else ""))
 

@@ -7,16 +7,16 @@ ledger record, so it streams, diffs and greps like any message file.
 from __future__ import annotations
 
 import json
-from collections.abc import Iterable, Iterator
+from collections.abc import Iterable, Iterator, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
-from pydantic import BaseModel, ConfigDict
+from pydantic import BaseModel, ConfigDict, ValidationError
 
 from memory.errors import InvalidInputError
-from memory.models import CompactionRecord, Message, parse_messages
+from memory.models import CompactionRecord, Message, invalid_input, parse_messages
 
-__all__ = ["EXPORT_FORMAT", "SessionFile", "read_session_file", "write_export"]
+__all__ = ["EXPORT_FORMAT", "SessionFile", "ledger_parts", "read_session_file", "write_export"]
 
 EXPORT_FORMAT = "longthread-export/1"
 
@@ -90,3 +90,31 @@ def write_export(path: Path, tenant: str, session: str, messages: Iterable[Messa
         for record in ledger:
             out.write(json.dumps({"ledger_record": record.model_dump(mode="json")}) + "\n")
     return count
+
+
+def ledger_parts(records: Sequence[CompactionRecord | Mapping[str, Any]], limit: int
+                 ) -> list[tuple[int, tuple[CompactionRecord, ...]]]:
+    """A ledger in consecutive parts of at most `limit` bytes of JSON each, with the index of
+    each part's first record: a long session's ledger is larger than one Temporal payload
+    (2 MB), so `restore_ledger` sends it in parts. Every record is validated first, so a bad
+    record 9,000 sends nothing; the error names it (`records[9000].seq`)."""
+    parsed: list[CompactionRecord] = []
+    for n, record in enumerate(records):
+        try:
+            parsed.append(record if isinstance(record, CompactionRecord)
+                          else CompactionRecord.model_validate(record))
+        except ValidationError as exc:
+            raise invalid_input(exc, prefix=f"records[{n}]") from None
+    parts: list[tuple[int, tuple[CompactionRecord, ...]]] = []
+    start, size = 0, 0
+    for n, record in enumerate(parsed):
+        bytes_ = len(record.model_dump_json().encode("utf-8")) + 1  # and its comma
+        if bytes_ > limit:
+            raise InvalidInputError(f"records[{n}]", f"is {bytes_} bytes; the limit for one "
+                                    f"record is {limit} bytes (Temporal caps a payload at 2 MB)")
+        if n > start and size + bytes_ > limit:
+            parts.append((start, tuple(parsed[start:n])))
+            start, size = n, 0
+        size += bytes_
+    parts.append((start, tuple(parsed[start:])))
+    return parts

@@ -328,13 +328,17 @@ class ConversationWorkflow:
     @workflow.update
     async def restore_ledger(self, *args: Any) -> CompactOutcome:
         request = _parse(RestoreInput, args)
+        holding = False
         try:
-            return await self._manual(specs.RESTORE_LEDGER, lambda head: RestoreLedgerInput(
+            outcome = await self._manual(specs.RESTORE_LEDGER, lambda head: RestoreLedgerInput(
                 tenant=self.input.tenant, session=self.input.session, expected_head=head,
                 records=request.records))
+            holding = request.more  # a refused part ends the import: compaction resumes
+            return outcome
         finally:
-            self.state.hold_compaction = False
-            self.check_policy = self._over_policy()
+            if not holding:
+                self.state.hold_compaction = False
+                self.check_policy = self._over_policy()
 
     @restore_ledger.validator
     def _validate_restore(self, *args: Any) -> None:

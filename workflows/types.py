@@ -96,6 +96,10 @@ class RestoreInput(_Model):
     """Ledger records from an export, re-applied in order to a freshly imported session."""
 
     records: tuple[CompactionRecord, ...] = Field(max_length=100_000)
+    # More records follow in another call (a ledger larger than one payload is sent in parts):
+    # automatic compaction stays held until the last part, so every part applies on the head
+    # the previous one left.
+    more: bool = False
 
     @model_validator(mode="after")
     def _fits_a_payload(self) -> RestoreInput:

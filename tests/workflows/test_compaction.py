@@ -4,10 +4,13 @@ from __future__ import annotations
 
 import asyncio
 
+import pytest
 from temporalio.client import Client
 from temporalio.worker import Worker
 
 from longthread.client import Longthread
+from longthread.transfer import ledger_parts
+from memory.errors import InvalidInputError
 from memory.store.store import Store
 from tests.conftest import LtFactory
 
@@ -131,3 +134,42 @@ async def test_pop_and_clear_are_undoable_records(lt: Longthread, worker: Worker
     assert [m.id for m in await conv.window()] == ["m0", "m1", "m2"]
     assert await store.count("acme", "edit") == 4  # nothing left the archive
     assert [r.trigger for r in await conv.ledger()] == ["pop", "clear", "undo"]
+
+
+async def test_a_ledger_larger_than_one_payload_is_restored_in_parts(
+    client: Client, make_lt: LtFactory, worker: Worker, store: Store,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """An export's ledger is re-applied in parts when it is larger than one update may carry
+    (here the limit is lowered to about two records); automatic compaction stays held until
+    the last part, so each part applies on the head the previous one left."""
+    source = await make_lt(client, window=100_000).conversation("parts-src", tenant="acme")
+    await source.append_many(_turns(40))
+    for keep in (34, 28, 22, 16, 10, 4):
+        assert await source.compact(preserve_recent=keep) is not None
+    ledger = await source.ledger()
+    limit = 2 * max(len(r.model_dump_json()) for r in ledger) + 4
+    assert len(ledger_parts(ledger, limit)) >= 3
+    originals = await store.all_messages("acme", "parts-src")
+    # The copy's policy is far over by the imported messages alone: a compaction between
+    # parts would move the head, and the next part would be refused.
+    copy = await make_lt(client, window=300).conversation("parts-copy", tenant="acme")
+    await copy.append_many(originals, hold_compaction=True)
+    fresh = await make_lt(client, window=100_000).conversation("parts-bad", tenant="acme")
+    await fresh.append_many(originals, hold_compaction=True)
+    monkeypatch.setattr("longthread.client.MAX_BATCH_BYTES", limit)
+    assert await copy.restore_ledger(ledger) == len(ledger)
+    assert (await copy.ledger())[: len(ledger)] == ledger
+    assert await copy.window() == await source.window()
+    assert await copy.summaries() == await source.summaries()
+    # A record the worker refuses is named by its place in the whole ledger, not in its part.
+    # The parts before it stay applied (each record checked against the originals), and the
+    # rest of the genuine ledger then applies on top of them.
+    forged = list(ledger)
+    forged[4] = forged[4].model_copy(update={"covered_hash": "0" * 64})
+    with pytest.raises(InvalidInputError, match=r"records\[4\]\.covered_hash"):
+        await fresh.restore_ledger(forged)
+    kept = await fresh.ledger()
+    assert kept == ledger[: len(kept)] and len(kept) <= 4  # nothing of the bad part
+    assert await fresh.restore_ledger(ledger[len(kept):]) == len(ledger) - len(kept)
+    assert await fresh.ledger() == ledger
