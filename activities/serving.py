@@ -69,39 +69,45 @@ async def _settled(*tasks: asyncio.Future[Any] | None) -> None:
 
 async def serve_context(store: Store, embedder: QueryEmbedder, tenant: str, session: str,
                         request: ContextRequest) -> ContextWindow:
-    """Three things start at once: the window's read (its own connection), the query's
-    embedding (in a thread) and the BM25 leg (ids and ranks only: it needs no vector). When
-    the vector is there, one statement runs the vector leg, fuses and fetches the hits with
-    their neighbours. Assembly follows, then the served record, committed before the window
-    is returned. The BM25 leg, the fused search and the record share one connection."""
+    """Three things start at once: the window's read and the BM25 leg (ids and ranks only: it
+    needs no vector), each on its own pooled connection, and the query's embedding (in a
+    thread). When the vector is there, one statement runs the vector leg, fuses and fetches
+    the hits with their neighbours. Assembly follows, then the served record, committed before
+    the window is returned; the fused search and the record share one connection.
+
+    No call holds a pooled connection while it waits for another: with as many concurrent
+    calls as the pool has connections, each holding one and waiting for a second, none could
+    go on until the pool timed out."""
     query = request.query if request.query and request.query.strip() else None
     key = (tenant, session)
     guess = content_query(query, _participants.get(key, ())) if query else None
     # Enough candidates for the reranker to reorder what fits the budget.
     k = max(request.k, candidate_count(request.max_tokens))
+    embedding = asyncio.ensure_future(_embed(embedder, guess)) if guess else None
+    lexical = asyncio.ensure_future(
+        store.lexical_ranks(tenant, session, guess, k)) if guess else None
+    try:
+        snapshot = await store.read_window(tenant, session, request.max_tokens)
+        ranks: list[tuple[str, int]] | None = None
+        vector: list[float] | None = None
+        if query is not None and embedding is not None and lexical is not None:
+            names = frozenset(m.name for m in snapshot.state.messages if m.name)
+            _remember(key, names)
+            text = content_query(query, names)
+            if text != guess:  # names this process had not seen in the session
+                await _settled(embedding, lexical)
+                embedding = asyncio.ensure_future(_embed(embedder, text))
+                lexical = asyncio.ensure_future(store.lexical_ranks(tenant, session, text, k))
+            ranks, vector = await lexical, await embedding
+    finally:
+        await _settled(embedding, lexical)
     async with store.connection() as conn:
-        embedding = asyncio.ensure_future(_embed(embedder, guess)) if guess else None
-        lexical = asyncio.ensure_future(
-            store.lexical_ranks(tenant, session, guess, k, conn=conn)) if guess else None
-        try:
-            snapshot = await store.read_window(tenant, session, request.max_tokens)
-            candidates: list[ScoredMessage] = []
-            if query is not None and embedding is not None and lexical is not None:
-                names = frozenset(m.name for m in snapshot.state.messages if m.name)
-                _remember(key, names)
-                text = content_query(query, names)
-                if text != guess:  # names this process had not seen in the session
-                    await _settled(embedding, lexical)
-                    embedding = asyncio.ensure_future(_embed(embedder, text))
-                    lexical = asyncio.ensure_future(
-                        store.lexical_ranks(tenant, session, text, k, conn=conn))
-                ranks = await lexical
-                found = await store.fused(tenant, session, ranks, await embedding, k,
-                                          neighbours=request.neighbours, conn=conn)
-                # Only what existed at the snapshot: retrieval ran in its own transactions.
-                candidates = [c for c in found if c.seq is not None and c.seq < snapshot.turn]
-        finally:
-            await _settled(embedding, lexical)
+        candidates: list[ScoredMessage] = []
+        if ranks is not None and vector is not None:
+            found = await store.fused(tenant, session, ranks, vector, k,
+                                      neighbours=request.neighbours, conn=conn)
+            # Only what existed at the snapshot: retrieval ran in its own transactions.
+            candidates = [c for c in found if c.seq is not None and c.seq < snapshot.turn]
         shares = shares_for(request)
         window = assemble_from_window(snapshot.state, max_tokens=request.max_tokens,
                                       retrieved=candidates, shares=shares, query=query)
