@@ -6,13 +6,13 @@ import uuid
 from datetime import UTC, datetime, timedelta, timezone
 
 import psycopg
-from psycopg import sql
 from psycopg.rows import DictRow, dict_row
 
 from memory.models import Message
 from memory.store.migrations import MIGRATIONS, setup
 from memory.store.store import Store
 from memory.text import day_text, indexed_text
+from tests.store.old_schema import database_at
 
 
 def _at(day: int, hour: int = 13) -> datetime:
@@ -47,19 +47,9 @@ async def test_the_day_in_sql_is_the_day_in_python(db: psycopg.AsyncConnection[D
 
 
 async def test_migration_nine_backfills_days_under_the_policy(pg_url: str) -> None:
-    name = f"lt_days_{uuid.uuid4().hex[:8]}"
-    async with await psycopg.AsyncConnection.connect(pg_url, autocommit=True) as admin:
-        await admin.execute(sql.SQL("CREATE DATABASE {}").format(sql.Identifier(name)))
-    url = psycopg.conninfo.make_conninfo(pg_url, dbname=name)
-    try:
+    async with database_at(pg_url, 8, dim=3) as url:
         async with await psycopg.AsyncConnection.connect(url, autocommit=True,
                                                          row_factory=dict_row) as conn:
-            await conn.execute("CREATE TABLE schema_version (version integer PRIMARY KEY,"
-                               " applied_at timestamptz NOT NULL DEFAULT now())")
-            for version, statement in enumerate(MIGRATIONS[:8], start=1):
-                await conn.execute(statement.format(dim=sql.Literal(3)))
-                await conn.execute("INSERT INTO schema_version (version) VALUES (%s)",
-                                   (version,))
             for tenant, text, stamp in (("alpha", "a parcel in Leeds", _at(8)),
                                         ("beta", "a zeppelin over Leeds", None)):
                 await conn.execute(
@@ -78,7 +68,3 @@ async def test_migration_nine_backfills_days_under_the_policy(pg_url: str) -> No
             cur = await conn.execute("SELECT relname, relforcerowsecurity AS forced FROM pg_class"
                                      " WHERE relname IN ('messages', 'message_terms')")
             assert all(r["forced"] for r in await cur.fetchall())
-    finally:
-        async with await psycopg.AsyncConnection.connect(pg_url, autocommit=True) as admin:
-            await admin.execute(sql.SQL("DROP DATABASE {} WITH (FORCE)").format(
-                sql.Identifier(name)))

@@ -5,7 +5,6 @@ from collections.abc import AsyncIterator
 
 import psycopg
 import pytest
-from psycopg import sql
 from psycopg.rows import DictRow, dict_row
 from psycopg.types.json import Jsonb
 
@@ -14,6 +13,7 @@ from memory.models import Message
 from memory.store.db import open_pool
 from memory.store.migrations import MIGRATIONS, setup
 from memory.store.store import Store
+from tests.store.old_schema import database_at
 
 
 async def test_setup_is_idempotent(db: psycopg.AsyncConnection[DictRow]) -> None:
@@ -57,24 +57,13 @@ async def test_ledger_is_append_only(db: psycopg.AsyncConnection[DictRow]) -> No
 @pytest.fixture
 async def v5_url(pg_url: str) -> AsyncIterator[str]:
     """A fresh database at schema version 5, with a message and a ledger record in it."""
-    name = f"lt_v5_{uuid.uuid4().hex[:8]}"
-    async with await psycopg.AsyncConnection.connect(pg_url, autocommit=True) as admin:
-        await admin.execute(sql.SQL("CREATE DATABASE {}").format(sql.Identifier(name)))
-    url = psycopg.conninfo.make_conninfo(pg_url, dbname=name)
-    async with await psycopg.AsyncConnection.connect(url, autocommit=True) as conn:
-        await conn.execute("CREATE TABLE schema_version (version integer PRIMARY KEY,"
-                           " applied_at timestamptz NOT NULL DEFAULT now())")
-        for version, statement in enumerate(MIGRATIONS[:5], start=1):
-            await conn.execute(statement.format(dim=sql.Literal(384)))
-            await conn.execute("INSERT INTO schema_version (version) VALUES (%s)", (version,))
-        await conn.execute("INSERT INTO messages (tenant, session, id, seq, role, content)"
-                           " VALUES ('acme', 'old', 'm0', 0, 'user', 'a parcel in Leeds')")
-        await conn.execute("INSERT INTO ledger (tenant, session, seq, id, record)"
-                           " VALUES ('acme', 'old', 0, 'c1', '{}')")
-    yield url
-    async with await psycopg.AsyncConnection.connect(pg_url, autocommit=True) as admin:
-        await admin.execute(sql.SQL("DROP DATABASE {} WITH (FORCE)").format(
-            sql.Identifier(name)))
+    async with database_at(pg_url, 5) as url:
+        async with await psycopg.AsyncConnection.connect(url, autocommit=True) as conn:
+            await conn.execute("INSERT INTO messages (tenant, session, id, seq, role, content)"
+                               " VALUES ('acme', 'old', 'm0', 0, 'user', 'a parcel in Leeds')")
+            await conn.execute("INSERT INTO ledger (tenant, session, seq, id, record)"
+                               " VALUES ('acme', 'old', 0, 'c1', '{}')")
+        yield url
 
 
 NEW_TABLES = ("sessions", "tool_calls", "window_versions", "summaries", "compaction_events")
@@ -127,21 +116,11 @@ async def test_version_nine_window_versions_are_split_into_summaries_and_ids(
 ) -> None:
     """Migration 10 moves each summary a version held into `summaries`, once, and leaves the
     version its ids in window order."""
-    name = f"v9_{uuid.uuid4().hex[:10]}"
-    async with await psycopg.AsyncConnection.connect(pg_url, autocommit=True) as admin:
-        await admin.execute(sql.SQL("CREATE DATABASE {}").format(sql.Identifier(name)))
-    url = psycopg.conninfo.make_conninfo(pg_url, dbname=name)
     first = {"id": "s1", "level": 1, "content": "A", "covers": ["m0"]}
     second = {"id": "s2", "level": 1, "content": "B", "covers": ["m1"]}
-    try:
+    async with database_at(pg_url, 9) as url:
         async with await psycopg.AsyncConnection.connect(url, autocommit=True,
                                                          row_factory=dict_row) as conn:
-            await conn.execute("CREATE TABLE schema_version (version integer PRIMARY KEY,"
-                               " applied_at timestamptz NOT NULL DEFAULT now())")
-            for version, statement in enumerate(MIGRATIONS[:9], start=1):
-                await conn.execute(statement.format(dim=sql.Literal(384)))
-                await conn.execute("INSERT INTO schema_version (version) VALUES (%s)",
-                                   (version,))
             await conn.execute("ALTER TABLE window_versions NO FORCE ROW LEVEL SECURITY")
             for version, held in ((1, [first]), (2, [second, first])):
                 await conn.execute(
@@ -158,7 +137,3 @@ async def test_version_nine_window_versions_are_split_into_summaries_and_ids(
             cur = await conn.execute("SELECT id, summary FROM summaries ORDER BY id")
             assert await cur.fetchall() == [{"id": "s1", "summary": first},
                                             {"id": "s2", "summary": second}]
-    finally:
-        async with await psycopg.AsyncConnection.connect(pg_url, autocommit=True) as admin:
-            await admin.execute(sql.SQL("DROP DATABASE {} WITH (FORCE)").format(
-                sql.Identifier(name)))
