@@ -18,7 +18,7 @@ from memory.errors import InvalidInputError
 from memory.hierarchy import merge_summaries
 from memory.models import CompactionRecord, Message, Summary, Trigger, content_hash
 from memory.policy import CompactionPolicy, Level
-from memory.tokens import TokenCounter, default_counter
+from memory.tokens import MESSAGE_OVERHEAD, TokenCounter, default_counter
 
 __all__ = [
     "ENGINE_VERSION",
@@ -167,6 +167,11 @@ def plan_compaction(
                                               covered_tokens // 4))
     if level == "emergency":
         summary_max = max(MIN_SUMMARY_TOKENS, summary_max // 2)
+    # A summary never costs the window more than the span it replaces (a short span gets a
+    # shorter summary), or a compaction could make the window larger.
+    room = covered_tokens - SUMMARY_OVERHEAD - MESSAGE_OVERHEAD - 1
+    if room > 0:
+        summary_max = min(summary_max, room)
     merge: tuple[str, ...] = ()
     if summarize:  # keep the tree logarithmic: fold the oldest `fanout` of a crowded level
         for lvl in sorted({s.level for s in state.summaries}):
