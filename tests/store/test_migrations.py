@@ -137,3 +137,14 @@ async def test_version_nine_window_versions_are_split_into_summaries_and_ids(
             cur = await conn.execute("SELECT id, summary FROM summaries ORDER BY id")
             assert await cur.fetchall() == [{"id": "s1", "summary": first},
                                             {"id": "s2", "summary": second}]
+
+
+async def test_insert_heavy_tables_are_vacuumed_after_small_growth(
+    db: psycopg.AsyncConnection[DictRow],
+) -> None:
+    """Migration 11: autovacuum follows a burst of appends within 1% growth (plus a floor)."""
+    cur = await db.execute("SELECT relname, reloptions FROM pg_class"
+                           " WHERE relname IN ('messages', 'message_terms') ORDER BY relname")
+    options = {r["relname"]: set(r["reloptions"] or ()) for r in await cur.fetchall()}
+    assert "autovacuum_vacuum_insert_scale_factor=0.01" in options["messages"]
+    assert "autovacuum_vacuum_insert_scale_factor=0.01" in options["message_terms"]
