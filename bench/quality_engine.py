@@ -96,7 +96,6 @@ ABLATION = (
     Variant("- dialogue context (neighbour smoothing)", policy=_rerank(context=False)),
     Variant("- speaker attribution", policy=_rerank(speaker=False)),
     Variant("- near-duplicate removal (dedup)", policy=_rerank(dedup=False)),
-    Variant("+ importance prior", policy=_rerank(importance=True)),
     Variant("+ store neighbours ±1 at half score", neighbours=1),
     Variant("- dates on lines (one header per date)", policy=AssemblyPolicy(dated_lines=False)),
     Variant("- dates in the index (BM25 and embedding)", date_index=False),

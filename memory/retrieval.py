@@ -13,8 +13,9 @@ Signals, each measured on LoCoMo with `python -m bench.quality_engine --ablation
   against who spoke, not the text, where it mostly appears in greetings to that person.
 - Near-duplicates. A candidate repeating a better-ranked one from the same speaker (term
   sets nearly equal: a re-sent message, a tool output that differs by a timestamp) is dropped.
-- Importance (`memory.importance`) is available as a mild prior but off by default: on
-  LoCoMo it did not help (see bench/quality_engine.py's ablation).
+- No importance prior: weighting questions, decisions and recency up scored -0.003 at 2,000
+  tokens in the ablation, and -0.01 to -0.05 as a weight in the summarizer, so it was removed.
+  What must stay verbatim is pinned (`metadata.pinned`); compaction never covers it.
 """
 
 from __future__ import annotations
@@ -24,7 +25,6 @@ from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from functools import lru_cache
 
-from memory.importance import importance
 from memory.lexical import stem_terms
 from memory.models import ScoredMessage
 from memory.similarity import near_duplicates
@@ -43,7 +43,6 @@ __all__ = [
 
 CONTEXT_WEIGHT = 0.5  # an adjacent hit's relevance counts half, as the store's neighbours do
 OTHER_SPEAKER_WEIGHT = 0.5  # turns by someone other than the one participant the query names
-IMPORTANCE_WEIGHT = 0.125  # importance is ~0..4 beyond recency, so at most about +50%
 
 
 @dataclass(frozen=True)
@@ -53,7 +52,6 @@ class RerankPolicy:
     context: bool = True
     speaker: bool = True
     dedup: bool = True
-    importance: bool = False
 
 
 DEFAULT_RERANK = RerankPolicy()
@@ -137,12 +135,6 @@ def ranked(query: str | None, candidates: Sequence[ScoredMessage],
         if len(named) == 1:
             scores = [s if c.message.name in named else s * OTHER_SPEAKER_WEIGHT
                       for c, s in zip(pool, scores, strict=True)]
-
-    if policy.importance:
-        total = max((c.seq or 0 for c in pool), default=0) + 1
-        scores = [s * (1 + IMPORTANCE_WEIGHT * (importance(c.message, c.seq or 0, total)
-                                                - ((c.seq or 0) + 1) / total))
-                  for c, s in zip(pool, scores, strict=True)]
 
     order = sorted(zip(pool, scores, strict=True),
                    key=lambda cs: (-cs[1], cs[0].seq or 0, cs[0].message.id))

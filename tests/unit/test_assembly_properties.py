@@ -37,7 +37,7 @@ def _build(data: st.DataObject) -> tuple[list[Message], ContextWindow | None, in
                   if draw(st.booleans()) else c
                   for c in draw(retrieved([m for m in archived if m.role != "system"]))]
     rerank = draw(st.one_of(st.none(), st.builds(RerankPolicy, st.booleans(), st.booleans(),
-                                                 st.booleans(), st.booleans())))
+                                                 st.booleans())))
     policy = AssemblyPolicy(rerank=rerank, dated_lines=draw(st.booleans()))
     kwargs: dict[str, Any] = dict(
         max_tokens=budget, system=system, summaries=draw(summaries()),

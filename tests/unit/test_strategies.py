@@ -1,13 +1,10 @@
 from __future__ import annotations
 
-import math
-
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from memory.extractive import extractive_summary
 from memory.hierarchy import RollingSummary, chunk_messages, merge_summaries, summarize_chunk
-from memory.importance import importance, prioritize
 from memory.models import Message, ToolCall
 from memory.tokens import HeuristicCounter
 from tests.unit.strategies import conversations
@@ -96,16 +93,3 @@ def test_rolling_summary_accumulates_coverage_within_budget() -> None:
     assert rolling.summary is not None
     assert rolling.summary.covers == tuple(m.id for m in TICKET)
     assert COUNTER.count(rolling.summary.content) <= 30
-
-
-def test_importance_prefers_pins_questions_decisions_and_tools() -> None:
-    chatter = Message(id="a", role="user", content="nice weather")
-    question = Message(id="b", role="user", content="when will it arrive?")
-    decision = Message(id="c", role="assistant", content="We decided to refund Melanie 10 EUR.")
-    pinned = Message(id="d", role="user", content="ok", metadata={"pinned": True})
-    assert importance(pinned, 0, 4) == math.inf
-    assert importance(question, 0, 4) > importance(chatter, 0, 4)
-    assert importance(decision, 0, 4) > importance(chatter, 0, 4)
-    assert importance(chatter, 3, 4) > importance(chatter, 0, 4)  # recency
-    kept = prioritize([pinned, chatter, question, decision], 2)
-    assert [m.id for m in kept] == ["d", "c"]
