@@ -64,16 +64,16 @@ FROM window_versions w
 WHERE w.tenant = %(tenant)s AND w.session = %(session)s AND w.version = %(version)s
 """
 
-# The summaries a commit brings (`ids`, `bodies`) are stored once; the ids among them that are
-# stored already with another body come back (the snapshot is the statement's: the rows it
-# inserts itself are not seen, so only earlier ones can differ).
+# The summaries a commit brings (`ids`, `bodies`) are stored once; those among them stored
+# already with a body that is not byte-for-byte the same come back with it (the snapshot is
+# the statement's: the rows it inserts itself are not seen, so only earlier ones can differ).
 _STORE_SUMMARIES = """
 WITH new AS (SELECT * FROM unnest(%(ids)s::text[], %(bodies)s::jsonb[]) AS u(id, body)),
 ins AS (
     INSERT INTO summaries (tenant, session, id, summary)
     SELECT %(tenant)s, %(session)s, id, body FROM new ON CONFLICT DO NOTHING
 )
-SELECT n.id FROM new n JOIN summaries m
+SELECT n.id, m.summary AS stored FROM new n JOIN summaries m
   ON m.tenant = %(tenant)s AND m.session = %(session)s AND m.id = n.id
 WHERE m.summary <> n.body
 """
@@ -639,23 +639,24 @@ class SessionStore:
                                record: CompactionRecord) -> None:
         """Store the summaries `record` brings, once each: a summary id names one body for
         good, so the same id with another body (a forged import) is refused."""
-        bodies: dict[str, Any] = {}
+        brought: dict[str, Summary] = {}
         for summary in (record.summary, record.merged_summary, *record.restored_summaries):
             if summary is None:
                 continue
-            body = summary.model_dump(mode="json")
-            if bodies.setdefault(summary.id, body) != body:
+            if brought.setdefault(summary.id, summary) != summary:
                 raise InvalidInputError("summary.id", f"{record.id}: two summaries are named "
                                                       f"{summary.id!r}")
-        if not bodies:
+        if not brought:
             return
         cur = await conn.execute(_STORE_SUMMARIES, {
-            "tenant": tenant, "session": session, "ids": list(bodies),
-            "bodies": [Jsonb(b) for b in bodies.values()]})
-        clash = await cur.fetchone()
-        if clash is not None:
-            raise InvalidInputError("summary.id", f"{record.id}: summary {clash['id']!r} is "
-                                                  "already stored with other content")
+            "tenant": tenant, "session": session, "ids": list(brought),
+            "bodies": [Jsonb(s.model_dump(mode="json")) for s in brought.values()]})
+        for row in await cur.fetchall():
+            # A body stored before a field was added to Summary lacks it: compared as models,
+            # it is the same summary (an undo putting back one stored before an upgrade).
+            if Summary.model_validate(row["stored"]) != brought[row["id"]]:
+                raise InvalidInputError("summary.id", f"{record.id}: summary {row['id']!r} is "
+                                                      "already stored with other content")
 
     async def _ledger_from(self, conn: AsyncConnection[DictRow], tenant: str, session: str,
                            start: int, count: int) -> list[CompactionRecord]:

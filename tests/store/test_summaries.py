@@ -5,9 +5,11 @@ from __future__ import annotations
 
 import uuid
 
+import psycopg
 import pytest
+from psycopg.rows import DictRow
 
-from memory.compaction import compose_record, plan_compaction
+from memory.compaction import compose_record, compose_undo, plan_compaction
 from memory.errors import InvalidInputError
 from memory.models import Message, Summary
 from memory.policy import CompactionPolicy
@@ -82,3 +84,32 @@ async def test_a_known_summary_id_with_other_content_is_refused(store: Store) ->
         await store.commit_records("acme", session, 1, [(record, window)], before.next_base)
     assert await store.load_window("acme", session) == before
     assert len(await store.ledger("acme", session)) == 1
+
+
+async def test_a_summary_stored_before_a_field_existed_is_still_the_same_summary(
+    store: Store, db: psycopg.AsyncConnection[DictRow],
+) -> None:
+    """Bodies migration 10 moved lack the fields added since (`merges`, `covered`, `span`);
+    an undo that puts such a summary back brings it with them, and it is the same summary."""
+    session = f"s-{uuid.uuid4()}"
+    await store.append_messages("acme", session, [_user(k) for k in range(8)])
+    await _compact_once(store, session, 1)
+    # As migration 10 left it: the JSON of a summary written before those fields.
+    await db.execute("UPDATE summaries SET summary = summary - 'merges' - 'covered' - 'span'"
+                     " WHERE tenant = 'acme' AND session = %s", (session,))
+    loaded = await store.load_window("acme", session)
+    (record,) = await store.ledger("acme", session)
+    originals = {m.id: m for m in await store.all_messages("acme", session)}
+    order = {m.id: n for n, m in enumerate(originals.values())}
+    window, undo = compose_undo(loaded.state, record.id, [record], seq=1, originals=originals,
+                                order=order)
+    assert record.summary is not None
+    # The undo brings the stored summary again (as an undo of a merge brings what it folded).
+    undo = undo.model_copy(update={"restored_summaries": (record.summary,)})
+    await store.commit_records("acme", session, 1, [(undo, window)], loaded.next_base)
+    # A body that really differs is still refused.
+    forged = undo.model_copy(update={"id": "u9", "seq": 2, "restored_summaries": (
+        record.summary.model_copy(update={"content": "Other words."}),)})
+    with pytest.raises(InvalidInputError, match="already stored with other content"):
+        await store.commit_records("acme", session, 2, [(forged, window)], loaded.next_base)
+    assert len(await store.ledger("acme", session)) == 2
