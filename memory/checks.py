@@ -1,0 +1,110 @@
+"""The limits of what can be stored, and the checks that enforce them with an error naming the
+field and the limit. Pure Python and pydantic, importable inside the workflow sandbox."""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Iterable
+from datetime import UTC, datetime
+from typing import Literal
+
+from pydantic import ValidationError
+
+from memory.errors import InvalidInputError
+
+__all__ = ["MAX_CONTENT_BYTES", "MAX_ID_CHARS", "MAX_NAME_CHARS", "MAX_TOOL_CALLS", "ROLES",
+           "Role", "check_id", "check_instant", "check_json", "check_text", "check_texts",
+           "invalid_input"]
+
+Role = Literal["system", "user", "assistant", "tool"]
+ROLES: tuple[str, ...] = ("system", "user", "assistant", "tool")
+
+# A Temporal payload is capped at 2 MB; bodies are carried by reference above a threshold, but
+# one message may never exceed this, so it can always be archived in a single row.
+MAX_CONTENT_BYTES = 2_000_000
+MAX_ID_CHARS = 200
+MAX_NAME_CHARS = 200
+MAX_TOOL_CALLS = 64
+
+_CONTROL = re.compile("[\x00-\x1f]")  # C0 control characters, refused in ids
+
+
+def check_text(field: str, value: str) -> None:
+    """Postgres text refuses NUL and lone surrogates cannot be encoded: refuse both up front."""
+    if "\x00" in value:
+        raise InvalidInputError(field, "contains a NUL character, which cannot be stored")
+    try:
+        value.encode("utf-8")
+    except UnicodeEncodeError as exc:
+        raise InvalidInputError(field, f"is not valid UTF-8 ({exc.reason})") from None
+
+
+def check_id(field: str, value: str) -> None:
+    """An id is 1 to MAX_ID_CHARS characters of storable text, with no control characters."""
+    if not value or len(value) > MAX_ID_CHARS:
+        raise InvalidInputError(field, f"must be 1 to {MAX_ID_CHARS} characters")
+    if _CONTROL.search(value):
+        raise InvalidInputError(field, "must not contain control characters")
+    check_text(field, value)
+
+
+def check_texts(field: str, values: Iterable[str | None]) -> None:
+    for index, value in enumerate(values):
+        if value is not None:
+            check_text(f"{field}[{index}]", value)
+
+
+def check_json(field: str, value: object) -> None:
+    """Every key and string in a JSON value must be storable text (jsonb refuses NUL too)."""
+    if isinstance(value, str):
+        check_text(field, value)
+    elif isinstance(value, dict):
+        for key, item in value.items():
+            check_text(f"{field} key {key!r:.40}", str(key))
+            check_json(f"{field}.{key}", item)
+    elif isinstance(value, list | tuple):
+        for index, item in enumerate(value):
+            check_json(f"{field}[{index}]", item)
+
+
+def check_instant(field: str, value: datetime | None) -> None:
+    """A time must name an instant inside years 1-9999 in UTC (naive times are taken as UTC):
+    '0001-01-01T00:00+01:00' parses, but its UTC instant cannot be represented or digested."""
+    if value is None or value.tzinfo is None:
+        return
+    try:
+        value.astimezone(UTC)
+    except (OverflowError, ValueError):
+        raise InvalidInputError(
+            field, f"{value.isoformat()} is outside years 1-9999 once converted to UTC"
+        ) from None
+
+
+def invalid_input(exc: ValidationError, prefix: str = "") -> InvalidInputError:
+    """One clear error from pydantic's: the path of the first problem (`messages[2].id`) and
+    what is wrong with it; `prefix` names where the validated object sits."""
+    errors = exc.errors()
+    first = errors[0]
+    path = ""
+    for part in first["loc"]:
+        if isinstance(part, int):
+            path += f"[{part}]"
+        elif "[" in str(part) or "(" in str(part):  # a union or function tag, not a field
+            continue
+        else:
+            path += f".{part}" if path else str(part)
+    cause = (first.get("ctx") or {}).get("error")
+    if isinstance(cause, InvalidInputError):
+        text = cause.problem
+        last = path.rsplit(".", 1)[-1]
+        if cause.field == last or cause.field.startswith((f"{last}[", f"{last}.")):
+            path = path[: len(path) - len(last)] + cause.field  # a field validator's own
+        elif cause.field:  # a model validator's: the field inside the model at `path`
+            path = f"{path}.{cause.field}" if path else cause.field
+    else:
+        text = str(first["msg"])
+    if prefix:
+        path = f"{prefix}.{path}" if path and not path.startswith("[") else f"{prefix}{path}"
+    if len(errors) > 1:
+        text += f" (and {len(errors) - 1} more problem{'s' if len(errors) > 2 else ''})"
+    return InvalidInputError(path or exc.title, text)
