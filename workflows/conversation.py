@@ -12,18 +12,15 @@ through continue-as-new is a few cursors, whatever the session's length.
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Callable, Iterator
-from contextlib import contextmanager
+from collections.abc import Callable
 from datetime import timedelta
-from typing import Any, TypeVar
-from urllib.parse import quote
+from typing import Any
 
 from temporalio import workflow
-from temporalio.common import RetryPolicy
-from temporalio.exceptions import ActivityError, ApplicationError
+from temporalio.exceptions import ActivityError
 
 with workflow.unsafe.imports_passed_through():
-    from pydantic import BaseModel, ValidationError
+    from pydantic import BaseModel
 
     from activities import specs
     from activities.specs import ActivitySpec
@@ -39,9 +36,8 @@ with workflow.unsafe.imports_passed_through():
         StoreMessagesInput,
         UncompactSessionInput,
     )
-    from memory.errors import InvalidInputError
-    from memory.models import ContextWindow, Cursors, Message, invalid_input
-    from workflows.activities import OUTAGE_RETRY, call
+    from memory.models import ContextWindow, Cursors, Message
+    from workflows.activities import call
     from workflows.types import (
         AppendInput,
         AppendResult,
@@ -56,85 +52,20 @@ with workflow.unsafe.imports_passed_through():
         RestoreInput,
         UncompactInput,
     )
+    from workflows.updates import (
+        BUILD_CONTEXT_RETRY,
+        as_update_error,
+        parse,
+        refusal,
+        refusing,
+        workflow_id,
+    )
 
 __all__ = ["UPDATES_BEFORE_CONTINUE", "ConversationWorkflow", "workflow_id"]
 
 UPDATES_BEFORE_CONTINUE = 1000  # well before Temporal's ~2,000 updates per run
 EMBED_BATCH = 512  # messages per embedding activity
 MAX_AUTO_ROUNDS = 32
-
-
-def workflow_id(tenant: str, session: str) -> str:
-    """`conversation-{tenant}-{session}`, each part percent-encoded with '-' escaped too, so
-    two different (tenant, session) pairs can never name the same workflow."""
-    def part(text: str) -> str:
-        return quote(text, safe="@:").replace("-", "%2D")
-    return f"conversation-{part(tenant)}-{part(session)}"
-
-
-# Refusals an activity raises about its input: never retried, and the client reads them back
-# as InvalidInputError (BudgetTooSmallError: the budget cannot hold the system messages).
-REFUSALS = ("InvalidInputError", "BudgetTooSmallError")
-BUILD_CONTEXT_RETRY = RetryPolicy(
-    initial_interval=OUTAGE_RETRY.initial_interval,
-    backoff_coefficient=OUTAGE_RETRY.backoff_coefficient,
-    maximum_interval=OUTAGE_RETRY.maximum_interval, non_retryable_error_types=list(REFUSALS))
-
-M = TypeVar("M", bound=BaseModel)
-
-
-def _as_update_error(exc: ActivityError) -> ApplicationError:
-    """An activity's refusal, re-raised so only the update fails (never the workflow task)."""
-    cause = exc.cause
-    if isinstance(cause, ApplicationError):
-        kind = "InvalidInputError" if cause.type in REFUSALS else cause.type
-        return ApplicationError(cause.message, type=kind, non_retryable=True)
-    return ApplicationError(str(cause or exc), type="ActivityFailed", non_retryable=True)
-
-
-def _refusal(field: str, problem: str) -> ApplicationError:
-    return ApplicationError(f"{field}: {problem}", type="InvalidInputError", non_retryable=True)
-
-
-@contextmanager
-def _refusing(prefix: str = "") -> Iterator[None]:
-    """Bad input found while handling an update fails that update, naming the field; it must
-    never fail the workflow task (which Temporal would retry forever)."""
-    try:
-        yield
-    except ValidationError as exc:
-        error = invalid_input(exc, prefix)
-        raise _refusal(error.field, error.problem) from None
-    except InvalidInputError as exc:
-        field = f"{prefix}.{exc.field}" if prefix else exc.field
-        raise _refusal(field, exc.problem) from None
-
-
-def _kind(value: object) -> str:
-    if value is None:
-        return "null"
-    return {bool: "a boolean", int: "a number", float: "a number", str: "a string",
-            list: "an array", tuple: "an array"}.get(type(value), type(value).__name__)
-
-
-def _parse(model: type[M], args: tuple[Any, ...]) -> M:
-    """An update's one argument as `model`, or a refusal naming what is wrong with it.
-
-    Every update and its validator take `*args: Any` (the SDK requires both to have the same
-    parameters), so the SDK hands over the decoded JSON as it came and a malformed argument
-    (null, a number, a wrong field, a missing or second argument) reaches this check instead
-    of failing the workflow task in a loop: validators refuse it before the update is
-    accepted, and handlers (which also run on replay, where validators do not) parse it the
-    same way."""
-    if len(args) != 1:
-        raise _refusal(model.__name__, f"takes exactly one argument (an object), got {len(args)}")
-    value = args[0]
-    if isinstance(value, model):
-        return value
-    if not isinstance(value, dict):
-        raise _refusal(model.__name__, f"must be an object, not {_kind(value)}")
-    with _refusing():
-        return model.model_validate(value)
 
 
 @workflow.defn
@@ -247,7 +178,7 @@ class ConversationWorkflow:
             result = await call(specs.STORE_MESSAGES, StoreMessagesInput(
                 tenant=self.input.tenant, session=self.input.session, messages=messages))
         except ActivityError as exc:
-            raise _as_update_error(exc) from None
+            raise as_update_error(exc) from None
         finally:
             self.appending -= 1
         self._adopt(result.cursors)
@@ -264,22 +195,22 @@ class ConversationWorkflow:
     @attach.validator
     def _validate_attach(self, *args: Any) -> None:
         if args:
-            raise _refusal("attach", f"takes no argument, got {len(args)}")
+            raise refusal("attach", f"takes no argument, got {len(args)}")
 
     @workflow.update
     async def append_many(self, *args: Any) -> AppendResult:
-        request = _parse(AppendInput, args)
+        request = parse(AppendInput, args)
         self.updates += 1
         await workflow.wait_condition(lambda: self.ready)
         return await self._store(request.messages, request.hold_compaction)
 
     @append_many.validator
     def _validate_append(self, *args: Any) -> None:
-        request = _parse(AppendInput, args)
+        request = parse(AppendInput, args)
         if self.closed:
-            raise _refusal("session", "is closed")
+            raise refusal("session", "is closed")
         if not request.messages:
-            raise _refusal("messages", "must hold at least one message")
+            raise refusal("messages", "must hold at least one message")
 
     # -- compaction and generation ----------------------------------------------------------
     async def _manual(self, spec: ActivitySpec[CompactOutcome],
@@ -289,11 +220,11 @@ class ConversationWorkflow:
         try:
             return await self._change(spec, make)
         except ActivityError as exc:
-            raise _as_update_error(exc) from None
+            raise as_update_error(exc) from None
 
     @workflow.update
     async def compact(self, *args: Any) -> CompactOutcome:
-        request = _parse(CompactInput, args)
+        request = parse(CompactInput, args)
         return await self._manual(specs.COMPACT, lambda head: CompactSessionInput(
             tenant=self.input.tenant, session=self.input.session, expected_head=head,
             policy=self.input.policy, trigger="manual", preserve_recent=request.preserve_recent,
@@ -301,33 +232,33 @@ class ConversationWorkflow:
 
     @compact.validator
     def _validate_compact(self, *args: Any) -> None:
-        _parse(CompactInput, args)
+        parse(CompactInput, args)
 
     @workflow.update
     async def uncompact(self, *args: Any) -> CompactOutcome:
-        request = _parse(UncompactInput, args)
+        request = parse(UncompactInput, args)
         return await self._manual(specs.UNCOMPACT, lambda head: UncompactSessionInput(
             tenant=self.input.tenant, session=self.input.session, expected_head=head,
             record_id=request.record_id))
 
     @uncompact.validator
     def _validate_uncompact(self, *args: Any) -> None:
-        _parse(UncompactInput, args)
+        parse(UncompactInput, args)
 
     @workflow.update
     async def edit_window(self, *args: Any) -> CompactOutcome:
-        request = _parse(EditInput, args)
+        request = parse(EditInput, args)
         return await self._manual(specs.EDIT_WINDOW, lambda head: EditWindowInput(
             tenant=self.input.tenant, session=self.input.session, expected_head=head,
             kind=request.kind))
 
     @edit_window.validator
     def _validate_edit(self, *args: Any) -> None:
-        _parse(EditInput, args)
+        parse(EditInput, args)
 
     @workflow.update
     async def restore_ledger(self, *args: Any) -> CompactOutcome:
-        request = _parse(RestoreInput, args)
+        request = parse(RestoreInput, args)
         holding = False
         try:
             outcome = await self._manual(specs.RESTORE_LEDGER, lambda head: RestoreLedgerInput(
@@ -342,18 +273,18 @@ class ConversationWorkflow:
 
     @restore_ledger.validator
     def _validate_restore(self, *args: Any) -> None:
-        _parse(RestoreInput, args)
+        parse(RestoreInput, args)
 
     @staticmethod
     def _user_message(request: GenerateInput, ident: str) -> Message:
         """generate()'s user message; bad content, id or name is refused naming the field."""
-        with _refusing():
+        with refusing():
             return Message(id=request.id or ident, role="user", content=request.content,
                            name=request.name)
 
     @workflow.update
     async def generate(self, *args: Any) -> GenerateResult:
-        request = _parse(GenerateInput, args)
+        request = parse(GenerateInput, args)
         self.updates += 1
         await workflow.wait_condition(lambda: self.ready)
         user = self._user_message(request, f"u-{workflow.uuid4()}").model_copy(
@@ -370,11 +301,11 @@ class ConversationWorkflow:
             reply = await call(specs.COMPLETE_CHAT,
                                ChatInput(window=window, max_tokens=request.reply_tokens))
         except ActivityError as exc:
-            raise _as_update_error(exc) from None
+            raise as_update_error(exc) from None
         # A model's reply is stored as it came, except what Postgres cannot hold (NUL, lone
         # surrogates) and blank text; it must never fail the workflow task.
         text = reply.content.replace("\x00", "\ufffd").encode("utf-8", "replace").decode()
-        with _refusing("reply"):
+        with refusing("reply"):
             assistant = Message(id=f"a-{workflow.uuid4()}", role="assistant",
                                 content=text if text.strip() else "(empty reply)",
                                 created_at=workflow.now())
@@ -383,7 +314,7 @@ class ConversationWorkflow:
 
     @generate.validator
     def _validate_generate(self, *args: Any) -> None:
-        self._user_message(_parse(GenerateInput, args), "u-validating")
+        self._user_message(parse(GenerateInput, args), "u-validating")
 
     # -- reading ----------------------------------------------------------------------------
     @workflow.query
