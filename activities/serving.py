@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import asyncio
 from collections import OrderedDict
+from collections.abc import Sequence
 from typing import Any, Protocol
 
 from activities.types import ContextRequest
@@ -23,10 +24,11 @@ from memory.assembly import ASSEMBLY_VERSION, Shares
 from memory.audit import ServedContext, window_digest
 from memory.models import ContextWindow, ScoredMessage
 from memory.retrieval import candidate_count, content_query
-from memory.store.store import Store
+from memory.store.sessions import LoadedWindow
+from memory.store.store import Connection, Store
 from memory.window import assemble_from_window
 
-__all__ = ["QueryEmbedder", "serve_context", "shares_for"]
+__all__ = ["QueryEmbedder", "assemble_and_record", "serve_context", "shares_for"]
 
 _KNOWN_SESSIONS = 1024  # sessions whose participants a process remembers
 
@@ -108,15 +110,27 @@ async def serve_context(store: Store, embedder: QueryEmbedder, tenant: str, sess
                                       neighbours=request.neighbours, conn=conn)
             # Only what existed at the snapshot: retrieval ran in its own transactions.
             candidates = [c for c in found if c.seq is not None and c.seq < snapshot.turn]
-        shares = shares_for(request)
-        window = assemble_from_window(snapshot.state, max_tokens=request.max_tokens,
-                                      retrieved=candidates, shares=shares, query=query)
-        await store.record_served(tenant, session, ServedContext(
-            seq=0, turn=snapshot.turn, query=query, max_tokens=request.max_tokens,
-            tokens=window.tokens, source_ids=tuple(window.source_ids),
-            digest=window_digest(window), ledger_seq=snapshot.version,
-            retrieved=tuple((c.message.id, c.score) for c in candidates),
-            shares=None if shares is None else (shares.summary, shares.retrieved,
-                                                shares.recent),
-            assembly_version=ASSEMBLY_VERSION), conn=conn)
+        window = await assemble_and_record(store, tenant, session, snapshot, request, query,
+                                           candidates, conn=conn)
+    return window
+
+
+async def assemble_and_record(store: Store, tenant: str, session: str, snapshot: LoadedWindow,
+                              request: ContextRequest, query: str | None,
+                              candidates: Sequence[ScoredMessage], *,
+                              conn: Connection | None = None) -> ContextWindow:
+    """Assembly from the window read and the candidates, then the served record, committed
+    before the window is returned (a context the caller has, replay has). The one tail of
+    every serving path, the code before a75e913 in bench/previous_context.py included; on
+    `conn` if given, else on a pooled connection of its own."""
+    shares = shares_for(request)
+    window = assemble_from_window(snapshot.state, max_tokens=request.max_tokens,
+                                  retrieved=candidates, shares=shares, query=query)
+    await store.record_served(tenant, session, ServedContext(
+        seq=0, turn=snapshot.turn, query=query, max_tokens=request.max_tokens,
+        tokens=window.tokens, source_ids=tuple(window.source_ids),
+        digest=window_digest(window), ledger_seq=snapshot.version,
+        retrieved=tuple((c.message.id, c.score) for c in candidates),
+        shares=None if shares is None else (shares.summary, shares.retrieved, shares.recent),
+        assembly_version=ASSEMBLY_VERSION), conn=conn)
     return window

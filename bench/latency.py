@@ -36,7 +36,7 @@ from activities.serving import serve_context, shares_for
 from activities.types import ContextRequest
 from bench.common import Section, bulk_fill, cached_vectors, percentiles, vacuum
 from bench.harness import Bench, NoopWorkflow, bench_stack, load, log, noop_workflow, timed
-from bench.previous_context import previous_search, previous_serve_context
+from bench.previous_context import previous_search, previous_serve_context, session_start
 from longthread.client import Conversation, Longthread
 from longthread.locomo import load_samples
 from memory.audit import ServedContext, window_digest
@@ -143,6 +143,10 @@ async def _context_parts(bench: Bench, conv: Conversation, embedder: Embedder,
     async def lexical() -> None:
         await store.lexical_ranks(TENANT, conv.session, next(qs), k)
 
+    async def lexical_before() -> None:
+        with session_start():
+            await store.lexical_ranks(TENANT, conv.session, next(qs), k)
+
     async def fused() -> None:
         await store.fused(TENANT, conv.session, ranks, vector, k, neighbours=request.neighbours)
 
@@ -176,6 +180,7 @@ async def _context_parts(bench: Bench, conv: Conversation, embedder: Embedder,
                                 f"  store.search alone (k={k}, ±{request.neighbours} "
                                 "neighbours)": search,
                                 "    its BM25 leg, store.lexical_ranks alone": lexical,
+                                f"    the BM25 leg at {START}": lexical_before,
                                 "    its vector leg + fusion + fetch, store.fused alone":
                                     fused,
                                 f"  the single search statement before a75e913 (k={k})":
@@ -191,6 +196,13 @@ async def _ask(conv: Conversation, queries: Iterator[str]) -> object:
 
 
 PREVIOUS = "code before a75e913 (2db6074)"
+START = "3fe83f3 (before the 03:00 changes)"
+
+
+async def _ask_start(conv: Conversation, queries: Iterator[str]) -> object:
+    """conv.context with the search, row building and near-duplicate pass of 3fe83f3."""
+    with session_start():
+        return await conv.context(next(queries), max_tokens=2000)
 
 
 async def _ask_previous(bench: Bench, session: str, queries: Iterator[str]) -> object:
@@ -205,6 +217,8 @@ async def _same_windows(bench: Bench, conv: Conversation, questions: list[str]) 
         new = await conv.context(q, max_tokens=2000)
         old = await _ask_previous(bench, conv.session, iter([q]))
         assert new == old, f"old and new context() differ for {q!r}"
+        start = await _ask_start(conv, iter([q]))
+        assert new == start, f"context() at {START} and now differ for {q!r}"
 
 
 async def _context_latency(bench: Bench, noop: Any, texts: list[str], base: np.ndarray,
@@ -229,6 +243,8 @@ async def _context_latency(bench: Bench, noop: Any, texts: list[str], base: np.n
             await _same_windows(bench, conv, questions[:5])
             ops[f"context() at {scale:,}, {PREVIOUS}"] = functools.partial(
                 _ask_previous, bench, conv.session, qs)
+            ops[f"context() at {scale:,}, code at {START}"] = functools.partial(
+                _ask_start, conv, qs)
         if onnx is not None and scale == SCALES[-1] and type(bench.embedder) is not type(onnx):
             lt = Longthread(bench.client, bench.lt.settings, bench.lt.policy,
                             store=bench.store, embedder=onnx)
@@ -400,6 +416,13 @@ def _report(append_rows: list[Row], context_rows: list[Row], extra: dict[str, An
             f"- The {PREVIOUS}, interleaved in the same loop (same windows checked on 5 "
             f"questions): p50 {prev['p50']:.1f} ms, p95 {prev['p95']:.1f} ms; new / old: "
             f"{main['p50'] / prev['p50']:.2f}× at p50, {main['p95'] / prev['p95']:.2f}× at p95.")
+    start = dict(context_rows).get(f"context() at {top:,}, code at {START}")
+    if start:
+        verdicts.append(
+            f"- The code at {START}, interleaved in the same loop (same windows checked): "
+            f"p50 {start['p50']:.1f} ms, p95 {start['p95']:.1f} ms; new / then: "
+            f"{main['p50'] / start['p50']:.2f}× at p50, {main['p95'] / start['p95']:.2f}× at "
+            "p95.")
     onnx = dict(context_rows).get(f"context() at {top:,}, ONNX int8 query embedder")
     if onnx:
         verdicts.append(f"- The same with the ONNX int8 MiniLM as the client's query embedder "

@@ -1,35 +1,56 @@
-"""context() as it was served before commit a75e913 (HEAD 2db6074), for an old-vs-new run in
-one process: the window read while the query is embedded, then one search statement (both
-legs, fusion, fetch and neighbours), each neighbour scored by a scan over every hit, then
-assembly and the served record, each on its own pooled connection.
+"""Earlier context() code, for old-vs-new runs in one process (only bench/latency.py uses it).
 
-Built from today's SQL pieces (`memory.store.search`), which are the single statement's parts
-unchanged (tests/store/test_search_split.py checks that both forms return the same rows).
-Only bench/latency.py uses it.
+- `previous_serve_context`: as served before commit a75e913 (HEAD 2db6074): the window read
+  while the query is embedded, then one search statement (both legs, fusion, fetch and
+  neighbours), each neighbour scored by a scan over every hit, then assembly and the served
+  record, each on its own pooled connection. Built from today's SQL pieces
+  (`memory.store.search`), which are the single statement's parts (tests/store/
+  test_search_split.py checks that both forms return the same rows), with the BM25 CTEs as
+  they were (`idf` not materialized).
+- `session_start()`: while it is entered, today's `serve_context` runs with the three pieces
+  the 2026-11-23 03:00 latency work replaced, as they were at 3fe83f3: the BM25 statement
+  whose per-lexeme idf Postgres inlined into the per-posting sum (numeric ln per posting),
+  rows built with `model_construct`, and the near-duplicate pass that sorted by (df, term)
+  per text with one index for all speakers. Patched module attributes, restored on exit:
+  only for a bench that runs one call at a time.
 """
 
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Sequence
+import math
+from collections import defaultdict
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
+from typing import Any
 
 import numpy as np
 from pgvector import Vector
 
-from activities.serving import QueryEmbedder, _embed, _participants, _remember, shares_for
+import memory.retrieval
+import memory.store.sessions
+import memory.store.store
+from activities.serving import (
+    QueryEmbedder,
+    _embed,
+    _participants,
+    _remember,
+    assemble_and_record,
+)
 from activities.types import ContextRequest
-from memory.assembly import ASSEMBLY_VERSION
-from memory.audit import ServedContext, window_digest
-from memory.models import ContextWindow, ScoredMessage
+from memory.lexical import stem_terms
+from memory.models import ContextWindow, Message, ScoredMessage, ToolCall
 from memory.retrieval import candidate_count, content_query
-from memory.store.rows import row_to_message
 from memory.store.search import FUSED_AROUND, LEXICAL_CTES, RRF_K, VECTOR_AND_FUSED, lexical_params
 from memory.store.store import Store
-from memory.window import assemble_from_window
 
-__all__ = ["previous_search", "previous_serve_context"]
+__all__ = ["previous_search", "previous_serve_context", "session_start"]
 
-_ONE = "WITH " + LEXICAL_CTES + ", " + VECTOR_AND_FUSED
+_MATERIALIZED = "idf AS MATERIALIZED ("
+assert _MATERIALIZED in LEXICAL_CTES, "memory.store.search changed: update the baseline"
+_OLD_CTES = LEXICAL_CTES.replace(_MATERIALIZED, "idf AS (")
+_OLD_LEXICAL = "WITH " + _OLD_CTES + "SELECT id, rank FROM lex ORDER BY rank"
+_ONE = "WITH " + _OLD_CTES + ", " + VECTOR_AND_FUSED
 _ONE_AROUND = FUSED_AROUND.replace(
     FUSED_AROUND[FUSED_AROUND.index("WITH lex AS") : FUSED_AROUND.index("), near AS")], _ONE)
 
@@ -50,9 +71,69 @@ async def previous_search(store: Store, tenant: str, session: str, text: str,
                 seq = int(row["seq"])
                 near = min(by_seq, key=lambda s: abs(s - seq))
                 hits.append((row, by_seq[near] * 0.5))
-    return [ScoredMessage.model_construct(message=row_to_message(row), score=score,
+    return [ScoredMessage.model_construct(message=_old_row_to_message(row), score=score,
                                           session=session, seq=row["seq"])
             for row, score in hits]
+
+
+def _old_row_to_message(row: dict[str, Any]) -> Message:
+    """3fe83f3's memory.store.rows.row_to_message."""
+    return Message.model_construct(
+        id=row["id"], role=row["role"], content=row["content"], created_at=row["created_at"],
+        name=row["name"], tool_call_id=row["tool_call_id"],
+        tool_calls=tuple(ToolCall.model_construct(**c) for c in row["tool_calls"] or ()),
+        metadata=row["metadata"] if row["metadata"] is not None else {},
+    )
+
+
+def _old_near_duplicates(texts: Sequence[str], threshold: float = 0.9,
+                         groups: Sequence[str] | None = None) -> dict[int, int]:
+    """3fe83f3's memory.similarity.near_duplicates, verbatim but for the docstring."""
+    sets = [frozenset(stem_terms(t)) for t in texts]
+    df: dict[str, int] = defaultdict(int)
+    for terms in sets:
+        for term in terms:
+            df[term] += 1
+    index: dict[str, list[int]] = defaultdict(list)
+    duplicates: dict[int, int] = {}
+    for i, terms in enumerate(sets):
+        if len(terms) < 3:
+            continue
+        prefix = sorted(terms, key=lambda term: (df[term], term))[
+            : len(terms) - math.ceil(threshold * len(terms) - 1e-9) + 1]
+        seen: set[int] = set()
+        for j in sorted({j for term in prefix for j in index[term]}):
+            if j in seen:
+                continue
+            seen.add(j)
+            shared = len(terms & sets[j])
+            if shared / (len(terms) + len(sets[j]) - shared) >= threshold and (
+                    groups is None or groups[i] == groups[j]):
+                duplicates[i] = j
+                break
+        else:
+            for term in prefix:
+                index[term].append(i)
+    return duplicates
+
+
+@contextmanager
+def session_start() -> Iterator[None]:
+    """Today's serving code with 3fe83f3's BM25 statement, row building and near-duplicate
+    pass (see the module's docstring); everything is put back on exit."""
+    patches: list[tuple[Any, str, Any]] = [
+        (memory.store.store, "LEXICAL", _OLD_LEXICAL),
+        (memory.store.store, "row_to_message", _old_row_to_message),
+        (memory.store.sessions, "row_to_message", _old_row_to_message),
+        (memory.retrieval, "near_duplicates", _old_near_duplicates)]
+    saved = [(module, name, getattr(module, name)) for module, name, _ in patches]
+    try:
+        for module, name, value in patches:
+            setattr(module, name, value)
+        yield
+    finally:
+        for module, name, value in saved:
+            setattr(module, name, value)
 
 
 async def previous_serve_context(store: Store, embedder: QueryEmbedder, tenant: str,
@@ -82,14 +163,6 @@ async def previous_serve_context(store: Store, embedder: QueryEmbedder, tenant: 
         found = await previous_search(store, tenant, session, text, vector, k,
                                       request.neighbours)
         candidates = [c for c in found if c.seq is not None and c.seq < snapshot.turn]
-    shares = shares_for(request)
-    window = assemble_from_window(snapshot.state, max_tokens=request.max_tokens,
-                                  retrieved=candidates, shares=shares, query=query)
-    await store.record_served(tenant, session, ServedContext(
-        seq=0, turn=snapshot.turn, query=query, max_tokens=request.max_tokens,
-        tokens=window.tokens, source_ids=tuple(window.source_ids),
-        digest=window_digest(window), ledger_seq=snapshot.version,
-        retrieved=tuple((c.message.id, c.score) for c in candidates),
-        shares=None if shares is None else (shares.summary, shares.retrieved, shares.recent),
-        assembly_version=ASSEMBLY_VERSION))
-    return window
+    # Assembly, then the record on a pooled connection of its own, as the old code did.
+    return await assemble_and_record(store, tenant, session, snapshot, request, query,
+                                     candidates)

@@ -48,7 +48,7 @@ postings AS (
                      WHERE tenant = %(tenant)s AND session = %(session)s),
                     (SELECT max(df) FROM kept)) AS n,
            coalesce((SELECT avg(doc_len) FROM kept), 1)::float8 AS avg_len
-), idf AS (
+), idf AS MATERIALIZED (
     -- Each kept lexeme's inverse document frequency, computed once per lexeme, not per posting
     -- (numeric ln costs ~10 µs: per posting it was most of a big session's search).
     SELECT k.lexeme, ln(1 + (c.n - k.df + 0.5) / (k.df + 0.5))::float8 AS w

@@ -18,7 +18,7 @@ from memory.retrieval import (
     named_speakers,
     rerank,
 )
-from memory.similarity import near_duplicates
+from memory.similarity import _term_set, near_duplicates
 from tests.unit.strategies import WORDS
 
 WHEN = datetime(2023, 5, 8, 13, 56, tzinfo=UTC)
@@ -103,18 +103,35 @@ def test_rerank_depends_only_on_its_inputs_not_their_order(
     assert [c.score for c in first] == sorted((c.score for c in first), reverse=True)
 
 
-@settings(max_examples=200, deadline=None)
-@given(st.lists(st.lists(st.sampled_from(WORDS), min_size=1, max_size=8).map(" ".join),
-                max_size=25))
-def test_near_duplicates_equal_a_brute_force_pass(texts: list[str]) -> None:
+@settings(max_examples=300, deadline=None)
+@given(st.lists(st.tuples(st.lists(st.sampled_from(WORDS), min_size=1, max_size=8).map(" ".join),
+                          st.sampled_from(["Caroline", "Melanie"])), max_size=25),
+       st.booleans())
+def test_near_duplicates_equal_a_brute_force_pass(rows: list[tuple[str, str]],
+                                                  grouped: bool) -> None:
+    """The prefix-filtered pass (with its per-group index) finds what comparing every pair
+    finds: each text repeats the first earlier non-duplicate it is that similar to."""
+    texts = [t for t, _ in rows]
+    groups = [g for _, g in rows] if grouped else None
     sets = [frozenset(stem_terms(t)) for t in texts]
     expected: dict[int, int] = {}
     for i, j in itertools.product(range(len(sets)), repeat=2):
         if j >= i or i in expected or j in expected or min(len(sets[i]), len(sets[j])) < 3:
             continue
+        if groups is not None and groups[i] != groups[j]:
+            continue
         if len(sets[i] & sets[j]) / len(sets[i] | sets[j]) >= 0.9:
             expected[i] = j
-    assert near_duplicates(texts) == expected
+    assert near_duplicates(texts, groups=groups) == expected
+
+
+@settings(max_examples=300, deadline=None)
+@given(st.text(alphabet=st.characters(codec="utf-8"), max_size=80)
+       | st.lists(st.sampled_from([*WORDS, "a", "I", "7", "it's", "-x", "_y", "e-mail", "\'"]),
+                  max_size=12).map(" ".join))
+def test_term_sets_are_the_stemmed_terms(text: str) -> None:
+    """near_duplicates' own tokenizing gives the stemmed term set `stem_terms` gives."""
+    assert _term_set(text) == frozenset(stem_terms(text))
 
 
 def test_candidate_count_and_has_content() -> None:
