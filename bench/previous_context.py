@@ -28,8 +28,8 @@ import numpy as np
 from pgvector import Vector
 
 import memory.retrieval
-import memory.store.sessions
 import memory.store.store
+import memory.store.windows
 from activities.serving import (
     QueryEmbedder,
     _embed,
@@ -124,7 +124,7 @@ def session_start() -> Iterator[None]:
     patches: list[tuple[Any, str, Any]] = [
         (memory.store.store, "LEXICAL", _OLD_LEXICAL),
         (memory.store.store, "row_to_message", _old_row_to_message),
-        (memory.store.sessions, "row_to_message", _old_row_to_message),
+        (memory.store.windows, "row_to_message", _old_row_to_message),
         (memory.retrieval, "near_duplicates", _old_near_duplicates)]
     saved = [(module, name, getattr(module, name)) for module, name, _ in patches]
     try:

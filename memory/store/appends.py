@@ -1,0 +1,263 @@
+"""A session's appends and embeddings in Postgres: each batch stored in order, once, in one
+round trip; the session's row is locked first, so seqs are assigned in order."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Sequence
+from datetime import datetime
+from typing import Any
+
+import numpy as np
+from pgvector import Vector
+from pydantic import BaseModel, ConfigDict
+
+from memory.errors import InvalidInputError
+from memory.models import (
+    Cursors,
+    Message,
+    message_digest,
+    validate_sequence,
+)
+from memory.store.base import _EMBEDDED_SEQ, StoreBase, _cursors, _embedded_seq, _lock_session
+from memory.tokens import default_counter
+from memory.window import by_reference
+
+__all__ = ["AppendOutcome", "AppendStore"]
+
+
+class AppendOutcome(BaseModel):
+    model_config = ConfigDict(frozen=True)
+
+    appended: int
+    duplicates: int
+    cursors: Cursors
+
+
+# One INSERT for a whole batch, from one array per column (in the batch's order: seq follows).
+_INSERT_MESSAGES = """
+INSERT INTO messages (tenant, session, id, seq, role, content, name, created_at, tool_call_id,
+                      tool_calls, metadata, digest, tokens)
+SELECT %s, %s, u.id, %s + u.n - 1, u.role, u.content, u.name, u.created_at, u.tool_call_id,
+       u.tool_calls::jsonb, u.metadata::jsonb, u.digest, u.tokens
+FROM unnest(%s::text[], %s::text[], %s::text[], %s::text[], %s::timestamptz[], %s::text[],
+            %s::text[], %s::text[], %s::text[], %s::int[])
+     WITH ORDINALITY AS u(id, role, content, name, created_at, tool_call_id, tool_calls,
+                          metadata, digest, tokens, n)
+"""
+
+
+# A whole append in one statement: the batch (one array per column, in order), checked against
+# what is stored (a known id with another digest; a tool result whose call is neither earlier
+# in the batch nor stored), and only if it passes: the new rows (seq in batch order after the
+# locked session's next_seq), their tool calls, and the session's cursors. It returns the
+# cursors, how many rows it stored, and what refused it (batch positions, from 1; call ids).
+_APPEND = """
+WITH batch AS (
+    SELECT * FROM unnest(%(ids)s::text[], %(roles)s::text[], %(contents)s::text[],
+                         %(names)s::text[], %(times)s::timestamptz[], %(answers)s::text[],
+                         %(tool_calls)s::text[], %(metadata)s::text[], %(digests)s::text[],
+                         %(tokens)s::int[], %(full)s::int[])
+        WITH ORDINALITY AS u(id, role, content, name, created_at, tool_call_id, tool_calls,
+                             metadata, digest, tokens, full_tokens, n)
+), known AS (
+    SELECT m.id, m.digest FROM messages m
+    WHERE m.tenant = %(tenant)s AND m.session = %(session)s AND m.id = ANY(%(ids)s::text[])
+), conflicts AS (
+    SELECT array_agg(b.n ORDER BY b.n) AS n FROM batch b JOIN known k ON k.id = b.id
+    WHERE k.digest IS NOT NULL AND k.digest <> b.digest
+), missing AS (
+    SELECT array_agg(c) AS c FROM unnest(%(needed)s::text[]) AS c
+    WHERE NOT EXISTS (SELECT 1 FROM tool_calls t WHERE t.tenant = %(tenant)s
+                      AND t.session = %(session)s AND t.call_id = c)
+), passed AS (
+    SELECT (SELECT n FROM conflicts) IS NULL AND (SELECT c FROM missing) IS NULL AS ok
+), head AS (
+    SELECT next_seq FROM sessions WHERE tenant = %(tenant)s AND session = %(session)s
+), fresh AS (
+    SELECT b.*, row_number() OVER (ORDER BY b.n) - 1 AS k FROM batch b, passed
+    WHERE passed.ok AND NOT EXISTS (SELECT 1 FROM known WHERE known.id = b.id)
+), stored AS (
+    INSERT INTO messages (tenant, session, id, seq, role, content, name, created_at,
+                          tool_call_id, tool_calls, metadata, digest, tokens)
+    SELECT %(tenant)s, %(session)s, f.id, head.next_seq + f.k, f.role, f.content, f.name,
+           f.created_at, f.tool_call_id, f.tool_calls::jsonb, f.metadata::jsonb, f.digest,
+           f.tokens
+    FROM fresh f, head ORDER BY f.n
+    RETURNING id
+), calls AS (
+    INSERT INTO tool_calls (tenant, session, call_id, message_id)
+    SELECT %(tenant)s, %(session)s, u.c, u.m
+    FROM unnest(%(call_ids)s::text[], %(call_messages)s::text[]) AS u(c, m)
+    WHERE u.m IN (SELECT id FROM fresh)
+    ON CONFLICT DO NOTHING
+), cursors AS (
+    UPDATE sessions SET next_seq = next_seq + (SELECT count(*) FROM fresh),
+        window_tokens = window_tokens + (SELECT coalesce(sum(tokens), 0) FROM fresh),
+        total_tokens = total_tokens + (SELECT coalesce(sum(full_tokens), 0) FROM fresh),
+        rev = rev + 1, updated_at = now()
+    WHERE tenant = %(tenant)s AND session = %(session)s AND (SELECT ok FROM passed)
+    RETURNING *
+)
+SELECT c.*, (SELECT count(*) FROM stored)::int AS appended,
+       (SELECT n FROM conflicts) AS conflicts, (SELECT c FROM missing) AS missing
+FROM (SELECT 1) one LEFT JOIN cursors c ON true
+"""
+
+
+def _json(value: Any) -> str:
+    return json.dumps(value, ensure_ascii=False, separators=(",", ":"))
+
+
+class AppendStore(StoreBase):
+    """Appends and embeddings; mixed into `SessionStore`."""
+
+    async def cursors(self, tenant: str, session: str) -> Cursors:
+        """The session's cursors; creates its row, so a new session starts at zero."""
+        async with self.scoped(tenant) as conn:
+            row = await _lock_session(conn, tenant, session)
+            return _cursors(row, await _embedded_seq(conn, tenant, session))
+
+    async def append_messages(self, tenant: str, session: str,
+                              messages: Sequence[Message]) -> AppendOutcome:
+        """Store a batch in order; idempotent by id. A known id with other content, or a tool
+        result that answers no call of this session, is refused and nothing is stored.
+
+        One round trip whatever the batch's size: the session's lock, then one statement that
+        checks the batch against what is stored and inserts it only if it passes, the cursors
+        and COMMIT. A refused batch is told apart afterwards and raised as the paged checks
+        would (`_append_checked` is that reference: two round trips, checks in Python first)."""
+        if len({m.id for m in messages}) != len(messages):  # a repeated id: the slow path names
+            return await self._append_checked(tenant, session, messages)  # it exactly
+        counter = default_counter()
+        digests = [message_digest(m) for m in messages]
+        columns: list[list[Any]] = [[] for _ in range(11)]
+        called: set[str] = set()
+        needed: list[str] = []  # tool results whose call is not earlier in this batch
+        for m, dig in zip(messages, digests, strict=True):
+            shown = by_reference(m)
+            tokens = counter.count_message(shown.role, shown.content)
+            full = tokens if shown is m else counter.count_message(m.role, m.content)
+            called.update(c.id for c in m.tool_calls)
+            if m.role == "tool" and m.tool_call_id and m.tool_call_id not in called:
+                needed.append(m.tool_call_id)
+            for column, value in zip(columns, (
+                    m.id, m.role, m.content, m.name,
+                    None if m.created_at is None else m.created_at.isoformat(),
+                    m.tool_call_id, _json([c.model_dump() for c in m.tool_calls]),
+                    _json(m.metadata), dig, tokens, full), strict=True):
+                column.append(value)
+        calls = [(c.id, m.id) for m in messages for c in m.tool_calls]
+        params = {"tenant": tenant, "session": session, "ids": columns[0],
+                  "roles": columns[1], "contents": columns[2], "names": columns[3],
+                  "times": columns[4], "answers": columns[5], "tool_calls": columns[6],
+                  "metadata": columns[7], "digests": columns[8], "tokens": columns[9],
+                  "full": columns[10], "needed": needed, "call_ids": [c for c, _ in calls],
+                  "call_messages": [i for _, i in calls]}
+        async with self.pipelined(tenant) as (conn, _):
+            await conn.execute("INSERT INTO sessions (tenant, session) VALUES (%s, %s)"
+                               " ON CONFLICT DO NOTHING", (tenant, session))
+            await conn.execute("SELECT 1 FROM sessions WHERE tenant = %s AND session = %s"
+                               " FOR UPDATE", (tenant, session))
+            appended = await conn.execute(_APPEND, params)
+            embedded_cur = await conn.execute(_EMBEDDED_SEQ, (tenant, session))
+        row = await appended.fetchone()
+        assert row is not None
+        if row["conflicts"]:
+            index = min(row["conflicts"]) - 1
+            raise InvalidInputError(f"messages[{index}].id", f"{messages[index].id!r} was "
+                                    "already appended with other content")
+        if row["missing"]:
+            missing = set(row["missing"])
+            validate_sequence(messages, open_tool_calls=[c for c in needed if c not in missing])
+            raise AssertionError("the store refused tool results that validate")  # unreachable
+        embedded = await embedded_cur.fetchone()
+        return AppendOutcome(appended=row["appended"],
+                             duplicates=len(messages) - row["appended"],
+                             cursors=_cursors(row, None if embedded is None or
+                                              embedded["s"] is None else int(embedded["s"])))
+
+    async def _append_checked(self, tenant: str, session: str,
+                              messages: Sequence[Message]) -> AppendOutcome:
+        """`append_messages` with its checks in Python between two round trips: the lock and
+        what the checks need, then the rows (one INSERT from arrays), the cursors and COMMIT."""
+        counter = default_counter()
+        ids = [m.id for m in messages]
+        answered = [m.tool_call_id for m in messages if m.role == "tool" and m.tool_call_id]
+        async with self.pipelined(tenant) as (conn, pipeline):
+            await conn.execute("INSERT INTO sessions (tenant, session) VALUES (%s, %s)"
+                               " ON CONFLICT DO NOTHING", (tenant, session))
+            locked = await conn.execute("SELECT * FROM sessions WHERE tenant = %s AND session"
+                                        " = %s FOR UPDATE", (tenant, session))
+            known_cur = await conn.execute(
+                "SELECT id, digest FROM messages WHERE tenant = %s AND session = %s"
+                " AND id = ANY(%s)", (tenant, session, ids))
+            calls_cur = await conn.execute(
+                "SELECT call_id FROM tool_calls WHERE tenant = %s AND session = %s"
+                " AND call_id = ANY(%s)", (tenant, session, answered)) if answered else None
+            await pipeline.sync()
+            row = await locked.fetchone()
+            assert row is not None
+            known = {r["id"]: r["digest"] for r in await known_cur.fetchall()}
+            digests = [message_digest(m) for m in messages]
+            for index, (message, dig) in enumerate(zip(messages, digests, strict=True)):
+                if message.id in known and known[message.id] not in (None, dig):
+                    raise InvalidInputError(f"messages[{index}].id", f"{message.id!r} was "
+                                            "already appended with other content")
+            open_calls = {r["call_id"] for r in await calls_cur.fetchall()} if calls_cur else set()
+            validate_sequence(messages, open_tool_calls=open_calls)
+            fresh = [(m, d) for m, d in zip(messages, digests, strict=True) if m.id not in known]
+            window_add = total_add = 0
+            columns: list[list[Any]] = [[] for _ in range(10)]
+            for m, dig in fresh:
+                shown = by_reference(m)
+                tokens = counter.count_message(shown.role, shown.content)
+                window_add += tokens
+                total_add += tokens if shown is m else counter.count_message(m.role, m.content)
+                for column, value in zip(columns, (
+                        m.id, m.role, m.content, m.name,
+                        None if m.created_at is None else m.created_at.isoformat(),
+                        m.tool_call_id, _json([c.model_dump() for c in m.tool_calls]),
+                        _json(m.metadata), dig, tokens), strict=True):
+                    column.append(value)
+            if fresh:
+                await conn.execute(_INSERT_MESSAGES, (tenant, session, int(row["next_seq"]),
+                                                      *columns))
+                calls = [(c.id, m.id) for m, _ in fresh for c in m.tool_calls]
+                if calls:
+                    await conn.execute(
+                        "INSERT INTO tool_calls (tenant, session, call_id, message_id)"
+                        " SELECT %s, %s, c, m FROM unnest(%s::text[], %s::text[]) AS u(c, m)"
+                        " ON CONFLICT DO NOTHING",
+                        (tenant, session, [c for c, _ in calls], [m for _, m in calls]))
+            updated_cur = await conn.execute(
+                "UPDATE sessions SET next_seq = next_seq + %s, window_tokens = window_tokens + %s,"
+                " total_tokens = total_tokens + %s, rev = rev + 1, updated_at = now()"
+                " WHERE tenant = %s AND session = %s RETURNING *",
+                (len(fresh), window_add, total_add, tenant, session))
+            embedded_cur = await conn.execute(_EMBEDDED_SEQ, (tenant, session))
+        updated = await updated_cur.fetchone()
+        assert updated is not None
+        embedded = await embedded_cur.fetchone()
+        return AppendOutcome(appended=len(fresh), duplicates=len(messages) - len(fresh),
+                             cursors=_cursors(updated, None if embedded is None or
+                                              embedded["s"] is None else int(embedded["s"])))
+
+    async def unembedded(self, tenant: str, session: str, start: int, stop: int
+                         ) -> list[tuple[str, str, datetime | None]]:
+        """(id, content, sent at) of messages in [start, stop) that have no embedding yet: the
+        embedded text carries the day it was sent (`memory.text.indexed_text`)."""
+        async with self.scoped(tenant) as conn:
+            cur = await conn.execute(
+                "SELECT id, content, created_at FROM messages WHERE tenant = %s AND session = %s"
+                " AND seq >= %s AND seq < %s AND embedding IS NULL ORDER BY seq",
+                (tenant, session, start, stop))
+            return [(r["id"], r["content"], r["created_at"]) for r in await cur.fetchall()]
+
+    async def set_embeddings(self, tenant: str, session: str,
+                             vectors: Sequence[tuple[str, Sequence[float]]]) -> None:
+        async with self.scoped(tenant) as conn, conn.cursor() as cur:
+            await cur.executemany(
+                "UPDATE messages SET embedding = %s WHERE tenant = %s AND session = %s"
+                " AND id = %s", [(Vector(np.asarray(v, dtype=np.float32)), tenant, session, i)
+                                 for i, v in vectors])
