@@ -118,19 +118,14 @@ def report(append_rows: list[Row], context_rows: list[Row], extra: dict[str, Any
         f"≤ 30) {_verdict(main['p50'] <= 30)}, p95 {main['p95']:.1f} ms (target ≤ 60) "
         f"{_verdict(main['p95'] <= 60)}; the no-op update in the same loop: p50 "
         f"{base['p50']:.1f} ms, p95 {base['p95']:.1f} ms.")
-    prev = dict(context_rows).get(f"context() at {top:,}, {PREVIOUS}")
-    if prev:
-        verdicts.append(
-            f"- The {PREVIOUS}, interleaved in the same loop (same windows checked on 5 "
-            f"questions): p50 {prev['p50']:.1f} ms, p95 {prev['p95']:.1f} ms; new / old: "
-            f"{main['p50'] / prev['p50']:.2f}× at p50, {main['p95'] / prev['p95']:.2f}× at p95.")
-    start = dict(context_rows).get(f"context() at {top:,}, code at {START}")
-    if start:
-        verdicts.append(
-            f"- The code at {START}, interleaved in the same loop (same windows checked): "
-            f"p50 {start['p50']:.1f} ms, p95 {start['p95']:.1f} ms; new / then: "
-            f"{main['p50'] / start['p50']:.2f}× at p50, {main['p95'] / start['p95']:.2f}× at "
-            "p95.")
+    for label, name in ((f"The {PREVIOUS}", f"context() at {top:,}, {PREVIOUS}"),
+                        (f"The code at {START}", f"context() at {top:,}, code at {START}")):
+        if (old := dict(context_rows).get(name)) is not None:
+            verdicts.append(
+                f"- {label}, interleaved in the same loop (same windows checked on 5 "
+                f"questions): p50 {old['p50']:.1f} ms, p95 {old['p95']:.1f} ms; new / old: "
+                f"{main['p50'] / old['p50']:.2f}× at p50, {main['p95'] / old['p95']:.2f}× at "
+                "p95.")
     onnx = dict(context_rows).get(f"context() at {top:,}, ONNX int8 query embedder")
     if onnx:
         verdicts.append(f"- The same with the ONNX int8 MiniLM as the client's query embedder "
