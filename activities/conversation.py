@@ -116,9 +116,16 @@ class ConversationActivities:
 
     @activity.defn(name=specs.EMBED.name)
     async def embed_messages(self, input: EmbedInput) -> EmbedResult:
-        """Embed what is stored in [start, stop) and not embedded yet (idempotent)."""
+        """Embed what is stored in [start, stop) and not embedded yet (idempotent).
+
+        The workflow starts this after every append, so it also keeps the inverted index up
+        to date (`memory.store.indexing`): everything stored so far is indexed before each
+        batch is embedded, a few milliseconds, where an embedding batch takes a second."""
+        await self.store.index_terms(input.tenant, input.session)
         todo = await self.store.unembedded(input.tenant, input.session, input.start, input.stop)
         for at in range(0, len(todo), EMBED_BATCH):
+            if at:
+                await self.store.index_terms(input.tenant, input.session)
             batch = todo[at : at + EMBED_BATCH]
             # The day each was sent goes into its embedded text, as into its lexical index
             # (migration 9), through the one helper `memory.text.indexed_text`.

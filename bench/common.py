@@ -119,8 +119,9 @@ async def bulk_fill(store: Store, tenant: str, session: str, n: int, texts: Sequ
     took: LoCoMo turns (message i is turn i mod len(texts), marked as copy i // len(texts))
     and noisy copies of their real MiniLM vectors `base`, so the data has the clustered,
     near-duplicate shape of a long chat. Uses the store's own write path
-    (`append_messages`, then `set_embeddings`), not the workflow, whose cost is measured
-    elsewhere. Ids are `{prefix}{i}` for i in [first, first + n)."""
+    (`append_messages`, `index_terms`, then `set_embeddings`, as the embedding activity
+    does), not the workflow, whose cost is measured elsewhere. Ids are `{prefix}{i}` for i
+    in [first, first + n)."""
     rng = np.random.default_rng(seed + first)
     started = time.perf_counter()
     for start in range(first, first + n, batch):
@@ -132,6 +133,7 @@ async def bulk_fill(store: Store, tenant: str, session: str, n: int, texts: Sequ
                         content=f"{texts[s]} (copy {i // len(texts)})")
                 for i, s in zip(idx.tolist(), src.tolist(), strict=True)]
         await store.append_messages(tenant, session, msgs)
+        await store.index_terms(tenant, session)
         await store.set_embeddings(tenant, session, [
             (m.id, v) for m, v in zip(msgs, vecs.tolist(), strict=True)])
     return time.perf_counter() - started

@@ -59,6 +59,7 @@ async def run(queries: int = 100) -> tuple[Section, dict[str, object]]:
                 msgs = [Message(id=f"m{i}", role="user", content=texts[p])
                         for i, p in enumerate(picks.tolist())]
                 await store.append_messages("scale", f"s{s}", msgs)
+                await store.index_terms("scale", f"s{s}")
                 await store.set_embeddings("scale", f"s{s}", [
                     (m.id, v) for m, v in zip(msgs, vecs.tolist(), strict=True)])
             fill = time.perf_counter() - t0

@@ -26,21 +26,45 @@ LEXEME_POSTINGS_CAP = 2000  # see the search query: lexemes this common are not 
 
 # BM25 over the inverted index; shared by the hybrid search and the lexical-only search.
 LEXICAL_CTES = """
-postings AS (
+query AS (
+    SELECT lexeme FROM unnest(tsvector_to_array(to_tsvector('english', %(text)s))) AS l(lexeme)
+), tail AS (
+    -- The messages past the session's lexical cursor, which the inverted index does not hold
+    -- yet (memory.store.indexing): their postings for the query's lexemes, read from their
+    -- text vectors exactly as the index will hold them. A few rows, unless a burst of appends
+    -- is still being indexed.
+    SELECT u.lexeme, m.id, coalesce(cardinality(u.positions), 1) AS tf,
+           length(d.doc) AS doc_len
+    FROM messages m, LATERAL (SELECT longthread_indexed(m.tsv, m.created_at) AS doc) d,
+         unnest(d.doc) AS u
+    WHERE m.tenant = %(tenant)s AND m.session = %(session)s
+      AND m.seq >= (SELECT coalesce(max(indexed_seq), 0) FROM lexical_cursors
+                    WHERE tenant = %(tenant)s AND session = %(session)s)
+      -- No message lies past next_seq; saying so makes this a range, which the planner
+      -- estimates as narrow and reads through the seq index (one bound alone looked like a
+      -- third of the session and was read by a scan of all of it).
+      AND m.seq < (SELECT next_seq FROM sessions
+                   WHERE tenant = %(tenant)s AND session = %(session)s)
+      AND u.lexeme IN (SELECT lexeme FROM query)
+), postings AS (
     -- Each query lexeme's postings in this session, read through the inverted index's primary
-    -- key (usable under row-level security). A lexeme with `cap` postings or more is too
-    -- common to rank by, like a stop word (BM25 gives it little weight anyway): its document
-    -- frequency is counted (up to `cap`, from the index alone) before any posting is read, so
-    -- a big session's common words cost a bounded count and no sort.
+    -- key (usable under row-level security), and the tail's. A lexeme with `cap` postings or
+    -- more is too common to rank by, like a stop word (BM25 gives it little weight anyway):
+    -- its document frequency is counted (up to `cap` from the index, plus the tail's) before
+    -- any posting is read, so a big session's common words cost a bounded count and no sort;
+    -- the sum reaches `cap` exactly when the whole count would.
     SELECT l.lexeme, p.id, p.tf, p.doc_len, d.df
-    FROM unnest(tsvector_to_array(to_tsvector('english', %(text)s))) AS l(lexeme),
-    LATERAL (SELECT count(*) AS df FROM (
-                 SELECT 1 FROM message_terms
-                 WHERE tenant = %(tenant)s AND session = %(session)s AND lexeme = l.lexeme
-                 LIMIT %(cap)s) c) AS d,
+    FROM query AS l,
+    LATERAL (SELECT count(*) + (SELECT count(*) FROM tail WHERE tail.lexeme = l.lexeme) AS df
+             FROM (SELECT 1 FROM message_terms
+                   WHERE tenant = %(tenant)s AND session = %(session)s AND lexeme = l.lexeme
+                   LIMIT %(cap)s) c) AS d,
     LATERAL (SELECT id, tf, doc_len FROM message_terms
              WHERE tenant = %(tenant)s AND session = %(session)s AND lexeme = l.lexeme
-               AND d.df < %(cap)s) AS p
+               AND d.df < %(cap)s
+             UNION ALL
+             SELECT id, tf, doc_len FROM tail
+             WHERE tail.lexeme = l.lexeme AND d.df < %(cap)s) AS p
 ), kept AS (
     SELECT * FROM postings
 ), corpus AS (

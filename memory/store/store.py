@@ -22,6 +22,7 @@ from pydantic import BaseModel, ConfigDict
 
 from memory.audit import ServedContext
 from memory.models import CompactionRecord, Message, ScoredMessage
+from memory.store.indexing import INDEX_TERMS, INDEX_TERMS_LIMIT
 from memory.store.rows import MESSAGE_COLUMNS, row_to_message
 from memory.store.search import (
     FUSED,
@@ -240,6 +241,18 @@ class Store(SessionStore):
                 " ORDER BY embedding <=> %s LIMIT %s",
                 (tenant, session, Vector(np.asarray(embedding, dtype=np.float32)), k))
             return [row["id"] for row in await cur.fetchall()]
+
+    async def index_terms(self, tenant: str, session: str) -> int:
+        """Bring the session's inverted index up to date (`memory.store.indexing`); how many
+        messages it indexed. Idempotent, and safe beside a concurrent call."""
+        total = 0
+        while True:
+            (rows,) = await self._batch(tenant, [(INDEX_TERMS, {
+                "tenant": tenant, "session": session, "limit": INDEX_TERMS_LIMIT})])
+            done = int(rows[0]["n"])
+            total += done
+            if done < INDEX_TERMS_LIMIT:
+                return total
 
     async def ledger(self, tenant: str, session: str) -> list[CompactionRecord]:
         async with self.scoped(tenant) as conn:

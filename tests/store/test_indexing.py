@@ -1,0 +1,132 @@
+"""The inverted index is written after an append returns (migration 12, memory.store.indexing):
+a search ranks the same whether the newest messages are indexed yet or not."""
+
+from __future__ import annotations
+
+import asyncio
+import random
+import uuid
+from datetime import UTC, datetime, timedelta
+
+import psycopg
+import pytest
+from psycopg.rows import dict_row
+
+from memory.models import Message
+from memory.store import indexing
+from memory.store import search as search_module
+from memory.store.migrations import MIGRATIONS, setup
+from memory.store.store import Store
+from tests.store.old_schema import database_at
+
+WORDS = ("parcel refund invoice zeppelin Leeds courier tracking label warehouse delay "
+         "customer agent ticket order payment card bank branch Friday Monday").split()
+QUERIES = ("parcel zeppelin", "refund invoice delay", "Leeds courier Friday", "order 4711",
+           "8 May 2023", "bank card payment refund")
+
+
+def _corpus(n: int, seed: int, start: int = 0) -> list[Message]:
+    """Messages with skewed word counts (some words common, some rare) and a date on some."""
+    rng = random.Random(seed)
+    day = datetime(2023, 5, 1, tzinfo=UTC)
+    out = []
+    for i in range(start, start + n):
+        words = rng.choices(WORDS, weights=range(len(WORDS), 0, -1), k=rng.randint(3, 12))
+        if i % 7 == 0:
+            words.append("4711")
+        out.append(Message(id=f"m{i}", role="user", content=" ".join(words),
+                           created_at=day + timedelta(days=i % 10) if i % 3 else None))
+    return out
+
+
+async def _terms(store: Store, tenant: str, session: str) -> int:
+    async with store.scoped(tenant) as conn:
+        cur = await conn.execute("SELECT count(*) AS n FROM message_terms"
+                                 " WHERE tenant = %s AND session = %s", (tenant, session))
+        row = await cur.fetchone()
+        assert row is not None
+        return int(row["n"])
+
+
+async def _ranks(store: Store, session: str) -> list[list[str]]:
+    return [await store.lexical("acme", session, q, k=30) for q in QUERIES]
+
+
+async def test_an_append_leaves_indexing_to_later_and_search_finds_it_meanwhile(
+    store: Store,
+) -> None:
+    session = f"later-{uuid.uuid4()}"
+    await store.append_messages("acme", session, _corpus(40, seed=1))
+    assert await _terms(store, "acme", session) == 0  # the append wrote no postings
+    before = await _ranks(store, session)
+    assert all(before), "every query finds something while nothing is indexed"
+    assert await store.index_terms("acme", session) == 40
+    assert await _terms(store, "acme", session) > 40
+    assert await _ranks(store, session) == before
+    assert await store.index_terms("acme", session) == 0  # idempotent
+
+
+@pytest.mark.parametrize("cap", [5, 12, search_module.LEXEME_POSTINGS_CAP])
+async def test_a_half_indexed_session_ranks_as_a_whole_indexed_one(
+    store: Store, monkeypatch: pytest.MonkeyPatch, cap: int
+) -> None:
+    """The postings cap counts the index and the tail together, so a lexeme is left out of
+    the ranking exactly when it would be with everything indexed."""
+    monkeypatch.setattr(search_module, "LEXEME_POSTINGS_CAP", cap)
+    session = f"half-{uuid.uuid4()}"
+    await store.append_messages("acme", session, _corpus(30, seed=2))
+    await store.index_terms("acme", session)
+    await store.append_messages("acme", session, _corpus(25, seed=3, start=30))
+    half = await _ranks(store, session)
+    assert await store.index_terms("acme", session) == 25
+    whole = await _ranks(store, session)
+    assert half == whole
+    if cap == 5:  # the common words are past the cap here, in both states
+        assert await store.lexical("acme", session, "parcel", k=30) == []
+
+
+async def test_concurrent_indexing_writes_each_posting_once(
+    store: Store, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(indexing, "INDEX_TERMS_LIMIT", 50)
+    monkeypatch.setattr("memory.store.store.INDEX_TERMS_LIMIT", 50)
+    session = f"race-{uuid.uuid4()}"
+    await store.append_messages("acme", session, _corpus(230, seed=4))
+    counts = await asyncio.gather(*(store.index_terms("acme", session) for _ in range(3)))
+    assert sum(counts) >= 230
+    async with store.scoped("acme") as conn:
+        cur = await conn.execute(
+            "SELECT (SELECT indexed_seq FROM lexical_cursors WHERE tenant = 'acme'"
+            " AND session = %(s)s) AS cursor,"
+            " (SELECT count(*) FROM messages m, unnest(longthread_indexed(m.tsv, m.created_at))"
+            "  WHERE tenant = 'acme' AND session = %(s)s) AS expected", {"s": session})
+        row = await cur.fetchone()
+    assert row is not None and row["cursor"] == 230
+    assert await _terms(store, "acme", session) == row["expected"]
+
+
+async def test_migration_twelve_starts_each_cursor_past_what_the_trigger_indexed(
+    pg_url: str,
+) -> None:
+    async with database_at(pg_url, 11, dim=3) as url:
+        async with await psycopg.AsyncConnection.connect(url, autocommit=True,
+                                                         row_factory=dict_row) as conn:
+            for tenant, seq, text in (("alpha", 0, "a parcel in Leeds"),
+                                      ("alpha", 1, "the zeppelin landed"),
+                                      ("beta", 0, "an invoice")):
+                await conn.execute(
+                    "INSERT INTO messages (tenant, session, id, seq, role, content)"
+                    " VALUES (%s, 's', %s, %s, 'user', %s)", (tenant, f"m{seq}", seq, text))
+            assert await setup(conn, 3) == len(MIGRATIONS) >= 12
+            await conn.execute("ALTER TABLE lexical_cursors NO FORCE ROW LEVEL SECURITY")
+            cur = await conn.execute("SELECT tenant, session, indexed_seq FROM lexical_cursors"
+                                     " ORDER BY tenant")
+            assert await cur.fetchall() == [
+                {"tenant": "alpha", "session": "s", "indexed_seq": 2},
+                {"tenant": "beta", "session": "s", "indexed_seq": 1}]
+            await conn.execute("ALTER TABLE messages NO FORCE ROW LEVEL SECURITY")
+            await conn.execute("INSERT INTO messages (tenant, session, id, seq, role, content)"
+                               " VALUES ('beta', 's', 'm1', 1, 'user', 'a refund')")
+            cur = await conn.execute("SELECT DISTINCT id FROM message_terms"
+                                     " WHERE tenant = 'beta' ORDER BY id")
+            assert await cur.fetchall() == [{"id": "m0"}]  # no trigger indexes m1 any more
