@@ -23,7 +23,7 @@ from pydantic import BaseModel, ConfigDict
 from memory.audit import ServedContext
 from memory.models import CompactionRecord, Message, ScoredMessage
 from memory.store.indexing import INDEX_TERMS, INDEX_TERMS_LIMIT
-from memory.store.rows import MESSAGE_COLUMNS, row_to_message
+from memory.store.rows import MESSAGE_COLUMNS, row_to_message, row_to_scored
 from memory.store.search import (
     FUSED,
     FUSED_AROUND,
@@ -219,9 +219,7 @@ class Store(SessionStore):
             scores = neighbour_scores([(int(row["seq"]), score) for row, score in hits],
                                       [int(row["seq"]) for row in extras], neighbours)
             hits.extend(zip(extras, scores, strict=True))
-        return [ScoredMessage.model_construct(message=row_to_message(row), score=score,
-                                              session=session, seq=row["seq"])
-                for row, score in hits]
+        return [row_to_scored(row, score, session) for row, score in hits]
 
     async def lexical(self, tenant: str, session: str, text: str, k: int = 10, *,
                       since: datetime | None = None, until: datetime | None = None,
