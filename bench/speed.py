@@ -1,9 +1,11 @@
 """Speed of the local embedder and of the extractive pass, before and after, in one run.
 
 - Embedding throughput: 2,000 LoCoMo turns in batches of 64 (the EMBED activity's batch), by
-  the sentence-transformers MiniLM (`LocalEmbedder`, before) and the ONNX MiniLM
-  (`OnnxMiniLMEmbedder`, after). Rounds alternate between the two so both see the same noise;
-  the median round counts. CPU time per sentence is shown too: on this shared 2-core machine
+  the float32 ONNX MiniLM in sorted batches of 16 (`bench.embedders.BaselineOnnx`, the
+  default before int8 compute) and the int8-compute ONNX MiniLM, one text per run
+  (`OnnxMiniLMEmbedder`, after); the torch MiniLM's numbers are in earlier RESULTS sections.
+  Rounds alternate between the two so both see the same noise; the median round counts. CPU
+  time per sentence is shown too: on this shared 2-core machine
   it says more than wall time when other work is running.
 - Query embedding: LoCoMo questions, one at a time through the async `embed([q])` that
   context() uses, alternating between the two; p50 and p95.
@@ -27,9 +29,10 @@ from functools import partial
 from typing import Any
 
 from activities.conversation import ConversationActivities
-from activities.providers.embedders import Embedder, LocalEmbedder, OnnxMiniLMEmbedder
+from activities.providers.embedders import Embedder, OnnxMiniLMEmbedder
 from activities.types import EmbedInput
 from bench.common import Section, bench_store, load_locomo, locomo_turns, machine, percentiles
+from bench.embedders import BaselineOnnx
 from memory.compaction import WindowState, compose_record, plan_compaction
 from memory.extractive import (
     Extract,
@@ -136,9 +139,8 @@ async def _throughput(embedder: Embedder, texts: Sequence[str]) -> tuple[float, 
 
 
 async def _embedding(texts: Sequence[str], questions: Sequence[str]) -> dict[str, Any]:
-    embedders: dict[str, Embedder] = {"before": LocalEmbedder(), "after": OnnxMiniLMEmbedder()}
-    await asyncio.to_thread(LocalEmbedder.model)
-    await asyncio.to_thread(OnnxMiniLMEmbedder.model)
+    embedders: dict[str, Embedder] = {"before": BaselineOnnx(), "after": OnnxMiniLMEmbedder()}
+    await asyncio.to_thread(OnnxMiniLMEmbedder().model)
     for embedder in embedders.values():  # warm up: first calls allocate
         await embedder.embed(texts[:EMBED_BATCH])
     rounds: dict[str, list[tuple[float, float]]] = {name: [] for name in embedders}
@@ -149,7 +151,7 @@ async def _embedding(texts: Sequence[str], questions: Sequence[str]) -> dict[str
     latency: dict[str, list[float]] = {name: [] for name in embedders}
     for i, question in enumerate(questions):
         for name in (list(embedders) if i % 2 == 0 else list(embedders)[::-1]):
-            await asyncio.sleep(0.005)  # torch's OpenMP threads spin a moment after each call
+            await asyncio.sleep(0.002)
             started = time.perf_counter()
             await embedders[name].embed([question])
             latency[name].append((time.perf_counter() - started) * 1e3)
@@ -195,12 +197,13 @@ async def _ingestion(messages: Sequence[Message]) -> dict[str, float]:
     append (archive, dedup digest, inverted index) then the EMBED activity's own code
     (`ConversationActivities.embed_messages`, run by Temporal's ActivityEnvironment: the
     day-stamped text, the embedder, `set_embeddings`), a batch at a time, one after the other
-    (the workflow overlaps them, so this is a floor). Before: the torch MiniLM; after: ONNX."""
+    (the workflow overlaps them, so this is a floor). Before: the float32 ONNX MiniLM
+    (bench.embedders.BaselineOnnx); after: the int8-compute one (`OnnxMiniLMEmbedder`)."""
     from temporalio.testing import ActivityEnvironment
 
     out: dict[str, float] = {}
     async with bench_store() as store:
-        for name, embedder in (("before", LocalEmbedder()), ("after", OnnxMiniLMEmbedder())):
+        for name, embedder in (("before", BaselineOnnx()), ("after", OnnxMiniLMEmbedder())):
             await embedder.embed([m.content for m in messages[:EMBED_BATCH]])  # warm up
             acts = ConversationActivities(store, embedder)
             env = ActivityEnvironment()
@@ -297,8 +300,9 @@ async def run() -> tuple[Section, dict[str, Any]]:
         f"Machine: {machine()}; load average {load_before:.1f} before, {load_after:.1f} after "
         "(other work shares these 2 cores, so wall times are noisy; CPU per sentence less so).",
         "",
-        f"Before: sentence-transformers all-MiniLM-L6-v2 on torch (`LocalEmbedder`) and the "
-        f"quadratic extractive pass. After: the same model as int8-weight ONNX on onnxruntime "
+        f"Before: all-MiniLM-L6-v2 as ONNX with float32 compute in sorted batches of 16 (the "
+        f"default until now, `bench.embedders.BaselineOnnx`) and the quadratic extractive pass. "
+        f"After: the same model with int8 MatMuls, one text per run, two runs side by side "
         f"(`OnnxMiniLMEmbedder`) and the linear extractive pass. Embedding: {len(texts):,} "
         f"LoCoMo turns in batches of {EMBED_BATCH}, median of {EMBED_ROUNDS} alternating rounds "
         f"(before {b['rounds']}, after {a['rounds']} sentences/s); queries: "

