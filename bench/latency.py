@@ -87,7 +87,7 @@ def _batches(texts: list[str]) -> Callable[[int], list[dict[str, Any]]]:
     return batch
 
 
-async def _append_cost(bench: Bench, noop: Any, texts: list[str], n: int,
+async def append_cost(bench: Bench, noop: Any, texts: list[str], n: int,
                        quiet: bool) -> dict[str, list[float]]:
     conv = await bench.lt.conversation(f"append-{'quiet' if quiet else 'live'}", tenant=TENANT)
     batch = _batches(texts)
@@ -311,7 +311,7 @@ async def run(n: int = SAMPLES) -> tuple[Section, dict[str, Any]]:
         extra["concurrency"] = await concurrency(bench, texts)
         for quiet in (True, False):
             log("latency", f"append cost, {'quiet' if quiet else 'live'}")
-            times = await _append_cost(bench, noop, texts, n if not quiet else max(30, n // 3),
+            times = await append_cost(bench, noop, texts, n if not quiet else max(30, n // 3),
                                        quiet)
             label = "quiet" if quiet else "live"
             append_rows.extend((f"{name} [{label}]", percentiles(v)) for name, v in times.items())

@@ -1,7 +1,7 @@
 """`make bench`: run every benchmark in one go and regenerate bench/RESULTS.md and plots.
 
 The newest run goes on top; earlier runs are kept below it for comparison. Set LT_BENCH_ONLY
-to a comma-separated subset (ceiling, latency, burst, quality, quality_engine, speed,
+to a comma-separated subset (ceiling, latency, append, burst, quality, quality_engine, speed,
 retrieval, scale) to run fewer. `bench/speed.py` and `bench/quality_engine.py` are run when
 they exist and offer `run()` (sync or async, returning a Section or (Section, data)).
 The 1M-message ceiling takes an hour or more: `LT_CEILING_SIZES=10000,100000` shortens it.
@@ -30,7 +30,7 @@ import matplotlib
 matplotlib.use("Agg")
 import matplotlib.pyplot as plt
 
-from bench import burst, ceiling, latency, quality, retrieval, scale
+from bench import append, burst, ceiling, latency, quality, retrieval, scale
 from bench.common import Section, code_state, machine
 from bench.history import RunHistory
 
@@ -134,6 +134,10 @@ async def _latency() -> Section:
     return Section(section.title, section.markdown, (_plot_latency(data),))
 
 
+async def _append() -> Section:
+    return (await append.run())[0]
+
+
 async def _burst() -> Section:
     return (await burst.run())[0]
 
@@ -157,7 +161,7 @@ async def _quality_engine() -> Section | None:
 
 
 RUNNERS: dict[str, Callable[[], Awaitable[Section | None]]] = {
-    "ceiling": _ceiling, "latency": _latency, "burst": _burst, "speed": _speed,
+    "ceiling": _ceiling, "latency": _latency, "append": _append, "burst": _burst, "speed": _speed,
     "quality_engine": _quality_engine, "quality": _quality, "retrieval": retrieval.run,
     "scale": _scale,
 }

@@ -1,0 +1,153 @@
+"""Append cost (issue 11's target on its own), with the schema before migration 12 in the run.
+
+- `append_many` of 1 and of 100 messages through the client against the no-op update,
+  interleaved, quiet (settled before each sample) and live (back to back, background work
+  running): `bench.latency.append_cost`, the sampling the full latency run does.
+- The store's transaction alone: `store.append_messages(100)` into a session already holding
+  20,000 LoCoMo turns, on two databases of one Postgres, interleaved. One has this tree's
+  schema, where the inverted index is written after the append (`Store.index_terms`, run by
+  the embedding activity); the other stops at migration 11, where a trigger writes the
+  postings inside the append. Same code and data. `index_terms` after each 100 is timed too:
+  that cost moved off the append's path, it did not vanish.
+
+`python -m bench.append` prints the section.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import itertools
+import os
+import uuid
+from collections.abc import AsyncIterator, Awaitable, Callable
+from contextlib import asynccontextmanager
+from typing import Any
+
+import psycopg
+from psycopg import sql
+
+from bench.common import Section, machine, percentiles, vacuum
+from bench.harness import Bench, bench_stack, load, log, noop_workflow, timed
+from bench.latency import append_cost
+from bench.latency_report import Row
+from longthread.locomo import load_samples
+from memory.models import Message
+from memory.policy import CompactionPolicy
+from memory.store.db import open_pool
+from memory.store.migrations import MIGRATIONS
+from memory.store.store import Store
+
+__all__ = ["run"]
+
+SAMPLES = int(os.environ.get("LT_APPEND_SAMPLES", "90"))
+FILLED = 20_000
+TENANT = "bench"
+BEFORE = 11  # the last migration with the indexing trigger
+
+
+@asynccontextmanager
+async def store_before_indexing_moved(bench: Bench) -> AsyncIterator[Store]:
+    """A second database on the bench's Postgres, migrated to version 11 only."""
+    name = f"lt_v{BEFORE}_{uuid.uuid4().hex[:8]}"
+    async with await psycopg.AsyncConnection.connect(bench.database_url,
+                                                     autocommit=True) as admin:
+        await admin.execute(sql.SQL("CREATE DATABASE {}").format(sql.Identifier(name)))
+    url = psycopg.conninfo.make_conninfo(bench.database_url, dbname=name)
+    async with await psycopg.AsyncConnection.connect(url, autocommit=True) as conn:
+        await conn.execute("CREATE TABLE schema_version (version integer PRIMARY KEY,"
+                           " applied_at timestamptz NOT NULL DEFAULT now())")
+        for n, statement in enumerate(MIGRATIONS[:BEFORE], start=1):
+            await conn.execute(statement.format(dim=sql.Literal(384)))
+            await conn.execute("INSERT INTO schema_version (version) VALUES (%s)", (n,))
+    pool = await open_pool(url, max_size=4)
+    try:
+        yield Store(pool)
+    finally:
+        await pool.close()
+
+
+def _batches(texts: list[str]) -> Callable[[int], list[Message]]:
+    counter = itertools.count()
+    return lambda size: [Message(id=str(uuid.uuid4()), role="user",
+                                 content=texts[next(counter) % len(texts)])
+                         for _ in range(size)]
+
+
+async def _store_rows(bench: Bench, texts: list[str], n: int) -> list[Row]:
+    old_session, new_session = "append-before-12", "append-now"
+    async with store_before_indexing_moved(bench) as old:
+        batch = _batches(texts)
+        for _ in range(FILLED // 500):
+            await old.append_messages(TENANT, old_session, batch(500))
+            await bench.store.append_messages(TENANT, new_session, batch(500))
+        await bench.store.index_terms(TENANT, new_session)
+        await vacuum(old)
+        await vacuum(bench.store)
+        ops: dict[str, Callable[[], Awaitable[Any]]] = {
+            "store.append_messages(100), index written by a trigger inside it (schema 11)":
+                lambda: old.append_messages(TENANT, old_session, batch(100)),
+            "store.append_messages(100), index written later (this tree)":
+                lambda: bench.store.append_messages(TENANT, new_session, batch(100)),
+            "  then store.index_terms for those 100 (the embedding activity's first step)":
+                lambda: bench.store.index_terms(TENANT, new_session),
+        }
+        out: dict[str, list[float]] = {name: [] for name in ops}
+        for i in range(n):  # the two appends alternate which goes first
+            names = list(ops)
+            order = names if i % 2 else [names[1], names[2], names[0]]
+            for name in order:
+                out[name].append(await timed(ops[name]))
+    return [(name, percentiles(v)) for name, v in out.items()]
+
+
+def _table(rows: list[Row], base: dict[str, float] | None = None) -> str:
+    lines = ["| operation | n | p50 ms | p95 ms | p50 / base | p95 / base |",
+             "|---|---|---|---|---|---|"]
+    for name, p in rows:
+        ref = base or p
+        lines.append(f"| {name} | {p['n']:.0f} | {p['p50']:.1f} | {p['p95']:.1f} | "
+                     f"{p['p50'] / ref['p50']:.2f}× | {p['p95'] / ref['p95']:.2f}× |")
+    return "\n".join(lines) + "\n"
+
+
+async def run(n: int = SAMPLES) -> tuple[Section, dict[str, Any]]:
+    texts = [m["content"] for s in load_samples() for m in s.messages]
+    extra: dict[str, Any] = {"load_start": load()}
+    client_rows: list[Row] = []
+    async with bench_stack(CompactionPolicy()) as bench, noop_workflow(bench) as noop:
+        for quiet in (True, False):
+            label = "quiet" if quiet else "live"
+            log("append", f"append_many against the no-op, {label}")
+            times = await append_cost(bench, noop, texts, max(30, n // 3) if quiet else n,
+                                      quiet)
+            client_rows.extend((f"{name} [{label}]", percentiles(v))
+                               for name, v in times.items())
+        log("append", "the store's transaction, schema 11 beside this tree")
+        store_rows = await _store_rows(bench, texts, n)
+    extra["load_end"] = load()
+    return _report(client_rows, store_rows, extra), {"client": client_rows,
+                                                     "store": store_rows, **extra}
+
+
+def _report(client_rows: list[Row], store_rows: list[Row], extra: dict[str, Any]) -> Section:
+    by = dict(client_rows)
+    parts = [f"{machine()}; load {extra['load_start']} at the start, {extra['load_end']} at "
+             "the end.\n"]
+    for label in ("quiet", "live"):
+        base = by[f"no-op update [{label}]"]
+        one = by[f"append_many(1) [{label}]"]["p50"] / base["p50"]
+        hundred = by[f"append_many(100) [{label}]"]["p50"] / base["p50"]
+        parts.append(f"- {label}: append_many(1) p50 {one:.2f}× the no-op (target ≤ 1.3×: "
+                     f"{'met' if one <= 1.3 else 'missed'}); append_many(100) {hundred:.2f}× "
+                     f"(target ≤ 2×: {'met' if hundred <= 2 else 'missed'}).")
+        rows = [(name, p) for name, p in client_rows if name.endswith(f"[{label}]")]
+        parts.append("\n" + _table(rows, base))
+    parts.append(f"\n**The store's transaction alone** ({FILLED:,} turns in the session "
+                 "first, vacuumed; ratios to the schema-11 append):\n\n"
+                 + _table(store_rows, store_rows[0][1]))
+    return Section("Append cost: append_many against the no-op, and the append's "
+                   "transaction before and after migration 12", "\n".join(parts))
+
+
+if __name__ == "__main__":
+    print(asyncio.run(run())[0].markdown)
