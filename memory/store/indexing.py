@@ -6,7 +6,7 @@ LoCoMo turns cost at 20k messages. Now `lexical_cursors` holds, per session, the
 which every message is indexed; `Store.index_terms` (called by the embedding activity, which
 the workflow starts after every append) indexes what lies past it, and the BM25 leg reads the
 messages past it straight from their text vectors (`memory.store.search`), so a search ranks
-exactly as if everything were indexed (tests/store/test_lexical.py checks both agree).
+exactly as if everything were indexed (tests/store/test_indexing.py checks both agree).
 """
 
 from __future__ import annotations
@@ -25,8 +25,15 @@ WITH todo AS (
     SELECT m.id, m.seq, longthread_indexed(m.tsv, m.created_at) AS doc
     FROM messages m
     WHERE m.tenant = %(tenant)s AND m.session = %(session)s
-      AND m.seq >= coalesce((SELECT indexed_seq FROM lexical_cursors
-                             WHERE tenant = %(tenant)s AND session = %(session)s), 0)
+      -- The coalesce inside the sub-select: around it, row-level security treats the bound
+      -- as possibly leaky and reads the session from seq 0, filtering (a reviewer's plan at
+      -- 100k: 100,000 rows removed by the filter on every call).
+      AND m.seq >= (SELECT coalesce(max(indexed_seq), 0) FROM lexical_cursors
+                    WHERE tenant = %(tenant)s AND session = %(session)s)
+      -- A range, as in the search's tail: one bound alone looks like a third of the table
+      -- to the planner, which then may read the session through another index and sort.
+      AND m.seq < (SELECT next_seq FROM sessions
+                   WHERE tenant = %(tenant)s AND session = %(session)s)
     ORDER BY m.seq LIMIT %(limit)s
 ), terms AS (
     INSERT INTO message_terms (tenant, session, lexeme, id, tf, doc_len)

@@ -377,7 +377,18 @@ MIGRATIONS: list[sql.SQL] = [
         indexed_seq bigint NOT NULL,
         PRIMARY KEY (tenant, session)
     );
-    GRANT SELECT, INSERT, UPDATE ON lexical_cursors TO longthread_app;
+    -- The app may only move a cursor forward: back, it would count messages twice.
+    GRANT SELECT, INSERT, UPDATE (indexed_seq) ON lexical_cursors TO longthread_app;
+    CREATE FUNCTION lexical_cursor_forward() RETURNS trigger LANGUAGE plpgsql AS $$
+    BEGIN
+        IF NEW.indexed_seq < OLD.indexed_seq THEN
+            RAISE EXCEPTION 'lexical_cursors.indexed_seq may not move back (% to %)',
+                OLD.indexed_seq, NEW.indexed_seq;
+        END IF;
+        RETURN NEW;
+    END $$;
+    CREATE TRIGGER lexical_cursor_forward BEFORE UPDATE ON lexical_cursors
+        FOR EACH ROW EXECUTE FUNCTION lexical_cursor_forward();
     ALTER TABLE lexical_cursors ENABLE ROW LEVEL SECURITY;
     CREATE POLICY tenant_isolation ON lexical_cursors
         USING (tenant = current_setting('app.tenant', true))

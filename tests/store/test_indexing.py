@@ -10,8 +10,11 @@ from datetime import UTC, datetime, timedelta
 
 import psycopg
 import pytest
-from psycopg.rows import dict_row
+from psycopg.rows import DictRow, dict_row
+from temporalio.testing import ActivityEnvironment
 
+from activities.conversation import ConversationActivities
+from activities.types import EmbedInput, StoreMessagesInput
 from memory.models import Message
 from memory.store import indexing
 from memory.store import search as search_module
@@ -46,6 +49,22 @@ async def _terms(store: Store, tenant: str, session: str) -> int:
         row = await cur.fetchone()
         assert row is not None
         return int(row["n"])
+
+
+async def _cursor(store: Store, tenant: str, session: str) -> int | None:
+    async with store.scoped(tenant) as conn:
+        cur = await conn.execute("SELECT indexed_seq FROM lexical_cursors"
+                                 " WHERE tenant = %s AND session = %s", (tenant, session))
+        row = await cur.fetchone()
+        return None if row is None else int(row["indexed_seq"])
+
+
+async def _plan(store: Store, query: str, params: dict[str, object]) -> str:
+    """The app role's plan for `query` with these values (EXPLAIN without ANALYZE: nothing
+    runs), one line a node."""
+    (rows,) = await store._batch("acme", [("EXPLAIN (COSTS OFF) " + query, params)],
+                                 prepare=False)
+    return "\n".join(r["QUERY PLAN"] for r in rows)
 
 
 async def _ranks(store: Store, session: str) -> list[list[str]]:
@@ -130,3 +149,56 @@ async def test_migration_twelve_starts_each_cursor_past_what_the_trigger_indexed
             cur = await conn.execute("SELECT DISTINCT id FROM message_terms"
                                      " WHERE tenant = 'beta' ORDER BY id")
             assert await cur.fetchall() == [{"id": "m0"}]  # no trigger indexes m1 any more
+
+
+async def test_the_embedding_activity_indexes_everything_stored_before_it_embeds(
+    activities: ConversationActivities, store: Store
+) -> None:
+    """The workflow starts the embedding activity after every append: that is what keeps the
+    unindexed tail short. Its range is only what it embeds; it indexes all that is stored."""
+    session = f"activity-{uuid.uuid4()}"
+    env = ActivityEnvironment()
+    await env.run(activities.store_messages, StoreMessagesInput(
+        tenant="acme", session=session, messages=tuple(_corpus(6, seed=5))))
+    assert await _cursor(store, "acme", session) is None
+    await env.run(activities.embed_messages,
+                  EmbedInput(tenant="acme", session=session, start=0, stop=2))
+    assert await _cursor(store, "acme", session) == 6
+    assert await _terms(store, "acme", session) > 6
+
+
+async def test_both_reads_past_the_cursor_go_through_the_seq_index(
+    store: Store, db: psycopg.AsyncConnection[DictRow]
+) -> None:
+    """Under row-level security a bound the planner thinks leaky is applied as a filter, not
+    an index condition, and one bound alone looks like a third of the session: either way
+    the step and the search would read a big session from seq 0. (A big session, with
+    statistics that say so: for a few rows any index is as good.)"""
+    session = f"plan-{uuid.uuid4()}"
+    for start in range(0, 4000, 500):
+        await store.append_messages("acme", session, _corpus(500, seed=6, start=start))
+    await store.index_terms("acme", session)
+    await db.execute("ANALYZE messages")
+    step = await _plan(store, indexing.INDEX_TERMS,
+                       {"tenant": "acme", "session": session, "limit": 50})
+    search = await _plan(store, search_module.LEXICAL, search_module.lexical_params(
+        "acme", session, "parcel zeppelin", 10, None, None))
+    for plan in (step, search):
+        conds = [line for line in plan.splitlines() if "Index Cond" in line and "seq >=" in line]
+        assert conds, plan
+    assert any("seq <" in line for line in search.splitlines() if "Index Cond" in line), search
+
+
+async def test_a_cursor_only_moves_forward(store: Store) -> None:
+    session = f"forward-{uuid.uuid4()}"
+    await store.append_messages("acme", session, _corpus(5, seed=7))
+    await store.index_terms("acme", session)
+    async with store.scoped("acme") as conn:
+        with pytest.raises(psycopg.errors.RaiseException, match="may not move back"):
+            await conn.execute("UPDATE lexical_cursors SET indexed_seq = 0"
+                               " WHERE tenant = 'acme' AND session = %s", (session,))
+    async with store.scoped("acme") as conn:
+        with pytest.raises(psycopg.errors.InsufficientPrivilege):
+            await conn.execute("UPDATE lexical_cursors SET tenant = 'acme'"
+                               " WHERE session = %s", (session,))
+    assert await _cursor(store, "acme", session) == 5
