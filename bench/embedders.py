@@ -11,7 +11,9 @@ batch), rounds alternating so both see the same noise, median round. Query laten
 questions one at a time, alternating. Agreement: cosine of after against before for every
 turn embedded. Recall: bench/quality_engine's longthread assembly and its hybrid RRF
 baseline over the LoCoMo dev set (categories 1–4) with each embedder's vectors for turns,
-questions and search texts (vectors cached under LONGTHREAD_QUALITY_CACHE, per embedder).
+questions and search texts, and once more with the turns embedded by before and the questions
+by after (a session indexed by one build, queried by the other); vectors cached under
+LONGTHREAD_QUALITY_CACHE, per embedder.
 
 `python -m bench.embedders [--no-recall]` prints the section.
 """
@@ -127,19 +129,30 @@ async def speed(embedders: dict[str, Embedder], texts: Sequence[str],
                    "query_ms": percentiles(latency[name])} for name in embedders}, vectors
 
 
-def recall(embedder: Any, tag: str) -> dict[str, float]:
-    """longthread and hybrid RRF recall at each budget with `embedder`'s vectors."""
+def recall(stored: tuple[Any, str], queried: tuple[Any, str]) -> dict[str, float]:
+    """longthread and hybrid RRF recall at each budget, the turns embedded by one (embedder,
+    cache tag) and the questions and search texts by another: builds may differ between the
+    worker that indexed a session and the client that queries it."""
     from bench import quality_engine, quality_store
 
-    def embeddings(texts: Sequence[str]) -> np.ndarray:
+    def vectors(embedder: Any, tag: str, texts: Sequence[str]) -> np.ndarray:
         path = quality_store.CACHE / f"vec-{tag}-{quality_store._key(tag, texts)}.npy"
         if path.exists():
             cached: np.ndarray = np.load(path)
             return cached
-        vectors = np.asarray(embedder.embed_sync(list(texts)), dtype=np.float32)
+        out = np.asarray(embedder.embed_sync(list(texts)), dtype=np.float32)
         quality_store.CACHE.mkdir(parents=True, exist_ok=True)
-        np.save(path, vectors)
-        return vectors
+        np.save(path, out)
+        return out
+
+    turns = sum(len(sample.messages) for sample in quality_store.load_samples())
+
+    def embeddings(texts: Sequence[str]) -> np.ndarray:
+        asked = vectors(*queried, texts)
+        if len(texts) <= turns:  # search texts only
+            return asked
+        # quality_store.load embeds every turn, then every question, in one call.
+        return np.concatenate([vectors(*stored, texts)[:turns], asked[turns:]])
 
     quality_store.embeddings = embeddings  # this process only
     results = quality_engine.evaluate(quality_store.load(date=True), [quality_engine.LONGTHREAD])
@@ -161,11 +174,14 @@ async def run(with_recall: bool = True) -> str:
             ("query embedding p50, ms", b["query_ms"]["p50"], a["query_ms"]["p50"], False),
             ("query embedding p95, ms", b["query_ms"]["p95"], a["query_ms"]["p95"], False)]
     if with_recall:
-        old = recall(embedders["before"], "onnx-fp32")
-        new = recall(embedders["after"], "onnx-int8-" + Path(
-            OnnxMiniLMEmbedder().model().file).stem[-40:])
+        before = (embedders["before"], "onnx-fp32")
+        after = (embedders["after"], "onnx-int8-" + OnnxMiniLMEmbedder().model().file.stem[-40:])
+        old, new = recall(before, before), recall(after, after)
+        mixed = recall(before, after)
         rows += [(f"evidence recall, {key.replace('@', ' at ')} tokens", old[key], new[key],
                   True) for key in old]
+        rows += [(f"evidence recall, {key.replace('@', ' at ')} tokens, stored by before, "
+                  "queried by after", old[key], mixed[key], True) for key in old]
     lines = ["| measure | before (float32, batches of 16) | after (int8, one text per run) "
              "| ratio |", "|---|---|---|---|"]
     for label, old_v, new_v, higher in rows:

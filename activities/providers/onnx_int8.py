@@ -80,7 +80,8 @@ def _build(source: Path, target: Path) -> None:
 
 def int8_model(source: Path) -> Path | None:
     """The cached int8-compute model for `source`, built now if missing; None if it cannot be
-    built here (no `onnx` package, no writable cache), and the caller runs float32."""
+    built here (no `onnx` package, no writable cache, a quantizer that fails on this
+    onnxruntime), and the caller runs float32: slower, never down."""
     ort: Any = importlib.import_module("onnxruntime")
     key = f"{_sha256(source)[:16]}-ort{ort.__version__}-{RECIPE}"
     target = cache_dir() / f"minilm-{key}.onnx"
@@ -91,6 +92,9 @@ def int8_model(source: Path) -> Path | None:
         _build(source, target)
     except (ImportError, OSError) as exc:
         log.warning("int8 MiniLM not built (%s); embedding in float32", exc)
+        return None
+    except Exception:  # broad on purpose: a quantizer that changed must not stop the worker
+        log.exception("int8 MiniLM build failed; embedding in float32")
         return None
     log.info("built the int8 MiniLM at %s", target)
     return target

