@@ -82,6 +82,9 @@ class Variant:
 
 
 LONGTHREAD = Variant("longthread")
+V3 = Variant("longthread, assembly v3 (before reach and idle shares)", version=3)
+SERVED = Variant("longthread as served (+ store neighbours ±1 at half score)", neighbours=1)
+V3_SERVED = Variant("longthread as served, assembly v3", neighbours=1, version=3)
 BEFORE = Variant("longthread before (v1: k=40, ±1, 10/65/25, no dates, names in search)",
                  k=40, neighbours=1, shares=QUERY_SHARES, version=1, content=False,
                  date_index=False, window="recent")
@@ -96,7 +99,6 @@ ABLATION = (
     Variant("- dialogue context (neighbour smoothing)", policy=_rerank(context=False)),
     Variant("- speaker attribution", policy=_rerank(speaker=False)),
     Variant("- near-duplicate removal (dedup)", policy=_rerank(dedup=False)),
-    Variant("+ store neighbours ±1 at half score", neighbours=1),
     Variant("- dates on lines (one header per date)", policy=AssemblyPolicy(dated_lines=False)),
     Variant("- dates in the index (BM25 and embedding)", date_index=False),
     Variant("- names out of the search text", content=False),
@@ -106,11 +108,15 @@ ABLATION = (
     Variant("- summary hierarchy (verbatim window only)", window="no summaries"),
     Variant("- condensed top summary (assembly v2)", version=2),
     Variant("- deeper search (k=40)", k=40),
+    Variant("- reach two turns (reranked order)", policy=AssemblyPolicy(reach=0.0)),
+    Variant("- top hits first (reach reorders all)", policy=AssemblyPolicy(head=0.0)),
 )
 AGENT_LOOP = (Variant("agent loop: previous turn as query", query="previous"),
               Variant("agent loop: no query", query="none"),
               Variant("agent loop: no query, no summaries", query="none",
                       window="no summaries"))
+AGENT_LOOP_V3 = (Variant("agent loop: previous turn as query, v3", query="previous", version=3),
+                 Variant("agent loop: no query, v3 (summaries 2/7)", query="none", version=3))
 STORE_SIDE = (Variant("store: RRF k=30", rrf_k=30),)
 RESENT = (Variant("re-sent messages, with near-duplicate removal", resend=True),
           Variant("re-sent messages, without", resend=True, policy=_rerank(dedup=False)))
@@ -234,7 +240,10 @@ def report(results: Results, names: Sequence[str], ablation: Sequence[str],
             "| budget | system | " + " | ".join(convs) + " |",
             "|---|---|" + "---|" * len(convs)]
     for b in BUDGETS:
-        for n in (*(x for x in (LONGTHREAD.name,) if (x, b) in results), "hybrid RRF"):
+        for n in (*(x for x in (LONGTHREAD.name, V3.name, SERVED.name, V3_SERVED.name,
+                                *(v.name for v in AGENT_LOOP),
+                                *(v.name for v in AGENT_LOOP_V3)) if (x, b) in results),
+                  "hybrid RRF"):
             out.append(f"| {b} | {n} | " + " | ".join(
                 f"{_mean(results[(n, b)], conv=c):.3f}" for c in convs) + " |")
     if ablation:
@@ -347,7 +356,7 @@ def level_counts(batches: Sequence[int] = (1, 10, 100)) -> str:
 
 def evaluate_all(ablation: bool = True, store: bool = True) -> tuple[Section, dict[str, Any]]:
     started = time.perf_counter()
-    main = (LONGTHREAD, BEFORE, *AGENT_LOOP)
+    main = (LONGTHREAD, V3, SERVED, V3_SERVED, BEFORE, *AGENT_LOOP, *AGENT_LOOP_V3)
     extra = (*(ABLATION if ablation else ()), *(RESENT if ablation else ()),
              *(STORE_SIDE if store else ()))
     variants = (*main, *extra)

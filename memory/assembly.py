@@ -9,8 +9,11 @@ retrieval answered, the candidates are reranked (`memory.retrieval.rerank`) and 
 except a floor for the newest exchange (from the last user message on, at most a tenth of the
 budget) and a cap for the summaries (the top summary level is built to fit a tenth of a
 budget); whatever retrieval does not fill flows back to the recent conversation, then to older
-summaries. With no query, summaries and recent split the budget.
-Fixed `Shares` still work, and `version=1` rebuilds windows served before this scheme exactly.
+summaries. With no query (version 4) summaries get the same tenth before recent, plus what recent
+does not need, so the hierarchy's top level is always there and displaces few verbatim turns
+(version 3 gave them 2/7). Version 4 also fills the retrieved block's second half with the
+top hits' dialogue neighbourhood (`memory.packing.reach`). Fixed `Shares` still work; earlier
+versions rebuild their windows exactly.
 """
 
 from __future__ import annotations
@@ -20,7 +23,8 @@ from dataclasses import dataclass
 from typing import TypeVar
 
 from memory.errors import BudgetTooSmallError, InvalidInputError
-from memory.hierarchy import merge_summaries
+from memory.hierarchy import _condensed_cache as _condensed_cache
+from memory.hierarchy import condense as condense
 from memory.models import (
     ContextMessage,
     ContextWindow,
@@ -30,16 +34,18 @@ from memory.models import (
     SectionUsage,
     Summary,
 )
-from memory.packing import FENCE, escape, legacy_block, pack_block
-from memory.retrieval import DEFAULT_RERANK, RerankPolicy, has_content, ranked
+from memory.packing import FENCE, INTRO, SHORT_INTRO, escape, legacy_block, pack_block, reach
+from memory.retrieval import CONTEXT_WEIGHT, DEFAULT_RERANK, RerankPolicy, has_content, ranked
 from memory.tokens import TokenCounter, default_counter
 
 __all__ = ["ASSEMBLY_VERSION", "DEFAULT_POLICY", "DEFAULT_SHARES", "QUERY_SHARES",
            "AssemblyPolicy", "Shares", "assemble_context", "tool_units"]
 
-ASSEMBLY_VERSION = 3  # 1: fixed shares, date-grouped block, fused order (before issue 12);
+ASSEMBLY_VERSION = 4  # 1: fixed shares, date-grouped block, fused order (before issue 12);
 # 2: adaptive shares, reranked, dated lines; 3: summaries that do not all fit their share are
-# condensed into one that does, so every window of 500 tokens or more carries the hierarchy
+# condensed into one that does, so every window of 500 tokens or more carries the hierarchy;
+# 4: turns two away count in the packing order (`reach`); idle summaries get the summary cap;
+# a shorter intro to the retrieved block
 CONDENSE_MIN_BUDGET = 500  # below this a window is the newest exchange and what answers it
 
 
@@ -63,6 +69,8 @@ class AssemblyPolicy:
     dated_lines: bool = True  # the date on every retrieved line, not in group headers
     summary_cap: float = 0.10  # of the budget, while retrieval is answering a query
     recent_floor: float = 0.10  # cap on the newest exchange kept while retrieval answers
+    reach: float = 0.25  # version 4: weight of the turns two away (half the adjacent turns')
+    head: float = 0.5  # version 4: share of the block the top hits fill before `reach` reorders
 
 
 DEFAULT_SHARES = Shares()
@@ -99,45 +107,6 @@ def _summary_message(summary: Summary, counter: TokenCounter) -> ContextMessage:
         role="system", content=content, source_ids=summary.quoted_ids, section="summary",
         tokens=counter.count_message("system", content),
     )
-
-
-CONDENSED_HEADER = "Earlier conversation ({n} messages, {span}), condensed. Quoted data:"
-_condensed_cache: dict[tuple[tuple[tuple[str, str], ...], int, str], ContextMessage | None] = {}
-
-
-def condense(summaries: Sequence[Summary], budget: int,
-             counter: TokenCounter) -> ContextMessage | None:
-    """Every summary as one system message of at most `budget` tokens: their lines re-extracted
-    together (`memory.hierarchy.merge_summaries`, the sentences most central to all of them),
-    so the coarsest view of the whole older conversation fits any budget's summary share.
-    None when not even one line fits. Pure; cached by (summary ids, budget, counter)."""
-    key = (tuple((s.id, s.content) for s in summaries), budget, counter.name)
-    if key in _condensed_cache:
-        return _condensed_cache[key]
-    ends = [e for e in (s.ends for s in summaries) if e is not None]
-    span = f"{ends[0][0]} … {ends[-1][1]}" if ends else "none"
-    header = CONDENSED_HEADER.format(n=sum(s.message_count for s in summaries), span=span)
-
-    def render(text: str, quoted: tuple[str, ...]) -> ContextMessage:
-        content = f"{header}\n<{FENCE}>\n{escape(text)}\n</{FENCE}>"
-        return ContextMessage(role="system", content=content, source_ids=quoted,
-                              section="summary", tokens=counter.count_message("system", content))
-
-    room = budget - render("", ()).tokens
-    out: ContextMessage | None = None
-    while room > 0:
-        merged = merge_summaries("condensed", summaries, room, counter=counter)
-        if not merged.content:
-            break
-        message = render(merged.content, merged.quoted_ids)
-        if message.tokens <= budget:
-            out = message
-            break
-        room -= message.tokens - budget  # the estimate was low: shrink by the overshoot
-    if len(_condensed_cache) > 256:
-        _condensed_cache.clear()
-    _condensed_cache[key] = out
-    return out
 
 
 def _plain(message: Message, section: Section, counter: TokenCounter) -> ContextMessage:
@@ -209,8 +178,8 @@ def assemble_context(
     Deterministic: the same arguments always give the same window."""
     if max_tokens < 1:
         raise InvalidInputError("max_tokens", "must be at least 1")
-    if version not in (1, 2, 3):
-        raise InvalidInputError("version", "must be 1, 2 or 3")
+    if version not in (1, 2, 3, 4):
+        raise InvalidInputError("version", "must be 1, 2, 3 or 4")
     counter = counter or default_counter()
     system_msgs = [_plain(m, "system", counter) for m in system]
     system_tokens = sum(m.tokens for m in system_msgs)
@@ -225,15 +194,19 @@ def assemble_context(
     system_ids = {m.id for m in system}
     candidates = [c for c in retrieved if c.message.id not in system_ids]
     legacy = version == 1
+    pairs: list[tuple[ScoredMessage, float]] = []
     if legacy or policy.rerank is None or not query:
         order = sorted(candidates, key=lambda c: -c.score)
     else:
-        order = [c for c, _ in ranked(query, candidates, policy.rerank)]
+        pairs = ranked(query, candidates, policy.rerank)
+        order = [c for c, _ in pairs]
     searching = bool(order) and (legacy or query is None or has_content(query))
-    order = order if searching else []
+    order, pairs = (order, pairs) if searching else ([], [])
 
     needs = {"summary": sum(m.tokens for m in summary_msgs), "recent": sum(unit_cost)}
-    fixed = shares or (DEFAULT_SHARES if legacy or not searching else None)
+    idle = DEFAULT_SHARES if version < 4 else Shares(
+        summary=policy.summary_cap, retrieved=0.0, recent=1.0 - policy.summary_cap)
+    fixed = shares or (DEFAULT_SHARES if legacy else idle if not searching else None)
     if fixed is not None:
         needs["retrieved"] = 0 if not order else legacy_block(order, counter).tokens \
             if legacy else sum(counter.count(c.message.content) for c in order)
@@ -268,11 +241,16 @@ def assemble_context(
     # Retrieved: best first into one fenced block; messages already shown are skipped.
     shown_ids = {m.id for i in taken for m in units[i]}
     fresh = [c for c in order if c.message.id not in shown_ids]
+    if version >= 4 and pairs and policy.rerank is not None and policy.reach:
+        fresh = reach([(c, s) for c, s in pairs if c.message.id not in shown_ids], candidates,
+                      policy.reach, CONTEXT_WEIGHT if policy.rerank.context else 0.0,
+                      int(left * policy.head), counter)
     if legacy:
         chosen = _greedy(fresh, left, lambda items: legacy_block(items, counter).tokens)
         block = legacy_block(chosen, counter) if chosen else None
     else:
-        block, chosen = pack_block(fresh, left, counter, dated_lines=policy.dated_lines)
+        block, chosen = pack_block(fresh, left, counter, dated_lines=policy.dated_lines,
+                                   intro=SHORT_INTRO if version >= 4 else INTRO)
     left -= block.tokens if block else 0
 
     if not legacy and shares is None:  # what retrieval left flows back: recent, then summaries

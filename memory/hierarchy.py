@@ -14,10 +14,12 @@ from collections.abc import Sequence
 from pydantic import BaseModel, ConfigDict
 
 from memory.extractive import Extract, extractive_summary, render_extracts
-from memory.models import Message, Summary
+from memory.models import ContextMessage, Message, Summary
+from memory.packing import FENCE, escape
 from memory.tokens import TokenCounter, default_counter
 
-__all__ = ["RollingSummary", "chunk_messages", "merge_summaries", "summarize_chunk"]
+__all__ = ["CONDENSED_HEADER", "RollingSummary", "chunk_messages", "condense", "merge_summaries",
+           "summarize_chunk"]
 
 
 def summarize_chunk(
@@ -151,3 +153,42 @@ class RollingSummary(BaseModel):
             strategy="extractive-rolling",
         )
         return RollingSummary(summary=new, max_tokens=self.max_tokens)
+
+
+CONDENSED_HEADER = "Earlier conversation ({n} messages, {span}), condensed. Quoted data:"
+_condensed_cache: dict[tuple[tuple[tuple[str, str], ...], int, str], ContextMessage | None] = {}
+
+
+def condense(summaries: Sequence[Summary], budget: int,
+             counter: TokenCounter) -> ContextMessage | None:
+    """Every summary as one system message of at most `budget` tokens: their lines re-extracted
+    together (`memory.hierarchy.merge_summaries`, the sentences most central to all of them),
+    so the coarsest view of the whole older conversation fits any budget's summary share.
+    None when not even one line fits. Pure; cached by (summary ids, budget, counter)."""
+    key = (tuple((s.id, s.content) for s in summaries), budget, counter.name)
+    if key in _condensed_cache:
+        return _condensed_cache[key]
+    ends = [e for e in (s.ends for s in summaries) if e is not None]
+    span = f"{ends[0][0]} … {ends[-1][1]}" if ends else "none"
+    header = CONDENSED_HEADER.format(n=sum(s.message_count for s in summaries), span=span)
+
+    def render(text: str, quoted: tuple[str, ...]) -> ContextMessage:
+        content = f"{header}\n<{FENCE}>\n{escape(text)}\n</{FENCE}>"
+        return ContextMessage(role="system", content=content, source_ids=quoted,
+                              section="summary", tokens=counter.count_message("system", content))
+
+    room = budget - render("", ()).tokens
+    out: ContextMessage | None = None
+    while room > 0:
+        merged = merge_summaries("condensed", summaries, room, counter=counter)
+        if not merged.content:
+            break
+        message = render(merged.content, merged.quoted_ids)
+        if message.tokens <= budget:
+            out = message
+            break
+        room -= message.tokens - budget  # the estimate was low: shrink by the overshoot
+    if len(_condensed_cache) > 256:
+        _condensed_cache.clear()
+    _condensed_cache[key] = out
+    return out

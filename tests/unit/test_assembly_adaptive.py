@@ -1,11 +1,11 @@
-"""Version 2 assembly: the budget follows the evidence; the retrieved block is dated and packed;
+"""Version 2-4 assembly: the budget follows the evidence; the retrieved block is dated and packed;
 version 1 still rebuilds the windows served before it."""
 
 from __future__ import annotations
 
 from datetime import UTC, datetime, timedelta
 
-from memory.assembly import QUERY_SHARES, AssemblyPolicy, assemble_context
+from memory.assembly import DEFAULT_POLICY, QUERY_SHARES, AssemblyPolicy, assemble_context
 from memory.models import ContextWindow, Message, ScoredMessage, Summary, ToolCall
 from memory.tokens import HeuristicCounter
 
@@ -128,3 +128,69 @@ def test_the_newest_exchange_is_kept_whole_tool_calls_included() -> None:
                               query="order 4711 group", counter=COUNTER)
     assert [m.source_ids[0] for m in window.messages if m.section == "recent"] == [
         "ask", "call", "res"]
+
+
+NO_HEAD = AssemblyPolicy(head=0.0)
+
+
+def _retrieved_ids(window: ContextWindow) -> set[str]:
+    return {i for m in window.messages if m.section == "retrieved" for i in m.source_ids}
+
+
+def test_version_4_packs_the_turns_two_away_from_a_strong_hit_first() -> None:
+    """A strong hit's turns two away (the same speaker's previous and next turn) outrank
+    isolated candidates that scored a little better on their own (the kernel alone, no head kept
+    in rank order); version 3 and reach=0 keep the reranked order."""
+    fused = {20: 1.0, 18: 0.1, 22: 0.1, 5: 0.2, 9: 0.2, 30: 0.2, 34: 0.2}
+    candidates = [ScoredMessage(message=Message(  # every line the same length
+        id=f"m{n:02d}", role="user", name="Mel", created_at=START,
+        content=" ".join(f"w{n:02d}{j:02d}" for j in range(20))), score=s, session="s", seq=n)
+        for n, s in fused.items()]
+
+    def three_lines(version: int = 4, policy: AssemblyPolicy = NO_HEAD) -> set[str]:
+        for budget in range(60, 400):
+            window = assemble_context(max_tokens=budget, retrieved=candidates, version=version,
+                                      query="support group", counter=COUNTER, policy=policy)
+            if len(_retrieved_ids(window)) == 3:
+                return _retrieved_ids(window)
+        raise AssertionError("no budget packs exactly three lines")
+
+    assert three_lines() == {"m18", "m20", "m22"}
+    for before in (three_lines(version=3), three_lines(policy=AssemblyPolicy(reach=0.0))):
+            assert "m20" in before and not before & {"m18", "m22"}
+
+
+def test_version_4_keeps_the_top_hits_in_order_before_reach_reorders_the_rest() -> None:
+    """A lone strong hit is not pushed out by a cluster of weaker hits two turns apart (an agent
+    transcript's call, result and explanation): the top half of the block keeps its rank."""
+    fused = {5: 0.5, 20: 0.45, 22: 0.45, 24: 0.45, 26: 0.45, 28: 0.45}
+    candidates = [ScoredMessage(message=Message(
+        id=f"m{n:02d}", role="user", name="Mel", created_at=START,
+        content=" ".join(f"w{n:02d}{j:02d}" for j in range(20))), score=s, session="s", seq=n)
+        for n, s in fused.items()]
+
+    def three_lines(policy: AssemblyPolicy) -> set[str]:
+        for budget in range(60, 400):
+            window = assemble_context(max_tokens=budget, retrieved=candidates,
+                                      query="support group", counter=COUNTER, policy=policy)
+            if len(_retrieved_ids(window)) == 3:
+                return _retrieved_ids(window)
+        raise AssertionError("no budget packs exactly three lines")
+
+    assert "m05" in three_lines(DEFAULT_POLICY)
+    assert "m05" not in three_lines(NO_HEAD)  # the kernel alone drops it
+
+
+def test_version_4_without_a_query_gives_summaries_the_cap_and_recent_the_rest() -> None:
+    summaries = [Summary(id=f"s{i}", level=1, covers=(f"x{i}",),
+                         content=". ".join(_said(100 * i + j) for j in range(6)) + ".")
+                 for i in range(6)]  # 6 × ~190 tokens of distinct sentences
+    recent = _turns(80, "r")
+    now, v3 = (assemble_context(max_tokens=2000, recent=recent, summaries=summaries,
+                                counter=COUNTER, version=version) for version in (4, 3))
+    assert 0 < _section(now, "summary") <= 0.1 * 2000 + 50  # the cap, plus recent's rounding
+    assert _section(v3, "summary") > 0.2 * 2000  # version 3: 2/7 of an idle window
+    assert _section(now, "recent") > _section(v3, "recent")
+    few = assemble_context(max_tokens=2000, recent=_turns(5, "r"), summaries=summaries[:2],
+                           counter=COUNTER)
+    assert sum(m.section == "summary" for m in few.messages) == 2  # what recent leaves flows
