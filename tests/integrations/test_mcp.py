@@ -86,7 +86,11 @@ async def test_stdio_every_tool_and_clear_errors(
         window = await call(mcp, "context", session=session, query="refund of 249 EUR",
                             max_tokens=500)
         assert window["tokens"] <= 500 and window["budget"] == 500
-        assert "m2" in [i for m in window["messages"] for i in m["source_ids"]]
+        # The refund request is in the window, verbatim: m2, m8, m14 and m20 all carry it
+        # (the ticket repeats every 6 messages), and near-duplicates keep one of them; which
+        # one turns on the last digits of their vectors.
+        requests = {f"m{i}" for i in range(24) if i % 6 == 2}
+        assert requests & {i for m in window["messages"] for i in m["source_ids"]}
         assert {m["section"] for m in window["messages"]} >= {"retrieved", "recent"}
 
         await (await lt.conversation(session, tenant="acme-corp")).settle()
