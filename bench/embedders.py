@@ -106,12 +106,16 @@ async def _pass(embedder: Embedder, texts: Sequence[str]) -> tuple[float, float,
 
 
 async def speed(embedders: dict[str, Embedder], texts: Sequence[str],
-                questions: Sequence[str]) -> tuple[dict[str, Any], dict[str, np.ndarray]]:
+                questions: Sequence[str], passes: int = ROUNDS
+                ) -> tuple[dict[str, Any], dict[str, np.ndarray]]:
+    """Throughput and CPU per sentence (median of `passes` rounds over `texts` in batches of
+    the EMBED activity's size) and one-query latency, the embedders alternating which goes
+    first; and each one's vectors."""
     for embedder in embedders.values():  # warm up: first calls allocate
         await embedder.embed(texts[:BATCH])
     rounds: dict[str, list[tuple[float, float]]] = {name: [] for name in embedders}
     vectors: dict[str, np.ndarray] = {}
-    for r in range(ROUNDS):
+    for r in range(passes):
         for name in (list(embedders) if r % 2 == 0 else list(embedders)[::-1]):
             await asyncio.sleep(0.2)
             rate, cpu, vectors[name] = await _pass(embedders[name], texts)

@@ -31,8 +31,10 @@ from typing import Any
 from activities.conversation import ConversationActivities
 from activities.providers.embedders import Embedder, OnnxMiniLMEmbedder
 from activities.types import EmbedInput
-from bench.common import Section, bench_store, load_locomo, locomo_turns, machine, percentiles
+from bench.common import Section, bench_store, load_locomo, locomo_turns, machine
+from bench.embedders import BATCH as EMBED_BATCH
 from bench.embedders import BaselineOnnx
+from bench.embedders import speed as embedding_speed
 from memory.compaction import WindowState, compose_record, plan_compaction
 from memory.extractive import (
     Extract,
@@ -51,7 +53,6 @@ __all__ = ["run"]
 
 EMBED_TEXTS = int(os.environ.get("LT_SPEED_EMBED_TEXTS", "2000"))
 EMBED_ROUNDS = int(os.environ.get("LT_SPEED_EMBED_ROUNDS", "3"))
-EMBED_BATCH = 64  # activities.conversation.EMBED_BATCH: what the EMBED activity hands over
 QUERIES = int(os.environ.get("LT_SPEED_QUERIES", "200"))
 EXTRACT_SIZES = (200, 1000, 10000)
 INGEST_TEXTS = int(os.environ.get("LT_SPEED_INGEST_TEXTS", "1000"))
@@ -129,37 +130,11 @@ def _dated_turns() -> list[Message]:
             for s in load_samples() for m in s.messages]
 
 
-async def _throughput(embedder: Embedder, texts: Sequence[str]) -> tuple[float, float]:
-    """(sentences per second, CPU ms per sentence) for one pass over `texts`."""
-    started, cpu = time.perf_counter(), time.process_time()
-    for at in range(0, len(texts), EMBED_BATCH):
-        await embedder.embed(texts[at : at + EMBED_BATCH])
-    wall, cpu = time.perf_counter() - started, time.process_time() - cpu
-    return len(texts) / wall, cpu / len(texts) * 1e3
-
-
 async def _embedding(texts: Sequence[str], questions: Sequence[str]) -> dict[str, Any]:
     embedders: dict[str, Embedder] = {"before": BaselineOnnx(), "after": OnnxMiniLMEmbedder()}
     await asyncio.to_thread(OnnxMiniLMEmbedder().model)
-    for embedder in embedders.values():  # warm up: first calls allocate
-        await embedder.embed(texts[:EMBED_BATCH])
-    rounds: dict[str, list[tuple[float, float]]] = {name: [] for name in embedders}
-    for r in range(EMBED_ROUNDS):
-        for name in (list(embedders) if r % 2 == 0 else list(embedders)[::-1]):
-            await asyncio.sleep(0.2)  # let the other library's idle threads go to sleep
-            rounds[name].append(await _throughput(embedders[name], texts))
-    latency: dict[str, list[float]] = {name: [] for name in embedders}
-    for i, question in enumerate(questions):
-        for name in (list(embedders) if i % 2 == 0 else list(embedders)[::-1]):
-            await asyncio.sleep(0.002)
-            started = time.perf_counter()
-            await embedders[name].embed([question])
-            latency[name].append((time.perf_counter() - started) * 1e3)
-    return {name: {"sent_per_s": statistics.median(r[0] for r in rounds[name]),
-                   "cpu_ms_per_sent": statistics.median(r[1] for r in rounds[name]),
-                   "rounds": [round(r[0], 1) for r in rounds[name]],
-                   "query_ms": percentiles(latency[name])}
-            for name in embedders}
+    stats, _ = await embedding_speed(embedders, texts, questions, passes=EMBED_ROUNDS)
+    return stats
 
 
 def _timed(fn: Callable[[], ExtractiveSummary], repeats: int) -> tuple[float, ExtractiveSummary]:
