@@ -12,8 +12,8 @@ from typing import Any
 from bench.common import Section
 from bench.harness import Bench, timed
 
-__all__ = ["PREVIOUS", "SCALES", "START", "Row", "compactions", "concurrency", "ingestion",
-           "report"]
+__all__ = ["PREVIOUS", "SCALES", "START", "Row", "append_verdict", "compactions", "concurrency",
+           "ingestion", "report"]
 
 SCALES = tuple(int(x) for x in os.environ.get("LT_LATENCY_SCALES",
                                               "1000,10000,100000").split(","))
@@ -98,16 +98,20 @@ def _table(rows: list[Row]) -> str:
             + "\n")
 
 
-def report(append_rows: list[Row], context_rows: list[Row], extra: dict[str, Any]) -> Section:
+def append_verdict(append_rows: list[Row], label: str) -> str:
+    """Issue 11's append targets for the rows sampled `label` ("quiet" or "live"): p50 of
+    append_many(1) and of append_many(100) as multiples of the no-op update's."""
     by = dict(append_rows)
-    verdicts = []
-    for label in ("live", "quiet"):
-        base = by[f"no-op update [{label}]"]
-        one = by[f"append_many(1) [{label}]"]["p50"] / base["p50"]
-        hundred = by[f"append_many(100) [{label}]"]["p50"] / base["p50"]
-        verdicts.append(f"- append_many(1) [{label}]: p50 {one:.2f}× the no-op "
-                        f"(target ≤ 1.3×): {_verdict(one <= 1.3)}; append_many(100): "
-                        f"{hundred:.2f}× (target ≤ 2×): {_verdict(hundred <= 2.0)}.")
+    base = by[f"no-op update [{label}]"]
+    one = by[f"append_many(1) [{label}]"]["p50"] / base["p50"]
+    hundred = by[f"append_many(100) [{label}]"]["p50"] / base["p50"]
+    return (f"- append_many(1) [{label}]: p50 {one:.2f}× the no-op (target ≤ 1.3×): "
+            f"{_verdict(one <= 1.3)}; append_many(100): {hundred:.2f}× (target ≤ 2×): "
+            f"{_verdict(hundred <= 2.0)}.")
+
+
+def report(append_rows: list[Row], context_rows: list[Row], extra: dict[str, Any]) -> Section:
+    verdicts = [append_verdict(append_rows, label) for label in ("live", "quiet")]
     ctx = extra["context"]
     top = SCALES[-1]
     main = dict(context_rows)[f"context() at {top:,}"]
