@@ -69,6 +69,7 @@ class Variant:
     name: str
     k: int | None = None  # None: memory.retrieval.candidate_count(budget)
     neighbours: int = 0
+    neighbour_weight: float = 0.5  # store: a neighbour's score, of its nearest hit's
     rrf_k: int = 60
     content: bool = True  # caller: search with content_query (participants' names out)
     date_index: bool = True  # store: the session date in the indexed text (migration 9)
@@ -85,6 +86,11 @@ LONGTHREAD = Variant("longthread")
 V3 = Variant("longthread, assembly v3 (before reach and idle shares)", version=3)
 SERVED = Variant("longthread as served (+ store neighbours ±1 at half score)", neighbours=1)
 V3_SERVED = Variant("longthread as served, assembly v3", neighbours=1, version=3)
+# The served path's difference from LONGTHREAD is the store's ±1 neighbours. Fetched but scored
+# 0 they are context rows the reranker weighs from their retrieved neighbours; at half their
+# hit's score (the store's rule) the reranker's own dialogue smoothing counts each hit twice.
+SERVED_CONTEXT = Variant("as served, store neighbours scored 0 (context rows only)",
+                         neighbours=1, neighbour_weight=0.0)
 BEFORE = Variant("longthread before (v1: k=40, ±1, 10/65/25, no dates, names in search)",
                  k=40, neighbours=1, shares=QUERY_SHARES, version=1, content=False,
                  date_index=False, window="recent")
@@ -130,7 +136,8 @@ def window_for(conv: Conversation, q: Question, budget: int, v: Variant,
     candidates: list[ScoredMessage] = []
     k = v.k or candidate_count(budget)
     if v.query == "question":
-        candidates = store_search(conv, q, k, v.neighbours, v.rrf_k, v.content)
+        candidates = store_search(conv, q, k, v.neighbours, v.rrf_k, v.content,
+                                  v.neighbour_weight)
         if v.resend:  # a re-sent copy scores what its original scores, in both legs
             candidates += [c.model_copy(update={"message": c.message.model_copy(
                 update={"id": c.message.id + "~"})}) for c in candidates if (c.seq or 0) % 3 == 0]
@@ -138,7 +145,8 @@ def window_for(conv: Conversation, q: Question, budget: int, v: Variant,
         last = conv.messages[-1]
         query = last.content
         asked = Question(query, 0, (), conv.lex[-1], conv.vectors[-1])
-        candidates = store_search(conv, asked, k, v.neighbours, v.rrf_k)
+        candidates = store_search(conv, asked, k, v.neighbours, v.rrf_k,
+                                  neighbour_weight=v.neighbour_weight)
     else:
         query = None
     summaries = state.summaries if v.window == "replayed" else ()
@@ -241,6 +249,7 @@ def report(results: Results, names: Sequence[str], ablation: Sequence[str],
             "|---|---|" + "---|" * len(convs)]
     for b in BUDGETS:
         for n in (*(x for x in (LONGTHREAD.name, V3.name, SERVED.name, V3_SERVED.name,
+                                SERVED_CONTEXT.name,
                                 *(v.name for v in AGENT_LOOP),
                                 *(v.name for v in AGENT_LOOP_V3)) if (x, b) in results),
                   "hybrid RRF"):
@@ -356,7 +365,8 @@ def level_counts(batches: Sequence[int] = (1, 10, 100)) -> str:
 
 def evaluate_all(ablation: bool = True, store: bool = True) -> tuple[Section, dict[str, Any]]:
     started = time.perf_counter()
-    main = (LONGTHREAD, V3, SERVED, V3_SERVED, BEFORE, *AGENT_LOOP, *AGENT_LOOP_V3)
+    main = (LONGTHREAD, V3, SERVED, V3_SERVED, SERVED_CONTEXT, BEFORE, *AGENT_LOOP,
+            *AGENT_LOOP_V3)
     extra = (*(ABLATION if ablation else ()), *(RESENT if ablation else ()),
              *(STORE_SIDE if store else ()))
     variants = (*main, *extra)

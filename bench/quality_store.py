@@ -243,8 +243,11 @@ def legs(conv: Conversation, query: Question,
 
 
 def store_search(conv: Conversation, query: Question, k: int, neighbours: int = 0,
-                 rrf_k: int = RRF_K, content: bool = False) -> list[ScoredMessage]:
-    """`Store.search(text, embedding, k, neighbours=...)`, in-process."""
+                 rrf_k: int = RRF_K, content: bool = False,
+                 neighbour_weight: float = 0.5) -> list[ScoredMessage]:
+    """`Store.search(text, embedding, k, neighbours=...)`, in-process. The store scores each
+    neighbour at half its nearest hit's score (`neighbour_weight`; 0 makes the neighbours
+    context rows that carry no score of their own, a diagnostic of what that score does)."""
     fused = rrf(legs(conv, query, content), k, rrf_k)[:k]
     hits = list(fused)
     if neighbours and hits:
@@ -252,7 +255,8 @@ def store_search(conv: Conversation, query: Question, k: int, neighbours: int = 
         by_seq = dict(hits)
         extra = sorted({i + d for i, _ in hits for d in range(-neighbours, neighbours + 1)
                         if d and 0 <= i + d < len(conv.messages)} - shown)
-        hits += [(i, by_seq[min(by_seq, key=lambda s: abs(s - i))] * 0.5) for i in extra]
+        hits += [(i, by_seq[min(by_seq, key=lambda s: abs(s - i))] * neighbour_weight)
+                 for i in extra]
     return [ScoredMessage(message=conv.messages[i], score=score, session=conv.sample_id, seq=i)
             for i, score in hits]
 
