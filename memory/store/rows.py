@@ -43,6 +43,13 @@ _FIELDS: dict[type[BaseModel], frozenset[str]] = {
     cls: _plain(cls) for cls in (Message, ScoredMessage)}
 
 
+# BaseModel's three slots, set through their descriptors: one C call each, where
+# object.__setattr__ first looks the name up on the class.
+_SET_FIELDS_SET = BaseModel.__dict__["__pydantic_fields_set__"].__set__
+_SET_EXTRA = BaseModel.__dict__["__pydantic_extra__"].__set__
+_SET_PRIVATE = BaseModel.__dict__["__pydantic_private__"].__set__
+
+
 def built(cls: type[M], values: dict[str, Any]) -> M:
     """`cls.model_construct(**values)` for a plain model given every field, about three times
     faster: model_construct walks the fields for defaults and aliases on every call, which was
@@ -51,21 +58,23 @@ def built(cls: type[M], values: dict[str, Any]) -> M:
     private state); tests/store/test_rows.py checks both. Unvalidated: for stored rows only."""
     model = _new(cls)
     _set(model, "__dict__", values)
-    _set(model, "__pydantic_fields_set__", set(_FIELDS[cls]))
-    _set(model, "__pydantic_extra__", None)
-    _set(model, "__pydantic_private__", None)
+    _SET_FIELDS_SET(model, set(_FIELDS[cls]))
+    _SET_EXTRA(model, None)
+    _SET_PRIVATE(model, None)
     return model
 
 
 def row_to_message(row: dict[str, Any]) -> Message:
     """A stored row as a Message, without validating it again: every row was validated (as a
     Message) before it was inserted, and the archive never changes it."""
+    calls, metadata = row["tool_calls"], row["metadata"]
     return built(Message, {
         "id": row["id"], "role": row["role"], "content": row["content"],
         "created_at": row["created_at"], "name": row["name"],
         "tool_call_id": row["tool_call_id"],
-        "tool_calls": tuple(ToolCall.model_construct(**c) for c in row["tool_calls"] or ()),
-        "metadata": row["metadata"] if row["metadata"] is not None else {}})
+        # Most rows have neither (NULL: `message_columns`): no generator for them.
+        "tool_calls": tuple(ToolCall.model_construct(**c) for c in calls) if calls else (),
+        "metadata": metadata if metadata is not None else {}})
 
 
 def row_to_scored(row: dict[str, Any], score: float, session: str) -> ScoredMessage:
