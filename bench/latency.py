@@ -23,20 +23,26 @@ from __future__ import annotations
 import asyncio
 import functools
 import itertools
+import math
 import os
 import time
 import uuid
-from collections.abc import Awaitable, Callable, Iterator
+from collections import Counter
+from collections.abc import Awaitable, Callable, Hashable, Iterator, Sequence
+from contextlib import contextmanager
 from typing import Any
 
 import numpy as np
 
+import memory.retrieval
+import memory.store.store
 from activities.providers.embedders import Embedder, OnnxMiniLMEmbedder, local_embedder
 from activities.serving import serve_context, shares_for
 from activities.types import ContextRequest
 from bench.common import Section, bulk_fill, cached_vectors, percentiles, vacuum
 from bench.harness import Bench, NoopWorkflow, bench_stack, load, log, noop_workflow, timed
 from bench.latency_report import (
+    BEFORE,
     PREVIOUS,
     SCALES,
     START,
@@ -50,9 +56,12 @@ from bench.previous_context import previous_search, previous_serve_context, sess
 from longthread.client import Conversation, Longthread
 from longthread.locomo import load_samples
 from memory.audit import ServedContext, window_digest
-from memory.models import parse_messages
+from memory.models import Message, ScoredMessage, ToolCall, parse_messages
 from memory.policy import CompactionPolicy
 from memory.retrieval import candidate_count
+from memory.similarity import MIN_TERMS, _term_set
+from memory.store.rows import _FIELDS
+from memory.store.search import LEXICAL_CTES
 from memory.window import assemble_from_window
 
 __all__ = ["run"]
@@ -138,14 +147,27 @@ async def _context_parts(bench: Bench, conv: Conversation, embedder: Embedder,
     # What serve_context asks the store for: k for the budget, the default neighbours.
     k = max(request.k, candidate_count(request.max_tokens))
 
+    # Each search part takes the next question with its own vector and BM25 ranks, as a
+    # context() does: a vector searched again finds the HNSW pages it needs in shared buffers
+    # (at 100k the index is larger than the embedded Postgres's 128 MB), so one fixed vector
+    # measured the vector leg warm, several times faster than a new query's.
+    # Each of the three search parts has its own questions (disjoint when there are enough).
+    per = max(1, min(n, len(questions) // 3))
+
+    async def legs_for(part: int) -> Iterator[tuple[str, list[float], list[tuple[str, int]]]]:
+        asked = (questions[part * per:(part + 1) * per] or questions)[:per]
+        return itertools.cycle([
+            (q, (await embedder.embed([q]))[0],
+             await store.lexical_ranks(TENANT, conv.session, q, k)) for q in asked])
+
+    search_legs, fused_legs, old_legs = [await legs_for(part) for part in range(3)]
+
     async def embed() -> None:
         await embedder.embed([next(qs)])
 
     async def search() -> None:
-        await store.search(TENANT, conv.session, next(qs), vector, k,
-                           neighbours=request.neighbours)
-
-    ranks = await store.lexical_ranks(TENANT, conv.session, questions[0], k)
+        q, v, _ = next(search_legs)
+        await store.search(TENANT, conv.session, q, v, k, neighbours=request.neighbours)
 
     async def lexical() -> None:
         await store.lexical_ranks(TENANT, conv.session, next(qs), k)
@@ -155,11 +177,12 @@ async def _context_parts(bench: Bench, conv: Conversation, embedder: Embedder,
             await store.lexical_ranks(TENANT, conv.session, next(qs), k)
 
     async def fused() -> None:
-        await store.fused(TENANT, conv.session, ranks, vector, k, neighbours=request.neighbours)
+        _, v, r = next(fused_legs)
+        await store.fused(TENANT, conv.session, r, v, k, neighbours=request.neighbours)
 
     async def old_search() -> None:
-        await previous_search(store, TENANT, conv.session, next(qs), vector, k,
-                              request.neighbours)
+        q, v, _ = next(old_legs)
+        await previous_search(store, TENANT, conv.session, q, v, k, request.neighbours)
 
     async def window() -> None:
         await store.read_window(TENANT, conv.session, 2000)
@@ -204,6 +227,88 @@ async def _ask(conv: Conversation, queries: Iterator[str]) -> object:
 
 
 
+# The three pieces the 05:30 latency work changed, as they were at c9ce66a: the BM25 statement
+# that numbered every matching message before keeping k, the near-duplicate pass with one
+# (group, term) index and a Python sort key, and candidate rows built with
+# object.__setattr__ and a generator per row.
+_BEFORE_LEXICAL = "WITH " + LEXICAL_CTES + "SELECT id, rank FROM lex ORDER BY rank"
+
+
+def _before_near_duplicates(texts: Sequence[str], threshold: float = 0.9,
+                            groups: Sequence[str] | None = None) -> dict[int, int]:
+    """c9ce66a's memory.similarity.near_duplicates, verbatim but for the docstring."""
+    sets = [_term_set(t) for t in texts]
+    df = Counter(itertools.chain.from_iterable(sets))
+    rank = {term: r for r, term in enumerate(sorted(df, key=lambda term: (df[term], term)))}
+    index: dict[tuple[Hashable, str], list[int]] = {}
+    duplicates: dict[int, int] = {}
+    for i, terms in enumerate(sets):
+        size = len(terms)
+        if size < MIN_TERMS:
+            continue
+        group = None if groups is None else groups[i]
+        prefix = sorted(terms, key=rank.__getitem__)[
+            : size - math.ceil(threshold * size - 1e-9) + 1]
+        keys = [(group, term) for term in prefix]
+        found = sorted({j for key in keys for j in index.get(key, ())})
+        for j in found:
+            other = sets[j]
+            shared = len(terms & other)
+            if shared / (size + len(other) - shared) >= threshold:
+                duplicates[i] = j
+                break
+        else:
+            for key in keys:
+                index.setdefault(key, []).append(i)
+    return duplicates
+
+
+def _before_built(cls: type[Any], values: dict[str, Any]) -> Any:
+    model = object.__new__(cls)
+    object.__setattr__(model, "__dict__", values)
+    object.__setattr__(model, "__pydantic_fields_set__", set(_FIELDS[cls]))
+    object.__setattr__(model, "__pydantic_extra__", None)
+    object.__setattr__(model, "__pydantic_private__", None)
+    return model
+
+
+def _before_row_to_scored(row: dict[str, Any], score: float, session: str) -> ScoredMessage:
+    """c9ce66a's memory.store.rows.row_to_scored (with its row_to_message and built)."""
+    message = _before_built(Message, {
+        "id": row["id"], "role": row["role"], "content": row["content"],
+        "created_at": row["created_at"], "name": row["name"],
+        "tool_call_id": row["tool_call_id"],
+        "tool_calls": tuple(ToolCall.model_construct(**c) for c in row["tool_calls"] or ()),
+        "metadata": row["metadata"] if row["metadata"] is not None else {}})
+    scored: ScoredMessage = _before_built(ScoredMessage, {
+        "message": message, "score": score, "session": session, "seq": row["seq"]})
+    return scored
+
+
+@contextmanager
+def _before_perf() -> Iterator[None]:
+    """Today's serving code with c9ce66a's three pieces (above); put back on exit. Only for a
+    bench that runs one call at a time."""
+    patches: list[tuple[Any, str, Any]] = [
+        (memory.store.store, "LEXICAL", _BEFORE_LEXICAL),
+        (memory.store.store, "row_to_scored", _before_row_to_scored),
+        (memory.retrieval, "near_duplicates", _before_near_duplicates)]
+    saved = [(module, name, getattr(module, name)) for module, name, _ in patches]
+    try:
+        for module, name, value in patches:
+            setattr(module, name, value)
+        yield
+    finally:
+        for module, name, value in saved:
+            setattr(module, name, value)
+
+
+async def _ask_before(conv: Conversation, queries: Iterator[str]) -> object:
+    """conv.context with the BM25 statement, near-duplicate pass and row building of c9ce66a."""
+    with _before_perf():
+        return await conv.context(next(queries), max_tokens=2000)
+
+
 async def _ask_start(conv: Conversation, queries: Iterator[str]) -> object:
     """conv.context with the search, row building and near-duplicate pass of 3fe83f3."""
     with session_start():
@@ -224,6 +329,8 @@ async def _same_windows(bench: Bench, conv: Conversation, questions: list[str]) 
         assert new == old, f"old and new context() differ for {q!r}"
         start = await _ask_start(conv, iter([q]))
         assert new == start, f"context() at {START} and now differ for {q!r}"
+        before = await _ask_before(conv, iter([q]))
+        assert new == before, f"context() at {BEFORE} and now differ for {q!r}"
 
 
 async def _context_latency(bench: Bench, noop: Any, texts: list[str], base: np.ndarray,
@@ -250,6 +357,8 @@ async def _context_latency(bench: Bench, noop: Any, texts: list[str], base: np.n
                 _ask_previous, bench, conv.session, qs)
             ops[f"context() at {scale:,}, code at {START}"] = functools.partial(
                 _ask_start, conv, qs)
+            ops[f"context() at {scale:,}, code at {BEFORE}"] = functools.partial(
+                _ask_before, conv, qs)
         if onnx is not None and scale == SCALES[-1] and type(bench.embedder) is not type(onnx):
             lt = Longthread(bench.client, bench.lt.settings, bench.lt.policy,
                             store=bench.store, embedder=onnx)

@@ -12,13 +12,14 @@ from typing import Any
 from bench.common import Section
 from bench.harness import Bench, timed
 
-__all__ = ["PREVIOUS", "SCALES", "START", "Row", "append_verdict", "compactions", "concurrency",
-           "ingestion", "report"]
+__all__ = ["BEFORE", "PREVIOUS", "SCALES", "START", "Row", "append_verdict", "compactions",
+           "concurrency", "ingestion", "report"]
 
 SCALES = tuple(int(x) for x in os.environ.get("LT_LATENCY_SCALES",
                                               "1000,10000,100000").split(","))
 PREVIOUS = "code before a75e913 (2db6074)"
 START = "3fe83f3 (before the 03:00 changes)"
+BEFORE = "c9ce66a (before the 05:30 changes)"
 TENANT = "bench"
 
 Row = tuple[str, dict[str, float]]
@@ -123,7 +124,8 @@ def report(append_rows: list[Row], context_rows: list[Row], extra: dict[str, Any
         f"{_verdict(main['p95'] <= 60)}; the no-op update in the same loop: p50 "
         f"{base['p50']:.1f} ms, p95 {base['p95']:.1f} ms.")
     for label, name in ((f"The {PREVIOUS}", f"context() at {top:,}, {PREVIOUS}"),
-                        (f"The code at {START}", f"context() at {top:,}, code at {START}")):
+                        (f"The code at {START}", f"context() at {top:,}, code at {START}"),
+                        (f"The code at {BEFORE}", f"context() at {top:,}, code at {BEFORE}")):
         if (old := dict(context_rows).get(name)) is not None:
             verdicts.append(
                 f"- {label}, interleaved in the same loop (same windows checked on 5 "
