@@ -47,6 +47,7 @@ from memory.models import (
     Summary,
     content_hash,
 )
+from memory.store.indexing import INDEX_TERMS_LIMIT
 from memory.store.sessions import LoadedWindow
 from memory.store.store import Store
 from memory.summarizer import SummaryResult
@@ -56,6 +57,7 @@ from memory.window import by_reference, compose_removal
 __all__ = ["ConversationActivities", "heartbeating"]
 
 EMBED_BATCH = 64
+INDEX_ROUNDS = 8  # statements of INDEX_TERMS_LIMIT messages each, ~0.7 s apiece at load 5
 HEARTBEAT_EVERY = 5.0  # seconds; the heartbeat timeouts in activities/specs.py are 3x this
 
 T = TypeVar("T")
@@ -114,18 +116,32 @@ class ConversationActivities:
         return AppendResult(appended=out.appended, duplicates=out.duplicates,
                             total=out.cursors.next_seq, cursors=out.cursors)
 
+    async def _index(self, input: EmbedInput) -> None:
+        """Index what is stored, a statement at a time with a heartbeat after each, and at most
+        INDEX_ROUNDS statements before the next embedding batch. Unbounded, a burst that
+        appends faster than one statement indexes kept this loop from ever returning: the
+        activity missed its heartbeats and was retried from the start, nothing was embedded,
+        and the workflow, waiting for this activity before continuing as new, ran into
+        Temporal's history size limit (the 1M bench at 280,000 messages)."""
+        for _ in range(INDEX_ROUNDS):
+            done = await self.store.index_terms(input.tenant, input.session, rounds=1)
+            activity.heartbeat()
+            if done < INDEX_TERMS_LIMIT:
+                return
+
     @activity.defn(name=specs.EMBED.name)
     async def embed_messages(self, input: EmbedInput) -> EmbedResult:
         """Embed what is stored in [start, stop) and not embedded yet (idempotent).
 
         The workflow starts this after every append, so it also keeps the inverted index up
-        to date (`memory.store.indexing`): everything stored so far is indexed before each
-        batch is embedded, a few milliseconds, where an embedding batch takes a second."""
-        await self.store.index_terms(input.tenant, input.session)
+        to date (`memory.store.indexing`): what is stored is indexed before each batch is
+        embedded (a few milliseconds, where an embedding batch takes a second), up to
+        INDEX_ROUNDS statements at a time after a burst (`_index`)."""
+        await self._index(input)
         todo = await self.store.unembedded(input.tenant, input.session, input.start, input.stop)
         for at in range(0, len(todo), EMBED_BATCH):
             if at:
-                await self.store.index_terms(input.tenant, input.session)
+                await self._index(input)
             batch = todo[at : at + EMBED_BATCH]
             # The day each was sent goes into its embedded text, as into its lexical index
             # (migration 9), through the one helper `memory.text.indexed_text`.

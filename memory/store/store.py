@@ -240,17 +240,20 @@ class Store(SessionStore):
                 (tenant, session, Vector(np.asarray(embedding, dtype=np.float32)), k))
             return [row["id"] for row in await cur.fetchall()]
 
-    async def index_terms(self, tenant: str, session: str) -> int:
-        """Bring the session's inverted index up to date (`memory.store.indexing`); how many
-        messages it indexed. Idempotent, and safe beside a concurrent call."""
+    async def index_terms(self, tenant: str, session: str, rounds: int | None = None) -> int:
+        """Bring the session's inverted index up to date (`memory.store.indexing`), or as far
+        as `rounds` statements of INDEX_TERMS_LIMIT messages take it (each commits on its own);
+        how many messages it indexed. Idempotent, and safe beside a concurrent call."""
         total = 0
-        while True:
+        while rounds is None or rounds > 0:
             (rows,) = await self._batch(tenant, [(INDEX_TERMS, {
                 "tenant": tenant, "session": session, "limit": INDEX_TERMS_LIMIT})])
             done = int(rows[0]["n"])
             total += done
             if done < INDEX_TERMS_LIMIT:
-                return total
+                break
+            rounds = None if rounds is None else rounds - 1
+        return total
 
     async def ledger(self, tenant: str, session: str) -> list[CompactionRecord]:
         async with self.scoped(tenant) as conn:

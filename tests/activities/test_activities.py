@@ -107,13 +107,14 @@ async def test_embed_messages_embeds_only_its_range_and_is_idempotent(
     await env.run(activities.store_messages, _store_input(session, _messages([*TEXTS, *extra])))
     first = await env.run(activities.embed_messages,
                           EmbedInput(tenant="acme", session=session, start=0, stop=4))
-    assert first.embedded == 4 and beats == [(4,)]
+    # A bare heartbeat after each indexing statement, then progress after each embedded batch.
+    assert first.embedded == 4 and beats == [(), (4,)]
     assert [i for i, _, _ in await store.unembedded("acme", session, 0, 6)] == ["m4", "m5"]
     assert (await store.cursors("acme", session)).embedded_seq == 4
     beats.clear()
     again = await env.run(activities.embed_messages,
                           EmbedInput(tenant="acme", session=session, start=0, stop=4))
-    assert again.embedded == 0 and beats == []
+    assert again.embedded == 0 and beats == [()]
     (q,) = await embedder.embed([TEXTS[2]])
     assert (await store.exact_neighbours("acme", session, q, k=1)) == ["m2"]
     rest = await env.run(activities.embed_messages,
@@ -135,7 +136,7 @@ async def test_embed_messages_works_in_batches(
         session, _messages([f"Line {i} about parcel {i}." for i in range(count)])))
     out = await env.run(activities.embed_messages,
                         EmbedInput(tenant="acme", session=session, start=0, stop=count))
-    assert out.embedded == count and beats == [(EMBED_BATCH,), (count,)]
+    assert out.embedded == count and [b for b in beats if b] == [(EMBED_BATCH,), (count,)]
     assert (await store.cursors("acme", session)).embedded_seq == count
 
 

@@ -167,6 +167,32 @@ async def test_the_embedding_activity_indexes_everything_stored_before_it_embeds
     assert await _terms(store, "acme", session) > 6
 
 
+async def test_the_embedding_activity_indexes_a_burst_in_bounded_steps_and_heartbeats(
+    activities: ConversationActivities, store: Store, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A burst larger than one step of indexing: the activity indexes INDEX_ROUNDS statements
+    before each embedding batch, heartbeating after each, so it never goes silent (and gets
+    retried from scratch) however far appends run ahead; the rest waits for the next step."""
+    monkeypatch.setattr(indexing, "INDEX_TERMS_LIMIT", 4)
+    monkeypatch.setattr("memory.store.store.INDEX_TERMS_LIMIT", 4)
+    monkeypatch.setattr("activities.conversation.INDEX_TERMS_LIMIT", 4)
+    monkeypatch.setattr("activities.conversation.INDEX_ROUNDS", 2)
+    session = f"burst-{uuid.uuid4()}"
+    env = ActivityEnvironment()
+    beats: list[object] = []
+    env.on_heartbeat = lambda *args: beats.append(args)
+    await env.run(activities.store_messages, StoreMessagesInput(
+        tenant="acme", session=session, messages=tuple(_corpus(20, seed=6))))
+    await env.run(activities.embed_messages,
+                  EmbedInput(tenant="acme", session=session, start=0, stop=1))
+    assert await _cursor(store, "acme", session) == 8  # 2 statements of 4, then it embedded
+    assert beats == [(), (), (1,)]
+    assert await store.index_terms("acme", session, rounds=1) == 4
+    assert await _cursor(store, "acme", session) == 12
+    assert await store.index_terms("acme", session) == 8  # unbounded: to the end
+    assert await _cursor(store, "acme", session) == 20
+
+
 async def test_both_reads_past_the_cursor_go_through_the_seq_index(
     store: Store, db: psycopg.AsyncConnection[DictRow]
 ) -> None:
