@@ -95,10 +95,7 @@ class ContextRequest(_Model):
     query: str | None = Field(default=None, max_length=100_000)
     max_tokens: int = Field(default=4000, ge=1, le=2_000_000)
     k: int = Field(default=40, ge=1, le=500)
-    # The store's turns around each hit, at half its score. Off by default: assembly (v4)
-    # already weighs and orders each hit's dialogue neighbourhood, so these scores counted it
-    # twice (served recall 0.820/0.898/0.937 at 1k/2k/4k against 0.822/0.901/0.941 without).
-    neighbours: int = Field(default=0, ge=0, le=5)
+    neighbours: int = Field(default=1, ge=0, le=5)
     # Budget shares (summary, retrieved, recent); None lets assembly choose for the query.
     shares: tuple[float, float, float] | None = None
 

@@ -30,7 +30,6 @@ from concurrent.futures import ProcessPoolExecutor
 from dataclasses import dataclass
 from typing import Any
 
-from activities.types import ContextRequest
 from bench.common import Section
 from bench.quality_store import (
     BUDGETS,
@@ -85,16 +84,12 @@ class Variant:
 
 LONGTHREAD = Variant("longthread")
 V3 = Variant("longthread, assembly v3 (before reach and idle shares)", version=3)
-# As served: the store call with context()'s default neighbours (none since the store's ±1 at
-# half score were found to count each hit's neighbourhood twice, on top of the reranker's own
-# dialogue smoothing; the rows below keep that served path for comparison).
-SERVED = Variant("longthread as served (context()'s defaults)",
-                 neighbours=ContextRequest().neighbours)
-V3_SERVED = Variant("longthread as served, assembly v3", neighbours=ContextRequest().neighbours,
-                    version=3)
-OLD_SERVED = Variant("served until 2026-11-23 (+ store neighbours ±1 at half score)",
-                     neighbours=1)
-SERVED_CONTEXT = Variant("served until 2026-11-23, its store neighbours scored 0",
+SERVED = Variant("longthread as served (+ store neighbours ±1 at half score)", neighbours=1)
+V3_SERVED = Variant("longthread as served, assembly v3", neighbours=1, version=3)
+# The served path's difference from LONGTHREAD is the store's ±1 neighbours. Fetched but scored
+# 0 they are context rows the reranker weighs from their retrieved neighbours; at half their
+# hit's score (the store's rule) the reranker's own dialogue smoothing counts each hit twice.
+SERVED_CONTEXT = Variant("as served, store neighbours scored 0 (context rows only)",
                          neighbours=1, neighbour_weight=0.0)
 BEFORE = Variant("longthread before (v1: k=40, ±1, 10/65/25, no dates, names in search)",
                  k=40, neighbours=1, shares=QUERY_SHARES, version=1, content=False,
@@ -254,7 +249,7 @@ def report(results: Results, names: Sequence[str], ablation: Sequence[str],
             "|---|---|" + "---|" * len(convs)]
     for b in BUDGETS:
         for n in (*(x for x in (LONGTHREAD.name, V3.name, SERVED.name, V3_SERVED.name,
-                                OLD_SERVED.name, SERVED_CONTEXT.name,
+                                SERVED_CONTEXT.name,
                                 *(v.name for v in AGENT_LOOP),
                                 *(v.name for v in AGENT_LOOP_V3)) if (x, b) in results),
                   "hybrid RRF"):
@@ -370,7 +365,7 @@ def level_counts(batches: Sequence[int] = (1, 10, 100)) -> str:
 
 def evaluate_all(ablation: bool = True, store: bool = True) -> tuple[Section, dict[str, Any]]:
     started = time.perf_counter()
-    main = (LONGTHREAD, V3, SERVED, V3_SERVED, OLD_SERVED, SERVED_CONTEXT, BEFORE, *AGENT_LOOP,
+    main = (LONGTHREAD, V3, SERVED, V3_SERVED, SERVED_CONTEXT, BEFORE, *AGENT_LOOP,
             *AGENT_LOOP_V3)
     extra = (*(ABLATION if ablation else ()), *(RESENT if ablation else ()),
              *(STORE_SIDE if store else ()))

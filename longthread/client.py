@@ -243,7 +243,7 @@ class Conversation:
 
     # -- reads, from the store -------------------------------------------------------------
     async def context(self, query: str | None = None, max_tokens: int = 4000,
-                      k: int = 40, neighbours: int = 0,
+                      k: int = 40, neighbours: int = 1,
                       shares: tuple[float, float, float] | None = None) -> ContextWindow:
         """The window for one model call, within `max_tokens`; recorded for `replay`."""
         if max_tokens < 1:

@@ -188,7 +188,7 @@ class Session:
 
     # -- context ---------------------------------------------------------------------------
     def get_context(self, query: str | None = None, max_tokens: int = 4000,
-                    retrieve: int = 40, neighbours: int = 0) -> ContextWindow:
+                    retrieve: int = 40, neighbours: int = 1) -> ContextWindow:
         """The window for a model call, assembled as the served `context()` assembles it
         (`memory.window.assemble_from_window`): shares that follow the query and what
         retrieval found, reranked candidates, a date on every retrieved line, and the summary
