@@ -83,8 +83,15 @@ def check_ids(tenant: str, session: str) -> tuple[str, str]:
 
 
 def _transient(exc: RPCError) -> bool:
-    return exc.status in (RPCStatusCode.UNAVAILABLE, RPCStatusCode.DEADLINE_EXCEEDED,
-                          RPCStatusCode.RESOURCE_EXHAUSTED) or "no poller" in exc.message
+    """Worth retrying with the same update id: the server is unreachable or busy, no worker
+    polls, or the workflow task that carried the update failed before accepting it (it is
+    retried, e.g. after a continue-as-new raced an activity's completion, or a worker died
+    mid-task). The update was not applied, and an accepted one is answered once."""
+    return (exc.status in (RPCStatusCode.UNAVAILABLE, RPCStatusCode.DEADLINE_EXCEEDED,
+                           RPCStatusCode.RESOURCE_EXHAUSTED)
+            or "no poller" in exc.message
+            or (exc.status == RPCStatusCode.FAILED_PRECONDITION
+                and "workflow task" in exc.message.lower()))
 
 
 def _raise_clear(exc: WorkflowUpdateFailedError) -> None:

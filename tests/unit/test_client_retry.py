@@ -1,0 +1,25 @@
+"""Which update errors the client retries with the same update id (`longthread.client`)."""
+
+from __future__ import annotations
+
+import pytest
+from temporalio.service import RPCError, RPCStatusCode
+
+from longthread.client import _transient
+
+
+@pytest.mark.parametrize(("status", "message", "retried"), [
+    # The workflow task carrying the update failed before accepting it: e.g. a continue-as-new
+    # raced an embedding activity's completion (the server retries that task), or a worker died.
+    (RPCStatusCode.FAILED_PRECONDITION,
+     "Unable to perform workflow execution update due to unexpected workflow task failure.",
+     True),
+    (RPCStatusCode.FAILED_PRECONDITION,
+     "Unable to perform workflow execution update due to Workflow Task in failed state.", True),
+    (RPCStatusCode.UNAVAILABLE, "connection refused", True),
+    (RPCStatusCode.FAILED_PRECONDITION, "no poller seen for task queue recently", True),
+    (RPCStatusCode.INVALID_ARGUMENT, "Workflow history size exceeds limit.", False),
+    (RPCStatusCode.FAILED_PRECONDITION, "workflow execution already completed", False),
+])
+def test_transient_update_errors(status: RPCStatusCode, message: str, retried: bool) -> None:
+    assert _transient(RPCError(message, status, b"")) is retried
