@@ -84,9 +84,9 @@ def check_ids(tenant: str, session: str) -> tuple[str, str]:
 
 def _transient(exc: RPCError) -> bool:
     """Worth retrying with the same update id: the server is unreachable or busy, no worker
-    polls, or the workflow task that carried the update failed before accepting it (it is
-    retried, e.g. after a continue-as-new raced an activity's completion, or a worker died
-    mid-task). The update was not applied, and an accepted one is answered once."""
+    polls, or the workflow task that carried the update failed before accepting it (the
+    server retries that task; a worker died mid-task, say). The update was not accepted; a
+    batch its local activity had stored already comes back as duplicates."""
     return (exc.status in (RPCStatusCode.UNAVAILABLE, RPCStatusCode.DEADLINE_EXCEEDED,
                            RPCStatusCode.RESOURCE_EXHAUSTED)
             or "no poller" in exc.message

@@ -17,7 +17,7 @@ from datetime import timedelta
 from typing import Any
 
 from temporalio import workflow
-from temporalio.exceptions import ActivityError, CancelledError
+from temporalio.exceptions import ActivityError
 
 with workflow.unsafe.imports_passed_through():
     from pydantic import BaseModel
@@ -68,22 +68,6 @@ EMBED_BATCH = 512  # messages per embedding activity
 MAX_AUTO_ROUNDS = 32
 
 
-async def _cancelled(task: asyncio.Task[None]) -> None:
-    """Cancel the embedding loop before continue-as-new, rather than wait for its activity:
-    waiting let appends pile up in one run's history while that activity ran long or kept
-    being retried (the 1M bench reached Temporal's history size limit). An activity in flight
-    ends as an ActivityError caused by its cancellation, which must not fail the run."""
-    task.cancel()
-    try:
-        await task
-    except asyncio.CancelledError:
-        if not task.cancelled():  # the run itself was cancelled, not just the task
-            raise
-    except ActivityError as exc:
-        if not isinstance(exc.cause, CancelledError):
-            raise
-
-
 @workflow.defn
 class ConversationWorkflow:
     @workflow.init
@@ -124,10 +108,7 @@ class ConversationWorkflow:
                 await self._auto_compact()
             if self.closed or self._continue_due():
                 self.stopping = True
-                if self.closed or not workflow.patched("continue-without-embedding"):
-                    await embedding  # on close it finishes the backlog first
-                else:  # it is idempotent; the next run starts again from the embedded cursor
-                    await _cancelled(embedding)
+                await embedding  # on close it finishes the backlog first
                 await workflow.wait_condition(workflow.all_handlers_finished)
                 if self.closed:
                     return self.stats()

@@ -9,8 +9,8 @@ from longthread.client import _transient
 
 
 @pytest.mark.parametrize(("status", "message", "retried"), [
-    # The workflow task carrying the update failed before accepting it: e.g. a continue-as-new
-    # raced an embedding activity's completion (the server retries that task), or a worker died.
+    # The workflow task carrying the update failed before accepting it (the server retries
+    # that task), e.g. a worker died mid-task.
     (RPCStatusCode.FAILED_PRECONDITION,
      "Unable to perform workflow execution update due to unexpected workflow task failure.",
      True),
