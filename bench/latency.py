@@ -29,7 +29,7 @@ import time
 import uuid
 from collections import Counter
 from collections.abc import Awaitable, Callable, Hashable, Iterator, Sequence
-from contextlib import contextmanager
+from contextlib import AbstractContextManager
 from typing import Any
 
 import numpy as np
@@ -52,7 +52,12 @@ from bench.latency_report import (
     ingestion,
     report,
 )
-from bench.previous_context import previous_search, previous_serve_context, session_start
+from bench.previous_context import (
+    previous_search,
+    previous_serve_context,
+    session_start,
+    swapped,
+)
 from longthread.client import Conversation, Longthread
 from longthread.locomo import load_samples
 from memory.audit import ServedContext, window_digest
@@ -285,22 +290,13 @@ def _before_row_to_scored(row: dict[str, Any], score: float, session: str) -> Sc
     return scored
 
 
-@contextmanager
-def _before_perf() -> Iterator[None]:
+def _before_perf() -> AbstractContextManager[None]:
     """Today's serving code with c9ce66a's three pieces (above); put back on exit. Only for a
     bench that runs one call at a time."""
-    patches: list[tuple[Any, str, Any]] = [
+    return swapped([
         (memory.store.store, "LEXICAL", _BEFORE_LEXICAL),
         (memory.store.store, "row_to_scored", _before_row_to_scored),
-        (memory.retrieval, "near_duplicates", _before_near_duplicates)]
-    saved = [(module, name, getattr(module, name)) for module, name, _ in patches]
-    try:
-        for module, name, value in patches:
-            setattr(module, name, value)
-        yield
-    finally:
-        for module, name, value in saved:
-            setattr(module, name, value)
+        (memory.retrieval, "near_duplicates", _before_near_duplicates)])
 
 
 async def _ask_before(conv: Conversation, queries: Iterator[str]) -> object:

@@ -21,8 +21,9 @@ import asyncio
 import math
 from collections import defaultdict
 from collections.abc import Iterator, Sequence
-from contextlib import contextmanager
+from contextlib import AbstractContextManager, ExitStack, contextmanager
 from typing import Any
+from unittest import mock
 
 import numpy as np
 from pgvector import Vector
@@ -118,22 +119,23 @@ def _old_near_duplicates(texts: Sequence[str], threshold: float = 0.9,
 
 
 @contextmanager
-def session_start() -> Iterator[None]:
+def swapped(patches: Sequence[tuple[Any, str, Any]]) -> Iterator[None]:
+    """Each (module, name, value) set for the duration, and put back on exit. Only for a
+    bench that runs one call at a time."""
+    with ExitStack() as stack:
+        for module, name, value in patches:
+            stack.enter_context(mock.patch.object(module, name, value))
+        yield
+
+
+def session_start() -> AbstractContextManager[None]:
     """Today's serving code with 3fe83f3's BM25 statement, row building and near-duplicate
     pass (see the module's docstring); everything is put back on exit."""
-    patches: list[tuple[Any, str, Any]] = [
+    return swapped([
         (memory.store.store, "LEXICAL", _OLD_LEXICAL),
         (memory.store.store, "row_to_message", _old_row_to_message),
         (memory.store.windows, "row_to_message", _old_row_to_message),
-        (memory.retrieval, "near_duplicates", _old_near_duplicates)]
-    saved = [(module, name, getattr(module, name)) for module, name, _ in patches]
-    try:
-        for module, name, value in patches:
-            setattr(module, name, value)
-        yield
-    finally:
-        for module, name, value in saved:
-            setattr(module, name, value)
+        (memory.retrieval, "near_duplicates", _old_near_duplicates)])
 
 
 async def previous_serve_context(store: Store, embedder: QueryEmbedder, tenant: str,
