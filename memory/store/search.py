@@ -80,19 +80,21 @@ query AS (
     FROM (SELECT DISTINCT lexeme, df FROM kept) k, corpus c
 """
 
-# Okapi BM25 over the kept postings, every matching message ranked, then the first k.
-_LEX_ALL = """), lex AS (
-    -- Okapi BM25 over the kept postings.
-    SELECT t.id, row_number() OVER (ORDER BY sum(
-               i.w * t.tf * (%(k1)s + 1)
-               / (t.tf + %(k1)s * (1 - %(b)s + %(b)s * t.doc_len / c.avg_len))) DESC, t.id
-           ) AS rank
-    FROM kept t JOIN idf i ON i.lexeme = t.lexeme, corpus c
+# A kept message's Okapi BM25 score (grouped by t.id), and the filter to the time bounds.
+_BM25_SCORE = """sum(i.w * t.tf * (%(k1)s + 1)
+        / (t.tf + %(k1)s * (1 - %(b)s + %(b)s * t.doc_len / c.avg_len)))"""
+_SCORED_IN_BOUNDS = """FROM kept t JOIN idf i ON i.lexeme = t.lexeme, corpus c
     WHERE (%(since)s::timestamptz IS NULL AND %(until)s::timestamptz IS NULL)
        OR EXISTS (SELECT 1 FROM messages m
                   WHERE m.tenant = %(tenant)s AND m.session = %(session)s AND m.id = t.id
                     AND (%(since)s::timestamptz IS NULL OR m.created_at >= %(since)s)
-                    AND (%(until)s::timestamptz IS NULL OR m.created_at < %(until)s))
+                    AND (%(until)s::timestamptz IS NULL OR m.created_at < %(until)s))"""
+
+# Okapi BM25 over the kept postings, every matching message ranked, then the first k.
+_LEX_ALL = f"""), lex AS (
+    -- Okapi BM25 over the kept postings.
+    SELECT t.id, row_number() OVER (ORDER BY {_BM25_SCORE} DESC, t.id) AS rank
+    {_SCORED_IN_BOUNDS}
     GROUP BY t.id ORDER BY rank LIMIT %(k)s
 )
 """
@@ -105,18 +107,11 @@ LEXICAL_CTES = _POSTINGS_CTES + _LEX_ALL
 # 500 on a 100k session gave the same lists): the k best messages by score, ties by id, are
 # picked by a top-k sort before they are numbered, instead of numbering every matching
 # message (~1,800 for a question at 100k) and keeping the first k. 0.93x the BM25 leg's time.
-_LEX_TOP_K = """), lex AS (
+_LEX_TOP_K = f"""), lex AS (
     -- Okapi BM25 over the kept postings: the k best by score (ties by id), then ranked.
     SELECT id, row_number() OVER (ORDER BY score DESC, id) AS rank
-    FROM (SELECT t.id, sum(
-                     i.w * t.tf * (%(k1)s + 1)
-                     / (t.tf + %(k1)s * (1 - %(b)s + %(b)s * t.doc_len / c.avg_len))) AS score
-          FROM kept t JOIN idf i ON i.lexeme = t.lexeme, corpus c
-          WHERE (%(since)s::timestamptz IS NULL AND %(until)s::timestamptz IS NULL)
-             OR EXISTS (SELECT 1 FROM messages m
-                        WHERE m.tenant = %(tenant)s AND m.session = %(session)s AND m.id = t.id
-                          AND (%(since)s::timestamptz IS NULL OR m.created_at >= %(since)s)
-                          AND (%(until)s::timestamptz IS NULL OR m.created_at < %(until)s))
+    FROM (SELECT t.id, {_BM25_SCORE} AS score
+          {_SCORED_IN_BOUNDS}
           GROUP BY t.id ORDER BY score DESC, t.id LIMIT %(k)s) best
 )
 """
