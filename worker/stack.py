@@ -172,7 +172,11 @@ def shared_buffers_mb() -> int:
     outside it (10-25 ms of a context() call, against ~2 ms cached). Postgres maps the buffers
     lazily, so a small session does not use them."""
     if raw := os.environ.get("LONGTHREAD_PG_SHARED_BUFFERS_MB"):
-        value = int(raw)
+        try:
+            value = int(raw)
+        except ValueError:
+            raise ValueError(f"LONGTHREAD_PG_SHARED_BUFFERS_MB is {raw!r}; it takes a whole "
+                             "number of megabytes, at least 16") from None
         if value < 16:
             raise ValueError(f"LONGTHREAD_PG_SHARED_BUFFERS_MB is {value}; the least is 16")
         return value

@@ -42,3 +42,7 @@ def test_the_default_is_a_quarter_of_memory_within_bounds(
     monkeypatch.setenv("LONGTHREAD_PG_SHARED_BUFFERS_MB", "8")
     with pytest.raises(ValueError, match="LONGTHREAD_PG_SHARED_BUFFERS_MB is 8; the least is 16"):
         shared_buffers_mb()
+    monkeypatch.setenv("LONGTHREAD_PG_SHARED_BUFFERS_MB", "1GB")
+    with pytest.raises(ValueError, match="LONGTHREAD_PG_SHARED_BUFFERS_MB is '1GB'; it takes a"
+                                         " whole number of megabytes, at least 16"):
+        shared_buffers_mb()
