@@ -35,7 +35,7 @@ from temporalio.worker import Worker
 from bench.common import Section, machine, percentiles, vacuum
 from bench.floor import FLOOR_ACTIVITY, FloorWorkflow
 from bench.harness import Bench, NoopWorkflow, bench_stack, load, log, noop_workflow, timed
-from bench.latency import append_cost
+from bench.latency import _interleaved, append_cost
 from bench.latency_report import Row, append_verdict
 from longthread.locomo import load_samples
 from memory.models import Message, parse_messages
@@ -139,13 +139,12 @@ async def _floor_rows(bench: Bench, noop: Any, texts: list[str], n: int) -> list
         }
         for op in ops.values():  # the first calls pay for each workflow's first tasks
             await op()
-        out: dict[str, list[float]] = {name: [] for name in ops}
-        names = list(ops)
+
+        async def settle() -> None:
+            await conv.settle(timeout=600, poll=0.05)
+
         try:
-            for i in range(n):
-                for name in names[i % len(names):] + names[: i % len(names)]:
-                    await conv.settle(timeout=600, poll=0.05)
-                    out[name].append(await timed(ops[name]))
+            out = await _interleaved(ops, n, between=settle)
         finally:
             await floor.signal(FloorWorkflow.stop)
     return [(name, percentiles(v)) for name, v in out.items()]
