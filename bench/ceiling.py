@@ -321,6 +321,19 @@ def _continued_near(cp: Checkpoint) -> str:
     return f"{_kb(last)} at {at:,} msgs; max {_kb(max(sizes_))} over {len(sizes_)}"
 
 
+def _largest(hist: list[RunHistory]) -> str:
+    """What the largest run held, and the activity it waited on longest: a run grows while
+    something keeps it from continuing as new and appends keep landing."""
+    big = max(hist, key=lambda r: r.bytes)
+    waited = (f"its longest activity was {big.longest_activity[0]}, "
+              f"{big.longest_activity[1]:.1f} s" if big.longest_activity else "no activity")
+    slow = max((r.longest_activity for r in hist if r.longest_activity),
+               key=lambda a: a[1], default=None)
+    across = f"; longest in any run: {slow[0]}, {slow[1]:.1f} s" if slow else ""
+    return (f"The largest run ({big.bytes / 2**20:.2f} MB) took {big.updates:,} updates; "
+            f"{waited}{across}.")
+
+
 def _report(out: Outcome, policy: CompactionPolicy) -> Section:
     x = out.extra
     lines = []
@@ -412,7 +425,7 @@ def _report(out: Outcome, policy: CompactionPolicy) -> Section:
     md.append(
         f"- **History per run:** at most {events:,} events ({events / EVENT_LIMIT:.1%} of "
         f"{EVENT_LIMIT:,}) and {size / 2**20:.2f} MB ({size / HISTORY_BYTES_LIMIT:.1%} of "
-        f"{HISTORY_BYTES_LIMIT / 2**20:.0f} MB), over {len(hist)} runs.")
+        f"{HISTORY_BYTES_LIMIT / 2**20:.0f} MB), over {len(hist)} runs. {_largest(hist)}")
     answer = (f"afterwards a context() of {ans['context_tokens']} tokens (recounted "
               f"{ans['recount']}) took {ans['context_ms']:.0f} ms and one more append "
               f"{ans['append_ms']:.0f} ms" if ans else "it did **not** answer afterwards")

@@ -8,6 +8,7 @@ import json
 from dataclasses import dataclass
 
 from temporalio.api.enums.v1 import EventType
+from temporalio.api.history.v1 import HistoryEvent
 from temporalio.client import Client, WorkflowExecutionStatus
 
 __all__ = ["EVENT_LIMIT", "HISTORY_BYTES_LIMIT", "PAYLOAD_LIMIT", "RunHistory", "runs"]
@@ -28,6 +29,9 @@ class RunHistory:
     task_failures: int  # workflow task failures (a stuck run fails its task on every retry)
     updates: int
     start: float  # the run's start time, to order runs
+    # The activity that ran longest in the run (name, seconds from scheduled to closed): a
+    # run that grows large is one that waited on something while appends kept landing.
+    longest_activity: tuple[str, float] | None = None
 
 
 async def runs(client: Client, workflow_id: str) -> list[RunHistory]:
@@ -37,10 +41,20 @@ async def runs(client: Client, workflow_id: str) -> list[RunHistory]:
         handle = client.get_workflow_handle(workflow_id, run_id=execution.run_id)
         events = size = failures = updates = 0
         continued: int | None = None
-        at: int | None = None
+        next_seq: int | None = None
+        scheduled: dict[int, tuple[str, float]] = {}
+        longest: tuple[str, float] | None = None
         async for event in handle.fetch_history_events():
             events += 1
             size += event.ByteSize()
+            when = event.event_time.ToDatetime().timestamp()
+            if event.HasField("activity_task_scheduled_event_attributes"):
+                name = event.activity_task_scheduled_event_attributes.activity_type.name
+                scheduled[event.event_id] = (name, when)
+            elif (closed := _closing_scheduled_id(event)) in scheduled:
+                name, began = scheduled.pop(closed)
+                if longest is None or when - began > longest[1]:
+                    longest = (name, when - began)
             if event.event_type == EventType.EVENT_TYPE_WORKFLOW_TASK_FAILED:
                 failures += 1
             elif event.event_type == EventType.EVENT_TYPE_WORKFLOW_EXECUTION_UPDATE_ACCEPTED:
@@ -50,10 +64,20 @@ async def runs(client: Client, workflow_id: str) -> list[RunHistory]:
                 continued = sum(p.ByteSize() for p in payloads)
                 try:
                     state = json.loads(payloads[0].data).get("state") or {}
-                    at = int(state["next_seq"])
+                    next_seq = int(state["next_seq"])
                 except (ValueError, TypeError, IndexError, KeyError):
-                    at = None
+                    next_seq = None
         status = execution.status or WorkflowExecutionStatus.RUNNING
-        out.append(RunHistory(execution.run_id, status.name, events, size, continued, at,
-                              failures, updates, execution.start_time.timestamp()))
+        out.append(RunHistory(execution.run_id, status.name, events, size, continued, next_seq,
+                              failures, updates, execution.start_time.timestamp(), longest))
     return sorted(out, key=lambda r: r.start)
+
+
+_CLOSING = ("activity_task_completed_event_attributes", "activity_task_failed_event_attributes",
+            "activity_task_timed_out_event_attributes", "activity_task_canceled_event_attributes")
+
+
+def _closing_scheduled_id(event: HistoryEvent) -> int | None:
+    """The scheduled event an activity's closing event refers to, or None for other events."""
+    kind = event.WhichOneof("attributes")
+    return int(getattr(event, kind).scheduled_event_id) if kind in _CLOSING else None
