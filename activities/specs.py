@@ -29,17 +29,13 @@ class ActivitySpec(Generic[R]):
     # messages at the cost of one database transaction, not of a second workflow task.
     local: bool = False
     max_attempts: int = 0  # 0: retry until it works (an outage); else fail after this many
-    # The workflow may cancel it (embedding, before continue-as-new) and then waits for the
-    # worker to acknowledge, so no completion can race the command that ends the run.
-    cancellable: bool = False
 
 
 HEARTBEAT = timedelta(seconds=15)  # long activities heartbeat every 5 s while they work
 
 OPEN_SESSION = ActivitySpec("open_session", Cursors, timedelta(seconds=10), local=True)
 STORE_MESSAGES = ActivitySpec("store_messages", AppendResult, timedelta(seconds=20), local=True)
-EMBED = ActivitySpec("embed_messages", EmbedResult, timedelta(minutes=5), HEARTBEAT,
-                     cancellable=True)
+EMBED = ActivitySpec("embed_messages", EmbedResult, timedelta(minutes=5), HEARTBEAT)
 COMPACT = ActivitySpec("compact_session", CompactOutcome, timedelta(minutes=5), HEARTBEAT)
 UNCOMPACT = ActivitySpec("uncompact_session", CompactOutcome, timedelta(seconds=30))
 EDIT_WINDOW = ActivitySpec("edit_window", CompactOutcome, timedelta(seconds=30))

@@ -12,14 +12,13 @@ from typing import TypeVar
 
 from temporalio import workflow
 from temporalio.common import RetryPolicy
-from temporalio.workflow import ActivityCancellationType, ActivityHandle
 
 with workflow.unsafe.imports_passed_through():
     from pydantic import BaseModel
 
     from activities.specs import ActivitySpec
 
-__all__ = ["OUTAGE_RETRY", "call", "start"]
+__all__ = ["OUTAGE_RETRY", "call"]
 
 R = TypeVar("R")
 
@@ -27,29 +26,18 @@ OUTAGE_RETRY = RetryPolicy(initial_interval=timedelta(milliseconds=200), backoff
                            maximum_interval=timedelta(seconds=10))
 
 
-def _retry(spec: ActivitySpec[R]) -> RetryPolicy:
-    if not spec.max_attempts:
-        return OUTAGE_RETRY
-    return RetryPolicy(initial_interval=timedelta(seconds=1), backoff_coefficient=2.0,
-                       maximum_interval=timedelta(seconds=10), maximum_attempts=spec.max_attempts)
-
-
-def start(spec: ActivitySpec[R], arg: BaseModel) -> ActivityHandle[R]:
-    """Schedule a (non-local) activity and return its handle, which the caller may cancel."""
-    if spec.local:
-        raise ValueError(f"{spec.name} is a local activity: use call()")
-    cancellation = (ActivityCancellationType.WAIT_CANCELLATION_COMPLETED if spec.cancellable
-                    else ActivityCancellationType.TRY_CANCEL)
-    return workflow.start_activity(
-        spec.name, arg, result_type=spec.result, start_to_close_timeout=spec.timeout,
-        heartbeat_timeout=spec.heartbeat, retry_policy=_retry(spec),
-        cancellation_type=cancellation)
-
-
 async def call(spec: ActivitySpec[R], arg: BaseModel) -> R:
+    retry = OUTAGE_RETRY
+    if spec.max_attempts:
+        retry = RetryPolicy(initial_interval=timedelta(seconds=1), backoff_coefficient=2.0,
+                            maximum_interval=timedelta(seconds=10),
+                            maximum_attempts=spec.max_attempts)
     if spec.local:
         result: R = await workflow.execute_local_activity(
             spec.name, arg, result_type=spec.result, start_to_close_timeout=spec.timeout,
-            retry_policy=_retry(spec))
+            retry_policy=retry)
         return result
-    return await start(spec, arg)
+    result = await workflow.execute_activity(
+        spec.name, arg, result_type=spec.result, start_to_close_timeout=spec.timeout,
+        heartbeat_timeout=spec.heartbeat, retry_policy=retry)
+    return result

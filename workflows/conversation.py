@@ -17,8 +17,7 @@ from datetime import timedelta
 from typing import Any
 
 from temporalio import workflow
-from temporalio.exceptions import ActivityError, CancelledError
-from temporalio.workflow import ActivityHandle
+from temporalio.exceptions import ActivityError
 
 with workflow.unsafe.imports_passed_through():
     from pydantic import BaseModel
@@ -31,7 +30,6 @@ with workflow.unsafe.imports_passed_through():
         ContextRequest,
         EditWindowInput,
         EmbedInput,
-        EmbedResult,
         RestoreLedgerInput,
         ServeContextInput,
         SessionRef,
@@ -39,7 +37,7 @@ with workflow.unsafe.imports_passed_through():
         UncompactSessionInput,
     )
     from memory.models import ContextWindow, Cursors, Message
-    from workflows.activities import call, start
+    from workflows.activities import call
     from workflows.types import (
         AppendInput,
         AppendResult,
@@ -85,8 +83,6 @@ class ConversationWorkflow:
         self.appending = 0
         self.window_lock = asyncio.Lock()
         self.updates = 0
-        self.embedding: ActivityHandle[EmbedResult] | None = None  # the activity in flight
-        self.embedding_cancelled = False
 
     # -- the run loop -----------------------------------------------------------------------
     @workflow.run
@@ -112,8 +108,6 @@ class ConversationWorkflow:
                 await self._auto_compact()
             if self.closed or self._continue_due():
                 self.stopping = True
-                if not self.closed and workflow.patched("continue-cancels-embedding"):
-                    self._cancel_embedding()
                 await embedding  # on close it finishes the backlog first
                 await workflow.wait_condition(workflow.all_handlers_finished)
                 if self.closed:
@@ -147,28 +141,10 @@ class ConversationWorkflow:
             if self.stopping and not (self.closed and behind):
                 return
             stop = min(self.state.next_seq, self.state.embedded_seq + EMBED_BATCH)
-            self.embedding = start(specs.EMBED, EmbedInput(
-                tenant=self.input.tenant, session=self.input.session,
-                start=self.state.embedded_seq, stop=stop))
-            try:
-                await self.embedding
-            except ActivityError as exc:
-                if self.embedding_cancelled and isinstance(exc.cause, CancelledError):
-                    return  # continue-as-new cancelled it; the next run starts from the cursor
-                raise
-            finally:
-                self.embedding = None
+            await call(specs.EMBED, EmbedInput(tenant=self.input.tenant,
+                                               session=self.input.session,
+                                               start=self.state.embedded_seq, stop=stop))
             self.state.embedded_seq = stop
-
-    def _cancel_embedding(self) -> None:
-        """Before continue-as-new, cancel the embedding activity in flight rather than wait
-        for it: waiting let appends pile into one run's history while it indexed a burst (the
-        1M bench, a run at 39.5 MB of Temporal's 50 MB). The spec waits for the worker's
-        acknowledgement (within a heartbeat), so no completion races the command that ends the
-        run; one that finishes first is kept. Embedding is idempotent from the cursor."""
-        if self.embedding is not None:
-            self.embedding_cancelled = True
-            self.embedding.cancel()
 
     async def _auto_compact(self) -> None:
         """Compact while the policy asks and each round helps; give way to continue-as-new

@@ -2,9 +2,7 @@
 
 from __future__ import annotations
 
-import asyncio
 import uuid
-from collections.abc import Sequence
 
 import pytest
 from temporalio.client import Client
@@ -109,63 +107,3 @@ async def test_sixty_thousand_uuid_messages_stay_small_and_answer(
     assert sizes, "continue-as-new must have happened"
     assert max(sizes) <= 64 * 1024, max(sizes)
     assert await store.count("ceiling", "sixty-k") == total
-
-
-class GatedEmbedder:
-    """The test's embedder, held shut until `gate` is set: an embedding activity that runs long.
-    It counts the calls that were cancelled, to show the cancellation reached the worker."""
-
-    def __init__(self, inner: ConversationActivities) -> None:
-        self.inner = inner.embedder
-        self.name, self.dim = self.inner.name, self.inner.dim
-        self.gate = asyncio.Event()
-        self.calls = self.cancelled = 0
-
-    async def embed(self, texts: Sequence[str]) -> list[list[float]]:
-        self.calls += 1
-        try:
-            await self.gate.wait()
-        except asyncio.CancelledError:
-            self.cancelled += 1
-            raise
-        return await self.inner.embed(texts)
-
-
-async def test_continue_as_new_does_not_wait_for_a_long_embedding(
-    short_history_client: Client, activities: ConversationActivities, store: Store
-) -> None:
-    """While an embedding activity is stuck, appends keep arriving and the server asks for
-    continue-as-new: the run cancels that activity, waits for the worker to acknowledge, and
-    goes on to a new one (rather than pile the appends into one history until Temporal's size
-    limit ends it). Every append reports its messages as appended, none as duplicates (a
-    completion racing the continue-as-new would abort the appends in that task), and once
-    embedding works again every message is embedded, each stored once."""
-    gated = GatedEmbedder(activities)
-    queue = f"can-embed-{uuid.uuid4()}"
-    lt = Longthread(short_history_client, Settings(task_queue=queue),
-                    CompactionPolicy(context_window=100_000), store=store,
-                    embedder=activities.embedder)
-    total, batch = 600, 10
-    async with build_worker(short_history_client, queue,
-                            ConversationActivities(store, gated).all(),
-                            max_cached_workflows=0):
-        conv = await lt.conversation("stuck-embedding", tenant="acme")
-        for start in range(0, total, batch):
-            result = await conv.append_many([{"id": f"m{i}", "role": "user",
-                                              "content": f"Turn {i} is about {TOPICS[i % 7]}."}
-                                             for i in range(start, start + batch)])
-            assert (result.appended, result.duplicates) == (batch, 0), (start, result)
-        # The cancellation reaches the worker with its next heartbeat (throttled to 0.8 of
-        # the 15 s heartbeat timeout), so the new run comes within about 15 s, not at once.
-        stuck = await conv.stats()
-        async with asyncio.timeout(60):
-            while stuck.runs < 2:
-                await asyncio.sleep(0.5)
-                stuck = await conv.stats()
-        assert gated.calls >= 1 and stuck.embedded == 0, stuck
-        assert gated.cancelled >= 1, "the embedding activity was never told it was cancelled"
-        gated.gate.set()
-        settled = await conv.settle(timeout=300)
-    assert settled.messages == total and settled.pending_embedding == 0, settled
-    assert await store.count("acme", "stuck-embedding") == total
-    assert not await store.unembedded("acme", "stuck-embedding", 0, total)
