@@ -321,6 +321,13 @@ def _continued_near(cp: Checkpoint) -> str:
     return f"{_kb(last)} at {at:,} msgs; max {_kb(max(sizes_))} over {len(sizes_)}"
 
 
+def _otherwise(runs_: list[RunHistory]) -> str:
+    if not runs_:
+        return ""
+    return f", {len(runs_)} ended otherwise (" + "; ".join(
+        f"{r.status}" + (f", {r.ended}" if r.ended else "") for r in runs_) + ")"
+
+
 def _largest(hist: list[RunHistory]) -> str:
     """What the largest run held, and the activity it waited on longest: a run grows while
     something keeps it from continuing as new and appends keep landing."""
@@ -430,9 +437,9 @@ def _report(out: Outcome, policy: CompactionPolicy) -> Section:
               f"{ans['recount']}) took {ans['context_ms']:.0f} ms and one more append "
               f"{ans['append_ms']:.0f} ms" if ans else "it did **not** answer afterwards")
     md.append(
-        f"- **No run stuck:** {'**FAIL**' if stuck else 'pass'} — {len(hist) - 1} runs ended "
-        f"in continue-as-new"
-        f"{f', {len(ended_otherwise)} ended otherwise' if ended_otherwise else ''}; the newest "
+        f"- **No run stuck:** {'**FAIL**' if stuck else 'pass'} — "
+        f"{sum(r.status == 'CONTINUED_AS_NEW' for r in hist)} runs ended in continue-as-new"
+        f"{_otherwise(ended_otherwise)}; the newest "
         f"is {newest.status}; {failures} workflow task failures; {answer}.\n")
     return Section("A 1,000,000-message session (issue 11)", "\n".join(md))
 

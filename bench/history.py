@@ -32,6 +32,7 @@ class RunHistory:
     # The activity that ran longest in the run (name, seconds from scheduled to closed): a
     # run that grows large is one that waited on something while appends kept landing.
     longest_activity: tuple[str, float] | None = None
+    ended: str | None = None  # how a run that failed, timed out or was terminated ended, and why
 
 
 async def runs(client: Client, workflow_id: str) -> list[RunHistory]:
@@ -44,6 +45,7 @@ async def runs(client: Client, workflow_id: str) -> list[RunHistory]:
         next_seq: int | None = None
         scheduled: dict[int, tuple[str, float]] = {}
         longest: tuple[str, float] | None = None
+        ended: str | None = None
         async for event in handle.fetch_history_events():
             events += 1
             size += event.ByteSize()
@@ -59,6 +61,13 @@ async def runs(client: Client, workflow_id: str) -> list[RunHistory]:
                 failures += 1
             elif event.event_type == EventType.EVENT_TYPE_WORKFLOW_EXECUTION_UPDATE_ACCEPTED:
                 updates += 1
+            elif (kind := event.WhichOneof("attributes")) in _ENDED:
+                attrs = getattr(event, kind)
+                failure = attrs.failure if attrs.HasField("failure") else None
+                ended = kind.removesuffix("_event_attributes").removeprefix(
+                    "workflow_execution_") + (f": {failure.message}" if failure else "") + (
+                    f" (cause: {failure.cause.message})"
+                    if failure and failure.HasField("cause") else "")
             elif event.HasField("workflow_execution_continued_as_new_event_attributes"):
                 payloads = event.workflow_execution_continued_as_new_event_attributes.input.payloads
                 continued = sum(p.ByteSize() for p in payloads)
@@ -69,10 +78,15 @@ async def runs(client: Client, workflow_id: str) -> list[RunHistory]:
                     next_seq = None
         status = execution.status or WorkflowExecutionStatus.RUNNING
         out.append(RunHistory(execution.run_id, status.name, events, size, continued, next_seq,
-                              failures, updates, execution.start_time.timestamp(), longest))
+                              failures, updates, execution.start_time.timestamp(), longest,
+                              ended))
     return sorted(out, key=lambda r: r.start)
 
 
+_ENDED = ("workflow_execution_failed_event_attributes",
+          "workflow_execution_timed_out_event_attributes",
+          "workflow_execution_terminated_event_attributes",
+          "workflow_execution_canceled_event_attributes")
 _CLOSING = ("activity_task_completed_event_attributes", "activity_task_failed_event_attributes",
             "activity_task_timed_out_event_attributes", "activity_task_canceled_event_attributes")
 
