@@ -8,7 +8,6 @@ import json
 from dataclasses import dataclass
 
 from temporalio.api.enums.v1 import EventType
-from temporalio.api.history.v1 import HistoryEvent
 from temporalio.client import Client, WorkflowExecutionStatus
 
 __all__ = ["EVENT_LIMIT", "HISTORY_BYTES_LIMIT", "PAYLOAD_LIMIT", "RunHistory", "runs"]
@@ -49,27 +48,29 @@ async def runs(client: Client, workflow_id: str) -> list[RunHistory]:
         async for event in handle.fetch_history_events():
             events += 1
             size += event.ByteSize()
-            when = event.event_time.ToDatetime().timestamp()
-            if event.HasField("activity_task_scheduled_event_attributes"):
-                name = event.activity_task_scheduled_event_attributes.activity_type.name
-                scheduled[event.event_id] = (name, when)
-            elif (closed := _closing_scheduled_id(event)) in scheduled:
-                name, began = scheduled.pop(closed)
-                if longest is None or when - began > longest[1]:
-                    longest = (name, when - began)
             if event.event_type == EventType.EVENT_TYPE_WORKFLOW_TASK_FAILED:
                 failures += 1
             elif event.event_type == EventType.EVENT_TYPE_WORKFLOW_EXECUTION_UPDATE_ACCEPTED:
                 updates += 1
-            elif (kind := event.WhichOneof("attributes")) in _ENDED:
-                attrs = getattr(event, kind)
+            kind = event.WhichOneof("attributes")
+            if kind is None:
+                continue
+            attrs = getattr(event, kind)
+            when = event.event_time.ToDatetime().timestamp()
+            if kind == "activity_task_scheduled_event_attributes":
+                scheduled[event.event_id] = (attrs.activity_type.name, when)
+            elif kind in _CLOSING and attrs.scheduled_event_id in scheduled:
+                name, began = scheduled.pop(attrs.scheduled_event_id)
+                if longest is None or when - began > longest[1]:
+                    longest = (name, when - began)
+            elif kind in _ENDED:
                 failure = attrs.failure if attrs.HasField("failure") else None
                 ended = kind.removesuffix("_event_attributes").removeprefix(
                     "workflow_execution_") + (f": {failure.message}" if failure else "") + (
                     f" (cause: {failure.cause.message})"
                     if failure and failure.HasField("cause") else "")
-            elif event.HasField("workflow_execution_continued_as_new_event_attributes"):
-                payloads = event.workflow_execution_continued_as_new_event_attributes.input.payloads
+            elif kind == "workflow_execution_continued_as_new_event_attributes":
+                payloads = attrs.input.payloads
                 continued = sum(p.ByteSize() for p in payloads)
                 try:
                     state = json.loads(payloads[0].data).get("state") or {}
@@ -90,8 +91,3 @@ _ENDED = ("workflow_execution_failed_event_attributes",
 _CLOSING = ("activity_task_completed_event_attributes", "activity_task_failed_event_attributes",
             "activity_task_timed_out_event_attributes", "activity_task_canceled_event_attributes")
 
-
-def _closing_scheduled_id(event: HistoryEvent) -> int | None:
-    """The scheduled event an activity's closing event refers to, or None for other events."""
-    kind = event.WhichOneof("attributes")
-    return int(getattr(event, kind).scheduled_event_id) if kind in _CLOSING else None
