@@ -35,7 +35,7 @@ from temporalio.worker import Worker
 from bench.common import Section, machine, percentiles, vacuum
 from bench.floor import FLOOR_ACTIVITY, FloorWorkflow
 from bench.harness import Bench, NoopWorkflow, bench_stack, load, log, noop_workflow, timed
-from bench.latency import _interleaved, append_cost
+from bench.latency import append_cost, interleaved
 from bench.latency_report import Row, append_verdict
 from longthread.locomo import load_samples
 from memory.models import Message, parse_messages
@@ -144,7 +144,7 @@ async def _floor_rows(bench: Bench, noop: Any, texts: list[str], n: int) -> list
             await conv.settle(timeout=600, poll=0.05)
 
         try:
-            out = await _interleaved(ops, n, between=settle)
+            out = await interleaved(ops, n, between=settle)
         finally:
             await floor.signal(FloorWorkflow.stop)
     return [(name, percentiles(v)) for name, v in out.items()]

@@ -69,7 +69,7 @@ from memory.store.rows import _FIELDS
 from memory.store.search import LEXICAL_CTES
 from memory.window import assemble_from_window
 
-__all__ = ["run"]
+__all__ = ["append_cost", "interleaved", "run"]
 
 SAMPLES = int(os.environ.get("LT_LATENCY_SAMPLES", "200"))
 FILL_CHUNK = 2000
@@ -77,7 +77,7 @@ TENANT = "bench"
 
 
 
-async def _interleaved(ops: dict[str, Callable[[], Awaitable[Any]]], n: int,
+async def interleaved(ops: dict[str, Callable[[], Awaitable[Any]]], n: int,
                        between: Callable[[], Awaitable[Any]] | None = None
                        ) -> dict[str, list[float]]:
     """n samples of every op, in rotating order each round (no op always goes first)."""
@@ -120,7 +120,7 @@ async def append_cost(bench: Bench, noop: Any, texts: list[str], n: int,
             TENANT, direct, parse_messages(batch(1)))
         ops["  store.append_messages(100) alone"] = lambda: bench.store.append_messages(
             TENANT, direct, parse_messages(batch(100)))
-    return await _interleaved(ops, n, between=settle if quiet else None)
+    return await interleaved(ops, n, between=settle if quiet else None)
 
 
 async def _fill_session(bench: Bench, session: str, scale: int, texts: list[str],
@@ -211,7 +211,7 @@ async def _context_parts(bench: Bench, conv: Conversation, embedder: Embedder,
     async def record() -> None:
         await store.record_served(TENANT, conv.session, served)
 
-    times = await _interleaved({"  query embedding alone": embed,
+    times = await interleaved({"  query embedding alone": embed,
                                 f"  store.search alone (k={k}, ±{request.neighbours} "
                                 "neighbours)": search,
                                 "    its BM25 leg, store.lexical_ranks alone": lexical,
@@ -361,7 +361,7 @@ async def _context_latency(bench: Bench, noop: Any, texts: list[str], base: np.n
             other = await lt.conversation(conv.session, tenant=TENANT)
             ops[f"context() at {scale:,}, ONNX int8 query embedder"] = functools.partial(
                 _ask, other, qs)
-        times = await _interleaved(ops, n)
+        times = await interleaved(ops, n)
         info["load"][scale] = load()
         rows.append((f"no-op update (with context() at {scale:,})",
                      percentiles(times.pop("no-op update"))))
