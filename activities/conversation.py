@@ -58,6 +58,7 @@ __all__ = ["ConversationActivities", "heartbeating"]
 
 EMBED_BATCH = 64
 INDEX_ROUNDS = 8  # statements of INDEX_TERMS_LIMIT messages each, ~0.7 s apiece at load 5
+EMBED_SECONDS = 4.0  # one embedding pass stops at the first batch boundary past this
 HEARTBEAT_EVERY = 5.0  # seconds; the heartbeat timeouts in activities/specs.py are 3x this
 
 T = TypeVar("T")
@@ -116,41 +117,52 @@ class ConversationActivities:
         return AppendResult(appended=out.appended, duplicates=out.duplicates,
                             total=out.cursors.next_seq, cursors=out.cursors)
 
-    async def _index(self, input: EmbedInput) -> None:
-        """Index what is stored, a statement at a time with a heartbeat after each, and at most
-        INDEX_ROUNDS statements before the next embedding batch. Unbounded, a burst that
-        appends faster than one statement indexes kept this loop from ever returning: the
-        activity missed its heartbeats and was retried from the start, nothing was embedded,
-        and the workflow, waiting for this activity before continuing as new, ran into
-        Temporal's history size limit (the 1M bench at 280,000 messages)."""
+    async def _index(self, input: EmbedInput, deadline: float) -> None:
+        """Index what is stored, a statement at a time with a heartbeat after each: at least
+        one statement, then more until caught up, INDEX_ROUNDS, or the activity's deadline.
+        Unbounded, a burst that appends faster than one statement indexes kept this loop from
+        ever returning: the activity missed its heartbeats and was retried from the start,
+        nothing was embedded, and the workflow, waiting for this activity before continuing
+        as new, ran into Temporal's history size limit (the 1M bench at 280,000 messages)."""
         for _ in range(INDEX_ROUNDS):
             done = await self.store.index_terms(input.tenant, input.session, rounds=1)
             activity.heartbeat()
-            if done < INDEX_TERMS_LIMIT:
+            if done < INDEX_TERMS_LIMIT or time.monotonic() >= deadline:
                 return
 
     @activity.defn(name=specs.EMBED.name)
     async def embed_messages(self, input: EmbedInput) -> EmbedResult:
-        """Embed what is stored in [start, stop) and not embedded yet (idempotent).
+        """Embed what is stored in [start, stop) and not embedded yet (idempotent), for about
+        EMBED_SECONDS, and say how far it got (`reached`); the workflow starts the next pass
+        from there.
+
+        The bound is on the whole activity, because a run due to continue as new waits for
+        the pass in flight while appends keep adding to its history: unbounded, a pass of
+        512 messages took 20 s to minutes under a 1,000 msgs/s burst (the 1M bench), and one
+        run's history reached 39.5 MB of Temporal's 50 MB. Each pass embeds at least one
+        batch, so a burst that keeps the indexing busy never starves the embedding.
 
         The workflow starts this after every append, so it also keeps the inverted index up
         to date (`memory.store.indexing`): what is stored is indexed before each batch is
-        embedded (a few milliseconds, where an embedding batch takes a second), up to
-        INDEX_ROUNDS statements at a time after a burst (`_index`)."""
-        await self._index(input)
+        embedded (a few milliseconds, where an embedding batch takes a second), a bounded
+        number of statements at a time after a burst (`_index`)."""
+        deadline = time.monotonic() + EMBED_SECONDS
+        await self._index(input, deadline)
         todo = await self.store.unembedded(input.tenant, input.session, input.start, input.stop)
         for at in range(0, len(todo), EMBED_BATCH):
             if at:
-                await self._index(input)
+                if time.monotonic() >= deadline:
+                    return EmbedResult(embedded=at, reached=todo[at][3])
+                await self._index(input, deadline)
             batch = todo[at : at + EMBED_BATCH]
             # The day each was sent goes into its embedded text, as into its lexical index
             # (migration 9), through the one helper `memory.text.indexed_text`.
             vectors = await heartbeating(self.embedder.embed(
-                [indexed_text(text, sent) for _, text, sent in batch]))
+                [indexed_text(text, sent) for _, text, sent, _ in batch]))
             await self.store.set_embeddings(input.tenant, input.session, [
-                (ident, vector) for (ident, _, _), vector in zip(batch, vectors, strict=True)])
+                (row[0], vector) for row, vector in zip(batch, vectors, strict=True)])
             activity.heartbeat(at + len(batch))
-        return EmbedResult(embedded=len(todo))
+        return EmbedResult(embedded=len(todo), reached=input.stop)
 
     # -- compaction ------------------------------------------------------------------------
     async def _event(self, ref: SessionRef, event: CompactionEvent) -> None:

@@ -55,6 +55,9 @@ class EmbedInput(SessionRef):
 
 class EmbedResult(_Model):
     embedded: int
+    # Where the pass stopped: everything in [start, reached) is embedded. None in histories
+    # recorded before passes were time-bounded, when a pass always reached its stop.
+    reached: int | None = None
 
 
 class CompactSessionInput(SessionRef):

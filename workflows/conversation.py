@@ -141,10 +141,11 @@ class ConversationWorkflow:
             if self.stopping and not (self.closed and behind):
                 return
             stop = min(self.state.next_seq, self.state.embedded_seq + EMBED_BATCH)
-            await call(specs.EMBED, EmbedInput(tenant=self.input.tenant,
-                                               session=self.input.session,
-                                               start=self.state.embedded_seq, stop=stop))
-            self.state.embedded_seq = stop
+            done = await call(specs.EMBED, EmbedInput(tenant=self.input.tenant,
+                                                      session=self.input.session,
+                                                      start=self.state.embedded_seq, stop=stop))
+            # A pass is time-bounded and may stop short; it always moves forward.
+            self.state.embedded_seq = stop if done.reached is None else done.reached
 
     async def _auto_compact(self) -> None:
         """Compact while the policy asks and each round helps; give way to continue-as-new

@@ -244,15 +244,17 @@ class AppendStore(StoreBase):
                                               embedded["s"] is None else int(embedded["s"])))
 
     async def unembedded(self, tenant: str, session: str, start: int, stop: int
-                         ) -> list[tuple[str, str, datetime | None]]:
-        """(id, content, sent at) of messages in [start, stop) that have no embedding yet: the
-        embedded text carries the day it was sent (`memory.text.indexed_text`)."""
+                         ) -> list[tuple[str, str, datetime | None, int]]:
+        """(id, content, sent at, seq) of messages in [start, stop) that have no embedding yet,
+        in seq order: the embedded text carries the day it was sent
+        (`memory.text.indexed_text`), and the seq says how far a partial pass got."""
         async with self.scoped(tenant) as conn:
             cur = await conn.execute(
-                "SELECT id, content, created_at FROM messages WHERE tenant = %s AND session = %s"
-                " AND seq >= %s AND seq < %s AND embedding IS NULL ORDER BY seq",
-                (tenant, session, start, stop))
-            return [(r["id"], r["content"], r["created_at"]) for r in await cur.fetchall()]
+                "SELECT id, content, created_at, seq FROM messages WHERE tenant = %s"
+                " AND session = %s AND seq >= %s AND seq < %s AND embedding IS NULL"
+                " ORDER BY seq", (tenant, session, start, stop))
+            return [(r["id"], r["content"], r["created_at"], r["seq"])
+                    for r in await cur.fetchall()]
 
     async def set_embeddings(self, tenant: str, session: str,
                              vectors: Sequence[tuple[str, Sequence[float]]]) -> None:

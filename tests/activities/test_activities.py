@@ -109,7 +109,7 @@ async def test_embed_messages_embeds_only_its_range_and_is_idempotent(
                           EmbedInput(tenant="acme", session=session, start=0, stop=4))
     # A bare heartbeat after each indexing statement, then progress after each embedded batch.
     assert first.embedded == 4 and beats == [(), (4,)]
-    assert [i for i, _, _ in await store.unembedded("acme", session, 0, 6)] == ["m4", "m5"]
+    assert [i for i, *_ in await store.unembedded("acme", session, 0, 6)] == ["m4", "m5"]
     assert (await store.cursors("acme", session)).embedded_seq == 4
     beats.clear()
     again = await env.run(activities.embed_messages,
@@ -138,6 +138,31 @@ async def test_embed_messages_works_in_batches(
                         EmbedInput(tenant="acme", session=session, start=0, stop=count))
     assert out.embedded == count and [b for b in beats if b] == [(EMBED_BATCH,), (count,)]
     assert (await store.cursors("acme", session)).embedded_seq == count
+
+
+async def test_an_embedding_pass_past_its_time_stops_at_a_batch_and_says_where(
+    activities: ConversationActivities, store: Store, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A pass is time-bounded (a run due to continue as new waits for it while appends add to
+    its history), yet embeds at least one batch; the next pass starts where it stopped."""
+    monkeypatch.setattr("activities.conversation.EMBED_SECONDS", 0.0)
+    env = ActivityEnvironment()
+    session = _session()
+    count = 2 * EMBED_BATCH + 6
+    await env.run(activities.store_messages, _store_input(
+        session, _messages([f"Line {i} about parcel {i}." for i in range(count)])))
+    first = await env.run(activities.embed_messages,
+                          EmbedInput(tenant="acme", session=session, start=0, stop=count))
+    assert (first.embedded, first.reached) == (EMBED_BATCH, EMBED_BATCH)
+    assert (await store.cursors("acme", session)).embedded_seq == EMBED_BATCH
+    reached = first.reached
+    while reached is not None and reached < count:
+        step = await env.run(activities.embed_messages,
+                             EmbedInput(tenant="acme", session=session, start=reached,
+                                        stop=count))
+        assert step.reached is not None and step.reached > reached
+        reached = step.reached
+    assert reached == count and await store.unembedded("acme", session, 0, count) == []
 
 
 # -- compaction --------------------------------------------------------------------------------

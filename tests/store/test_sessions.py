@@ -188,10 +188,10 @@ async def test_cursors_follow_appends_and_embeddings(store: Store) -> None:
     assert dup.cursors.model_copy(update={"rev": 0}) == out.cursors.model_copy(update={"rev": 0})
 
     todo = await store.unembedded("acme", session, 0, 2)
-    assert todo == [("m0", _user(0).content, None), ("m1", _user(1).content, None)]
-    await store.set_embeddings("acme", session, [(i, [0.1] * 384) for i, _, _ in todo])
+    assert todo == [("m0", _user(0).content, None, 0), ("m1", _user(1).content, None, 1)]
+    await store.set_embeddings("acme", session, [(i, [0.1] * 384) for i, *_ in todo])
     assert (await store.cursors("acme", session)).embedded_seq == 2
-    assert [i for i, _, _ in await store.unembedded("acme", session, 0, 10)] == ["big", "m3"]
+    assert [i for i, *_ in await store.unembedded("acme", session, 0, 10)] == ["big", "m3"]
     await store.set_embeddings("acme", session, [("m3", [0.2] * 384)])
     assert (await store.cursors("acme", session)).embedded_seq == 2  # "big" is still waiting
     await store.set_embeddings("acme", session, [("big", [0.3] * 384)])

@@ -107,7 +107,7 @@ async def test_unembedded_messages_are_found_by_the_lexical_leg(
     await _fill(store, embedder, "acme", session, FACTS[:3])
     late = Message(id="late", role="user", content="The zeppelin tour was moved to Friday.")
     await store.append_messages("acme", session, [late])  # stored, not embedded yet
-    assert await store.unembedded("acme", session, 0, 10) == [("late", late.content, None)]
+    assert await store.unembedded("acme", session, 0, 10) == [("late", late.content, None, 3)]
     (q,) = await embedder.embed(["zeppelin tour"])
     assert await store.lexical("acme", session, "zeppelin tour") == ["late"]
     hits = await store.search("acme", session, "zeppelin tour", q, k=3)
