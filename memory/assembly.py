@@ -188,8 +188,9 @@ def assemble_context(
     remaining = max_tokens - system_tokens
 
     units = tool_units([m for m in recent if m.role != "system"])
-    unit_msgs = [[_plain(m, "recent", counter) for m in unit] for unit in units]
-    unit_cost = [sum(m.tokens for m in unit) for unit in unit_msgs]
+    # Costs only: the context messages are built for the units taken, at the end (a slice
+    # offers several times more recent messages than a window shows).
+    unit_cost = [sum(counter.count_message(m.role, m.content) for m in unit) for unit in units]
     summary_msgs = [_summary_message(s, counter) for s in summaries]
     system_ids = {m.id for m in system}
     candidates = [c for c in retrieved if c.message.id not in system_ids]
@@ -269,7 +270,7 @@ def assemble_context(
             picked += extra
             left -= sum(summary_msgs[i].tokens for i in extra)
 
-    recent_out = [m for index in sorted(taken) for m in unit_msgs[index]]
+    recent_out = [_plain(m, "recent", counter) for index in sorted(taken) for m in units[index]]
     summary_out = [summary_msgs[i] for i in sorted(picked)] + ([condensed] if condensed else [])
     messages = (*system_msgs, *summary_out, *([block] if block else []), *recent_out)
     tokens = sum(m.tokens for m in messages)

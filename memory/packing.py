@@ -40,6 +40,8 @@ REFILL_TRIES = 32  # exact re-counts spent on the rounding slack; bounds the wor
 
 
 def escape(text: str) -> str:
+    if FENCE not in text:  # the common case, in one scan instead of two replaces
+        return text
     return text.replace(f"</{FENCE}", f"<\\/{FENCE}").replace(f"<{FENCE}", f"<\\{FENCE}")
 
 
@@ -76,16 +78,18 @@ def reach(order: Sequence[tuple[ScoredMessage, float]], candidates: Sequence[Sco
             key = (c.session, c.seq)
             fused[key] = max(fused.get(key, 0.0), c.score, 0.0)
 
-    def at(c: ScoredMessage, offset: int) -> float:
-        return fused.get((c.session, (c.seq or 0) + offset), 0.0)
-
+    get = fused.get  # the five lookups per turn are inlined: this loop sees every candidate
     scored: list[tuple[float, int, str, ScoredMessage]] = []
     for c, score in order[head:]:
-        if c.seq is not None and weight:
-            smoothed = at(c, 0) + context_weight * (at(c, -1) + at(c, 1))
+        seq = c.seq
+        if seq is not None and weight:
+            session = c.session
+            smoothed = get((session, seq), 0.0) + context_weight * (
+                get((session, seq - 1), 0.0) + get((session, seq + 1), 0.0))
             scale = score / smoothed if smoothed > 0 else 1.0
-            score += weight * scale * (at(c, -2) + at(c, 2))
-        scored.append((-score, c.seq or 0, c.message.id, c))
+            score += weight * scale * (get((session, seq - 2), 0.0)
+                                       + get((session, seq + 2), 0.0))
+        scored.append((-score, seq or 0, c.message.id, c))
     scored.sort(key=lambda item: item[:3])
     return [c for c, _ in order[:head]] + [item[3] for item in scored]
 
@@ -118,7 +122,15 @@ class _Layout:
         self.intro = intro
         self.sessions = len({i.session for i in items}) > 1  # name it only when it varies
         self.lines: dict[str, str] = {}
-        self.keys = {id(i): _when(i) for i in items}  # chronological order, computed once
+        # Chronological sort keys, computed once per item and only for items rendered (a
+        # block shows a few dozen of the hundreds of candidates it is offered).
+        self.keys: dict[int, tuple[str, bool, str | None, int, str]] = {}
+
+    def key(self, item: ScoredMessage) -> tuple[str, bool, str | None, int, str]:
+        found = self.keys.get(id(item))
+        if found is None:
+            found = self.keys[id(item)] = _when(item)
+        return found
 
     def group(self, item: ScoredMessage) -> str:
         where = f"session {item.session or '?'} · " if self.sessions else ""
@@ -135,7 +147,7 @@ class _Layout:
         return text
 
     def render(self, items: Sequence[ScoredMessage], counter: TokenCounter) -> ContextMessage:
-        ordered = sorted(items, key=lambda i: self.keys[id(i)])
+        ordered = sorted(items, key=self.key)
         lines = [f"{self.intro}\n<{FENCE}>"]
         header = None
         for item in ordered:
@@ -162,10 +174,16 @@ def pack_block(ranked: Sequence[ScoredMessage], budget: int, counter: TokenCount
     used = counter.count_message("system", f"{intro}\n<{FENCE}>\n</{FENCE}>")
     groups: set[str] = set()
     chosen: list[ScoredMessage] = []
-    for item in ranked:
-        cost = counter.count(layout.line(item)) + 1
+    costs = [counter.count(layout.line(item)) for item in ranked]  # reused by the refill
+    for item, line_cost in zip(ranked, costs, strict=True):
+        cost = line_cost + 1
+        if dated_lines:  # no group headers: a line costs its own tokens only
+            if used + cost <= budget:
+                used += cost
+                chosen.append(item)
+            continue
         group = layout.group(item)
-        if not dated_lines and group not in groups:
+        if group not in groups:
             cost += counter.count(group) + 1
         if used + cost <= budget:
             used += cost
@@ -179,11 +197,10 @@ def pack_block(ranked: Sequence[ScoredMessage], budget: int, counter: TokenCount
         block = layout.render(chosen, counter)
     tries = 0
     picked = {c.message.id for c in chosen}
-    for item in ranked:
+    for item, line_cost in zip(ranked, costs, strict=True):
         if tries >= REFILL_TRIES or budget - block.tokens <= 0:
             break
-        if item.message.id in picked or \
-                counter.count(layout.line(item)) - 2 > budget - block.tokens:
+        if item.message.id in picked or line_cost - 2 > budget - block.tokens:
             continue  # the line's estimate, less its rounding, cannot fit the slack
         tries += 1
         trial = layout.render([*chosen, item], counter)

@@ -81,26 +81,45 @@ def near_duplicates(texts: Sequence[str], threshold: float = 0.9,
     indexes: dict[Hashable, dict[str, list[int]]] = {}  # group -> term -> texts, ascending
     lengths: dict[int, int] = {}  # set size -> prefix length
     duplicates: dict[int, int] = {}
+    # (group, term set) -> the index a text with exactly that set repeats: the first such
+    # text if it was no duplicate, else what that one repeats. Every earlier candidate was
+    # already compared against that same set and the first match is the same, so copies (most
+    # of a long chat's candidates) skip the prefix and the comparisons. Only while identical
+    # sets count as duplicates (threshold at most 1).
+    repeats: dict[tuple[Hashable, frozenset[str]], int] | None = {} if threshold <= 1 else None
     for i, terms in enumerate(sets):
         size = len(terms)
         if size < MIN_TERMS:
             continue
         group = None if groups is None else groups[i]
+        if repeats is not None:
+            same = repeats.get((group, terms))
+            if same is not None:
+                duplicates[i] = same
+                continue
+            repeats[(group, terms)] = i  # corrected below if i repeats an earlier text
         index = indexes.get(group)
         if index is None:
             index = indexes[group] = {}
         length = lengths.get(size)
         if length is None:
             length = lengths[size] = size - math.ceil(threshold * size - 1e-9) + 1
-        prefix = sorted(terms, key=by_rank)[:length]
+        # Most texts (fewer than 10 terms at 0.9) have a one-term prefix: its rarest term,
+        # found by `min` without sorting the set (ranks are distinct, so it is the same term).
         # One term's postings are already in ascending order; several are merged.
-        found = index.get(prefix[0], ()) if length == 1 else sorted(
-            {j for term in prefix for j in index.get(term, ())})
+        if length == 1:
+            prefix = [min(terms, key=by_rank)]
+            found: Sequence[int] = index.get(prefix[0], ())
+        else:
+            prefix = sorted(terms, key=by_rank)[:length]
+            found = sorted({j for term in prefix for j in index.get(term, ())})
         for j in found:
             other = sets[j]
             shared = len(terms & other)
             if shared / (size + len(other) - shared) >= threshold:
                 duplicates[i] = j
+                if repeats is not None:
+                    repeats[(group, terms)] = j
                 break
         else:
             for term in prefix:

@@ -20,6 +20,19 @@ __all__ = [
 
 MESSAGE_OVERHEAD = 4  # role markers and separators, as in OpenAI's chat format accounting
 _CODE_CHARS = re.compile(r"[{}()\[\];=<>_/\\|`$#@*+]")
+_CACHED_CHARS = 2048  # texts up to this long have their heuristic count cached
+_COUNTS_HELD = 16384  # then the cache starts over: ≤ 32 Mi characters held, typically ~2 M
+_COUNTS: dict[str, int] = {}
+
+
+def _heuristic_count(text: str) -> int:
+    if not text:
+        return 0
+    symbols = len(_CODE_CHARS.findall(text))
+    chars_per_token = 3.0 if symbols * 12 > len(text) else 4.0
+    words = text.count(" ") + text.count("\n") + 1
+    # Never fewer tokens than a third of the words: short words are a token each.
+    return max(int(len(text) / chars_per_token + 0.999), (words + 2) // 3)
 
 
 class TokenCounter(Protocol):
@@ -36,13 +49,19 @@ class HeuristicCounter:
     name = "heuristic"
 
     def count(self, text: str) -> int:
-        if not text:
-            return 0
-        symbols = len(_CODE_CHARS.findall(text))
-        chars_per_token = 3.0 if symbols * 12 > len(text) else 4.0
-        words = text.count(" ") + text.count("\n") + 1
-        # Never fewer tokens than a third of the words: short words are a token each.
-        return max(int(len(text) / chars_per_token + 0.999), (words + 2) // 3)
+        # Assembly counts the same texts many times (a recent message when the slice is cut
+        # and again when it is shown, a retrieved line when packed and when refilled), and
+        # a session's messages come back on every call: a pure function, so short texts are
+        # looked up (a hashed str is one dict probe). Long ones (a rendered block, mostly new
+        # each call) are counted, not held.
+        if len(text) > _CACHED_CHARS:
+            return _heuristic_count(text)
+        tokens = _COUNTS.get(text)
+        if tokens is None:
+            if len(_COUNTS) >= _COUNTS_HELD:
+                _COUNTS.clear()
+            tokens = _COUNTS[text] = _heuristic_count(text)
+        return tokens
 
     def count_message(self, role: str, content: str) -> int:
         return self.count(content) + MESSAGE_OVERHEAD
