@@ -8,9 +8,8 @@ The record is committed before the window is returned: a context the caller has,
 The search text (and what is embedded) is the query without the participants' names
 (`memory.retrieval.content_query`); assembly and the served record keep the query as asked.
 The participants are the speakers (`Message.name`) of the window read; the query is embedded
-and both retrieval legs run while the window is read, with the participants this process saw
-in the session last time, and again only if the window shows other names that change the
-search text.
+and its BM25 leg run while the window is read, with the participants this process saw in the
+session last time, and again only if the window shows other names that change the search text.
 """
 
 from __future__ import annotations
@@ -70,37 +69,13 @@ async def _settled(*tasks: asyncio.Future[Any] | None) -> None:
         await asyncio.gather(*pending, return_exceptions=True)
 
 
-class _Legs:
-    """Both retrieval legs of one search text, started at once: BM25 (ids and ranks only: it
-    needs no vector) on its own pooled connection, and the query's embedding (in a thread)
-    followed by the vector leg on another. Each leg holds a connection only for its own
-    statement, never while waiting for the other."""
-
-    def __init__(self, store: Store, embedder: QueryEmbedder, tenant: str, session: str,
-                 text: str, k: int) -> None:
-        self.lexical = asyncio.ensure_future(store.lexical_ranks(tenant, session, text, k))
-
-        async def vector() -> list[tuple[str, int]]:
-            return await store.vector_ranks(tenant, session, await _embed(embedder, text), k)
-
-        self.vector = asyncio.ensure_future(vector())
-
-    async def ranks(self) -> tuple[list[tuple[str, int]], list[tuple[str, int]]]:
-        return await self.lexical, await self.vector
-
-    async def settled(self) -> None:
-        await _settled(self.lexical, self.vector)
-
-
 async def serve_context(store: Store, embedder: QueryEmbedder, tenant: str, session: str,
                         request: ContextRequest) -> ContextWindow:
-    """Three things start at once: the window's read and both retrieval legs (`_Legs`), each
-    on its own pooled connection. When both legs are in, one statement fuses their ranks and
-    fetches the hits with their neighbours. Assembly follows, then the served record,
-    committed before the window is returned; the fusion and the record share one connection.
-
-    The vector leg used to run with the fusion, after the BM25 leg: run beside it, the
-    slower of the two is on the critical path instead of their sum.
+    """Three things start at once: the window's read and the BM25 leg (ids and ranks only: it
+    needs no vector), each on its own pooled connection, and the query's embedding (in a
+    thread). When the vector is there, one statement runs the vector leg, fuses and fetches
+    the hits with their neighbours. Assembly follows, then the served record, committed before
+    the window is returned; the fused search and the record share one connection.
 
     No call holds a pooled connection while it waits for another: with as many concurrent
     calls as the pool has connections, each holding one and waiting for a second, none could
@@ -110,26 +85,29 @@ async def serve_context(store: Store, embedder: QueryEmbedder, tenant: str, sess
     guess = content_query(query, _participants.get(key, ())) if query else None
     # Enough candidates for the reranker to reorder what fits the budget.
     k = max(request.k, candidate_count(request.max_tokens))
-    legs = _Legs(store, embedder, tenant, session, guess, k) if guess else None
+    embedding = asyncio.ensure_future(_embed(embedder, guess)) if guess else None
+    lexical = asyncio.ensure_future(
+        store.lexical_ranks(tenant, session, guess, k)) if guess else None
     try:
         snapshot = await store.read_window(tenant, session, request.max_tokens)
-        ranks: tuple[list[tuple[str, int]], list[tuple[str, int]]] | None = None
-        if query is not None and legs is not None:
+        ranks: list[tuple[str, int]] | None = None
+        vector: list[float] | None = None
+        if query is not None and embedding is not None and lexical is not None:
             names = frozenset(m.name for m in snapshot.state.messages if m.name)
             _remember(key, names)
             text = content_query(query, names)
             if text != guess:  # names this process had not seen in the session
-                await legs.settled()
-                legs = _Legs(store, embedder, tenant, session, text, k)
-            ranks = await legs.ranks()
+                await _settled(embedding, lexical)
+                embedding = asyncio.ensure_future(_embed(embedder, text))
+                lexical = asyncio.ensure_future(store.lexical_ranks(tenant, session, text, k))
+            ranks, vector = await lexical, await embedding
     finally:
-        if legs is not None:
-            await legs.settled()
+        await _settled(embedding, lexical)
     async with store.connection() as conn:
         candidates: list[ScoredMessage] = []
-        if ranks is not None:
-            found = await store.fused_ranks(tenant, session, *ranks, k,
-                                            neighbours=request.neighbours, conn=conn)
+        if ranks is not None and vector is not None:
+            found = await store.fused(tenant, session, ranks, vector, k,
+                                      neighbours=request.neighbours, conn=conn)
             # Only what existed at the snapshot: retrieval ran in its own transactions.
             candidates = [c for c in found if c.seq is not None and c.seq < snapshot.turn]
         window = await assemble_and_record(store, tenant, session, snapshot, request, query,

@@ -16,9 +16,8 @@ from typing import Any
 
 from memory.store.rows import message_columns
 
-__all__ = ["BM25_B", "BM25_K1", "FUSED", "FUSED_AROUND", "FUSED_GIVEN", "FUSED_GIVEN_AROUND",
-           "LEXEME_POSTINGS_CAP", "LEXICAL", "LEXICAL_CTES", "RRF_K", "VECTOR", "VECTOR_AND_FUSED",
-           "lexical_params", "neighbour_scores"]
+__all__ = ["BM25_B", "BM25_K1", "FUSED", "FUSED_AROUND", "LEXEME_POSTINGS_CAP", "LEXICAL",
+           "LEXICAL_CTES", "RRF_K", "VECTOR_AND_FUSED", "lexical_params", "neighbour_scores"]
 
 RRF_K = 60  # reciprocal-rank-fusion constant from Cormack et al.; the usual default
 BM25_K1 = 1.2  # the usual Okapi BM25 parameters (Robertson & Zaragoza)
@@ -119,16 +118,16 @@ _LEX_TOP_K = f"""), lex AS (
 
 LEXICAL = "WITH " + _POSTINGS_CTES + _LEX_TOP_K + "SELECT id, rank FROM lex ORDER BY rank"
 
-# The vector leg alone: the k nearest by cosine distance, ranked (1 = nearest).
-_VECTOR_KNN = """SELECT id, row_number() OVER (ORDER BY embedding <=> %(q)s) AS rank
+# The vector leg and the fusion, after a `lex` CTE of (id, rank): the single statement's
+# tail, shared by both forms.
+VECTOR_AND_FUSED = """vec AS (
+    SELECT id, row_number() OVER (ORDER BY embedding <=> %(q)s) AS rank
     FROM (SELECT id, embedding FROM messages
           WHERE tenant = %(tenant)s AND session = %(session)s AND embedding IS NOT NULL
             AND (%(since)s::timestamptz IS NULL OR created_at >= %(since)s)
             AND (%(until)s::timestamptz IS NULL OR created_at < %(until)s)
-          ORDER BY embedding <=> %(q)s LIMIT %(k)s) hits"""
-
-# Reciprocal-rank fusion of `vec` and `lex` (id, rank) and the fetch of the fused hits.
-_FUSION = """fused AS (
+          ORDER BY embedding <=> %(q)s LIMIT %(k)s) hits
+), fused AS (
     SELECT id, sum(1.0 / (%(rrf)s + rank)) AS score
     FROM (SELECT * FROM vec UNION ALL SELECT * FROM lex) ranked GROUP BY id
     -- the k best (and any tied with the k-th): only those are fetched from messages
@@ -139,27 +138,14 @@ JOIN messages m ON m.tenant = %(tenant)s AND m.session = %(session)s AND m.id = 
 ORDER BY fused.score DESC, m.seq LIMIT %(k)s
 """
 
-# The vector leg and the fusion, after a `lex` CTE of (id, rank): the single statement's
-# tail, shared by both forms.
-VECTOR_AND_FUSED = "vec AS (\n    " + _VECTOR_KNN + "\n), " + _FUSION
-
-# The vector leg as a statement of its own (`Store.vector_ranks`), so that it can run beside
-# the lexical leg as soon as the query is embedded.
-VECTOR = _VECTOR_KNN + " ORDER BY rank"
-
 # The lexical ranks come in as two arrays (`LEXICAL`'s rows, in order).
-_LEX_GIVEN = ("lex AS (\n    SELECT * FROM unnest(%(lex_ids)s::text[], %(lex_ranks)s::bigint[])"
-              " AS l(id, rank)\n)")
-FUSED = "WITH " + _LEX_GIVEN + ", " + VECTOR_AND_FUSED
-
-# Both legs' ranks come in as arrays: only the fusion and the fetch are left.
-_VEC_GIVEN = ("vec AS (\n    SELECT * FROM unnest(%(vec_ids)s::text[], %(vec_ranks)s::bigint[])"
-              " AS v(id, rank)\n)")
-FUSED_GIVEN = "WITH " + _LEX_GIVEN + ", " + _VEC_GIVEN + ", " + _FUSION
+FUSED = """WITH lex AS (
+    SELECT * FROM unnest(%(lex_ids)s::text[], %(lex_ranks)s::bigint[]) AS l(id, rank)
+), """ + VECTOR_AND_FUSED
 
 # The neighbours of the hits (the turns `around` seqs either side) ride in the same statement,
 # marked `extra`; the caller scores each at half its nearest hit's score.
-_AROUND = """), near AS (
+FUSED_AROUND = "WITH hits AS (" + FUSED + """), near AS (
     SELECT DISTINCT h.seq + d AS seq FROM hits h,
            generate_series(-%(around)s::int, %(around)s::int) AS d WHERE d <> 0
 )
@@ -171,8 +157,6 @@ SELECT * FROM (
     WHERE m.id NOT IN (SELECT id FROM hits)
 ) found ORDER BY extra, score DESC, seq
 """
-FUSED_AROUND = "WITH hits AS (" + FUSED + _AROUND
-FUSED_GIVEN_AROUND = "WITH hits AS (" + FUSED_GIVEN + _AROUND
 
 
 def lexical_params(tenant: str, session: str, text: str, k: int, since: datetime | None,

@@ -27,11 +27,8 @@ from memory.store.rows import MESSAGE_COLUMNS, row_to_message, row_to_scored
 from memory.store.search import (
     FUSED,
     FUSED_AROUND,
-    FUSED_GIVEN,
-    FUSED_GIVEN_AROUND,
     LEXICAL,
     RRF_K,
-    VECTOR,
     lexical_params,
     neighbour_scores,
 )
@@ -209,50 +206,13 @@ class Store(SessionStore):
         """The vector leg fused with `lexical` (from `lexical_ranks` with the same k, since
         and until) by reciprocal rank: the k best messages, and with `neighbours` the turns
         around each at half its score. One round trip."""
-        params = self._fusion_params(tenant, session, lexical, k, neighbours, since, until)
-        params["q"] = Vector(np.asarray(embedding, dtype=np.float32))
+        params: dict[str, Any] = {
+            "tenant": tenant, "session": session, "k": k, "since": since, "until": until,
+            "rrf": RRF_K, "q": Vector(np.asarray(embedding, dtype=np.float32)),
+            "around": neighbours, "lex_ids": [i for i, _ in lexical],
+            "lex_ranks": [r for _, r in lexical]}
         (rows,) = await self._batch(tenant, [(FUSED_AROUND if neighbours else FUSED, params)],
                                     prepare=False, conn=conn)
-        return self._fused_hits(rows, session, neighbours)
-
-    async def vector_ranks(self, tenant: str, session: str, embedding: Sequence[float],
-                           k: int = 10, *, since: datetime | None = None,
-                           until: datetime | None = None, conn: Connection | None = None,
-                           ) -> list[tuple[str, int]]:
-        """The vector leg alone: the k nearest ids with their ranks (1 = nearest), so that it
-        can run beside `lexical_ranks` once the query is embedded (`activities.serving`)."""
-        (rows,) = await self._batch(tenant, [(VECTOR, {
-            "tenant": tenant, "session": session, "k": k, "since": since, "until": until,
-            "q": Vector(np.asarray(embedding, dtype=np.float32))})], prepare=False, conn=conn)
-        return [(row["id"], int(row["rank"])) for row in rows]
-
-    async def fused_ranks(
-        self, tenant: str, session: str, lexical: Sequence[tuple[str, int]],
-        vector: Sequence[tuple[str, int]], k: int = 10, *, neighbours: int = 0,
-        conn: Connection | None = None,
-    ) -> list[ScoredMessage]:
-        """What `fused` returns, from both legs' ranks (`lexical_ranks` and `vector_ranks`
-        with the same k, since and until): the same fusion in SQL, so the same scores,
-        order and ties. One round trip."""
-        params = self._fusion_params(tenant, session, lexical, k, neighbours, None, None)
-        params["vec_ids"] = [i for i, _ in vector]
-        params["vec_ranks"] = [r for _, r in vector]
-        (rows,) = await self._batch(
-            tenant, [(FUSED_GIVEN_AROUND if neighbours else FUSED_GIVEN, params)],
-            prepare=False, conn=conn)
-        return self._fused_hits(rows, session, neighbours)
-
-    @staticmethod
-    def _fusion_params(tenant: str, session: str, lexical: Sequence[tuple[str, int]], k: int,
-                       neighbours: int, since: datetime | None, until: datetime | None,
-                       ) -> dict[str, Any]:
-        return {"tenant": tenant, "session": session, "k": k, "since": since, "until": until,
-                "rrf": RRF_K, "around": neighbours, "lex_ids": [i for i, _ in lexical],
-                "lex_ranks": [r for _, r in lexical]}
-
-    @staticmethod
-    def _fused_hits(rows: Sequence[dict[str, Any]], session: str,
-                    neighbours: int) -> list[ScoredMessage]:
         hits = [(row, float(row["score"])) for row in rows if not row.get("extra")]
         if neighbours and hits:
             extras = [row for row in rows if row.get("extra")]

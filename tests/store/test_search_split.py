@@ -1,5 +1,4 @@
-"""The hybrid search in two statements (lexical ranks, then fused), and in three (each leg's
-ranks, then their fusion, as `activities.serving` runs it), returns exactly what the
+"""The hybrid search in two statements (lexical ranks, then fused) returns exactly what the
 single statement that joined them returned: same ids, seqs, scores and order, with and
 without neighbours and time bounds. The single statement is taken as it was, with its `idf`
 CTE left to the planner (which inlined it, computing numeric ln once per posting): the
@@ -79,10 +78,3 @@ async def test_two_statements_return_what_one_did(store: Store, neighbours: int)
                                  since=since, until=until)
         assert [(c.message.id, c.seq, c.score) for c in got] == want
         assert len(want) >= k
-        # Three statements, as served: both legs on their own, then the fusion of their ranks.
-        lexical = await store.lexical_ranks("acme", session, text, k, since=since, until=until)
-        vector = await store.vector_ranks("acme", session, q, k, since=since, until=until)
-        assert len(vector) == k and [r for _, r in vector] == list(range(1, k + 1))
-        three = await store.fused_ranks("acme", session, lexical, vector, k,
-                                        neighbours=neighbours)
-        assert [(c.message.id, c.seq, c.score) for c in three] == want
