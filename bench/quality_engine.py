@@ -83,6 +83,10 @@ class Variant:
 
 
 LONGTHREAD = Variant("longthread")
+# The same conversations with UUID turn ids, as clients send them (bench.quality_store.load):
+# what the ids on retrieved lines cost, and what version 5's short ids give back.
+UUID_IDS = (Variant("longthread, UUID ids (v5: a long id shown by its tail)"),
+            Variant("longthread, UUID ids, assembly v4 (ids whole)", version=4))
 V3 = Variant("longthread, assembly v3 (before reach and idle shares)", version=3)
 SERVED = Variant("longthread as served (+ store neighbours ±1 at half score)", neighbours=1)
 V3_SERVED = Variant("longthread as served, assembly v3", neighbours=1, version=3)
@@ -377,7 +381,10 @@ def evaluate_all(ablation: bool = True, store: bool = True) -> tuple[Section, di
         more = evaluate(load(date=True), dated)
         results.update({key: rows for key, rows in more.items()
                         if key[0] in {v.name for v in dated}})
-    names = [v.name for v in main] + list(BASELINES)
+    uuids = evaluate(load(date=True, uuid_ids=True), UUID_IDS)
+    results.update({key: rows for key, rows in uuids.items()
+                    if key[0] in {v.name for v in UUID_IDS}})
+    names = [v.name for v in (*main, *UUID_IDS)] + list(BASELINES)
     md, data = report(results, names, [v.name for v in extra], [c.sample_id for c in convs],
                       time.perf_counter() - started)
     md += "\n#### Ledger level counts by append batch size\n\n" + level_counts()

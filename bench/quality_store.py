@@ -17,6 +17,7 @@ import math
 import os
 import statistics
 import sys
+import uuid
 from collections import defaultdict
 from collections.abc import Sequence
 from dataclasses import dataclass, field
@@ -167,9 +168,23 @@ def indexed_text(message: Message, date: bool = False, speaker: bool = False) ->
     return dated(text, message.created_at) if date else text
 
 
-def load(date: bool = False, speaker: bool = False) -> list[Conversation]:
+def _uuid_for(sample_id: str, ident: str) -> str:
+    """A fixed UUID for a LoCoMo turn id: ids as clients send them, same text and order."""
+    return str(uuid.uuid5(uuid.NAMESPACE_URL, f"locomo/{sample_id}/{ident}"))
+
+
+def load(date: bool = False, speaker: bool = False, uuid_ids: bool = False
+         ) -> list[Conversation]:
+    """The conversations as the store holds them; with `uuid_ids`, every turn id (and its
+    evidence references) replaced by a UUID, as a client would send them."""
     samples = load_samples()
     convs = [[Message.model_validate(m) for m in s.messages] for s in samples]
+    rename: dict[str, str] = {}
+    if uuid_ids:
+        for sample, msgs in zip(samples, convs, strict=True):
+            for i, m in enumerate(msgs):
+                rename[f"{sample.sample_id}/{m.id}"] = new = _uuid_for(sample.sample_id, m.id)
+                msgs[i] = m.model_copy(update={"id": new})
     texts = [indexed_text(m, date, speaker) for msgs in convs for m in msgs]
     asked = [(s, q) for s in samples for q in s.questions if q["category"] in CATEGORIES]
     q_texts = [q["question"] for _, q in asked]
@@ -186,7 +201,9 @@ def load(date: bool = False, speaker: bool = False) -> list[Conversation]:
         questions = []
         for s, q in asked:
             if s is sample:
-                wanted = tuple(e for e in _evidence(q) if e in ids)
+                evidence = _evidence(q) if not uuid_ids else tuple(
+                    rename.get(f"{sample.sample_id}/{e}", e) for e in _evidence(q))
+                wanted = tuple(e for e in evidence if e in ids)
                 if wanted:
                     at_q = q_at - len(texts)
                     questions.append(Question(q["question"], q["category"], wanted,

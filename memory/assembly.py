@@ -41,11 +41,12 @@ from memory.tokens import TokenCounter, default_counter
 __all__ = ["ASSEMBLY_VERSION", "DEFAULT_POLICY", "DEFAULT_SHARES", "QUERY_SHARES",
            "AssemblyPolicy", "Shares", "assemble_context", "tool_units"]
 
-ASSEMBLY_VERSION = 4  # 1: fixed shares, date-grouped block, fused order (before issue 12);
+ASSEMBLY_VERSION = 5  # 1: fixed shares, date-grouped block, fused order (before issue 12);
 # 2: adaptive shares, reranked, dated lines; 3: summaries that do not all fit their share are
 # condensed into one that does, so every window of 500 tokens or more carries the hierarchy;
 # 4: turns two away count in the packing order (`reach`); idle summaries get the summary cap;
-# a shorter intro to the retrieved block
+# a shorter intro to the retrieved block; 5: a long id (a UUID) is shown on its retrieved line
+# by its tail (`memory.packing.shown_ids`)
 CONDENSE_MIN_BUDGET = 500  # below this a window is the newest exchange and what answers it
 
 
@@ -178,8 +179,8 @@ def assemble_context(
     Deterministic: the same arguments always give the same window."""
     if max_tokens < 1:
         raise InvalidInputError("max_tokens", "must be at least 1")
-    if version not in (1, 2, 3, 4):
-        raise InvalidInputError("version", "must be 1, 2, 3 or 4")
+    if not 1 <= version <= ASSEMBLY_VERSION:
+        raise InvalidInputError("version", f"must be 1 to {ASSEMBLY_VERSION}")
     counter = counter or default_counter()
     system_msgs = [_plain(m, "system", counter) for m in system]
     system_tokens = sum(m.tokens for m in system_msgs)
@@ -251,7 +252,8 @@ def assemble_context(
         block = legacy_block(chosen, counter) if chosen else None
     else:
         block, chosen = pack_block(fresh, left, counter, dated_lines=policy.dated_lines,
-                                   intro=SHORT_INTRO if version >= 4 else INTRO)
+                                   intro=SHORT_INTRO if version >= 4 else INTRO,
+                                   short_ids=version >= 5)
     left -= block.tokens if block else 0
 
     if not legacy and shares is None:  # what retrieval left flows back: recent, then summaries
