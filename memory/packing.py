@@ -12,10 +12,11 @@ then checked exactly; the slack rounding leaves is refilled with lines that fit 
 
 Version 5 shows a long id by its tail (`shown_ids`): `[…9f3c2a1b 2023-05-08]` for a UUID.
 Clients send UUIDs, and a 36-character id took 9 tokens of a ~45-token line by the heuristic
-counter (20 or more by cl100k), budget that LoCoMo's `D3:7` ids never showed. The tail, not
-the head: a UUIDv7's head is its timestamp, shared by a session's messages, and sequential ids
-(`ticket-4711-msg-00042`) differ at the end. The full ids stay in `source_ids`, and an id whose
-tail another candidate shares is shown whole, so a shown id always names one message.
+counter (more by a BPE tokenizer, which splits hex runs), budget that LoCoMo's `D3:7` ids never
+showed. The tail, not the head: a UUIDv7's head is its timestamp, shared by a session's
+messages, and sequential ids (`ticket-4711-msg-00042`) differ at the end. The full ids stay in
+`source_ids`, and an id whose tail another candidate shares is shown whole, so a shown id
+always names one message.
 
 `reach` (assembly version 4) decides what fills the budget after the top hits. The best-ranked
 lines, up to half the block's budget, keep the reranker's order; the rest are reordered with a
