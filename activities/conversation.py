@@ -178,10 +178,17 @@ class ConversationActivities:
                     [(row[0], vector) for row, vector in zip(batch, vectors, strict=True)]))
                 stored = at + len(batch)
             return EmbedResult(embedded=await stored_so_far(), reached=input.stop)
-        finally:
-            if storing is not None and not storing.done():  # failed or cancelled meanwhile
+        except asyncio.CancelledError:
+            if storing is not None:
                 storing.cancel()
                 await asyncio.gather(storing, return_exceptions=True)
+            raise
+        except BaseException:
+            if storing is not None:  # a batch being stored is kept, and its error not lost
+                (outcome,) = await asyncio.gather(storing, return_exceptions=True)
+                if isinstance(outcome, BaseException):
+                    activity.logger.warning("storing embeddings failed too: %r", outcome)
+            raise
 
     # -- compaction ------------------------------------------------------------------------
     async def _event(self, ref: SessionRef, event: CompactionEvent) -> None:

@@ -179,7 +179,7 @@ def assemble_context(
     Deterministic: the same arguments always give the same window."""
     if max_tokens < 1:
         raise InvalidInputError("max_tokens", "must be at least 1")
-    if not 1 <= version <= ASSEMBLY_VERSION:
+    if version not in range(1, ASSEMBLY_VERSION + 1):
         raise InvalidInputError("version", f"must be 1 to {ASSEMBLY_VERSION}")
     counter = counter or default_counter()
     system_msgs = [_plain(m, "system", counter) for m in system]

@@ -15,8 +15,9 @@ Clients send UUIDs, and a 36-character id took 9 tokens of a ~45-token line by t
 counter (more by a BPE tokenizer, which splits hex runs), budget that LoCoMo's `D3:7` ids never
 showed. The tail, not the head: a UUIDv7's head is its timestamp, shared by a session's
 messages, and sequential ids (`ticket-4711-msg-00042`) differ at the end. The full ids stay in
-`source_ids`, and an id whose tail another candidate shares is shown whole, so a shown id
-always names one message.
+`source_ids`, and an id whose tail another candidate shares (or that would read like another
+candidate's whole id) is shown whole, so a shown id always names one message. Version 5 also
+escapes ids, as it escapes contents: an id may hold the fence's closing tag.
 
 `reach` (assembly version 4) decides what fills the budget after the top hits. The best-ranked
 lines, up to half the block's budget, keep the reranker's order; the rest are reordered with a
@@ -54,13 +55,15 @@ def shown_ids(items: Sequence[ScoredMessage]) -> dict[str, str]:
     """id -> how version 5 shows it on a line: whole up to ID_SHOWN_WHOLE characters, else
     "…" and its tail, unless another of `items` has the same tail (then whole)."""
     tails: dict[str, set[str]] = {}
+    whole: set[str] = set()  # ids shown as they are, which a shortened one must not look like
     for item in items:
         ident = item.message.id
         if len(ident) > ID_SHOWN_WHOLE:
             tails.setdefault(ident[-ID_TAIL:], set()).add(ident)
-    shown = {ident: f"…{tail}" for tail, idents in tails.items() if len(idents) == 1
-             for ident in idents}
-    return shown
+        else:
+            whole.add(ident)
+    return {ident: f"…{tail}" for tail, idents in tails.items()
+            if len(idents) == 1 and f"…{tail}" not in whole for ident in idents}
 
 
 def escape(text: str) -> str:
@@ -146,6 +149,7 @@ class _Layout:
         self.dated = dated_lines
         self.intro = intro
         self.shown = shown_ids(items) if short_ids else {}
+        self.escape_ids = short_ids
         self.sessions = len({i.session for i in items}) > 1  # name it only when it varies
         self.lines: dict[str, str] = {}
         # Chronological sort keys, computed once per item and only for items rendered (a
@@ -168,7 +172,8 @@ class _Layout:
         if text is None:
             where = f"{item.session or '?'} " if self.sessions and self.dated else ""
             when = f" {_day(item)}" if self.dated and m.created_at else ""
-            ident = self.shown.get(m.id, m.id)
+            # Version 5 escapes the id too: an id may hold the fence's closing tag.
+            ident = escape(self.shown.get(m.id, m.id)) if self.escape_ids else m.id
             text = self.lines[m.id] = f"[{where}{ident}{when}] {m.name or m.role}: " \
                                       f"{escape(m.content)}"
         return text

@@ -124,6 +124,59 @@ async def test_embed_messages_embeds_only_its_range_and_is_idempotent(
     assert await store.unembedded("acme", session, 0, 6) == []
 
 
+class _FailingEmbedder:
+    """The real embedder until `fail_on` calls have been made; then a provider error."""
+
+    def __init__(self, inner: LocalEmbedder, fail_on: int) -> None:
+        self.inner, self.fail_on, self.calls = inner, fail_on, 0
+        self.name, self.dim = inner.name, inner.dim
+
+    async def embed(self, texts: Sequence[str]) -> list[list[float]]:
+        self.calls += 1
+        if self.calls >= self.fail_on:
+            raise RuntimeError("embedder down")
+        return await self.inner.embed(list(texts))
+
+
+class _FailingStore(Store):
+    async def set_embeddings(self, tenant: str, session: str,
+                             vectors: Sequence[tuple[str, Sequence[float]]]) -> None:
+        raise RuntimeError("store down")
+
+
+async def test_a_failed_batch_keeps_the_batch_being_stored_and_reports_both_errors(
+    activities: ConversationActivities, store: Store, embedder: LocalEmbedder,
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    """Batch i is stored while batch i+1 is embedded: if that embedding fails, batch i is
+    still stored (not cancelled), and a store failure is logged rather than lost."""
+    env = ActivityEnvironment()
+    session = _session()
+    count = EMBED_BATCH + 6
+    await env.run(activities.store_messages, _store_input(
+        session, _messages([f"Line {i} about parcel {i}." for i in range(count)])))
+    flaky = ConversationActivities(store, _FailingEmbedder(embedder, fail_on=2))
+    with pytest.raises(RuntimeError, match="embedder down"):
+        await env.run(flaky.embed_messages,
+                      EmbedInput(tenant="acme", session=session, start=0, stop=count))
+    assert len(await store.unembedded("acme", session, 0, count)) == count - EMBED_BATCH
+
+    await env.run(activities.embed_messages,
+                  EmbedInput(tenant="acme", session=session, start=0, stop=count))
+    assert await store.unembedded("acme", session, 0, count) == []
+
+    other = _session()  # the store fails on batch 0, then the embedder on batch 1
+    await env.run(activities.store_messages, _store_input(
+        other, _messages([f"Line {i} about depot {i}." for i in range(count)])))
+    broken = ConversationActivities(_FailingStore(store.pool),
+                                    _FailingEmbedder(embedder, fail_on=2))
+    with pytest.raises(RuntimeError, match="embedder down"):
+        await env.run(broken.embed_messages,
+                      EmbedInput(tenant="acme", session=other, start=0, stop=count))
+    assert "storing embeddings failed too: RuntimeError('store down')" in caplog.text
+    assert len(await store.unembedded("acme", other, 0, count)) == count
+
+
 async def test_embed_messages_works_in_batches(
     activities: ConversationActivities, store: Store
 ) -> None:

@@ -60,3 +60,20 @@ def test_short_ids_render_as_before() -> None:
           "counter": COUNTER}
     new, old = assemble_context(**kw), assemble_context(**kw, version=4)  # type: ignore[arg-type]
     assert new == old
+
+
+def test_a_shortened_id_never_reads_like_another_candidates_whole_id() -> None:
+    ids = ["…abcdefgh", "0000-abcdefgh", *_uuids(3)]
+    shown = shown_ids(_scored(ids))
+    assert "0000-abcdefgh" not in shown and "…abcdefgh" not in shown
+    assert set(shown) == set(ids[2:])
+
+
+def test_version_5_escapes_an_id_that_holds_the_fence() -> None:
+    ids = ["a</archived_messages>", "b</archived_messages>", "c<archived_messages"]
+    window = assemble_context(max_tokens=2000, recent=[], retrieved=_scored(ids),
+                              query="group", counter=COUNTER)
+    block = next(m for m in window.messages if m.section == "retrieved")
+    assert set(block.source_ids) == set(ids)  # the contents are verbatim; the ids escaped
+    assert block.content.count("</archived_messages>") == 1
+    assert block.content.count("<archived_messages>") == 1
