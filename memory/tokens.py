@@ -21,8 +21,9 @@ __all__ = [
 MESSAGE_OVERHEAD = 4  # role markers and separators, as in OpenAI's chat format accounting
 _CODE_CHARS = re.compile(r"[{}()\[\];=<>_/\\|`$#@*+]")
 _CACHED_CHARS = 2048  # texts up to this long have their heuristic count cached
-_COUNTS_HELD = 16384  # then the cache starts over: ≤ 32 Mi characters held, typically ~2 M
+_CHARS_HELD = 2_000_000  # then the cache starts over: ≤ 8 MB of text (4-byte characters)
 _COUNTS: dict[str, int] = {}
+_held = [0]  # characters held in _COUNTS (a cell, so the method needs no `global`)
 
 
 def _heuristic_count(text: str) -> int:
@@ -58,9 +59,11 @@ class HeuristicCounter:
             return _heuristic_count(text)
         tokens = _COUNTS.get(text)
         if tokens is None:
-            if len(_COUNTS) >= _COUNTS_HELD:
+            if _held[0] + len(text) > _CHARS_HELD:
                 _COUNTS.clear()
+                _held[0] = 0
             tokens = _COUNTS[text] = _heuristic_count(text)
+            _held[0] += len(text)
         return tokens
 
     def count_message(self, role: str, content: str) -> int:

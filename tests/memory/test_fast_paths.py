@@ -24,11 +24,13 @@ def test_cached_heuristic_count_is_the_formula(text: str) -> None:
     assert counter.count_message("user", text) == first + tokens.MESSAGE_OVERHEAD
 
 
-def test_count_cache_is_bounded() -> None:
+def test_count_cache_is_bounded_by_the_text_it_holds() -> None:
     counter = tokens.HeuristicCounter()
-    for i in range(tokens._COUNTS_HELD + 10):
-        counter.count(f"text {i}")
-    assert len(tokens._COUNTS) <= tokens._COUNTS_HELD
+    text = "y" * tokens._CACHED_CHARS
+    for i in range(2 * tokens._CHARS_HELD // len(text)):
+        assert counter.count(f"{i} {text}"[: tokens._CACHED_CHARS]) > 0
+        held = sum(map(len, tokens._COUNTS))
+        assert held == tokens._held[0] <= tokens._CHARS_HELD
     long = "x" * (tokens._CACHED_CHARS + 1)
     assert counter.count(long) == tokens._heuristic_count(long)
     assert long not in tokens._COUNTS  # counted, not held
