@@ -148,8 +148,8 @@ class _Layout:
                  short_ids: bool = False) -> None:
         self.dated = dated_lines
         self.intro = intro
+        self.short_ids = short_ids
         self.shown = shown_ids(items) if short_ids else {}
-        self.escape_ids = short_ids
         self.sessions = len({i.session for i in items}) > 1  # name it only when it varies
         self.lines: dict[str, str] = {}
         # Chronological sort keys, computed once per item and only for items rendered (a
@@ -173,7 +173,7 @@ class _Layout:
             where = f"{item.session or '?'} " if self.sessions and self.dated else ""
             when = f" {_day(item)}" if self.dated and m.created_at else ""
             # Version 5 escapes the id too: an id may hold the fence's closing tag.
-            ident = escape(self.shown.get(m.id, m.id)) if self.escape_ids else m.id
+            ident = escape(self.shown.get(m.id, m.id)) if self.short_ids else m.id
             text = self.lines[m.id] = f"[{where}{ident}{when}] {m.name or m.role}: " \
                                       f"{escape(m.content)}"
         return text
@@ -210,18 +210,14 @@ def pack_block(ranked: Sequence[ScoredMessage], budget: int, counter: TokenCount
     costs = [counter.count(layout.line(item)) for item in ranked]  # reused by the refill
     for item, line_cost in zip(ranked, costs, strict=True):
         cost = line_cost + 1
-        if dated_lines:  # no group headers: a line costs its own tokens only
-            if used + cost <= budget:
-                used += cost
-                chosen.append(item)
-            continue
-        group = layout.group(item)
-        if group not in groups:
+        group = None if dated_lines else layout.group(item)  # dated lines: no group headers
+        if group is not None and group not in groups:
             cost += counter.count(group) + 1
         if used + cost <= budget:
             used += cost
             chosen.append(item)
-            groups.add(group)
+            if group is not None:
+                groups.add(group)
     if not chosen:
         return None, []
     block = layout.render(chosen, counter)
