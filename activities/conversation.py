@@ -153,8 +153,10 @@ class ConversationActivities:
         stored = 0
 
         async def stored_so_far() -> int:
-            if storing is not None:
-                await storing
+            nonlocal storing
+            if storing is not None:  # awaited once: its error, if any, is raised here only
+                pending, storing = storing, None
+                await pending
                 activity.heartbeat(stored)
             return stored
 

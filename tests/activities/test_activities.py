@@ -176,6 +176,13 @@ async def test_a_failed_batch_keeps_the_batch_being_stored_and_reports_both_erro
     assert "storing embeddings failed too: RuntimeError('store down')" in caplog.text
     assert len(await store.unembedded("acme", other, 0, count)) == count
 
+    caplog.clear()  # a store error alone is raised, not also logged as a second one
+    alone = ConversationActivities(_FailingStore(store.pool), embedder)
+    with pytest.raises(RuntimeError, match="store down"):
+        await env.run(alone.embed_messages,
+                      EmbedInput(tenant="acme", session=other, start=0, stop=count))
+    assert "failed too" not in caplog.text
+
 
 async def test_embed_messages_works_in_batches(
     activities: ConversationActivities, store: Store
