@@ -179,12 +179,10 @@ def load(date: bool = False, speaker: bool = False, uuid_ids: bool = False
     evidence references) replaced by a UUID, as a client would send them."""
     samples = load_samples()
     convs = [[Message.model_validate(m) for m in s.messages] for s in samples]
-    rename: dict[str, str] = {}
     if uuid_ids:
         for sample, msgs in zip(samples, convs, strict=True):
-            for i, m in enumerate(msgs):
-                rename[f"{sample.sample_id}/{m.id}"] = new = _uuid_for(sample.sample_id, m.id)
-                msgs[i] = m.model_copy(update={"id": new})
+            msgs[:] = [m.model_copy(update={"id": _uuid_for(sample.sample_id, m.id)})
+                       for m in msgs]
     texts = [indexed_text(m, date, speaker) for msgs in convs for m in msgs]
     asked = [(s, q) for s in samples for q in s.questions if q["category"] in CATEGORIES]
     q_texts = [q["question"] for _, q in asked]
@@ -202,7 +200,7 @@ def load(date: bool = False, speaker: bool = False, uuid_ids: bool = False
         for s, q in asked:
             if s is sample:
                 evidence = _evidence(q) if not uuid_ids else tuple(
-                    rename.get(f"{sample.sample_id}/{e}", e) for e in _evidence(q))
+                    _uuid_for(sample.sample_id, e) for e in _evidence(q))
                 wanted = tuple(e for e in evidence if e in ids)
                 if wanted:
                     at_q = q_at - len(texts)
