@@ -23,7 +23,7 @@ from activities.types import ContextRequest
 from memory.assembly import ASSEMBLY_VERSION, Shares
 from memory.audit import ServedContext, window_digest
 from memory.models import ContextWindow, ScoredMessage
-from memory.retrieval import candidate_count, content_query
+from memory.retrieval import candidate_count, content_query, neighbour_hit_count
 from memory.store.sessions import LoadedWindow
 from memory.store.store import Connection, Store
 from memory.window import assemble_from_window
@@ -106,8 +106,9 @@ async def serve_context(store: Store, embedder: QueryEmbedder, tenant: str, sess
     async with store.connection() as conn:
         candidates: list[ScoredMessage] = []
         if ranks is not None and vector is not None:
-            found = await store.fused(tenant, session, ranks, vector, k,
-                                      neighbours=request.neighbours, conn=conn)
+            found = await store.fused(
+                tenant, session, ranks, vector, k, neighbours=request.neighbours,
+                neighbour_hits=neighbour_hit_count(request.max_tokens), conn=conn)
             # Only what existed at the snapshot: retrieval ran in its own transactions.
             candidates = [c for c in found if c.seq is not None and c.seq < snapshot.turn]
         window = await assemble_and_record(store, tenant, session, snapshot, request, query,

@@ -34,6 +34,7 @@ from typing import Any
 
 import numpy as np
 
+import activities.serving
 import memory.retrieval
 import memory.store.store
 from activities.providers.embedders import Embedder, OnnxMiniLMEmbedder, local_embedder
@@ -43,6 +44,7 @@ from bench.common import Section, bulk_fill, cached_vectors, percentiles, vacuum
 from bench.harness import Bench, NoopWorkflow, bench_stack, load, log, noop_workflow, timed
 from bench.latency_report import (
     BEFORE,
+    EVERY,
     PREVIOUS,
     SCALES,
     START,
@@ -63,7 +65,7 @@ from longthread.locomo import load_samples
 from memory.audit import ServedContext, window_digest
 from memory.models import Message, ScoredMessage, ToolCall, parse_messages
 from memory.policy import CompactionPolicy
-from memory.retrieval import candidate_count
+from memory.retrieval import candidate_count, neighbour_hit_count
 from memory.similarity import MIN_TERMS, _term_set
 from memory.store.rows import _FIELDS
 from memory.store.search import LEXICAL_CTES
@@ -151,6 +153,7 @@ async def _context_parts(bench: Bench, conv: Conversation, embedder: Embedder,
     request = ContextRequest(query=questions[0], max_tokens=2000)
     # What serve_context asks the store for: k for the budget, the default neighbours.
     k = max(request.k, candidate_count(request.max_tokens))
+    near = neighbour_hit_count(request.max_tokens)
 
     # Each search part takes the next question with its own vector and BM25 ranks, as a
     # context() does: a vector searched again finds the HNSW pages it needs in shared buffers
@@ -172,7 +175,8 @@ async def _context_parts(bench: Bench, conv: Conversation, embedder: Embedder,
 
     async def search() -> None:
         q, v, _ = next(search_legs)
-        await store.search(TENANT, conv.session, q, v, k, neighbours=request.neighbours)
+        await store.search(TENANT, conv.session, q, v, k, neighbours=request.neighbours,
+                           neighbour_hits=near)
 
     async def lexical() -> None:
         await store.lexical_ranks(TENANT, conv.session, next(qs), k)
@@ -183,7 +187,8 @@ async def _context_parts(bench: Bench, conv: Conversation, embedder: Embedder,
 
     async def fused() -> None:
         _, v, r = next(fused_legs)
-        await store.fused(TENANT, conv.session, r, v, k, neighbours=request.neighbours)
+        await store.fused(TENANT, conv.session, r, v, k, neighbours=request.neighbours,
+                          neighbour_hits=near)
 
     async def old_search() -> None:
         q, v, _ = next(old_legs)
@@ -194,7 +199,7 @@ async def _context_parts(bench: Bench, conv: Conversation, embedder: Embedder,
 
     snapshot = await store.read_window(TENANT, conv.session, 2000)
     found = await store.search(TENANT, conv.session, questions[0], vector, k,
-                               neighbours=request.neighbours)
+                               neighbours=request.neighbours, neighbour_hits=near)
     candidates = [c for c in found if c.seq is not None and c.seq < snapshot.turn]
 
     async def assemble() -> None:
@@ -213,7 +218,7 @@ async def _context_parts(bench: Bench, conv: Conversation, embedder: Embedder,
 
     times = await interleaved({"  query embedding alone": embed,
                                 f"  store.search alone (k={k}, ±{request.neighbours} "
-                                "neighbours)": search,
+                                f"neighbours of the best {near})": search,
                                 "    its BM25 leg, store.lexical_ranks alone": lexical,
                                 f"    the BM25 leg at {START}": lexical_before,
                                 "    its vector leg + fusion + fetch, store.fused alone":
@@ -299,15 +304,28 @@ def _before_perf() -> AbstractContextManager[None]:
         (memory.retrieval, "near_duplicates", _before_near_duplicates)])
 
 
+def _every_neighbour() -> AbstractContextManager[None]:
+    """Serving as at dbfc7d5: every hit brings its neighbours, not only the best half."""
+    return swapped([(activities.serving, "neighbour_hit_count", lambda _max_tokens: None)])
+
+
+async def _ask_every(conv: Conversation, queries: Iterator[str]) -> object:
+    """conv.context as at dbfc7d5 (neighbours of every hit)."""
+    with _every_neighbour():
+        return await conv.context(next(queries), max_tokens=2000)
+
+
 async def _ask_before(conv: Conversation, queries: Iterator[str]) -> object:
-    """conv.context with the BM25 statement, near-duplicate pass and row building of c9ce66a."""
-    with _before_perf():
+    """conv.context with the BM25 statement, near-duplicate pass and row building of c9ce66a
+    (and, as then, neighbours of every hit)."""
+    with _before_perf(), _every_neighbour():
         return await conv.context(next(queries), max_tokens=2000)
 
 
 async def _ask_start(conv: Conversation, queries: Iterator[str]) -> object:
-    """conv.context with the search, row building and near-duplicate pass of 3fe83f3."""
-    with session_start():
+    """conv.context with the search, row building and near-duplicate pass of 3fe83f3 (and,
+    as then, neighbours of every hit)."""
+    with session_start(), _every_neighbour():
         return await conv.context(next(queries), max_tokens=2000)
 
 
@@ -318,9 +336,10 @@ async def _ask_previous(bench: Bench, session: str, queries: Iterator[str]) -> o
 
 
 async def _same_windows(bench: Bench, conv: Conversation, questions: list[str]) -> None:
-    """The old and the new code serve the same window for the same question."""
+    """The old codes serve the window that dbfc7d5's serving (neighbours of every hit) serves
+    for the same question."""
     for q in questions:
-        new = await conv.context(q, max_tokens=2000)
+        new = await _ask_every(conv, iter([q]))
         old = await _ask_previous(bench, conv.session, iter([q]))
         assert new == old, f"old and new context() differ for {q!r}"
         start = await _ask_start(conv, iter([q]))
@@ -349,6 +368,8 @@ async def _context_latency(bench: Bench, noop: Any, texts: list[str], base: np.n
         if scale == SCALES[-1]:
             # The code before this session's changes, interleaved in the same loop.
             await _same_windows(bench, conv, questions[:5])
+            ops[f"context() at {scale:,}, code at {EVERY}"] = functools.partial(
+                _ask_every, conv, qs)
             ops[f"context() at {scale:,}, {PREVIOUS}"] = functools.partial(
                 _ask_previous, bench, conv.session, qs)
             ops[f"context() at {scale:,}, code at {START}"] = functools.partial(

@@ -12,7 +12,7 @@ from typing import Any
 from bench.common import Section
 from bench.harness import Bench, timed
 
-__all__ = ["BEFORE", "PREVIOUS", "SCALES", "START", "Row", "append_verdict", "compactions",
+__all__ = ["BEFORE", "EVERY", "PREVIOUS", "SCALES", "START", "Row", "append_verdict", "compactions",
            "concurrency", "ingestion", "report"]
 
 SCALES = tuple(int(x) for x in os.environ.get("LT_LATENCY_SCALES",
@@ -20,6 +20,7 @@ SCALES = tuple(int(x) for x in os.environ.get("LT_LATENCY_SCALES",
 PREVIOUS = "code before a75e913 (2db6074)"
 START = "3fe83f3 (before the 03:00 changes)"
 BEFORE = "c9ce66a (before the 05:30 changes)"
+EVERY = "dbfc7d5 (neighbours of every hit)"
 TENANT = "bench"
 
 Row = tuple[str, dict[str, float]]
@@ -123,6 +124,13 @@ def report(append_rows: list[Row], context_rows: list[Row], extra: dict[str, Any
         f"≤ 30) {_verdict(main['p50'] <= 30)}, p95 {main['p95']:.1f} ms (target ≤ 60) "
         f"{_verdict(main['p95'] <= 60)}; the no-op update in the same loop: p50 "
         f"{base['p50']:.1f} ms, p95 {base['p95']:.1f} ms.")
+    if (every := dict(context_rows).get(f"context() at {top:,}, code at {EVERY}")) is not None:
+        verdicts.append(
+            f"- The code at {EVERY}, interleaved in the same loop (its windows may differ: it "
+            f"also offers assembly the neighbours of the lower half of the hits): p50 "
+            f"{every['p50']:.1f} ms, p95 {every['p95']:.1f} ms; new / old: "
+            f"{main['p50'] / every['p50']:.2f}× at p50, {main['p95'] / every['p95']:.2f}× at "
+            "p95. The three older codes below are checked against it.")
     for label, name in ((f"The {PREVIOUS}", f"context() at {top:,}, {PREVIOUS}"),
                         (f"The code at {START}", f"context() at {top:,}, code at {START}"),
                         (f"The code at {BEFORE}", f"context() at {top:,}, code at {BEFORE}")):

@@ -61,7 +61,7 @@ async def previous_search(store: Store, tenant: str, session: str, text: str,
                           ) -> list[ScoredMessage]:
     params = lexical_params(tenant, session, text, k, None, None)
     params.update(rrf=RRF_K, q=Vector(np.asarray(embedding, dtype=np.float32)),
-                  around=neighbours)
+                  around=neighbours, near_hits=None)
     (rows,) = await store._batch(tenant, [(_ONE_AROUND if neighbours else _ONE, params)],
                                  prepare=False)
     hits = [(row, float(row["score"])) for row in rows if not row.get("extra")]

@@ -54,7 +54,7 @@ from memory.assembly import (
 from memory.compaction import WindowState, compose_record, plan_compaction, window_tokens
 from memory.models import CompactionRecord, Message, ScoredMessage, Summary
 from memory.policy import CompactionPolicy
-from memory.retrieval import RerankPolicy, candidate_count
+from memory.retrieval import RerankPolicy, candidate_count, neighbour_hit_count
 from memory.summarizer import ExtractiveSummarizer
 from memory.tokens import default_counter
 from memory.window import recent_slice
@@ -70,6 +70,8 @@ class Variant:
     k: int | None = None  # None: memory.retrieval.candidate_count(budget)
     neighbours: int = 0
     neighbour_weight: float = 0.5  # store: a neighbour's score, of its nearest hit's
+    every_neighbour: bool = False  # store: every hit brings its neighbours, not only the
+    # best memory.retrieval.neighbour_hit_count(budget) (as served before this session)
     rrf_k: int = 60
     content: bool = True  # caller: search with content_query (participants' names out)
     date_index: bool = True  # store: the session date in the indexed text (migration 9)
@@ -89,6 +91,8 @@ UUID_IDS = (Variant("longthread, UUID ids (v5: a long id shown by its tail)"),
             Variant("longthread, UUID ids, assembly v4 (ids whole)", version=4))
 V3 = Variant("longthread, assembly v3 (before reach and idle shares)", version=3)
 SERVED = Variant("longthread as served (+ store neighbours ±1 at half score)", neighbours=1)
+SERVED_EVERY = Variant("as served before: neighbours of every hit, not the best half",
+                       neighbours=1, every_neighbour=True)
 V3_SERVED = Variant("longthread as served, assembly v3", neighbours=1, version=3)
 # The served path's difference from LONGTHREAD is the store's ±1 neighbours. Fetched but scored
 # 0 they are context rows the reranker weighs from their retrieved neighbours; at half their
@@ -97,7 +101,7 @@ SERVED_CONTEXT = Variant("as served, store neighbours scored 0 (context rows onl
                          neighbours=1, neighbour_weight=0.0)
 BEFORE = Variant("longthread before (v1: k=40, ±1, 10/65/25, no dates, names in search)",
                  k=40, neighbours=1, shares=QUERY_SHARES, version=1, content=False,
-                 date_index=False, window="recent")
+                 date_index=False, window="recent", every_neighbour=True)
 
 
 def _rerank(**off: bool) -> AssemblyPolicy:
@@ -141,7 +145,8 @@ def window_for(conv: Conversation, q: Question, budget: int, v: Variant,
     k = v.k or candidate_count(budget)
     if v.query == "question":
         candidates = store_search(conv, q, k, v.neighbours, v.rrf_k, v.content,
-                                  v.neighbour_weight)
+                                  v.neighbour_weight,
+                                  None if v.every_neighbour else neighbour_hit_count(budget))
         if v.resend:  # a re-sent copy scores what its original scores, in both legs
             candidates += [c.model_copy(update={"message": c.message.model_copy(
                 update={"id": c.message.id + "~"})}) for c in candidates if (c.seq or 0) % 3 == 0]
@@ -252,7 +257,8 @@ def report(results: Results, names: Sequence[str], ablation: Sequence[str],
             "| budget | system | " + " | ".join(convs) + " |",
             "|---|---|" + "---|" * len(convs)]
     for b in BUDGETS:
-        for n in (*(x for x in (LONGTHREAD.name, V3.name, SERVED.name, V3_SERVED.name,
+        for n in (*(x for x in (LONGTHREAD.name, V3.name, SERVED.name, SERVED_EVERY.name,
+                                V3_SERVED.name,
                                 SERVED_CONTEXT.name,
                                 *(v.name for v in AGENT_LOOP),
                                 *(v.name for v in AGENT_LOOP_V3)) if (x, b) in results),
@@ -369,7 +375,7 @@ def level_counts(batches: Sequence[int] = (1, 10, 100)) -> str:
 
 def evaluate_all(ablation: bool = True, store: bool = True) -> tuple[Section, dict[str, Any]]:
     started = time.perf_counter()
-    main = (LONGTHREAD, V3, SERVED, V3_SERVED, SERVED_CONTEXT, BEFORE, *AGENT_LOOP,
+    main = (LONGTHREAD, V3, SERVED, SERVED_EVERY, V3_SERVED, SERVED_CONTEXT, BEFORE, *AGENT_LOOP,
             *AGENT_LOOP_V3)
     extra = (*(ABLATION if ablation else ()), *(RESENT if ablation else ()),
              *(STORE_SIDE if store else ()))

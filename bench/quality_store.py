@@ -259,16 +259,19 @@ def legs(conv: Conversation, query: Question,
 
 def store_search(conv: Conversation, query: Question, k: int, neighbours: int = 0,
                  rrf_k: int = RRF_K, content: bool = False,
-                 neighbour_weight: float = 0.5) -> list[ScoredMessage]:
+                 neighbour_weight: float = 0.5, neighbour_hits: int | None = None
+                 ) -> list[ScoredMessage]:
     """`Store.search(text, embedding, k, neighbours=...)`, in-process. The store scores each
     neighbour at half its nearest hit's score (`neighbour_weight`; 0 makes the neighbours
-    context rows that carry no score of their own, a diagnostic of what that score does)."""
+    context rows that carry no score of their own, a diagnostic of what that score does).
+    With `neighbour_hits`, only the best that many hits bring their neighbours."""
     fused = rrf(legs(conv, query, content), k, rrf_k)[:k]
     hits = list(fused)
     if neighbours and hits:
         shown = {i for i, _ in hits}
         by_seq = dict(hits)
-        extra = sorted({i + d for i, _ in hits for d in range(-neighbours, neighbours + 1)
+        extra = sorted({i + d for i, _ in hits[:neighbour_hits]
+                        for d in range(-neighbours, neighbours + 1)
                         if d and 0 <= i + d < len(conv.messages)} - shown)
         hits += [(i, by_seq[min(by_seq, key=lambda s: abs(s - i))] * neighbour_weight)
                  for i in extra]

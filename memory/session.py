@@ -29,7 +29,7 @@ from memory.models import (
     validate_sequence,
 )
 from memory.policy import CompactionPolicy
-from memory.retrieval import candidate_count, content_query
+from memory.retrieval import candidate_count, content_query, neighbour_hit_count
 from memory.summarizer import ExtractiveSummarizer, Summarizer
 from memory.text import indexed_text
 from memory.tokens import TokenCounter, default_counter
@@ -198,15 +198,17 @@ class Session:
             raise InvalidInputError("max_tokens", "must be at least 1")
         query = query if query and query.strip() else None
         retrieved = self._search(query, max(retrieve, candidate_count(max_tokens)),
-                                 neighbours) if query else []
+                                 neighbours, neighbour_hit_count(max_tokens)) if query else []
         return assemble_from_window(self.window, max_tokens=max_tokens, retrieved=retrieved,
                                     query=query, counter=self.counter)
 
-    def _search(self, query: str, k: int, neighbours: int) -> list[ScoredMessage]:
+    def _search(self, query: str, k: int, neighbours: int, neighbour_hits: int
+                ) -> list[ScoredMessage]:
         """`Store.search` in-process, without the vector leg: the query without the speakers'
         names (`content_query`), BM25 over each message's text and day (`indexed_text`, what
         the store indexes), scored 1/(60 + rank) as the store's fusion scores a hit, and the
-        `neighbours` turns around each hit at half the score of the nearest hit."""
+        `neighbours` turns around each of the best `neighbour_hits` hits at half the score of
+        the nearest hit."""
         archived = [m for m in self._archive.values() if m.role != "system"]
         names = {m.name for m in archived if m.name}
         scores = bm25_scores(content_query(query, names),
@@ -214,7 +216,8 @@ class Session:
         ranked = sorted((i for i in range(len(archived)) if scores[i] > 0),
                         key=lambda i: (-scores[i], i))[:k]
         hits = {i: 1.0 / (RRF_K + rank) for rank, i in enumerate(ranked, start=1)}
-        around = {j for i in ranked for j in range(i - neighbours, i + neighbours + 1)
+        around = {j for i in ranked[:neighbour_hits]
+                  for j in range(i - neighbours, i + neighbours + 1)
                   if 0 <= j < len(archived)} - hits.keys()
         for j in sorted(around):
             hits[j] = hits[min(ranked, key=lambda h: abs(h - j))] * 0.5

@@ -143,11 +143,13 @@ FUSED = """WITH lex AS (
     SELECT * FROM unnest(%(lex_ids)s::text[], %(lex_ranks)s::bigint[]) AS l(id, rank)
 ), """ + VECTOR_AND_FUSED
 
-# The neighbours of the hits (the turns `around` seqs either side) ride in the same statement,
-# marked `extra`; the caller scores each at half its nearest hit's score.
+# The neighbours of the best `near_hits` hits (all of them when NULL: the turns `around` seqs
+# either side) ride in the same statement, marked `extra`; the caller scores each at half its
+# nearest hit's score.
 FUSED_AROUND = "WITH hits AS (" + FUSED + """), near AS (
-    SELECT DISTINCT h.seq + d AS seq FROM hits h,
-           generate_series(-%(around)s::int, %(around)s::int) AS d WHERE d <> 0
+    SELECT DISTINCT h.seq + d AS seq
+    FROM (SELECT seq FROM hits ORDER BY score DESC, seq LIMIT %(near_hits)s) h,
+         generate_series(-%(around)s::int, %(around)s::int) AS d WHERE d <> 0
 )
 SELECT * FROM (
     SELECT *, false AS extra FROM hits

@@ -175,17 +175,18 @@ class Store(SessionStore):
 
     async def search(
         self, tenant: str, session: str, text: str, embedding: Sequence[float], k: int = 10,
-        *, neighbours: int = 0, since: datetime | None = None, until: datetime | None = None,
+        *, neighbours: int = 0, neighbour_hits: int | None = None,
+        since: datetime | None = None, until: datetime | None = None,
     ) -> list[ScoredMessage]:
         """Hybrid retrieval: HNSW cosine + BM25 full text, fused by reciprocal rank; with
-        `neighbours`, the turns around each hit too, at half its score. Two statements on one
-        connection: `lexical_ranks`, then `fused`."""
+        `neighbours`, the turns around each hit (or each of the best `neighbour_hits`) too, at
+        half its score. Two statements on one connection: `lexical_ranks`, then `fused`."""
         async with self.connection() as conn:
             ranks = await self.lexical_ranks(tenant, session, text, k, since=since,
                                              until=until, conn=conn)
             return await self.fused(tenant, session, ranks, embedding, k,
-                                    neighbours=neighbours, since=since, until=until,
-                                    conn=conn)
+                                    neighbours=neighbours, neighbour_hits=neighbour_hits,
+                                    since=since, until=until, conn=conn)
 
     async def lexical_ranks(self, tenant: str, session: str, text: str, k: int = 10, *,
                             since: datetime | None = None, until: datetime | None = None,
@@ -200,16 +201,17 @@ class Store(SessionStore):
     async def fused(
         self, tenant: str, session: str, lexical: Sequence[tuple[str, int]],
         embedding: Sequence[float], k: int = 10, *, neighbours: int = 0,
-        since: datetime | None = None, until: datetime | None = None,
-        conn: Connection | None = None,
+        neighbour_hits: int | None = None, since: datetime | None = None,
+        until: datetime | None = None, conn: Connection | None = None,
     ) -> list[ScoredMessage]:
         """The vector leg fused with `lexical` (from `lexical_ranks` with the same k, since
         and until) by reciprocal rank: the k best messages, and with `neighbours` the turns
-        around each at half its score. One round trip."""
+        around each (or each of the best `neighbour_hits`, None for all) at half the score of
+        the hit nearest to it. One round trip."""
         params: dict[str, Any] = {
             "tenant": tenant, "session": session, "k": k, "since": since, "until": until,
             "rrf": RRF_K, "q": Vector(np.asarray(embedding, dtype=np.float32)),
-            "around": neighbours, "lex_ids": [i for i, _ in lexical],
+            "around": neighbours, "near_hits": neighbour_hits, "lex_ids": [i for i, _ in lexical],
             "lex_ranks": [r for _, r in lexical]}
         (rows,) = await self._batch(tenant, [(FUSED_AROUND if neighbours else FUSED, params)],
                                     prepare=False, conn=conn)

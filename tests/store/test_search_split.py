@@ -41,7 +41,8 @@ async def _one_statement(store: Store, session: str, text: str, vector: list[flo
                          neighbours: int, since: datetime | None, until: datetime | None
                          ) -> list[tuple[str, int | None, float]]:
     params = lexical_params("acme", session, text, k, since, until)
-    params.update(rrf=RRF_K, q=Vector(np.asarray(vector, dtype=np.float32)), around=neighbours)
+    params.update(rrf=RRF_K, q=Vector(np.asarray(vector, dtype=np.float32)), around=neighbours,
+                  near_hits=None)
     sql = ONE_STATEMENT_AROUND if neighbours else ONE_STATEMENT
     async with store.scoped("acme") as conn:
         rows = await (await conn.execute(sql, params, prepare=False)).fetchall()
@@ -78,3 +79,35 @@ async def test_two_statements_return_what_one_did(store: Store, neighbours: int)
                                  since=since, until=until)
         assert [(c.message.id, c.seq, c.score) for c in got] == want
         assert len(want) >= k
+
+
+@pytest.mark.parametrize("neighbours", [1, 2])
+async def test_only_the_best_hits_bring_neighbours(store: Store, neighbours: int) -> None:
+    """With `neighbour_hits`, the hits are the same and the neighbours are those of the best
+    that many hits alone, each at half the score of the hit nearest to it (of all hits)."""
+    rng = random.Random(10 + neighbours)
+    session = f"near-{uuid.uuid4()}"
+    messages = [Message(id=f"m{i}", role="user",
+                        content=" ".join(rng.choices(WORDS, k=rng.randint(2, 9))))
+                for i in range(200)]
+    await store.append_messages("acme", session, messages)
+    vectors = np.random.default_rng(neighbours).normal(size=(200, 384))
+    vectors /= np.linalg.norm(vectors, axis=1, keepdims=True)
+    await store.set_embeddings("acme", session, [(m.id, v.tolist()) for m, v in
+                                                 zip(messages, vectors, strict=True)])
+    q = vectors[7].tolist()
+    hits = await store.search("acme", session, "parcel zeppelin refund", q, 30)
+    seqs = [(int(h.seq or 0), h.score) for h in hits]
+    for best in (1, 5, 30):
+        got = await store.search("acme", session, "parcel zeppelin refund", q, 30,
+                                 neighbours=neighbours, neighbour_hits=best)
+        assert [(c.message.id, c.score) for c in got[:len(hits)]] == \
+            [(c.message.id, c.score) for c in hits]
+        taken = {seq for seq, _ in seqs}
+        near = sorted({seq + d for seq, _ in seqs[:best]
+                       for d in range(-neighbours, neighbours + 1) if d} - taken)
+        near = [n for n in near if 0 <= n < 200]
+        want = {n: min(seqs, key=lambda hs: abs(hs[0] - n))[1] / 2 for n in near}
+        extra = {int(c.seq or 0): c.score for c in got[len(hits):]}
+        assert extra == pytest.approx(want)  # of two equally near, the better hit
+        assert len(extra) <= 2 * neighbours * best
