@@ -86,9 +86,13 @@ class Variant:
 
 LONGTHREAD = Variant("longthread")
 # The same conversations with UUID turn ids, as clients send them (bench.quality_store.load):
-# what the ids on retrieved lines cost, and what version 5's short ids give back.
-UUID_IDS = (Variant("longthread, UUID ids (v5: a long id shown by its tail)"),
-            Variant("longthread, UUID ids, assembly v4 (ids whole)", version=4))
+# what the ids on retrieved lines and summary lines cost, and what versions 5 and 6 give back.
+UUID_IDS = (Variant("longthread, UUID ids (v6: long ids shown by their tails, summaries too)"),
+            Variant("longthread, UUID ids, assembly v5 (tails on retrieved lines only)",
+                    version=5),
+            Variant("longthread, UUID ids, assembly v4 (ids whole)", version=4),
+            Variant("agent loop: no query, UUID ids (v6)", query="none"),
+            Variant("agent loop: no query, UUID ids, assembly v5", query="none", version=5))
 V3 = Variant("longthread, assembly v3 (before reach and idle shares)", version=3)
 SERVED = Variant("longthread as served (+ store neighbours ±1 at half score)", neighbours=1)
 SERVED_EVERY = Variant("as served before: neighbours of every hit, not the best half",
@@ -130,7 +134,9 @@ AGENT_LOOP = (Variant("agent loop: previous turn as query", query="previous"),
               Variant("agent loop: no query, no summaries", query="none",
                       window="no summaries"))
 AGENT_LOOP_V3 = (Variant("agent loop: previous turn as query, v3", query="previous", version=3),
-                 Variant("agent loop: no query, v3 (summaries 2/7)", query="none", version=3))
+                 Variant("agent loop: no query, v3 (summaries 2/7)", query="none", version=3),
+                 Variant("agent loop: no query, v5 (summaries unfilled)", query="none",
+                         version=5))
 STORE_SIDE = (Variant("store: RRF k=30", rrf_k=30),)
 RESENT = (Variant("re-sent messages, with near-duplicate removal", resend=True),
           Variant("re-sent messages, without", resend=True, policy=_rerank(dedup=False)))

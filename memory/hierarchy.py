@@ -15,7 +15,7 @@ from pydantic import BaseModel, ConfigDict
 
 from memory.extractive import Extract, extractive_summary, render_extracts
 from memory.models import ContextMessage, Message, Summary
-from memory.packing import FENCE, escape
+from memory.packing import FENCE, escape, short_id, short_line_ids
 from memory.tokens import TokenCounter, default_counter
 
 __all__ = ["CONDENSED_HEADER", "RollingSummary", "chunk_messages", "condense", "merge_summaries",
@@ -155,29 +155,42 @@ class RollingSummary(BaseModel):
         return RollingSummary(summary=new, max_tokens=self.max_tokens)
 
 
+GROW_TRIES = 4  # version 6: merges tried again with the room left, to fill an idle summary
 CONDENSED_HEADER = "Earlier conversation ({n} messages, {span}), condensed. Quoted data:"
-_condensed_cache: dict[tuple[tuple[tuple[str, str], ...], int, str], ContextMessage | None] = {}
+_condensed_cache: dict[tuple[tuple[tuple[str, str], ...], int, str, bool, bool],
+                       ContextMessage | None] = {}
 
 
-def condense(summaries: Sequence[Summary], budget: int,
-             counter: TokenCounter) -> ContextMessage | None:
+def condense(summaries: Sequence[Summary], budget: int, counter: TokenCounter, *,
+             short_ids: bool = False, fill: bool = False) -> ContextMessage | None:
     """Every summary as one system message of at most `budget` tokens: their lines re-extracted
     together (`memory.hierarchy.merge_summaries`, the sentences most central to all of them),
     so the coarsest view of the whole older conversation fits any budget's summary share.
-    None when not even one line fits. Pure; cached by (summary ids, budget, counter)."""
-    key = (tuple((s.id, s.content) for s in summaries), budget, counter.name)
+    None when not even one line fits. Pure; cached by (summary ids, budget, counter, form).
+
+    With `short_ids` (assembly version 6) long ids are shown by their tails
+    (`memory.packing.short_line_ids`). The merge counts its lines with their whole ids (and a
+    suffix naming the summary), so its result falls short of `budget`; with `fill` what is
+    left is offered to it again, up to GROW_TRIES times, while the result fits. Version 6
+    fills only an idle window's summary, its one view of the older conversation: where
+    retrieval answers a query, what the summary leaves goes to retrieved turns (filling it
+    there cost 0.002 to 0.004 of LoCoMo recall)."""
+    key = (tuple((s.id, s.content) for s in summaries), budget, counter.name, short_ids, fill)
     if key in _condensed_cache:
         return _condensed_cache[key]
     ends = [e for e in (s.ends for s in summaries) if e is not None]
-    span = f"{ends[0][0]} … {ends[-1][1]}" if ends else "none"
+    show = short_id if short_ids else str
+    span = f"{show(ends[0][0])} … {show(ends[-1][1])}" if ends else "none"
     header = CONDENSED_HEADER.format(n=sum(s.message_count for s in summaries), span=span)
 
     def render(text: str, quoted: tuple[str, ...]) -> ContextMessage:
-        content = f"{header}\n<{FENCE}>\n{escape(text)}\n</{FENCE}>"
+        shown = short_line_ids(text) if short_ids else text
+        content = f"{header}\n<{FENCE}>\n{escape(shown)}\n</{FENCE}>"
         return ContextMessage(role="system", content=content, source_ids=quoted,
                               section="summary", tokens=counter.count_message("system", content))
 
-    room = budget - render("", ()).tokens
+    empty = render("", ()).tokens
+    room = budget - empty
     out: ContextMessage | None = None
     while room > 0:
         merged = merge_summaries("condensed", summaries, room, counter=counter)
@@ -188,6 +201,18 @@ def condense(summaries: Sequence[Summary], budget: int,
             out = message
             break
         room -= message.tokens - budget  # the estimate was low: shrink by the overshoot
+    for _ in range(GROW_TRIES if fill else 0):
+        slack = budget - (out.tokens if out is not None else empty)
+        if slack <= 0:
+            break
+        room += slack
+        merged = merge_summaries("condensed", summaries, room, counter=counter)
+        if not merged.content:
+            continue  # not one line with its whole id fits yet
+        message = render(merged.content, merged.quoted_ids)
+        if message.tokens > budget or (out is not None and message.content == out.content):
+            break
+        out = message
     if len(_condensed_cache) > 256:
         _condensed_cache.clear()
     _condensed_cache[key] = out

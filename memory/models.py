@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import hashlib
 import json
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from datetime import UTC, datetime
 from typing import Literal
 
@@ -243,10 +243,12 @@ class Summary(_Frozen):
             return self.span
         return (self.covers[0], self.covers[-1]) if self.covers else None
 
-    def header(self) -> str:
-        """The line that introduces this summary wherever it is shown to a model."""
+    def header(self, show: Callable[[str], str] | None = None) -> str:
+        """The line that introduces this summary wherever it is shown to a model; `show` is how
+        the ids of its span are shown (whole by default)."""
         ends = self.ends
-        span = f"{ends[0]} … {ends[1]}" if ends else "none"
+        show = show or str
+        span = f"{show(ends[0])} … {show(ends[1])}" if ends else "none"
         return f"Summary of {self.message_count} earlier messages ({span}), level {self.level}."
 
     @field_validator("created_at")

@@ -17,7 +17,9 @@ showed. The tail, not the head: a UUIDv7's head is its timestamp, shared by a se
 messages, and sequential ids (`ticket-4711-msg-00042`) differ at the end. The full ids stay in
 `source_ids`, and an id whose tail another candidate shares (or that would read like another
 candidate's whole id) is shown whole, so a shown id always names one message. Version 5 also
-escapes ids, as it escapes contents: an id may hold the fence's closing tag.
+escapes ids, as it escapes contents: an id may hold the fence's closing tag. Version 6 shows the
+ids on a summary's lines (`short_line_ids`) and in its span the same way: with UUIDs they were
+40% of a summary's tokens.
 
 `reach` (assembly version 4) decides what fills the budget after the top hits. The best-ranked
 lines, up to half the block's budget, keep the reranker's order; the rest are reordered with a
@@ -32,13 +34,14 @@ evidence line that way). The reranker itself weighs the adjacent turns.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+import re
+from collections.abc import Iterable, Sequence
 
 from memory.models import ContextMessage, ScoredMessage
 from memory.tokens import TokenCounter
 
 __all__ = ["FENCE", "ID_SHOWN_WHOLE", "ID_TAIL", "INTRO", "SHORT_INTRO", "escape", "legacy_block",
-           "pack_block", "reach", "shown_ids"]
+           "pack_block", "reach", "short_id", "short_line_ids", "shown_ids"]
 
 FENCE = "archived_messages"
 INTRO = ("Archived messages retrieved for this turn, oldest first. They are quoted records of "
@@ -54,16 +57,38 @@ ID_TAIL = 8  # version 5: a longer id is shown as "…" and its last ID_TAIL cha
 def shown_ids(items: Sequence[ScoredMessage]) -> dict[str, str]:
     """id -> how version 5 shows it on a line: whole up to ID_SHOWN_WHOLE characters, else
     "…" and its tail, unless another of `items` has the same tail (then whole)."""
+    return _shortened(item.message.id for item in items)
+
+
+_SUMMARY_LINE_ID = re.compile(r"^- \[([^\]\n]+)\] ", re.MULTILINE)
+
+
+def short_line_ids(content: str) -> str:
+    """A summary's extractive lines (`- [id] speaker: sentence`) with their long ids shown as
+    `shown_ids` shows them on retrieved lines (version 6), unique within the summary. With
+    UUIDs the ids were 40% of a summary's tokens on LoCoMo (480 of 1,209 in conv-26), budget
+    the summary share then spent on no sentence; `source_ids` keep the full ids."""
+    shown = _shortened(_SUMMARY_LINE_ID.findall(content))
+    if not shown:
+        return content
+    return _SUMMARY_LINE_ID.sub(lambda m: f"- [{shown.get(m[1], m[1])}] ", content)
+
+
+def short_id(ident: str) -> str:
+    """How version 5 shows an id when no other shown id shares its tail."""
+    return ident if len(ident) <= ID_SHOWN_WHOLE else f"…{ident[-ID_TAIL:]}"
+
+
+def _shortened(idents: Iterable[str]) -> dict[str, str]:
     tails: dict[str, set[str]] = {}
     whole: set[str] = set()  # ids shown as they are, which a shortened one must not look like
-    for item in items:
-        ident = item.message.id
+    for ident in idents:
         if len(ident) > ID_SHOWN_WHOLE:
             tails.setdefault(ident[-ID_TAIL:], set()).add(ident)
         else:
             whole.add(ident)
-    return {ident: f"…{tail}" for tail, idents in tails.items()
-            if len(idents) == 1 and f"…{tail}" not in whole for ident in idents}
+    return {ident: f"…{tail}" for tail, owners in tails.items()
+            if len(owners) == 1 and f"…{tail}" not in whole for ident in owners}
 
 
 def escape(text: str) -> str:

@@ -1,0 +1,118 @@
+"""Assembly version 6: a summary's lines show a long id (a UUID) by its tail, as version 5's
+retrieved lines do, and the condensed summary spends what that frees on more sentences; the
+full ids stay in `source_ids`, and version 5 renders the windows it served as before."""
+
+from __future__ import annotations
+
+import uuid
+from datetime import UTC, datetime, timedelta
+
+import pytest
+
+from memory import CompactionPolicy, Session
+from memory.assembly import assemble_context
+from memory.hierarchy import condense
+from memory.models import ContextWindow, Message, ScoredMessage, Summary
+from memory.packing import ID_TAIL, short_line_ids
+from memory.tokens import HeuristicCounter
+
+COUNTER = HeuristicCounter()
+START = datetime(2023, 5, 8, 13, 56, tzinfo=UTC)
+TOPICS = ("the refund for order {i} went out on Friday", "we moved the launch to week {i}",
+          "Melanie painted a sunrise over the lake, number {i}",
+          "the parser fails on input {i} because of a missing quote",
+          "Caroline signed up for the support group meeting {i}")
+
+
+def _uuid(i: int) -> str:
+    return str(uuid.UUID(int=(i + 1) * 0x9E3779B97F4A7C15F39CC0605CEDC835 % 2**128))
+
+
+@pytest.fixture(scope="module")
+def uuid_hierarchy() -> tuple[tuple[Summary, ...], list[Message]]:
+    """A session with UUID ids, appended one message at a time until it holds summaries."""
+    session = Session("uuids", policy=CompactionPolicy(context_window=1500), counter=COUNTER)
+    for i in range(500):
+        session.add_messages([{
+            "id": _uuid(i), "role": "user" if i % 2 else "assistant",
+            "name": "Caroline" if i % 2 else "Melanie",
+            "content": f"{TOPICS[i % len(TOPICS)].format(i=i).capitalize()}. "
+                       f"Also note {i * 7 % 13} things about item {i}.",
+            "created_at": (START + timedelta(hours=i)).isoformat()}])
+    summaries = session.window.summaries
+    assert summaries and all(len(s.quoted_ids) > 1 for s in summaries)
+    return summaries, [m for m in session.window.messages if m.role != "system"]
+
+
+def test_a_summary_line_shows_a_long_id_by_a_tail_that_names_one_line() -> None:
+    ids = [_uuid(1), _uuid(2), "D3:7", "ticket-4711-msg-00042", "ticket-4712-msg-00042"]
+    content = "\n".join(f"- [{i}] Caroline: line {n}." for n, i in enumerate(ids))
+    shown = short_line_ids(content).splitlines()
+    assert shown[0] == f"- […{ids[0][-ID_TAIL:]}] Caroline: line 0."
+    assert shown[1] == f"- […{ids[1][-ID_TAIL:]}] Caroline: line 1."
+    assert shown[2:] == content.splitlines()[2:]  # short, or a tail that two ids share
+    prose = "The team agreed to ship on Friday.\n- a note without an id"
+    assert short_line_ids(prose) == prose
+
+
+@pytest.mark.parametrize("budget", [800, 1000, 2000, 4000])
+def test_version_6_condenses_the_same_lines_shorter_or_fills_the_share(
+        uuid_hierarchy: tuple[tuple[Summary, ...], list[Message]], budget: int) -> None:
+    summaries, _ = uuid_hierarchy
+    old = condense(summaries, budget // 10, COUNTER)
+    short = condense(summaries, budget // 10, COUNTER, short_ids=True)
+    full = condense(summaries, budget // 10, COUNTER, short_ids=True, fill=True)
+    assert old is not None and short is not None and full is not None
+    # Unfilled, the same merge (its room shrinks less when its first try fits: a line more).
+    assert len(short.source_ids) >= len(old.source_ids) and short.tokens <= budget // 10
+    assert full.tokens <= budget // 10
+    assert len(full.source_ids) > len(old.source_ids)
+    for message in (short, full):  # every quoted line names its original by its tail
+        assert all(f"[…{ident[-ID_TAIL:]}]" in message.content for ident in message.source_ids)
+        assert not any(_uuid(i) in message.content for i in range(500))  # nor in the header
+    assert all(f"[{ident}]" in old.content for ident in old.source_ids)
+
+
+def test_version_6_fills_the_summary_share_only_of_an_idle_window(
+        uuid_hierarchy: tuple[tuple[Summary, ...], list[Message]]) -> None:
+    summaries, _ = uuid_hierarchy
+    recent = [Message(id=_uuid(1000 + i), role="user" if i % 2 else "assistant",
+                      content=TOPICS[i % len(TOPICS)].format(i=1000 + i)) for i in range(200)]
+    retrieved = [ScoredMessage(message=m, score=1.0 / (60 + i), session="uuids", seq=i)
+                 for i, m in enumerate(recent[:40])]
+
+    def summary_ids(window: ContextWindow) -> int:
+        return sum(len(m.source_ids) for m in window.messages if m.section == "summary")
+
+    def summary_tokens(window: ContextWindow) -> int:
+        return sum(m.tokens for m in window.messages if m.section == "summary")
+
+    for query, found, filled in ((None, [], True), ("refund order", retrieved, False)):
+        kw = {"max_tokens": 2000, "summaries": summaries, "recent": recent[40:],
+              "retrieved": found, "query": query, "counter": COUNTER}
+        new = assemble_context(**kw)  # type: ignore[arg-type]
+        old = assemble_context(**kw, version=5)  # type: ignore[arg-type]
+        assert new.tokens <= 2000 and old.tokens <= 2000
+        if filled:
+            assert summary_ids(new) > summary_ids(old)
+            assert summary_tokens(new) > summary_tokens(old)
+        else:  # what the shorter ids free goes to retrieved turns
+            assert summary_tokens(new) <= summary_tokens(old)
+            assert summary_ids(new) >= summary_ids(old)
+
+
+def test_version_6_windows_show_summary_ids_by_their_tails_and_version_5_whole(
+        uuid_hierarchy: tuple[tuple[Summary, ...], list[Message]]) -> None:
+    summaries, recent = uuid_hierarchy
+    kw = {"max_tokens": 20000, "summaries": summaries, "recent": recent, "counter": COUNTER}
+    new = assemble_context(**kw)  # type: ignore[arg-type]
+    old = assemble_context(**kw, version=5)  # type: ignore[arg-type]
+    new_summaries = [m for m in new.messages if m.section == "summary"]
+    old_summaries = [m for m in old.messages if m.section == "summary"]
+    assert [m.source_ids for m in new_summaries] == [m.source_ids for m in old_summaries]
+    assert sum(m.tokens for m in new_summaries) < sum(m.tokens for m in old_summaries)
+    for message in new_summaries:  # neither on its lines nor in its header's span
+        assert not any(_uuid(i) in message.content for i in range(500))
+    for message in old_summaries:
+        assert all(ident in message.content for ident in message.source_ids)
+    assert new.tokens <= 20000 and old.tokens <= 20000
