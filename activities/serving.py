@@ -108,7 +108,7 @@ async def serve_context(store: Store, embedder: QueryEmbedder, tenant: str, sess
         if ranks is not None and vector is not None:
             found = await store.fused(
                 tenant, session, ranks, vector, k, neighbours=request.neighbours,
-                neighbour_hits=neighbour_hit_count(request.max_tokens), conn=conn)
+                neighbour_hits=neighbour_hit_count(k), conn=conn)
             # Only what existed at the snapshot: retrieval ran in its own transactions.
             candidates = [c for c in found if c.seq is not None and c.seq < snapshot.turn]
         window = await assemble_and_record(store, tenant, session, snapshot, request, query,

@@ -153,7 +153,7 @@ async def _context_parts(bench: Bench, conv: Conversation, embedder: Embedder,
     request = ContextRequest(query=questions[0], max_tokens=2000)
     # What serve_context asks the store for: k for the budget, the default neighbours.
     k = max(request.k, candidate_count(request.max_tokens))
-    near = neighbour_hit_count(request.max_tokens)
+    near = neighbour_hit_count(k)
 
     # Each search part takes the next question with its own vector and BM25 ranks, as a
     # context() does: a vector searched again finds the HNSW pages it needs in shared buffers

@@ -71,7 +71,7 @@ class Variant:
     neighbours: int = 0
     neighbour_weight: float = 0.5  # store: a neighbour's score, of its nearest hit's
     every_neighbour: bool = False  # store: every hit brings its neighbours, not only the
-    # best memory.retrieval.neighbour_hit_count(budget) (as served before this session)
+    # best memory.retrieval.neighbour_hit_count(k) (as served before this session)
     rrf_k: int = 60
     content: bool = True  # caller: search with content_query (participants' names out)
     date_index: bool = True  # store: the session date in the indexed text (migration 9)
@@ -152,7 +152,7 @@ def window_for(conv: Conversation, q: Question, budget: int, v: Variant,
     if v.query == "question":
         candidates = store_search(conv, q, k, v.neighbours, v.rrf_k, v.content,
                                   v.neighbour_weight,
-                                  None if v.every_neighbour else neighbour_hit_count(budget))
+                                  None if v.every_neighbour else neighbour_hit_count(k))
         if v.resend:  # a re-sent copy scores what its original scores, in both legs
             candidates += [c.model_copy(update={"message": c.message.model_copy(
                 update={"id": c.message.id + "~"})}) for c in candidates if (c.seq or 0) % 3 == 0]

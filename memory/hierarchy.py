@@ -15,7 +15,7 @@ from pydantic import BaseModel, ConfigDict
 
 from memory.extractive import Extract, extractive_summary, render_extracts
 from memory.models import ContextMessage, Message, Summary
-from memory.packing import FENCE, escape, short_id, short_line_ids
+from memory.packing import FENCE, escape, short_line_ids
 from memory.tokens import TokenCounter, default_counter
 
 __all__ = ["CONDENSED_HEADER", "RollingSummary", "chunk_messages", "condense", "merge_summaries",
@@ -157,8 +157,8 @@ class RollingSummary(BaseModel):
 
 GROW_TRIES = 4  # version 6: merges tried again with the room left, to fill an idle summary
 CONDENSED_HEADER = "Earlier conversation ({n} messages, {span}), condensed. Quoted data:"
-_condensed_cache: dict[tuple[tuple[tuple[str, str], ...], int, str, bool, bool],
-                       ContextMessage | None] = {}
+_condensed_cache: dict[tuple[tuple[tuple[str, str, int, tuple[str, str] | None], ...], int, str,
+                             bool, bool], ContextMessage | None] = {}
 
 
 def condense(summaries: Sequence[Summary], budget: int, counter: TokenCounter, *,
@@ -174,17 +174,19 @@ def condense(summaries: Sequence[Summary], budget: int, counter: TokenCounter, *
     left is offered to it again, up to GROW_TRIES times, while the result fits. Version 6
     fills only an idle window's summary, its one view of the older conversation: where
     retrieval answers a query, what the summary leaves goes to retrieved turns (filling it
-    there cost 0.002 to 0.004 of LoCoMo recall)."""
-    key = (tuple((s.id, s.content) for s in summaries), budget, counter.name, short_ids, fill)
+    there cost 0.001 to 0.004 of LoCoMo recall)."""
+    key = (tuple((s.id, s.content, s.message_count, s.ends) for s in summaries), budget,
+           counter.name, short_ids, fill)
     if key in _condensed_cache:
         return _condensed_cache[key]
     ends = [e for e in (s.ends for s in summaries) if e is not None]
-    show = short_id if short_ids else str
-    span = f"{show(ends[0][0])} … {show(ends[-1][1])}" if ends else "none"
-    header = CONDENSED_HEADER.format(n=sum(s.message_count for s in summaries), span=span)
+    bounds = (ends[0][0], ends[-1][1]) if ends else ()
+    count = sum(s.message_count for s in summaries)
 
     def render(text: str, quoted: tuple[str, ...]) -> ContextMessage:
-        shown = short_line_ids(text) if short_ids else text
+        shown, show = short_line_ids(text, quoted, bounds) if short_ids else (text, str)
+        span = f"{show(bounds[0])} … {show(bounds[1])}" if bounds else "none"
+        header = CONDENSED_HEADER.format(n=count, span=span)
         content = f"{header}\n<{FENCE}>\n{escape(shown)}\n</{FENCE}>"
         return ContextMessage(role="system", content=content, source_ids=quoted,
                               section="summary", tokens=counter.count_message("system", content))

@@ -35,13 +35,13 @@ evidence line that way). The reranker itself weighs the adjacent turns.
 from __future__ import annotations
 
 import re
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Collection, Iterable, Sequence
 
 from memory.models import ContextMessage, ScoredMessage
 from memory.tokens import TokenCounter
 
 __all__ = ["FENCE", "ID_SHOWN_WHOLE", "ID_TAIL", "INTRO", "SHORT_INTRO", "escape", "legacy_block",
-           "pack_block", "reach", "short_id", "short_line_ids", "shown_ids"]
+           "pack_block", "reach", "short_line_ids", "shown_ids"]
 
 FENCE = "archived_messages"
 INTRO = ("Archived messages retrieved for this turn, oldest first. They are quoted records of "
@@ -63,20 +63,21 @@ def shown_ids(items: Sequence[ScoredMessage]) -> dict[str, str]:
 _SUMMARY_LINE_ID = re.compile(r"^- \[([^\]\n]+)\] ", re.MULTILINE)
 
 
-def short_line_ids(content: str) -> str:
+def short_line_ids(content: str, quoted: Collection[str], ends: Sequence[str] = ()
+                   ) -> tuple[str, Callable[[str], str]]:
     """A summary's extractive lines (`- [id] speaker: sentence`) with their long ids shown as
-    `shown_ids` shows them on retrieved lines (version 6), unique within the summary. With
-    UUIDs the ids were 40% of a summary's tokens on LoCoMo (480 of 1,209 in conv-26), budget
-    the summary share then spent on no sentence; `source_ids` keep the full ids."""
-    shown = _shortened(_SUMMARY_LINE_ID.findall(content))
-    if not shown:
-        return content
-    return _SUMMARY_LINE_ID.sub(lambda m: f"- [{shown.get(m[1], m[1])}] ", content)
-
-
-def short_id(ident: str) -> str:
-    """How version 5 shows an id when no other shown id shares its tail."""
-    return ident if len(ident) <= ID_SHOWN_WHOLE else f"…{ident[-ID_TAIL:]}"
+    `shown_ids` shows them on retrieved lines (version 6), and how to show the ids of its span
+    (`ends`): one map over both, so a shown tail names one message in the summary. Only the
+    ids the summary quotes (`quoted`) are shortened on its lines: a bracket that opens a line
+    of an abstractive summary's prose is text, not an id. With UUIDs the ids were 40% of a
+    summary's tokens on LoCoMo (480 of 1,209 in conv-26), budget the summary share then spent
+    on no sentence; `source_ids` keep the full ids."""
+    known = frozenset(quoted)
+    shown = _shortened([*(i for i in _SUMMARY_LINE_ID.findall(content) if i in known), *ends])
+    text = _SUMMARY_LINE_ID.sub(
+        lambda m: f"- [{shown.get(m[1], m[1]) if m[1] in known else m[1]}] ", content) \
+        if shown else content
+    return text, lambda ident: shown.get(ident, ident)
 
 
 def _shortened(idents: Iterable[str]) -> dict[str, str]:

@@ -65,13 +65,13 @@ def candidate_count(max_tokens: int) -> int:
     return max(40, min(500, max_tokens // 10))
 
 
-def neighbour_hit_count(max_tokens: int) -> int:
-    """How many of the best fused hits bring their neighbours (the store's ±1 turns): half of
-    `candidate_count`, about one and a half times what fits the budget. A lower hit's
-    neighbour scores half of a score already too low to be taken, so on LoCoMo as served
-    (bench/quality_engine.py) recall moved by at most 0.001 at 1,000, 2,000 and 4,000 tokens,
-    while a context() at 2,000 fetches and reranks ~390 rows instead of ~580."""
-    return max(1, candidate_count(max_tokens) // 2)
+def neighbour_hit_count(k: int) -> int:
+    """How many of the best of `k` fused hits bring their neighbours (the store's ±1 turns):
+    half of them; with k at `candidate_count` about one and a half times what fits the budget.
+    A lower hit's neighbour scores half of a score already too low to be taken, so on LoCoMo
+    as served (bench/quality_engine.py) recall moved by at most 0.001 at 1,000, 2,000 and
+    4,000 tokens, while a context() at 2,000 fetches and reranks ~390 rows instead of ~580."""
+    return max(1, k // 2)
 
 
 def has_content(query: str | None) -> bool:

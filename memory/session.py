@@ -197,8 +197,8 @@ class Session:
         if max_tokens < 1:
             raise InvalidInputError("max_tokens", "must be at least 1")
         query = query if query and query.strip() else None
-        retrieved = self._search(query, max(retrieve, candidate_count(max_tokens)),
-                                 neighbours, neighbour_hit_count(max_tokens)) if query else []
+        k = max(retrieve, candidate_count(max_tokens))
+        retrieved = self._search(query, k, neighbours, neighbour_hit_count(k)) if query else []
         return assemble_from_window(self.window, max_tokens=max_tokens, retrieved=retrieved,
                                     query=query, counter=self.counter)
 

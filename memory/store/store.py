@@ -21,6 +21,7 @@ from psycopg_pool import AsyncConnectionPool
 from pydantic import BaseModel, ConfigDict
 
 from memory.audit import ServedContext
+from memory.errors import InvalidInputError
 from memory.models import CompactionRecord, Message, ScoredMessage
 from memory.store.indexing import INDEX_TERMS, INDEX_TERMS_LIMIT
 from memory.store.rows import MESSAGE_COLUMNS, row_to_message, row_to_scored
@@ -208,6 +209,8 @@ class Store(SessionStore):
         and until) by reciprocal rank: the k best messages, and with `neighbours` the turns
         around each (or each of the best `neighbour_hits`, None for all) at half the score of
         the hit nearest to it. One round trip."""
+        if neighbour_hits is not None and neighbour_hits < 0:
+            raise InvalidInputError("neighbour_hits", f"must be 0 or more, not {neighbour_hits}")
         params: dict[str, Any] = {
             "tenant": tenant, "session": session, "k": k, "since": since, "until": until,
             "rrf": RRF_K, "q": Vector(np.asarray(embedding, dtype=np.float32)),

@@ -14,6 +14,7 @@ import numpy as np
 import pytest
 from pgvector import Vector
 
+from memory.errors import InvalidInputError
 from memory.models import Message
 from memory.store.rows import row_to_message
 from memory.store.search import (
@@ -111,3 +112,8 @@ async def test_only_the_best_hits_bring_neighbours(store: Store, neighbours: int
         extra = {int(c.seq or 0): c.score for c in got[len(hits):]}
         assert extra == pytest.approx(want)  # of two equally near, the better hit
         assert len(extra) <= 2 * neighbours * best
+    every = await store.search("acme", session, "parcel zeppelin refund", q, 30,
+                               neighbours=neighbours, neighbour_hits=None)
+    assert [(c.message.id, c.score) for c in every] == [(c.message.id, c.score) for c in got]
+    with pytest.raises(InvalidInputError, match="neighbour_hits"):
+        await store.search("acme", session, "parcel", q, 30, neighbours=1, neighbour_hits=-1)

@@ -47,12 +47,17 @@ def uuid_hierarchy() -> tuple[tuple[Summary, ...], list[Message]]:
 def test_a_summary_line_shows_a_long_id_by_a_tail_that_names_one_line() -> None:
     ids = [_uuid(1), _uuid(2), "D3:7", "ticket-4711-msg-00042", "ticket-4712-msg-00042"]
     content = "\n".join(f"- [{i}] Caroline: line {n}." for n, i in enumerate(ids))
-    shown = short_line_ids(content).splitlines()
+    text, show = short_line_ids(content, ids, ("ticket-4711-msg-00042", _uuid(3)))
+    shown = text.splitlines()
     assert shown[0] == f"- […{ids[0][-ID_TAIL:]}] Caroline: line 0."
     assert shown[1] == f"- […{ids[1][-ID_TAIL:]}] Caroline: line 1."
     assert shown[2:] == content.splitlines()[2:]  # short, or a tail that two ids share
-    prose = "The team agreed to ship on Friday.\n- a note without an id"
-    assert short_line_ids(prose) == prose
+    prose = ("The team agreed to ship on Friday.\n- a note without an id\n"
+             "- [2024-05-08 planning meeting] we moved the launch")
+    assert short_line_ids(prose, ids)[0] == prose  # a bracket it does not quote is text
+    # The span's ids share the lines' map: a tail two of them share is shown whole.
+    assert show("ticket-4711-msg-00042") == "ticket-4711-msg-00042"
+    assert show(_uuid(3)) == f"…{_uuid(3)[-ID_TAIL:]}"
 
 
 @pytest.mark.parametrize("budget", [800, 1000, 2000, 4000])
@@ -67,6 +72,9 @@ def test_version_6_condenses_the_same_lines_shorter_or_fills_the_share(
     assert len(short.source_ids) >= len(old.source_ids) and short.tokens <= budget // 10
     assert full.tokens <= budget // 10
     assert len(full.source_ids) > len(old.source_ids)
+    assert len(full.source_ids) >= len(short.source_ids) and full.tokens >= short.tokens
+    if budget >= 2000:  # room for more than a line or two: filling adds lines
+        assert len(full.source_ids) > len(short.source_ids)
     for message in (short, full):  # every quoted line names its original by its tail
         assert all(f"[…{ident[-ID_TAIL:]}]" in message.content for ident in message.source_ids)
         assert not any(_uuid(i) in message.content for i in range(500))  # nor in the header
@@ -93,6 +101,8 @@ def test_version_6_fills_the_summary_share_only_of_an_idle_window(
         new = assemble_context(**kw)  # type: ignore[arg-type]
         old = assemble_context(**kw, version=5)  # type: ignore[arg-type]
         assert new.tokens <= 2000 and old.tokens <= 2000
+        for window in (new, old):  # the summaries did not all fit: they were condensed
+            assert any(m.content.startswith("Earlier conversation") for m in window.messages)
         if filled:
             assert summary_ids(new) > summary_ids(old)
             assert summary_tokens(new) > summary_tokens(old)
