@@ -306,7 +306,7 @@ def _before_perf() -> AbstractContextManager[None]:
 
 def _every_neighbour() -> AbstractContextManager[None]:
     """Serving as at dbfc7d5: every hit brings its neighbours, not only the best half."""
-    return swapped([(activities.serving, "neighbour_hit_count", lambda _max_tokens: None)])
+    return swapped([(activities.serving, "neighbour_hit_count", lambda _k: None)])
 
 
 async def _ask_every(conv: Conversation, queries: Iterator[str]) -> object:

@@ -5,7 +5,7 @@ full ids stay in `source_ids`, and version 5 renders the windows it served as be
 from __future__ import annotations
 
 import uuid
-from datetime import UTC, datetime, timedelta
+from datetime import timedelta
 
 import pytest
 
@@ -14,14 +14,7 @@ from memory.assembly import assemble_context
 from memory.hierarchy import condense
 from memory.models import ContextWindow, Message, ScoredMessage, Summary
 from memory.packing import ID_TAIL, short_line_ids
-from memory.tokens import HeuristicCounter
-
-COUNTER = HeuristicCounter()
-START = datetime(2023, 5, 8, 13, 56, tzinfo=UTC)
-TOPICS = ("the refund for order {i} went out on Friday", "we moved the launch to week {i}",
-          "Melanie painted a sunrise over the lake, number {i}",
-          "the parser fails on input {i} because of a missing quote",
-          "Caroline signed up for the support group meeting {i}")
+from tests.unit.test_summary_fit import COUNTER, START, TOPICS
 
 
 def _uuid(i: int) -> str:
