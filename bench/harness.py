@@ -32,6 +32,7 @@ from memory.policy import CompactionPolicy
 from memory.store.db import open_pool
 from memory.store.migrations import migrate
 from memory.store.store import Store
+from worker.lifeline import Watchdog
 from worker.main import build_worker
 from worker.stack import EmbeddedPostgres, TemporalDevServer, free_port
 
@@ -126,11 +127,17 @@ async def bench_stack(policy: CompactionPolicy | None = None, *,
                       worker_options: Mapping[str, Any] | None = None) -> AsyncIterator[Bench]:
     """Start Postgres, a Temporal dev server, the conversation worker and the no-op worker;
     `embedder` is used by the worker (indexing) and by the client (query embedding)."""
-    with tempfile.TemporaryDirectory(prefix="lt-bench-", dir=tmp) as root:
+    with tempfile.TemporaryDirectory(prefix="lt-bench-", dir=tmp,
+                                     ignore_cleanup_errors=True) as root:
         postgres = EmbeddedPostgres(Path(root) / "pg")
-        url = postgres.start()
         temporal = TemporalDevServer(Path(root) / "t", port=free_port(), ui_port=None,
                                      dynamic_config=dict(dynamic_config or {}))
+        # A bench killed by a signal (or a timeout's SIGKILL) runs no `finally`; the watchdog
+        # then stops both servers and removes the directory, as for `longthread dev`.
+        watchdog = Watchdog(temporal.db_file, postgres.pgdata, Path(root) / "watchdog.log",
+                            remove=(Path(root),))
+        watchdog.start()
+        url = postgres.start()
         temporal.start()
         try:
             await migrate(url)
@@ -156,4 +163,5 @@ async def bench_stack(policy: CompactionPolicy | None = None, *,
         finally:
             temporal.stop()
             postgres.stop()
+            watchdog.stop()
             await asyncio.sleep(0)

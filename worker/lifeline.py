@@ -17,6 +17,7 @@ import contextlib
 import ctypes
 import logging
 import os
+import shutil
 import signal
 import subprocess
 import sys
@@ -247,8 +248,11 @@ def _watch(argv: list[str]) -> int:
     stopped = reap(args.temporal_db, args.pgdata)
     if stopped:
         log.warning("the supervisor died; stopped pids %s", stopped)
-    for path in args.remove:
-        path.unlink(missing_ok=True)
+    for path in args.remove:  # a directory too: a bench's whole temporary stack
+        if path.is_dir():
+            shutil.rmtree(path, ignore_errors=True)
+        else:
+            path.unlink(missing_ok=True)
     return 0
 
 
