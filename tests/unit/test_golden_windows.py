@@ -1,0 +1,189 @@
+"""Every assembly version renders, byte for byte, the windows it rendered when it shipped.
+
+`replay --at N` rebuilds a served window with the assembly version recorded beside it and
+compares digests. A change that moves one byte of an old version's window (a header, an id's
+tail, a merge of the hierarchy, a ContextWindow field) makes every window served under it fail
+to replay. The unit tests of each version check properties; this pins the bytes.
+
+The fixture is literal data (summaries of both id kinds, merged and abstractive ones, a tool
+exchange, re-sent candidates): no summarizer or compaction runs, so improving those engines
+does not touch it. Only assembly, packing, the hierarchy's condensing and token counting do.
+
+The goldens were written at 6f97af3, where each version's own tests and the recorded replay
+histories pass. When a change is *meant* to alter a version's windows, that is a new version:
+add it, and write its goldens with `python -m tests.unit.test_golden_windows --write`
+(versions already in the file keep theirs).
+"""
+
+from __future__ import annotations
+
+import json
+import sys
+import uuid
+from collections.abc import Callable
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+
+import pytest
+
+from memory.assembly import ASSEMBLY_VERSION, Shares
+from memory.audit import window_digest
+from memory.compaction import WindowState
+from memory.models import Message, ScoredMessage, Summary, ToolCall
+from memory.packing import ID_TAIL
+from memory.tokens import HeuristicCounter, TokenCounter, default_counter
+from memory.window import assemble_from_window
+
+GOLDEN = Path(__file__).with_name("golden_windows.json")
+START = datetime(2023, 5, 8, 13, 56, tzinfo=UTC)
+NAMES = ("Caroline", "Melanie")
+FACTS = ("the refund for order {i} went out on Friday", "we moved the launch to week {i}",
+         "the adoption agency called about form {i}", "my pottery class {i} ran late",
+         "the duplicate charge on invoice {i} was reversed", "we hiked trail {i} with the kids")
+BUDGETS = (300, 800, 2000, 4000)
+QUERIES = {"idle": None, "query": "When did the refund for order 17 go out?"}
+
+
+def _uuid(i: int) -> str:
+    return str(uuid.UUID(int=(i + 7) * 0x9E3779B97F4A7C15F39CC0605CEDC835 % 2**128))
+
+
+def _id(i: int) -> str:
+    """Half the session has UUID ids (as clients send), half LoCoMo-like short ones."""
+    return _uuid(i) if i % 2 else f"D{i // 20 + 1}:{i % 20 + 1}"
+
+
+def _fact(i: int) -> str:
+    return f"{FACTS[i % len(FACTS)].format(i=i).capitalize()}. Also {i * 7 % 13} notes on it."
+
+
+def _archived(i: int) -> Message:
+    return Message(id=_id(i), role="user" if i % 2 else "assistant", name=NAMES[i % 2],
+                   content=_fact(i), created_at=START + timedelta(hours=i))
+
+
+def _extractive(sid: str, ids: list[int], level: int = 1) -> Summary:
+    quoted = ids[::3]
+    lines = [f"- [{_id(i)}] {NAMES[i % 2]}: {_fact(i)}" for i in quoted]
+    return Summary(id=sid, level=level, content="\n".join(lines),
+                   covers=tuple(_id(i) for i in ids), quoted_ids=tuple(_id(i) for i in quoted),
+                   created_at=START + timedelta(hours=ids[-1]))
+
+
+def fixture() -> tuple[WindowState, list[ScoredMessage]]:
+    """Archive 0-299 (summarized and retrievable), then a recent tail 300-359 with a tool
+    exchange; the candidates are 160 archived turns in a fixed order, re-sent copies among
+    them (the near-duplicate pass) and neighbours of the best (the store's ±1 rows)."""
+    merged_parts = [_extractive("s-a", list(range(0, 60))),
+                    _extractive("s-b", list(range(60, 120)))]
+    merged = Summary(
+        id="s-ab", level=2, content="\n".join(s.content for s in merged_parts),
+        covers=(), merges=("s-a", "s-b"), covered=120, span=(_id(0), _id(119)),
+        quoted_ids=tuple(i for s in merged_parts for i in s.quoted_ids),
+        created_at=START + timedelta(hours=119))
+    abstractive = Summary(
+        id="s-llm", level=1, strategy="openai", covers=tuple(_id(i) for i in range(120, 200)),
+        content="Caroline and Melanie planned the launch and settled the refunds.\n"
+                "- [2023-05-12 planning call] the launch moved to week 40\n"
+                "- a note without an id",
+        created_at=START + timedelta(hours=199))
+    summaries = (merged, abstractive, _extractive("s-c", list(range(200, 260))),
+                 _extractive("s-d", list(range(260, 300))))
+    system = Message(id="sys", role="system", content="You are a careful support agent.")
+    recent: list[Message] = [system]
+    for i in range(300, 360):
+        if i == 330:
+            call = ToolCall(id="call-1", name="get_invoice", arguments='{"invoice": 17}')
+            recent.append(Message(id=_id(i), role="assistant", tool_calls=(call,),
+                                  created_at=START + timedelta(hours=i)))
+        elif i == 331:
+            recent.append(Message(id=_id(i), role="tool", tool_call_id="call-1",
+                                  content='{"invoice": 17, "status": "reversed"}',
+                                  created_at=START + timedelta(hours=i)))
+        else:
+            recent.append(_archived(i))
+    order = sorted(range(300), key=lambda i: (i * 37) % 101 + (i % 7) / 10)
+    candidates = [ScoredMessage(message=_archived(i), score=1 / (61 + rank), session="golden",
+                                seq=i) for rank, i in enumerate(order[:160])]
+    candidates += [ScoredMessage(message=_archived(i).model_copy(update={"id": f"{_id(i)}~"}),
+                                 score=1 / (61 + rank), session="golden", seq=1000 + i)
+                   for rank, i in enumerate(order[:160:9])]  # re-sent, as a client may
+    near = sorted({i + d for i in order[:40] for d in (-1, 1) if 0 <= i + d < 300}
+                  - set(order[:160]))
+    candidates += [ScoredMessage(message=_archived(i), score=0.5 / (61 + order.index(i)),
+                                 session="golden", seq=i) for i in near]
+    return WindowState(summaries=summaries, messages=tuple(recent)), candidates
+
+
+def windows(version: int, counter: TokenCounter) -> dict[str, dict[str, object]]:
+    state, candidates = fixture()
+    out: dict[str, dict[str, object]] = {}
+    for budget in BUDGETS:
+        for mode, query in QUERIES.items():
+            cases = {mode: None, f"{mode}/shares": Shares(summary=0.2, retrieved=0.3,
+                                                           recent=0.5)}
+            for name, shares in cases.items():
+                window = assemble_from_window(
+                    state, max_tokens=budget, retrieved=candidates if query else (),
+                    shares=shares, query=query, version=version, counter=counter)
+                out[f"{budget}/{name}"] = {"digest": window_digest(window),
+                                           "tokens": window.tokens,
+                                           "messages": len(window.messages)}
+    return out
+
+
+COUNTERS: dict[str, Callable[[], TokenCounter]] = {"heuristic": HeuristicCounter,
+                                                   "default": default_counter}
+
+
+def rendered() -> dict[str, dict[str, dict[str, object]]]:
+    return {f"{name}/v{version}": windows(version, make())
+            for name, make in COUNTERS.items()
+            for version in range(1, ASSEMBLY_VERSION + 1)}
+
+
+@pytest.fixture(scope="module")
+def golden() -> dict[str, dict[str, dict[str, object]]]:
+    data: dict[str, dict[str, dict[str, object]]] = json.loads(GOLDEN.read_text())
+    return data
+
+
+@pytest.mark.parametrize("counter", sorted(COUNTERS))
+@pytest.mark.parametrize("version", range(1, ASSEMBLY_VERSION + 1))
+def test_each_version_renders_the_windows_it_shipped(
+        golden: dict[str, dict[str, dict[str, object]]], counter: str, version: int) -> None:
+    key = f"{counter}/v{version}"
+    assert key in golden, f"no golden windows for {key}: write them (see the module's docstring)"
+    now = windows(version, COUNTERS[counter]())
+    changed = sorted(case for case in golden[key] if golden[key][case] != now.get(case))
+    assert not changed, (f"assembly {key} renders {len(changed)} of {len(golden[key])} golden "
+                         f"windows differently, e.g. {changed[:3]}: "
+                         f"was {golden[key][changed[0]]}, now {now.get(changed[0])}")
+    assert set(now) == set(golden[key])
+
+
+def test_the_fixture_exercises_what_the_versions_differ_in() -> None:
+    """The goldens are worth something only if the fixture reaches each version's changes:
+    condensing (v3), re-sent copies (dedup), long ids on retrieved lines (v5) and on summary
+    lines (v6), and the versions' windows differ from one another."""
+    counter = HeuristicCounter()
+    by_version = {v: windows(v, counter) for v in range(1, ASSEMBLY_VERSION + 1)}
+    for older, newer in zip(range(1, ASSEMBLY_VERSION), range(2, ASSEMBLY_VERSION + 1),
+                            strict=True):
+        assert by_version[older] != by_version[newer], f"v{older} and v{newer} render alike"
+    state, candidates = fixture()
+    v6 = assemble_from_window(state, max_tokens=2000, retrieved=candidates,
+                              query=QUERIES["query"], version=6, counter=counter)
+    text = "\n".join(m.content for m in v6.messages)
+    assert "condensed" in text  # the four summaries do not fit a tenth of 2,000
+    assert any(f"…{_uuid(i)[-ID_TAIL:]}" in text for i in range(1, 300, 2))  # v5/v6 tails
+    assert not any(_uuid(i) in text for i in range(1, 360, 2))  # only tails of UUIDs
+
+
+if __name__ == "__main__":
+    if sys.argv[1:] != ["--write"]:
+        sys.exit("usage: python -m tests.unit.test_golden_windows --write")
+    kept = json.loads(GOLDEN.read_text()) if GOLDEN.exists() else {}
+    fresh = rendered()
+    GOLDEN.write_text(json.dumps({**fresh, **kept}, indent=1, sort_keys=True) + "\n")
+    print(f"wrote {len(set(fresh) - set(kept))} new version(s) to {GOLDEN}")
