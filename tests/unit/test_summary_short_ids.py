@@ -9,6 +9,7 @@ from datetime import timedelta
 
 import pytest
 
+from longthread.integrations._common import summary_text
 from memory import CompactionPolicy, Session
 from memory.assembly import assemble_context
 from memory.hierarchy import condense
@@ -119,3 +120,16 @@ def test_version_6_windows_show_summary_ids_by_their_tails_and_version_5_whole(
     for message in old_summaries:
         assert all(ident in message.content for ident in message.source_ids)
     assert new.tokens <= 20000 and old.tokens <= 20000
+
+
+def test_the_adapters_show_summaries_as_the_current_assembly_does(
+        uuid_hierarchy: tuple[tuple[Summary, ...], list[Message]]) -> None:
+    """The Agents SDK and LangChain session views put the summaries in one system message:
+    the same fenced text as a version-6 window's, tails and all, not the whole ids."""
+    summaries, recent = uuid_hierarchy
+    window = assemble_context(max_tokens=20000, summaries=summaries, recent=recent,
+                              counter=COUNTER)
+    shown = [m.content for m in window.messages if m.section == "summary"]
+    text = summary_text(summaries)
+    assert text == "\n\n".join(shown)
+    assert not any(_uuid(i) in text for i in range(500))
