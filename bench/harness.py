@@ -14,7 +14,7 @@ import tempfile
 import time
 import uuid
 from collections.abc import AsyncIterator, Awaitable, Callable, Mapping
-from contextlib import asynccontextmanager
+from contextlib import ExitStack, asynccontextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -128,21 +128,25 @@ async def bench_stack(policy: CompactionPolicy | None = None, *,
     """Start Postgres, a Temporal dev server, the conversation worker and the no-op worker;
     `embedder` is used by the worker (indexing) and by the client (query embedding)."""
     with tempfile.TemporaryDirectory(prefix="lt-bench-", dir=tmp,
-                                     ignore_cleanup_errors=True) as root:
+                                     ignore_cleanup_errors=True) as root, ExitStack() as stops:
         postgres = EmbeddedPostgres(Path(root) / "pg")
         temporal = TemporalDevServer(Path(root) / "t", port=free_port(), ui_port=None,
                                      dynamic_config=dict(dynamic_config or {}))
         # A bench killed by a signal (or a timeout's SIGKILL) runs no `finally`; the watchdog
-        # then stops both servers and removes the directory, as for `longthread dev`.
+        # then stops both servers and removes the directory, as for `longthread dev`. The
+        # stops run last-in first, each despite the others' errors, from whatever started.
         watchdog = Watchdog(temporal.db_file, postgres.pgdata, Path(root) / "watchdog.log",
                             remove=(Path(root),))
         watchdog.start()
+        stops.callback(watchdog.stop)
+        stops.callback(postgres.stop)
         url = postgres.start()
+        stops.callback(temporal.stop)
         temporal.start()
+        await migrate(url)
+        await temporal.wait_ready()
+        pool = await open_pool(url, max_size=pool_size)
         try:
-            await migrate(url)
-            await temporal.wait_ready()
-            pool = await open_pool(url, max_size=pool_size)
             client = await Client.connect(temporal.address,
                                           data_converter=pydantic_data_converter)
             embedder = embedder or default_embedder()
@@ -151,17 +155,12 @@ async def bench_stack(policy: CompactionPolicy | None = None, *,
             queue = f"bench-{uuid.uuid4()}"
             acts = ConversationActivities(store, embedder)
             noop = Worker(client, task_queue=queue + "-noop", workflows=[NoopWorkflow])
-            try:
-                async with build_worker(client, queue, acts.all(),
-                                        **dict(worker_options or {})), noop:
-                    yield Bench(client, store,
-                                Longthread(client, Settings(task_queue=queue), policy,
-                                           store=store, embedder=embedder),
-                                queue, embedder, temporal.address, url)
-            finally:
-                await pool.close()
+            async with build_worker(client, queue, acts.all(),
+                                    **dict(worker_options or {})), noop:
+                yield Bench(client, store,
+                            Longthread(client, Settings(task_queue=queue), policy,
+                                       store=store, embedder=embedder),
+                            queue, embedder, temporal.address, url)
         finally:
-            temporal.stop()
-            postgres.stop()
-            watchdog.stop()
+            await pool.close()
             await asyncio.sleep(0)

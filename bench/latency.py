@@ -235,6 +235,12 @@ async def _ask(conv: Conversation, queries: Iterator[str]) -> object:
     return await conv.context(next(queries), max_tokens=2000)
 
 
+async def _ask_idle(conv: Conversation) -> object:
+    """An agent loop's call with no query: the window version and the condensed hierarchy,
+    no retrieval (version 6 fills the summary share of such a window)."""
+    return await conv.context(max_tokens=2000)
+
+
 
 
 # The three pieces the 05:30 latency work changed, as they were at c9ce66a: the BM25 statement
@@ -368,6 +374,7 @@ async def _context_latency(bench: Bench, noop: Any, texts: list[str], base: np.n
         if scale == SCALES[-1]:
             # The code before this session's changes, interleaved in the same loop.
             await _same_windows(bench, conv, questions[:5])
+            ops[f"context() at {scale:,}, no query"] = functools.partial(_ask_idle, conv)
             ops[f"context() at {scale:,}, code at {EVERY}"] = functools.partial(
                 _ask_every, conv, qs)
             ops[f"context() at {scale:,}, {PREVIOUS}"] = functools.partial(
