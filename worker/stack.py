@@ -29,6 +29,8 @@ __all__ = ["EmbeddedPostgres", "TemporalDevServer", "free_port", "temporal_binar
 
 log = logging.getLogger(__name__)
 
+BIND_CLASH = "address already in use"
+
 
 def free_port() -> int:
     with socket.socket() as s:
@@ -54,6 +56,11 @@ class TemporalDevServer:
     ui_port: int | None = 8233
     dynamic_config: dict[str, str] = field(default_factory=dict)
     process: subprocess.Popen[bytes] | None = None
+    log_offset: int = 0  # where this start's output begins in temporal.log
+
+    @property
+    def log_path(self) -> Path:
+        return self.data_dir / "temporal.log"
 
     @property
     def address(self) -> str:
@@ -78,7 +85,8 @@ class TemporalDevServer:
         args += ["--ui-port", str(self.ui_port)] if self.ui_port else ["--headless"]
         for key, value in self.dynamic_config.items():
             args += ["--dynamic-config-value", f"{key}={value}"]
-        log_file = (self.data_dir / "temporal.log").open("ab")
+        log_file = self.log_path.open("ab")
+        self.log_offset = log_file.tell()
         # Its own process group, so stopping it can never leave a child behind.
         self.process = subprocess.Popen(
             args, stdout=log_file, stderr=subprocess.STDOUT, start_new_session=True,
@@ -86,15 +94,28 @@ class TemporalDevServer:
         )
         log_file.close()
 
-    async def wait_ready(self, timeout: float = 60.0) -> None:
+    async def wait_ready(self, timeout: float = 60.0, bind_retries: int = 3) -> None:
+        """Wait until the server answers. The CLI picks its HTTP API and metrics ports itself,
+        by probing for a free one and binding it later; another process can take the port in
+        between ("bind: address already in use", seen once in a test run). Such a start is
+        retried, and the CLI picks again; a port we named that stays taken fails each retry the
+        same way, and the error then quotes the server's own line."""
         from temporalio.client import Client
 
         deadline = asyncio.get_running_loop().time() + timeout
         while True:
             if self.process is not None and self.process.poll() is not None:
+                said = self._output()
+                if BIND_CLASH in said and bind_retries > 0:
+                    log.warning("the Temporal dev server could not bind a port; starting again")
+                    bind_retries -= 1
+                    await asyncio.sleep(0.5)
+                    self.start()
+                    continue
+                last = said.strip().splitlines()[-1:] or ["(no output)"]
                 raise RuntimeError(
-                    f"the Temporal dev server exited (code {self.process.returncode}); "
-                    f"see {self.data_dir / 'temporal.log'}"
+                    f"the Temporal dev server exited (code {self.process.returncode}): "
+                    f"{last[0][:300]}; see {self.log_path}"
                 )
             try:
                 client = await Client.connect(self.address)
@@ -104,6 +125,15 @@ class TemporalDevServer:
                 if asyncio.get_running_loop().time() > deadline:
                     raise TimeoutError(f"Temporal did not answer on {self.address}") from None
                 await asyncio.sleep(0.25)
+
+    def _output(self) -> str:
+        """What the server wrote since this start."""
+        try:
+            with self.log_path.open("rb") as out:
+                out.seek(self.log_offset)
+                return out.read().decode(errors="replace")
+        except OSError:
+            return ""
 
     def stop(self, timeout: float = 15.0) -> None:
         if self.process is None or self.process.poll() is not None:

@@ -132,6 +132,8 @@ def windows(version: int, counter: TokenCounter) -> dict[str, dict[str, object]]
     return out
 
 
+# "default" renders as "heuristic" today; it is pinned on its own so that a change of the
+# product's default counter (which would move every served window) fails here too.
 COUNTERS: dict[str, Callable[[], TokenCounter]] = {"heuristic": HeuristicCounter,
                                                    "default": default_counter}
 
