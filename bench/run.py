@@ -2,8 +2,9 @@
 
 The newest run goes on top; earlier runs are kept below it for comparison. Set LT_BENCH_ONLY
 to a comma-separated subset (ceiling, latency, append, burst, quality, quality_engine, speed,
-retrieval, scale, embed_pass) to run fewer. `bench/speed.py` and `bench/quality_engine.py`
-are run when they exist and offer `run()` (sync or async, returning a Section or (Section, data)).
+retrieval, scale, embed_pass, summary_metering) to run fewer. `bench/speed.py` and
+`bench/quality_engine.py` are run when they exist and offer `run()` (sync or async, returning
+a Section or (Section, data)).
 The 1M-message ceiling takes an hour or more: `LT_CEILING_SIZES=10000,100000` shortens it.
 `LT_BENCH_SECTIONS=DIR` also writes each finished section to DIR/<name>.md;
 `LT_BENCH_ASSEMBLE=a.md,b.md` (with `LT_BENCH_RUN_NOTE`) runs nothing and writes those section
@@ -30,7 +31,17 @@ import matplotlib
 matplotlib.use("Agg")
 import matplotlib.pyplot as plt
 
-from bench import append, burst, ceiling, embed_pass, latency, quality, retrieval, scale
+from bench import (
+    append,
+    burst,
+    ceiling,
+    embed_pass,
+    latency,
+    quality,
+    retrieval,
+    scale,
+    summary_metering,
+)
 from bench.common import Section, code_state, machine
 from bench.history import RunHistory
 
@@ -160,10 +171,15 @@ async def _quality_engine() -> Section | None:
     return await _optional("quality_engine")
 
 
+async def _summary_metering() -> Section:
+    section, _ = await asyncio.to_thread(summary_metering.run)
+    return section
+
+
 RUNNERS: dict[str, Callable[[], Awaitable[Section | None]]] = {
     "ceiling": _ceiling, "latency": _latency, "append": _append, "burst": _burst, "speed": _speed,
     "quality_engine": _quality_engine, "quality": _quality, "retrieval": retrieval.run,
-    "scale": _scale, "embed_pass": embed_pass.run,
+    "scale": _scale, "embed_pass": embed_pass.run, "summary_metering": _summary_metering,
 }
 
 

@@ -17,6 +17,7 @@ from memory.assembly import tool_units
 from memory.errors import InvalidInputError
 from memory.hierarchy import merge_summaries
 from memory.models import CompactionRecord, Message, Summary, Trigger, content_hash
+from memory.packing import shown_summary_text
 from memory.policy import CompactionPolicy, Level
 from memory.tokens import MESSAGE_OVERHEAD, TokenCounter, default_counter
 
@@ -59,9 +60,12 @@ SUMMARY_OVERHEAD = 24  # the header assembly wraps a summary in
 
 
 def window_tokens(state: WindowState, counter: TokenCounter | None = None) -> int:
+    """The window's size for the policy: messages as they are, summaries as a window shows
+    them (engine version 4; long ids by their tails), the form their budget is metered in."""
     counter = counter or default_counter()
     return sum(counter.count_message(m.role, m.content) for m in state.messages) + sum(
-        counter.count_message("system", s.content) + SUMMARY_OVERHEAD for s in state.summaries
+        counter.count_message("system", shown_summary_text(s)) + SUMMARY_OVERHEAD
+        for s in state.summaries
     )
 
 
@@ -187,7 +191,8 @@ def plan_compaction(
 
 
 # 3: a merged summary names the summaries it merges instead of copying their covers.
-ENGINE_VERSION = "longthread-engine/3"
+# 4: summaries (and the window's size) are metered as a window shows them: long ids by tails.
+ENGINE_VERSION = "longthread-engine/4"
 
 
 def apply_record(
@@ -263,7 +268,8 @@ def compose_record(
         pool = [*state.summaries, *([summary] if summary is not None else [])]
         to_merge = [s for s in pool if s.id in plan.merge_summary_ids]
         merged = merge_summaries(f"{record_id}-merged", to_merge, plan.summary_max_tokens,
-                                 counter=counter).model_copy(update={"created_at": at})
+                                 counter=counter, shown_ids=True)
+        merged = merged.model_copy(update={"created_at": at})
     record = CompactionRecord(
         id=record_id, seq=seq, trigger=trigger, level=plan.level, action=plan.action,
         reason=plan.reason, covered_ids=plan.covered_ids, covered_hash=content_hash(covered_msgs),

@@ -107,10 +107,6 @@ def render_extracts(extracts: Sequence[Extract]) -> str:
     return "\n".join(_line(e.message_id, e.speaker, e.sentence) for e in extracts)
 
 
-def _render(candidates: Sequence[_Candidate]) -> str:
-    return "\n".join(_line(*c) for c in candidates)
-
-
 def clauses(sentence: str) -> list[str]:
     """Verbatim clauses of a sentence of more than LONG_SENTENCE words, worth quoting alone:
     cut at clause punctuation (left out) and before conjunctions; at least MIN_CLAUSE_TERMS
@@ -233,8 +229,8 @@ def _select(pool: _Pool, fits: Callable[[list[int], int], bool],
     return chosen
 
 
-def _pool(messages: Sequence[Message], focus: str | None,
-          counter: TokenCounter) -> _Pool | None:
+def _pool(messages: Sequence[Message], focus: str | None, counter: TokenCounter,
+          metered: Callable[[_Candidate], str]) -> _Pool | None:
     candidates: list[_Candidate] = []
     cand_terms: list[tuple[str, ...]] = []
     group: list[int] = []
@@ -260,7 +256,7 @@ def _pool(messages: Sequence[Message], focus: str | None,
     if not candidates:
         return None
     weights = term_weights(docs, texts, terms(focus) if focus else ())
-    cost = [max(1, counter.count(_line(*c))) for c in candidates]
+    cost = [max(1, counter.count(metered(c))) for c in candidates]
     return _Pool(candidates, cand_terms, group, cost, weights)
 
 
@@ -269,23 +265,31 @@ def extractive_summary(
     max_tokens: int,
     focus: str | None = None,
     counter: TokenCounter | None = None,
+    shown: Callable[[str], str] | None = None,
 ) -> ExtractiveSummary:
     """Quote the sentences (or clauses of long ones) that cover the most specific facts per
     token, in conversation order, each tagged with its message id and speaker; the text never
-    exceeds `max_tokens`. Of quotes with the same terms and cost the earlier one is kept."""
+    exceeds `max_tokens`. Of quotes with the same terms and cost the earlier one is kept.
+
+    With `shown`, a line is metered with the id a window shows for it (`shown(message_id)`)
+    rather than the id it stores; the caller checks the text as shown (`tokens` counts it)."""
     counter = counter or default_counter()
-    pool = _pool(messages, focus, counter)
+
+    def metered(c: _Candidate) -> str:
+        return _line(shown(c.message_id) if shown else c.message_id, c.speaker, c.sentence)
+
+    pool = _pool(messages, focus, counter, metered)
     if pool is None:
         return ExtractiveSummary(extracts=(), text="", tokens=0)
     candidates = pool.candidates
 
     def render(chosen: Sequence[int]) -> str:
-        return _render([candidates[k] for k in chosen])
+        return "\n".join(metered(candidates[k]) for k in chosen)
 
     chosen: list[int] | None = None
     if type(counter) is HeuristicCounter:
         meter = _HeuristicMeter()
-        stats = [meter.stats(_line(*c)) for c in candidates]
+        stats = [meter.stats(metered(c)) for c in candidates]
         chosen = _select(pool, lambda _, i: meter.count_with(stats[i]) <= max_tokens,
                          lambda i: meter.add(stats[i]))
         if counter.count(render(chosen)) != meter.count():
@@ -296,5 +300,5 @@ def extractive_summary(
             lambda i: None)
     extracts = tuple(Extract(message_id=c.message_id, speaker=c.speaker, sentence=c.sentence)
                      for c in (candidates[k] for k in chosen))
-    text = render_extracts(extracts)
-    return ExtractiveSummary(extracts=extracts, text=text, tokens=counter.count(text))
+    return ExtractiveSummary(extracts=extracts, text=render_extracts(extracts),
+                             tokens=counter.count(render(chosen)))

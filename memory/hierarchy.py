@@ -15,7 +15,7 @@ from pydantic import BaseModel, ConfigDict
 
 from memory.extractive import Extract, extractive_summary, render_extracts
 from memory.models import ContextMessage, Message, Summary
-from memory.packing import FENCE, escape, short_line_ids
+from memory.packing import FENCE, escape, short_line_ids, shown_id
 from memory.tokens import TokenCounter, default_counter
 
 __all__ = ["CONDENSED_HEADER", "RollingSummary", "chunk_messages", "condense", "merge_summaries",
@@ -73,17 +73,37 @@ def merge_summaries(
     max_tokens: int,
     focus: str | None = None,
     counter: TokenCounter | None = None,
+    shown_ids: bool = False,
 ) -> Summary:
     """Summarize summaries into one a level up; quoted ids stay those of the originals. The
     result names the summaries it merges and counts their messages; it does not copy their
-    `covers` (see `Summary`)."""
+    `covers` (see `Summary`).
+
+    With `shown_ids` (a compaction's stored merge, engine version 4) `max_tokens` holds for
+    the text as a window shows it, as for `ExtractiveSummarizer`; without it (what `condense`
+    does for assembly version 6, kept byte for byte) lines are metered with their pseudo ids."""
+    folded = {s.id for s in summaries}  # lines from prose cite a summary, not an original
+
+    def shown(pseudo_id: str) -> str:
+        original = pseudo_id.split("#", 1)[0]
+        return original if original in folded else shown_id(original)
+
     pseudo = _as_messages(summaries)
-    result = extractive_summary(pseudo, max_tokens, focus=focus, counter=counter)
+    result = extractive_summary(pseudo, max_tokens, focus=focus, counter=counter,
+                                shown=shown if shown_ids else None)
+    merged = _merged(summary_id, summaries, result.extracts, folded)
+    if shown_ids and (counter or default_counter()).count(
+            short_line_ids(merged.content, merged.quoted_ids)[0]) > max_tokens:
+        return merge_summaries(summary_id, summaries, max_tokens, focus, counter)
+    return merged
+
+
+def _merged(summary_id: str, summaries: Sequence[Summary], chosen: Sequence[Extract],
+            folded: set[str]) -> Summary:
     extracts = [
         Extract(message_id=e.message_id.split("#", 1)[0], speaker=e.speaker, sentence=e.sentence)
-        for e in result.extracts
+        for e in chosen
     ]
-    folded = {s.id for s in summaries}  # lines from prose cite a summary, not an original
     ends = [e for e in (s.ends for s in summaries) if e is not None]
     return Summary(
         id=summary_id,

@@ -41,7 +41,8 @@ from memory.models import ContextMessage, ScoredMessage, Summary
 from memory.tokens import TokenCounter
 
 __all__ = ["FENCE", "ID_SHOWN_WHOLE", "ID_TAIL", "INTRO", "SHORT_INTRO", "escape", "fenced_summary",
-           "legacy_block", "pack_block", "reach", "short_line_ids", "shown_ids"]
+           "legacy_block", "pack_block", "reach", "short_line_ids", "shown_id", "shown_ids",
+           "shown_summary_text"]
 
 FENCE = "archived_messages"
 INTRO = ("Archived messages retrieved for this turn, oldest first. They are quoted records of "
@@ -78,6 +79,17 @@ def short_line_ids(content: str, quoted: Collection[str], ends: Sequence[str] = 
         lambda m: f"- [{shown.get(m[1], m[1]) if m[1] in known else m[1]}] ", content) \
         if shown else content
     return text, lambda ident: shown.get(ident, ident)
+
+
+def shown_id(ident: str) -> str:
+    """How a line's id is shown when no other id beside it shares its tail (`_shortened`):
+    what a summary's lines are metered with, so its budget buys sentences, not UUIDs."""
+    return f"…{ident[-ID_TAIL:]}" if len(ident) > ID_SHOWN_WHOLE else ident
+
+
+def shown_summary_text(summary: Summary) -> str:
+    """A summary's text as a version-6 window shows it: what the window's size counts."""
+    return short_line_ids(summary.content, summary.quoted_ids, summary.ends or ())[0]
 
 
 def fenced_summary(summary: Summary, short_ids: bool) -> str:
