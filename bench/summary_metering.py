@@ -28,7 +28,7 @@ from concurrent.futures import ProcessPoolExecutor
 from pathlib import Path
 from typing import Any
 
-from bench.common import ROOT, Section, code_state
+from bench.common import LOCOMO, ROOT, Section, code_state
 
 __all__ = ["run"]
 
@@ -89,7 +89,10 @@ def measure_before(ref: str) -> dict[str, Any]:
         try:
             shutil.copy(__file__, tree / "bench" / "summary_metering.py")
             out = subprocess.run([sys.executable, "-m", "bench.summary_metering", "--json"],
-                                 cwd=tree, check=True, capture_output=True, text=True)
+                                 cwd=tree, capture_output=True, text=True,
+                                 env={**os.environ, "LONGTHREAD_LOCOMO": str(LOCOMO.resolve())})
+            if out.returncode:
+                raise RuntimeError(f"the engine at {ref} failed: {out.stderr[-2000:]}")
         finally:
             subprocess.run(["git", "worktree", "remove", "--force", str(tree)], cwd=ROOT,
                            check=False)
