@@ -42,10 +42,11 @@ async def window_at(store: Store, tenant: str, session: str, turn: int,
 
 
 async def replay_at(store: Store, tenant: str, session: str, turn: int) -> ReplayResult:
-    served_docs = await store.served(tenant, session, at_turn=turn)
-    if not served_docs:
+    """Rebuild the newest context served at or before `turn` and check its digest."""
+    served_doc = await store.last_served(tenant, session, at_turn=turn)
+    if served_doc is None:
         raise NotFoundError(f"turn: no context was served in {session!r} at or before turn {turn}")
-    served = ServedContext.model_validate(served_docs[-1])
+    served = ServedContext.model_validate(served_doc)
     state = await window_at(store, tenant, session, served.turn, served.ledger_seq)
     found = {seq: m for seq, m in await store.get_with_seq(
         tenant, session, [i for i, _ in served.retrieved])}

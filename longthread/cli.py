@@ -28,6 +28,8 @@ err = Console(stderr=True)
 T = TypeVar("T")
 
 EXIT_FAIL, EXIT_INPUT, EXIT_NO_STACK = 1, 2, 3
+MAX_CONTEXT_TOKENS = 2_000_000  # ContextRequest's limit
+MAX_TURN = 2**31 - 1  # turns are Postgres integers
 Tenant = Annotated[str, typer.Option("--tenant", "-t", help="Tenant the session belongs to.")]
 Json = Annotated[bool, typer.Option("--json", help="Machine-readable output.")]
 
@@ -101,7 +103,8 @@ def import_(session: str, file: Path, tenant: Tenant = "default",
 
 @app.command()
 def context(session: str, query: Annotated[str | None, typer.Option("--query", "-q")] = None,
-            max_tokens: Annotated[int, typer.Option("--max-tokens", "-n", min=1)] = 4000,
+            max_tokens: Annotated[int, typer.Option("--max-tokens", "-n", min=1,
+                                                    max=MAX_CONTEXT_TOKENS)] = 4000,
             tenant: Tenant = "default", as_json: Json = False) -> None:
     """Build the context window a model call would get now."""
     async def body() -> None:
@@ -132,7 +135,9 @@ def ledger(session: str, tenant: Tenant = "default", as_json: Json = False) -> N
 
 
 @app.command()
-def replay(session: str, at: Annotated[int, typer.Option("--at", min=0, help="Turn number.")],
+def replay(session: str, at: Annotated[int, typer.Option(
+               "--at", min=0, max=MAX_TURN,
+               help="Turn number: the newest context served at or before it is rebuilt.")],
            tenant: Tenant = "default", as_json: Json = False) -> None:
     """Rebuild the window the model saw after turn N and check it against what was served."""
     async def body() -> bool:
@@ -152,11 +157,25 @@ def sessions(tenant: Tenant = "default") -> None:
 
 
 @app.command()
-def export(session: str, file: Path, tenant: Tenant = "default") -> None:
+def export(session: str, file: Path, tenant: Tenant = "default",
+           force: Annotated[bool, typer.Option(
+               "--force", help="Overwrite FILE if it exists.")] = False) -> None:
     """Write the whole session (every message, then the ledger) to a JSONL file."""
     async def body() -> None:
         async with connected(out, need_db=True) as ctx:
-            await ctx.export(session, tenant, file)
+            await ctx.export(session, tenant, file, force)
+    _run(body())
+
+
+@app.command()
+def uncompact(session: str, record: Annotated[str, typer.Argument(
+                  help="The ledger record to undo (its id, as `ledger` shows it).")],
+              tenant: Tenant = "default") -> None:
+    """Undo a compaction: its messages return to the window verbatim, and the undo is a
+    ledger record of its own (so replay still rebuilds what was served before it)."""
+    async def body() -> None:
+        async with connected(out) as ctx:
+            await ctx.uncompact(session, tenant, record)
     _run(body())
 
 
@@ -212,6 +231,7 @@ def db_setup(
 
 @app.command()
 def mcp(port: Annotated[int | None, typer.Option(
+            min=1, max=65535,
             help="Serve streamable HTTP on 127.0.0.1:PORT instead of stdio.")] = None,
         tenant: Tenant = "default") -> None:
     """Serve longthread's tools (append, context, compact, uncompact, ledger, replay, search)
@@ -222,7 +242,8 @@ def mcp(port: Annotated[int | None, typer.Option(
 
 
 @app.command()
-def ui(port: Annotated[int, typer.Option(help="Port of the audit page.")] = 8321,
+def ui(port: Annotated[int, typer.Option(min=1, max=65535,
+                                        help="Port of the audit page.")] = 8321,
        host: Annotated[str, typer.Option(
            help="Interface to listen on; anything but loopback needs --token.")] = "127.0.0.1",
        token: Annotated[str | None, typer.Option(

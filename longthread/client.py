@@ -19,6 +19,7 @@ from typing import Any
 from psycopg import AsyncConnection
 from psycopg.rows import DictRow
 from psycopg_pool import AsyncConnectionPool
+from pydantic import ValidationError
 from temporalio.client import (
     Client,
     RPCError,
@@ -44,6 +45,7 @@ from memory.models import (
     Message,
     ScoredMessage,
     Summary,
+    invalid_input,
     parse_messages,
 )
 from memory.policy import CompactionPolicy
@@ -66,12 +68,14 @@ from workflows.types import (
     UncompactInput,
 )
 
-__all__ = ["MAX_BATCH_BYTES", "Conversation", "Longthread", "check_ids"]
+__all__ = ["MAX_BATCH_BYTES", "NO_ARCHIVE", "Conversation", "Longthread", "check_ids"]
 
 log = logging.getLogger(__name__)
 
 # Temporal caps one payload at 2 MB; a batch stays well below so JSON overhead never crosses it.
 MAX_BATCH_BYTES = 1_500_000
+NO_ARCHIVE = ("no archive database: set LONGTHREAD_DATABASE_URL, run `longthread dev` in this "
+              "directory, or point LONGTHREAD_DATA_DIR at the data dir of one running elsewhere")
 
 
 def check_ids(tenant: str, session: str) -> tuple[str, str]:
@@ -168,6 +172,9 @@ class Conversation:
         """Append a batch; messages already appended (same id, same content) are skipped.
         `hold_compaction` (for imports that carry a ledger) pauses automatic compaction until
         `restore_ledger` or an ordinary append."""
+        if isinstance(messages, (Mapping, Message, str, bytes)):
+            raise InvalidInputError("messages", f"expected a list of messages, got "
+                                    f"{type(messages).__name__} (append() takes one message)")
         parsed = parse_messages(list(messages))
         if not parsed:
             raise InvalidInputError("messages", "must hold at least one message")
@@ -253,10 +260,11 @@ class Conversation:
                       k: int = 40, neighbours: int = 1,
                       shares: tuple[float, float, float] | None = None) -> ContextWindow:
         """The window for one model call, within `max_tokens`; recorded for `replay`."""
-        if max_tokens < 1:
-            raise InvalidInputError("max_tokens", "must be at least 1")
-        request = ContextRequest(query=query, max_tokens=max_tokens, k=k,
-                                 neighbours=neighbours, shares=shares)
+        try:
+            request = ContextRequest(query=query, max_tokens=max_tokens, k=k,
+                                     neighbours=neighbours, shares=shares)
+        except ValidationError as exc:  # out-of-range numbers, a query over 100,000 chars
+            raise invalid_input(exc) from None
         return await serve_context(await self.lt.store(), self.lt.embedder(), self.tenant,
                                    self.session, request)
 
@@ -333,14 +341,14 @@ class Longthread:
         except RuntimeError as exc:
             raise ConnectionError(
                 f"no running stack at {settings.temporal_address}: start one with "
-                "`longthread dev` (or set LONGTHREAD_TEMPORAL_ADDRESS)") from exc
+                "`longthread dev`, or point LONGTHREAD_DATA_DIR at the data dir of one running "
+                "elsewhere (or set LONGTHREAD_TEMPORAL_ADDRESS)") from exc
         return cls(client, settings, policy)
 
     async def store(self) -> Store:
         if self._store is None:
             if not self.settings.database_url:
-                raise ConnectionError("no archive database: set LONGTHREAD_DATABASE_URL or run "
-                                      "`longthread dev` in this directory")
+                raise ConnectionError(NO_ARCHIVE)
             self._own_pool = await open_pool(self.settings.database_url)
             self._store = Store(self._own_pool)
         return self._store

@@ -15,9 +15,9 @@ from temporalio.client import WorkflowExecutionStatus
 from temporalio.service import RPCError, RPCStatusCode
 
 from longthread.audit import replay_at
-from longthread.client import Conversation, Longthread, check_ids
+from longthread.client import NO_ARCHIVE, Conversation, Longthread, check_ids
 from longthread.settings import resolve_settings
-from longthread.transfer import read_session_file, write_export
+from longthread.transfer import check_writable, read_session_file, write_export
 from longthread.views import ledger_table, print_window, sessions_table
 from memory.errors import InvalidInputError, LongthreadError, NotFoundError
 from memory.store.db import open_pool
@@ -37,8 +37,7 @@ class Ctx:
 
     def need_store(self) -> Store:
         if self.store is None:
-            raise ConnectionError("no archive database: set LONGTHREAD_DATABASE_URL or run "
-                                  "`longthread dev` in this directory")
+            raise ConnectionError(NO_ARCHIVE)
         return self.store
 
     async def existing(self, session: str, tenant: str) -> Conversation:
@@ -116,10 +115,19 @@ class Ctx:
                       focus: str | None) -> None:
         conv = await self.existing(session, tenant)
         record = await conv.compact(preserve_recent, focus)
-        if record is None:
-            self.out.print("nothing to compact: every message is within --preserve-recent")
-        else:
+        if record is not None:
             self.out.print(ledger_table([record]))
+        elif preserve_recent is not None:
+            self.out.print(f"nothing to compact: every message in the window is among the "
+                           f"{preserve_recent} most recent (--preserve-recent)")
+        else:
+            self.out.print("nothing to compact: every message in the window is among the most "
+                           "recent the policy keeps verbatim (LONGTHREAD_PRESERVE_RECENT); "
+                           "--preserve-recent N keeps fewer")
+
+    async def uncompact(self, session: str, tenant: str, record_id: str) -> None:
+        conv = await self.existing(session, tenant)
+        self.out.print(ledger_table([await conv.uncompact(record_id)]))
 
     async def ledger(self, session: str, tenant: str, as_json: bool) -> None:
         await self.settled(session, tenant)
@@ -136,7 +144,9 @@ class Ctx:
             self.out.print_json(result.model_dump_json())
         else:
             served = result.served
-            self.out.print(f"context served after turn {served.turn} (query {served.query!r}, "
+            newest = f", the newest at or before turn {turn}" if served.turn < turn else ""
+            self.out.print(f"context served after turn {served.turn}{newest} (query "
+                           f"{served.query!r}, "
                            f"max_tokens {served.max_tokens}, {served.ledger_seq} ledger records "
                            "in force), rebuilt from the archive and the ledger:")
             print_window(self.out, result.window)
@@ -148,7 +158,8 @@ class Ctx:
         check_ids(tenant, "x")
         self.out.print(sessions_table(tenant, await self.need_store().sessions(tenant)))
 
-    async def export(self, session: str, tenant: str, path: Path) -> None:
+    async def export(self, session: str, tenant: str, path: Path, force: bool) -> None:
+        check_writable(path, force)
         await self.settled(session, tenant, strict=True)
         store = self.need_store()
         count = write_export(path, tenant, session, await store.all_messages(tenant, session),

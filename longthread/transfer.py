@@ -16,7 +16,8 @@ from pydantic import BaseModel, ConfigDict, ValidationError
 from memory.errors import InvalidInputError
 from memory.models import CompactionRecord, Message, invalid_input, parse_messages
 
-__all__ = ["EXPORT_FORMAT", "SessionFile", "ledger_parts", "read_session_file", "write_export"]
+__all__ = ["EXPORT_FORMAT", "SessionFile", "check_writable", "ledger_parts", "read_session_file",
+           "write_export"]
 
 EXPORT_FORMAT = "longthread-export/1"
 
@@ -32,6 +33,8 @@ class SessionFile(BaseModel):
 def _lines(path: Path) -> Iterator[tuple[int, str]]:
     if not path.exists():
         raise InvalidInputError("FILE", f"{path} does not exist")
+    if path.is_dir():
+        raise InvalidInputError("FILE", f"{path} is a directory; name a JSONL file")
     with path.open(encoding="utf-8", errors="strict") as handle:
         try:
             for number, line in enumerate(handle, start=1):
@@ -46,6 +49,7 @@ def read_session_file(path: Path) -> SessionFile:
     messages: list[Message] = []
     ledger: list[CompactionRecord] = []
     source: dict[str, Any] | None = None
+    seen: dict[str, int] = {}  # id -> line
     for number, line in _lines(path):
         try:
             item = json.loads(line)
@@ -69,17 +73,39 @@ def read_session_file(path: Path) -> SessionFile:
         except InvalidInputError as exc:
             field = exc.field.removeprefix("messages[0].")
             raise InvalidInputError(f"line {number}", f"{field}: {exc.problem}") from None
-        messages.append(message)
-    seen: dict[str, int] = {}
-    for index, message in enumerate(messages):
         if message.id in seen:
-            raise InvalidInputError("FILE", f"message id {message.id!r} appears twice")
-        seen[message.id] = index
+            raise InvalidInputError(f"line {number}", f"message id {message.id!r} is already "
+                                    f"on line {seen[message.id]}")
+        seen[message.id] = number
+        messages.append(message)
     return SessionFile(messages=tuple(messages), ledger=tuple(ledger), source=source)
+
+
+def check_writable(path: Path, force: bool) -> None:
+    """Refuse an export that could not be written, before anything is read or settled."""
+    if path.is_dir():
+        raise InvalidInputError("FILE", f"{path} is a directory; name the file to write")
+    if not path.parent.is_dir():
+        raise InvalidInputError("FILE", f"{path.parent} does not exist")
+    if path.exists() and not force:
+        raise InvalidInputError("FILE", f"{path} exists; pass --force to overwrite it")
 
 
 def write_export(path: Path, tenant: str, session: str, messages: Iterable[Message],
                  ledger: Iterable[CompactionRecord]) -> int:
+    """Write to a temporary file beside `path`, then rename: an export that fails halfway
+    leaves no truncated file (and an overwritten one intact)."""
+    partial = path.with_name(f".{path.name}.partial")
+    try:
+        count = _write(partial, tenant, session, messages, ledger)
+        partial.replace(path)
+    finally:
+        partial.unlink(missing_ok=True)
+    return count
+
+
+def _write(path: Path, tenant: str, session: str, messages: Iterable[Message],
+           ledger: Iterable[CompactionRecord]) -> int:
     count = 0
     with path.open("w", encoding="utf-8") as out:
         out.write(json.dumps({"format": EXPORT_FORMAT, "tenant": tenant,

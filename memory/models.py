@@ -74,6 +74,29 @@ class ToolCall(_Frozen):
     name: str = Field(min_length=1, max_length=MAX_NAME_CHARS)
     arguments: str = "{}"
 
+    @model_validator(mode="before")
+    @classmethod
+    def _provider_shapes(cls, value: object) -> object:
+        """Take a call as the providers' APIs return it, stored in the flat form: OpenAI's
+        `{"id", "type": "function", "function": {"name", "arguments"}}` and Anthropic's
+        `{"type": "tool_use", "id", "name", "input": {...}}` (its input kept as JSON text)."""
+        if not isinstance(value, dict):
+            return value
+        if isinstance(value.get("function"), dict):
+            if value.get("type", "function") != "function":
+                raise InvalidInputError("type", f"{value['type']!r} is not 'function'")
+            function = value["function"]
+            unknown = set(value) - {"id", "type", "function"}
+            if unknown:
+                raise InvalidInputError(sorted(unknown)[0], "unexpected beside 'function'")
+            return {"id": value.get("id"), "name": function.get("name"),
+                    "arguments": function.get("arguments", "{}")}
+        if value.get("type") == "tool_use":
+            flat = {k: v for k, v in value.items() if k not in ("type", "input")}
+            flat["arguments"] = json.dumps(value.get("input", {}), ensure_ascii=False)
+            return flat
+        return value
+
     @model_validator(mode="after")
     def _storable(self) -> ToolCall:
         check_text("id", self.id)

@@ -288,6 +288,19 @@ class Store(SessionStore):
                 (tenant, session, at_turn, at_turn))
             return [row["record"] for row in await cur.fetchall()]
 
+    async def last_served(self, tenant: str, session: str, at_turn: int
+                          ) -> dict[str, Any] | None:
+        """The newest context served at or before turn `at_turn` (replay reads one record,
+        not the session's whole served history). Turns are Postgres integers, so a larger
+        `at_turn` means "the newest"."""
+        async with self.scoped(tenant) as conn:
+            cur = await conn.execute(
+                "SELECT record FROM served_contexts WHERE tenant = %s AND session = %s"
+                " AND turn <= %s ORDER BY seq DESC LIMIT 1",
+                (tenant, session, min(max(at_turn, -1), 2**31 - 1)))
+            row = await cur.fetchone()
+        return row["record"] if row else None
+
     async def sessions(self, tenant: str) -> list[SessionInfo]:
         async with self.scoped(tenant) as conn:
             cur = await conn.execute(

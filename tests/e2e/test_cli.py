@@ -58,6 +58,10 @@ async def test_import_context_compact_ledger_replay_export_import(
                                "--preserve-recent", "10", "--focus", "Biscuit")
     assert code == 0, err
     assert "c1" in out and "manual" in out
+    code, out, err = await cli(env, "compact", "life", "--tenant", "acme",
+                               "--preserve-recent", "10")
+    assert code == 0, err
+    assert "nothing to compact: every message in the window is among the 10 most recent" in out
 
     code, out, err = await cli(env, "context", "life", "--tenant", "acme", "--query",
                                "Where does Ana move?", "--max-tokens", "400", "--json")
@@ -82,11 +86,18 @@ async def test_import_context_compact_ledger_replay_export_import(
     code, out, err = await cli(env, "replay", "life", "--tenant", "acme", "--at", "60")
     assert code == 0, err + out
     assert "MATCHES" in out
+    code, out, err = await cli(env, "replay", "life", "--tenant", "acme", "--at", "2147483647")
+    assert code == 0, err + out
+    assert "after turn 60, the newest at or before turn 2147483647" in out and "MATCHES" in out
 
     export = tmp_path / "life.export.jsonl"
     code, out, err = await cli(env, "export", "life", str(export), "--tenant", "acme")
     assert code == 0, err
     assert "exported 60 messages" in out
+    code, _, err = await cli(env, "export", "life", str(export), "--tenant", "acme")
+    assert code == 2 and "exists; pass --force" in err
+    code, out, err = await cli(env, "export", "life", str(export), "--tenant", "acme", "--force")
+    assert code == 0 and "exported 60 messages" in out, err
     code, out, err = await cli(env, "import", "copy", str(export), "--tenant", "acme")
     assert code == 0, err
     assert "60 appended" in out and "1 ledger records restored" in out
@@ -95,6 +106,13 @@ async def test_import_context_compact_ledger_replay_export_import(
 
     code, out, _ = await cli(env, "sessions", "--tenant", "acme")
     assert code == 0 and "life" in out and "copy" in out
+
+    code, out, err = await cli(env, "uncompact", "life", "c1", "--tenant", "acme")
+    assert code == 0, err
+    code, out, _ = await cli(env, "ledger", "life", "--tenant", "acme", "--json")
+    assert [(r["id"], r["undoes"]) for r in json.loads(out)] == [("c1", None), ("u2", "c1")]
+    code, _, err = await cli(env, "uncompact", "life", "c9", "--tenant", "acme")
+    assert code == 2 and "c9" in err, err
 
 
 async def test_bad_input_gets_one_clear_line_and_an_exit_code(
@@ -116,6 +134,17 @@ async def test_bad_input_gets_one_clear_line_and_an_exit_code(
         assert code == 2 and "no session 'nope'" in err, (command, err)
     code, _, err = await cli(env, "context", "s", "--max-tokens", "0")
     assert code == 2
+    code, _, err = await cli(env, "context", "s", "-n", "3000000")
+    assert code == 2 and "--max-tokens" in err and "2000000" in err, err
+    code, _, err = await cli(env, "replay", "s", "--at", "2147483648")
+    assert code == 2 and "--at" in err and "2147483647" in err, err
+    for server in ("ui", "mcp"):
+        code, _, err = await cli(env, server, "--port", "99999")
+        assert code == 2 and "--port" in err and "65535" in err, (server, err)
+    code, _, err = await cli(env, "import", "s", str(tmp_path))
+    assert code == 2 and "is a directory" in err, err
+    code, _, err = await cli(env, "export", "s", str(tmp_path / "no" / "x.jsonl"))
+    assert code == 2 and "does not exist" in err, err
     code, _, err = await cli(env, "sessions", "--tenant", "a b")  # ids have no spaces
     assert code == 2 and "tenant" in err
     code, _, err = await cli(env, "chat", "s")
@@ -124,6 +153,6 @@ async def test_bad_input_gets_one_clear_line_and_an_exit_code(
                              "context", "s", "-q", "x")
     assert code == 3 and "no running stack" in err
     for name in ("dev", "worker", "demo", "import", "context", "compact", "ledger",
-                 "replay", "sessions", "export", "chat"):
+                 "replay", "sessions", "export", "chat", "uncompact"):
         code, out, _ = await cli(env, name, "--help")
         assert code == 0 and "Usage" in out, name

@@ -364,7 +364,7 @@ class ReplayMachine(RuleBasedStateMachine):
         store, source = self.h.store, self.session
         ctx = Ctx(self.lt, store, Console(file=io.StringIO()))
         path = self.h.workdir / f"{source}.jsonl"
-        await ctx.export(source, TENANT, path)  # settles the source first
+        await ctx.export(source, TENANT, path, force=True)  # settles the source first
         copy = f"{source}-i{self.imports}"
         await ctx.import_file(copy, path, TENANT, batch)
         conv = Conversation(self.lt, copy, TENANT)

@@ -1,0 +1,49 @@
+"""The client refuses bad arguments itself, naming the field and the limit, before it sends
+anything (so no stack is needed: the conversation's client is never reached)."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import pytest
+
+from longthread.client import Conversation, Longthread
+from longthread.settings import Settings
+from memory.errors import InvalidInputError
+
+
+class _Unreachable:
+    def __getattr__(self, name: str) -> Any:
+        raise AssertionError(f"the client touched {name} before refusing the input")
+
+
+def _conversation() -> Conversation:
+    lt = Longthread(_Unreachable(), Settings(_env_file=None))  # type: ignore[arg-type]
+    return Conversation(lt, "s", "t")
+
+
+@pytest.mark.parametrize(
+    ("kwargs", "field", "text"),
+    [
+        ({"max_tokens": 0}, "max_tokens", "greater than or equal to 1"),
+        ({"max_tokens": 3_000_000}, "max_tokens", "less than or equal to 2000000"),
+        ({"max_tokens": "lots"}, "max_tokens", "valid integer"),
+        ({"query": "x" * 100_001}, "query", "at most 100000 characters"),
+        ({"k": 501}, "k", "less than or equal to 500"),
+        ({"neighbours": -1}, "neighbours", "greater than or equal to 0"),
+    ],
+)
+async def test_context_refuses_out_of_range_arguments(kwargs: dict[str, Any], field: str,
+                                                      text: str) -> None:
+    with pytest.raises(InvalidInputError) as info:
+        await _conversation().context(**kwargs)
+    assert info.value.field == field
+    assert text in info.value.problem
+
+
+@pytest.mark.parametrize("messages", [{"id": "a", "role": "user", "content": "x"}, "hello"])
+async def test_append_many_of_one_message_says_a_list_is_expected(messages: Any) -> None:
+    with pytest.raises(InvalidInputError) as info:
+        await _conversation().append_many(messages)
+    assert info.value.field == "messages"
+    assert "expected a list of messages" in info.value.problem

@@ -1,0 +1,64 @@
+"""Import and export files: every refusal names the file or the line, and nothing half-written
+is left behind."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from longthread.transfer import check_writable, read_session_file, write_export
+from memory.errors import InvalidInputError
+from memory.models import Message
+
+
+def _message(n: int) -> Message:
+    return Message(id=f"m{n}", role="user", content=f"line {n}")
+
+
+def test_a_directory_is_refused_by_name(tmp_path: Path) -> None:
+    with pytest.raises(InvalidInputError, match="is a directory; name a JSONL file"):
+        read_session_file(tmp_path)
+    with pytest.raises(InvalidInputError, match="is a directory; name the file to write"):
+        check_writable(tmp_path, force=True)
+
+
+def test_a_duplicate_id_names_both_lines(tmp_path: Path) -> None:
+    path = tmp_path / "dup.jsonl"
+    rows = [{"id": "a", "role": "user", "content": "x"}, {"id": "b", "role": "user",
+            "content": "y"}, {"id": "a", "role": "user", "content": "z"}]
+    path.write_text("".join(json.dumps(r) + "\n" for r in rows))
+    with pytest.raises(InvalidInputError) as info:
+        read_session_file(path)
+    assert str(info.value) == "line 3: message id 'a' is already on line 1"
+
+
+def test_export_refuses_a_missing_folder_and_an_existing_file_unless_forced(
+        tmp_path: Path) -> None:
+    with pytest.raises(InvalidInputError, match="does not exist"):
+        check_writable(tmp_path / "nope" / "out.jsonl", force=False)
+    existing = tmp_path / "out.jsonl"
+    existing.write_text("keep me\n")
+    with pytest.raises(InvalidInputError, match="exists; pass --force"):
+        check_writable(existing, force=False)
+    check_writable(existing, force=True)
+    check_writable(tmp_path / "new.jsonl", force=False)
+
+
+def test_an_export_that_fails_halfway_leaves_the_old_file_and_no_partial(tmp_path: Path) -> None:
+    path = tmp_path / "out.jsonl"
+    path.write_text("the previous export\n")
+
+    def failing() -> Iterator[Message]:
+        yield _message(1)
+        raise OSError("disk full")
+
+    with pytest.raises(OSError, match="disk full"):
+        write_export(path, "t", "s", failing(), [])
+    assert path.read_text() == "the previous export\n"
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["out.jsonl"]
+
+    assert write_export(path, "t", "s", [_message(1), _message(2)], []) == 2
+    assert [m.id for m in read_session_file(path).messages] == ["m1", "m2"]
