@@ -15,7 +15,7 @@ from datetime import UTC, datetime
 from typing import Any, TypeVar
 
 from temporalio import activity
-from temporalio.exceptions import ApplicationError
+from temporalio.exceptions import ApplicationError, ApplicationErrorCategory
 
 from activities import specs
 from activities.providers.embedders import Embedder
@@ -80,7 +80,10 @@ async def heartbeating(work: Awaitable[T]) -> T:
 
 
 def _refused(exc: InvalidInputError) -> ApplicationError:
-    return ApplicationError(str(exc), type="InvalidInputError", non_retryable=True)
+    """The caller's bad input, not the worker's fault: BENIGN keeps it out of the worker's
+    warnings (the SDK logs it at DEBUG, without a traceback) and its failure metrics."""
+    return ApplicationError(str(exc), type="InvalidInputError", non_retryable=True,
+                            category=ApplicationErrorCategory.BENIGN)
 
 
 def _now() -> datetime:

@@ -100,7 +100,7 @@ class Ctx:
             if len(existing) < len(data.ledger):
                 restored = await conv.restore_ledger(list(data.ledger[len(existing):]))
         self.out.print(f"{appended} appended, {duplicates} already present"
-                       + (f", {restored} ledger records restored" if restored else ""))
+                       + (f", {_count(restored, 'ledger record')} restored" if restored else ""))
 
     async def context(self, session: str, tenant: str, query: str | None, max_tokens: int,
                       as_json: bool) -> None:
@@ -134,6 +134,8 @@ class Ctx:
         records = await self.need_store().ledger(tenant, session)
         if as_json:
             self.out.print_json(json.dumps([r.model_dump(mode="json") for r in records]))
+        elif not records:
+            self.out.print(f"no compactions yet in {session!r}: the window holds every message")
         else:
             self.out.print(ledger_table(records))
 
@@ -164,7 +166,11 @@ class Ctx:
         store = self.need_store()
         count = write_export(path, tenant, session, await store.all_messages(tenant, session),
                              await store.ledger(tenant, session))
-        self.out.print(f"exported {count} messages and the ledger to {path}")
+        self.out.print(f"exported {_count(count, 'message')} and the ledger to {path}")
+
+
+def _count(n: int, noun: str) -> str:
+    return f"{n} {noun}" + ("" if n == 1 else "s")
 
 
 @asynccontextmanager

@@ -53,6 +53,8 @@ async def test_import_context_compact_ledger_replay_export_import(
     assert "60 appended, 0 already present" in out
     code, out, _ = await cli(env, "import", "life", str(source), "--tenant", "acme")
     assert "0 appended, 60 already present" in out
+    code, out, _ = await cli(env, "ledger", "life", "--tenant", "acme")
+    assert code == 0 and "no compactions yet in 'life'" in out
 
     code, out, err = await cli(env, "compact", "life", "--tenant", "acme",
                                "--preserve-recent", "10", "--focus", "Biscuit")
@@ -100,7 +102,7 @@ async def test_import_context_compact_ledger_replay_export_import(
     assert code == 0 and "exported 60 messages" in out, err
     code, out, err = await cli(env, "import", "copy", str(export), "--tenant", "acme")
     assert code == 0, err
-    assert "60 appended" in out and "1 ledger records restored" in out
+    assert "60 appended" in out and "1 ledger record restored" in out
     code, out, _ = await cli(env, "ledger", "copy", "--tenant", "acme", "--json")
     assert json.loads(out) == ledger
 

@@ -1,5 +1,7 @@
 from __future__ import annotations
 
+import logging
+
 import pytest
 from temporalio.worker import Worker
 
@@ -31,7 +33,9 @@ async def test_append_then_read_back_from_the_store(
     assert [m.id for m in await store.all_messages("acme", "s1")] == ["m1", "m2"]
 
 
-async def test_bad_input_is_refused_with_field(lt: Longthread, worker: Worker) -> None:
+async def test_bad_input_is_refused_with_field(lt: Longthread, worker: Worker,
+                                              caplog: pytest.LogCaptureFixture) -> None:
+    caplog.set_level(logging.WARNING, logger="temporalio")
     conv = await lt.conversation("s2", tenant="acme")
     await conv.append({"id": "ok", "role": "user", "content": "first"})
     with pytest.raises(InvalidInputError, match=r"messages\[0\]\.role"):
@@ -48,6 +52,9 @@ async def test_bad_input_is_refused_with_field(lt: Longthread, worker: Worker) -
                                 for i in range(4)])
     # The refused batch stored nothing (not even its valid first message).
     assert [m.id for m in await conv.window()] == ["ok"]
+    # The caller's mistake is answered to the caller: the worker logs no warning (with a
+    # traceback) for it, as it would for its own faults.
+    assert not [r.getMessage() for r in caplog.records if r.name.startswith("temporalio")]
 
 
 async def test_metadata_key_order_is_not_a_different_message(
