@@ -32,6 +32,8 @@ MAX_CONTEXT_TOKENS = 2_000_000  # ContextRequest's limit
 MAX_TURN = 2**31 - 1  # turns are Postgres integers
 Tenant = Annotated[str, typer.Option("--tenant", "-t", help="Tenant the session belongs to.")]
 Json = Annotated[bool, typer.Option("--json", help="Machine-readable output.")]
+SessionId = Annotated[str, typer.Argument(
+    metavar="SESSION", help="The session's id (1-200 visible characters: a ticket, a UUID).")]
 
 
 def _run(coro: Coroutine[Any, Any, T]) -> T:
@@ -52,7 +54,8 @@ def _run(coro: Coroutine[Any, Any, T]) -> T:
 
 
 @app.callback()
-def _main(verbose: Annotated[bool, typer.Option("--verbose", "-v")] = False) -> None:
+def _main(verbose: Annotated[bool, typer.Option(
+        "--verbose", "-v", help="Log what the client and worker do (INFO).")] = False) -> None:
     logging.basicConfig(level=logging.INFO if verbose else logging.WARNING,
                         format="%(asctime)s %(levelname)s %(name)s: %(message)s")
 
@@ -91,8 +94,12 @@ def demo(data_dir: Annotated[Path | None, typer.Option(
 
 
 @app.command("import")
-def import_(session: str, file: Path, tenant: Tenant = "default",
-            batch: Annotated[int, typer.Option(min=1, max=500)] = 100) -> None:
+def import_(session: SessionId,
+            file: Annotated[Path, typer.Argument(
+                help="JSONL: one message per line, or a file `export` wrote.")],
+            tenant: Tenant = "default",
+            batch: Annotated[int, typer.Option(
+                min=1, max=500, help="Messages per append call.")] = 100) -> None:
     """Append a JSONL file of messages (or a session export, ledger included). Re-running it
     appends nothing twice."""
     async def body() -> None:
@@ -102,9 +109,12 @@ def import_(session: str, file: Path, tenant: Tenant = "default",
 
 
 @app.command()
-def context(session: str, query: Annotated[str | None, typer.Option("--query", "-q")] = None,
-            max_tokens: Annotated[int, typer.Option("--max-tokens", "-n", min=1,
-                                                    max=MAX_CONTEXT_TOKENS)] = 4000,
+def context(session: SessionId, query: Annotated[str | None, typer.Option(
+                "--query", "-q", help="What the model call is about; retrieval looks for it "
+                                      "in the whole session.")] = None,
+            max_tokens: Annotated[int, typer.Option(
+                "--max-tokens", "-n", min=1, max=MAX_CONTEXT_TOKENS,
+                help="The window's token budget.")] = 4000,
             tenant: Tenant = "default", as_json: Json = False) -> None:
     """Build the context window a model call would get now."""
     async def body() -> None:
@@ -114,8 +124,10 @@ def context(session: str, query: Annotated[str | None, typer.Option("--query", "
 
 
 @app.command()
-def compact(session: str,
-            preserve_recent: Annotated[int | None, typer.Option(min=0)] = None,
+def compact(session: SessionId,
+            preserve_recent: Annotated[int | None, typer.Option(
+                min=0, help="Keep this many newest messages verbatim (default: the policy's, "
+                            "LONGTHREAD_PRESERVE_RECENT).")] = None,
             focus: Annotated[str | None, typer.Option(help="What the summary must keep.")] = None,
             tenant: Tenant = "default") -> None:
     """Compact the session now and print the ledger record."""
@@ -126,7 +138,7 @@ def compact(session: str,
 
 
 @app.command()
-def ledger(session: str, tenant: Tenant = "default", as_json: Json = False) -> None:
+def ledger(session: SessionId, tenant: Tenant = "default", as_json: Json = False) -> None:
     """Every compaction of the session, as a timeline."""
     async def body() -> None:
         async with connected(out, need_db=True) as ctx:
@@ -135,7 +147,7 @@ def ledger(session: str, tenant: Tenant = "default", as_json: Json = False) -> N
 
 
 @app.command()
-def replay(session: str, at: Annotated[int, typer.Option(
+def replay(session: SessionId, at: Annotated[int, typer.Option(
                "--at", min=0, max=MAX_TURN,
                help="Turn number: the newest context served at or before it is rebuilt.")],
            tenant: Tenant = "default", as_json: Json = False) -> None:
@@ -157,7 +169,9 @@ def sessions(tenant: Tenant = "default") -> None:
 
 
 @app.command()
-def export(session: str, file: Path, tenant: Tenant = "default",
+def export(session: SessionId,
+           file: Annotated[Path, typer.Argument(help="The JSONL file to write.")],
+           tenant: Tenant = "default",
            force: Annotated[bool, typer.Option(
                "--force", help="Overwrite FILE if it exists.")] = False) -> None:
     """Write the whole session (every message, then the ledger) to a JSONL file."""
@@ -168,7 +182,7 @@ def export(session: str, file: Path, tenant: Tenant = "default",
 
 
 @app.command()
-def uncompact(session: str, record: Annotated[str, typer.Argument(
+def uncompact(session: SessionId, record: Annotated[str, typer.Argument(
                   help="The ledger record to undo (its id, as `ledger` shows it).")],
               tenant: Tenant = "default") -> None:
     """Undo a compaction: its messages return to the window verbatim, and the undo is a
@@ -180,8 +194,10 @@ def uncompact(session: str, record: Annotated[str, typer.Argument(
 
 
 @app.command()
-def chat(session: str, tenant: Tenant = "default",
-         max_tokens: Annotated[int, typer.Option(min=64)] = 4000) -> None:
+def chat(session: SessionId, tenant: Tenant = "default",
+         max_tokens: Annotated[int, typer.Option(
+             min=64, max=MAX_CONTEXT_TOKENS, help="The context's token budget per turn.")] = 4000
+         ) -> None:
     """Talk to the configured chat model through generate(); Ctrl-D to leave."""
     from longthread.settings import resolve_settings
 
