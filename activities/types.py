@@ -7,6 +7,7 @@ from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
+from memory.checks import MAX_CONTEXT_TOKENS, MAX_QUERY_CHARS
 from memory.models import CompactionRecord, ContextWindow, Cursors, Message, Trigger
 from memory.policy import CompactionPolicy
 
@@ -95,8 +96,8 @@ class CompactOutcome(_Model):
 
 
 class ContextRequest(_Model):
-    query: str | None = Field(default=None, max_length=100_000)
-    max_tokens: int = Field(default=4000, ge=1, le=2_000_000)
+    query: str | None = Field(default=None, max_length=MAX_QUERY_CHARS)
+    max_tokens: int = Field(default=4000, ge=1, le=MAX_CONTEXT_TOKENS)
     k: int = Field(default=40, ge=1, le=500)
     neighbours: int = Field(default=1, ge=0, le=5)
     # Budget shares (summary, retrieved, recent); None lets assembly choose for the query.

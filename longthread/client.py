@@ -172,10 +172,7 @@ class Conversation:
         """Append a batch; messages already appended (same id, same content) are skipped.
         `hold_compaction` (for imports that carry a ledger) pauses automatic compaction until
         `restore_ledger` or an ordinary append."""
-        if isinstance(messages, (Mapping, Message, str, bytes)):
-            raise InvalidInputError("messages", f"expected a list of messages, got "
-                                    f"{type(messages).__name__} (append() takes one message)")
-        parsed = parse_messages(list(messages))
+        parsed = parse_messages(messages)  # refuses a lone message: it wants a list
         if not parsed:
             raise InvalidInputError("messages", "must hold at least one message")
         size = sum(len(m.model_dump_json().encode("utf-8")) for m in parsed)

@@ -26,6 +26,7 @@ from longthread.audit import ReplayResult, replay_at
 from longthread.client import Longthread, check_ids
 from longthread.commands import Ctx
 from longthread.settings import Settings
+from memory.checks import MAX_CONTEXT_TOKENS
 from memory.errors import LongthreadError
 from memory.models import CompactionRecord, ContextWindow, Message, ScoredMessage
 
@@ -90,7 +91,7 @@ def build_server(lt: Longthread, tenant: str = "default") -> MCPServer:
                       query: Annotated[str | None, Field(
                           description="What the next turn is about; retrieves archived "
                           "messages relevant to it.")] = None,
-                      max_tokens: Annotated[int, Field(ge=1, le=1_000_000)] = 4000,
+                      max_tokens: Annotated[int, Field(ge=1, le=MAX_CONTEXT_TOKENS)] = 4000,
                       ) -> ContextWindow:
         with _as_tool_errors():
             await store_ready()

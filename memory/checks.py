@@ -25,6 +25,8 @@ MAX_CONTENT_BYTES = 2_000_000
 MAX_ID_CHARS = 200
 MAX_NAME_CHARS = 200
 MAX_TOOL_CALLS = 64
+MAX_CONTEXT_TOKENS = 2_000_000  # a context() budget
+MAX_QUERY_CHARS = 100_000  # a context() query
 
 _CONTROL = re.compile("[\x00-\x1f]")  # C0 control characters, refused in ids
 
@@ -46,6 +48,28 @@ def check_id(field: str, value: str) -> None:
     if _CONTROL.search(value):
         raise InvalidInputError(field, "must not contain control characters")
     check_text(field, value)
+
+
+def check_range(field: str, value: object, low: int, high: int) -> int:
+    """A whole number from `low` to `high` (a bool or a numeric string is not one)."""
+    if isinstance(value, bool) or not isinstance(value, int):
+        raise InvalidInputError(field, f"must be a whole number, not {type(value).__name__}")
+    if not low <= value <= high:
+        raise InvalidInputError(field, f"must be from {low} to {high:,}; got {value:,}")
+    return value
+
+
+def check_query(field: str, value: object) -> str | None:
+    """A retrieval query: None, or text of at most MAX_QUERY_CHARS characters."""
+    if value is None:
+        return None
+    if not isinstance(value, str):
+        raise InvalidInputError(field, f"must be text, not {type(value).__name__}")
+    if len(value) > MAX_QUERY_CHARS:
+        raise InvalidInputError(field, f"is {len(value):,} characters; the limit is "
+                                f"{MAX_QUERY_CHARS:,}")
+    check_text(field, value)
+    return value
 
 
 def check_texts(field: str, values: Iterable[str | None]) -> None:

@@ -387,6 +387,9 @@ class ContextWindow(_Frozen):
 
 def parse_messages(raw: Sequence[object]) -> list[Message]:
     """Turn user input into messages, reporting the first problem as one clear error."""
+    if isinstance(raw, (dict, str, bytes, BaseModel)):
+        raise InvalidInputError("messages", f"expected a list of messages, got "
+                                f"{type(raw).__name__} (to add one message, pass [message])")
     parsed: list[Message] = []
     for index, item in enumerate(raw):
         if isinstance(item, Message):

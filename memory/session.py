@@ -13,9 +13,10 @@ from pathlib import Path
 
 from pydantic import BaseModel, ConfigDict, Field
 
+from memory.checks import MAX_CONTEXT_TOKENS, check_query, check_range
 from memory.compaction import WindowState, compose_record, compose_undo, plan_compaction
 from memory.compaction import window_tokens as _window_tokens
-from memory.errors import InvalidInputError, NotFoundError
+from memory.errors import NotFoundError
 from memory.lexical import bm25_scores
 from memory.models import (
     CompactionEvent,
@@ -194,8 +195,10 @@ class Session:
         retrieval found, reranked candidates, a date on every retrieved line, and the summary
         hierarchy condensed to fit. Only retrieval differs: the served path fuses BM25 with
         embeddings in the store, this one is BM25 alone over the same indexed text."""
-        if max_tokens < 1:
-            raise InvalidInputError("max_tokens", "must be at least 1")
+        check_range("max_tokens", max_tokens, 1, MAX_CONTEXT_TOKENS)
+        check_range("retrieve", retrieve, 1, 500)
+        check_range("neighbours", neighbours, 0, 5)
+        query = check_query("query", query)
         query = query if query and query.strip() else None
         k = max(retrieve, candidate_count(max_tokens))
         retrieved = self._search(query, k, neighbours, neighbour_hit_count(k)) if query else []

@@ -159,3 +159,34 @@ def test_library_context_without_a_query_carries_the_condensed_summaries() -> No
                            for m in summary for i in m.source_ids)
     assert not any(m.section == "retrieved" for m in window.messages)
     assert window.tokens <= 500
+
+
+@pytest.mark.parametrize(
+    ("kwargs", "field", "text"),
+    [
+        ({"max_tokens": 0}, "max_tokens", "must be from 1 to 2,000,000; got 0"),
+        ({"max_tokens": 3_000_000}, "max_tokens", "must be from 1 to 2,000,000"),
+        ({"max_tokens": "400"}, "max_tokens", "must be a whole number, not str"),
+        ({"max_tokens": True}, "max_tokens", "must be a whole number, not bool"),
+        ({"query": "q" * 100_001}, "query", "is 100,001 characters; the limit is 100,000"),
+        ({"query": 42}, "query", "must be text, not int"),
+        ({"retrieve": 0}, "retrieve", "must be from 1 to 500"),
+        ({"neighbours": 6}, "neighbours", "must be from 0 to 5"),
+    ],
+)
+def test_library_context_refuses_bad_arguments_by_name(kwargs: dict[str, object], field: str,
+                                                      text: str) -> None:
+    s = Session("t")
+    s.add_message("user", "My order 4711 has not arrived.")
+    with pytest.raises(InvalidInputError) as info:
+        s.get_context(**kwargs)  # type: ignore[arg-type]
+    assert info.value.field == field
+    assert text in info.value.problem
+
+
+def test_one_message_where_a_list_is_wanted_says_so() -> None:
+    s = Session("t")
+    with pytest.raises(InvalidInputError, match=r"^messages: expected a list of messages, got "
+                                                r"dict \(to add one message, pass \[message\]\)"):
+        s.add_messages({"id": "a", "role": "user", "content": "x"})  # type: ignore[arg-type]
+    assert s.messages == []
