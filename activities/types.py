@@ -7,7 +7,7 @@ from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
-from memory.checks import MAX_CONTEXT_TOKENS, MAX_QUERY_CHARS
+from memory.checks import MAX_CONTEXT_TOKENS, MAX_NEIGHBOURS, MAX_QUERY_CHARS, MAX_RETRIEVE
 from memory.models import CompactionRecord, ContextWindow, Cursors, Message, Trigger
 from memory.policy import CompactionPolicy
 
@@ -98,8 +98,8 @@ class CompactOutcome(_Model):
 class ContextRequest(_Model):
     query: str | None = Field(default=None, max_length=MAX_QUERY_CHARS)
     max_tokens: int = Field(default=4000, ge=1, le=MAX_CONTEXT_TOKENS)
-    k: int = Field(default=40, ge=1, le=500)
-    neighbours: int = Field(default=1, ge=0, le=5)
+    k: int = Field(default=40, ge=1, le=MAX_RETRIEVE)
+    neighbours: int = Field(default=1, ge=0, le=MAX_NEIGHBOURS)
     # Budget shares (summary, retrieved, recent); None lets assembly choose for the query.
     shares: tuple[float, float, float] | None = None
 

@@ -19,7 +19,7 @@ from temporalio.service import RPCError
 
 from longthread.commands import connected
 from longthread.settings import Settings
-from memory.checks import MAX_CONTEXT_TOKENS
+from memory.checks import MAX_CONTEXT_TOKENS, MAX_TURN
 from memory.errors import InvalidInputError, LongthreadError, NotFoundError
 
 app = typer.Typer(help="Durable, auditable context compaction for long AI conversations.",
@@ -29,8 +29,6 @@ err = Console(stderr=True)
 T = TypeVar("T")
 
 EXIT_FAIL, EXIT_INPUT, EXIT_NO_STACK = 1, 2, 3
-
-MAX_TURN = 2**31 - 1  # turns are Postgres integers
 Tenant = Annotated[str, typer.Option("--tenant", "-t", help="Tenant the session belongs to.")]
 Json = Annotated[bool, typer.Option("--json", help="Machine-readable output.")]
 SessionId = Annotated[str, typer.Argument(

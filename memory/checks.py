@@ -27,6 +27,9 @@ MAX_NAME_CHARS = 200
 MAX_TOOL_CALLS = 64
 MAX_CONTEXT_TOKENS = 2_000_000  # a context() budget
 MAX_QUERY_CHARS = 100_000  # a context() query
+MAX_RETRIEVE = 500  # candidates a context() retrieves
+MAX_NEIGHBOURS = 5  # turns around each hit
+MAX_TURN = 2**31 - 1  # turns are Postgres integers
 
 _CONTROL = re.compile("[\x00-\x1f]")  # C0 control characters, refused in ids
 

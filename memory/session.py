@@ -13,7 +13,13 @@ from pathlib import Path
 
 from pydantic import BaseModel, ConfigDict, Field
 
-from memory.checks import MAX_CONTEXT_TOKENS, check_query, check_range
+from memory.checks import (
+    MAX_CONTEXT_TOKENS,
+    MAX_NEIGHBOURS,
+    MAX_RETRIEVE,
+    check_query,
+    check_range,
+)
 from memory.compaction import WindowState, compose_record, compose_undo, plan_compaction
 from memory.compaction import window_tokens as _window_tokens
 from memory.errors import NotFoundError
@@ -196,8 +202,8 @@ class Session:
         hierarchy condensed to fit. Only retrieval differs: the served path fuses BM25 with
         embeddings in the store, this one is BM25 alone over the same indexed text."""
         check_range("max_tokens", max_tokens, 1, MAX_CONTEXT_TOKENS)
-        check_range("retrieve", retrieve, 1, 500)
-        check_range("neighbours", neighbours, 0, 5)
+        check_range("retrieve", retrieve, 1, MAX_RETRIEVE)
+        check_range("neighbours", neighbours, 0, MAX_NEIGHBOURS)
         query = check_query("query", query)
         query = query if query and query.strip() else None
         k = max(retrieve, candidate_count(max_tokens))

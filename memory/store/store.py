@@ -21,6 +21,7 @@ from psycopg_pool import AsyncConnectionPool
 from pydantic import BaseModel, ConfigDict
 
 from memory.audit import ServedContext
+from memory.checks import MAX_TURN
 from memory.errors import InvalidInputError
 from memory.models import CompactionRecord, Message, ScoredMessage
 from memory.store.indexing import INDEX_TERMS, INDEX_TERMS_LIMIT
@@ -297,7 +298,7 @@ class Store(SessionStore):
             cur = await conn.execute(
                 "SELECT record FROM served_contexts WHERE tenant = %s AND session = %s"
                 " AND turn <= %s ORDER BY seq DESC LIMIT 1",
-                (tenant, session, min(max(at_turn, -1), 2**31 - 1)))
+                (tenant, session, min(max(at_turn, -1), MAX_TURN)))
             row = await cur.fetchone()
         return row["record"] if row else None
 
