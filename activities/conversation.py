@@ -36,7 +36,13 @@ from activities.types import (
     StoreMessagesInput,
     UncompactSessionInput,
 )
-from memory.compaction import apply_record, compose_record, compose_undo, plan_compaction
+from memory.compaction import (
+    apply_record,
+    compose_record,
+    compose_undo,
+    no_gain,
+    plan_compaction,
+)
 from memory.errors import InvalidInputError, LedgerConflictError
 from memory.models import (
     CompactionEvent,
@@ -294,6 +300,12 @@ class ConversationActivities:
             loaded.state, plan, record_id=record_id, seq=seq, summary=summary,
             strategy=strategy, trigger=input.trigger, model=model, prompt_version=version,
             fallback=fallback, duration_ms=(time.perf_counter() - started) * 1000, at=_now())
+        why = no_gain(record)
+        if why is not None:  # a manual compact would grow the window: not committed
+            await self._event(input, CompactionEvent(
+                kind="skipped", record_id=record_id, level=plan.level, reason=plan.reason,
+                tokens_before=record.tokens_before, tokens_after=record.tokens_after, error=why))
+            return CompactOutcome(cursors=await self.store.cursors(input.tenant, input.session))
         outcome = await self._commit(input, seq, [(record, window)], loaded.next_base)
         await self._event(input, CompactionEvent(
             kind="completed", record_id=record_id, level=plan.level, reason=plan.reason,

@@ -176,6 +176,12 @@ class Conversation:
         if not parsed:
             raise InvalidInputError("messages", "must hold at least one message")
         size = sum(len(m.model_dump_json().encode("utf-8")) for m in parsed)
+        if size > MAX_BATCH_BYTES and len(parsed) == 1:
+            raise InvalidInputError(
+                "messages[0].content", f"the message is {size} bytes as sent; the durable stack "
+                f"takes at most {MAX_BATCH_BYTES} bytes in one call (Temporal caps a payload at "
+                "2 MB), so one message cannot be larger: split it, or store the body elsewhere "
+                "and append a reference")
         if size > MAX_BATCH_BYTES:
             raise InvalidInputError(
                 "messages", f"batch is {size} bytes; the limit per call is {MAX_BATCH_BYTES} "

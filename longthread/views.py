@@ -94,6 +94,8 @@ def event_line(event: CompactionEvent) -> str:
                 f"({event.ratio or 0:.1f}×) in {event.duration_ms or 0:.0f} ms")
     if event.kind == "failed":
         return f"compaction {event.record_id} FAILED: {event.error}"
+    if event.kind == "skipped":
+        return f"compaction {event.record_id} not committed: {event.error}"
     return f"compaction {event.record_id} started: {event.reason}"
 
 

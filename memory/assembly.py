@@ -12,15 +12,16 @@ budget); whatever retrieval does not fill flows back to the recent conversation,
 summaries. With no query (version 4) summaries get the same tenth before recent, plus what recent
 does not need, so the hierarchy's top level is always there and displaces few verbatim turns
 (version 3 gave them 2/7). Version 4 also fills the retrieved block's second half with the
-top hits' dialogue neighbourhood (`memory.packing.reach`). Fixed `Shares` still work; earlier
-versions rebuild their windows exactly.
+top hits' dialogue neighbourhood (`memory.packing.reach`). Version 7 shows the window's turns
+that retrieval quoted as turns when that pushes no line out, so a short chat asked with a query
+comes back as the chat, not as quoted data. Fixed `Shares` still work; earlier versions rebuild
+their windows exactly.
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import TypeVar
 
 from memory.errors import BudgetTooSmallError, InvalidInputError
 from memory.hierarchy import _condensed_cache as _condensed_cache
@@ -43,18 +44,22 @@ from memory.packing import (
     reach,
 )
 from memory.retrieval import CONTEXT_WEIGHT, DEFAULT_RERANK, RerankPolicy, has_content, ranked
+from memory.spending import allocate, greedy, newest_run, unflatten
 from memory.tokens import TokenCounter, default_counter
 
 __all__ = ["ASSEMBLY_VERSION", "DEFAULT_POLICY", "DEFAULT_SHARES", "QUERY_SHARES",
            "AssemblyPolicy", "Shares", "assemble_context", "tool_units"]
 
-ASSEMBLY_VERSION = 6  # 1: fixed shares, date-grouped block, fused order (before issue 12);
+ASSEMBLY_VERSION = 7  # 1: fixed shares, date-grouped block, fused order (before issue 12);
 # 2: adaptive shares, reranked, dated lines; 3: summaries that do not all fit their share are
 # condensed into one that does, so every window of 500 tokens or more carries the hierarchy;
 # 4: turns two away count in the packing order (`reach`); idle summaries get the summary cap;
 # a shorter intro to the retrieved block; 5: a long id (a UUID) is shown on its retrieved line
 # by its tail (`memory.packing.shown_ids`); 6: so is one on a summary's line (`short_line_ids`),
-# and an idle window's condensed summary fills its share (`memory.hierarchy.condense`)
+# and an idle window's condensed summary fills its share (`memory.hierarchy.condense`);
+# 7: turns of the window that retrieval quoted are shown as turns instead when that costs no
+# retrieved line (`memory.spending.unflatten`); 6 could quote a whole short chat and leave a
+# tool result out
 CONDENSE_MIN_BUDGET = 500  # below this a window is the newest exchange and what answers it
 
 
@@ -85,7 +90,6 @@ class AssemblyPolicy:
 DEFAULT_SHARES = Shares()
 QUERY_SHARES = Shares(summary=0.1, retrieved=0.65, recent=0.25)
 DEFAULT_POLICY = AssemblyPolicy()
-T = TypeVar("T")
 
 
 def tool_units(messages: Sequence[Message]) -> list[list[Message]]:
@@ -125,48 +129,6 @@ def _plain(message: Message, section: Section, counter: TokenCounter) -> Context
         name=message.name, tool_call_id=message.tool_call_id, tool_calls=message.tool_calls,
         tokens=counter.count_message(message.role, message.content),
     )
-
-
-def _allocate(needs: dict[str, int], shares: dict[str, float], total: int) -> dict[str, int]:
-    """Water-filling: each section gets its share, and what a section does not need flows on."""
-    alloc = dict.fromkeys(needs, 0)
-    active = [name for name, need in needs.items() if need > 0 and shares[name] > 0]
-    left = total
-    while active and left > 0:
-        weight = sum(shares[name] for name in active)
-        offer = {name: int(left * shares[name] / weight) for name in active}
-        done = [name for name in active if needs[name] - alloc[name] <= offer[name]]
-        if not done:
-            for name in active:
-                alloc[name] += offer[name]
-            break
-        for name in done:
-            left -= needs[name] - alloc[name]
-            alloc[name] = needs[name]
-            active.remove(name)
-    return alloc
-
-
-def _greedy(items: Sequence[T], budget: int, cost: Callable[[list[T]], int]) -> list[T]:
-    chosen: list[T] = []
-    for item in items:
-        if cost([*chosen, item]) <= budget:
-            chosen.append(item)
-    return chosen
-
-
-def _newest(costs: Sequence[int], start: int, limit: int, first_limit: int,
-            stop: Callable[[int], bool] = lambda _: False) -> list[int]:
-    """Units start-1, start-2, … (newest first) while they fit: a contiguous run. The first
-    is held to `first_limit` instead of `limit` (the newest unit is kept whenever it fits)."""
-    taken: list[int] = []
-    used = 0
-    for index in range(start - 1, -1, -1):
-        if stop(index) or used + costs[index] > (limit if taken else first_limit):
-            break
-        taken.append(index)
-        used += costs[index]
-    return taken
 
 
 def assemble_context(
@@ -220,7 +182,7 @@ def assemble_context(
     if fixed is not None:
         needs["retrieved"] = 0 if not order else legacy_block(order, counter).tokens \
             if legacy else sum(counter.count(c.message.content) for c in order)
-        alloc = _allocate(needs, {"summary": fixed.summary, "retrieved": fixed.retrieved,
+        alloc = allocate(needs, {"summary": fixed.summary, "retrieved": fixed.retrieved,
                                   "recent": fixed.recent}, remaining)
     else:  # adaptive, answering a query: retrieval takes all but a floor and a cap
         starts = [i for i, unit in enumerate(units) if unit[0].role == "user"]
@@ -231,13 +193,13 @@ def assemble_context(
 
     # Recent: a contiguous run of whole units, newest first; the newest unit is kept whenever it
     # fits at all, since it is usually the turn being answered.
-    taken = _newest(unit_cost, len(units), alloc["recent"], first_limit=remaining)
+    taken = newest_run(unit_cost, len(units), alloc["recent"], first_limit=remaining)
     used = sum(unit_cost[i] for i in taken)
     left = remaining - used
 
     # Summaries: newest first within their share (plus what recent left over), shown in order.
     summary_budget = min(left, alloc["summary"] + max(alloc["recent"] - used, 0))
-    picked = _greedy(list(reversed(range(len(summary_msgs)))), summary_budget,
+    picked = greedy(list(reversed(range(len(summary_msgs)))), summary_budget,
                      lambda idx: sum(summary_msgs[i].tokens for i in idx))
     condensed: ContextMessage | None = None
     if version >= 3 and len(picked) < len(summary_msgs) and max_tokens >= CONDENSE_MIN_BUDGET:
@@ -256,28 +218,44 @@ def assemble_context(
         fresh = reach([(c, s) for c, s in pairs if c.message.id not in shown_ids], candidates,
                       policy.reach, CONTEXT_WEIGHT if policy.rerank.context else 0.0,
                       int(left * policy.head), counter)
+    def repack(items: list[ScoredMessage], budget: int
+               ) -> tuple[ContextMessage | None, list[ScoredMessage]]:
+        return pack_block(items, budget, counter, dated_lines=policy.dated_lines,
+                          intro=SHORT_INTRO if version >= 4 else INTRO, short_ids=version >= 5)
+
     if legacy:
-        chosen = _greedy(fresh, left, lambda items: legacy_block(items, counter).tokens)
+        chosen = greedy(fresh, left, lambda items: legacy_block(items, counter).tokens)
         block = legacy_block(chosen, counter) if chosen else None
     else:
-        block, chosen = pack_block(fresh, left, counter, dated_lines=policy.dated_lines,
-                                   intro=SHORT_INTRO if version >= 4 else INTRO,
-                                   short_ids=version >= 5)
+        block, chosen = repack(fresh, left)
     left -= block.tokens if block else 0
 
     if not legacy and shares is None:  # what retrieval left flows back: recent, then summaries
         quoted = {c.message.id for c in chosen}
-        more = _newest(unit_cost, min(taken, default=len(units)), left, left,
+        more = newest_run(unit_cost, min(taken, default=len(units)), left, left,
                        stop=lambda i: any(m.id in quoted for m in units[i]))
         taken += more
         left -= sum(unit_cost[i] for i in more)
+        better = None if version < 7 or block is None else unflatten(
+            units, unit_cost, min(taken, default=len(units)), fresh, chosen,
+            block.tokens + left, repack)
+        if better is not None and block is not None:
+            space = block.tokens + left
+            more, block, chosen = better
+            taken += more
+            left = space - sum(unit_cost[i] for i in more) - (block.tokens if block else 0)
+            quoted = {c.message.id for c in chosen}  # and on back, as far as what is left pays
+            more = newest_run(unit_cost, min(taken), left, left,
+                           stop=lambda i: any(m.id in quoted for m in units[i]))
+            taken += more
+            left -= sum(unit_cost[i] for i in more)
         if condensed is not None:  # whole after all, if what is left pays for them
             if needs["summary"] <= left + condensed.tokens:
                 left += condensed.tokens - needs["summary"]
                 condensed, picked = None, list(range(len(summary_msgs)))
         else:
             rest = [i for i in reversed(range(len(summary_msgs))) if i not in picked]
-            extra = _greedy(rest, left, lambda idx: sum(summary_msgs[i].tokens for i in idx))
+            extra = greedy(rest, left, lambda idx: sum(summary_msgs[i].tokens for i in idx))
             picked += extra
             left -= sum(summary_msgs[i].tokens for i in extra)
 

@@ -28,6 +28,7 @@ __all__ = [
     "apply_record",
     "compose_record",
     "compose_undo",
+    "no_gain",
     "plan_compaction",
     "window_tokens",
 ]
@@ -281,6 +282,18 @@ def compose_record(
     window = apply_record(state, record)
     record = record.model_copy(update={"tokens_after": window_tokens(window, counter)})
     return window, record
+
+
+def no_gain(record: CompactionRecord) -> str | None:
+    """Why a manual record is not worth committing, or None when it makes the window smaller
+    (or is automatic). A summary of a few short messages (its lines carry ids and names) can
+    cost more than they do. The automatic loop commits such a record and stops (its next round
+    covers more messages); skipping it there would summarize again on every append."""
+    if record.trigger != "manual" or record.tokens_after < record.tokens_before:
+        return None
+    return (f"compacting {len(record.covered_ids)} messages would not shrink the window "
+            f"({record.tokens_before} → {record.tokens_after} tokens): their summary costs "
+            "more than they do")
 
 
 def compose_undo(

@@ -418,9 +418,10 @@ class Cursors(_Frozen):
 
 
 class CompactionEvent(_Frozen):
-    """Started / completed / failed, for logs, metrics and live displays."""
+    """Started / completed / failed / skipped (composed but not committed: it would not make
+    the window smaller), for logs, metrics and live displays."""
 
-    kind: Literal["started", "completed", "failed"]
+    kind: Literal["started", "completed", "failed", "skipped"]
     record_id: str
     level: str
     reason: str

@@ -11,7 +11,7 @@ import time
 from collections.abc import Callable, Sequence
 from pathlib import Path
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from memory.checks import (
     MAX_CONTEXT_TOKENS,
@@ -20,9 +20,15 @@ from memory.checks import (
     check_query,
     check_range,
 )
-from memory.compaction import WindowState, compose_record, compose_undo, plan_compaction
+from memory.compaction import (
+    WindowState,
+    compose_record,
+    compose_undo,
+    no_gain,
+    plan_compaction,
+)
 from memory.compaction import window_tokens as _window_tokens
-from memory.errors import NotFoundError
+from memory.errors import InvalidInputError, NotFoundError
 from memory.lexical import bm25_scores
 from memory.models import (
     CompactionEvent,
@@ -32,6 +38,7 @@ from memory.models import (
     ScoredMessage,
     Summary,
     Trigger,
+    message_digest,
     parse_messages,
     validate_sequence,
 )
@@ -88,19 +95,37 @@ class Session:
     def add_message(
         self, role: str, content: str = "", *, id: str | None = None, **fields: object
     ) -> Message:
-        ident = id or f"m{len(self._archive) + 1}"
+        """One message; without an `id` it gets the first free `m<n>` (n from the count)."""
+        ident = self._free_id() if id is None else id
         (message,) = self.add_messages([{"id": ident, "role": role, "content": content, **fields}])
         return message
 
+    def _free_id(self) -> str:
+        """Deterministic, and never one a caller already chose (that wedged the session)."""
+        n = len(self._archive) + 1
+        while f"m{n}" in self._archive:
+            n += 1
+        return f"m{n}"
+
     def add_messages(self, raw: Sequence[object]) -> list[Message]:
+        """Append in order, as the durable store does: a message already here, byte for byte,
+        is skipped (a retried append is harmless); a known id with other content is refused."""
         messages = parse_messages(raw)
         open_calls = {c.id for m in self._archive.values() for c in m.tool_calls}
-        validate_sequence(messages, seen_ids=self._archive, open_tool_calls=open_calls)
-        for message in messages:
+        validate_sequence(messages, open_tool_calls=open_calls)
+        fresh: list[Message] = []
+        for index, message in enumerate(messages):
+            known = self._archive.get(message.id)
+            if known is None:
+                fresh.append(message)
+            elif message_digest(known) != message_digest(message):
+                raise InvalidInputError(f"messages[{index}].id", f"{message.id!r} was already "
+                                        "appended with other content")
+        for message in fresh:
             self._order[message.id] = len(self._order)
             self._archive[message.id] = message
         self.window = WindowState(
-            summaries=self.window.summaries, messages=(*self.window.messages, *messages)
+            summaries=self.window.summaries, messages=(*self.window.messages, *fresh)
         )
         if self.auto_compact:
             self.maybe_compact()
@@ -138,7 +163,8 @@ class Session:
         trigger: Trigger = "manual",
         force: bool = True,
     ) -> CompactionRecord | None:
-        """Compact now; None when nothing older than `preserve_recent` is left to compact."""
+        """Compact now; None when nothing older than `preserve_recent` is left to compact, or
+        when compacting it would not make the window smaller (`no_gain`)."""
         plan = plan_compaction(self.window, self.policy, force=force,
                                preserve_recent=preserve_recent, counter=self.counter)
         if plan is None:
@@ -167,6 +193,12 @@ class Session:
                                        reason=plan.reason, tokens_before=plan.tokens_before,
                                        error=type(exc).__name__))
             raise
+        why = no_gain(record)
+        if why is not None:
+            self._emit(CompactionEvent(kind="skipped", record_id=record_id, level=plan.level,
+                                       reason=plan.reason, tokens_before=record.tokens_before,
+                                       tokens_after=record.tokens_after, error=why))
+            return None
         self.window = window
         self.ledger.append(record)
         self._emit(CompactionEvent(
@@ -243,9 +275,18 @@ class Session:
         Path(path).write_text(self.to_data().model_dump_json(indent=1), encoding="utf-8")
 
     @classmethod
-    def load(cls, path: str | Path, **kwargs: object) -> Session:
-        data = SessionData.model_validate_json(Path(path).read_text(encoding="utf-8"))
-        session = cls(data.session_id, policy=data.policy, **kwargs)  # type: ignore[arg-type]
+    def load(cls, path: str | Path, *, policy: CompactionPolicy | None = None,
+             **kwargs: object) -> Session:
+        """A saved session; `policy` replaces the saved one, other arguments are `Session`'s."""
+        try:
+            data = SessionData.model_validate_json(Path(path).read_text(encoding="utf-8"))
+        except ValidationError as exc:
+            first = exc.errors()[0]
+            where = ".".join(str(part) for part in first["loc"]) or "file"
+            raise InvalidInputError(str(path), f"not a saved session ({where}: "
+                                    f"{first['msg']})") from None
+        session = cls(data.session_id, policy=policy or data.policy,
+                      **kwargs)  # type: ignore[arg-type]
         for message in data.messages:
             session._order[message.id] = len(session._order)
             session._archive[message.id] = message

@@ -270,6 +270,27 @@ async def test_compact_session_does_nothing_when_the_policy_says_so(
     assert await store.events("acme", session) == []
 
 
+async def test_a_manual_compact_that_would_grow_the_window_is_not_committed(
+    activities: ConversationActivities, store: Store
+) -> None:
+    """Five 'ok's under UUID ids: their summary's lines (id tail, role) cost more than they do.
+    It used to commit a record that took the window from 30 to 33 tokens."""
+    env = ActivityEnvironment()
+    session = _session()
+    short = tuple(Message(id=str(uuid.UUID(int=i + 1)), role="user", content="ok")
+                  for i in range(6))
+    await env.run(activities.store_messages, _store_input(session, short))
+    before = await store.load_window("acme", session)
+    out = await env.run(activities.compact_session, _compact(session, 0))
+    assert out.record_ids == () and out.cursors.ledger_head == 0
+    assert await store.ledger("acme", session) == []
+    assert (await store.load_window("acme", session)).state == before.state
+    *_, skipped = await store.events("acme", session)
+    assert skipped.kind == "skipped" and skipped.error is not None
+    assert "would not shrink the window" in skipped.error
+    assert skipped.tokens_after is not None and skipped.tokens_after >= skipped.tokens_before
+
+
 class _Recording:
     """A summarizer that records what it was given (the provider is not what is tested)."""
 

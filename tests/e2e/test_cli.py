@@ -117,6 +117,23 @@ async def test_import_context_compact_ledger_replay_export_import(
     assert code == 2 and "c9" in err, err
 
 
+async def test_a_compact_that_would_grow_the_window_says_so_and_commits_nothing(
+    env: dict[str, str], worker: Worker, tmp_path: Path
+) -> None:
+    source = tmp_path / "tiny.jsonl"
+    source.write_text("".join(json.dumps({"id": f"0c9a1b2e-{i:04d}-4a5b-9c8d-1234567890ab",
+                                          "role": "user", "content": "ok"}) + "\n"
+                              for i in range(6)))
+    code, _, err = await cli(env, "import", "tiny", str(source), "--tenant", "acme")
+    assert code == 0, err
+    code, out, err = await cli(env, "compact", "tiny", "--tenant", "acme",
+                               "--preserve-recent", "1")
+    assert code == 0, err
+    assert "nothing compacted: compacting 5 messages would not shrink the window" in out
+    code, out, _ = await cli(env, "ledger", "tiny", "--tenant", "acme")
+    assert "no compactions yet in 'tiny'" in out
+
+
 async def test_bad_input_gets_one_clear_line_and_an_exit_code(
     env: dict[str, str], worker: Worker, tmp_path: Path
 ) -> None:

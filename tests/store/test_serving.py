@@ -47,3 +47,20 @@ async def test_search_text_leaves_out_participants_and_replay_stays_exact(store:
     assert [r["query"] for r in served] == [query, query]  # assembly keeps the question
     replayed = await replay_at(store, "acme", session, 4)
     assert replayed.matches and replayed.window == second
+
+
+async def test_a_short_chat_asked_with_a_query_is_served_as_its_turns(store: Store) -> None:
+    """The store searches the window's turns too; assembly 6 quoted ten of these twelve turns
+    as data (170 of 4,000 tokens used). Served whole as turns, and the record replays."""
+    session = f"serve-{uuid.uuid4()}"
+    await store.append_messages("acme", session, [
+        Message(id=f"m{i}", role="user" if i % 2 == 0 else "assistant",
+                content=f"Turn {i}: the refund amount for order {i} is {i * 10} euros.")
+        for i in range(12)])
+    for query in ("refund amount", "zzzz"):
+        window = await serve_context(store, _Recording(), "acme", session,
+                                     ContextRequest(query=query, max_tokens=4000))
+        assert [m.section for m in window.messages] == ["recent"] * 12
+        assert [m.source_ids for m in window.messages] == [(f"m{i}",) for i in range(12)]
+    replayed = await replay_at(store, "acme", session, 12)
+    assert replayed.matches

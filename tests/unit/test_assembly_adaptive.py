@@ -194,3 +194,43 @@ def test_version_4_without_a_query_gives_summaries_the_cap_and_recent_the_rest()
     few = assemble_context(max_tokens=2000, recent=_turns(5, "r"), summaries=summaries[:2],
                            counter=COUNTER)
     assert sum(m.section == "summary" for m in few.messages) == 2  # what recent leaves flows
+
+
+def test_version_7_shows_the_window_s_turns_retrieval_quoted_as_turns() -> None:
+    """A query used to flatten the turns retrieval also found into quoted data, and a tool result
+    whose call was quoted ended up in no section; they are turns again when no line is lost."""
+    call = ToolCall(id="c1", name="lookup_order", arguments='{"order": 4711}')
+    recent = [Message(id="m1", role="user", content="Where is my order 4711?"),
+              Message(id="m2", role="assistant", tool_calls=(call,)),
+              Message(id="m3", role="tool", tool_call_id="c1", content='{"status": "shipped"}'),
+              Message(id="m4", role="assistant", content="It shipped; a refund is possible."),
+              Message(id="m5", role="user", content="Please start the refund.")]
+    archive = _turns(30, "a")
+    hits = _scored([*recent[:2], *recent[3:], *archive])  # the tool result is not a hit
+    for version, whole in ((7, True), (6, False)):
+        window = assemble_context(max_tokens=4000, recent=recent, retrieved=hits,
+                                  query="order refund", counter=COUNTER, version=version)
+        turns = [m.source_ids[0] for m in window.messages if m.section == "recent"]
+        shown = {i for m in window.messages for i in m.source_ids}
+        assert (turns == ["m1", "m2", "m3", "m4", "m5"]) is whole, (version, turns)
+        assert ("m3" in shown) is whole  # version 6 left the tool result out
+        assert _retrieved_ids(window) >= {m.id for m in archive}  # what is outside: all of it
+
+
+def test_version_7_never_trades_a_retrieved_line_for_turns() -> None:
+    """Turns stay quoted where showing them would push a line out; where it would not, they
+    are shown and the budget v6 left idle (its recent run stopped at the first quoted turn)
+    is used."""
+    moved = 0
+    for size in (40, 80, 120):
+        recent, archive = _turns(size, "r"), _turns(60)
+        hits = _scored([*archive[:20], *recent[:60:3], *archive[20:]])
+        for budget in (1000, 2000, 4000):
+            v6, v7 = (assemble_context(max_tokens=budget, recent=recent, retrieved=hits,
+                                       query="support group", counter=COUNTER, version=version)
+                      for version in (6, 7))
+            before = {i for m in v6.messages for i in m.source_ids}
+            after = {i for m in v7.messages for i in m.source_ids}
+            assert before <= after and v6.tokens <= v7.tokens <= budget
+            moved += v7.messages != v6.messages
+    assert moved >= 2  # 40 and 80 turns at 4,000: v6 left 1,700 and 1,000 tokens unused

@@ -47,3 +47,17 @@ async def test_append_many_of_one_message_says_a_list_is_expected(messages: Any)
         await _conversation().append_many(messages)
     assert info.value.field == "messages"
     assert "expected a list of messages" in info.value.problem
+
+
+async def test_one_message_over_the_call_limit_is_named_as_the_message() -> None:
+    """A 1.6 MB message is under the 2,000,000-byte content limit but no call can carry it."""
+    body = "x" * 1_600_000
+    with pytest.raises(InvalidInputError) as info:
+        await _conversation().append({"id": "big", "role": "user", "content": body})
+    assert info.value.field == "messages[0].content"
+    assert "at most 1500000 bytes in one call" in str(info.value)
+    with pytest.raises(InvalidInputError) as info:
+        half = body[:800_000]
+        await _conversation().append_many([{"id": f"b{i}", "role": "user", "content": half}
+                                           for i in range(2)])
+    assert info.value.field == "messages" and "send fewer" in str(info.value)

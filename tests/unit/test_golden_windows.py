@@ -129,7 +129,24 @@ def windows(version: int, counter: TokenCounter) -> dict[str, dict[str, object]]
                 out[f"{budget}/{name}"] = {"digest": window_digest(window),
                                            "tokens": window.tokens,
                                            "messages": len(window.messages)}
+    short, found = short_chat(state, candidates)
+    for budget in BUDGETS[1:]:  # version 7: a short chat that retrieval also finds
+        window = assemble_from_window(short, max_tokens=budget, retrieved=found,
+                                      query=QUERIES["query"], version=version, counter=counter)
+        out[f"short/{budget}/query"] = {"digest": window_digest(window),
+                                        "tokens": window.tokens,
+                                        "messages": len(window.messages)}
     return out
+
+
+def short_chat(state: WindowState, candidates: list[ScoredMessage]
+               ) -> tuple[WindowState, list[ScoredMessage]]:
+    """Twelve turns around the tool exchange, no summaries, and candidates that include them
+    (the store searches the window's turns too)."""
+    turns = tuple(m for m in state.messages if m.id in {_id(i) for i in range(324, 336)})
+    found = [ScoredMessage(message=m, score=1 / (60 + n), session="golden", seq=324 + n)
+             for n, m in enumerate(reversed(turns))]
+    return WindowState(messages=(state.messages[0], *turns)), [*found, *candidates[:40]]
 
 
 # "default" renders as "heuristic" today; it is pinned on its own so that a change of the
@@ -167,7 +184,7 @@ def test_each_version_renders_the_windows_it_shipped(
 def test_the_fixture_exercises_what_the_versions_differ_in() -> None:
     """The goldens are worth something only if the fixture reaches each version's changes:
     condensing (v3), re-sent copies (dedup), long ids on retrieved lines (v5) and on summary
-    lines (v6), and the versions' windows differ from one another."""
+    lines (v6), a short chat retrieval also finds (v7), and the versions' windows differ."""
     counter = HeuristicCounter()
     by_version = {v: windows(v, counter) for v in range(1, ASSEMBLY_VERSION + 1)}
     for older, newer in zip(range(1, ASSEMBLY_VERSION), range(2, ASSEMBLY_VERSION + 1),
@@ -180,12 +197,20 @@ def test_the_fixture_exercises_what_the_versions_differ_in() -> None:
     assert "condensed" in text  # the four summaries do not fit a tenth of 2,000
     assert any(f"…{_uuid(i)[-ID_TAIL:]}" in text for i in range(1, 300, 2))  # v5/v6 tails
     assert not any(_uuid(i) in text for i in range(1, 360, 2))  # only tails of UUIDs
+    short, found = short_chat(state, candidates)
+    for version, whole in ((6, False), (7, True)):
+        window = assemble_from_window(short, max_tokens=2000, retrieved=found,
+                                      query=QUERIES["query"], version=version, counter=counter)
+        turns = [m for m in window.messages if m.section == "recent"]
+        assert (len(turns) == len(short.messages) - 1) is whole  # v7: every turn as a turn
 
 
 if __name__ == "__main__":
     if sys.argv[1:] != ["--write"]:
         sys.exit("usage: python -m tests.unit.test_golden_windows --write")
     kept = json.loads(GOLDEN.read_text()) if GOLDEN.exists() else {}
-    fresh = rendered()
-    GOLDEN.write_text(json.dumps({**fresh, **kept}, indent=1, sort_keys=True) + "\n")
+    fresh = rendered()  # new versions whole; new cases of a kept version added, none changed
+    GOLDEN.write_text(json.dumps({key: {**cases, **kept.get(key, {})}
+                                  for key, cases in fresh.items()}, indent=1, sort_keys=True)
+                      + "\n")
     print(f"wrote {len(set(fresh) - set(kept))} new version(s) to {GOLDEN}")

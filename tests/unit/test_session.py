@@ -95,7 +95,7 @@ def test_bad_input_leaves_the_session_untouched() -> None:
     session = _session()
     session.add_message("user", "hello", id="x")
     before = session.to_data()
-    with pytest.raises(InvalidInputError, match="duplicate id 'x'"):
+    with pytest.raises(InvalidInputError, match="'x' was already appended with other content"):
         session.add_message("user", "again", id="x")
     with pytest.raises(InvalidInputError, match="orphan"):
         session.add_message("tool", "42", tool_call_id="ghost")
@@ -190,3 +190,54 @@ def test_one_message_where_a_list_is_wanted_says_so() -> None:
                                                 r"dict \(to add one message, pass \[message\]\)"):
         s.add_messages({"id": "a", "role": "user", "content": "x"})  # type: ignore[arg-type]
     assert s.messages == []
+
+
+def test_automatic_ids_skip_the_ones_a_caller_chose_and_an_empty_id_is_refused() -> None:
+    """`m{count+1}` collided with a caller's 'm2' and every later call failed."""
+    session = Session(auto_compact=False)
+    session.add_message("user", "a", id="m2")
+    session.add_message("user", "b")
+    session.add_message("user", "c")
+    assert [m.id for m in session.messages] == ["m2", "m3", "m4"]
+    with pytest.raises(InvalidInputError, match="id"):
+        session.add_message("user", "d", id="")
+    assert len(session.messages) == 3
+
+
+def test_re_appending_a_message_is_skipped_and_other_content_is_refused() -> None:
+    """As the durable store does: a retried append is harmless, a reused id is named."""
+    session = Session(auto_compact=False)
+    session.add_messages([{"id": "a", "role": "user", "content": "hello"}])
+    again = session.add_messages([{"id": "a", "role": "user", "content": "hello"},
+                                  {"id": "b", "role": "assistant", "content": "hi"}])
+    assert [m.id for m in again] == ["a", "b"]
+    assert [m.id for m in session.messages] == ["a", "b"]
+    assert [m.id for m in session.window.messages] == ["a", "b"]
+    with pytest.raises(InvalidInputError, match="'a' was already appended with other content"):
+        session.add_messages([{"id": "a", "role": "user", "content": "changed"}])
+    with pytest.raises(InvalidInputError, match="duplicate id 'c'"):
+        session.add_messages([{"id": "c", "role": "user", "content": "x"},
+                              {"id": "c", "role": "user", "content": "x"}])
+    assert [m.id for m in session.messages] == ["a", "b"]
+
+
+def test_a_manual_compact_that_would_grow_the_window_is_not_committed() -> None:
+    events: list[CompactionEvent] = []
+    session = Session(auto_compact=False, on_event=events.append)
+    for i in range(6):
+        session.add_message("user", "ok", id=f"0c9a1b2e-{i:04d}-4a5b-9c8d-1234567890ab")
+    before = session.get_token_estimate()
+    assert session.compact(preserve_recent=1) is None
+    assert session.ledger == [] and session.get_token_estimate() == before
+    assert events[-1].kind == "skipped" and "would not shrink" in (events[-1].error or "")
+
+
+def test_load_takes_a_new_policy_and_names_a_file_that_is_not_a_session(tmp_path: Path) -> None:
+    saved = tmp_path / "s.json"
+    _session().save(saved)
+    loaded = Session.load(saved, policy=CompactionPolicy(context_window=4000))
+    assert loaded.policy.context_window == 4000  # was a TypeError (policy given twice)
+    bad = tmp_path / "bad.json"
+    bad.write_text('{"messages": [{"id": 5}]}')
+    with pytest.raises(InvalidInputError, match=r"bad\.json: not a saved session"):
+        Session.load(bad)
