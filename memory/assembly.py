@@ -59,7 +59,7 @@ ASSEMBLY_VERSION = 7  # 1: fixed shares, date-grouped block, fused order (before
 # and an idle window's condensed summary fills its share (`memory.hierarchy.condense`);
 # 7: turns of the window that retrieval quoted are shown as turns instead when that costs no
 # retrieved line (`memory.spending.unflatten`); 6 could quote a whole short chat and leave a
-# tool result out
+# tool result out; a second result to an answered tool call is left out of the turns
 CONDENSE_MIN_BUDGET = 500  # below this a window is the newest exchange and what answers it
 
 
@@ -92,11 +92,13 @@ QUERY_SHARES = Shares(summary=0.1, retrieved=0.65, recent=0.25)
 DEFAULT_POLICY = AssemblyPolicy()
 
 
-def tool_units(messages: Sequence[Message]) -> list[list[Message]]:
+def tool_units(messages: Sequence[Message], once: bool = False) -> list[list[Message]]:
     """Group an assistant tool call with the tool results that answer it; others stand alone.
 
     A tool result whose call is not in `messages` cannot be sent to a provider on its own, so it
     is left out of the units (it remains in the archive and can be retrieved as quoted data).
+    With `once` (assembly version 7) so is a second result to a call already answered: the
+    append path accepts it, and Anthropic refuses a tool_use with two results.
     """
     units: list[list[Message]] = []
     open_unit: dict[str, list[Message]] = {}
@@ -105,6 +107,8 @@ def tool_units(messages: Sequence[Message]) -> list[list[Message]]:
             unit = open_unit.get(message.tool_call_id or "")
             if unit is not None:
                 unit.append(message)
+                if once:
+                    del open_unit[message.tool_call_id or ""]
             continue
         unit = [message]
         units.append(unit)
@@ -158,7 +162,7 @@ def assemble_context(
         raise BudgetTooSmallError(max_tokens, system_tokens)
     remaining = max_tokens - system_tokens
 
-    units = tool_units([m for m in recent if m.role != "system"])
+    units = tool_units([m for m in recent if m.role != "system"], once=version >= 7)
     # Costs only: the context messages are built for the units taken, at the end (a slice
     # offers several times more recent messages than a window shows).
     unit_cost = [sum(counter.count_message(m.role, m.content) for m in unit) for unit in units]

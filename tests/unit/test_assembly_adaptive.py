@@ -234,3 +234,16 @@ def test_version_7_never_trades_a_retrieved_line_for_turns() -> None:
             assert before <= after and v6.tokens <= v7.tokens <= budget
             moved += v7.messages != v6.messages
     assert moved >= 2  # 40 and 80 turns at 4,000: v6 left 1,700 and 1,000 tokens unused
+
+
+def test_version_7_leaves_a_second_result_to_an_answered_call_out_of_the_turns() -> None:
+    call = ToolCall(id="c1", name="lookup", arguments="{}")
+    recent = [Message(id="u", role="user", content="Where is order 4711?"),
+              Message(id="a", role="assistant", tool_calls=(call,)),
+              Message(id="r1", role="tool", tool_call_id="c1", content="in transit"),
+              Message(id="r2", role="tool", tool_call_id="c1", content="delivered"),
+              Message(id="b", role="assistant", content="It is in transit.")]
+    for version, ids in ((7, ["u", "a", "r1", "b"]), (6, ["u", "a", "r1", "r2", "b"])):
+        window = assemble_context(max_tokens=1000, recent=recent, counter=COUNTER,
+                                  version=version)
+        assert [m.source_ids[0] for m in window.messages] == ids
