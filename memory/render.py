@@ -20,17 +20,28 @@ MAX_CACHE_BREAKPOINTS = 4
 JsonDict = dict[str, JsonValue]
 
 
+def _answered(window: ContextWindow) -> set[str]:
+    """Call ids that a tool result in the window answers. Both APIs refuse a request with a
+    tool call that no result follows (a call whose result was never appended, or a pending
+    one), so such calls are not sent; the window and its digest keep them as stored."""
+    return {m.tool_call_id for m in window.messages if m.role == "tool" and m.tool_call_id}
+
+
 def to_openai(window: ContextWindow) -> list[JsonDict]:
     out: list[JsonDict] = []
+    answered = _answered(window)
     for m in window.messages:
+        calls = [c for c in m.tool_calls if c.id in answered]
+        if m.role == "assistant" and m.tool_calls and not calls and not m.content.strip():
+            continue  # only unanswered calls: nothing left to send
         item: JsonDict = {"role": m.role, "content": m.content}
         if m.name and m.role in ("user", "assistant", "system"):
             item["name"] = "".join(c if c.isalnum() or c in "_-" else "_" for c in m.name)[:64]
-        if m.tool_calls:
+        if calls:
             item["tool_calls"] = [
                 {"id": c.id, "type": "function",
                  "function": {"name": c.name, "arguments": c.arguments}}
-                for c in m.tool_calls
+                for c in calls
             ]
         if m.tool_call_id:
             item["tool_call_id"] = m.tool_call_id
@@ -46,13 +57,13 @@ def _arguments(text: str) -> JsonValue:
     return value if isinstance(value, dict) else {"value": value}
 
 
-def _blocks(m: ContextMessage) -> list[JsonDict]:
+def _blocks(m: ContextMessage, answered: set[str]) -> list[JsonDict]:
     if m.role == "tool":
         return [{"type": "tool_result", "tool_use_id": m.tool_call_id, "content": m.content}]
     blocks: list[JsonDict] = []
     if m.content.strip():
         blocks.append({"type": "text", "text": m.content})
-    for call in m.tool_calls:
+    for call in (c for c in m.tool_calls if c.id in answered):
         blocks.append({"type": "tool_use", "id": call.id, "name": call.name,
                        "input": _arguments(call.arguments)})
     return blocks
@@ -72,11 +83,12 @@ def to_anthropic(window: ContextWindow) -> tuple[list[JsonDict], list[JsonDict]]
         system[index] = {**system[index], "cache_control": {"type": "ephemeral"}}
 
     messages: list[JsonDict] = []
+    answered = _answered(window)
     for m in window.messages:
         if m.role == "system":
             continue
         role = "assistant" if m.role == "assistant" else "user"
-        blocks = _blocks(m)
+        blocks = _blocks(m, answered)
         if not blocks:
             continue
         if messages and messages[-1]["role"] == role:

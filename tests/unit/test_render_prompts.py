@@ -76,3 +76,23 @@ def test_summary_prompt_fences_conversation_as_json_data() -> None:
     assert decoded[1]["content"] == INJECTION and decoded[1]["id"] == "old"
     assert prompt.user.count("</transcript>") == 1
     assert '"the refund"' in prompt.user
+
+
+def test_a_tool_call_no_result_answers_is_not_sent_to_either_api() -> None:
+    """A call whose result was never appended stays in the window (and its digest) but both
+    APIs refuse a request carrying it, so neither format sends it."""
+    answered = ToolCall(id="c1", name="lookup", arguments="{}")
+    never = ToolCall(id="c2", name="refund", arguments="{}")
+    window = assemble_context(max_tokens=2000, recent=[
+        Message(id="u", role="user", content="Where is order 4711?"),
+        Message(id="a", role="assistant", content="Looking.", tool_calls=(answered, never)),
+        Message(id="r", role="tool", tool_call_id="c1", content="in transit"),
+        Message(id="x", role="assistant", tool_calls=(never,)),
+        Message(id="b", role="assistant", content="It is in transit.")])
+    assert [m.source_ids[0] for m in window.messages] == ["u", "a", "r", "x", "b"]
+    sent = json.loads(json.dumps(to_openai(window)))  # plain data, for indexing
+    assert [c["id"] for m in sent for c in m.get("tool_calls", [])] == ["c1"]
+    assert len(sent) == 4  # x had only the unanswered call
+    messages = json.loads(json.dumps(to_anthropic(window)[1]))
+    uses = [b["id"] for m in messages for b in m["content"] if b["type"] == "tool_use"]
+    assert uses == ["c1"]
