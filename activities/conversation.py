@@ -114,6 +114,13 @@ class ConversationActivities:
 
     # -- appending and indexing ------------------------------------------------------------
     @activity.defn(name=specs.OPEN_SESSION.name)
+    async def aclose(self) -> None:
+        """Close the provider SDK clients (their HTTP pools); local models have none."""
+        for provider in (self.summarizer, self.chat, self.embedder):
+            close = getattr(provider, "aclose", None)
+            if close is not None:
+                await close()
+
     async def open_session(self, input: SessionRef) -> Cursors:
         return await self.store.cursors(input.tenant, input.session)
 

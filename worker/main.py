@@ -57,6 +57,7 @@ async def run_worker(settings: Settings, stop: asyncio.Event | None = None) -> N
         raise InvalidInputError("LONGTHREAD_DATABASE_URL", "is required to run a worker")
     await ensure_schema(settings.database_url, settings.embedding_dim)
     pool = await open_pool(settings.database_url)
+    acts = None
     try:
         acts = build_activities(settings, pool)
         if isinstance(acts.embedder, LocalEmbedder | OnnxMiniLMEmbedder):
@@ -67,4 +68,6 @@ async def run_worker(settings: Settings, stop: asyncio.Event | None = None) -> N
                      settings.temporal_address)
             await (stop.wait() if stop else asyncio.Event().wait())
     finally:
+        if acts is not None:
+            await acts.aclose()
         await pool.close()

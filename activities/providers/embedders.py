@@ -235,3 +235,6 @@ class OpenAIEmbedder:
         response = await call_provider(self.client.embeddings.create(
             model=self.name, input=list(texts), dimensions=self.dim))
         return [list(item.embedding) for item in sorted(response.data, key=lambda d: d.index)]
+
+    async def aclose(self) -> None:
+        await self.client.close()

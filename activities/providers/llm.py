@@ -78,6 +78,10 @@ class AnthropicSummarizer:
                                      timeout=PROVIDER_TIMEOUT)
         self.name = model
 
+    async def aclose(self) -> None:
+        """The SDK's HTTP pool; left open it warns at garbage collection."""
+        await self.client.close()
+
     async def summarize(self, messages: Sequence[Message], max_tokens: int,
                         focus: str | None = None) -> SummaryResult:
         prompt = build_summary_prompt(messages, focus, max_tokens)
@@ -96,6 +100,10 @@ class OpenAISummarizer:
         self.client = AsyncOpenAI(api_key=api_key, base_url=base_url, max_retries=0,
                                      timeout=PROVIDER_TIMEOUT)
         self.name = model
+
+    async def aclose(self) -> None:
+        """The SDK's HTTP pool; left open it warns at garbage collection."""
+        await self.client.close()
 
     async def summarize(self, messages: Sequence[Message], max_tokens: int,
                         focus: str | None = None) -> SummaryResult:
@@ -117,6 +125,10 @@ class AnthropicChat:
                                      timeout=PROVIDER_TIMEOUT)
         self.name = model
 
+    async def aclose(self) -> None:
+        """The SDK's HTTP pool; left open it warns at garbage collection."""
+        await self.client.close()
+
     async def complete(self, window: ContextWindow, max_tokens: int = 1024) -> ChatReply:
         system, messages = to_anthropic(window)
         response = await call_provider(self.client.messages.create(
@@ -135,6 +147,10 @@ class OpenAIChat:
         self.client = AsyncOpenAI(api_key=api_key, base_url=base_url, max_retries=0,
                                      timeout=PROVIDER_TIMEOUT)
         self.name = model
+
+    async def aclose(self) -> None:
+        """The SDK's HTTP pool; left open it warns at garbage collection."""
+        await self.client.close()
 
     async def complete(self, window: ContextWindow, max_tokens: int = 1024) -> ChatReply:
         response = await call_provider(self.client.chat.completions.create(

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Iterator
 from datetime import timedelta
+from typing import Any
 
 import pytest
 from temporalio.exceptions import ApplicationError
@@ -112,3 +113,14 @@ async def test_chat_models_send_the_rendered_window(server: Loopback) -> None:
     assert reply.content == "In Leeds."
     assert server.requests[-1]["json"]["messages"][-1] == {
         "role": "user", "content": "Where is my parcel?"}
+
+
+async def test_aclose_closes_each_provider_s_sdk_client() -> None:
+    """Left open, an SDK's HTTP pool warns when garbage collection finds it, in whatever test
+    or request runs then; the worker closes them when it stops."""
+    providers: list[Any] = [AnthropicSummarizer("k", "m"), OpenAISummarizer("k", "m"),
+                 AnthropicChat("k", "m"), OpenAIChat("k", "m"), OpenAIEmbedder("k", "m")]
+    for provider in providers:
+        assert not provider.client.is_closed()
+        await provider.aclose()
+        assert provider.client.is_closed()

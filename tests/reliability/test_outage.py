@@ -68,6 +68,8 @@ async def test_five_minutes_without_the_provider(client: Client, store: Store,
         events = await conv.events()
         history = await conv.handle.fetch_history()
 
+    await acts.aclose()
+
     assert max(latencies) < 5.0 and statistics.median(latencies) < 1.0, latencies
     assert record is not None and record.strategy == "extractive"
     assert record.fallback == "extractive: down-llm failed 3 times"

@@ -82,6 +82,7 @@ async def test_faults_fallback_injection_and_logs(
             assert "[m3]" in holder.content and "m3" in holder.source_ids
             assert [r.id for r in await store.ledger("acme", "faults")] == [rejected.id,
                                                                            retried.id]
+    await acts.aclose()
     logs = caplog.text
     assert logs, "the run should have logged something at INFO"
     assert API_KEY not in logs

@@ -429,6 +429,7 @@ async def test_replay_matches_every_served_context(
                 run_state_machine_as_test, ReplayMachine, settings=settings(
                     max_examples=EXAMPLES, stateful_step_count=STEPS, deadline=None,
                     database=None, suppress_health_check=list(HealthCheck)))
+    await abstractive.aclose()
     tally = harness.tally
     if SUMMARY:
         Path(SUMMARY).write_text(harness.summary(final=True))

@@ -35,6 +35,7 @@ async def test_generate_appends_both_turns_and_sends_the_window(
             provider.reply(openai_chat("It ships tomorrow by express.", model="local-llm"))
             result = await conv.generate("When will order 4711 arrive?", max_tokens=500)
             window = await conv.window()
+    await acts.aclose()
     assert result.reply.content == "It ships tomorrow by express."
     assert result.model == "local-llm" and result.context_tokens <= 500
     sent = provider.requests[0]["json"]["messages"]
