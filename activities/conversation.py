@@ -112,8 +112,6 @@ class ConversationActivities:
         self.chat = chat
         self.max_summarizer_failures = max_summarizer_failures
 
-    # -- appending and indexing ------------------------------------------------------------
-    @activity.defn(name=specs.OPEN_SESSION.name)
     async def aclose(self) -> None:
         """Close the provider SDK clients (their HTTP pools); local models have none."""
         for provider in (self.summarizer, self.chat, self.embedder):
@@ -121,6 +119,8 @@ class ConversationActivities:
             if close is not None:
                 await close()
 
+    # -- appending and indexing ------------------------------------------------------------
+    @activity.defn(name=specs.OPEN_SESSION.name)
     async def open_session(self, input: SessionRef) -> Cursors:
         return await self.store.cursors(input.tenant, input.session)
 
