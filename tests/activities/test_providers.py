@@ -55,6 +55,7 @@ async def test_anthropic_summary_prompt_fences_the_transcript(server: Loopback) 
     fenced = user.split("<transcript>", 1)[1].split("</transcript>", 1)[0]
     assert CANARY in fenced and '"id": "m2"' in fenced
     assert user.count("</transcript>") == 1
+    await summarizer.aclose()
 
 
 @pytest.mark.parametrize("make", [
@@ -80,6 +81,7 @@ async def test_status_codes_map_to_retry_semantics(server: Loopback, make: objec
         assert not info.value.non_retryable and info.value.type == "ProviderUnavailable"
     # One request per call: the SDKs' own retries are off, Temporal does the retrying.
     assert len(server.requests) == 6
+    await summarizer.aclose()
 
 
 async def test_openai_compatible_base_url_summary_and_embeddings(server: Loopback) -> None:
@@ -93,6 +95,8 @@ async def test_openai_compatible_base_url_summary_and_embeddings(server: Loopbac
     embedder = OpenAIEmbedder("k", "emb-test", dim=2, base_url=server.url + "/v1")
     assert await embedder.embed(["a", "b"]) == [[0.1, 0.2], [0.3, 0.4]]
     assert server.requests[1]["json"]["input"] == ["a", "b"]
+    await summarizer.aclose()
+    await embedder.aclose()
 
 
 async def test_chat_models_send_the_rendered_window(server: Loopback) -> None:
@@ -102,14 +106,18 @@ async def test_chat_models_send_the_rendered_window(server: Loopback) -> None:
         summaries=[Summary(id="x", level=1, content="- [m0] Mel: hi", covers=("m0",))],
         recent=[Message(id="u", role="user", content="Where is my parcel?")])
     server.reply(anthropic_message("In Leeds."))
-    reply = await AnthropicChat("k", "claude-test", base_url=server.url).complete(window, 50)
+    anthropic = AnthropicChat("k", "claude-test", base_url=server.url)
+    reply = await anthropic.complete(window, 50)
+    await anthropic.aclose()
     assert (reply.content, reply.input_tokens, reply.output_tokens) == ("In Leeds.", 11, 7)
     sent = server.requests[-1]["json"]
     assert sent["system"][0]["cache_control"] == {"type": "ephemeral"}
     assert sent["messages"] == [{"role": "user", "content": [
         {"type": "text", "text": "Where is my parcel?"}]}]
     server.reply(openai_chat("In Leeds."))
-    reply = await OpenAIChat("k", "gpt-test", base_url=server.url + "/v1").complete(window, 50)
+    openai = OpenAIChat("k", "gpt-test", base_url=server.url + "/v1")
+    reply = await openai.complete(window, 50)
+    await openai.aclose()
     assert reply.content == "In Leeds."
     assert server.requests[-1]["json"]["messages"][-1] == {
         "role": "user", "content": "Where is my parcel?"}

@@ -45,6 +45,7 @@ async def test_anthropic_sdk_gets_system_blocks_breakpoints_and_tool_blocks(
         server.reply(anthropic_message("Yes, three in Bergen."))
         sdk = AsyncAnthropic(base_url=server.url, api_key="test-key", max_retries=0)
         reply = await sdk.messages.create(model="claude-test", max_tokens=200, **args)
+        await sdk.close()
     assert reply.content[0].type == "text"
     sent = server.requests[0]
     assert sent["path"] == "/v1/messages"
@@ -76,6 +77,7 @@ async def test_openai_sdk_gets_the_window_inline_with_tool_calls(
         sdk = AsyncOpenAI(base_url=server.url + "/v1", api_key="test-key", max_retries=0)
         reply = await sdk.chat.completions.create(model="gpt-test",
                                                   messages=openai_messages(window))
+        await sdk.close()
     assert reply.choices[0].message.content == "Yes, three in Bergen."
     sent = server.requests[0]["json"]["messages"]
     assert sent == openai_messages(window)
