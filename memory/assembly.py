@@ -235,22 +235,23 @@ def assemble_context(
     left -= block.tokens if block else 0
 
     if not legacy and shares is None:  # what retrieval left flows back: recent, then summaries
-        quoted = {c.message.id for c in chosen}
-        more = newest_run(unit_cost, min(taken, default=len(units)), left, left,
-                       stop=lambda i: any(m.id in quoted for m in units[i]))
+        def refill(start: int, budget: int) -> list[int]:
+            """Recent turns from `start` back, until one retrieval quoted or `budget` is spent."""
+            quoted = {c.message.id for c in chosen}
+            return newest_run(unit_cost, start, budget, budget,
+                              stop=lambda i: any(m.id in quoted for m in units[i]))
+
+        more = refill(min(taken, default=len(units)), left)
         taken += more
         left -= sum(unit_cost[i] for i in more)
+        space = left + (block.tokens if block else 0)
         better = None if version < 7 or block is None else unflatten(
-            units, unit_cost, min(taken, default=len(units)), fresh, chosen,
-            block.tokens + left, repack)
-        if better is not None and block is not None:
-            space = block.tokens + left
+            units, unit_cost, min(taken, default=len(units)), fresh, chosen, space, repack)
+        if better is not None:
             more, block, chosen = better
             taken += more
             left = space - sum(unit_cost[i] for i in more) - (block.tokens if block else 0)
-            quoted = {c.message.id for c in chosen}  # and on back, as far as what is left pays
-            more = newest_run(unit_cost, min(taken), left, left,
-                           stop=lambda i: any(m.id in quoted for m in units[i]))
+            more = refill(min(taken), left)  # and on back, as far as what is left pays
             taken += more
             left -= sum(unit_cost[i] for i in more)
         if condensed is not None:  # whole after all, if what is left pays for them
