@@ -312,7 +312,8 @@ class ConversationActivities:
             await self._event(input, CompactionEvent(
                 kind="skipped", record_id=record_id, level=plan.level, reason=plan.reason,
                 tokens_before=record.tokens_before, tokens_after=record.tokens_after, error=why))
-            return CompactOutcome(cursors=await self.store.cursors(input.tenant, input.session))
+            return CompactOutcome(cursors=await self.store.cursors(input.tenant, input.session),
+                                  skipped=why)
         outcome = await self._commit(input, seq, [(record, window)], loaded.next_base)
         await self._event(input, CompactionEvent(
             kind="completed", record_id=record_id, level=plan.level, reason=plan.reason,

@@ -93,6 +93,7 @@ class CompactOutcome(_Model):
     tokens_after: int = 0
     cursors: Cursors = Field(default_factory=Cursors)
     error: str | None = None  # a refused request (the field and the problem), nothing changed
+    skipped: str | None = None  # composed but not committed: why (it would not shrink the window)
 
 
 class ContextRequest(_Model):

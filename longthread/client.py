@@ -13,6 +13,7 @@ import re
 import time
 import uuid
 from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
 from types import TracebackType
 from typing import Any
 
@@ -68,7 +69,8 @@ from workflows.types import (
     UncompactInput,
 )
 
-__all__ = ["MAX_BATCH_BYTES", "NO_ARCHIVE", "Conversation", "Longthread", "check_ids"]
+__all__ = ["MAX_BATCH_BYTES", "NO_ARCHIVE", "CompactAttempt", "Conversation", "Longthread",
+           "check_ids"]
 
 log = logging.getLogger(__name__)
 
@@ -76,6 +78,15 @@ log = logging.getLogger(__name__)
 MAX_BATCH_BYTES = 1_500_000
 NO_ARCHIVE = ("no archive database: set LONGTHREAD_DATABASE_URL, run `longthread dev` in this "
               "directory, or point LONGTHREAD_DATA_DIR at the data dir of one running elsewhere")
+
+
+@dataclass(frozen=True)
+class CompactAttempt:
+    """What a manual compact did: the record it committed, or none and, when one was composed
+    but would not have shrunk the window, why (the session's events hold a `skipped` entry)."""
+
+    record: CompactionRecord | None
+    skipped: str | None = None
 
 
 def check_ids(tenant: str, session: str) -> tuple[str, str]:
@@ -199,14 +210,20 @@ class Conversation:
         wanted = set(outcome.record_ids)
         return [r for r in await self.ledger() if r.id in wanted]
 
-    async def compact(self, preserve_recent: int | None = None,
-                      focus: str | None = None) -> CompactionRecord | None:
-        """Compact now; None when nothing is left to compact."""
+    async def try_compact(self, preserve_recent: int | None = None,
+                          focus: str | None = None) -> CompactAttempt:
+        """Compact now, and say why when nothing was committed."""
         outcome: CompactOutcome = await self._update(
             ConversationWorkflow.compact, CompactInput(preserve_recent=preserve_recent,
                                                        focus=focus))
         records = await self._records(outcome)
-        return records[-1] if records else None
+        return CompactAttempt(records[-1] if records else None, outcome.skipped)
+
+    async def compact(self, preserve_recent: int | None = None,
+                      focus: str | None = None) -> CompactionRecord | None:
+        """Compact now; None when nothing is left to compact, or when compacting would not
+        shrink the window (`try_compact` says which)."""
+        return (await self.try_compact(preserve_recent, focus)).record
 
     async def uncompact(self, record_id: str) -> CompactionRecord:
         outcome: CompactOutcome = await self._update(ConversationWorkflow.uncompact,

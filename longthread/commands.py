@@ -114,13 +114,11 @@ class Ctx:
     async def compact(self, session: str, tenant: str, preserve_recent: int | None,
                       focus: str | None) -> None:
         conv = await self.existing(session, tenant)
-        seen = len(await conv.events())
-        record = await conv.compact(preserve_recent, focus)
-        skipped = [e for e in (await conv.events())[seen:] if e.kind == "skipped"]
-        if record is not None:
-            self.out.print(ledger_table([record]))
-        elif skipped:
-            self.out.print(f"nothing compacted: {skipped[-1].error}")
+        attempt = await conv.try_compact(preserve_recent, focus)
+        if attempt.record is not None:
+            self.out.print(ledger_table([attempt.record]))
+        elif attempt.skipped:
+            self.out.print(f"nothing compacted: {attempt.skipped}")
         elif preserve_recent is not None:
             self.out.print(f"nothing to compact: every message in the window is among the "
                            f"{preserve_recent} most recent (--preserve-recent)")

@@ -11,6 +11,7 @@ from temporalio.worker import Worker
 from longthread.client import Longthread
 from longthread.transfer import ledger_parts
 from memory.errors import InvalidInputError
+from memory.models import CompactionEvent
 from memory.store.store import Store
 from tests.conftest import LtFactory
 
@@ -88,6 +89,29 @@ async def test_manual_compact_then_uncompact_restores_originals(
     assert await conv.window() == before
     assert await conv.summaries() == []
     assert [r.id for r in await conv.ledger()] == [record.id, undo.id]
+
+
+async def test_a_compact_that_would_not_shrink_says_why_after_hundreds_of_events(
+    client: Client, make_lt: LtFactory, worker: Worker, store: Store
+) -> None:
+    """The reason travels in the outcome, not through the event list (which returns the
+    newest 200 only), so a long session's skipped compaction is still explained."""
+    lt = make_lt(client, window=100_000)
+    conv = await lt.conversation("long-tiny", tenant="acme")
+    await conv.append_many([{"id": f"0c9a1b2e-{i:04d}-4a5b-9c8d-1234567890ab", "role": "user",
+                             "content": "ok"} for i in range(6)])
+    for n in range(210):
+        await store.add_event("acme", "long-tiny", CompactionEvent(
+            kind="completed", record_id=f"old{n}", level="light", reason="earlier",
+            tokens_before=10))
+    before = await conv.window()
+    attempt = await conv.try_compact(preserve_recent=1)
+    assert attempt.record is None
+    assert attempt.skipped is not None
+    assert attempt.skipped.startswith("compacting 5 messages would not shrink the window")
+    assert await conv.compact(preserve_recent=1) is None
+    assert await conv.ledger() == [] and await conv.window() == before
+    assert (await conv.events())[-1].kind == "skipped"
 
 
 async def test_large_bodies_are_archived_first_and_carried_by_reference(
