@@ -24,7 +24,7 @@ from activities.conversation import ConversationActivities
 from longthread.client import Longthread
 from longthread.integrations.openai_agents import LongthreadSession
 from memory.store.store import Store
-from tests.activities.loopback import Loopback, loopback
+from tests.activities.loopback import loopback
 from tests.integrations.llm import openai_chat, openai_tool_call, sent_messages
 from worker.main import build_worker
 
@@ -42,16 +42,14 @@ class RecordingSession(LongthreadSession):
         await super().add_items(items)
 
 
-def make_agent(provider: Loopback, looked_up: list[str]) -> Agent[None]:
+def make_agent(openai: AsyncOpenAI, looked_up: list[str]) -> Agent[None]:
     @function_tool
     def lookup_order(order_id: str) -> str:
         """Look up the shipping status of an order."""
         looked_up.append(order_id)
         return f"order {order_id}: {ORDERS.get(order_id, 'unknown')}"
 
-    model = OpenAIChatCompletionsModel(
-        model="gpt-test", openai_client=AsyncOpenAI(base_url=provider.url + "/v1",
-                                                    api_key="test-key", max_retries=0))
+    model = OpenAIChatCompletionsModel(model="gpt-test", openai_client=openai)
     return Agent(name="support", instructions="You answer order questions.",
                  tools=[lookup_order], model=model)
 
@@ -63,29 +61,31 @@ async def test_agent_turns_with_a_tool_survive_a_worker_restart(
     looked_up: list[str] = []
     session_id = f"agent-{uuid.uuid4()}"
     with loopback() as provider:
-        agent = make_agent(provider, looked_up)
-        async with build_worker(client, task_queue, activities.all(), max_cached_workflows=0):
-            session = RecordingSession(await lt.conversation(session_id, tenant="acme-corp"))
-            assert isinstance(session, Session)  # the SDK's runtime-checkable protocol
-            for call_id, order, answer in (("call_a", "A1", "A1 shipped on Monday."),
-                                           ("call_b", "B2", "B2 is delayed until Friday.")):
-                provider.reply(openai_tool_call(call_id, "lookup_order", {"order_id": order}))
-                provider.reply(openai_chat(answer))
-                result = await Runner.run(agent, f"Where is order {order}?", session=session,
+        async with AsyncOpenAI(base_url=provider.url + "/v1", api_key="test-key",
+                               max_retries=0) as openai:  # closed: no unawaited aclose
+            agent = make_agent(openai, looked_up)
+            async with build_worker(client, task_queue, activities.all(), max_cached_workflows=0):
+                session = RecordingSession(await lt.conversation(session_id, tenant="acme-corp"))
+                assert isinstance(session, Session)  # the SDK's runtime-checkable protocol
+                for call_id, order, answer in (("call_a", "A1", "A1 shipped on Monday."),
+                                               ("call_b", "B2", "B2 is delayed until Friday.")):
+                    provider.reply(openai_tool_call(call_id, "lookup_order", {"order_id": order}))
+                    provider.reply(openai_chat(answer))
+                    result = await Runner.run(agent, f"Where is order {order}?", session=session,
+                                              run_config=NO_TRACING)
+                    assert result.final_output == answer
+                before_restart = await session.get_items()
+
+            # No worker at all: the history is read from the store, whole and exact.
+            assert await session.get_items() == before_restart == session.added
+            kinds = [i.get("type", "message") for i in before_restart]
+            assert kinds == ["message", "function_call", "function_call_output", "message"] * 2
+
+            async with build_worker(client, task_queue, activities.all(), max_cached_workflows=0):
+                provider.reply(openai_chat("A1 has shipped; B2 waits for the strike to end."))
+                result = await Runner.run(agent, "Summarize both orders.", session=session,
                                           run_config=NO_TRACING)
-                assert result.final_output == answer
-            before_restart = await session.get_items()
-
-        # No worker at all: the history is read from the store, whole and exact.
-        assert await session.get_items() == before_restart == session.added
-        kinds = [i.get("type", "message") for i in before_restart]
-        assert kinds == ["message", "function_call", "function_call_output", "message"] * 2
-
-        async with build_worker(client, task_queue, activities.all(), max_cached_workflows=0):
-            provider.reply(openai_chat("A1 has shipped; B2 waits for the strike to end."))
-            result = await Runner.run(agent, "Summarize both orders.", session=session,
-                                      run_config=NO_TRACING)
-            after = await session.get_items()
+                after = await session.get_items()
 
     assert looked_up == ["A1", "B2"]  # the SDK really ran the tool, once per call
     assert result.final_output.startswith("A1 has shipped")
