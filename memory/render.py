@@ -12,7 +12,7 @@ import json
 
 from pydantic import JsonValue
 
-from memory.models import ContextMessage, ContextWindow
+from memory.models import ContextMessage, ContextWindow, ToolCall
 
 __all__ = ["MAX_CACHE_BREAKPOINTS", "to_anthropic", "to_openai"]
 
@@ -20,18 +20,57 @@ MAX_CACHE_BREAKPOINTS = 4
 JsonDict = dict[str, JsonValue]
 
 
-def _answered(window: ContextWindow) -> set[str]:
-    """Call ids that a tool result in the window answers. Both APIs refuse a request with a
-    tool call that no result follows (a call whose result was never appended, or a pending
-    one), so such calls are not sent; the window and its digest keep them as stored."""
-    return {m.tool_call_id for m in window.messages if m.role == "tool" and m.tool_call_id}
+class _Pairs:
+    """The ids sent for tool calls and results. A result answers the oldest call before it
+    with its id that no result answered yet (else the latest such call: a second result).
+
+    - A call no result answers is not sent: both APIs refuse a request carrying one (its
+      result was never appended, or it is pending). The window and its digest keep it.
+    - A call id used again in the window (some agents and local models number calls per
+      turn) is sent renamed, with its results, since Anthropic refuses tool_use ids that
+      repeat in a request. The stored messages keep their ids.
+    """
+
+    def __init__(self, window: ContextWindow) -> None:
+        taken = {c.id for m in window.messages for c in m.tool_calls}
+        used: set[str] = set()
+        waiting: dict[str, list[tuple[int, int]]] = {}
+        latest: dict[str, tuple[int, int]] = {}
+        named: dict[tuple[int, int], str] = {}
+        self.calls: dict[tuple[int, int], str] = {}  # (message, call) → id, answered only
+        self.results: dict[int, str] = {}  # message → the id of the call it answers
+        for i, m in enumerate(window.messages):
+            for j, call in enumerate(m.tool_calls):
+                named[i, j] = _fresh(call.id, taken) if call.id in used else call.id
+                used.add(call.id)
+                waiting.setdefault(call.id, []).append((i, j))
+                latest[call.id] = (i, j)
+            if m.role == "tool" and m.tool_call_id in latest:
+                queue = waiting[m.tool_call_id]
+                at = queue.pop(0) if queue else latest[m.tool_call_id]
+                self.calls[at] = self.results[i] = named[at]
+
+    def sent_calls(self, index: int, m: ContextMessage) -> list[tuple[str, ToolCall]]:
+        return [(self.calls[index, j], c) for j, c in enumerate(m.tool_calls)
+                if (index, j) in self.calls]
+
+    def result_id(self, index: int, m: ContextMessage) -> str | None:
+        return self.results.get(index, m.tool_call_id)
+
+
+def _fresh(call_id: str, taken: set[str]) -> str:
+    n = 2
+    while f"{call_id}_{n}" in taken:
+        n += 1
+    taken.add(f"{call_id}_{n}")
+    return f"{call_id}_{n}"
 
 
 def to_openai(window: ContextWindow) -> list[JsonDict]:
     out: list[JsonDict] = []
-    answered = _answered(window)
-    for m in window.messages:
-        calls = [c for c in m.tool_calls if c.id in answered]
+    pairs = _Pairs(window)
+    for i, m in enumerate(window.messages):
+        calls = pairs.sent_calls(i, m)
         if m.role == "assistant" and m.tool_calls and not calls and not m.content.strip():
             continue  # only unanswered calls: nothing left to send
         item: JsonDict = {"role": m.role, "content": m.content}
@@ -39,12 +78,12 @@ def to_openai(window: ContextWindow) -> list[JsonDict]:
             item["name"] = "".join(c if c.isalnum() or c in "_-" else "_" for c in m.name)[:64]
         if calls:
             item["tool_calls"] = [
-                {"id": c.id, "type": "function",
+                {"id": sent, "type": "function",
                  "function": {"name": c.name, "arguments": c.arguments}}
-                for c in calls
+                for sent, c in calls
             ]
         if m.tool_call_id:
-            item["tool_call_id"] = m.tool_call_id
+            item["tool_call_id"] = pairs.result_id(i, m)
         out.append(item)
     return out
 
@@ -57,14 +96,15 @@ def _arguments(text: str) -> JsonValue:
     return value if isinstance(value, dict) else {"value": value}
 
 
-def _blocks(m: ContextMessage, answered: set[str]) -> list[JsonDict]:
+def _blocks(index: int, m: ContextMessage, pairs: _Pairs) -> list[JsonDict]:
     if m.role == "tool":
-        return [{"type": "tool_result", "tool_use_id": m.tool_call_id, "content": m.content}]
+        return [{"type": "tool_result", "tool_use_id": pairs.result_id(index, m),
+                 "content": m.content}]
     blocks: list[JsonDict] = []
     if m.content.strip():
         blocks.append({"type": "text", "text": m.content})
-    for call in (c for c in m.tool_calls if c.id in answered):
-        blocks.append({"type": "tool_use", "id": call.id, "name": call.name,
+    for sent, call in pairs.sent_calls(index, m):
+        blocks.append({"type": "tool_use", "id": sent, "name": call.name,
                        "input": _arguments(call.arguments)})
     return blocks
 
@@ -83,12 +123,12 @@ def to_anthropic(window: ContextWindow) -> tuple[list[JsonDict], list[JsonDict]]
         system[index] = {**system[index], "cache_control": {"type": "ephemeral"}}
 
     messages: list[JsonDict] = []
-    answered = _answered(window)
-    for m in window.messages:
+    pairs = _Pairs(window)
+    for i, m in enumerate(window.messages):
         if m.role == "system":
             continue
         role = "assistant" if m.role == "assistant" else "user"
-        blocks = _blocks(m, answered)
+        blocks = _blocks(i, m, pairs)
         if not blocks:
             continue
         if messages and messages[-1]["role"] == role:

@@ -96,3 +96,48 @@ def test_a_tool_call_no_result_answers_is_not_sent_to_either_api() -> None:
     messages = json.loads(json.dumps(to_anthropic(window)[1]))
     uses = [b["id"] for m in messages for b in m["content"] if b["type"] == "tool_use"]
     assert uses == ["c1"]
+
+
+def test_a_call_id_used_again_is_sent_renamed_with_its_result() -> None:
+    """Some agents number calls per turn ("call_0" every time). Anthropic refuses a request
+    whose tool_use ids repeat, so the second use is sent under a fresh id, and its result
+    with it; a result answers the oldest unanswered call with its id."""
+    first = ToolCall(id="call_0", name="lookup", arguments='{"order": 1}')
+    again = ToolCall(id="call_0", name="lookup", arguments='{"order": 2}')
+    window = assemble_context(max_tokens=2000, recent=[
+        Message(id="u1", role="user", content="Where are orders 1 and 2?"),
+        Message(id="a1", role="assistant", tool_calls=(first,)),
+        Message(id="r1", role="tool", tool_call_id="call_0", content="order 1 shipped"),
+        Message(id="a2", role="assistant", tool_calls=(again,)),
+        Message(id="r2", role="tool", tool_call_id="call_0", content="order 2 delayed"),
+        Message(id="b", role="assistant", content="One shipped, one delayed.")])
+    assert [m.source_ids[0] for m in window.messages] == ["u1", "a1", "r1", "a2", "r2", "b"]
+    assert [c.id for m in window.messages for c in m.tool_calls] == ["call_0", "call_0"]
+    sent = json.loads(json.dumps(to_openai(window)))
+    assert [(m["role"], m.get("tool_call_id"), [c["id"] for c in m.get("tool_calls", [])])
+            for m in sent] == [("user", None, []), ("assistant", None, ["call_0"]),
+                               ("tool", "call_0", []), ("assistant", None, ["call_0_2"]),
+                               ("tool", "call_0_2", []), ("assistant", None, [])]
+    messages = json.loads(json.dumps(to_anthropic(window)[1]))
+    blocks = [b for m in messages for b in m["content"]]
+    uses = [b["id"] for b in blocks if b["type"] == "tool_use"]
+    results = [(b["tool_use_id"], b["content"]) for b in blocks if b["type"] == "tool_result"]
+    assert uses == ["call_0", "call_0_2"] and len(set(uses)) == len(uses)
+    assert results == [("call_0", "order 1 shipped"), ("call_0_2", "order 2 delayed")]
+
+
+def test_a_fresh_id_never_takes_an_id_the_window_already_uses() -> None:
+    turn = (ToolCall(id="t", name="a", arguments="{}"),
+            ToolCall(id="t_2", name="b", arguments="{}"))
+    window = assemble_context(max_tokens=2000, recent=[
+        Message(id="u", role="user", content="Do a and b, then a again."),
+        Message(id="a1", role="assistant", tool_calls=turn),
+        Message(id="r1", role="tool", tool_call_id="t", content="a done"),
+        Message(id="r2", role="tool", tool_call_id="t_2", content="b done"),
+        Message(id="a2", role="assistant", tool_calls=(ToolCall(id="t", name="a",
+                                                                arguments="{}"),)),
+        Message(id="r3", role="tool", tool_call_id="t", content="a done again")])
+    sent = json.loads(json.dumps(to_openai(window)))
+    assert [[c["id"] for c in m.get("tool_calls", [])] for m in sent] == [
+        [], ["t", "t_2"], [], [], ["t_3"], []]
+    assert [m.get("tool_call_id") for m in sent] == [None, None, "t", "t_2", None, "t_3"]
