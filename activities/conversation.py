@@ -420,10 +420,20 @@ class ConversationActivities:
         return ChatResult(**reply.model_dump())
 
     def all(self) -> list[Callable[..., Any]]:
-        """Every activity method, found by the name it registered under in activities/specs."""
-        names = {spec.name for spec in specs.ALL}
-        found = [getattr(self, attr) for attr in dir(type(self)) if not attr.startswith("_")]
-        chosen = [f for f in found if getattr(getattr(f, "__temporal_activity_definition",
-                                                      None), "name", None) in names]
-        assert len(chosen) == len(names), "every spec in activities/specs.py needs a method"
-        return chosen
+        """Every activity method, found by the name it registered under in activities/specs.
+        Each must bear its activity's name: a decorator left above the wrong method (it
+        once put `aclose` under open_session's name) fails here, not in a session."""
+        chosen: dict[str, Callable[..., Any]] = {}
+        for attr in dir(type(self)):
+            defn = getattr(getattr(type(self), attr), "__temporal_activity_definition", None)
+            if defn is None:
+                continue
+            if defn.name != attr:
+                raise TypeError(f"method {attr!r} is registered as activity {defn.name!r}; "
+                                "an activity method must bear its activity's name")
+            chosen[attr] = getattr(self, attr)
+        wanted = [spec.name for spec in specs.ALL]
+        missing = sorted(set(wanted) - set(chosen))
+        if missing:
+            raise TypeError(f"no activity method for {missing} (named in activities/specs.py)")
+        return [chosen[name] for name in wanted]

@@ -7,6 +7,7 @@ import uuid
 from collections.abc import Sequence
 
 import pytest
+from temporalio import activity
 from temporalio.exceptions import ApplicationError
 from temporalio.testing import ActivityEnvironment
 
@@ -575,3 +576,19 @@ def test_every_spec_has_one_activity(activities: ConversationActivities) -> None
     assert names == sorted(spec.name for spec in specs.ALL)
     assert {"open_session", "store_messages", "embed_messages", "compact_session",
             "uncompact_session", "restore_ledger", "build_context", "complete_chat"} <= set(names)
+
+
+def test_a_decorator_above_the_wrong_method_fails_at_registration() -> None:
+    class Misdecorated(ConversationActivities):
+        @activity.defn(name=specs.OPEN_SESSION.name)
+        async def aclose(self) -> None:
+            """The mistake of 7f1d2d0: open_session's decorator sat above this method."""
+
+    with pytest.raises(TypeError, match="'aclose' is registered as activity 'open_session'"):
+        object.__new__(Misdecorated).all()  # registration reads the class only
+
+    class Missing(ConversationActivities):
+        edit_window = None  # type: ignore[assignment]
+
+    with pytest.raises(TypeError, match=r"no activity method for \['edit_window'\]"):
+        object.__new__(Missing).all()
