@@ -24,6 +24,7 @@ from typing import TYPE_CHECKING, Any, ClassVar, Protocol
 import numpy as np
 
 from activities.providers.errors import call_provider
+from activities.providers.sdk import OpenAIClient
 
 if TYPE_CHECKING:
     from tokenizers import Encoding, Tokenizer
@@ -218,15 +219,12 @@ def local_embedder() -> OnnxMiniLMEmbedder | LocalEmbedder:
     return OnnxMiniLMEmbedder() if OnnxMiniLMEmbedder.available() else LocalEmbedder()
 
 
-class OpenAIEmbedder:
+class OpenAIEmbedder(OpenAIClient):
     """OpenAI (or compatible) embeddings; SDK retries off, Temporal retries instead."""
 
     def __init__(self, api_key: str, model: str = "text-embedding-3-small", dim: int = 1536,
                  base_url: str | None = None) -> None:
-        from openai import AsyncOpenAI
-
-        self.client = AsyncOpenAI(api_key=api_key, base_url=base_url, max_retries=0)
-        self.name = model
+        super().__init__(api_key, model, base_url)
         self.dim = dim
 
     async def embed(self, texts: Sequence[str]) -> list[list[float]]:
@@ -235,6 +233,3 @@ class OpenAIEmbedder:
         response = await call_provider(self.client.embeddings.create(
             model=self.name, input=list(texts), dimensions=self.dim))
         return [list(item.embedding) for item in sorted(response.data, key=lambda d: d.index)]
-
-    async def aclose(self) -> None:
-        await self.client.close()

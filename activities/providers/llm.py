@@ -1,8 +1,7 @@
 """Abstractive summarizers and chat models over the official Anthropic and OpenAI SDKs.
 
-OpenAI-compatible servers (Ollama, vLLM, llama.cpp) work through `base_url`. The SDKs' own
-retries are off (`max_retries=0`): Temporal's retry policy is the only one, so retries are
-visible in history and bounded by the activity's policy.
+OpenAI-compatible servers (Ollama, vLLM, llama.cpp) work through `base_url`. How the SDK
+clients are built and closed: `activities/providers/sdk.py`.
 """
 
 from __future__ import annotations
@@ -14,14 +13,11 @@ from typing import Protocol
 from pydantic import BaseModel, ConfigDict
 
 from activities.providers.errors import call_provider
+from activities.providers.sdk import AnthropicClient, OpenAIClient
 from memory.models import ContextWindow, Message
 from memory.prompts import build_summary_prompt
 from memory.render import to_anthropic, to_openai
 from memory.summarizer import ExtractiveSummarizer, SummaryResult
-
-# A provider that hangs fails the attempt after this long (the SDKs default to 10 minutes), so
-# an outage reaches the summarizer's extractive fallback in minutes, not an hour.
-PROVIDER_TIMEOUT = 60.0
 
 __all__ = [
     "AnthropicChat",
@@ -70,18 +66,7 @@ class LocalExtractive:
         return await asyncio.to_thread(self._inner.summarize, messages, max_tokens, focus)
 
 
-class AnthropicSummarizer:
-    def __init__(self, api_key: str, model: str, base_url: str | None = None) -> None:
-        from anthropic import AsyncAnthropic
-
-        self.client = AsyncAnthropic(api_key=api_key, base_url=base_url, max_retries=0,
-                                     timeout=PROVIDER_TIMEOUT)
-        self.name = model
-
-    async def aclose(self) -> None:
-        """The SDK's HTTP pool; left open it warns at garbage collection."""
-        await self.client.close()
-
+class AnthropicSummarizer(AnthropicClient):
     async def summarize(self, messages: Sequence[Message], max_tokens: int,
                         focus: str | None = None) -> SummaryResult:
         prompt = build_summary_prompt(messages, focus, max_tokens)
@@ -93,18 +78,7 @@ class AnthropicSummarizer:
                              prompt_version=prompt.version)
 
 
-class OpenAISummarizer:
-    def __init__(self, api_key: str, model: str, base_url: str | None = None) -> None:
-        from openai import AsyncOpenAI
-
-        self.client = AsyncOpenAI(api_key=api_key, base_url=base_url, max_retries=0,
-                                     timeout=PROVIDER_TIMEOUT)
-        self.name = model
-
-    async def aclose(self) -> None:
-        """The SDK's HTTP pool; left open it warns at garbage collection."""
-        await self.client.close()
-
+class OpenAISummarizer(OpenAIClient):
     async def summarize(self, messages: Sequence[Message], max_tokens: int,
                         focus: str | None = None) -> SummaryResult:
         prompt = build_summary_prompt(messages, focus, max_tokens)
@@ -117,18 +91,7 @@ class OpenAISummarizer:
                              prompt_version=prompt.version)
 
 
-class AnthropicChat:
-    def __init__(self, api_key: str, model: str, base_url: str | None = None) -> None:
-        from anthropic import AsyncAnthropic
-
-        self.client = AsyncAnthropic(api_key=api_key, base_url=base_url, max_retries=0,
-                                     timeout=PROVIDER_TIMEOUT)
-        self.name = model
-
-    async def aclose(self) -> None:
-        """The SDK's HTTP pool; left open it warns at garbage collection."""
-        await self.client.close()
-
+class AnthropicChat(AnthropicClient):
     async def complete(self, window: ContextWindow, max_tokens: int = 1024) -> ChatReply:
         system, messages = to_anthropic(window)
         response = await call_provider(self.client.messages.create(
@@ -140,18 +103,7 @@ class AnthropicChat:
                          output_tokens=response.usage.output_tokens)
 
 
-class OpenAIChat:
-    def __init__(self, api_key: str, model: str, base_url: str | None = None) -> None:
-        from openai import AsyncOpenAI
-
-        self.client = AsyncOpenAI(api_key=api_key, base_url=base_url, max_retries=0,
-                                     timeout=PROVIDER_TIMEOUT)
-        self.name = model
-
-    async def aclose(self) -> None:
-        """The SDK's HTTP pool; left open it warns at garbage collection."""
-        await self.client.close()
-
+class OpenAIChat(OpenAIClient):
     async def complete(self, window: ContextWindow, max_tokens: int = 1024) -> ChatReply:
         response = await call_provider(self.client.chat.completions.create(
             model=self.name, max_tokens=max_tokens,
