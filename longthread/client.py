@@ -88,6 +88,19 @@ class CompactAttempt:
     record: CompactionRecord | None
     skipped: str | None = None
 
+    def nothing_because(self, preserve_recent: int | None,
+                        option: str = "preserve_recent") -> str:
+        """Why no record was committed, in words for a person or a model; `option` is how
+        the caller's interface spells preserve_recent."""
+        if self.skipped:
+            return f"nothing compacted: {self.skipped}"
+        if preserve_recent is not None:
+            return (f"nothing to compact: every message in the window is among the "
+                    f"{preserve_recent} most recent ({option})")
+        return ("nothing to compact: every message in the window is among the most recent "
+                f"the policy keeps verbatim (LONGTHREAD_PRESERVE_RECENT); {option} N keeps "
+                "fewer")
+
 
 def check_ids(tenant: str, session: str) -> tuple[str, str]:
     if not re.match(TENANT_PATTERN, tenant):

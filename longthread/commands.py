@@ -117,15 +117,8 @@ class Ctx:
         attempt = await conv.try_compact(preserve_recent, focus)
         if attempt.record is not None:
             self.out.print(ledger_table([attempt.record]))
-        elif attempt.skipped:
-            self.out.print(f"nothing compacted: {attempt.skipped}")
-        elif preserve_recent is not None:
-            self.out.print(f"nothing to compact: every message in the window is among the "
-                           f"{preserve_recent} most recent (--preserve-recent)")
         else:
-            self.out.print("nothing to compact: every message in the window is among the most "
-                           "recent the policy keeps verbatim (LONGTHREAD_PRESERVE_RECENT); "
-                           "--preserve-recent N keeps fewer")
+            self.out.print(attempt.nothing_because(preserve_recent, "--preserve-recent"))
 
     async def uncompact(self, session: str, tenant: str, record_id: str) -> None:
         conv = await self.existing(session, tenant)

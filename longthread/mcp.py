@@ -14,7 +14,7 @@ from __future__ import annotations
 
 from collections.abc import Iterator
 from contextlib import contextmanager
-from typing import Annotated
+from typing import Annotated, Literal
 
 from mcp.server.mcpserver import MCPServer
 from mcp.server.mcpserver.exceptions import ToolError
@@ -30,7 +30,7 @@ from memory.checks import MAX_CONTEXT_TOKENS
 from memory.errors import LongthreadError
 from memory.models import CompactionRecord, ContextWindow, Message, ScoredMessage
 
-__all__ = ["AppendSummary", "build_server", "serve"]
+__all__ = ["AppendSummary", "NothingCompacted", "build_server", "serve"]
 
 INSTRUCTIONS = (
     "longthread keeps long conversations inside a model's context window. Append every "
@@ -49,6 +49,13 @@ class AppendSummary(BaseModel):
     appended: int
     duplicates: int
     total: int
+
+
+class NothingCompacted(BaseModel):
+    """A compact that committed nothing, and why (an empty reply told a model nothing)."""
+
+    compacted: Literal[False] = False
+    reason: str
 
 
 @contextmanager
@@ -99,18 +106,22 @@ def build_server(lt: Longthread, tenant: str = "default") -> MCPServer:
             return await conv.context(query=query, max_tokens=max_tokens)
 
     @server.tool(description="Compact the session now: summarize older turns into one undoable "
-                 "ledger record. Returns the record, or null when there is nothing to compact.")
+                 "ledger record. Returns the record, or {compacted: false, reason} saying why "
+                 "nothing was compacted.")
     async def compact(session: Session,
                       preserve_recent: Annotated[int | None, Field(
                           ge=0, le=10_000, description="How many newest messages stay verbatim."
                       )] = None,
                       focus: Annotated[str | None, Field(
                           max_length=2000, description="What the summary must keep.")] = None,
-                      ) -> CompactionRecord | None:
+                      ) -> CompactionRecord | NothingCompacted:
         with _as_tool_errors():
             await store_ready()
             conv = await ctx.existing(session, tenant)
-            return await conv.compact(preserve_recent=preserve_recent, focus=focus)
+            attempt = await conv.try_compact(preserve_recent=preserve_recent, focus=focus)
+        if attempt.record is not None:
+            return attempt.record
+        return NothingCompacted(reason=attempt.nothing_because(preserve_recent))
 
     @server.tool(description="Undo a ledger record (a compaction, pop or clear) by its id: the "
                  "covered messages come back into the window. Returns the undo record.")
