@@ -86,7 +86,15 @@ class Ctx:
             task = progress.add_task("import", total=len(data.messages))
             for start in range(0, len(data.messages), batch):
                 chunk = data.messages[start : start + batch]
-                result = await conv.append_many(list(chunk), hold_compaction=bool(data.ledger))
+                try:
+                    result = await conv.append_many(list(chunk),
+                                                    hold_compaction=bool(data.ledger))
+                except Exception:  # the error follows; first say what is already stored
+                    progress.stop()
+                    self.out.print(f"import stopped: messages 1-{start} of "
+                                   f"{len(data.messages)} are stored; importing the file again "
+                                   "skips them" if start else "import stopped: nothing stored")
+                    raise
                 appended += result.appended
                 duplicates += result.duplicates
                 progress.advance(task, len(chunk))

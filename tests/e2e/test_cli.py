@@ -134,6 +134,28 @@ async def test_a_compact_that_would_grow_the_window_says_so_and_commits_nothing(
     assert "no compactions yet in 'tiny'" in out
 
 
+async def test_an_import_refused_partway_says_what_is_stored(
+    env: dict[str, str], worker: Worker, tmp_path: Path
+) -> None:
+    first = tmp_path / "first.jsonl"
+    first.write_text(json.dumps({"id": "x", "role": "user", "content": "one"}) + "\n")
+    code, _, err = await cli(env, "import", "part", str(first), "--tenant", "acme")
+    assert code == 0, err
+    second = tmp_path / "second.jsonl"
+    second.write_text("".join(json.dumps(m) + "\n" for m in (
+        {"id": "p", "role": "user", "content": "two"},
+        {"id": "q", "role": "assistant", "content": "three"},
+        {"id": "x", "role": "user", "content": "not one"})))
+    code, out, err = await cli(env, "import", "part", str(second), "--tenant", "acme",
+                               "--batch", "2")
+    assert code == 2 and "'x'" in err and "other content" in err, err
+    assert "import stopped: messages 1-2 of 3 are stored; importing the file again skips them" \
+        in out
+    code, out, err = await cli(env, "context", "part", "--tenant", "acme", "--json")
+    assert code == 0, err
+    assert [m["source_ids"] for m in json.loads(out)["messages"]] == [["x"], ["p"], ["q"]]
+
+
 async def test_bad_input_gets_one_clear_line_and_an_exit_code(
     env: dict[str, str], worker: Worker, tmp_path: Path
 ) -> None:
