@@ -436,4 +436,7 @@ class ConversationActivities:
         missing = sorted(set(wanted) - set(chosen))
         if missing:
             raise TypeError(f"no activity method for {missing} (named in activities/specs.py)")
+        unlisted = sorted(set(chosen) - set(wanted))
+        if unlisted:  # the workflow could not call it: it calls through specs
+            raise TypeError(f"activities {unlisted} have no spec in activities/specs.py")
         return [chosen[name] for name in wanted]

@@ -1,5 +1,5 @@
 """longthread: durable, auditable context compaction for long AI conversations."""
 
-from longthread.client import Conversation, Longthread
+from longthread.client import CompactAttempt, Conversation, Longthread
 
-__all__ = ["Conversation", "Longthread"]
+__all__ = ["CompactAttempt", "Conversation", "Longthread"]

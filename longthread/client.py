@@ -95,11 +95,12 @@ class CompactAttempt:
         if self.skipped:
             return f"nothing compacted: {self.skipped}"
         if preserve_recent is not None:
-            return (f"nothing to compact: every message in the window is among the "
-                    f"{preserve_recent} most recent ({option})")
-        return ("nothing to compact: every message in the window is among the most recent "
-                f"the policy keeps verbatim (LONGTHREAD_PRESERVE_RECENT); {option} N keeps "
-                "fewer")
+            return (f"nothing to compact: the window holds nothing older than its "
+                    f"{preserve_recent} most recent messages ({option}) besides system and "
+                    "pinned ones")
+        return ("nothing to compact: the window holds nothing older than the recent messages "
+                "the policy keeps verbatim (LONGTHREAD_PRESERVE_RECENT) besides system and "
+                f"pinned ones; {option} N keeps fewer")
 
 
 def check_ids(tenant: str, session: str) -> tuple[str, str]:
@@ -230,6 +231,7 @@ class Conversation:
             ConversationWorkflow.compact, CompactInput(preserve_recent=preserve_recent,
                                                        focus=focus))
         records = await self._records(outcome)
+        # A worker older than `skipped` leaves it None: the reply then reads "nothing to compact".
         return CompactAttempt(records[-1] if records else None, outcome.skipped)
 
     async def compact(self, preserve_recent: int | None = None,

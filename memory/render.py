@@ -9,6 +9,7 @@ of the original system prompt and the end of the summaries).
 from __future__ import annotations
 
 import json
+import re
 
 from pydantic import JsonValue
 
@@ -20,42 +21,49 @@ MAX_CACHE_BREAKPOINTS = 4
 JsonDict = dict[str, JsonValue]
 
 
-class _Pairs:
-    """The ids sent for tool calls and results. A result answers the oldest call before it
-    with its id that no result answered yet (else the latest such call: a second result).
+_OUTSIDE_ID_ALPHABET = re.compile(r"[^A-Za-z0-9_-]")
 
+
+class _Pairs:
+    """The ids sent for tool calls and results, so that both APIs accept the request.
+
+    A result answers the first unanswered call with its id in the latest message that made a
+    call with that id: as assembly's `tool_units` pairs them (and places results after it).
     - A call no result answers is not sent: both APIs refuse a request carrying one (its
-      result was never appended, or it is pending). The window and its digest keep it.
-    - A call id used again in the window (some agents and local models number calls per
-      turn) is sent renamed, with its results, since Anthropic refuses tool_use ids that
-      repeat in a request. The stored messages keep their ids.
+      result was never appended, or it is pending).
+    - A result that answers nothing (its call is not in the window, or was answered already)
+      is not sent: both refuse an orphan result, Anthropic also a second result to a call.
+    - Ids are sent in Anthropic's alphabet (`[A-Za-z0-9_-]`; other characters become `_`)
+      and unique in the request: an id used again (some agents and local models number
+      calls per turn) gets a suffix, and its results follow it.
+    The stored messages and the window's digest keep their ids; this is only how they are sent.
     """
 
     def __init__(self, window: ContextWindow) -> None:
-        taken = {c.id for m in window.messages for c in m.tool_calls}
-        used: set[str] = set()
-        waiting: dict[str, list[tuple[int, int]]] = {}
-        latest: dict[str, tuple[int, int]] = {}
-        named: dict[tuple[int, int], str] = {}
-        self.calls: dict[tuple[int, int], str] = {}  # (message, call) → id, answered only
-        self.results: dict[int, str] = {}  # message → the id of the call it answers
+        latest: dict[str, int] = {}  # call id → the latest message that made such a call
+        unanswered: dict[tuple[int, str], list[int]] = {}  # (message, call id) → its calls
+        answers: dict[int, tuple[int, int]] = {}  # result message → (message, call)
         for i, m in enumerate(window.messages):
             for j, call in enumerate(m.tool_calls):
-                named[i, j] = _fresh(call.id, taken) if call.id in used else call.id
-                used.add(call.id)
-                waiting.setdefault(call.id, []).append((i, j))
-                latest[call.id] = (i, j)
+                latest[call.id] = i
+                unanswered.setdefault((i, call.id), []).append(j)
             if m.role == "tool" and m.tool_call_id in latest:
-                queue = waiting[m.tool_call_id]
-                at = queue.pop(0) if queue else latest[m.tool_call_id]
-                self.calls[at] = self.results[i] = named[at]
+                pending = unanswered[latest[m.tool_call_id], m.tool_call_id]
+                if pending:
+                    answers[i] = (latest[m.tool_call_id], pending.pop(0))
+        taken = {_OUTSIDE_ID_ALPHABET.sub("_", c.id) for m in window.messages
+                 for c in m.tool_calls}
+        self.calls: dict[tuple[int, int], str] = {}  # (message, call) → id, answered only
+        sent: set[str] = set()
+        for i, j in sorted(set(answers.values())):
+            safe = _OUTSIDE_ID_ALPHABET.sub("_", window.messages[i].tool_calls[j].id)
+            self.calls[i, j] = _fresh(safe, taken) if safe in sent else safe
+            sent.add(self.calls[i, j])
+        self.results = {r: self.calls[at] for r, at in answers.items()}  # message → its call
 
     def sent_calls(self, index: int, m: ContextMessage) -> list[tuple[str, ToolCall]]:
         return [(self.calls[index, j], c) for j, c in enumerate(m.tool_calls)
                 if (index, j) in self.calls]
-
-    def result_id(self, index: int, m: ContextMessage) -> str | None:
-        return self.results.get(index, m.tool_call_id)
 
 
 def _fresh(call_id: str, taken: set[str]) -> str:
@@ -73,6 +81,8 @@ def to_openai(window: ContextWindow) -> list[JsonDict]:
         calls = pairs.sent_calls(i, m)
         if m.role == "assistant" and m.tool_calls and not calls and not m.content.strip():
             continue  # only unanswered calls: nothing left to send
+        if m.role == "tool" and i not in pairs.results:
+            continue  # answers no call sent
         item: JsonDict = {"role": m.role, "content": m.content}
         if m.name and m.role in ("user", "assistant", "system"):
             item["name"] = "".join(c if c.isalnum() or c in "_-" else "_" for c in m.name)[:64]
@@ -82,8 +92,8 @@ def to_openai(window: ContextWindow) -> list[JsonDict]:
                  "function": {"name": c.name, "arguments": c.arguments}}
                 for sent, c in calls
             ]
-        if m.tool_call_id:
-            item["tool_call_id"] = pairs.result_id(i, m)
+        if m.role == "tool":
+            item["tool_call_id"] = pairs.results[i]
         out.append(item)
     return out
 
@@ -98,8 +108,10 @@ def _arguments(text: str) -> JsonValue:
 
 def _blocks(index: int, m: ContextMessage, pairs: _Pairs) -> list[JsonDict]:
     if m.role == "tool":
-        return [{"type": "tool_result", "tool_use_id": pairs.result_id(index, m),
-                 "content": m.content}]
+        answers = pairs.results.get(index)
+        if answers is None:
+            return []  # answers no call sent
+        return [{"type": "tool_result", "tool_use_id": answers, "content": m.content}]
     blocks: list[JsonDict] = []
     if m.content.strip():
         blocks.append({"type": "text", "text": m.content})

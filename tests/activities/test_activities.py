@@ -592,3 +592,11 @@ def test_a_decorator_above_the_wrong_method_fails_at_registration() -> None:
 
     with pytest.raises(TypeError, match=r"no activity method for \['edit_window'\]"):
         object.__new__(Missing).all()
+
+    class Unlisted(ConversationActivities):
+        @activity.defn(name="prune")
+        async def prune(self) -> None:
+            """An activity no spec names: the workflow has no way to call it."""
+
+    with pytest.raises(TypeError, match=r"activities \['prune'\] have no spec"):
+        object.__new__(Unlisted).all()

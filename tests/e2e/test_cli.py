@@ -63,7 +63,8 @@ async def test_import_context_compact_ledger_replay_export_import(
     code, out, err = await cli(env, "compact", "life", "--tenant", "acme",
                                "--preserve-recent", "10")
     assert code == 0, err
-    assert "nothing to compact: every message in the window is among the 10 most recent" in out
+    assert ("nothing to compact: the window holds nothing older than its 10 most recent "
+            "messages (--preserve-recent)") in out
 
     code, out, err = await cli(env, "context", "life", "--tenant", "acme", "--query",
                                "Where does Ana move?", "--max-tokens", "400", "--json")

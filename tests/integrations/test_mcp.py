@@ -157,8 +157,8 @@ async def test_streamable_http_on_loopback(worker: object, env: dict[str, str]) 
         assert window["messages"][1]["tool_calls"][0]["name"] == "gate"
         assert await call(mcp, "ledger", session="chat-1") == []
         assert await call(mcp, "compact", session="chat-1", preserve_recent=100) == {
-            "compacted": False, "reason": "nothing to compact: every message in the window "
-            "is among the 100 most recent (preserve_recent)"}
+            "compacted": False, "reason": "nothing to compact: the window holds nothing older "
+            "than its 100 most recent messages (preserve_recent) besides system and pinned ones"}
         text = await refused(mcp, "search", session="chat-1", query="")
         assert "query" in text
         raw = await mcp.call_tool("context", {"session": "chat-1", "max_tokens": 300})

@@ -2,9 +2,10 @@ from __future__ import annotations
 
 import itertools
 import json
+import re
 
 from memory.assembly import assemble_context
-from memory.models import ContextWindow, Message, ScoredMessage, Summary, ToolCall
+from memory.models import ContextMessage, ContextWindow, Message, ScoredMessage, Summary, ToolCall
 from memory.prompts import PROMPT_VERSION, build_summary_prompt
 from memory.render import MAX_CACHE_BREAKPOINTS, to_anthropic, to_openai
 
@@ -141,3 +142,51 @@ def test_a_fresh_id_never_takes_an_id_the_window_already_uses() -> None:
     assert [[c["id"] for c in m.get("tool_calls", [])] for m in sent] == [
         [], ["t", "t_2"], [], [], ["t_3"], []]
     assert [m.get("tool_call_id") for m in sent] == [None, None, "t", "t_2", None, "t_3"]
+
+
+def _sent_window(*messages: Message) -> ContextWindow:
+    """A window as an older engine version may have stored it: every message, as given."""
+    rows = tuple(ContextMessage(role=m.role, content=m.content, source_ids=(m.id,),
+                                section="recent", tool_call_id=m.tool_call_id,
+                                tool_calls=m.tool_calls, tokens=10) for m in messages)
+    return ContextWindow(messages=rows, tokens=10 * len(rows), budget=10 * len(rows))
+
+
+def test_a_result_answers_the_latest_call_with_its_id_and_extras_are_not_sent() -> None:
+    """A call cut off by a crash, then the same numbered id in the next turn: the result
+    belongs to the latest call (as assembly pairs it). A second result and an orphan are not
+    sent: both APIs refuse them."""
+    x = ToolCall(id="x", name="lookup", arguments="{}")
+    window = _sent_window(
+        Message(id="u1", role="user", content="Where is order 1?"),
+        Message(id="a1", role="assistant", tool_calls=(x,)),  # crashed before its result
+        Message(id="u2", role="user", content="Hello?"),
+        Message(id="a2", role="assistant", tool_calls=(x,)),
+        Message(id="r1", role="tool", tool_call_id="x", content="order 1 shipped"),
+        Message(id="r2", role="tool", tool_call_id="x", content="order 1 shipped (retry)"),
+        Message(id="r3", role="tool", tool_call_id="gone", content="from a compacted call"))
+    sent = json.loads(json.dumps(to_openai(window)))
+    assert [(m["role"], m.get("tool_call_id"), [c["id"] for c in m.get("tool_calls", [])])
+            for m in sent] == [("user", None, []), ("user", None, []),
+                               ("assistant", None, ["x"]), ("tool", "x", [])]
+    assert sent[3]["content"] == "order 1 shipped"
+    messages = json.loads(json.dumps(to_anthropic(window)[1]))
+    assert [[b["type"] for b in m["content"]] for m in messages] == [
+        ["text", "text"], ["tool_use"], ["tool_result"]]
+
+
+def test_ids_outside_anthropic_s_alphabet_are_sent_in_it_and_stay_distinct() -> None:
+    calls = (ToolCall(id="functions.lookup:0", name="lookup", arguments="{}"),
+             ToolCall(id="functions_lookup_0", name="lookup", arguments="{}"))
+    window = _sent_window(
+        Message(id="u", role="user", content="Look both up."),
+        Message(id="a", role="assistant", tool_calls=calls),
+        Message(id="r1", role="tool", tool_call_id="functions.lookup:0", content="one"),
+        Message(id="r2", role="tool", tool_call_id="functions_lookup_0", content="two"))
+    messages = json.loads(json.dumps(to_anthropic(window)[1]))
+    blocks = [b for m in messages for b in m["content"]]
+    uses = [b["id"] for b in blocks if b["type"] == "tool_use"]
+    assert uses == ["functions_lookup_0", "functions_lookup_0_2"]
+    assert all(re.fullmatch(r"[A-Za-z0-9_-]+", u) for u in uses)
+    assert [(b["tool_use_id"], b["content"]) for b in blocks if b["type"] == "tool_result"] == [
+        ("functions_lookup_0", "one"), ("functions_lookup_0_2", "two")]
