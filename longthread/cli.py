@@ -14,6 +14,7 @@ from pathlib import Path
 from typing import Annotated, Any, TypeVar
 
 import typer
+from dotenv import dotenv_values
 from rich.console import Console
 from temporalio.service import RPCError
 
@@ -52,9 +53,20 @@ def _run(coro: Coroutine[Any, Any, T]) -> T:
         raise typer.Exit(130) from None
 
 
+def _dotenv_into_environ(path: Path = Path(".env")) -> None:
+    """The settings only their own command reads (`--token`'s LONGTHREAD_UI_TOKEN, `db setup`'s
+    logins, the embedded Postgres's buffers, the model cache) come from the environment; take
+    them from ./.env too, as `Settings` does for the rest. The environment wins, and only
+    LONGTHREAD_* keys are taken, so a .env's other keys (an SDK's own API key) stay out."""
+    for key, value in dotenv_values(path).items():
+        if key.startswith("LONGTHREAD_") and value and key not in os.environ:
+            os.environ[key] = value
+
+
 @app.callback()
 def _main(verbose: Annotated[bool, typer.Option(
         "--verbose", "-v", help="Log what the client and worker do (INFO).")] = False) -> None:
+    _dotenv_into_environ()  # before the subcommand's options read their environment variables
     logging.basicConfig(level=logging.INFO if verbose else logging.WARNING,
                         format="%(asctime)s %(levelname)s %(name)s: %(message)s")
 

@@ -301,3 +301,22 @@ async def test_cli_serves_the_page_until_interrupted(
         _, err = await asyncio.wait_for(proc.communicate(), 120)  # a loaded 2-core box is slow
     assert proc.returncode == 130, err.decode()
     assert "Traceback" not in err.decode()
+
+
+def test_the_ui_token_comes_from_dot_env_and_the_environment_wins(tmp_path: Path) -> None:
+    """LONGTHREAD_UI_TOKEN is read by `ui` itself, not by Settings; a .env in the working
+    directory supplies it too (and other keys in it stay out of the process)."""
+    (tmp_path / ".env").write_text("LONGTHREAD_UI_TOKEN=from-dot-env-123\n")
+    env = {k: v for k, v in os.environ.items() if k != "LONGTHREAD_UI_TOKEN"}
+    command = [sys.executable, "-m", "longthread", "ui", "--host", "0.0.0.0", "--port", "9"]
+    done = subprocess.run(command, cwd=tmp_path, env=env, capture_output=True, text=True,
+                          timeout=120)
+    assert done.returncode == 2
+    assert "missing: --tenant" in done.stderr and "--token," not in done.stderr, done.stderr
+    done = subprocess.run(command, cwd=tmp_path, env={**env, "LONGTHREAD_UI_TOKEN": "short"},
+                          capture_output=True, text=True, timeout=120)
+    assert done.returncode == 2 and "--token: must be at least 8 characters" in done.stderr
+    (tmp_path / ".env").unlink()
+    done = subprocess.run(command, cwd=tmp_path, env=env, capture_output=True, text=True,
+                          timeout=120)
+    assert done.returncode == 2 and "missing: --token, --tenant" in done.stderr, done.stderr
