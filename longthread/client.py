@@ -202,8 +202,10 @@ class Conversation:
             raise InvalidInputError("messages", "must hold at least one message")
         size = sum(len(m.model_dump_json().encode("utf-8")) for m in parsed)
         if size > MAX_BATCH_BYTES and len(parsed) == 1:
+            big = max(("content", "metadata", "tool_calls"), key=lambda f: len(
+                parsed[0].model_dump_json(include={f}).encode("utf-8")))
             raise InvalidInputError(
-                "messages[0].content", f"the message is {size} bytes as sent; the durable stack "
+                f"messages[0].{big}", f"the message is {size} bytes as sent; the durable stack "
                 f"takes at most {MAX_BATCH_BYTES} bytes in one call (Temporal caps a payload at "
                 "2 MB), so one message cannot be larger: split it, or store the body elsewhere "
                 "and append a reference")
@@ -227,9 +229,11 @@ class Conversation:
     async def try_compact(self, preserve_recent: int | None = None,
                           focus: str | None = None) -> CompactAttempt:
         """Compact now, and say why when nothing was committed."""
-        outcome: CompactOutcome = await self._update(
-            ConversationWorkflow.compact, CompactInput(preserve_recent=preserve_recent,
-                                                       focus=focus))
+        try:
+            request = CompactInput(preserve_recent=preserve_recent, focus=focus)
+        except ValidationError as exc:  # a negative preserve_recent, a focus over the limit
+            raise invalid_input(exc) from None
+        outcome: CompactOutcome = await self._update(ConversationWorkflow.compact, request)
         records = await self._records(outcome)
         # A worker older than `skipped` leaves it None: the reply then reads "nothing to compact".
         return CompactAttempt(records[-1] if records else None, outcome.skipped)

@@ -102,8 +102,11 @@ class Ctx:
         if data.ledger:
             # A ledger larger than one update goes in parts; an import stopped between parts
             # left a prefix of it, and importing the file again applies the rest.
+            # The copy may have compacted on its own since (the file's ledger is then a prefix
+            # of its own): that is the same import, and nothing is left to restore.
             existing = [r.id for r in await conv.ledger()]
-            if existing != [r.id for r in data.ledger[: len(existing)]]:
+            shared = min(len(existing), len(data.ledger))
+            if existing[:shared] != [r.id for r in data.ledger[:shared]]:
                 raise InvalidInputError("FILE", "the session already has a different ledger")
             if len(existing) < len(data.ledger):
                 restored = await conv.restore_ledger(list(data.ledger[len(existing):]))

@@ -106,6 +106,13 @@ async def test_import_context_compact_ledger_replay_export_import(
     assert "60 appended" in out and "1 ledger record restored" in out
     code, out, _ = await cli(env, "ledger", "copy", "--tenant", "acme", "--json")
     assert json.loads(out) == ledger
+    # The copy goes on compacting on its own; importing the same file again is still a no-op.
+    code, out, err = await cli(env, "compact", "copy", "--tenant", "acme",
+                               "--preserve-recent", "2")
+    assert code == 0 and "c2" in out, err + out
+    code, out, err = await cli(env, "import", "copy", str(export), "--tenant", "acme")
+    assert code == 0, err
+    assert "0 appended, 60 already present" in out and "restored" not in out
 
     code, out, _ = await cli(env, "sessions", "--tenant", "acme")
     assert code == 0 and "life" in out and "copy" in out

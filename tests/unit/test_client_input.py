@@ -61,3 +61,18 @@ async def test_one_message_over_the_call_limit_is_named_as_the_message() -> None
         await _conversation().append_many([{"id": f"b{i}", "role": "user", "content": half}
                                            for i in range(2)])
     assert info.value.field == "messages" and "send fewer" in str(info.value)
+
+
+async def test_an_oversized_message_is_blamed_on_the_field_that_makes_it_so() -> None:
+    with pytest.raises(InvalidInputError) as info:
+        await _conversation().append({"id": "m", "role": "user", "content": "short",
+                                      "metadata": {"log": "x" * 1_600_000}})
+    assert info.value.field == "messages[0].metadata"
+
+
+@pytest.mark.parametrize(("kwargs", "field"), [({"preserve_recent": -1}, "preserve_recent"),
+                                               ({"focus": "x" * 5000}, "focus")])
+async def test_compact_refuses_bad_arguments_by_name(kwargs: dict[str, Any], field: str) -> None:
+    with pytest.raises(InvalidInputError) as info:
+        await _conversation().try_compact(**kwargs)
+    assert info.value.field == field
