@@ -87,12 +87,12 @@ class Variant:
 LONGTHREAD = Variant("longthread")
 # The same conversations with UUID turn ids, as clients send them (bench.quality_store.load):
 # what the ids on retrieved lines and summary lines cost, and what versions 5 and 6 give back.
-UUID_IDS = (Variant("longthread, UUID ids (v7; since v6 long ids shown by their tails, "
+UUID_IDS = (Variant("longthread, UUID ids (v8; since v6 long ids shown by their tails, "
                     "summaries too)"),
             Variant("longthread, UUID ids, assembly v5 (tails on retrieved lines only)",
                     version=5),
             Variant("longthread, UUID ids, assembly v4 (ids whole)", version=4),
-            Variant("agent loop: no query, UUID ids (v7)", query="none"),
+            Variant("agent loop: no query, UUID ids (v8)", query="none"),
             Variant("agent loop: no query, UUID ids, assembly v5", query="none", version=5))
 V3 = Variant("longthread, assembly v3 (before reach and idle shares)", version=3)
 SERVED = Variant("longthread as served (+ store neighbours ±1 at half score)", neighbours=1)

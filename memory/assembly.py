@@ -50,7 +50,7 @@ from memory.tokens import TokenCounter, default_counter
 __all__ = ["ASSEMBLY_VERSION", "DEFAULT_POLICY", "DEFAULT_SHARES", "QUERY_SHARES",
            "AssemblyPolicy", "Shares", "assemble_context", "tool_units"]
 
-ASSEMBLY_VERSION = 7  # 1: fixed shares, date-grouped block, fused order (before issue 12);
+ASSEMBLY_VERSION = 8  # 1: fixed shares, date-grouped block, fused order (before issue 12);
 # 2: adaptive shares, reranked, dated lines; 3: summaries that do not all fit their share are
 # condensed into one that does, so every window of 500 tokens or more carries the hierarchy;
 # 4: turns two away count in the packing order (`reach`); idle summaries get the summary cap;
@@ -59,7 +59,9 @@ ASSEMBLY_VERSION = 7  # 1: fixed shares, date-grouped block, fused order (before
 # and an idle window's condensed summary fills its share (`memory.hierarchy.condense`);
 # 7: turns of the window that retrieval quoted are shown as turns instead when that costs no
 # retrieved line (`memory.spending.unflatten`); 6 could quote a whole short chat and leave a
-# tool result out; a second result to an answered tool call is left out of the turns
+# tool result out; a second result to an answered tool call is left out of the turns;
+# 8: parallel calls of one message that share an id (some local models number calls per turn)
+# keep a result each (7 kept the first only)
 CONDENSE_MIN_BUDGET = 500  # below this a window is the newest exchange and what answers it
 
 
@@ -92,28 +94,36 @@ QUERY_SHARES = Shares(summary=0.1, retrieved=0.65, recent=0.25)
 DEFAULT_POLICY = AssemblyPolicy()
 
 
-def tool_units(messages: Sequence[Message], once: bool = False) -> list[list[Message]]:
+def tool_units(messages: Sequence[Message], once: bool = False,
+               per_call: bool = False) -> list[list[Message]]:
     """Group an assistant tool call with the tool results that answer it; others stand alone.
 
     A tool result whose call is not in `messages` cannot be sent to a provider on its own, so it
     is left out of the units (it remains in the archive and can be retrieved as quoted data).
     With `once` (assembly version 7) so is a second result to a call already answered: the
-    append path accepts it, and Anthropic refuses a tool_use with two results.
+    append path accepts it, and Anthropic refuses a tool_use with two results. With `per_call`
+    (version 8) a message's calls that share one id take a result each; version 7 counted them
+    as one call, so the results after the first were left out.
     """
     units: list[list[Message]] = []
     open_unit: dict[str, list[Message]] = {}
+    unanswered: dict[str, int] = {}  # call id → results its latest message still awaits
     for message in messages:
         if message.role == "tool":
-            unit = open_unit.get(message.tool_call_id or "")
+            call_id = message.tool_call_id or ""
+            unit = open_unit.get(call_id)
             if unit is not None:
                 unit.append(message)
-                if once:
-                    del open_unit[message.tool_call_id or ""]
+                unanswered[call_id] -= 1
+                if once and unanswered[call_id] <= 0:
+                    del open_unit[call_id]
             continue
         unit = [message]
         units.append(unit)
         for call in message.tool_calls:
             open_unit[call.id] = unit
+            unanswered[call.id] = (sum(c.id == call.id for c in message.tool_calls)
+                                   if per_call else 1)
     return units
 
 
@@ -162,7 +172,8 @@ def assemble_context(
         raise BudgetTooSmallError(max_tokens, system_tokens)
     remaining = max_tokens - system_tokens
 
-    units = tool_units([m for m in recent if m.role != "system"], once=version >= 7)
+    units = tool_units([m for m in recent if m.role != "system"], once=version >= 7,
+                       per_call=version >= 8)
     # Costs only: the context messages are built for the units taken, at the end (a slice
     # offers several times more recent messages than a window shows).
     unit_cost = [sum(counter.count_message(m.role, m.content) for m in unit) for unit in units]

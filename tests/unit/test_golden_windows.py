@@ -136,6 +136,12 @@ def windows(version: int, counter: TokenCounter) -> dict[str, dict[str, object]]
         out[f"short/{budget}/query"] = {"digest": window_digest(window),
                                         "tokens": window.tokens,
                                         "messages": len(window.messages)}
+    for budget in BUDGETS[1:]:  # version 8: parallel calls that share an id
+        window = assemble_from_window(parallel_calls(), max_tokens=budget, version=version,
+                                      counter=counter)
+        out[f"parallel/{budget}/idle"] = {"digest": window_digest(window),
+                                          "tokens": window.tokens,
+                                          "messages": len(window.messages)}
     return out
 
 
@@ -147,6 +153,26 @@ def short_chat(state: WindowState, candidates: list[ScoredMessage]
     found = [ScoredMessage(message=m, score=1 / (60 + n), session="golden", seq=324 + n)
              for n, m in enumerate(reversed(turns))]
     return WindowState(messages=(state.messages[0], *turns)), [*found, *candidates[:40]]
+
+
+def parallel_calls() -> WindowState:
+    """Two calls of one message under one id, as some local models number them per turn
+    (version 8 keeps a result each), then the answer."""
+    def at(i: int) -> datetime:
+        return START + timedelta(minutes=i)
+
+    calls = (ToolCall(id="call_0", name="weather", arguments='{"city": "Paris"}'),
+             ToolCall(id="call_0", name="weather", arguments='{"city": "Oslo"}'))
+    return WindowState(messages=(
+        Message(id="sys", role="system", content="You are a travel assistant."),
+        Message(id="p1", role="user", content="Weather in Paris and Oslo?", created_at=at(1)),
+        Message(id="p2", role="assistant", tool_calls=calls, created_at=at(2)),
+        Message(id="p3", role="tool", tool_call_id="call_0", content="Paris: 18C sun",
+                created_at=at(3)),
+        Message(id="p4", role="tool", tool_call_id="call_0", content="Oslo: 4C snow",
+                created_at=at(4)),
+        Message(id="p5", role="assistant", content="Paris is sunny; Oslo has snow.",
+                created_at=at(5))))
 
 
 # "default" renders as "heuristic" today; it is pinned on its own so that a change of the
@@ -184,7 +210,8 @@ def test_each_version_renders_the_windows_it_shipped(
 def test_the_fixture_exercises_what_the_versions_differ_in() -> None:
     """The goldens are worth something only if the fixture reaches each version's changes:
     condensing (v3), re-sent copies (dedup), long ids on retrieved lines (v5) and on summary
-    lines (v6), a short chat retrieval also finds (v7), and the versions' windows differ."""
+    lines (v6), a short chat retrieval also finds (v7), parallel calls that share an id (v8),
+    and the versions' windows differ."""
     counter = HeuristicCounter()
     by_version = {v: windows(v, counter) for v in range(1, ASSEMBLY_VERSION + 1)}
     for older, newer in zip(range(1, ASSEMBLY_VERSION), range(2, ASSEMBLY_VERSION + 1),
@@ -203,6 +230,10 @@ def test_the_fixture_exercises_what_the_versions_differ_in() -> None:
                                       query=QUERIES["query"], version=version, counter=counter)
         turns = [m for m in window.messages if m.section == "recent"]
         assert (len(turns) == len(short.messages) - 1) is whole  # v7: every turn as a turn
+    for version, results in ((7, ["p3"]), (8, ["p3", "p4"])):
+        window = assemble_from_window(parallel_calls(), max_tokens=2000, version=version,
+                                      counter=counter)
+        assert [m.source_ids[0] for m in window.messages if m.role == "tool"] == results
 
 
 if __name__ == "__main__":

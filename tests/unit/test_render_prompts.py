@@ -190,3 +190,22 @@ def test_ids_outside_anthropic_s_alphabet_are_sent_in_it_and_stay_distinct() -> 
     assert all(re.fullmatch(r"[A-Za-z0-9_-]+", u) for u in uses)
     assert [(b["tool_use_id"], b["content"]) for b in blocks if b["type"] == "tool_result"] == [
         ("functions_lookup_0", "one"), ("functions_lookup_0_2", "two")]
+
+
+def test_parallel_calls_sharing_an_id_each_reach_the_provider_with_their_result() -> None:
+    """Assembly version 8 keeps a result per call; render tells the two calls apart."""
+    calls = (ToolCall(id="call_0", name="weather", arguments='{"city": "Paris"}'),
+             ToolCall(id="call_0", name="weather", arguments='{"city": "Oslo"}'))
+    window = assemble_context(max_tokens=2000, recent=[
+        Message(id="u", role="user", content="Weather in Paris and Oslo?"),
+        Message(id="a", role="assistant", tool_calls=calls),
+        Message(id="r1", role="tool", tool_call_id="call_0", content="Paris: 18C sun"),
+        Message(id="r2", role="tool", tool_call_id="call_0", content="Oslo: 4C snow")])
+    assert [m.source_ids[0] for m in window.messages] == ["u", "a", "r1", "r2"]
+    sent = json.loads(json.dumps(to_openai(window)))
+    assert [(c["id"], c["function"]["arguments"]) for c in sent[1]["tool_calls"]] == [
+        ("call_0", '{"city": "Paris"}'), ("call_0_2", '{"city": "Oslo"}')]
+    assert [(m["tool_call_id"], m["content"]) for m in sent[2:]] == [
+        ("call_0", "Paris: 18C sun"), ("call_0_2", "Oslo: 4C snow")]
+    messages = json.loads(json.dumps(to_anthropic(window)[1]))
+    assert [b["tool_use_id"] for b in messages[-1]["content"]] == ["call_0", "call_0_2"]
