@@ -20,6 +20,7 @@ their windows exactly.
 
 from __future__ import annotations
 
+from collections import Counter
 from collections.abc import Sequence
 from dataclasses import dataclass
 
@@ -120,10 +121,10 @@ def tool_units(messages: Sequence[Message], once: bool = False,
             continue
         unit = [message]
         units.append(unit)
-        for call in message.tool_calls:
-            open_unit[call.id] = unit
-            unanswered[call.id] = (sum(c.id == call.id for c in message.tool_calls)
-                                   if per_call else 1)
+        calls = Counter(call.id for call in message.tool_calls)
+        for call_id, count in calls.items():
+            open_unit[call_id] = unit
+            unanswered[call_id] = count if per_call else 1
     return units
 
 
