@@ -21,7 +21,13 @@ MAX_CACHE_BREAKPOINTS = 4
 JsonDict = dict[str, JsonValue]
 
 
-_OUTSIDE_ID_ALPHABET = re.compile(r"[^A-Za-z0-9_-]")
+_OUTSIDE_API_ALPHABET = re.compile(r"[^A-Za-z0-9_-]")
+
+
+def _in_api_alphabet(text: str) -> str:
+    """Both APIs take tool call ids, and OpenAI a participant's name, only in
+    `[A-Za-z0-9_-]`: other characters (a space, `.`, `:`, an accented letter) become `_`."""
+    return _OUTSIDE_API_ALPHABET.sub("_", text)
 
 
 class _Pairs:
@@ -51,12 +57,11 @@ class _Pairs:
                 pending = unanswered[latest[m.tool_call_id], m.tool_call_id]
                 if pending:
                     answers[i] = (latest[m.tool_call_id], pending.pop(0))
-        taken = {_OUTSIDE_ID_ALPHABET.sub("_", c.id) for m in window.messages
-                 for c in m.tool_calls}
+        taken = {_in_api_alphabet(c.id) for m in window.messages for c in m.tool_calls}
         self.calls: dict[tuple[int, int], str] = {}  # (message, call) → id, answered only
         sent: set[str] = set()
         for i, j in sorted(set(answers.values())):
-            safe = _OUTSIDE_ID_ALPHABET.sub("_", window.messages[i].tool_calls[j].id)
+            safe = _in_api_alphabet(window.messages[i].tool_calls[j].id)
             self.calls[i, j] = _fresh(safe, taken) if safe in sent else safe
             sent.add(self.calls[i, j])
         self.results = {r: self.calls[at] for r, at in answers.items()}  # message → its call
@@ -85,7 +90,7 @@ def to_openai(window: ContextWindow) -> list[JsonDict]:
             continue  # answers no call sent
         item: JsonDict = {"role": m.role, "content": m.content}
         if m.name and m.role in ("user", "assistant", "system"):
-            item["name"] = "".join(c if c.isalnum() or c in "_-" else "_" for c in m.name)[:64]
+            item["name"] = _in_api_alphabet(m.name)[:64]
         if calls:
             item["tool_calls"] = [
                 {"id": sent, "type": "function",

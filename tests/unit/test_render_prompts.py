@@ -41,6 +41,14 @@ def test_openai_format_keeps_tool_pairs_and_sanitises_names() -> None:
     assert any(m.get("name") == "Melanie_Smith" for m in msgs)
 
 
+def test_openai_names_are_sent_in_the_alphabet_it_accepts() -> None:
+    """OpenAI refuses a name outside ^[a-zA-Z0-9_-]+$ (400 "string does not match pattern");
+    an accented letter is as foreign to it as a space."""
+    window = assemble_context(max_tokens=2000, recent=[
+        Message(id="u", role="user", content="Morning.", name="Tomás Ruiz-Peña")])
+    assert to_openai(window)[0]["name"] == "Tom_s_Ruiz-Pe_a"
+
+
 def test_anthropic_format_system_param_tool_blocks_and_cache_breakpoints() -> None:
     system, msgs = to_anthropic(_window())
     marked = [b for b in system if "cache_control" in b]
