@@ -135,6 +135,19 @@ def context(session: SessionId, query: Annotated[str | None, typer.Option(
 
 
 @app.command()
+def show(session: SessionId, ids: Annotated[list[str], typer.Argument(
+             help="Message ids, e.g. the one a window's preview names ('in full in the "
+             "archive as ID') or those a summary line covers.")],
+         tenant: Tenant = "default", as_json: Json = False) -> None:
+    """Print stored messages in full, by id: the whole of a large tool result the window
+    shows as a preview, or a message a summary covers."""
+    async def body() -> None:
+        async with connected(out, need_db=True) as ctx:
+            await ctx.show(session, tenant, ids, as_json)
+    _run(body())
+
+
+@app.command()
 def compact(session: SessionId,
             preserve_recent: Annotated[int | None, typer.Option(
                 min=0, help="Keep this many newest messages verbatim (default: the policy's, "

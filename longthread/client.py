@@ -38,6 +38,7 @@ from activities.types import ContextRequest
 from longthread.codec import data_converter
 from longthread.settings import Settings, resolve_settings
 from longthread.transfer import ledger_parts
+from memory.checks import check_id
 from memory.errors import InvalidInputError, LongthreadError, NotFoundError
 from memory.models import (
     CompactionEvent,
@@ -69,13 +70,14 @@ from workflows.types import (
     UncompactInput,
 )
 
-__all__ = ["MAX_BATCH_BYTES", "NO_ARCHIVE", "CompactAttempt", "Conversation", "Longthread",
-           "check_ids"]
+__all__ = ["MAX_BATCH_BYTES", "MAX_FETCH_IDS", "NO_ARCHIVE", "CompactAttempt", "Conversation",
+           "Longthread", "check_ids"]
 
 log = logging.getLogger(__name__)
 
 # Temporal caps one payload at 2 MB; a batch stays well below so JSON overhead never crosses it.
 MAX_BATCH_BYTES = 1_500_000
+MAX_FETCH_IDS = 200  # ids one `messages()` call takes (each body is at most 2 MB)
 NO_ARCHIVE = ("no archive database: set LONGTHREAD_DATABASE_URL, run `longthread dev` in this "
               "directory, or point LONGTHREAD_DATA_DIR at the data dir of one running elsewhere")
 
@@ -313,6 +315,33 @@ class Conversation:
             raise InvalidInputError("query", "must not be empty")
         (vector,) = await self.lt.embedder().embed([query])
         return await (await self.lt.store()).search(self.tenant, self.session, query, vector, k)
+
+    async def messages(self, ids: Sequence[str]) -> list[Message]:
+        """Stored messages by id, verbatim and whole, in the order asked for.
+
+        Why: the window shows a body over 64 KB as its first 2,000 characters and a line
+        naming its id ("in full in the archive as <id>"), and a summary names the ids it
+        covers; this is how a caller (or an agent, through the MCP `message` tool) follows
+        such a reference. Every message is stored before its append returns, so there is
+        nothing to wait for. An id the session does not hold is an error that names it.
+        """
+        if isinstance(ids, str):
+            raise InvalidInputError("ids", "expected a list of message ids, got a string "
+                                    "(to fetch one message, pass [id])")
+        if not 1 <= len(ids) <= MAX_FETCH_IDS:
+            raise InvalidInputError("ids", f"must hold 1 to {MAX_FETCH_IDS} ids; got {len(ids)}")
+        for index, value in enumerate(ids):
+            if not isinstance(value, str):
+                raise InvalidInputError(f"ids[{index}]",
+                                        f"must be a string, not {type(value).__name__}")
+            check_id(f"ids[{index}]", value)
+        found = await (await self.lt.store()).get_messages(self.tenant, self.session, ids)
+        held = {m.id for m in found}
+        if missing := [i for i in dict.fromkeys(ids) if i not in held]:
+            more = f" (and {len(missing) - 1} more)" if len(missing) > 1 else ""
+            raise NotFoundError(f"ids: no message {missing[0]!r}{more} in session "
+                                f"{self.session!r}")
+        return found
 
     async def ledger(self) -> list[CompactionRecord]:
         return await (await self.lt.store()).ledger(self.tenant, self.session)

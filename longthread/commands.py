@@ -18,7 +18,7 @@ from longthread.audit import replay_at
 from longthread.client import NO_ARCHIVE, Conversation, Longthread, check_ids
 from longthread.settings import resolve_settings
 from longthread.transfer import check_writable, read_session_file, write_export
-from longthread.views import ledger_table, print_window, sessions_table
+from longthread.views import ledger_table, print_message, print_window, sessions_table
 from memory.errors import InvalidInputError, LongthreadError, NotFoundError
 from memory.store.db import open_pool
 from memory.store.store import Store
@@ -121,6 +121,17 @@ class Ctx:
             self.out.print_json(window.model_dump_json())
         else:
             print_window(self.out, window)
+
+    async def show(self, session: str, tenant: str, ids: list[str], as_json: bool) -> None:
+        conv = await self.existing(session, tenant)
+        found = await conv.messages(ids)
+        if as_json:
+            self.out.print_json(json.dumps([m.model_dump(mode="json") for m in found]))
+            return
+        for n, message in enumerate(found):
+            if n:
+                self.out.print()
+            print_message(self.out, message)
 
     async def compact(self, session: str, tenant: str, preserve_recent: int | None,
                       focus: str | None) -> None:

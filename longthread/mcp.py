@@ -4,7 +4,8 @@ Built on the official `mcp` package (`MCPServer`). It serves stdio by default, o
 HTTP on 127.0.0.1:PORT (path `/mcp`) with `--port`; it never listens beyond loopback. One server
 is bound to one tenant (`--tenant`), so a client can reach no other tenant's sessions.
 
-Tools: `append`, `context`, `compact`, `uncompact`, `ledger`, `replay`, `search`. Arguments are
+Tools: `append`, `context`, `message`, `compact`, `uncompact`, `ledger`, `replay`,
+`search`. Arguments are
 typed (their JSON schema is what clients see), and bad input comes back as a tool error that
 names the field, e.g. `messages.0.role` or `max_tokens: must be at least 1`. Only `append`
 creates a session; the others answer "no session" for one that does not exist.
@@ -30,14 +31,18 @@ from memory.checks import MAX_CONTEXT_TOKENS
 from memory.errors import LongthreadError
 from memory.models import CompactionRecord, ContextWindow, Message, ScoredMessage
 
-__all__ = ["AppendSummary", "NothingCompacted", "build_server", "serve"]
+__all__ = ["AppendSummary", "MessagePage", "NothingCompacted", "build_server", "serve"]
+
+MAX_PAGE_CHARS = 200_000
 
 INSTRUCTIONS = (
     "longthread keeps long conversations inside a model's context window. Append every "
     "message of a conversation with `append`; before each model call, get the window with "
     "`context` (optionally with a `query` to retrieve archived evidence). `compact` summarizes "
     "older turns now, `uncompact` undoes a ledger record, `ledger` lists every compaction, "
-    "`replay` rebuilds the window served at a past turn, and `search` finds archived messages.")
+    "`replay` rebuilds the window served at a past turn, and `search` finds archived messages. "
+    "A window shows a very large message as a preview ending '[… N bytes in full in the "
+    "archive as ID]'; `message` reads the whole of it, a page at a time.")
 
 Session = Annotated[str, Field(min_length=1, max_length=200,
                                description="The conversation's id, e.g. 'ticket-4711'.")]
@@ -49,6 +54,18 @@ class AppendSummary(BaseModel):
     appended: int
     duplicates: int
     total: int
+
+
+class MessagePage(BaseModel):
+    """One stored message, its content from `offset` for at most `max_chars` characters.
+
+    Why pages: a body may be 2 MB, far more than the model asking for it can read at once;
+    `next_offset` is where the next page starts, or null after the last one."""
+
+    message: Message
+    offset: int
+    total_chars: int
+    next_offset: int | None
 
 
 class NothingCompacted(BaseModel):
@@ -104,6 +121,30 @@ def build_server(lt: Longthread, tenant: str = "default") -> MCPServer:
             await store_ready()
             conv = await ctx.existing(session, tenant)
             return await conv.context(query=query, max_tokens=max_tokens)
+
+    @server.tool(description="One stored message whole, by id: the full body of a message "
+                 "the window shows as a preview ('in full in the archive as ID'), or one a "
+                 "summary covers. Long contents come in pages: call again with next_offset.")
+    async def message(session: Session,
+                      id: Annotated[str, Field(min_length=1, max_length=200,
+                                               description="The message's id.")],
+                      offset: Annotated[int, Field(
+                          ge=0, description="First character of content to return.")] = 0,
+                      max_chars: Annotated[int, Field(
+                          ge=1, le=MAX_PAGE_CHARS,
+                          description="Characters of content per page.")] = 20_000,
+                      ) -> MessagePage:
+        with _as_tool_errors():
+            await store_ready()
+            conv = await ctx.existing(session, tenant)
+            (found,) = await conv.messages([id])
+        total = len(found.content)
+        if offset > total:
+            raise ToolError(f"offset: must be at most {total:,}, the content's length")
+        end = min(total, offset + max_chars)
+        return MessagePage(message=found.model_copy(update={"content": found.content[offset:end]}),
+                           offset=offset, total_chars=total,
+                           next_offset=end if end < total else None)
 
     @server.tool(description="Compact the session now: summarize older turns into one undoable "
                  "ledger record. Returns the record, or {compacted: false, reason} saying why "

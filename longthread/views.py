@@ -14,13 +14,13 @@ from typing import Any
 from rich.console import Console
 from rich.table import Table
 
-from memory.models import CompactionEvent, CompactionRecord, ContextWindow
+from memory.models import CompactionEvent, CompactionRecord, ContextWindow, Message
 from memory.store.store import SessionInfo
 from workflows.types import ConversationStats
 
 __all__ = ["clip", "day_heading", "event_line", "evidence_hits", "indented", "ledger_table",
-           "message_line", "print_window", "record_line", "sections_line", "sessions_table",
-           "stats_table"]
+           "message_line", "print_message", "print_window", "record_line", "sections_line",
+           "sessions_table", "stats_table"]
 
 
 def _ids(ids: Sequence[str], limit: int = 4) -> str:
@@ -64,6 +64,26 @@ def print_window(console: Console, window: ContextWindow, width: int = 160) -> N
                           soft_wrap=True)
         if len(lines) > 14:
             console.print(" " * 23 + f"… {len(lines) - 14} more lines", highlight=False)
+
+
+def print_message(console: Console, message: Message) -> None:
+    """One stored message whole: a header line, then its content as it was appended.
+
+    `Console.out`, not `print`: no markup, emoji codes or wrapping, so `[bold]`, `:memo:` and
+    long lines in a tool's output print as themselves."""
+    head = [message.id, message.role]
+    if message.name:
+        head.append(f"name {message.name}")
+    if message.created_at:
+        head.append(message.created_at.isoformat())
+    if message.tool_call_id:
+        head.append(f"result of {message.tool_call_id}")
+    head.append(f"{len(message.content.encode()):,} bytes")
+    console.out(" · ".join(head), style="bold", highlight=False)
+    for call in message.tool_calls:
+        console.out(f"calls {call.name} ({call.id}): {call.arguments}", highlight=False)
+    if message.content:
+        console.out(message.content, highlight=False)
 
 
 def stats_table(stats: ConversationStats) -> Table:

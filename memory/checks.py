@@ -50,6 +50,8 @@ def check_id(field: str, value: str) -> None:
         raise InvalidInputError(field, f"must be 1 to {MAX_ID_CHARS} characters")
     if _CONTROL.search(value):
         raise InvalidInputError(field, "must not contain control characters")
+    if not value.strip():  # " " and "m1" look alike in every listing; refuse it up front
+        raise InvalidInputError(field, "must not be blank")
     check_text(field, value)
 
 

@@ -164,6 +164,42 @@ async def test_an_import_refused_partway_says_what_is_stored(
     assert [m["source_ids"] for m in json.loads(out)["messages"]] == [["x"], ["p"], ["q"]]
 
 
+async def test_show_prints_a_large_body_the_window_only_previews(
+    env: dict[str, str], worker: Worker, tmp_path: Path
+) -> None:
+    """A 100 KB tool output stands in the window as a 2,000-character preview naming its id;
+    `show` prints all of it, verbatim (what looks like rich markup or an emoji code included)."""
+    body = "".join(f"[bold]row {n}[/bold] :memo: status=ok\n" for n in range(3500))
+    assert len(body.encode()) > 64 * 1024
+    source = tmp_path / "tool.jsonl"
+    source.write_text("".join(json.dumps(m) + "\n" for m in (
+        {"id": "u1", "role": "user", "content": "List every row."},
+        {"id": "a1", "role": "assistant", "content": "",
+         "tool_calls": [{"id": "call_1", "name": "rows", "arguments": "{}"}]},
+        {"id": "t1", "role": "tool", "tool_call_id": "call_1", "content": body})))
+    code, _, err = await cli(env, "import", "rows", str(source), "--tenant", "acme")
+    assert code == 0, err
+    code, out, err = await cli(env, "context", "rows", "--tenant", "acme", "--json",
+                               "--max-tokens", "60000")
+    assert code == 0, err
+    (shown,) = [m["content"] for m in json.loads(out)["messages"] if m["role"] == "tool"]
+    assert shown.endswith(f"[… {len(body.encode())} bytes in full in the archive as t1]")
+
+    code, out, err = await cli(env, "show", "rows", "t1", "--tenant", "acme")
+    assert code == 0, err
+    assert out.startswith(f"t1 · tool · result of call_1 · {len(body.encode()):,} bytes\n")
+    assert body in out
+    code, out, err = await cli(env, "show", "rows", "a1", "t1", "--tenant", "acme", "--json")
+    assert code == 0, err
+    fetched = json.loads(out)
+    assert [m["id"] for m in fetched] == ["a1", "t1"] and fetched[1]["content"] == body
+    assert fetched[0]["tool_calls"][0]["id"] == "call_1"
+    code, _, err = await cli(env, "show", "rows", "t1", "t9", "--tenant", "acme")
+    assert code == 2 and "no message 't9' in session 'rows'" in err, err
+    code, _, err = await cli(env, "show", "rows", "t1")  # another tenant: no such session
+    assert code == 2 and "no session 'rows'" in err, err
+
+
 async def test_bad_input_gets_one_clear_line_and_an_exit_code(
     env: dict[str, str], worker: Worker, tmp_path: Path
 ) -> None:

@@ -23,7 +23,7 @@ from longthread.client import Longthread
 from worker.stack import free_port
 
 ROOT = Path(__file__).resolve().parents[2]
-TOOLS = {"append", "context", "compact", "uncompact", "ledger", "replay", "search"}
+TOOLS = {"append", "context", "message", "compact", "uncompact", "ledger", "replay", "search"}
 
 
 @pytest.fixture
@@ -99,6 +99,28 @@ async def test_stdio_every_tool_and_clear_errors(
         found = await call(mcp, "search", session=session, query="cracked screen", k=3)
         assert found[0]["message"]["content"].startswith("My order 4711 arrived")
 
+        # A body over 64 KB stands in the window as a preview naming its id; `message`
+        # reads it whole, a page at a time.
+        body = "".join(f"row {n}: status ok\n" for n in range(5000))
+        await call(mcp, "append", session=session, messages=[
+            {"id": "dump", "role": "user", "content": body}])
+        window = await call(mcp, "context", session=session, max_tokens=30_000)
+        assert any(m["content"].endswith("in full in the archive as dump]")
+                   for m in window["messages"])
+        pages: list[str] = []
+        offset: int | None = 0
+        while offset is not None:
+            page = await call(mcp, "message", session=session, id="dump", offset=offset,
+                              max_chars=40_000)
+            assert page["total_chars"] == len(body) and page["offset"] == offset
+            assert page["message"]["id"] == "dump" and page["message"]["role"] == "user"
+            pages.append(page["message"]["content"])
+            offset = page["next_offset"]
+        assert "".join(pages) == body and len(pages) == 3
+        assert "'nope'" in await refused(mcp, "message", session=session, id="nope")
+        assert "offset" in await refused(mcp, "message", session=session, id="dump",
+                                         offset=len(body) + 1)
+
         undo = await call(mcp, "uncompact", session=session, record_id=record["id"])
         assert undo["trigger"] == "undo" and undo["undoes"] == record["id"]
 
@@ -114,6 +136,7 @@ async def test_stdio_every_tool_and_clear_errors(
         # Scoped to its tenant: another tenant's session does not exist here.
         assert "no session" in await refused(mcp, "context", session="secret")
         assert "no session" in await refused(mcp, "ledger", session="never-made")
+        assert "no session" in await refused(mcp, "message", session="secret", id="x1")
 
 
 def _listening(port: int) -> bool:

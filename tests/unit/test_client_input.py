@@ -76,3 +76,21 @@ async def test_compact_refuses_bad_arguments_by_name(kwargs: dict[str, Any], fie
     with pytest.raises(InvalidInputError) as info:
         await _conversation().try_compact(**kwargs)
     assert info.value.field == field
+
+
+@pytest.mark.parametrize(
+    ("ids", "field", "text"),
+    [
+        ("m1", "ids", "expected a list of message ids"),
+        ([], "ids", "must hold 1 to 200 ids; got 0"),
+        ([f"m{i}" for i in range(201)], "ids", "must hold 1 to 200 ids; got 201"),
+        (["m1", 7], "ids[1]", "must be a string, not int"),
+        (["m1", ""], "ids[1]", "must be 1 to 200 characters"),
+        (["   "], "ids[0]", "must not be blank"),
+    ],
+)
+async def test_messages_refuses_bad_ids_before_reading(ids: Any, field: str, text: str) -> None:
+    with pytest.raises(InvalidInputError) as info:
+        await _conversation().messages(ids)
+    assert info.value.field == field
+    assert text in info.value.problem

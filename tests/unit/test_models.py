@@ -20,6 +20,7 @@ from memory.models import (
         ({"id": "a", "role": "user", "content": "x" * (MAX_CONTENT_BYTES + 1)},
          "messages[0].content", f"the limit is {MAX_CONTENT_BYTES} bytes"),
         ({"id": "", "role": "user", "content": "x"}, "messages[0].id", "1 to 200"),
+        ({"id": "  ", "role": "user", "content": "x"}, "messages[0].id", "must not be blank"),
         ({"id": "a", "role": "user", "content": "nul\x00"}, "messages[0].content", "NUL"),
         ({"id": "a", "role": "user", "content": "bad \ud800"}, "messages[0].content", "UTF-8"),
         ({"id": "a", "role": "tool", "content": "x"}, "messages[0].tool_call_id", "required"),
