@@ -4,6 +4,9 @@ OpenAI takes system messages inline; Anthropic takes them as a separate `system`
 wants tool calls as `tool_use` blocks and results as `tool_result` blocks in a user turn, and
 accepts at most four `cache_control` breakpoints, which we place on the stable prefix (the end
 of the original system prompt and the end of the summaries).
+
+Rendering is a pure function of the window, so what was sent can always be rebuilt from what
+`replay` rebuilds; the window's digest covers the window, not these wire details.
 """
 
 from __future__ import annotations
@@ -15,9 +18,15 @@ from pydantic import JsonValue
 
 from memory.models import ContextMessage, ContextWindow, ToolCall
 
-__all__ = ["MAX_CACHE_BREAKPOINTS", "to_anthropic", "to_openai"]
+__all__ = ["CONTINUED", "MAX_CACHE_BREAKPOINTS", "to_anthropic", "to_openai"]
 
 MAX_CACHE_BREAKPOINTS = 4
+# Anthropic (and Bedrock) refuse a conversation whose first turn is the assistant's ("first
+# message must use the user role"). After a compaction the oldest kept turn is often the
+# model's reply (or a budget cut there), so a request that would start with it gets this
+# user turn first. It claims nothing about what came before: summaries and retrieved evidence,
+# if any, are in `system`.
+CONTINUED = "(The conversation continues from earlier turns.)"
 JsonDict = dict[str, JsonValue]
 
 
@@ -154,4 +163,6 @@ def to_anthropic(window: ContextWindow) -> tuple[list[JsonDict], list[JsonDict]]
             previous.extend(blocks)
         else:
             messages.append({"role": role, "content": list(blocks)})
+    if messages and messages[0]["role"] == "assistant":
+        messages.insert(0, {"role": "user", "content": [{"type": "text", "text": CONTINUED}]})
     return system, messages
