@@ -1,0 +1,109 @@
+"""Every rendered request keeps the providers' documented rules, for any window of any agent.
+
+The agents drawn here misbehave the ways real ones do: ids reused per turn (`call_0`), ids in
+another alphabet (`functions.lookup:0`), a call whose result never came (a crash), a result
+sent twice (a retry), a user message while a tool runs, and windows cut anywhere by the
+budget, so the oldest kept turn may be the model's or a lone result. The rules checked are
+the ones each API answers with a 400 when broken."""
+
+from __future__ import annotations
+
+import itertools
+import json
+import re
+from typing import Any
+
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+from memory.assembly import assemble_context
+from memory.models import ContextWindow, Message, ToolCall
+from memory.render import MAX_CACHE_BREAKPOINTS, to_anthropic, to_openai
+from tests.unit.strategies import summaries, text
+
+PROPERTY = settings(max_examples=400, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+CALL_IDS = st.one_of(st.sampled_from(["call_0", "call_1", "functions.lookup:0", "toolu 1"]),
+                     st.integers(0, 10**6).map(lambda n: f"c{n}"))
+API_ID = re.compile(r"[A-Za-z0-9_-]{1,64}")
+
+
+@st.composite
+def messy_agent(draw: st.DrawFn) -> list[Message]:
+    messages: list[Message] = []
+
+    def add(role: str, **fields: Any) -> None:
+        messages.append(Message(id=f"m{len(messages)}", role=role, **fields))
+
+    for _ in range(draw(st.integers(1, 14))):
+        kind = draw(st.sampled_from(["user", "assistant", "tools"]))
+        if kind != "tools":
+            add(kind, content=draw(text))
+            continue
+        calls = tuple(ToolCall(id=draw(CALL_IDS), name="lookup", arguments='{"q": 1}')
+                      for _ in range(draw(st.integers(1, 3))))
+        add("assistant", content=draw(st.sampled_from(["", "Checking."])), tool_calls=calls)
+        if draw(st.integers(0, 5)) == 0:
+            add("user", content="Any news?")  # the user speaks while the tools run
+        for call in calls:
+            for _ in range(draw(st.sampled_from([1, 1, 1, 1, 0, 2]))):  # crash, retry
+                add("tool", tool_call_id=call.id, content=draw(text))
+    return messages
+
+
+def _window(data: st.DataObject) -> ContextWindow:
+    convo = data.draw(messy_agent())
+    return assemble_context(
+        max_tokens=data.draw(st.integers(20, 2500)), summaries=data.draw(summaries()),
+        system=[Message(id="sys", role="system", content="You are a support agent.")],
+        recent=convo)
+
+
+@PROPERTY
+@given(st.data())
+def test_anthropic_requests_keep_the_messages_api_rules(data: st.DataObject) -> None:
+    system, sent = to_anthropic(_window(data))
+    messages = json.loads(json.dumps(sent))
+    blocks = [*system, *(b for m in messages for b in m["content"])]
+    assert sum("cache_control" in b for b in blocks) <= MAX_CACHE_BREAKPOINTS
+    if not messages:
+        return
+    assert messages[0]["role"] == "user"
+    roles = [m["role"] for m in messages]
+    assert all(a != b for a, b in itertools.pairwise(roles))  # alternating turns
+    uses = [b["id"] for b in blocks if b["type"] == "tool_use"]
+    assert len(uses) == len(set(uses)) and all(API_ID.fullmatch(u) for u in uses)
+    for n, message in enumerate(messages):
+        assert message["content"], message
+        asked = [b["id"] for b in message["content"] if b["type"] == "tool_use"]
+        following = messages[n + 1]["content"] if n + 1 < len(messages) else []
+        answered = [b["tool_use_id"] for b in following if b["type"] == "tool_result"]
+        if asked:  # answered in the next turn, once each, results before any text
+            assert sorted(answered) == sorted(asked)
+            kinds = [b["type"] for b in following]
+            assert kinds[: len(answered)] == ["tool_result"] * len(answered)
+        elif message["role"] == "assistant":
+            assert not answered  # a result answers the turn right before it
+    if messages[0]["content"][0]["type"] == "tool_result":
+        raise AssertionError("the first turn answers a call that was not sent")
+
+
+@PROPERTY
+@given(st.data())
+def test_openai_requests_keep_the_chat_completions_rules(data: st.DataObject) -> None:
+    messages = json.loads(json.dumps(to_openai(_window(data))))
+    pending: list[str] = []  # calls of the last assistant message not yet answered
+    for message in messages:
+        if message["role"] == "tool":
+            assert message["tool_call_id"] in pending, "a tool message must answer a call " \
+                "of the assistant message right before it"
+            pending.remove(message["tool_call_id"])
+            continue
+        assert not pending, "an assistant message with tool_calls must be followed by a " \
+            "tool message for each call"
+        if "name" in message:
+            assert API_ID.fullmatch(message["name"])
+        calls = [c["id"] for c in message.get("tool_calls", [])]
+        assert len(calls) == len(set(calls))
+        assert all(API_ID.fullmatch(c) for c in calls)
+        pending = calls
+    assert not pending
