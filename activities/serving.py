@@ -26,7 +26,7 @@ from memory.models import ContextWindow, ScoredMessage
 from memory.retrieval import candidate_count, content_query, neighbour_hit_count
 from memory.store.sessions import LoadedWindow
 from memory.store.store import Connection, Store
-from memory.window import assemble_from_window
+from memory.window import assemble_from_window, whole_bodies
 
 __all__ = ["QueryEmbedder", "assemble_and_record", "serve_context", "shares_for"]
 
@@ -125,8 +125,14 @@ async def assemble_and_record(store: Store, tenant: str, session: str, snapshot:
     every serving path, the code before a75e913 in bench/previous_context.py included; on
     `conn` if given, else on a pooled connection of its own."""
     shares = shares_for(request)
+    # Bodies over 64 KB are previews in the window; those the budget may show whole are read
+    # (bodies never change under an id, so outside the snapshot is the same).
+    wanted = whole_bodies(snapshot.state, request.max_tokens)
+    bodies = {m.id: m for m in await store.get_messages(tenant, session, wanted, conn=conn)
+              } if wanted else None
     window = assemble_from_window(snapshot.state, max_tokens=request.max_tokens,
-                                  retrieved=candidates, shares=shares, query=query)
+                                  retrieved=candidates, shares=shares, query=query,
+                                  bodies=bodies)
     await store.record_served(tenant, session, ServedContext(
         seq=0, turn=snapshot.turn, query=query, max_tokens=request.max_tokens,
         tokens=window.tokens, source_ids=tuple(window.source_ids),

@@ -3,7 +3,8 @@
 Every served context is recorded in the store (turn, request, ledger position, retrieved ids
 and scores, digest). Replay takes the session's first `turn` messages, folds the ledger records
 that were in force through `apply_record` (the one function every path uses), re-fetches the
-retrieved originals and assembles the window with the same pure code; the digests must match.
+retrieved originals (and the bodies of the previews it may show whole) and assembles the window
+with the same pure code; the digests must match.
 """
 
 from __future__ import annotations
@@ -14,11 +15,11 @@ from memory.assembly import Shares
 from memory.audit import ServedContext, window_digest
 from memory.compaction import WindowState, apply_record
 from memory.errors import NotFoundError
-from memory.models import ContextWindow, ScoredMessage
+from memory.models import ContextWindow, Message, ScoredMessage
 from memory.store.store import Store
-from memory.window import assemble_from_window, by_reference
+from memory.window import assemble_from_window, by_reference, whole_bodies
 
-__all__ = ["ReplayResult", "replay_at", "window_at"]
+__all__ = ["ReplayResult", "rebuild", "replay_at"]
 
 
 class ReplayResult(BaseModel):
@@ -29,16 +30,35 @@ class ReplayResult(BaseModel):
     matches: bool
 
 
-async def window_at(store: Store, tenant: str, session: str, turn: int,
-                    ledger_seq: int) -> WindowState:
-    """The window after `turn` messages with the first `ledger_seq` records applied."""
-    messages = (await store.all_messages(tenant, session))
+async def _window_and_originals(store: Store, tenant: str, session: str, turn: int,
+                                ledger_seq: int) -> tuple[WindowState, dict[str, Message]]:
+    """The window after `turn` messages with the first `ledger_seq` records applied, and
+    every original by id (the window holds bodies over 64 KB as previews)."""
+    messages = await store.all_messages(tenant, session)
     order = {m.id: n for n, m in enumerate(messages)}
-    originals = {m.id: by_reference(m) for m in messages}
-    state = WindowState(messages=tuple(originals[m.id] for m in messages[:turn]))
+    shown = {m.id: by_reference(m) for m in messages}
+    state = WindowState(messages=tuple(shown[m.id] for m in messages[:turn]))
     for record in (await store.ledger(tenant, session))[:ledger_seq]:
-        state = apply_record(state, record, originals=originals, order=order)
-    return state
+        state = apply_record(state, record, originals=shown, order=order)
+    return state, {m.id: m for m in messages}
+
+
+async def rebuild(store: Store, tenant: str, session: str,
+                  served: ServedContext) -> ContextWindow:
+    """One served context, assembled again from the archive and the ledger with the request,
+    retrieved candidates and assembly version recorded when it was served."""
+    state, originals = await _window_and_originals(store, tenant, session, served.turn,
+                                                   served.ledger_seq)
+    found = {seq: m for seq, m in await store.get_with_seq(
+        tenant, session, [i for i, _ in served.retrieved])}
+    by_id = {m.id: (seq, m) for seq, m in found.items()}
+    retrieved = [ScoredMessage(message=by_id[i][1], score=score, session=session,
+                               seq=by_id[i][0]) for i, score in served.retrieved if i in by_id]
+    return assemble_from_window(
+        state, max_tokens=served.max_tokens, retrieved=retrieved,
+        shares=Shares(*served.shares) if served.shares else None, query=served.query,
+        version=served.assembly_version,
+        bodies={i: originals[i] for i in whole_bodies(state, served.max_tokens)})
 
 
 async def replay_at(store: Store, tenant: str, session: str, turn: int) -> ReplayResult:
@@ -47,15 +67,6 @@ async def replay_at(store: Store, tenant: str, session: str, turn: int) -> Repla
     if served_doc is None:
         raise NotFoundError(f"turn: no context was served in {session!r} at or before turn {turn}")
     served = ServedContext.model_validate(served_doc)
-    state = await window_at(store, tenant, session, served.turn, served.ledger_seq)
-    found = {seq: m for seq, m in await store.get_with_seq(
-        tenant, session, [i for i, _ in served.retrieved])}
-    by_id = {m.id: (seq, m) for seq, m in found.items()}
-    retrieved = [ScoredMessage(message=by_id[i][1], score=score, session=session,
-                               seq=by_id[i][0]) for i, score in served.retrieved if i in by_id]
-    window = assemble_from_window(
-        state, max_tokens=served.max_tokens, retrieved=retrieved,
-        shares=Shares(*served.shares) if served.shares else None, query=served.query,
-        version=served.assembly_version)
+    window = await rebuild(store, tenant, session, served)
     return ReplayResult(served=served, window=window,
                         matches=window_digest(window) == served.digest)

@@ -51,7 +51,7 @@ from memory.tokens import TokenCounter, default_counter
 __all__ = ["ASSEMBLY_VERSION", "DEFAULT_POLICY", "DEFAULT_SHARES", "QUERY_SHARES",
            "AssemblyPolicy", "Shares", "assemble_context", "tool_units"]
 
-ASSEMBLY_VERSION = 8  # 1: fixed shares, date-grouped block, fused order (before issue 12);
+ASSEMBLY_VERSION = 9  # 1: fixed shares, date-grouped block, fused order (before issue 12);
 # 2: adaptive shares, reranked, dated lines; 3: summaries that do not all fit their share are
 # condensed into one that does, so every window of 500 tokens or more carries the hierarchy;
 # 4: turns two away count in the packing order (`reach`); idle summaries get the summary cap;
@@ -62,7 +62,8 @@ ASSEMBLY_VERSION = 8  # 1: fixed shares, date-grouped block, fused order (before
 # retrieved line (`memory.spending.unflatten`); 6 could quote a whole short chat and leave a
 # tool result out; a second result to an answered tool call is left out of the turns;
 # 8: parallel calls of one message that share an id (some local models number calls per turn)
-# keep a result each (7 kept the first only)
+# keep a result each (7 kept the first only); 9: a body the window holds as a preview is
+# shown whole when it costs at most half the budget (`memory.window.whole_bodies`)
 CONDENSE_MIN_BUDGET = 500  # below this a window is the newest exchange and what answers it
 
 

@@ -8,7 +8,7 @@ whole rebuilt window) hand assembly the same messages and their digests agree.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from datetime import datetime
 from typing import Literal
 
@@ -24,11 +24,15 @@ from memory.compaction import ENGINE_VERSION, WindowState, apply_record, window_
 from memory.models import CompactionRecord, ContextWindow, Message, ScoredMessage, content_hash
 from memory.tokens import TokenCounter, default_counter
 
-__all__ = ["BODY_REF_BYTES", "RECENT_READ_FACTOR", "assemble_from_window", "by_reference",
-           "compose_removal", "recent_slice", "slice_start"]
+__all__ = ["BODY_REF_BYTES", "RECENT_READ_FACTOR", "WHOLE_BODY_SHARE", "assemble_from_window",
+           "by_reference", "compose_removal", "recent_slice", "slice_start", "whole_bodies"]
 
 BODY_REF_BYTES = 64 * 1024  # larger bodies stand in the window as a preview and a reference
 RECENT_READ_FACTOR = 2  # a context of B tokens looks at the newest 2·B tokens of the window
+WHOLE_BODY_SHARE = 0.5  # of the budget after system messages: a referenced body shown whole
+# A token of any counter here is at most 16 bytes (the heuristic's is 4 characters of at most
+# 4 bytes), so a body over 16 bytes a token of its share cannot fit and is not even read.
+_MAX_BYTES_PER_TOKEN = 16
 
 
 def by_reference(message: Message) -> Message:
@@ -72,19 +76,76 @@ def recent_slice(messages: Sequence[Message], max_tokens: int,
     return rest[slice_start(rest, max_tokens, counter):]
 
 
+def _whole_body_room(state: WindowState, max_tokens: int, counter: TokenCounter) -> int:
+    system = sum(counter.count_message(m.role, m.content)
+                 for m in state.messages if m.role == "system")
+    return int((max_tokens - system) * WHOLE_BODY_SHARE)
+
+
+def _readable(recent: Sequence[Message], room: int) -> list[str]:
+    return [m.id for m in recent if isinstance(size := m.metadata.get("body_ref"), int)
+            and size <= room * _MAX_BYTES_PER_TOKEN]
+
+
+def whole_bodies(state: WindowState, max_tokens: int,
+                 counter: TokenCounter | None = None) -> list[str]:
+    """Ids of the previews (bodies over BODY_REF_BYTES) a `max_tokens` context may show whole:
+    in its recent slice, and small enough by their stored size to fit. Serving reads just
+    these bodies and replay passes them from the archive; the final choice (by the body's
+    tokens) is made in `assemble_from_window`, on the same ids for both."""
+    if not any("body_ref" in m.metadata for m in state.messages):
+        return []  # the usual window: nothing to slice for
+    counter = counter or default_counter()
+    return _readable(recent_slice(state.messages, max_tokens, counter),
+                     _whole_body_room(state, max_tokens, counter))
+
+
+def _wholes(recent: list[Message], bodies: Mapping[str, Message], room: int,
+            counter: TokenCounter) -> dict[str, Message]:
+    """The bodies of `recent`'s previews that `whole_bodies` names, are given, are the ones the
+    previews stand for, and cost at most `room` tokens."""
+    readable = set(_readable(recent, room))
+    return {m.id: body for m in recent
+            if m.id in readable and (body := bodies.get(m.id)) is not None
+            and by_reference(body) == m
+            and counter.count_message(body.role, body.content) <= room}
+
+
 def assemble_from_window(state: WindowState, *, max_tokens: int,
                          retrieved: Sequence[ScoredMessage] = (), shares: Shares | None = None,
                          query: str | None = None, version: int = ASSEMBLY_VERSION,
-                         counter: TokenCounter | None = None) -> ContextWindow:
+                         counter: TokenCounter | None = None,
+                         bodies: Mapping[str, Message] | None = None) -> ContextWindow:
     """The context for one call from a window version: what serving and replay both run.
     `shares=None` lets assembly adapt them to the query and to what retrieval found; version 1
-    (before issue 12) had fixed shares, which it still rebuilds exactly."""
+    (before issue 12) had fixed shares, which it still rebuilds exactly. `bodies` are the
+    originals of (some of) the previews `whole_bodies` names; from version 9 on, those that
+    fit are shown whole, and other versions ignore them."""
     if version == 1 and shares is None:
         shares = QUERY_SHARES if query and query.strip() else DEFAULT_SHARES
-    return assemble_context(
-        max_tokens=max_tokens, system=[m for m in state.messages if m.role == "system"],
-        summaries=state.summaries, recent=recent_slice(state.messages, max_tokens, counter),
-        retrieved=retrieved, shares=shares, query=query, version=version, counter=counter)
+    counter = counter or default_counter()
+    recent = recent_slice(state.messages, max_tokens, counter)
+
+    def assemble(shown: list[Message]) -> ContextWindow:
+        return assemble_context(
+            max_tokens=max_tokens, system=[m for m in state.messages if m.role == "system"],
+            summaries=state.summaries, recent=shown, retrieved=retrieved, shares=shares,
+            query=query, version=version, counter=counter)
+
+    wholes = _wholes(recent, bodies or {}, _whole_body_room(state, max_tokens, counter),
+                     counter) if version >= 9 else {}
+    # Version 9 shows a preview's body whole when it costs at most half the budget. Why: the
+    # 64 KB threshold keeps a window version small in the store, not the model's view small;
+    # a tool result an agent just asked for should reach the model whole when there is room.
+    # A body whose turn the window then leaves out goes back to its preview (as before 9),
+    # and the window is assembled again: a body never pushes its own turn out.
+    while wholes:
+        window = assemble([wholes.get(m.id, m) for m in recent])
+        shown = {i for m in window.messages if m.section == "recent" for i in m.source_ids}
+        if wholes.keys() <= shown:
+            return window
+        wholes = {i: body for i, body in wholes.items() if i in shown}
+    return assemble(recent)
 
 
 def compose_removal(state: WindowState, kind: Literal["pop", "clear"], *, seq: int,

@@ -137,13 +137,13 @@ class Store(SessionStore):
             cursors = [await conn.execute(q, params, prepare=prepare) for q, params in queries]
         return [await cur.fetchall() if cur.description else [] for cur in cursors]
 
-    async def get_messages(self, tenant: str, session: str, ids: Sequence[str]) -> list[Message]:
-        """Originals by id, in the order asked for."""
-        async with self.scoped(tenant) as conn:
-            cur = await conn.execute(
-                f"{_SELECT_MESSAGES} WHERE tenant = %s AND session = %s AND id = ANY(%s)",
-                (tenant, session, list(ids)))
-            found = {row["id"]: row_to_message(row) for row in await cur.fetchall()}
+    async def get_messages(self, tenant: str, session: str, ids: Sequence[str], *,
+                           conn: Connection | None = None) -> list[Message]:
+        """Originals by id, in the order asked for; on `conn` (idle) if given."""
+        (rows,) = await self._batch(tenant, [(
+            f"{_SELECT_MESSAGES} WHERE tenant = %s AND session = %s AND id = ANY(%s)",
+            (tenant, session, list(ids)))], conn=conn)
+        found = {row["id"]: row_to_message(row) for row in rows}
         return [found[i] for i in ids if i in found]
 
     async def get_with_seq(self, tenant: str, session: str, ids: Sequence[str]

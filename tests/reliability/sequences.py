@@ -17,12 +17,10 @@ from typing import Any, TypeVar
 from temporalio.api.enums.v1 import WorkflowTaskFailedCause
 from temporalio.client import Client
 
-from longthread.audit import window_at
-from memory.assembly import Shares
+from longthread.audit import rebuild
 from memory.audit import ServedContext, window_digest
-from memory.models import ContextWindow, ScoredMessage
+from memory.models import ContextWindow
 from memory.store.store import Store
-from memory.window import assemble_from_window
 from tests.activities.loopback import openai_chat
 
 __all__ = ["OPENERS", "VERBS", "WORDS", "Bridge", "ProseReplies", "prose", "replay_matches",
@@ -112,19 +110,13 @@ async def served_contexts(store: Store, tenant: str, session: str) -> list[Serve
 
 async def replay_served(store: Store, tenant: str, session: str,
                         served: ServedContext) -> ContextWindow:
-    """Rebuild one served context from the archive and the ledger, exactly as
-    `longthread.audit.replay_at` does for the last context served at or before a turn."""
-    state = await window_at(store, tenant, session, served.turn, served.ledger_seq)
-    found = {m.id: (seq, m) for seq, m in await store.get_with_seq(
+    """Rebuild one served context exactly as `replay --at` does (`longthread.audit.rebuild`),
+    after checking that every candidate it retrieved is still in the archive."""
+    found = {m.id for _, m in await store.get_with_seq(
         tenant, session, [i for i, _ in served.retrieved])}
     missing = [i for i, _ in served.retrieved if i not in found]
     assert not missing, f"retrieved originals missing from the archive: {missing}"
-    retrieved = [ScoredMessage(message=found[i][1], score=score, session=session,
-                               seq=found[i][0]) for i, score in served.retrieved]
-    return assemble_from_window(
-        state, max_tokens=served.max_tokens, retrieved=retrieved,
-        shares=Shares(*served.shares) if served.shares else None, query=served.query,
-        version=served.assembly_version)
+    return await rebuild(store, tenant, session, served)
 
 
 async def replay_matches(store: Store, tenant: str, session: str,

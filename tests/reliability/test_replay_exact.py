@@ -64,6 +64,7 @@ from memory.audit import window_digest
 from memory.errors import InvalidInputError
 from memory.policy import CompactionPolicy
 from memory.store.store import Store
+from memory.window import BODY_REF_BYTES
 from tests.activities.loopback import loopback
 from tests.reliability.sequences import (
     OPENERS,
@@ -109,7 +110,8 @@ item = st.one_of(
 queries = st.one_of(st.none(), st.just("   "),
                     st.lists(st.sampled_from(WORDS), min_size=1, max_size=4).map(" ".join),
                     sentence, free_text)
-budgets = st.sampled_from([30, 60, 120, 250, 500, 900, 2000, 6000])
+# 40,000: room for the large body to be shown whole (assembly 9) rather than as its preview
+budgets = st.sampled_from([30, 60, 120, 250, 500, 900, 2000, 6000, 40_000])
 shares = st.one_of(st.none(), st.sampled_from([(0.2, 0.3, 0.5), (0.0, 0.0, 1.0),
                                                (0.5, 0.5, 0.0), (0.1, 0.8, 0.1)]))
 View = tuple[str | None, int, int, int, tuple[float, float, float] | None]
@@ -149,6 +151,7 @@ class Harness:
             ("served records replayed at the end of their sequence", t["served-replayed"]),
             ("mismatches", "0 so far (a mismatch fails the run at once: see its outcome)"),
             ("budgets refused (system messages over the budget)", t["budget-refused"]),
+            ("contexts showing a large body whole (assembly 9)", t["whole-bodies"]),
             ("messages appended", t["messages"]),
             ("compactions: auto / manual", f"{t['records-auto']} / {t['records-manual']}"),
             ("undo / pop / clear records",
@@ -314,6 +317,8 @@ class ReplayMachine(RuleBasedStateMachine):
             return
         assert window.tokens <= budget
         self.h.tally["contexts"] += 1
+        if any(len(m.content) > BODY_REF_BYTES for m in window.messages):
+            self.h.tally["whole-bodies"] += 1
         result = self.run(replay_at(self.h.store, TENANT, self.session, turn=10**9))
         assert result.served.digest == window_digest(window), "the record is not what was served"
         assert result.matches, f"replay_at differs from the context just served: {result.served}"

@@ -7,8 +7,9 @@ import uuid
 
 from activities.serving import serve_context
 from activities.types import ContextRequest
-from longthread.audit import replay_at
-from memory.models import Message
+from longthread.audit import rebuild, replay_at
+from memory.audit import ServedContext, window_digest
+from memory.models import Message, ToolCall
 from memory.store.store import Store
 
 
@@ -64,3 +65,34 @@ async def test_a_short_chat_asked_with_a_query_is_served_as_its_turns(store: Sto
         assert [m.source_ids for m in window.messages] == [(f"m{i}",) for i in range(12)]
     replayed = await replay_at(store, "acme", session, 12)
     assert replayed.matches
+
+
+async def test_a_large_tool_result_is_served_whole_when_the_budget_has_room(store: Store) -> None:
+    """The window holds a body over 64 KB as a 2,000-character preview; a context with room
+    for it (assembly 9) shows it whole, a small one the preview, and both replay exactly."""
+    session = f"serve-{uuid.uuid4()}"
+    body = "".join(f"row {n}: order {n * 7} shipped to depot {n % 13}\n" for n in range(2000))
+    assert 64 * 1024 < len(body.encode()) < 100_000
+    call = ToolCall(id="call_1", name="orders", arguments="{}")
+    await store.append_messages("acme", session, [
+        Message(id="u1", role="user", content="Where did order 9793 go?"),
+        Message(id="a1", role="assistant", content="", tool_calls=(call,)),
+        Message(id="t1", role="tool", tool_call_id="call_1", content=body)])
+    embedder = _Recording()
+    roomy = await serve_context(store, embedder, "acme", session,
+                                ContextRequest(max_tokens=60_000))
+    (result,) = [m for m in roomy.messages if m.role == "tool"]
+    assert result.content == body and result.source_ids == ("t1",)
+    assert roomy.tokens <= 60_000
+    small = await serve_context(store, embedder, "acme", session,
+                                ContextRequest(query="depot of order 9793", max_tokens=4_000))
+    (preview,) = [m for m in small.messages if m.role == "tool"]
+    assert preview.content.endswith(f"[… {len(body.encode())} bytes in full in the archive "
+                                    "as t1]")
+    assert small.tokens <= 4_000
+    served = await store.served("acme", session)
+    assert [r["assembly_version"] for r in served] == [9, 9]
+    replayed = await replay_at(store, "acme", session, 3)  # the newest: the small one
+    assert replayed.matches and replayed.window == small
+    first = ServedContext.model_validate(served[0])
+    assert window_digest(await rebuild(store, "acme", session, first)) == first.digest

@@ -32,7 +32,7 @@ from memory.compaction import WindowState
 from memory.models import Message, ScoredMessage, Summary, ToolCall
 from memory.packing import ID_TAIL
 from memory.tokens import HeuristicCounter, TokenCounter, default_counter
-from memory.window import assemble_from_window
+from memory.window import assemble_from_window, by_reference
 
 GOLDEN = Path(__file__).with_name("golden_windows.json")
 START = datetime(2023, 5, 8, 13, 56, tzinfo=UTC)
@@ -142,7 +142,32 @@ def windows(version: int, counter: TokenCounter) -> dict[str, dict[str, object]]
         out[f"parallel/{budget}/idle"] = {"digest": window_digest(window),
                                           "tokens": window.tokens,
                                           "messages": len(window.messages)}
+    state, bodies = large_body()
+    for budget in (BUDGETS[-1], 60_000):  # version 9: a body over 64 KB, whole when it fits
+        window = assemble_from_window(state, max_tokens=budget, version=version,
+                                      counter=counter, bodies=bodies)
+        out[f"body/{budget}/idle"] = {"digest": window_digest(window),
+                                      "tokens": window.tokens,
+                                      "messages": len(window.messages)}
     return out
+
+
+def large_body() -> tuple[WindowState, dict[str, Message]]:
+    """A tool result of about 80 KB, held by the window as its preview (version 9 shows it
+    whole when it costs at most half the budget), then the answer."""
+    def at(i: int) -> datetime:
+        return START + timedelta(minutes=i)
+
+    call = ToolCall(id="call-9", name="orders", arguments='{"since": "2023-05-01"}')
+    body = "".join(f"row {n}: order {n * 7} shipped to depot {n % 13}\n" for n in range(2000))
+    originals = (
+        Message(id="sys", role="system", content="You are a logistics agent."),
+        Message(id="b1", role="user", content="Where did order 9793 go?", created_at=at(1)),
+        Message(id="b2", role="assistant", tool_calls=(call,), created_at=at(2)),
+        Message(id="b3", role="tool", tool_call_id="call-9", content=body, created_at=at(3)),
+        Message(id="b4", role="assistant", content="To depot 5.", created_at=at(4)))
+    return (WindowState(messages=tuple(by_reference(m) for m in originals)),
+            {m.id: m for m in originals})
 
 
 def short_chat(state: WindowState, candidates: list[ScoredMessage]
@@ -211,7 +236,7 @@ def test_the_fixture_exercises_what_the_versions_differ_in() -> None:
     """The goldens are worth something only if the fixture reaches each version's changes:
     condensing (v3), re-sent copies (dedup), long ids on retrieved lines (v5) and on summary
     lines (v6), a short chat retrieval also finds (v7), parallel calls that share an id (v8),
-    and the versions' windows differ."""
+    a body the window previews (v9), and the versions' windows differ."""
     counter = HeuristicCounter()
     by_version = {v: windows(v, counter) for v in range(1, ASSEMBLY_VERSION + 1)}
     for older, newer in zip(range(1, ASSEMBLY_VERSION), range(2, ASSEMBLY_VERSION + 1),
@@ -234,6 +259,12 @@ def test_the_fixture_exercises_what_the_versions_differ_in() -> None:
         window = assemble_from_window(parallel_calls(), max_tokens=2000, version=version,
                                       counter=counter)
         assert [m.source_ids[0] for m in window.messages if m.role == "tool"] == results
+    big, bodies = large_body()
+    for version, whole in ((8, False), (9, True)):
+        window = assemble_from_window(big, max_tokens=60_000, version=version,
+                                      counter=counter, bodies=bodies)
+        (result,) = [m.content for m in window.messages if m.role == "tool"]
+        assert (result == bodies["b3"].content) is whole
 
 
 if __name__ == "__main__":

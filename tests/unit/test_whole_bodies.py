@@ -1,0 +1,79 @@
+"""Assembly 9: a body the window holds as a preview is shown whole when the budget has room,
+never at the cost of its own turn, and earlier versions are untouched."""
+
+from __future__ import annotations
+
+from memory.audit import window_digest
+from memory.compaction import WindowState
+from memory.models import ContextWindow, Message, ScoredMessage, ToolCall
+from memory.window import BODY_REF_BYTES, assemble_from_window, by_reference, whole_bodies
+
+BODY = "".join(f"row {n}: order {n * 7} shipped to depot {n % 13}\n" for n in range(2000))
+CALL = ToolCall(id="call_1", name="orders", arguments="{}")
+
+
+def _session(extra: tuple[Message, ...] = ()) -> tuple[WindowState, dict[str, Message]]:
+    result = Message(id="t1", role="tool", tool_call_id="call_1", content=BODY)
+    originals = [Message(id="sys", role="system", content="You are a logistics agent."),
+                 Message(id="u1", role="user", content="Where did order 9793 go?"),
+                 Message(id="a1", role="assistant", tool_calls=(CALL,)), result, *extra]
+    return (WindowState(messages=tuple(by_reference(m) for m in originals)),
+            {m.id: m for m in originals})
+
+
+def _tool(window: ContextWindow) -> str:
+    (content,) = [m.content for m in window.messages if m.role == "tool"]
+    return content
+
+
+def test_the_body_is_shown_whole_when_it_costs_at_most_half_the_budget() -> None:
+    assert len(BODY.encode()) > BODY_REF_BYTES
+    state, originals = _session()
+    wanted = whole_bodies(state, 60_000)
+    assert wanted == ["t1"]
+    window = assemble_from_window(state, max_tokens=60_000,
+                                  bodies={i: originals[i] for i in wanted})
+    assert _tool(window) == BODY and window.tokens <= 60_000
+    # Version 8 ignores the bodies: the preview, byte for byte as before.
+    old = assemble_from_window(state, max_tokens=60_000, version=8,
+                               bodies={i: originals[i] for i in wanted})
+    assert old == assemble_from_window(state, max_tokens=60_000, version=8)
+    assert _tool(old).endswith("in full in the archive as t1]")
+
+
+def test_a_budget_without_room_keeps_the_preview_and_reads_nothing() -> None:
+    state, originals = _session()
+    assert whole_bodies(state, 4_000) == []  # 16 bytes a token: too large to be worth reading
+    window = assemble_from_window(state, max_tokens=30_000, bodies=originals)
+    assert _tool(window).endswith("in full in the archive as t1]")  # ~22k tokens > half
+    assert window == assemble_from_window(state, max_tokens=30_000)
+
+
+def test_a_body_that_is_not_the_one_previewed_is_not_shown() -> None:
+    state, originals = _session()
+    other = originals["t1"].model_copy(update={"content": BODY.replace("row 1:", "row one:")})
+    window = assemble_from_window(state, max_tokens=60_000, bodies={"t1": other})
+    assert _tool(window).endswith("in full in the archive as t1]")
+
+
+def test_a_body_never_pushes_its_own_turn_out_of_the_window() -> None:
+    """Asked with a query that retrieval answers at length, the recent turns get a small
+    floor. A whole body in an older turn would leave that turn out, so it goes back to its
+    preview, and the window is the one version 8 served; with more room it is shown whole."""
+    later = tuple(Message(id=f"x{i}", role=("user", "assistant")[i % 2],
+                          content=f"Next question {i} about depot {i}.") for i in range(4))
+    state, originals = _session(later)
+    hits = [ScoredMessage(message=Message(
+        id=f"h{i}", role="user", content=f"Order {i * 7} went to depot {i % 13} on day {i}. " * 12),
+        score=1 / (60 + i), session="s", seq=i) for i in range(600)]
+    query = "depot of order 9793"
+    assert whole_bodies(state, 45_000) == ["t1"]  # read, tried, and left out
+    window = assemble_from_window(state, max_tokens=45_000, query=query, retrieved=hits,
+                                  bodies=originals)
+    before = assemble_from_window(state, max_tokens=45_000, query=query, retrieved=hits,
+                                  version=8)
+    assert window_digest(window) == window_digest(before)
+    assert all(m.content != BODY for m in window.messages)
+    roomy = assemble_from_window(state, max_tokens=100_000, query=query, retrieved=hits,
+                                 bodies=originals)
+    assert _tool(roomy) == BODY and roomy.tokens <= 100_000
