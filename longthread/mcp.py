@@ -27,8 +27,8 @@ from longthread.audit import ReplayResult, replay_at
 from longthread.client import Longthread, check_ids
 from longthread.commands import Ctx
 from longthread.settings import Settings
-from memory.checks import MAX_CONTEXT_TOKENS
-from memory.errors import LongthreadError
+from memory.checks import MAX_CONTEXT_TOKENS, check_id
+from memory.errors import LongthreadError, NotFoundError
 from memory.models import CompactionRecord, ContextWindow, Message, ScoredMessage
 
 __all__ = ["AppendSummary", "MessagePage", "NothingCompacted", "build_server", "serve"]
@@ -124,7 +124,8 @@ def build_server(lt: Longthread, tenant: str = "default") -> MCPServer:
 
     @server.tool(description="One stored message whole, by id: the full body of a message "
                  "the window shows as a preview ('in full in the archive as ID'), or one a "
-                 "summary covers. Long contents come in pages: call again with next_offset.")
+                 "summary covers. Long contents come in pages: call again with next_offset "
+                 "(only `content` is paged; tool calls and metadata come whole).")
     async def message(session: Session,
                       id: Annotated[str, Field(min_length=1, max_length=200,
                                                description="The message's id.")],
@@ -135,9 +136,13 @@ def build_server(lt: Longthread, tenant: str = "default") -> MCPServer:
                           description="Characters of content per page.")] = 20_000,
                       ) -> MessagePage:
         with _as_tool_errors():
+            check_id("id", id)
             await store_ready()
             conv = await ctx.existing(session, tenant)
-            (found,) = await conv.messages([id])
+            try:
+                (found,) = await conv.messages([id])
+            except NotFoundError:  # the client names its own argument (`ids`)
+                raise ToolError(f"id: no message {id!r} in session {session!r}") from None
         total = len(found.content)
         if offset > total:
             raise ToolError(f"offset: must be at most {total:,}, the content's length")

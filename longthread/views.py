@@ -6,6 +6,7 @@ the demo reads well in an 80-column terminal and in a captured log, where wide t
 
 from __future__ import annotations
 
+import re
 import textwrap
 from collections.abc import Mapping, Sequence
 from datetime import date
@@ -21,6 +22,9 @@ from workflows.types import ConversationStats
 __all__ = ["clip", "day_heading", "event_line", "evidence_hits", "indented", "ledger_table",
            "message_line", "print_message", "print_window", "record_line", "sections_line",
            "sessions_table", "stats_table"]
+
+
+_CONTROL_CHARS = re.compile(r"[\x00-\x08\x0b-\x1f\x7f-\x9f]")
 
 
 def _ids(ids: Sequence[str], limit: int = 4) -> str:
@@ -66,11 +70,21 @@ def print_window(console: Console, window: ContextWindow, width: int = 160) -> N
             console.print(" " * 23 + f"… {len(lines) - 14} more lines", highlight=False)
 
 
+def _visible(text: str) -> str:
+    r"""Control characters (but tab and newline) as `\x1b`-style escapes: a tool's output must
+    not drive the terminal it is shown on (move the cursor, retitle it, hide text)."""
+    return _CONTROL_CHARS.sub(lambda c: f"\\x{ord(c.group()):02x}", text)
+
+
 def print_message(console: Console, message: Message) -> None:
     """One stored message whole: a header line, then its content as it was appended.
 
-    `Console.out`, not `print`: no markup, emoji codes or wrapping, so `[bold]`, `:memo:` and
-    long lines in a tool's output print as themselves."""
+    Piped or redirected, the content is written byte for byte (no markup, emoji codes, tab
+    expansion or wrapping: `[bold]` and `:memo:` are text); on a terminal, control characters
+    are shown escaped (`_visible`)."""
+    def emit(text: str) -> None:
+        console.file.write((_visible(text) if console.is_terminal else text) + "\n")
+
     head = [message.id, message.role]
     if message.name:
         head.append(f"name {message.name}")
@@ -79,11 +93,12 @@ def print_message(console: Console, message: Message) -> None:
     if message.tool_call_id:
         head.append(f"result of {message.tool_call_id}")
     head.append(f"{len(message.content.encode()):,} bytes")
-    console.out(" · ".join(head), style="bold", highlight=False)
+    emit(" · ".join(head))
     for call in message.tool_calls:
-        console.out(f"calls {call.name} ({call.id}): {call.arguments}", highlight=False)
+        emit(f"calls {call.name} ({call.id}): {call.arguments}")
     if message.content:
-        console.out(message.content, highlight=False)
+        emit(message.content)
+    console.file.flush()
 
 
 def stats_table(stats: ConversationStats) -> Table:

@@ -24,14 +24,20 @@ from memory.compaction import ENGINE_VERSION, WindowState, apply_record, window_
 from memory.models import CompactionRecord, ContextWindow, Message, ScoredMessage, content_hash
 from memory.tokens import TokenCounter, default_counter
 
-__all__ = ["BODY_REF_BYTES", "RECENT_READ_FACTOR", "WHOLE_BODY_SHARE", "assemble_from_window",
-           "by_reference", "compose_removal", "recent_slice", "slice_start", "whole_bodies"]
+__all__ = ["BODY_REF_BYTES", "RECENT_READ_FACTOR", "WHOLE_BODIES_MAX_BYTES", "WHOLE_BODY_SHARE",
+           "assemble_from_window", "by_reference", "compose_removal", "recent_slice",
+           "slice_start", "whole_bodies"]
 
 BODY_REF_BYTES = 64 * 1024  # larger bodies stand in the window as a preview and a reference
 RECENT_READ_FACTOR = 2  # a context of B tokens looks at the newest 2·B tokens of the window
-WHOLE_BODY_SHARE = 0.5  # of the budget after system messages: a referenced body shown whole
-# A token of any counter here is at most 16 bytes (the heuristic's is 4 characters of at most
-# 4 bytes), so a body over 16 bytes a token of its share cannot fit and is not even read.
+WHOLE_BODY_SHARE = 0.5  # of the budget after system messages: all bodies one window shows whole
+# and at most this many bytes of them: `generate()` carries the window through Temporal, whose
+# payloads are capped at 2 MB
+WHOLE_BODIES_MAX_BYTES = 1_000_000
+# The heuristic counter (what serving and replay count with) never gives a token more than 16
+# bytes (4 characters of at most 4 bytes), so bodies over 16 bytes a token of the room cannot
+# fit and are not even read. With a denser counter (tiktoken counts a long run of spaces as one
+# token) a body that would fit may go unread, the same way on both paths.
 _MAX_BYTES_PER_TOKEN = 16
 
 
@@ -83,8 +89,17 @@ def _whole_body_room(state: WindowState, max_tokens: int, counter: TokenCounter)
 
 
 def _readable(recent: Sequence[Message], room: int) -> list[str]:
-    return [m.id for m in recent if isinstance(size := m.metadata.get("body_ref"), int)
-            and size <= room * _MAX_BYTES_PER_TOKEN]
+    """Newest first, the previews whose bodies together could fit `room` tokens (by their stored
+    size) and WHOLE_BODIES_MAX_BYTES; a body too large for what is left is passed over."""
+    limit = min(room * _MAX_BYTES_PER_TOKEN, WHOLE_BODIES_MAX_BYTES)
+    out: list[str] = []
+    total = 0
+    for m in reversed(recent):
+        size = m.metadata.get("body_ref")
+        if isinstance(size, int) and total + size <= limit:
+            out.append(m.id)
+            total += size
+    return out
 
 
 def whole_bodies(state: WindowState, max_tokens: int,
@@ -102,13 +117,20 @@ def whole_bodies(state: WindowState, max_tokens: int,
 
 def _wholes(recent: list[Message], bodies: Mapping[str, Message], room: int,
             counter: TokenCounter) -> dict[str, Message]:
-    """The bodies of `recent`'s previews that `whole_bodies` names, are given, are the ones the
-    previews stand for, and cost at most `room` tokens."""
+    """Newest first, the bodies of `recent`'s previews that `whole_bodies` names, are given,
+    are the ones the previews stand for, and together cost at most `room` tokens."""
     readable = set(_readable(recent, room))
-    return {m.id: body for m in recent
-            if m.id in readable and (body := bodies.get(m.id)) is not None
-            and by_reference(body) == m
-            and counter.count_message(body.role, body.content) <= room}
+    chosen: dict[str, Message] = {}
+    used = 0
+    for m in reversed(recent):
+        body = bodies.get(m.id) if m.id in readable else None
+        if body is None or by_reference(body) != m:
+            continue
+        cost = counter.count_message(body.role, body.content)
+        if used + cost <= room:
+            chosen[m.id] = body
+            used += cost
+    return chosen
 
 
 def assemble_from_window(state: WindowState, *, max_tokens: int,
@@ -134,11 +156,12 @@ def assemble_from_window(state: WindowState, *, max_tokens: int,
 
     wholes = _wholes(recent, bodies or {}, _whole_body_room(state, max_tokens, counter),
                      counter) if version >= 9 else {}
-    # Version 9 shows a preview's body whole when it costs at most half the budget. Why: the
-    # 64 KB threshold keeps a window version small in the store, not the model's view small;
-    # a tool result an agent just asked for should reach the model whole when there is room.
-    # A body whose turn the window then leaves out goes back to its preview (as before 9),
-    # and the window is assembled again: a body never pushes its own turn out.
+    # Version 9 shows previews' bodies whole, newest first, while together they cost at most
+    # half the budget and 1 MB. Why: the 64 KB threshold keeps a window version small in the
+    # store, not the model's view small; a tool result an agent just asked for should reach
+    # the model whole when there is room. A body whose turn the window then leaves out goes
+    # back to its preview (as before 9), and the window is assembled again: a body never
+    # pushes its own turn out.
     while wholes:
         window = assemble([wholes.get(m.id, m) for m in recent])
         shown = {i for m in window.messages if m.section == "recent" for i in m.source_ids}

@@ -168,8 +168,9 @@ async def test_show_prints_a_large_body_the_window_only_previews(
     env: dict[str, str], worker: Worker, tmp_path: Path
 ) -> None:
     """A 100 KB tool output stands in the window as a 2,000-character preview naming its id;
-    `show` prints all of it, verbatim (what looks like rich markup or an emoji code included)."""
-    body = "".join(f"[bold]row {n}[/bold] :memo: status=ok\n" for n in range(3500))
+    `show` prints all of it, byte for byte when piped (what looks like rich markup or an emoji
+    code, tabs, escape sequences and carriage returns included)."""
+    body = "".join(f"[bold]row {n}[/bold]\t:memo: status=ok\x1b[31m\r\n" for n in range(3500))
     assert len(body.encode()) > 64 * 1024
     source = tmp_path / "tool.jsonl"
     source.write_text("".join(json.dumps(m) + "\n" for m in (

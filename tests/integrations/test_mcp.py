@@ -117,7 +117,10 @@ async def test_stdio_every_tool_and_clear_errors(
             pages.append(page["message"]["content"])
             offset = page["next_offset"]
         assert "".join(pages) == body and len(pages) == 3
-        assert "'nope'" in await refused(mcp, "message", session=session, id="nope")
+        assert "id: no message 'nope'" in await refused(mcp, "message", session=session,
+                                                        id="nope")
+        assert "id: must not be blank" in await refused(mcp, "message", session=session,
+                                                        id="  ")
         assert "offset" in await refused(mcp, "message", session=session, id="dump",
                                          offset=len(body) + 1)
 

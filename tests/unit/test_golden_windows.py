@@ -143,7 +143,7 @@ def windows(version: int, counter: TokenCounter) -> dict[str, dict[str, object]]
                                           "tokens": window.tokens,
                                           "messages": len(window.messages)}
     state, bodies = large_body()
-    for budget in (BUDGETS[-1], 60_000):  # version 9: a body over 64 KB, whole when it fits
+    for budget in (BUDGETS[-1], 60_000, 100_000):  # version 9: bodies over 64 KB, whole
         window = assemble_from_window(state, max_tokens=budget, version=version,
                                       counter=counter, bodies=bodies)
         out[f"body/{budget}/idle"] = {"digest": window_digest(window),
@@ -153,19 +153,27 @@ def windows(version: int, counter: TokenCounter) -> dict[str, dict[str, object]]
 
 
 def large_body() -> tuple[WindowState, dict[str, Message]]:
-    """A tool result of about 80 KB, held by the window as its preview (version 9 shows it
-    whole when it costs at most half the budget), then the answer."""
+    """Two tool results of about 80 KB each, held by the window as previews (version 9 shows
+    them whole, newest first, while together they cost at most half the budget), then the
+    answer."""
     def at(i: int) -> datetime:
         return START + timedelta(minutes=i)
 
-    call = ToolCall(id="call-9", name="orders", arguments='{"since": "2023-05-01"}')
-    body = "".join(f"row {n}: order {n * 7} shipped to depot {n % 13}\n" for n in range(2000))
+    def rows(kind: str) -> str:
+        return "".join(f"row {n}: {kind} {n * 7} at depot {n % 13}\n" for n in range(2300))
+
+    calls = [ToolCall(id=f"call-{n}", name=kind, arguments='{"since": "2023-05-01"}')
+             for n, kind in ((8, "returns"), (9, "orders"))]
     originals = (
         Message(id="sys", role="system", content="You are a logistics agent."),
         Message(id="b1", role="user", content="Where did order 9793 go?", created_at=at(1)),
-        Message(id="b2", role="assistant", tool_calls=(call,), created_at=at(2)),
-        Message(id="b3", role="tool", tool_call_id="call-9", content=body, created_at=at(3)),
-        Message(id="b4", role="assistant", content="To depot 5.", created_at=at(4)))
+        Message(id="b2", role="assistant", tool_calls=(calls[0],), created_at=at(2)),
+        Message(id="b3", role="tool", tool_call_id="call-8", content=rows("return"),
+                created_at=at(3)),
+        Message(id="b4", role="assistant", tool_calls=(calls[1],), created_at=at(4)),
+        Message(id="b5", role="tool", tool_call_id="call-9", content=rows("order"),
+                created_at=at(5)),
+        Message(id="b6", role="assistant", content="To depot 5.", created_at=at(6)))
     return (WindowState(messages=tuple(by_reference(m) for m in originals)),
             {m.id: m for m in originals})
 
@@ -260,11 +268,12 @@ def test_the_fixture_exercises_what_the_versions_differ_in() -> None:
                                       counter=counter)
         assert [m.source_ids[0] for m in window.messages if m.role == "tool"] == results
     big, bodies = large_body()
-    for version, whole in ((8, False), (9, True)):
-        window = assemble_from_window(big, max_tokens=60_000, version=version,
+    for version, budget, wholes in ((8, 100_000, []), (9, 60_000, ["b5"]),
+                                    (9, 100_000, ["b3", "b5"])):
+        window = assemble_from_window(big, max_tokens=budget, version=version,
                                       counter=counter, bodies=bodies)
-        (result,) = [m.content for m in window.messages if m.role == "tool"]
-        assert (result == bodies["b3"].content) is whole
+        assert [m.source_ids[0] for m in window.messages if m.role == "tool"
+                and m.content == bodies[m.source_ids[0]].content] == wholes
 
 
 if __name__ == "__main__":

@@ -6,7 +6,13 @@ from __future__ import annotations
 from memory.audit import window_digest
 from memory.compaction import WindowState
 from memory.models import ContextWindow, Message, ScoredMessage, ToolCall
-from memory.window import BODY_REF_BYTES, assemble_from_window, by_reference, whole_bodies
+from memory.window import (
+    BODY_REF_BYTES,
+    WHOLE_BODIES_MAX_BYTES,
+    assemble_from_window,
+    by_reference,
+    whole_bodies,
+)
 
 BODY = "".join(f"row {n}: order {n * 7} shipped to depot {n % 13}\n" for n in range(2000))
 CALL = ToolCall(id="call_1", name="orders", arguments="{}")
@@ -77,3 +83,35 @@ def test_a_body_never_pushes_its_own_turn_out_of_the_window() -> None:
     roomy = assemble_from_window(state, max_tokens=100_000, query=query, retrieved=hits,
                                  bodies=originals)
     assert _tool(roomy) == BODY and roomy.tokens <= 100_000
+
+
+def test_bodies_share_one_half_of_the_budget_and_one_megabyte_newest_first() -> None:
+    """Each body within half the budget is not enough: together they would push the
+    conversation out (and a window travels through Temporal in `generate()`, 2 MB a payload)."""
+    dumps: list[Message] = []
+    for n in range(30):
+        call = ToolCall(id=f"c{n}", name="dump", arguments="{}")
+        dumps += [Message(id=f"q{n}", role="user", content=f"Dump table {n}."),
+                  Message(id=f"a{n}", role="assistant", tool_calls=(call,)),
+                  Message(id=f"r{n}", role="tool", tool_call_id=f"c{n}",
+                          content=BODY.replace("row", f"t{n}"))]
+    state = WindowState(messages=tuple(by_reference(m) for m in dumps))
+    originals = {m.id: m for m in dumps}
+    sizes = {m.id: len(m.content.encode()) for m in dumps}
+
+    shown_whole = {60_000: ["r29"], 100_000: ["r29", "r28"]}
+    for budget, expected in shown_whole.items():
+        window = assemble_from_window(state, max_tokens=budget,
+                                      bodies={i: originals[i] for i in whole_bodies(state, budget)})
+        whole = [m.source_ids[0] for m in reversed(window.messages)
+                 if m.role == "tool" and m.content == originals[m.source_ids[0]].content]
+        assert whole == expected and window.tokens <= budget
+    # At the largest budget, what is read stays within 1 MB, the newest bodies first.
+    wanted = whole_bodies(state, 2_000_000)
+    assert 0 < sum(sizes[i] for i in wanted) <= WHOLE_BODIES_MAX_BYTES
+    assert wanted == [f"r{n}" for n in range(29, 29 - len(wanted), -1)]
+    window = assemble_from_window(state, max_tokens=2_000_000,
+                                  bodies={i: originals[i] for i in wanted})
+    assert sum(len(m.content.encode()) for m in window.messages
+               if m.content == originals[m.source_ids[0]].content and m.role == "tool") \
+        <= WHOLE_BODIES_MAX_BYTES

@@ -1,0 +1,32 @@
+"""`longthread show` prints a stored message whole, and a tool's output cannot drive the
+terminal it is shown on."""
+
+from __future__ import annotations
+
+import io
+
+from rich.console import Console
+
+from longthread.views import print_message
+from memory.models import Message
+
+CONTENT = "[bold]total[/bold]\t:memo: 42\x1b]0;owned\x07\x1b[2J\rhidden\n"
+
+
+def _printed(terminal: bool) -> str:
+    out = io.StringIO()
+    console = Console(file=out, force_terminal=terminal, width=40)
+    print_message(console, Message(id="t1", role="tool", tool_call_id="c1", content=CONTENT))
+    return out.getvalue()
+
+
+def test_piped_output_is_the_content_byte_for_byte() -> None:
+    printed = _printed(terminal=False)
+    assert printed == f"t1 · tool · result of c1 · {len(CONTENT.encode())} bytes\n{CONTENT}\n"
+
+
+def test_a_terminal_sees_control_characters_escaped_and_nothing_else_changed() -> None:
+    printed = _printed(terminal=True)
+    assert "\x1b" not in printed and "\x07" not in printed and "\r" not in printed
+    assert ("[bold]total[/bold]\t:memo: 42\\x1b]0;owned\\x07\\x1b[2J\\x0dhidden\n"
+            in printed)
