@@ -22,6 +22,7 @@ from activities.providers.embedders import Embedder
 from activities.providers.llm import AsyncSummarizer, ChatModel, LocalExtractive
 from activities.serving import serve_context
 from activities.types import (
+    MAX_CHAT_WINDOW_BYTES,
     AppendResult,
     ChatInput,
     ChatResult,
@@ -404,8 +405,10 @@ class ConversationActivities:
     @activity.defn(name=specs.BUILD_CONTEXT.name)
     async def build_context(self, input: ServeContextInput) -> ContextWindow:
         try:
+            # The window goes back through Temporal (2 MB a payload) and on to the chat
+            # activity: serve at most what a payload can carry.
             return await serve_context(self.store, self.embedder, input.tenant, input.session,
-                                       input.request)
+                                       input.request, max_bytes=MAX_CHAT_WINDOW_BYTES)
         except InvalidInputError as exc:  # refused for good, naming the field: not retried
             raise _refused(exc) from None
 

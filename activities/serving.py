@@ -15,6 +15,7 @@ session last time, and again only if the window shows other names that change th
 from __future__ import annotations
 
 import asyncio
+import logging
 from collections import OrderedDict
 from collections.abc import Sequence
 from typing import Any, Protocol
@@ -29,6 +30,8 @@ from memory.store.store import Connection, Store
 from memory.window import assemble_from_window, whole_bodies
 
 __all__ = ["QueryEmbedder", "assemble_and_record", "serve_context", "shares_for"]
+
+log = logging.getLogger(__name__)
 
 _KNOWN_SESSIONS = 1024  # sessions whose participants a process remembers
 
@@ -70,7 +73,8 @@ async def _settled(*tasks: asyncio.Future[Any] | None) -> None:
 
 
 async def serve_context(store: Store, embedder: QueryEmbedder, tenant: str, session: str,
-                        request: ContextRequest) -> ContextWindow:
+                        request: ContextRequest, *, max_bytes: int | None = None
+                        ) -> ContextWindow:
     """Three things start at once: the window's read and the BM25 leg (ids and ranks only: it
     needs no vector), each on its own pooled connection, and the query's embedding (in a
     thread). When the vector is there, one statement runs the vector leg, fuses and fetches
@@ -112,29 +116,47 @@ async def serve_context(store: Store, embedder: QueryEmbedder, tenant: str, sess
             # Only what existed at the snapshot: retrieval ran in its own transactions.
             candidates = [c for c in found if c.seq is not None and c.seq < snapshot.turn]
         window = await assemble_and_record(store, tenant, session, snapshot, request, query,
-                                           candidates, conn=conn)
+                                           candidates, conn=conn, max_bytes=max_bytes)
     return window
 
 
 async def assemble_and_record(store: Store, tenant: str, session: str, snapshot: LoadedWindow,
                               request: ContextRequest, query: str | None,
                               candidates: Sequence[ScoredMessage], *,
-                              conn: Connection | None = None) -> ContextWindow:
+                              conn: Connection | None = None,
+                              max_bytes: int | None = None) -> ContextWindow:
     """Assembly from the window read and the candidates, then the served record, committed
     before the window is returned (a context the caller has, replay has). The one tail of
     every serving path, the code before a75e913 in bench/previous_context.py included; on
-    `conn` if given, else on a pooled connection of its own."""
+    `conn` if given, else on a pooled connection of its own.
+
+    `max_bytes` bounds the window's JSON: `generate()` hands the window to the chat activity
+    through Temporal, which refuses a payload over 2 MB, and an activity whose result it
+    refuses is retried for ever. A larger window is assembled again at a proportionally
+    smaller budget until it fits, and the budget served is the one recorded, so `replay`
+    rebuilds exactly what the model saw."""
     shares = shares_for(request)
-    # Bodies over 64 KB are previews in the window; those the budget may show whole are read
-    # (bodies never change under an id, so outside the snapshot is the same).
-    wanted = whole_bodies(snapshot.state, request.max_tokens)
-    bodies = {m.id: m for m in await store.get_messages(tenant, session, wanted, conn=conn)
-              } if wanted else None
-    window = assemble_from_window(snapshot.state, max_tokens=request.max_tokens,
-                                  retrieved=candidates, shares=shares, query=query,
-                                  bodies=bodies)
+
+    async def assemble(budget: int) -> ContextWindow:
+        # Bodies over 64 KB are previews in the window; those the budget may show whole are
+        # read (bodies never change under an id, so outside the snapshot is the same).
+        wanted = whole_bodies(snapshot.state, budget)
+        bodies = {m.id: m for m in await store.get_messages(tenant, session, wanted, conn=conn)
+                  } if wanted else None
+        return assemble_from_window(snapshot.state, max_tokens=budget, retrieved=candidates,
+                                    shares=shares, query=query, bodies=bodies)
+
+    budget = request.max_tokens
+    window = await assemble(budget)
+    while max_bytes is not None and budget > 1 \
+            and (size := len(window.model_dump_json().encode())) > max_bytes:
+        budget = max(1, min(budget - 1, int(budget * max_bytes / size * 0.9)))
+        window = await assemble(budget)
+    if budget < request.max_tokens:
+        log.warning("%s/%s: a %d-token window is over %d bytes; served within %d tokens",
+                    tenant, session, request.max_tokens, max_bytes, budget)
     await store.record_served(tenant, session, ServedContext(
-        seq=0, turn=snapshot.turn, query=query, max_tokens=request.max_tokens,
+        seq=0, turn=snapshot.turn, query=query, max_tokens=budget,
         tokens=window.tokens, source_ids=tuple(window.source_ids),
         digest=window_digest(window), ledger_seq=snapshot.version,
         retrieved=tuple((c.message.id, c.score) for c in candidates),

@@ -12,6 +12,7 @@ from memory.models import CompactionRecord, ContextWindow, Cursors, Message, Tri
 from memory.policy import CompactionPolicy
 
 __all__ = [
+    "MAX_CHAT_WINDOW_BYTES",
     "AppendResult",
     "ChatInput",
     "ChatResult",
@@ -107,6 +108,11 @@ class ContextRequest(_Model):
 
 class ServeContextInput(SessionRef):
     request: ContextRequest
+
+
+# A window generate() hands on through Temporal (as an activity result, then in ChatInput) is
+# held to this many bytes of JSON; Temporal refuses payloads over 2 MB.
+MAX_CHAT_WINDOW_BYTES = 1_500_000
 
 
 class ChatInput(_Model):

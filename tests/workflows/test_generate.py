@@ -3,6 +3,8 @@ appended; with no chat model the update fails clearly and the user's message is 
 
 from __future__ import annotations
 
+import asyncio
+import json
 import uuid
 
 import pytest
@@ -11,6 +13,8 @@ from temporalio.client import Client
 from activities.conversation import ConversationActivities
 from activities.providers.embedders import LocalEmbedder
 from activities.providers.llm import OpenAIChat
+from activities.types import MAX_CHAT_WINDOW_BYTES
+from longthread.audit import replay_at
 from longthread.client import Longthread
 from memory.errors import LongthreadError
 from memory.store.store import Store
@@ -52,3 +56,37 @@ async def test_generate_without_a_chat_model_fails_clearly_and_keeps_the_message
     with pytest.raises(LongthreadError, match="no chat model configured"):
         await conv.generate("hello?")
     assert [m.content for m in await conv.window()] == ["hello?"]
+
+
+async def test_a_window_over_a_payload_is_served_smaller_and_replays(
+    client: Client, store: Store, embedder: LocalEmbedder
+) -> None:
+    """generate() hands its window through Temporal, which refuses a payload over 2 MB (and an
+    activity whose result it refuses is retried for ever: the update hung). Asked for 2M
+    tokens over 3.6 MB of archive, it serves what fits, records that budget, and replays."""
+    queue = f"gen-{uuid.uuid4()}"
+    with loopback() as provider:
+        chat = OpenAIChat("k", "local-llm", base_url=provider.url + "/v1")
+        acts = ConversationActivities(store, embedder, chat=chat)
+        async with build_worker(client, queue, acts.all(), max_cached_workflows=0):
+            lt = Longthread(client, Settings(task_queue=queue, context_window=250_000),
+                            store=store, embedder=embedder)
+            conv = await lt.conversation("gen-big", tenant="acme")
+            for batch in range(3):
+                await conv.append_many([
+                    {"id": f"m{batch}-{i}", "role": "user",
+                     "content": f"Export {batch}-{i}: " + "shipment row ok " * 3700}
+                    for i in range(20)])
+            provider.reply(openai_chat("Done.", model="local-llm"))
+            result = await asyncio.wait_for(
+                conv.generate("Which shipment rows are ok?", max_tokens=2_000_000), 120)
+            await conv.settle()
+            served = await store.served("acme", "gen-big")
+    await acts.aclose()
+    assert result.reply.content == "Done."
+    sent = json.dumps(provider.requests[0]["json"]["messages"]).encode()
+    assert 1_000_000 < len(sent) <= MAX_CHAT_WINDOW_BYTES  # as much as fits, and no more
+    assert served[-1]["max_tokens"] < 2_000_000
+    assert served[-1]["tokens"] == result.context_tokens
+    replayed = await replay_at(store, "acme", "gen-big", served[-1]["turn"])
+    assert replayed.matches
