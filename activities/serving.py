@@ -23,6 +23,7 @@ from typing import Any, Protocol
 from activities.types import ContextRequest
 from memory.assembly import ASSEMBLY_VERSION, Shares
 from memory.audit import ServedContext, window_digest
+from memory.errors import BudgetTooSmallError, InvalidInputError
 from memory.models import ContextWindow, ScoredMessage
 from memory.retrieval import candidate_count, content_query, neighbour_hit_count
 from memory.store.sessions import LoadedWindow
@@ -138,20 +139,30 @@ async def assemble_and_record(store: Store, tenant: str, session: str, snapshot:
     shares = shares_for(request)
 
     async def assemble(budget: int) -> ContextWindow:
-        # Bodies over 64 KB are previews in the window; those the budget may show whole are
-        # read (bodies never change under an id, so outside the snapshot is the same).
-        wanted = whole_bodies(snapshot.state, budget)
-        bodies = {m.id: m for m in await store.get_messages(tenant, session, wanted, conn=conn)
-                  } if wanted else None
-        return assemble_from_window(snapshot.state, max_tokens=budget, retrieved=candidates,
-                                    shares=shares, query=query, bodies=bodies)
+        # Bodies over 64 KB are previews in the window; those that may be shown whole are read
+        # as the chooser asks (bodies never change under an id: outside the snapshot is the
+        # same), and assembly asks for them again in the same order.
+        chooser, bodies = whole_bodies(snapshot.state, budget), {}
+        while (wanted := chooser.wanted()) is not None:
+            found = await store.get_messages(tenant, session, [wanted], conn=conn)
+            bodies[wanted] = found[0] if found else None
+            chooser.offer(bodies[wanted])
+        return assemble_from_window(
+            snapshot.state, max_tokens=budget, retrieved=candidates, shares=shares,
+            query=query, bodies={i: b for i, b in bodies.items() if b is not None})
 
     budget = request.max_tokens
     window = await assemble(budget)
     while max_bytes is not None and budget > 1 \
             and (size := len(window.model_dump_json().encode())) > max_bytes:
         budget = max(1, min(budget - 1, int(budget * max_bytes / size * 0.9)))
-        window = await assemble(budget)
+        try:
+            window = await assemble(budget)
+        except BudgetTooSmallError:  # not the caller's budget: the system messages' size
+            raise InvalidInputError("messages", f"the system messages alone are over "
+                                    f"{max_bytes:,} bytes of window, the most generate() can "
+                                    "pass through Temporal (2 MB a payload); call context() "
+                                    "and the model yourself") from None
     if budget < request.max_tokens:
         log.warning("%s/%s: a %d-token window is over %d bytes; served within %d tokens",
                     tenant, session, request.max_tokens, max_bytes, budget)

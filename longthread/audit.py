@@ -17,7 +17,7 @@ from memory.compaction import WindowState, apply_record
 from memory.errors import NotFoundError
 from memory.models import ContextWindow, Message, ScoredMessage
 from memory.store.store import Store
-from memory.window import assemble_from_window, by_reference, whole_bodies
+from memory.window import assemble_from_window, by_reference
 
 __all__ = ["ReplayResult", "rebuild", "replay_at"]
 
@@ -57,8 +57,7 @@ async def rebuild(store: Store, tenant: str, session: str,
     return assemble_from_window(
         state, max_tokens=served.max_tokens, retrieved=retrieved,
         shares=Shares(*served.shares) if served.shares else None, query=served.query,
-        version=served.assembly_version,
-        bodies={i: originals[i] for i in whole_bodies(state, served.max_tokens)})
+        version=served.assembly_version, bodies=originals)
 
 
 async def replay_at(store: Store, tenant: str, session: str, turn: int) -> ReplayResult:

@@ -144,8 +144,10 @@ def build_server(lt: Longthread, tenant: str = "default") -> MCPServer:
             except NotFoundError:  # the client names its own argument (`ids`)
                 raise ToolError(f"id: no message {id!r} in session {session!r}") from None
         total = len(found.content)
-        if offset > total:
-            raise ToolError(f"offset: must be at most {total:,}, the content's length")
+        if offset >= max(total, 1):  # a message without content (tool calls only) has page 0
+            raise ToolError(f"offset: must be less than {max(total, 1):,}, the content's "
+                            "length" if total else "offset: must be 0 (the message has no "
+                            "content)")
         end = min(total, offset + max_chars)
         return MessagePage(message=found.model_copy(update={"content": found.content[offset:end]}),
                            offset=offset, total_chars=total,

@@ -25,8 +25,8 @@ from memory.models import CompactionRecord, ContextWindow, Message, ScoredMessag
 from memory.tokens import TokenCounter, default_counter
 
 __all__ = ["BODY_REF_BYTES", "RECENT_READ_FACTOR", "WHOLE_BODIES_MAX_BYTES", "WHOLE_BODY_SHARE",
-           "assemble_from_window", "by_reference", "compose_removal", "recent_slice",
-           "slice_start", "whole_bodies"]
+           "WholeBodies", "assemble_from_window", "by_reference", "compose_removal",
+           "recent_slice", "slice_start", "whole_bodies"]
 
 BODY_REF_BYTES = 64 * 1024  # larger bodies stand in the window as a preview and a reference
 RECENT_READ_FACTOR = 2  # a context of B tokens looks at the newest 2·B tokens of the window
@@ -39,6 +39,10 @@ WHOLE_BODIES_MAX_BYTES = 1_000_000
 # fit and are not even read. With a denser counter (tiktoken counts a long run of spaces as one
 # token) a body that would fit may go unread, the same way on both paths.
 _MAX_BYTES_PER_TOKEN = 16
+# Bodies read and then found too large for what is left, before the choice stops: a window of
+# many similar previews costs a few reads, not one each, and a too-dense newer body still does
+# not keep an older one out.
+_PASSED_OVER_AFTER_READING = 2
 
 
 def by_reference(message: Message) -> Message:
@@ -82,55 +86,59 @@ def recent_slice(messages: Sequence[Message], max_tokens: int,
     return rest[slice_start(rest, max_tokens, counter):]
 
 
-def _whole_body_room(state: WindowState, max_tokens: int, counter: TokenCounter) -> int:
-    system = sum(counter.count_message(m.role, m.content)
-                 for m in state.messages if m.role == "system")
-    return int((max_tokens - system) * WHOLE_BODY_SHARE)
+class WholeBodies:
+    """Which previews one context shows whole (version 9): newest first, while together the
+    bodies cost at most `room` tokens and WHOLE_BODIES_MAX_BYTES; one that does not fit in
+    what is left is passed over (an older one may still be taken), until two have been.
 
+    Serving reads each body it asks for (`wanted`, then `offer`), one at a time, and only
+    bodies that could still fit by their stored size, so a window of many previews costs the
+    bodies shown and at most two more; replay offers them from the archive. Both ask in the
+    same order and decide from the same bodies, so they choose the same."""
 
-def _readable(recent: Sequence[Message], room: int) -> list[str]:
-    """Newest first, the previews whose bodies together could fit `room` tokens (by their stored
-    size) and WHOLE_BODIES_MAX_BYTES; a body too large for what is left is passed over."""
-    limit = min(room * _MAX_BYTES_PER_TOKEN, WHOLE_BODIES_MAX_BYTES)
-    out: list[str] = []
-    total = 0
-    for m in reversed(recent):
-        size = m.metadata.get("body_ref")
-        if isinstance(size, int) and total + size <= limit:
-            out.append(m.id)
-            total += size
-    return out
+    def __init__(self, recent: Sequence[Message], room: int, counter: TokenCounter) -> None:
+        self._queue = [m for m in reversed(recent) if isinstance(m.metadata.get("body_ref"), int)]
+        self._room = room
+        self._counter = counter
+        self._tokens = self._bytes = self._passed_over = 0
+        self.chosen: dict[str, Message] = {}
+
+    def wanted(self) -> str | None:
+        """The next preview whose body decides, or None when the choice is made."""
+        while self._queue and self._passed_over < _PASSED_OVER_AFTER_READING:
+            size = int(self._queue[0].metadata["body_ref"])  # type: ignore[arg-type]
+            if self._bytes + size <= WHOLE_BODIES_MAX_BYTES \
+                    and self._tokens + size // _MAX_BYTES_PER_TOKEN <= self._room:
+                return self._queue[0].id
+            self._queue.pop(0)  # cannot fit, whatever its tokens: not read
+        return None
+
+    def offer(self, body: Message | None) -> None:
+        """The body `wanted` named (None if it could not be read): taken if it is the one the
+        preview stands for and fits in what is left."""
+        preview = self._queue.pop(0)
+        if body is None or by_reference(body) != preview:
+            return
+        cost = self._counter.count_message(body.role, body.content)
+        if self._tokens + cost > self._room:
+            self._passed_over += 1
+            return
+        self.chosen[preview.id] = body
+        self._tokens += cost
+        self._bytes += int(preview.metadata["body_ref"])  # type: ignore[arg-type]
 
 
 def whole_bodies(state: WindowState, max_tokens: int,
-                 counter: TokenCounter | None = None) -> list[str]:
-    """Ids of the previews (bodies over BODY_REF_BYTES) a `max_tokens` context may show whole:
-    in its recent slice, and small enough by their stored size to fit. Serving reads just
-    these bodies and replay passes them from the archive; the final choice (by the body's
-    tokens) is made in `assemble_from_window`, on the same ids for both."""
-    if not any("body_ref" in m.metadata for m in state.messages):
-        return []  # the usual window: nothing to slice for
+                 counter: TokenCounter | None = None) -> WholeBodies:
+    """The chooser for a `max_tokens` context over `state`: its recent slice's previews and
+    half the budget after system messages."""
     counter = counter or default_counter()
-    return _readable(recent_slice(state.messages, max_tokens, counter),
-                     _whole_body_room(state, max_tokens, counter))
-
-
-def _wholes(recent: list[Message], bodies: Mapping[str, Message], room: int,
-            counter: TokenCounter) -> dict[str, Message]:
-    """Newest first, the bodies of `recent`'s previews that `whole_bodies` names, are given,
-    are the ones the previews stand for, and together cost at most `room` tokens."""
-    readable = set(_readable(recent, room))
-    chosen: dict[str, Message] = {}
-    used = 0
-    for m in reversed(recent):
-        body = bodies.get(m.id) if m.id in readable else None
-        if body is None or by_reference(body) != m:
-            continue
-        cost = counter.count_message(body.role, body.content)
-        if used + cost <= room:
-            chosen[m.id] = body
-            used += cost
-    return chosen
+    system = sum(counter.count_message(m.role, m.content)
+                 for m in state.messages if m.role == "system")
+    room = int((max_tokens - system) * WHOLE_BODY_SHARE)
+    if not any("body_ref" in m.metadata for m in state.messages):
+        return WholeBodies((), room, counter)  # the usual window: nothing to slice for
+    return WholeBodies(recent_slice(state.messages, max_tokens, counter), room, counter)
 
 
 def assemble_from_window(state: WindowState, *, max_tokens: int,
@@ -141,8 +149,8 @@ def assemble_from_window(state: WindowState, *, max_tokens: int,
     """The context for one call from a window version: what serving and replay both run.
     `shares=None` lets assembly adapt them to the query and to what retrieval found; version 1
     (before issue 12) had fixed shares, which it still rebuilds exactly. `bodies` are the
-    originals of (some of) the previews `whole_bodies` names; from version 9 on, those that
-    fit are shown whole, and other versions ignore them."""
+    originals of previews by id (at least those `whole_bodies` asks for); from version 9 on,
+    those it chooses are shown whole, and other versions ignore them."""
     if version == 1 and shares is None:
         shares = QUERY_SHARES if query and query.strip() else DEFAULT_SHARES
     counter = counter or default_counter()
@@ -154,8 +162,12 @@ def assemble_from_window(state: WindowState, *, max_tokens: int,
             summaries=state.summaries, recent=shown, retrieved=retrieved, shares=shares,
             query=query, version=version, counter=counter)
 
-    wholes = _wholes(recent, bodies or {}, _whole_body_room(state, max_tokens, counter),
-                     counter) if version >= 9 else {}
+    wholes: dict[str, Message] = {}
+    if version >= 9 and bodies:
+        chooser = whole_bodies(state, max_tokens, counter)
+        while (wanted := chooser.wanted()) is not None:
+            chooser.offer(bodies.get(wanted))
+        wholes = chooser.chosen
     # Version 9 shows previews' bodies whole, newest first, while together they cost at most
     # half the budget and 1 MB. Why: the 64 KB threshold keeps a window version small in the
     # store, not the model's view small; a tool result an agent just asked for should reach

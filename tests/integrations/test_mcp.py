@@ -121,8 +121,9 @@ async def test_stdio_every_tool_and_clear_errors(
                                                         id="nope")
         assert "id: must not be blank" in await refused(mcp, "message", session=session,
                                                         id="  ")
-        assert "offset" in await refused(mcp, "message", session=session, id="dump",
-                                         offset=len(body) + 1)
+        for past in (len(body), len(body) + 1):  # next_offset is null after the last page
+            assert f"offset: must be less than {len(body):,}" in await refused(
+                mcp, "message", session=session, id="dump", offset=past)
 
         undo = await call(mcp, "uncompact", session=session, record_id=record["id"])
         assert undo["trigger"] == "undo" and undo["undoes"] == record["id"]

@@ -27,6 +27,16 @@ def _session(extra: tuple[Message, ...] = ()) -> tuple[WindowState, dict[str, Me
             {m.id: m for m in originals})
 
 
+def _read(state: WindowState, budget: int, originals: dict[str, Message]
+          ) -> tuple[list[str], list[str]]:
+    """What serving reads for a `budget` context (in order) and what it shows whole."""
+    chooser, read = whole_bodies(state, budget), []
+    while (wanted := chooser.wanted()) is not None:
+        read.append(wanted)
+        chooser.offer(originals[wanted])
+    return read, list(chooser.chosen)
+
+
 def _tool(window: ContextWindow) -> str:
     (content,) = [m.content for m in window.messages if m.role == "tool"]
     return content
@@ -35,21 +45,18 @@ def _tool(window: ContextWindow) -> str:
 def test_the_body_is_shown_whole_when_it_costs_at_most_half_the_budget() -> None:
     assert len(BODY.encode()) > BODY_REF_BYTES
     state, originals = _session()
-    wanted = whole_bodies(state, 60_000)
-    assert wanted == ["t1"]
-    window = assemble_from_window(state, max_tokens=60_000,
-                                  bodies={i: originals[i] for i in wanted})
+    assert _read(state, 60_000, originals) == (["t1"], ["t1"])
+    window = assemble_from_window(state, max_tokens=60_000, bodies=originals)
     assert _tool(window) == BODY and window.tokens <= 60_000
     # Version 8 ignores the bodies: the preview, byte for byte as before.
-    old = assemble_from_window(state, max_tokens=60_000, version=8,
-                               bodies={i: originals[i] for i in wanted})
+    old = assemble_from_window(state, max_tokens=60_000, version=8, bodies=originals)
     assert old == assemble_from_window(state, max_tokens=60_000, version=8)
     assert _tool(old).endswith("in full in the archive as t1]")
 
 
 def test_a_budget_without_room_keeps_the_preview_and_reads_nothing() -> None:
     state, originals = _session()
-    assert whole_bodies(state, 4_000) == []  # 16 bytes a token: too large to be worth reading
+    assert _read(state, 4_000, originals) == ([], [])  # 16 bytes a token: cannot fit, unread
     window = assemble_from_window(state, max_tokens=30_000, bodies=originals)
     assert _tool(window).endswith("in full in the archive as t1]")  # ~22k tokens > half
     assert window == assemble_from_window(state, max_tokens=30_000)
@@ -73,7 +80,7 @@ def test_a_body_never_pushes_its_own_turn_out_of_the_window() -> None:
         id=f"h{i}", role="user", content=f"Order {i * 7} went to depot {i % 13} on day {i}. " * 12),
         score=1 / (60 + i), session="s", seq=i) for i in range(600)]
     query = "depot of order 9793"
-    assert whole_bodies(state, 45_000) == ["t1"]  # read, tried, and left out
+    assert _read(state, 45_000, originals) == (["t1"], ["t1"])  # chosen, then left out
     window = assemble_from_window(state, max_tokens=45_000, query=query, retrieved=hits,
                                   bodies=originals)
     before = assemble_from_window(state, max_tokens=45_000, query=query, retrieved=hits,
@@ -101,17 +108,33 @@ def test_bodies_share_one_half_of_the_budget_and_one_megabyte_newest_first() -> 
 
     shown_whole = {60_000: ["r29"], 100_000: ["r29", "r28"]}
     for budget, expected in shown_whole.items():
-        window = assemble_from_window(state, max_tokens=budget,
-                                      bodies={i: originals[i] for i in whole_bodies(state, budget)})
+        read, chosen = _read(state, budget, originals)
+        assert chosen == expected  # and two more read, found too large, and the choice stops
+        assert read == [f"r{n}" for n in range(29, 29 - len(expected) - 2, -1)]
+        window = assemble_from_window(state, max_tokens=budget, bodies=originals)
         whole = [m.source_ids[0] for m in reversed(window.messages)
                  if m.role == "tool" and m.content == originals[m.source_ids[0]].content]
         assert whole == expected and window.tokens <= budget
-    # At the largest budget, what is read stays within 1 MB, the newest bodies first.
-    wanted = whole_bodies(state, 2_000_000)
-    assert 0 < sum(sizes[i] for i in wanted) <= WHOLE_BODIES_MAX_BYTES
-    assert wanted == [f"r{n}" for n in range(29, 29 - len(wanted), -1)]
-    window = assemble_from_window(state, max_tokens=2_000_000,
-                                  bodies={i: originals[i] for i in wanted})
+    # At the largest budget, what is read and shown stays within 1 MB, the newest first.
+    read, chosen = _read(state, 2_000_000, originals)
+    assert read == chosen == [f"r{n}" for n in range(29, 29 - len(read), -1)]
+    assert 0 < sum(sizes[i] for i in read) <= WHOLE_BODIES_MAX_BYTES
+    window = assemble_from_window(state, max_tokens=2_000_000, bodies=originals)
     assert sum(len(m.content.encode()) for m in window.messages
                if m.content == originals[m.source_ids[0]].content and m.role == "tool") \
         <= WHOLE_BODIES_MAX_BYTES
+
+
+def test_a_newer_body_too_dense_to_fit_does_not_keep_an_older_one_out() -> None:
+    """Bodies are read by stored size, but chosen by tokens: a newer 130 KB of dense text
+    (33k tokens) is read and passed over, and an older 70 KB of CJK (6k tokens) is shown."""
+    dense = "x" * 130_000
+    cjk = "物流中心的订单已发货。" * 2200
+    messages = (Message(id="u", role="user", content="Show both exports."),
+                Message(id="old", role="user", content=cjk),
+                Message(id="new", role="user", content=dense))
+    state = WindowState(messages=tuple(by_reference(m) for m in messages))
+    originals = {m.id: m for m in messages}
+    assert _read(state, 20_000, originals) == (["new", "old"], ["old"])
+    window = assemble_from_window(state, max_tokens=20_000, bodies=originals)
+    assert [m.source_ids[0] for m in window.messages if m.content == cjk] == ["old"]

@@ -16,7 +16,7 @@ from activities.providers.llm import OpenAIChat
 from activities.types import MAX_CHAT_WINDOW_BYTES
 from longthread.audit import replay_at
 from longthread.client import Longthread
-from memory.errors import LongthreadError
+from memory.errors import InvalidInputError, LongthreadError
 from memory.store.store import Store
 from tests.activities.loopback import loopback, openai_chat
 from worker.main import build_worker
@@ -90,3 +90,28 @@ async def test_a_window_over_a_payload_is_served_smaller_and_replays(
     assert served[-1]["tokens"] == result.context_tokens
     replayed = await replay_at(store, "acme", "gen-big", served[-1]["turn"])
     assert replayed.matches
+
+
+async def test_system_messages_over_a_payload_are_named_not_a_budget_never_asked(
+    client: Client, store: Store, embedder: LocalEmbedder
+) -> None:
+    """The smaller budget generate() tries is not the caller's: when even the system messages
+    are over what a payload carries, the refusal says so (it used to blame `max_tokens`)."""
+    queue = f"gen-{uuid.uuid4()}"
+    with loopback() as provider:
+        chat = OpenAIChat("k", "local-llm", base_url=provider.url + "/v1")
+        acts = ConversationActivities(store, embedder, chat=chat)
+        async with build_worker(client, queue, acts.all(), max_cached_workflows=0):
+            lt = Longthread(client, Settings(task_queue=queue, context_window=250_000),
+                            store=store, embedder=embedder)
+            conv = await lt.conversation("gen-sys", tenant="acme")
+            for batch in range(2):
+                await conv.append_many([
+                    {"id": f"s{batch}-{i}", "role": "system",
+                     "content": f"Policy {batch}-{i}: " + "always be accurate " * 3000}
+                    for i in range(14)])
+            with pytest.raises(InvalidInputError, match="system messages alone are over "
+                               "1,500,000 bytes"):
+                await asyncio.wait_for(conv.generate("go", max_tokens=2_000_000), 120)
+    await acts.aclose()
+    assert not provider.requests
