@@ -51,7 +51,7 @@ from memory.tokens import TokenCounter, default_counter
 __all__ = ["ASSEMBLY_VERSION", "DEFAULT_POLICY", "DEFAULT_SHARES", "QUERY_SHARES",
            "AssemblyPolicy", "Shares", "assemble_context", "tool_units"]
 
-ASSEMBLY_VERSION = 9  # 1: fixed shares, date-grouped block, fused order (before issue 12);
+ASSEMBLY_VERSION = 10  # 1: fixed shares, date-grouped block, fused order (before issue 12);
 # 2: adaptive shares, reranked, dated lines; 3: summaries that do not all fit their share are
 # condensed into one that does, so every window of 500 tokens or more carries the hierarchy;
 # 4: turns two away count in the packing order (`reach`); idle summaries get the summary cap;
@@ -62,8 +62,10 @@ ASSEMBLY_VERSION = 9  # 1: fixed shares, date-grouped block, fused order (before
 # retrieved line (`memory.spending.unflatten`); 6 could quote a whole short chat and leave a
 # tool result out; a second result to an answered tool call is left out of the turns;
 # 8: parallel calls of one message that share an id (some local models number calls per turn)
-# keep a result each (7 kept the first only); 9: a body the window holds as a preview is
-# shown whole when it costs at most half the budget (`memory.window.whole_bodies`)
+# keep a result each (7 kept the first only); 9: bodies the window holds as previews are
+# shown whole, newest first, while together they cost at most half the budget
+# (`memory.window.WholeBodies`); 10: a retrieved message with no text (an assistant turn that
+# only made tool calls, found as a hit's neighbour) is not quoted: its line said nothing
 CONDENSE_MIN_BUDGET = 500  # below this a window is the newest exchange and what answers it
 
 
@@ -181,7 +183,8 @@ def assemble_context(
     unit_cost = [sum(counter.count_message(m.role, m.content) for m in unit) for unit in units]
     summary_msgs = [_summary_message(s, counter, version >= 6) for s in summaries]
     system_ids = {m.id for m in system}
-    candidates = [c for c in retrieved if c.message.id not in system_ids]
+    candidates = [c for c in retrieved if c.message.id not in system_ids
+                  and (version < 10 or c.message.content.strip())]
     legacy = version == 1
     pairs: list[tuple[ScoredMessage, float]] = []
     if legacy or policy.rerank is None or not query:

@@ -8,6 +8,7 @@ import uuid
 from activities.serving import serve_context
 from activities.types import ContextRequest
 from longthread.audit import rebuild, replay_at
+from memory.assembly import ASSEMBLY_VERSION
 from memory.audit import ServedContext, window_digest
 from memory.models import Message, ToolCall
 from memory.store.store import Store
@@ -91,7 +92,7 @@ async def test_a_large_tool_result_is_served_whole_when_the_budget_has_room(stor
                                     "as t1]")
     assert small.tokens <= 4_000
     served = await store.served("acme", session)
-    assert [r["assembly_version"] for r in served] == [9, 9]
+    assert [r["assembly_version"] for r in served] == [ASSEMBLY_VERSION] * 2
     replayed = await replay_at(store, "acme", session, 3)  # the newest: the small one
     assert replayed.matches and replayed.window == small
     first = ServedContext.model_validate(served[0])

@@ -142,6 +142,14 @@ def windows(version: int, counter: TokenCounter) -> dict[str, dict[str, object]]
         out[f"parallel/{budget}/idle"] = {"digest": window_digest(window),
                                           "tokens": window.tokens,
                                           "messages": len(window.messages)}
+    calls, found = tool_call_hits()
+    for budget in BUDGETS[1:]:  # version 10: a retrieved turn with no text is not quoted
+        window = assemble_from_window(calls, max_tokens=budget, retrieved=found,
+                                      query="refund for order 4711", version=version,
+                                      counter=counter)
+        out[f"calls/{budget}/query"] = {"digest": window_digest(window),
+                                        "tokens": window.tokens,
+                                        "messages": len(window.messages)}
     state, bodies = large_body()
     for budget in (BUDGETS[-1], 60_000, 100_000):  # version 9: bodies over 64 KB, whole
         window = assemble_from_window(state, max_tokens=budget, version=version,
@@ -150,6 +158,30 @@ def windows(version: int, counter: TokenCounter) -> dict[str, dict[str, object]]
                                       "tokens": window.tokens,
                                       "messages": len(window.messages)}
     return out
+
+
+def tool_call_hits() -> tuple[WindowState, list[ScoredMessage]]:
+    """An archived refund done through a tool: the store finds the result and, as its
+    neighbour, the assistant turn that only made the call (no text); then a short window."""
+    def at(i: int) -> datetime:
+        return START + timedelta(minutes=i)
+
+    call = ToolCall(id="call-r", name="refund", arguments='{"order": 4711, "amount": 49.99}')
+    archived = [
+        Message(id="r1", role="user", content="Please refund order 4711.", created_at=at(1)),
+        Message(id="r2", role="assistant", tool_calls=(call,), created_at=at(2)),
+        Message(id="r3", role="tool", tool_call_id="call-r",
+                content='{"order": 4711, "refunded": 49.99}', created_at=at(3)),
+        Message(id="r4", role="assistant", content="Refunded 49.99 for order 4711.",
+                created_at=at(4))]
+    found = [ScoredMessage(message=m, score=1 / (61 + rank), session="golden", seq=n)
+             for rank, (n, m) in enumerate(sorted(enumerate(archived),
+                                                  key=lambda x: (x[0] != 2, x[0])))]
+    window = WindowState(messages=(
+        Message(id="sys", role="system", content="You are a billing agent."),
+        Message(id="w1", role="user", content="Was the refund for order 4711 done?",
+                created_at=at(60))))
+    return window, found
 
 
 def large_body() -> tuple[WindowState, dict[str, Message]]:
@@ -244,7 +276,8 @@ def test_the_fixture_exercises_what_the_versions_differ_in() -> None:
     """The goldens are worth something only if the fixture reaches each version's changes:
     condensing (v3), re-sent copies (dedup), long ids on retrieved lines (v5) and on summary
     lines (v6), a short chat retrieval also finds (v7), parallel calls that share an id (v8),
-    a body the window previews (v9), and the versions' windows differ."""
+    a body the window previews (v9), a retrieved turn with no text (v10), and the versions'
+    windows differ."""
     counter = HeuristicCounter()
     by_version = {v: windows(v, counter) for v in range(1, ASSEMBLY_VERSION + 1)}
     for older, newer in zip(range(1, ASSEMBLY_VERSION), range(2, ASSEMBLY_VERSION + 1),
@@ -267,6 +300,14 @@ def test_the_fixture_exercises_what_the_versions_differ_in() -> None:
         window = assemble_from_window(parallel_calls(), max_tokens=2000, version=version,
                                       counter=counter)
         assert [m.source_ids[0] for m in window.messages if m.role == "tool"] == results
+    calls, found = tool_call_hits()
+    for version, empty_lines in ((9, 1), (10, 0)):
+        window = assemble_from_window(calls, max_tokens=2000, retrieved=found,
+                                      query="refund for order 4711", version=version,
+                                      counter=counter)
+        (block,) = [m for m in window.messages if m.section == "retrieved"]
+        assert sum(line.endswith("assistant: ") for line in block.content.splitlines()) \
+            == empty_lines
     big, bodies = large_body()
     for version, budget, wholes in ((8, 100_000, []), (9, 60_000, ["b5"]),
                                     (9, 100_000, ["b3", "b5"])):
