@@ -5,9 +5,9 @@ HTTP on 127.0.0.1:PORT (path `/mcp`) with `--port`; it never listens beyond loop
 is bound to one tenant (`--tenant`), so a client can reach no other tenant's sessions.
 
 Tools: `append`, `context`, `message`, `compact`, `uncompact`, `ledger`, `replay`,
-`search`. Arguments are
-typed (their JSON schema is what clients see), and bad input comes back as a tool error that
-names the field, e.g. `messages.0.role` or `max_tokens: must be at least 1`. Only `append`
+`search`. Arguments are typed (their JSON schema is what clients see), and bad input comes
+back as a tool error that names the field, e.g. `messages.0.role` or `max_tokens: must be at
+least 1`. Only `append`
 creates a session; the others answer "no session" for one that does not exist.
 """
 

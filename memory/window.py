@@ -128,17 +128,23 @@ class WholeBodies:
         self._bytes += int(preview.metadata["body_ref"])  # type: ignore[arg-type]
 
 
+def _whole_body_room(state: WindowState, max_tokens: int, counter: TokenCounter) -> int:
+    """Half the budget after system messages: what all bodies one window shows whole share."""
+    system = sum(counter.count_message(m.role, m.content)
+                 for m in state.messages if m.role == "system")
+    return int((max_tokens - system) * WHOLE_BODY_SHARE)
+
+
 def whole_bodies(state: WindowState, max_tokens: int,
                  counter: TokenCounter | None = None) -> WholeBodies:
     """The chooser for a `max_tokens` context over `state`: its recent slice's previews and
-    half the budget after system messages."""
+    half the budget after system messages. Serving calls this on every context, so the
+    usual window, without previews, costs one scan and nothing more."""
     counter = counter or default_counter()
-    system = sum(counter.count_message(m.role, m.content)
-                 for m in state.messages if m.role == "system")
-    room = int((max_tokens - system) * WHOLE_BODY_SHARE)
     if not any("body_ref" in m.metadata for m in state.messages):
-        return WholeBodies((), room, counter)  # the usual window: nothing to slice for
-    return WholeBodies(recent_slice(state.messages, max_tokens, counter), room, counter)
+        return WholeBodies((), 0, counter)
+    return WholeBodies(recent_slice(state.messages, max_tokens, counter),
+                       _whole_body_room(state, max_tokens, counter), counter)
 
 
 def assemble_from_window(state: WindowState, *, max_tokens: int,
@@ -164,7 +170,7 @@ def assemble_from_window(state: WindowState, *, max_tokens: int,
 
     wholes: dict[str, Message] = {}
     if version >= 9 and bodies:
-        chooser = whole_bodies(state, max_tokens, counter)
+        chooser = WholeBodies(recent, _whole_body_room(state, max_tokens, counter), counter)
         while (wanted := chooser.wanted()) is not None:
             chooser.offer(bodies.get(wanted))
         wholes = chooser.chosen

@@ -6,6 +6,9 @@ from __future__ import annotations
 import asyncio
 import json
 import uuid
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from typing import Any
 
 import pytest
 from temporalio.client import Client
@@ -15,31 +18,42 @@ from activities.providers.embedders import LocalEmbedder
 from activities.providers.llm import OpenAIChat
 from activities.types import MAX_CHAT_WINDOW_BYTES
 from longthread.audit import replay_at
-from longthread.client import Longthread
+from longthread.client import Conversation, Longthread
 from memory.errors import InvalidInputError, LongthreadError
 from memory.store.store import Store
-from tests.activities.loopback import loopback, openai_chat
+from tests.activities.loopback import Loopback, loopback, openai_chat
 from worker.main import build_worker
 from worker.settings import Settings
+
+
+@asynccontextmanager
+async def _chatting(client: Client, store: Store, embedder: LocalEmbedder, session: str,
+                    **settings: Any) -> AsyncIterator[tuple[Conversation, Loopback]]:
+    """A session on its own worker whose chat model is the real OpenAI SDK pointed at a
+    loopback server (the provider, to script replies and read requests)."""
+    queue = f"gen-{uuid.uuid4()}"
+    with loopback() as provider:
+        chat = OpenAIChat("k", "local-llm", base_url=provider.url + "/v1")
+        acts = ConversationActivities(store, embedder, chat=chat)
+        try:
+            async with build_worker(client, queue, acts.all(), max_cached_workflows=0):
+                lt = Longthread(client, Settings(task_queue=queue, **settings), store=store,
+                                embedder=embedder)
+                yield await lt.conversation(session, tenant="acme"), provider
+        finally:
+            await acts.aclose()
 
 
 async def test_generate_appends_both_turns_and_sends_the_window(
     client: Client, store: Store, embedder: LocalEmbedder
 ) -> None:
-    queue = f"gen-{uuid.uuid4()}"
-    with loopback() as provider:
-        chat = OpenAIChat("k", "local-llm", base_url=provider.url + "/v1")
-        acts = ConversationActivities(store, embedder, chat=chat)
-        async with build_worker(client, queue, acts.all(), max_cached_workflows=0):
-            lt = Longthread(client, Settings(task_queue=queue), store=store, embedder=embedder)
-            conv = await lt.conversation("gen", tenant="acme")
-            await conv.append_many([
-                {"id": "s", "role": "system", "content": "You are Acme support."},
-                {"id": "m1", "role": "user", "content": "My order 4711 is late."}])
-            provider.reply(openai_chat("It ships tomorrow by express.", model="local-llm"))
-            result = await conv.generate("When will order 4711 arrive?", max_tokens=500)
-            window = await conv.window()
-    await acts.aclose()
+    async with _chatting(client, store, embedder, "gen") as (conv, provider):
+        await conv.append_many([
+            {"id": "s", "role": "system", "content": "You are Acme support."},
+            {"id": "m1", "role": "user", "content": "My order 4711 is late."}])
+        provider.reply(openai_chat("It ships tomorrow by express.", model="local-llm"))
+        result = await conv.generate("When will order 4711 arrive?", max_tokens=500)
+        window = await conv.window()
     assert result.reply.content == "It ships tomorrow by express."
     assert result.model == "local-llm" and result.context_tokens <= 500
     sent = provider.requests[0]["json"]["messages"]
@@ -64,25 +78,18 @@ async def test_a_window_over_a_payload_is_served_smaller_and_replays(
     """generate() hands its window through Temporal, which refuses a payload over 2 MB (and an
     activity whose result it refuses is retried for ever: the update hung). Asked for 2M
     tokens over 3.6 MB of archive, it serves what fits, records that budget, and replays."""
-    queue = f"gen-{uuid.uuid4()}"
-    with loopback() as provider:
-        chat = OpenAIChat("k", "local-llm", base_url=provider.url + "/v1")
-        acts = ConversationActivities(store, embedder, chat=chat)
-        async with build_worker(client, queue, acts.all(), max_cached_workflows=0):
-            lt = Longthread(client, Settings(task_queue=queue, context_window=250_000),
-                            store=store, embedder=embedder)
-            conv = await lt.conversation("gen-big", tenant="acme")
-            for batch in range(3):
-                await conv.append_many([
-                    {"id": f"m{batch}-{i}", "role": "user",
-                     "content": f"Export {batch}-{i}: " + "shipment row ok " * 3700}
-                    for i in range(20)])
-            provider.reply(openai_chat("Done.", model="local-llm"))
-            result = await asyncio.wait_for(
-                conv.generate("Which shipment rows are ok?", max_tokens=2_000_000), 120)
-            await conv.settle()
-            served = await store.served("acme", "gen-big")
-    await acts.aclose()
+    async with _chatting(client, store, embedder, "gen-big",
+                         context_window=250_000) as (conv, provider):
+        for batch in range(3):
+            await conv.append_many([
+                {"id": f"m{batch}-{i}", "role": "user",
+                 "content": f"Export {batch}-{i}: " + "shipment row ok " * 3700}
+                for i in range(20)])
+        provider.reply(openai_chat("Done.", model="local-llm"))
+        result = await asyncio.wait_for(
+            conv.generate("Which shipment rows are ok?", max_tokens=2_000_000), 120)
+        await conv.settle()
+        served = await store.served("acme", "gen-big")
     assert result.reply.content == "Done."
     sent = json.dumps(provider.requests[0]["json"]["messages"]).encode()
     assert 1_000_000 < len(sent) <= MAX_CHAT_WINDOW_BYTES  # as much as fits, and no more
@@ -97,21 +104,14 @@ async def test_system_messages_over_a_payload_are_named_not_a_budget_never_asked
 ) -> None:
     """The smaller budget generate() tries is not the caller's: when even the system messages
     are over what a payload carries, the refusal says so (it used to blame `max_tokens`)."""
-    queue = f"gen-{uuid.uuid4()}"
-    with loopback() as provider:
-        chat = OpenAIChat("k", "local-llm", base_url=provider.url + "/v1")
-        acts = ConversationActivities(store, embedder, chat=chat)
-        async with build_worker(client, queue, acts.all(), max_cached_workflows=0):
-            lt = Longthread(client, Settings(task_queue=queue, context_window=250_000),
-                            store=store, embedder=embedder)
-            conv = await lt.conversation("gen-sys", tenant="acme")
-            for batch in range(2):
-                await conv.append_many([
-                    {"id": f"s{batch}-{i}", "role": "system",
-                     "content": f"Policy {batch}-{i}: " + "always be accurate " * 3000}
-                    for i in range(14)])
-            with pytest.raises(InvalidInputError, match="system messages alone are over "
-                               "1,500,000 bytes"):
-                await asyncio.wait_for(conv.generate("go", max_tokens=2_000_000), 120)
-    await acts.aclose()
+    async with _chatting(client, store, embedder, "gen-sys",
+                         context_window=250_000) as (conv, provider):
+        for batch in range(2):
+            await conv.append_many([
+                {"id": f"s{batch}-{i}", "role": "system",
+                 "content": f"Policy {batch}-{i}: " + "always be accurate " * 3000}
+                for i in range(14)])
+        with pytest.raises(InvalidInputError, match="system messages alone are over "
+                           "1,500,000 bytes"):
+            await asyncio.wait_for(conv.generate("go", max_tokens=2_000_000), 120)
     assert not provider.requests
