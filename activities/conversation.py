@@ -127,9 +127,18 @@ class ConversationActivities:
 
     @activity.defn(name=specs.STORE_MESSAGES.name)
     async def store_messages(self, input: StoreMessagesInput) -> AppendResult:
+        messages = input.messages
+        if input.restamped:  # a retried generate(): keep the stamp of the copy already stored
+            stored = {m.id: m for m in await self.store.get_messages(
+                input.tenant, input.session, [m.id for m in messages])}
+            messages = tuple(
+                stored[m.id] if m.id in stored and stored[m.id].model_copy(
+                    update={"created_at": m.created_at}) == m else m for m in messages)
         try:
-            out = await self.store.append_messages(input.tenant, input.session, input.messages)
+            out = await self.store.append_messages(input.tenant, input.session, messages)
         except InvalidInputError as exc:
+            if input.restamped:  # generate()'s one turn: its caller passed `id`, not a list
+                exc = InvalidInputError(exc.field.removeprefix("messages[0]."), exc.problem)
             raise _refused(exc) from None
         return AppendResult(appended=out.appended, duplicates=out.duplicates,
                             total=out.cursors.next_seq, cursors=out.cursors)

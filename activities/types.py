@@ -41,6 +41,9 @@ class SessionRef(_Model):
 
 class StoreMessagesInput(SessionRef):
     messages: tuple[Message, ...]
+    # The workflow stamped `created_at` (generate()'s user turn), not the caller: a known id
+    # equal in everything else is the same message, sent again by a retried generate().
+    restamped: bool = False
 
 
 class AppendResult(_Model):

@@ -28,6 +28,10 @@ class ReplayResult(BaseModel):
     served: ServedContext
     window: ContextWindow
     matches: bool
+    # Every context served at the same turn (this one's seq among them), oldest first: more
+    # than one means the model was called again at that turn, or someone looked; each can be
+    # replayed by its seq.
+    served_at_turn: list[int] = []
 
 
 async def _window_and_originals(store: Store, tenant: str, session: str, turn: int,
@@ -60,12 +64,16 @@ async def rebuild(store: Store, tenant: str, session: str,
         version=served.assembly_version, bodies=originals)
 
 
-async def replay_at(store: Store, tenant: str, session: str, turn: int) -> ReplayResult:
-    """Rebuild the newest context served at or before `turn` and check its digest."""
-    served_doc = await store.last_served(tenant, session, at_turn=turn)
+async def replay_at(store: Store, tenant: str, session: str, turn: int,
+                    seq: int | None = None) -> ReplayResult:
+    """Rebuild the newest context served at or before `turn` (or the one numbered `seq`) and
+    check its digest."""
+    served_doc, at_turn = await store.last_served(tenant, session, at_turn=turn, seq=seq)
     if served_doc is None:
-        raise NotFoundError(f"turn: no context was served in {session!r} at or before turn {turn}")
+        raise NotFoundError(
+            f"seq: no context numbered {seq} was served in {session!r}" if seq is not None
+            else f"turn: no context was served in {session!r} at or before turn {turn}")
     served = ServedContext.model_validate(served_doc)
     window = await rebuild(store, tenant, session, served)
-    return ReplayResult(served=served, window=window,
+    return ReplayResult(served=served, window=window, served_at_turn=at_turn,
                         matches=window_digest(window) == served.digest)

@@ -171,14 +171,22 @@ def ledger(session: SessionId, tenant: Tenant = "default", as_json: Json = False
 
 
 @app.command()
-def replay(session: SessionId, at: Annotated[int, typer.Option(
+def replay(session: SessionId, at: Annotated[int | None, typer.Option(
                "--at", min=0, max=MAX_TURN,
-               help="Turn number: the newest context served at or before it is rebuilt.")],
+               help="Turn number: the newest context served at or before it is rebuilt.")] = None,
+           seq: Annotated[int | None, typer.Option(
+               "--seq", min=1, max=MAX_TURN,
+               help="The number of one served context (replay and the audit page list them "
+                    "when a turn was served more than once); instead of --at.")] = None,
            tenant: Tenant = "default", as_json: Json = False) -> None:
     """Rebuild the window the model saw after turn N and check it against what was served."""
+    if (at is None) == (seq is None):
+        raise typer.BadParameter("give one of --at TURN or --seq N", param_hint="--at/--seq")
+
     async def body() -> bool:
         async with connected(out, need_db=True) as ctx:
-            return await ctx.replay(session, tenant, at, as_json)
+            return await ctx.replay(session, tenant, MAX_TURN if at is None else at, as_json,
+                                    seq=seq)
     if not _run(body()):
         raise typer.Exit(EXIT_FAIL)
 

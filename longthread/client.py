@@ -38,7 +38,7 @@ from activities.types import ContextRequest
 from longthread.codec import data_converter
 from longthread.settings import Settings, resolve_settings
 from longthread.transfer import ledger_parts
-from memory.checks import check_id
+from memory.checks import MAX_RETRIEVE, check_id, check_query, check_range
 from memory.errors import InvalidInputError, LongthreadError, NotFoundError
 from memory.models import (
     CompactionEvent,
@@ -247,8 +247,11 @@ class Conversation:
         return (await self.try_compact(preserve_recent, focus)).record
 
     async def uncompact(self, record_id: str) -> CompactionRecord:
-        outcome: CompactOutcome = await self._update(ConversationWorkflow.uncompact,
-                                                     UncompactInput(record_id=record_id))
+        try:
+            request = UncompactInput(record_id=record_id)
+        except ValidationError as exc:  # empty, over 200 characters, not a string
+            raise invalid_input(exc) from None
+        outcome: CompactOutcome = await self._update(ConversationWorkflow.uncompact, request)
         return (await self._records(outcome))[-1]
 
     async def pop(self) -> list[Message]:
@@ -286,10 +289,18 @@ class Conversation:
             restored += len(outcome.record_ids)
         return restored
 
-    async def generate(self, content: str, *, max_tokens: int = 4000,
-                       reply_tokens: int = 1024) -> GenerateResult:
-        result: GenerateResult = await self._update(ConversationWorkflow.generate, GenerateInput(
-            content=content, max_tokens=max_tokens, reply_tokens=reply_tokens))
+    async def generate(self, content: str, *, id: str | None = None, name: str | None = None,
+                       max_tokens: int = 4000, reply_tokens: int = 1024) -> GenerateResult:
+        """Store `content` as the user's turn, build the context for it, call the configured
+        chat model and store its reply. The turn is stored before the model is called, so
+        it is kept when the call fails; pass the same `id` again to retry without storing a
+        second copy of it."""
+        try:
+            request = GenerateInput(content=content, id=id, name=name, max_tokens=max_tokens,
+                                    reply_tokens=reply_tokens)
+        except ValidationError as exc:
+            raise invalid_input(exc) from None
+        result: GenerateResult = await self._update(ConversationWorkflow.generate, request)
         return result
 
     async def close(self) -> None:
@@ -311,8 +322,10 @@ class Conversation:
 
     async def search(self, query: str, k: int = 10) -> list[ScoredMessage]:
         """Hybrid retrieval over the whole session (BM25 and embeddings, fused)."""
+        query = check_query("query", query) or ""
         if not query.strip():
             raise InvalidInputError("query", "must not be empty")
+        check_range("k", k, 1, MAX_RETRIEVE)
         (vector,) = await self.lt.embedder().embed([query])
         return await (await self.lt.store()).search(self.tenant, self.session, query, vector, k)
 

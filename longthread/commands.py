@@ -156,18 +156,26 @@ class Ctx:
         else:
             self.out.print(ledger_table(records))
 
-    async def replay(self, session: str, tenant: str, turn: int, as_json: bool) -> bool:
+    async def replay(self, session: str, tenant: str, turn: int, as_json: bool,
+                     seq: int | None = None) -> bool:
         await self.settled(session, tenant)
-        result = await replay_at(self.need_store(), tenant, session, turn)
+        result = await replay_at(self.need_store(), tenant, session, turn, seq=seq)
         if as_json:
             self.out.print_json(result.model_dump_json())
         else:
             served = result.served
-            newest = f", the newest at or before turn {turn}" if served.turn < turn else ""
-            self.out.print(f"context served after turn {served.turn}{newest} (query "
-                           f"{served.query!r}, "
+            newest = (f", the newest at or before turn {turn}"
+                      if seq is None and served.turn < turn else "")
+            self.out.print(f"context {served.seq} served after turn {served.turn}{newest} "
+                           f"(query {served.query!r}, "
                            f"max_tokens {served.max_tokens}, {served.ledger_seq} ledger records "
                            "in force), rebuilt from the archive and the ledger:")
+            others = [s for s in result.served_at_turn if s != served.seq]
+            if others:
+                listed = ", ".join(map(str, others[:20])) + (", …" if len(others) > 20 else "")
+                self.out.print(f"[yellow]{len(result.served_at_turn)} contexts were served "
+                               f"after turn {served.turn}[/yellow]; the others are {listed}: "
+                               "replay one with --seq N")
             print_window(self.out, result.window)
             verdict = "[green]MATCHES[/green]" if result.matches else "[red]DIFFERS[/red]"
             self.out.print(f"{verdict} what was served (sha256 {served.digest[:16]}…)")

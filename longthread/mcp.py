@@ -27,7 +27,7 @@ from longthread.audit import ReplayResult, replay_at
 from longthread.client import Longthread, check_ids
 from longthread.commands import Ctx
 from longthread.settings import Settings
-from memory.checks import MAX_CONTEXT_TOKENS, check_id
+from memory.checks import MAX_CONTEXT_TOKENS, MAX_TURN, check_id
 from memory.errors import LongthreadError, NotFoundError
 from memory.models import CompactionRecord, ContextWindow, Message, ScoredMessage
 
@@ -191,14 +191,19 @@ def build_server(lt: Longthread, tenant: str = "default") -> MCPServer:
 
     @server.tool(description="Rebuild exactly the window the model was served after `turn` "
                  "messages, from the archive and the ledger, and check it against the digest "
-                 "recorded then (`matches`).")
+                 "recorded then (`matches`). The newest context served at or before `turn`, "
+                 "unless `seq` names one; `served_at_turn` lists every context served at its "
+                 "turn.")
     async def replay(session: Session, turn: Annotated[int, Field(
             ge=0, description="A turn number: how many messages the session held.")],
+                     seq: Annotated[int | None, Field(
+            ge=1, le=MAX_TURN, description="One served context's number (from "
+            "`served_at_turn`); then `turn` is not used.")] = None,
                      ) -> ReplayResult:
         with _as_tool_errors():
             await store_ready()
             await ctx.settled(session, tenant)
-            return await replay_at(await lt.store(), tenant, session, turn)
+            return await replay_at(await lt.store(), tenant, session, turn, seq=seq)
 
     @server.tool(description="Hybrid search (BM25 and embeddings) over every archived message "
                  "of the session, compacted or not.")

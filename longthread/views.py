@@ -52,8 +52,13 @@ def ledger_table(records: Sequence[CompactionRecord]) -> Table:
 
 
 def print_window(console: Console, window: ContextWindow, width: int = 160) -> None:
-    console.print(f"[bold]{window.tokens}[/bold] of {window.budget} tokens; sections: " + ", ".join(
-        f"{s.name} {s.tokens}/{s.budget} ({s.items})" for s in window.sections))
+    """A readable view of a window: long lines and long messages are cut, and then it says
+    where the exact window is."""
+    console.print(f"[bold]{window.tokens}[/bold] of {window.budget} tokens; sections "
+                  "(tokens/allotted, items; what one leaves unused flows to the others): "
+                  + ", ".join(f"{s.name} {s.tokens}/{s.budget} ({s.items})"
+                              for s in window.sections))
+    cut = False
     for message in window.messages:
         lines = message.content.splitlines() or [""]
         if message.section not in ("summary", "retrieved"):
@@ -64,10 +69,15 @@ def print_window(console: Console, window: ContextWindow, width: int = 160) -> N
         console.print(f"  [dim]{message.section:>9}[/dim] {message.role:>9}: ", end="")
         for n, line in enumerate(lines[:14]):
             text = line if len(line) <= width else line[: width - 1] + "…"
+            cut = cut or len(line) > width
             console.print(("" if n == 0 else " " * 23) + text, markup=False, highlight=False,
                           soft_wrap=True)
         if len(lines) > 14:
+            cut = True
             console.print(" " * 23 + f"… {len(lines) - 14} more lines", highlight=False)
+    if cut:
+        console.print("[dim]Long lines and messages are cut here; --json gives the window "
+                      "exactly as the model gets it.[/dim]")
 
 
 def _visible(text: str) -> str:

@@ -172,12 +172,14 @@ class ConversationWorkflow:
             return outcome
 
     # -- appending --------------------------------------------------------------------------
-    async def _store(self, messages: tuple[Message, ...], hold: bool = False) -> AppendResult:
+    async def _store(self, messages: tuple[Message, ...], hold: bool = False,
+                     restamped: bool = False) -> AppendResult:
         self.state.hold_compaction = hold
         self.appending += 1
         try:
             result = await call(specs.STORE_MESSAGES, StoreMessagesInput(
-                tenant=self.input.tenant, session=self.input.session, messages=messages))
+                tenant=self.input.tenant, session=self.input.session, messages=messages,
+                restamped=restamped))
         except ActivityError as exc:
             raise as_update_error(exc) from None
         finally:
@@ -290,7 +292,8 @@ class ConversationWorkflow:
         await workflow.wait_condition(lambda: self.ready)
         user = self._user_message(request, f"u-{workflow.uuid4()}").model_copy(
             update={"created_at": workflow.now()})
-        await self._store((user,))
+        # With the caller's id, a retry (the provider was down) stores no second copy.
+        await self._store((user,), restamped=request.id is not None)
         try:
             window: ContextWindow = await workflow.execute_activity(
                 specs.BUILD_CONTEXT.name, ServeContextInput(

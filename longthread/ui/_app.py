@@ -11,6 +11,7 @@ from __future__ import annotations
 import asyncio
 import hmac
 import secrets
+from collections.abc import Mapping
 from datetime import datetime
 from pathlib import Path
 from typing import Any
@@ -30,6 +31,7 @@ from longthread.audit import replay_at
 from longthread.client import Longthread, check_ids
 from longthread.ui._guard import Guard
 from memory.audit import ServedContext
+from memory.checks import MAX_TURN
 from memory.errors import InvalidInputError, LongthreadError, NotFoundError
 from memory.models import CompactionRecord
 from memory.store.store import Store
@@ -131,14 +133,10 @@ class AuditPage:
 
     async def window(self, request: Request) -> Response:
         tenant, session = self.ids(request.query_params)
-        try:
-            turn = int(request.query_params.get("turn", ""))
-        except ValueError:
-            raise InvalidInputError("turn", "must be a whole number") from None
-        if turn < 0:
-            raise InvalidInputError("turn", "must be 0 or more")
+        turn = _whole(request.query_params, "turn", 0)
+        seq = _whole(request.query_params, "seq", 1) if "seq" in request.query_params else None
         await self.ledger(tenant, session)  # a clear 404 for an unknown session
-        result = await replay_at(self.store, tenant, session, turn)
+        result = await replay_at(self.store, tenant, session, turn, seq=seq)
         return self.render("window.html", tenant, session=session, turn=turn, result=result)
 
     async def undo_confirm(self, request: Request) -> Response:
@@ -202,3 +200,14 @@ def build_app(store: Store, lt: Longthread, *, tenant: str | None, token: str | 
                                 NotFoundError: page.on_error, LongthreadError: page.on_error}
     return Starlette(routes=routes, exception_handlers=handlers, middleware=[
         Middleware(Guard, token=token, port=port, check_host=check_host)])
+
+
+def _whole(params: Mapping[str, str], field: str, low: int) -> int:
+    """A query parameter that must be a whole number from `low` to MAX_TURN."""
+    try:
+        value = int(params.get(field, ""))
+    except ValueError:
+        raise InvalidInputError(field, "must be a whole number") from None
+    if not low <= value <= MAX_TURN:
+        raise InvalidInputError(field, f"must be from {low} to {MAX_TURN:,}")
+    return value

@@ -289,18 +289,32 @@ class Store(SessionStore):
                 (tenant, session, at_turn, at_turn))
             return [row["record"] for row in await cur.fetchall()]
 
-    async def last_served(self, tenant: str, session: str, at_turn: int
-                          ) -> dict[str, Any] | None:
-        """The newest context served at or before turn `at_turn` (replay reads one record,
-        not the session's whole served history). Turns are Postgres integers, so a larger
+    async def last_served(self, tenant: str, session: str, at_turn: int, seq: int | None = None
+                          ) -> tuple[dict[str, Any] | None, list[int]]:
+        """The newest context served at or before turn `at_turn`, or the one numbered `seq`
+        (then `at_turn` is ignored), with the seqs of the other contexts served at its turn:
+        an agent may call the model twice at one turn, and an auditor's own look is recorded
+        too, so "the newest" alone can hide what the model saw. Replay reads one record, not
+        the session's whole served history. Turns are Postgres integers, so a larger
         `at_turn` means "the newest"."""
         async with self.scoped(tenant) as conn:
-            cur = await conn.execute(
-                "SELECT record FROM served_contexts WHERE tenant = %s AND session = %s"
-                " AND turn <= %s ORDER BY seq DESC LIMIT 1",
-                (tenant, session, min(max(at_turn, -1), MAX_TURN)))
+            if seq is None:
+                cur = await conn.execute(
+                    "SELECT turn, record FROM served_contexts WHERE tenant = %s AND session = %s"
+                    " AND turn <= %s ORDER BY seq DESC LIMIT 1",
+                    (tenant, session, min(max(at_turn, -1), MAX_TURN)))
+            else:
+                cur = await conn.execute(
+                    "SELECT turn, record FROM served_contexts WHERE tenant = %s AND session = %s"
+                    " AND seq = %s", (tenant, session, min(max(seq, -1), MAX_TURN)))
             row = await cur.fetchone()
-        return row["record"] if row else None
+            if row is None:
+                return None, []
+            cur = await conn.execute(
+                "SELECT seq FROM served_contexts WHERE tenant = %s AND session = %s AND turn = %s"
+                " ORDER BY seq LIMIT 1000", (tenant, session, row["turn"]))
+            seqs = [int(r["seq"]) for r in await cur.fetchall()]
+        return row["record"], seqs
 
     async def sessions(self, tenant: str) -> list[SessionInfo]:
         async with self.scoped(tenant) as conn:

@@ -92,6 +92,14 @@ async def test_import_context_compact_ledger_replay_export_import(
     code, out, err = await cli(env, "replay", "life", "--tenant", "acme", "--at", "2147483647")
     assert code == 0, err + out
     assert "after turn 60, the newest at or before turn 2147483647" in out and "MATCHES" in out
+    code, out, err = await cli(env, "replay", "life", "--tenant", "acme", "--at", "60", "--json")
+    assert code == 0, err
+    seq = json.loads(out)["served"]["seq"]
+    code, out, err = await cli(env, "replay", "life", "--tenant", "acme", "--seq", str(seq))
+    assert code == 0, err + out
+    assert f"context {seq} served after turn 60" in out and "MATCHES" in out
+    code, _, err = await cli(env, "replay", "life", "--tenant", "acme")
+    assert code == 2 and "--at TURN or --seq N" in err
 
     export = tmp_path / "life.export.jsonl"
     code, out, err = await cli(env, "export", "life", str(export), "--tenant", "acme")

@@ -96,6 +96,10 @@ async def test_stdio_every_tool_and_clear_errors(
         await (await lt.conversation(session, tenant="acme-corp")).settle()
         replayed = await call(mcp, "replay", session=session, turn=30)
         assert replayed["matches"] is True and replayed["served"]["turn"] == 30
+        assert replayed["served"]["seq"] == replayed["served_at_turn"][-1]
+        by_seq = await call(mcp, "replay", session=session, turn=0,
+                            seq=replayed["served_at_turn"][0])
+        assert by_seq["matches"] is True and by_seq["served"]["turn"] == 30
         found = await call(mcp, "search", session=session, query="cracked screen", k=3)
         assert found[0]["message"]["content"].startswith("My order 4711 arrived")
 

@@ -5,11 +5,14 @@ from __future__ import annotations
 
 import uuid
 
+import pytest
+
 from activities.serving import serve_context
 from activities.types import ContextRequest
 from longthread.audit import rebuild, replay_at
 from memory.assembly import ASSEMBLY_VERSION
 from memory.audit import ServedContext, window_digest
+from memory.errors import NotFoundError
 from memory.models import Message, ToolCall
 from memory.store.store import Store
 
@@ -97,3 +100,30 @@ async def test_a_large_tool_result_is_served_whole_when_the_budget_has_room(stor
     assert replayed.matches and replayed.window == small
     first = ServedContext.model_validate(served[0])
     assert window_digest(await rebuild(store, "acme", session, first)) == first.digest
+
+
+async def test_every_context_served_at_one_turn_can_be_replayed(store: Store) -> None:
+    """The model's call and an auditor's later look at the same turn are both recorded; the
+    newest no longer hides the first: replay lists both and rebuilds either by its seq."""
+    session = f"serve-{uuid.uuid4()}"
+    await store.append_messages("acme", session, [
+        Message(id=f"m{i}", role="user", content=f"Order {i} left the depot on day {i}.")
+        for i in range(6)])
+    model_call = await serve_context(store, _Recording(), "acme", session,
+                                     ContextRequest(query="order 4", max_tokens=2000))
+    look = await serve_context(store, _Recording(), "acme", session,
+                               ContextRequest(max_tokens=20))
+    assert model_call != look
+    newest = await replay_at(store, "acme", session, 6)
+    assert newest.matches and newest.window == look
+    first_seq, second_seq = newest.served_at_turn
+    assert newest.served.seq == second_seq and first_seq < second_seq
+    first = await replay_at(store, "acme", session, 0, seq=first_seq)
+    assert first.matches and first.window == model_call
+    assert first.served.query == "order 4" and first.served_at_turn == [first_seq, second_seq]
+    with pytest.raises(NotFoundError, match=r"^seq: no context numbered"):
+        await replay_at(store, "acme", session, 6, seq=second_seq + 10_000)
+    await store.append_messages("acme", f"{session}-b", [Message(id="m0", role="user",
+                                                                 content="hi")])
+    with pytest.raises(NotFoundError):  # a seq names a context of its own session only
+        await replay_at(store, "acme", f"{session}-b", 6, seq=first_seq)

@@ -50,6 +50,12 @@ async def test_bad_input_is_refused_with_field(lt: Longthread, worker: Worker,
     with pytest.raises(InvalidInputError, match="limit per call is 1500000 bytes"):
         await conv.append_many([{"id": f"big{i}", "role": "user", "content": "é" * 200_000}
                                 for i in range(4)])
+    for bad_id in ("", "r" * 201, 5):
+        with pytest.raises(InvalidInputError, match=r"^record_id: "):
+            await conv.uncompact(bad_id)  # type: ignore[arg-type]
+    for k in (-1, 0, 501, 10**9):
+        with pytest.raises(InvalidInputError, match=r"^k: must be from 1 to 500"):
+            await conv.search("first", k=k)
     # The refused batch stored nothing (not even its valid first message).
     assert [m.id for m in await conv.window()] == ["ok"]
     # The caller's mistake is answered to the caller: the worker logs no warning (with a

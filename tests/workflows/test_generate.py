@@ -72,6 +72,29 @@ async def test_generate_without_a_chat_model_fails_clearly_and_keeps_the_message
     assert [m.content for m in await conv.window()] == ["hello?"]
 
 
+async def test_a_retried_generate_with_its_id_stores_the_turn_once(
+    lt: Longthread, worker: object
+) -> None:
+    """The user's turn is stored before the model is called (kept when the call fails); a
+    retry that passes the same id is the same turn, although the workflow stamps it again.
+    Bad arguments are refused on the client, naming the field."""
+    conv = await lt.conversation("gen-retry", tenant="acme")
+    for _ in range(3):
+        with pytest.raises(LongthreadError, match="no chat model configured"):
+            await conv.generate("Where is my order 4711?", id="q-1", name="Ana")
+    (stored,) = await conv.window()
+    assert (stored.id, stored.content, stored.name) == ("q-1", "Where is my order 4711?", "Ana")
+    with pytest.raises(InvalidInputError, match=r"^id: "):  # the same id, another question
+        await conv.generate("Another question", id="q-1")
+    with pytest.raises(InvalidInputError, match=r"^max_tokens: "):
+        await conv.generate("hi", max_tokens=0)
+    with pytest.raises(InvalidInputError, match=r"^content: "):
+        await conv.generate("")
+    with pytest.raises(InvalidInputError, match=r"^reply_tokens: "):
+        await conv.generate("hi", reply_tokens=-1)
+    assert [m.id for m in await conv.window()] == ["q-1"]
+
+
 async def test_a_window_over_a_payload_is_served_smaller_and_replays(
     client: Client, store: Store, embedder: LocalEmbedder
 ) -> None:
