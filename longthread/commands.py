@@ -79,6 +79,8 @@ class Ctx:
     # -- commands ---------------------------------------------------------------------------
     async def import_file(self, session: str, path: Path, tenant: str, batch: int) -> None:
         data = read_session_file(path)
+        if not data.messages:  # before the session is started: an empty file creates nothing
+            raise InvalidInputError("FILE", f"{path} holds no messages")
         conv = await self.lt.conversation(session, tenant)
         appended = duplicates = 0
         with Progress(TextColumn("importing"), BarColumn(), MofNCompleteColumn(),

@@ -14,6 +14,7 @@ from typing import Any
 
 from rich.console import Console
 from rich.table import Table
+from rich.text import Text
 
 from memory.models import CompactionEvent, CompactionRecord, ContextWindow, Message
 from memory.store.store import SessionInfo
@@ -35,7 +36,7 @@ def _ids(ids: Sequence[str], limit: int = 4) -> str:
 
 def ledger_table(records: Sequence[CompactionRecord]) -> Table:
     table = Table(title="Compaction ledger", show_lines=False)
-    for column in ("#", "when", "trigger", "level", "ids covered", "strategy / model",
+    for column in ("#", "when", "trigger", "level", "why", "ids covered", "strategy / model",
                    "tokens before → after", "ratio", "ms"):
         table.add_column(column, overflow="fold")
     for r in records:
@@ -46,7 +47,7 @@ def ledger_table(records: Sequence[CompactionRecord]) -> Table:
             strategy = f"undo of {r.undoes}"
         table.add_row(
             r.id, r.at.strftime("%Y-%m-%d %H:%M:%S") if r.at else "-", r.trigger, r.level,
-            _ids(r.covered_ids), strategy, f"{r.tokens_before} → {r.tokens_after}",
+            Text(r.reason), _ids(r.covered_ids), strategy, f"{r.tokens_before} → {r.tokens_after}",
             f"{r.ratio:.1f}×" if r.tokens_after else "-", f"{r.duration_ms:.0f}")
     return table
 

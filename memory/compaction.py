@@ -296,6 +296,24 @@ def no_gain(record: CompactionRecord) -> str | None:
             "more than they do")
 
 
+def _undo_first(ledger: Sequence[CompactionRecord], missing: Sequence[str],
+                present: set[str]) -> list[str]:
+    """The records to undo, newest first, before a record whose summaries `missing` were
+    merged away: the record that merged each, and so on while its own summary was merged too."""
+    undone = {r.undoes for r in ledger if r.undoes}
+    chain: list[str] = []
+    wanted = list(missing)
+    while wanted and len(chain) < len(ledger):
+        merger = next((r for r in reversed(ledger) if r.id not in undone and r.trigger != "undo"
+                       and set(wanted) & set(r.removed_summary_ids)), None)
+        if merger is None:
+            break
+        chain.append(merger.id)
+        wanted = [s.id for s in (merger.summary, merger.merged_summary)
+                  if s is not None and s.id not in present]
+    return chain[::-1]
+
+
 def compose_undo(
     state: WindowState,
     target_id: str,
@@ -318,8 +336,9 @@ def compose_undo(
     added = [s for s in (target.summary, target.merged_summary) if s is not None]
     present = {s.id for s in state.summaries}
     if any(s.id not in present for s in added):
+        first = _undo_first(ledger, [s.id for s in added if s.id not in present], present)
         raise InvalidInputError("record_id", f"{target_id}: its summary was merged by a later "
-                                             "compaction; undo that first")
+                                f"compaction; undo {' then '.join(first) or 'that'} first")
     by_id: dict[str, Summary] = {}
     for r in ledger:  # the summaries the target folded, as they stood before it
         for s in (r.summary, r.merged_summary, *r.restored_summaries):

@@ -176,7 +176,11 @@ class LongthreadSession:
         messages = []
         for n, item in enumerate(items):
             plain = _plain(item, n)
-            messages.append(item_to_message(plain, stable_id("item-", start + n, plain), now))
+            try:
+                messages.append(item_to_message(plain, stable_id("item-", start + n, plain),
+                                                now))
+            except InvalidInputError as exc:  # name the item, as `_plain` does
+                raise InvalidInputError(f"items[{n}].{exc.field}", exc.problem) from None
         await append_batches(self.conversation, messages)
 
     async def pop_item(self) -> TResponseInputItem | None:

@@ -222,6 +222,14 @@ async def test_bad_input_gets_one_clear_line_and_an_exit_code(
     assert code == 2 and "line 2: role" in err
     code, _, err = await cli(env, "import", "s", str(tmp_path / "missing.jsonl"))
     assert code == 2 and "does not exist" in err
+    bad.write_text("\n")
+    code, _, err = await cli(env, "import", "empty", str(bad))
+    assert code == 2 and "holds no messages" in err, err
+    bad.write_text('{"id": "a", "role": "user", "content": "ok"}\n')
+    code, _, err = await cli(env, "import", "one", str(bad))
+    assert code == 0, err
+    code, _, err = await cli(env, "uncompact", "one", "")
+    assert code == 2 and "record_id" in err and "Traceback" not in err, err
     for command in (["context", "nope", "-q", "x"], ["compact", "nope"], ["ledger", "nope"],
                     ["replay", "nope", "--at", "3"], ["export", "nope", str(tmp_path / "x")]):
         code, _, err = await cli(env, *command)

@@ -96,7 +96,8 @@ async def _session_with_compactions(lt: Longthread) -> Audited:
     await conv.append_many(batch(16, 8))
     second = await conv.compact(preserve_recent=4)
     assert first is not None and second is not None
-    await conv.context(query="How much is the refund?", max_tokens=600)
+    await conv.context(query="How much is the refund?", max_tokens=600)  # the model's call
+    await conv.context(max_tokens=120)  # and someone's later look at the same turn
     await conv.settle()
     return Audited(session, first.id, second.id, len(LINES))
 
@@ -172,6 +173,10 @@ def _audit(driver: WebDriver, base: str, a: Audited, summary: str, shot: Path) -
     verdict = driver.find_element(By.ID, "verdict").text
     assert verdict.startswith("matches"), verdict
     assert len(driver.find_elements(By.CSS_SELECTOR, "ol.window li")) > 0
+    # The newer look does not hide the model's call: its row, and this page, link to it.
+    driver.find_element(By.CSS_SELECTOR, "#others a").click()
+    assert "How much is the refund?" in driver.find_element(By.CSS_SELECTOR, "dl.facts").text
+    assert driver.find_element(By.ID, "verdict").text.startswith("matches")
 
     driver.find_element(By.LINK_TEXT, a.session).click()
     driver.find_element(By.CSS_SELECTOR, f"#rec-{a.second} a.undo").click()

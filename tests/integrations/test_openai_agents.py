@@ -7,6 +7,7 @@ import copy
 import uuid
 from typing import Any
 
+import pytest
 from agents import (
     Agent,
     OpenAIChatCompletionsModel,
@@ -23,6 +24,7 @@ from temporalio.client import Client
 from activities.conversation import ConversationActivities
 from longthread.client import Longthread
 from longthread.integrations.openai_agents import LongthreadSession
+from memory.errors import InvalidInputError
 from memory.store.store import Store
 from tests.activities.loopback import loopback
 from tests.integrations.llm import openai_chat, openai_tool_call, sent_messages
@@ -168,6 +170,11 @@ async def test_messages_from_other_clients_come_back_as_responses_items(
         {"type": "function_call", "call_id": "t1", "name": "weather",
          "arguments": '{"city": "Oslo"}'},
         {"type": "function_call_output", "call_id": "t1", "output": "-3 C, snow"}]
+    session = LongthreadSession(conv)
+    with pytest.raises(InvalidInputError, match=r"^items\[1\]\.role: 'robot' is not one of"):
+        bad: Any = [{"role": "user", "content": "fine"}, {"role": "robot", "content": "beep"}]
+        await session.add_items(bad)
+    assert len(await session.get_items()) == 5  # the refused turn stored nothing
 
 
 async def test_large_tool_outputs_round_trip_across_batches(

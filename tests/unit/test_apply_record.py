@@ -79,3 +79,28 @@ def test_merging_abstractive_summaries_keeps_their_content() -> None:
     merged = merge_summaries("m", prose, max_tokens=200)
     assert "bike" in merged.content and "refund" in merged.content.lower()
     assert merged.quoted_ids == ()  # prose quotes no original message verbatim
+
+
+def test_an_undo_refused_for_a_merged_summary_names_what_to_undo_first() -> None:
+    session = Session("s", policy=POLICY, auto_compact=False)
+    for n in range(6):
+        session.add_messages([{"id": f"m{n}{k}", "role": "user",
+                               "content": f"Fact {n}.{k}: the parcel went to depot {n}{k}."}
+                              for k in range(4)])
+        session.compact(preserve_recent=0)
+    first = session.ledger[0]
+    mergers = [r for r in session.ledger if r.merged_summary is not None]
+    assert mergers, "fanout 2 must fold summaries into a level-2 summary"
+    try:
+        session.uncompact(first.id)
+    except ValueError as exc:
+        message = str(exc)
+    else:
+        raise AssertionError("an undo of a merged summary was accepted")
+    named = message.split("undo ", 1)[1].removesuffix(" first").split(" then ")
+    assert message.startswith(f"record_id: {first.id}: its summary was merged") and named
+    # Undoing them in the order named makes the first record undoable.
+    for record_id in named:
+        session.uncompact(record_id)
+    session.uncompact(first.id)
+    assert _rebuilt(session) == session.window
