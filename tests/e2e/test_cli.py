@@ -238,6 +238,8 @@ async def test_bad_input_gets_one_clear_line_and_an_exit_code(
     assert code == 2
     code, _, err = await cli(env, "context", "s", "-n", "3000000")
     assert code == 2 and "--max-tokens" in err and "2000000" in err, err
+    code, _, err = await cli(env, "compact", "s", "--preserve-recent", "99999999")
+    assert code == 2 and "--preserve-recent" in err and "10000" in err, err
     code, _, err = await cli(env, "replay", "s", "--at", "2147483648")
     assert code == 2 and "--at" in err and "2147483647" in err, err
     for server in ("ui", "mcp"):
