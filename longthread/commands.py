@@ -18,7 +18,13 @@ from longthread.audit import replay_at
 from longthread.client import NO_ARCHIVE, Conversation, Longthread, check_ids
 from longthread.settings import resolve_settings
 from longthread.transfer import check_writable, read_session_file, write_export
-from longthread.views import ledger_table, print_message, print_window, sessions_table
+from longthread.views import (
+    ledger_table,
+    print_message,
+    print_window,
+    sessions_table,
+    visible,
+)
 from memory.errors import InvalidInputError, LongthreadError, NotFoundError
 from memory.store.db import open_pool
 from memory.store.store import Store
@@ -79,8 +85,8 @@ class Ctx:
     # -- commands ---------------------------------------------------------------------------
     async def import_file(self, session: str, path: Path, tenant: str, batch: int) -> None:
         data = read_session_file(path)
-        if not data.messages:  # before the session is started: an empty file creates nothing
-            raise InvalidInputError("FILE", f"{path} holds no messages")
+        if not data.messages and not data.ledger:  # nothing to import: start no session
+            raise InvalidInputError("FILE", "holds no messages")
         conv = await self.lt.conversation(session, tenant)
         appended = duplicates = 0
         with Progress(TextColumn("importing"), BarColumn(), MofNCompleteColumn(),
@@ -169,9 +175,10 @@ class Ctx:
             newest = (f", the newest at or before turn {turn}"
                       if seq is None and served.turn < turn else "")
             self.out.print(f"context {served.seq} served after turn {served.turn}{newest} "
-                           f"(query {served.query!r}, "
+                           f"(query {visible(repr(served.query))}, "
                            f"max_tokens {served.max_tokens}, {served.ledger_seq} ledger records "
-                           "in force), rebuilt from the archive and the ledger:")
+                           "in force), rebuilt from the archive and the ledger:", markup=False,
+                           highlight=False)
             others = [s for s in result.served_at_turn if s != served.seq]
             if others:
                 listed = ", ".join(map(str, others[:20])) + (", …" if len(others) > 20 else "")

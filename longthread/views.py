@@ -22,7 +22,7 @@ from workflows.types import ConversationStats
 
 __all__ = ["clip", "day_heading", "event_line", "evidence_hits", "indented", "ledger_table",
            "message_line", "print_message", "print_window", "record_line", "sections_line",
-           "sessions_table", "stats_table"]
+           "sessions_table", "stats_table", "visible"]
 
 
 _CONTROL_CHARS = re.compile(r"[\x00-\x08\x0b-\x1f\x7f-\x9f]")
@@ -45,10 +45,12 @@ def ledger_table(records: Sequence[CompactionRecord]) -> Table:
             strategy += f" (fallback: {r.fallback})"
         if r.undoes:
             strategy = f"undo of {r.undoes}"
-        table.add_row(
-            r.id, r.at.strftime("%Y-%m-%d %H:%M:%S") if r.at else "-", r.trigger, r.level,
-            Text(r.reason), _ids(r.covered_ids), strategy, f"{r.tokens_before} → {r.tokens_after}",
-            f"{r.ratio:.1f}×" if r.tokens_after else "-", f"{r.duration_ms:.0f}")
+        # Records can come from an imported file: their text is shown, never interpreted
+        # (no rich markup, no terminal escapes).
+        cells = (r.id, r.at.strftime("%Y-%m-%d %H:%M:%S") if r.at else "-", r.trigger, r.level,
+                 r.reason, _ids(r.covered_ids), strategy, f"{r.tokens_before} → {r.tokens_after}",
+                 f"{r.ratio:.1f}×" if r.tokens_after else "-", f"{r.duration_ms:.0f}")
+        table.add_row(*(Text(visible(cell)) for cell in cells))
     return table
 
 
@@ -81,7 +83,7 @@ def print_window(console: Console, window: ContextWindow, width: int = 160) -> N
                       "exactly as the model gets it.[/dim]")
 
 
-def _visible(text: str) -> str:
+def visible(text: str) -> str:
     r"""Control characters (but tab and newline) as `\x1b`-style escapes: a tool's output must
     not drive the terminal it is shown on (move the cursor, retitle it, hide text)."""
     return _CONTROL_CHARS.sub(lambda c: f"\\x{ord(c.group()):02x}", text)
@@ -92,9 +94,9 @@ def print_message(console: Console, message: Message) -> None:
 
     Piped or redirected, the content is written byte for byte (no markup, emoji codes, tab
     expansion or wrapping: `[bold]` and `:memo:` are text); on a terminal, control characters
-    are shown escaped (`_visible`)."""
+    are shown escaped (`visible`)."""
     def emit(text: str) -> None:
-        console.file.write((_visible(text) if console.is_terminal else text) + "\n")
+        console.file.write((visible(text) if console.is_terminal else text) + "\n")
 
     head = [message.id, message.role]
     if message.name:

@@ -28,7 +28,7 @@ from typing import cast
 
 from agents.items import TResponseInputItem
 from agents.memory.session_settings import SessionSettings
-from pydantic import JsonValue
+from pydantic import JsonValue, ValidationError
 from pydantic_core import to_jsonable_python
 
 from longthread.client import Conversation, Longthread
@@ -45,7 +45,7 @@ from longthread.integrations._common import (
     unstash,
 )
 from memory.errors import InvalidInputError
-from memory.models import Message, Role, ToolCall
+from memory.models import Message, Role, ToolCall, invalid_input
 
 __all__ = ["ITEM_KEY", "LongthreadSession", "item_to_message", "message_to_items"]
 
@@ -179,8 +179,9 @@ class LongthreadSession:
             try:
                 messages.append(item_to_message(plain, stable_id("item-", start + n, plain),
                                                 now))
-            except InvalidInputError as exc:  # name the item, as `_plain` does
-                raise InvalidInputError(f"items[{n}].{exc.field}", exc.problem) from None
+            except (InvalidInputError, ValidationError) as exc:  # name the item, as `_plain`
+                error = exc if isinstance(exc, InvalidInputError) else invalid_input(exc)
+                raise InvalidInputError(f"items[{n}].{error.field}", error.problem) from None
         await append_batches(self.conversation, messages)
 
     async def pop_item(self) -> TResponseInputItem | None:

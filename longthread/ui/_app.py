@@ -137,7 +137,8 @@ class AuditPage:
         seq = _whole(request.query_params, "seq", 1) if "seq" in request.query_params else None
         await self.ledger(tenant, session)  # a clear 404 for an unknown session
         result = await replay_at(self.store, tenant, session, turn, seq=seq)
-        return self.render("window.html", tenant, session=session, turn=turn, result=result)
+        shown = turn if seq is None else result.served.turn  # `turn` is not used with a seq
+        return self.render("window.html", tenant, session=session, turn=shown, result=result)
 
     async def undo_confirm(self, request: Request) -> Response:
         tenant, session = self.ids(request.query_params)

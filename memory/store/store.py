@@ -312,8 +312,8 @@ class Store(SessionStore):
                 return None, []
             cur = await conn.execute(
                 "SELECT seq FROM served_contexts WHERE tenant = %s AND session = %s AND turn = %s"
-                " ORDER BY seq LIMIT 1000", (tenant, session, row["turn"]))
-            seqs = [int(r["seq"]) for r in await cur.fetchall()]
+                " ORDER BY seq DESC LIMIT 1000", (tenant, session, row["turn"]))
+            seqs = [int(r["seq"]) for r in reversed(await cur.fetchall())]  # the newest 1,000
         return row["record"], seqs
 
     async def sessions(self, tenant: str) -> list[SessionInfo]:

@@ -174,7 +174,10 @@ async def test_messages_from_other_clients_come_back_as_responses_items(
     with pytest.raises(InvalidInputError, match=r"^items\[1\]\.role: 'robot' is not one of"):
         bad: Any = [{"role": "user", "content": "fine"}, {"role": "robot", "content": "beep"}]
         await session.add_items(bad)
-    assert len(await session.get_items()) == 5  # the refused turn stored nothing
+    with pytest.raises(InvalidInputError, match=r"^items\[0\]\.content: contains a NUL"):
+        nul: Any = [{"role": "user", "content": "a\x00b"}]
+        await session.add_items(nul)
+    assert len(await session.get_items()) == 5  # the refused turns stored nothing
 
 
 async def test_large_tool_outputs_round_trip_across_batches(

@@ -30,3 +30,20 @@ def test_a_terminal_sees_control_characters_escaped_and_nothing_else_changed() -
     assert "\x1b" not in printed and "\x07" not in printed and "\r" not in printed
     assert ("[bold]total[/bold]\t:memo: 42\\x1b]0;owned\\x07\\x1b[2J\\x0dhidden\n"
             in printed)
+
+
+def test_an_imported_ledger_record_is_shown_never_interpreted() -> None:
+    """Ledger records can come from an import: their reason and model are text on screen,
+    neither rich markup (`[/]` used to crash the table) nor terminal escapes."""
+    from longthread.views import ledger_table
+    from memory.models import CompactionRecord
+
+    record = CompactionRecord(id="c1", seq=0, level="light", action="archive",
+                              reason="[/] [red]x[/red] \x1b[2J done", covered_ids=("m1",),
+                              covered_hash="h", strategy="extractive", model="[/b]m",
+                              tokens_before=10, tokens_after=5)
+    out = io.StringIO()
+    Console(file=out, force_terminal=True, width=400).print(ledger_table([record]))
+    printed = out.getvalue()
+    assert "[/] [red]x[/red] \\x1b[2J done" in printed and "[/b]m" in printed
+    assert "\x1b[2J" not in printed
