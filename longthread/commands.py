@@ -85,7 +85,8 @@ class Ctx:
     # -- commands ---------------------------------------------------------------------------
     async def import_file(self, session: str, path: Path, tenant: str, batch: int) -> None:
         data = read_session_file(path)
-        if not data.messages and not data.ledger:  # nothing to import: start no session
+        if not data.messages and not data.ledger and data.source is None:
+            # not even an export's header (an empty session's export re-imports as one)
             raise InvalidInputError("FILE", "holds no messages")
         conv = await self.lt.conversation(session, tenant)
         appended = duplicates = 0
