@@ -53,13 +53,19 @@ def test_folding_the_ledger_rebuilds_the_window(
         assert _rebuilt(session) == session.window
 
 
-def test_a_merge_travels_in_the_record_and_an_undo_puts_the_parts_back() -> None:
+def _compacted_rounds(rounds: int) -> Session:
+    """Four facts a round, each round compacted whole: fanout 2 merges from the third on."""
     session = Session("s", policy=POLICY, auto_compact=False)
-    for n in range(4):
+    for n in range(rounds):
         session.add_messages([{"id": f"m{n}{k}", "role": "user",
                                "content": f"Fact {n}.{k}: the parcel went to depot {n}{k}."}
                               for k in range(4)])
         session.compact(preserve_recent=0)
+    return session
+
+
+def test_a_merge_travels_in_the_record_and_an_undo_puts_the_parts_back() -> None:
+    session = _compacted_rounds(4)
     merging = [r for r in session.ledger if r.merged_summary is not None]
     assert merging, "fanout 2 must fold summaries into a level-2 summary"
     record = merging[0]
@@ -82,12 +88,7 @@ def test_merging_abstractive_summaries_keeps_their_content() -> None:
 
 
 def test_an_undo_refused_for_a_merged_summary_names_what_to_undo_first() -> None:
-    session = Session("s", policy=POLICY, auto_compact=False)
-    for n in range(6):
-        session.add_messages([{"id": f"m{n}{k}", "role": "user",
-                               "content": f"Fact {n}.{k}: the parcel went to depot {n}{k}."}
-                              for k in range(4)])
-        session.compact(preserve_recent=0)
+    session = _compacted_rounds(6)
     first = session.ledger[0]
     mergers = [r for r in session.ledger if r.merged_summary is not None]
     assert mergers, "fanout 2 must fold summaries into a level-2 summary"
