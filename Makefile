@@ -13,7 +13,7 @@ $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
 	# torch first, pinned: pip takes this CPU build from the machine's disk.
 	$(BIN)/pip install --quiet torch==2.13.0
-	$(BIN)/pip install --quiet -e '.[local,dev,bench,openai-agents,langchain,mcp]'
+	$(BIN)/pip install --quiet -e '.[local,mpnet,dev,bench,openai-agents,langchain,mcp]'
 	touch $(STAMP)
 
 install: $(STAMP)

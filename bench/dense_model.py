@@ -43,6 +43,7 @@ class _Model:
     def __init__(self, folder: str) -> None:
         from sentence_transformers import SentenceTransformer
 
+        self.folder = folder
         self.tag = Path(folder).name
         self.model: Any = SentenceTransformer(folder, device="cpu")
 
@@ -62,10 +63,10 @@ class _Model:
 
 
 class _Int8Model(_Model):
-    """The same model with int8 weight MatMuls on onnxruntime: exported from torch once,
-    then quantized as activities/providers/onnx_int8.py quantizes MiniLM (per output channel,
-    weight MatMuls only), without its BERT fusions (MPNet's graph is not BERT's). Mean
-    pooling and unit length, as the model's sentence-transformers config says."""
+    """The same model with int8 weight MatMuls on onnxruntime, built by the product's recipe
+    for mpnet (activities/providers/mpnet.py: a torch export, then per-channel weight
+    quantization). Mean pooling and unit length, as the model's sentence-transformers config
+    says; padded batches of 32 here, where the product runs one text per run."""
 
     def __init__(self, folder: str) -> None:
         super().__init__(folder)
@@ -85,37 +86,10 @@ class _Int8Model(_Model):
         self.tokenizer.enable_padding(pad_id=self.model.tokenizer.pad_token_id)
 
     def _build(self, path: Path) -> None:
-        import torch
+        from activities.providers.mpnet import build_int8  # the product's recipe
 
-        onnx: Any = importlib.import_module("onnx")
-        quantization: Any = importlib.import_module("onnxruntime.quantization")
-
-        class Hidden(torch.nn.Module):
-            def __init__(self, encoder: Any) -> None:
-                super().__init__()
-                self.encoder = encoder  # a submodule: its weights export as weights
-
-            def forward(self, input_ids: Any, attention_mask: Any) -> Any:
-                return self.encoder(input_ids=input_ids, attention_mask=attention_mask
-                                    ).last_hidden_state
-
-        sample = self.model.tokenizer(["a", "a longer one"], padding=True, return_tensors="pt")
         CACHE.mkdir(parents=True, exist_ok=True)
-        plain = path.with_suffix(".float32.onnx")
-        axes = {0: "batch", 1: "tokens"}
-        hidden = Hidden(self.model[0].auto_model.eval())
-        torch.onnx.export(hidden, (sample["input_ids"], sample["attention_mask"]), str(plain),
-                          input_names=["input_ids", "attention_mask"],
-                          output_names=["hidden"], opset_version=17, dynamo=False,
-                          dynamic_axes={"input_ids": axes, "attention_mask": axes,
-                                        "hidden": axes})
-        graph = onnx.load(str(plain)).graph
-        weights = {init.name for init in graph.initializer}
-        activations_only = [node.name for node in graph.node if node.op_type == "MatMul"
-                            and not any(name in weights for name in node.input)]
-        quantization.quantize_dynamic(
-            str(plain), str(path), weight_type=quantization.QuantType.QInt8, per_channel=True,
-            op_types_to_quantize=["MatMul"], nodes_to_exclude=activations_only)
+        build_int8(Path(self.folder), path)
 
     def embed(self, texts: Sequence[str]) -> np.ndarray:
         out = []

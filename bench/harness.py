@@ -81,7 +81,8 @@ def default_embedder() -> Embedder:
 def embedder_name(embedder: object) -> str:
     """How a section names the embedder it ran with."""
     names = {"OnnxMiniLMEmbedder": "ONNX int8 MiniLM (`OnnxMiniLMEmbedder`, onnxruntime)",
-             "LocalEmbedder": "torch MiniLM (`LocalEmbedder`, sentence-transformers)"}
+             "LocalEmbedder": "torch MiniLM (`LocalEmbedder`, sentence-transformers)",
+             "MpnetEmbedder": "ONNX int8 all-mpnet-base-v2 (`MpnetEmbedder`, onnxruntime)"}
     kind = type(embedder).__name__
     return names.get(kind, f"`{kind}`")
 
@@ -143,13 +144,13 @@ async def bench_stack(policy: CompactionPolicy | None = None, *,
         url = postgres.start()
         stops.callback(temporal.stop)
         temporal.start()
-        await migrate(url)
+        embedder = embedder or default_embedder()
+        await migrate(url, embedder.dim)  # the archive is made for the embedder's vectors
         await temporal.wait_ready()
         pool = await open_pool(url, max_size=pool_size)
         try:
             client = await Client.connect(temporal.address,
                                           data_converter=pydantic_data_converter)
-            embedder = embedder or default_embedder()
             await warm(embedder)
             store = Store(pool)
             queue = f"bench-{uuid.uuid4()}"

@@ -1,10 +1,10 @@
 """`make bench`: run every benchmark in one go and regenerate bench/RESULTS.md and plots.
 
 The newest run goes on top; earlier runs are kept below it for comparison. Set LT_BENCH_ONLY
-to a comma-separated subset (ceiling, latency, append, burst, quality, quality_engine, speed,
-retrieval, scale, embed_pass, summary_metering) to run fewer. `bench/speed.py` and
-`bench/quality_engine.py` are run when they exist and offer `run()` (sync or async, returning
-a Section or (Section, data)).
+to a comma-separated subset (ceiling, latency, append, burst, quality, quality_mpnet,
+quality_engine, speed, retrieval, scale, embed_pass, summary_metering) to run fewer.
+`bench/speed.py` and `bench/quality_engine.py` are run when they exist and offer `run()` (sync
+or async, returning a Section or (Section, data)).
 The 1M-message ceiling takes an hour or more: `LT_CEILING_SIZES=10000,100000` shortens it.
 `LT_BENCH_SECTIONS=DIR` also writes each finished section to DIR/<name>.md;
 `LT_BENCH_ASSEMBLE=a.md,b.md` (with `LT_BENCH_RUN_NOTE`) runs nothing and writes those section
@@ -158,6 +158,15 @@ async def _quality() -> Section:
     return Section(section.title, section.markdown, (_plot_quality(data),))
 
 
+async def _quality_mpnet() -> Section:
+    """The durable quality section again with the opt-in mpnet embedder, plus its ingestion
+    rate: run with `quality` in one LT_BENCH_ONLY to set the two side by side."""
+    from activities.providers.mpnet import MpnetEmbedder
+
+    section, _ = await quality.run(MpnetEmbedder())
+    return section
+
+
 async def _scale() -> Section:
     section, data = await scale.run()
     return Section(section.title, section.markdown, (_plot_scale(data),))
@@ -178,7 +187,8 @@ async def _summary_metering() -> Section:
 
 RUNNERS: dict[str, Callable[[], Awaitable[Section | None]]] = {
     "ceiling": _ceiling, "latency": _latency, "append": _append, "burst": _burst, "speed": _speed,
-    "quality_engine": _quality_engine, "quality": _quality, "retrieval": retrieval.run,
+    "quality_engine": _quality_engine, "quality": _quality, "quality_mpnet": _quality_mpnet,
+    "retrieval": retrieval.run,
     "scale": _scale, "embed_pass": embed_pass.run, "summary_metering": _summary_metering,
 }
 

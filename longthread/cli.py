@@ -272,7 +272,7 @@ def db_setup(
     member of longthread_app, no superuser, no BYPASSRLS, so row-level security holds."""
     from memory.store.roles import setup_database
 
-    version = _run(setup_database(admin_url, Settings().embedding_dim, app_user, app_password))
+    version = _run(setup_database(admin_url, Settings().dimensions, app_user, app_password))
     out.print(f"schema at version {version}"
               + (f"; login role {app_user} can connect as longthread_app" if app_user else ""))
 

@@ -442,7 +442,7 @@ class Longthread:
 
             s = self.settings
             key = s.openai_api_key.get_secret_value() if s.openai_api_key else None
-            self._embedder = choose_embedder(s.embedder, s.embedding_dim, key,
+            self._embedder = choose_embedder(s.embedder, s.dimensions, key,
                                              s.openai_embedding_model, s.openai_base_url)
         return self._embedder
 

@@ -11,7 +11,7 @@ from typing import Any
 from temporalio.client import Client
 from temporalio.worker import Worker
 
-from activities.providers.embedders import LocalEmbedder, OnnxMiniLMEmbedder
+from activities.providers.embedders import LocalEmbedder, OnnxEmbedder
 from longthread.codec import data_converter
 from longthread.settings import Settings
 from memory.errors import InvalidInputError
@@ -55,12 +55,12 @@ async def run_worker(settings: Settings, stop: asyncio.Event | None = None) -> N
     """Run until `stop` is set (or forever): the production entry point's body."""
     if not settings.database_url:
         raise InvalidInputError("LONGTHREAD_DATABASE_URL", "is required to run a worker")
-    await ensure_schema(settings.database_url, settings.embedding_dim)
+    await ensure_schema(settings.database_url, settings.dimensions)
     pool = await open_pool(settings.database_url)
     acts = None
     try:
         acts = build_activities(settings, pool)
-        if isinstance(acts.embedder, LocalEmbedder | OnnxMiniLMEmbedder):
+        if isinstance(acts.embedder, LocalEmbedder | OnnxEmbedder):
             await asyncio.to_thread(acts.embedder.model)  # load once, before polling
         client = await connect_client(settings)
         async with build_worker(client, settings.task_queue, acts.all()):

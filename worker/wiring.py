@@ -40,7 +40,7 @@ def make_embedder(settings: Settings) -> Embedder:
     if settings.embedder == "openai":
         _key(settings, "openai")  # refuse a missing key with the setting's name
     key = settings.openai_api_key.get_secret_value() if settings.openai_api_key else None
-    return choose_embedder(settings.embedder, settings.embedding_dim, key,
+    return choose_embedder(settings.embedder, settings.dimensions, key,
                            settings.openai_embedding_model, settings.openai_base_url)
 
 

@@ -24,6 +24,14 @@ def choose_embedder(kind: str, dim: int, openai_key: str | None, openai_model: s
             raise InvalidInputError("LONGTHREAD_OPENAI_API_KEY",
                                     "is required when openai is configured")
         return OpenAIEmbedder(openai_key or "not-needed", openai_model, dim, openai_base_url)
+    if kind == "mpnet":
+        from activities.providers.mpnet import MpnetEmbedder  # loads nothing until first use
+
+        if dim != MpnetEmbedder.dim:
+            raise InvalidInputError("LONGTHREAD_EMBEDDING_DIM",
+                                    f"must be {MpnetEmbedder.dim} for the mpnet embedder")
+        return MpnetEmbedder()
     if dim != LocalEmbedder.dim:
-        raise InvalidInputError("LONGTHREAD_EMBEDDING_DIM", "must be 384 for the local embedder")
+        raise InvalidInputError("LONGTHREAD_EMBEDDING_DIM",
+                                f"must be {LocalEmbedder.dim} for the local embedder")
     return local_embedder()  # the worker's make_embedder makes the same choice

