@@ -127,21 +127,37 @@ class ConversationActivities:
 
     @activity.defn(name=specs.STORE_MESSAGES.name)
     async def store_messages(self, input: StoreMessagesInput) -> AppendResult:
-        messages = input.messages
-        if input.restamped:  # a retried generate(): keep the stamp of the copy already stored
-            stored = {m.id: m for m in await self.store.get_messages(
-                input.tenant, input.session, [m.id for m in messages])}
-            messages = tuple(
-                stored[m.id] if m.id in stored and stored[m.id].model_copy(
-                    update={"created_at": m.created_at}) == m else m for m in messages)
-        try:
-            out = await self.store.append_messages(input.tenant, input.session, messages)
-        except InvalidInputError as exc:
-            if input.restamped:  # generate()'s one turn: its caller passed `id`, not a list
-                exc = InvalidInputError(exc.field.removeprefix("messages[0]."), exc.problem)
-            raise _refused(exc) from None
+        if not input.restamped:
+            try:
+                out = await self.store.append_messages(input.tenant, input.session,
+                                                       input.messages)
+            except InvalidInputError as exc:
+                raise _refused(exc) from None
+        else:  # generate()'s one turn: its caller passed `id`, so errors name `id`, not a list
+            messages = await self._restamp(input)
+            try:
+                try:
+                    out = await self.store.append_messages(input.tenant, input.session, messages)
+                except InvalidInputError:
+                    # An overlapping call with the same id may have stored its copy after the
+                    # read above: read once more, and refuse only if nothing changed.
+                    again = await self._restamp(input)
+                    if again == messages:
+                        raise
+                    out = await self.store.append_messages(input.tenant, input.session, again)
+            except InvalidInputError as exc:
+                raise _refused(InvalidInputError(exc.field.removeprefix("messages[0]."),
+                                                 exc.problem)) from None
         return AppendResult(appended=out.appended, duplicates=out.duplicates,
                             total=out.cursors.next_seq, cursors=out.cursors)
+
+    async def _restamp(self, input: StoreMessagesInput) -> tuple[Message, ...]:
+        """A retried generate() stamps its turn anew: where the stored copy differs only in
+        `created_at`, keep the stored copy, so the retry is a duplicate and not a conflict."""
+        stored = {m.id: m for m in await self.store.get_messages(
+            input.tenant, input.session, [m.id for m in input.messages])}
+        return tuple(stored[m.id] if m.id in stored and stored[m.id].model_copy(
+            update={"created_at": m.created_at}) == m else m for m in input.messages)
 
     async def _index(self, input: EmbedInput, deadline: float) -> None:
         """Index what is stored, a statement at a time with a heartbeat after each: at least

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import dataclasses
 import uuid
+from datetime import UTC, datetime
 from collections.abc import Sequence
 
 import pytest
@@ -94,6 +95,40 @@ async def test_store_messages_is_idempotent_and_refuses_changed_content(
     assert info.value.type == "InvalidInputError" and info.value.non_retryable
     assert "messages[0].tool_call_id" in info.value.message
     assert [m.content for m in await store.all_messages("acme", session)] == TEXTS
+
+
+async def test_a_restamped_turn_stored_by_an_overlapping_call_is_a_duplicate(
+    activities: ConversationActivities, store: Store, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Two generate(id=X) calls at once: the second read before the first one's append
+    committed, so it saw no stored copy and appended its own stamp. That conflict must end as
+    a duplicate of the copy now stored, not as "already appended with other content"."""
+    env = ActivityEnvironment()
+    session = _session()
+    first = Message(id="turn-1", role="user", content="Where is my parcel?",
+                    created_at=datetime(2026, 12, 6, 4, 0, tzinfo=UTC))
+    await env.run(activities.store_messages, _store_input(session, (first,)))
+    real = store.get_messages
+    reads = 0
+
+    async def read_too_early(tenant: str, session_id: str, ids: Sequence[str]) -> list[Message]:
+        nonlocal reads
+        reads += 1
+        return [] if reads == 1 else await real(tenant, session_id, ids)
+
+    monkeypatch.setattr(store, "get_messages", read_too_early)
+    retried = first.model_copy(update={"created_at": datetime(2026, 12, 6, 4, 1, tzinfo=UTC)})
+    result = await env.run(activities.store_messages, StoreMessagesInput(
+        tenant="acme", session=session, messages=(retried,), restamped=True))
+    assert (result.appended, result.duplicates, reads) == (0, 1, 2)
+    # Another question under the same id is still refused, naming `id` (generate's field).
+    other = retried.model_copy(update={"content": "Cancel my order."})
+    with pytest.raises(ApplicationError) as info:
+        await env.run(activities.store_messages, StoreMessagesInput(
+            tenant="acme", session=session, messages=(other,), restamped=True))
+    assert info.value.type == "InvalidInputError" and info.value.message.startswith("id: ")
+    assert [(m.content, m.created_at) for m in await store.all_messages("acme", session)] == [
+        (first.content, first.created_at)]
 
 
 async def test_embed_messages_embeds_only_its_range_and_is_idempotent(
