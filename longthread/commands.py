@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import json
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Sequence
 from contextlib import asynccontextmanager
 from pathlib import Path
 
@@ -25,6 +25,7 @@ from longthread.views import (
     sessions_table,
     visible,
 )
+from memory.audit import ServedContext
 from memory.errors import InvalidInputError, LongthreadError, NotFoundError
 from memory.store.db import open_pool
 from memory.store.store import Store
@@ -119,8 +120,32 @@ class Ctx:
                 raise InvalidInputError("FILE", "the session already has a different ledger")
             if len(existing) < len(data.ledger):
                 restored = await conv.restore_ledger(list(data.ledger[len(existing):]))
+        recorded = await self._record_served(tenant, session, data.served)
         self.out.print(f"{appended} appended, {duplicates} already present"
-                       + (f", {_count(restored, 'ledger record')} restored" if restored else ""))
+                       + (f", {_count(restored, 'ledger record')} restored" if restored else "")
+                       + (f", {_count(recorded, 'served context')} recorded for replay"
+                          if recorded else ""))
+
+    async def _record_served(self, tenant: str, session: str,
+                             served: Sequence[ServedContext]) -> int:
+        """The export's served contexts, so `replay` on the copy shows what the model saw in
+        the original. They are numbered anew (seqs are the archive's); one already recorded
+        (same turn, request and window digest) is skipped, so importing again adds none."""
+        if not served:
+            return 0
+        store = self.need_store()
+
+        def key(s: ServedContext) -> tuple[object, ...]:
+            return (s.turn, s.query, s.max_tokens, s.ledger_seq, s.digest)
+
+        known = {key(ServedContext.model_validate(r)) for r in await store.served(tenant, session)}
+        recorded = 0
+        for context in served:
+            if key(context) not in known:
+                await store.record_served(tenant, session, context)
+                known.add(key(context))
+                recorded += 1
+        return recorded
 
     async def context(self, session: str, tenant: str, query: str | None, max_tokens: int,
                       as_json: bool) -> None:
@@ -199,9 +224,11 @@ class Ctx:
         check_writable(path, force)
         await self.settled(session, tenant, strict=True)
         store = self.need_store()
+        served = await store.served(tenant, session)
         count = write_export(path, tenant, session, await store.all_messages(tenant, session),
-                             await store.ledger(tenant, session))
-        self.out.print(f"exported {_count(count, 'message')} and the ledger to {path}")
+                             await store.ledger(tenant, session), served)
+        self.out.print(f"exported {_count(count, 'message')}, the ledger and "
+                       f"{_count(len(served), 'served context')} to {path}")
 
 
 def _count(n: int, noun: str) -> str:

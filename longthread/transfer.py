@@ -1,7 +1,9 @@
 """JSONL in and out: message files for `import`, whole-session exports with their ledger.
 
 An export is JSONL too: a header line, one line per message (in order), then one line per
-ledger record, so it streams, diffs and greps like any message file.
+ledger record, then one per context served, so it streams, diffs and greps like any message
+file. The served contexts travel with the session so that `replay` on an imported copy shows
+what the model saw in the original.
 """
 
 from __future__ import annotations
@@ -9,10 +11,11 @@ from __future__ import annotations
 import json
 from collections.abc import Iterable, Iterator, Mapping, Sequence
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 from pydantic import BaseModel, ConfigDict, ValidationError
 
+from memory.audit import ServedContext
 from memory.errors import InvalidInputError
 from memory.models import CompactionRecord, Message, invalid_input, parse_messages
 
@@ -21,12 +24,15 @@ __all__ = ["EXPORT_FORMAT", "SessionFile", "check_writable", "ledger_parts", "re
 
 EXPORT_FORMAT = "longthread-export/1"
 
+_M = TypeVar("_M", bound=BaseModel)
+
 
 class SessionFile(BaseModel):
     model_config = ConfigDict(frozen=True)
 
     messages: tuple[Message, ...]
     ledger: tuple[CompactionRecord, ...] = ()
+    served: tuple[ServedContext, ...] = ()
     source: dict[str, Any] | None = None
 
 
@@ -44,10 +50,20 @@ def _lines(path: Path) -> Iterator[tuple[int, str]]:
             raise InvalidInputError("FILE", f"{path} is not valid UTF-8 ({exc.reason})") from None
 
 
+def _parse(model: type[_M], raw: object, number: int, what: str) -> _M:
+    try:
+        return model.model_validate(raw)
+    except ValidationError as exc:
+        error = invalid_input(exc)
+        raise InvalidInputError(f"line {number}",
+                                f"bad {what}: {error.field}: {error.problem}") from None
+
+
 def read_session_file(path: Path) -> SessionFile:
     """Parse and validate every line first, so a bad line 9,000 changes nothing stored."""
     messages: list[Message] = []
     ledger: list[CompactionRecord] = []
+    served: list[ServedContext] = []
     source: dict[str, Any] | None = None
     seen: dict[str, int] = {}  # id -> line
     for number, line in _lines(path):
@@ -63,10 +79,12 @@ def read_session_file(path: Path) -> SessionFile:
             source = item
             continue
         if "ledger_record" in item:
-            try:
-                ledger.append(CompactionRecord.model_validate(item["ledger_record"]))
-            except ValueError as exc:
-                raise InvalidInputError(f"line {number}", f"bad ledger record: {exc}") from None
+            ledger.append(_parse(CompactionRecord, item["ledger_record"], number,
+                                 "ledger record"))
+            continue
+        if "served_context" in item:
+            served.append(_parse(ServedContext, item["served_context"], number,
+                                 "served context"))
             continue
         try:
             (message,) = parse_messages([item])
@@ -78,7 +96,8 @@ def read_session_file(path: Path) -> SessionFile:
                                     f"on line {seen[message.id]}")
         seen[message.id] = number
         messages.append(message)
-    return SessionFile(messages=tuple(messages), ledger=tuple(ledger), source=source)
+    return SessionFile(messages=tuple(messages), ledger=tuple(ledger), served=tuple(served),
+                       source=source)
 
 
 def check_writable(path: Path, force: bool) -> None:
@@ -92,12 +111,13 @@ def check_writable(path: Path, force: bool) -> None:
 
 
 def write_export(path: Path, tenant: str, session: str, messages: Iterable[Message],
-                 ledger: Iterable[CompactionRecord]) -> int:
+                 ledger: Iterable[CompactionRecord], served: Iterable[Mapping[str, Any]] = ()
+                 ) -> int:
     """Write to a temporary file beside `path`, then rename: an export that fails halfway
     leaves no truncated file (and an overwritten one intact)."""
     partial = path.with_name(f".{path.name}.partial")
     try:
-        count = _write(partial, tenant, session, messages, ledger)
+        count = _write(partial, tenant, session, messages, ledger, served)
         partial.replace(path)
     finally:
         partial.unlink(missing_ok=True)
@@ -105,7 +125,7 @@ def write_export(path: Path, tenant: str, session: str, messages: Iterable[Messa
 
 
 def _write(path: Path, tenant: str, session: str, messages: Iterable[Message],
-           ledger: Iterable[CompactionRecord]) -> int:
+           ledger: Iterable[CompactionRecord], served: Iterable[Mapping[str, Any]]) -> int:
     count = 0
     with path.open("w", encoding="utf-8") as out:
         out.write(json.dumps({"format": EXPORT_FORMAT, "tenant": tenant,
@@ -115,6 +135,8 @@ def _write(path: Path, tenant: str, session: str, messages: Iterable[Message],
             count += 1
         for record in ledger:
             out.write(json.dumps({"ledger_record": record.model_dump(mode="json")}) + "\n")
+        for context in served:
+            out.write(json.dumps({"served_context": context}) + "\n")
     return count
 
 

@@ -104,7 +104,7 @@ async def test_import_context_compact_ledger_replay_export_import(
     export = tmp_path / "life.export.jsonl"
     code, out, err = await cli(env, "export", "life", str(export), "--tenant", "acme")
     assert code == 0, err
-    assert "exported 60 messages" in out
+    assert "exported 60 messages, the ledger and 1 served context" in out
     code, _, err = await cli(env, "export", "life", str(export), "--tenant", "acme")
     assert code == 2 and "exists; pass --force" in err
     code, out, err = await cli(env, "export", "life", str(export), "--tenant", "acme", "--force")
@@ -112,8 +112,16 @@ async def test_import_context_compact_ledger_replay_export_import(
     code, out, err = await cli(env, "import", "copy", str(export), "--tenant", "acme")
     assert code == 0, err
     assert "60 appended" in out and "1 ledger record restored" in out
+    assert "1 served context recorded for replay" in out
     code, out, _ = await cli(env, "ledger", "copy", "--tenant", "acme", "--json")
     assert json.loads(out) == ledger
+    # An auditor of the copy sees what the model saw in the original, rebuilt exactly.
+    code, out, err = await cli(env, "replay", "copy", "--tenant", "acme", "--at", "60",
+                               "--json")
+    assert code == 0, err
+    replayed = json.loads(out)
+    assert replayed["matches"] and replayed["served"]["query"] == "Where does Ana move?"
+    assert replayed["served"]["seq"] != seq
     # The copy goes on compacting on its own; importing the same file again is still a no-op.
     code, out, err = await cli(env, "compact", "copy", "--tenant", "acme",
                                "--preserve-recent", "2")
@@ -121,6 +129,7 @@ async def test_import_context_compact_ledger_replay_export_import(
     code, out, err = await cli(env, "import", "copy", str(export), "--tenant", "acme")
     assert code == 0, err
     assert "0 appended, 60 already present" in out and "restored" not in out
+    assert "recorded" not in out
 
     code, out, _ = await cli(env, "sessions", "--tenant", "acme")
     assert code == 0 and "life" in out and "copy" in out

@@ -62,3 +62,19 @@ def test_an_export_that_fails_halfway_leaves_the_old_file_and_no_partial(tmp_pat
 
     assert write_export(path, "t", "s", [_message(1), _message(2)], []) == 2
     assert [m.id for m in read_session_file(path).messages] == ["m1", "m2"]
+
+
+def test_served_contexts_round_trip_and_a_bad_one_names_its_line(tmp_path: Path) -> None:
+    served = {"seq": 7, "turn": 2, "query": "where?", "max_tokens": 500, "tokens": 40,
+              "source_ids": ["m1"], "digest": "d" * 64, "ledger_seq": 0,
+              "retrieved": [["m1", 0.5]], "shares": None, "assembly_version": 10}
+    path = tmp_path / "out.jsonl"
+    assert write_export(path, "t", "s", [_message(1), _message(2)], [], [served]) == 2
+    data = read_session_file(path)
+    assert [m.id for m in data.messages] == ["m1", "m2"] and data.ledger == ()
+    assert [s.model_dump(mode="json") for s in data.served] == [served]
+    lines = path.read_text().splitlines()
+    lines[-1] = json.dumps({"served_context": {**served, "turn": "after lunch"}})
+    path.write_text("\n".join(lines) + "\n")
+    with pytest.raises(InvalidInputError, match=r"^line 4: bad served context: .*turn"):
+        read_session_file(path)
