@@ -60,7 +60,7 @@ from longthread.audit import replay_at
 from longthread.client import Conversation, Longthread
 from longthread.commands import Ctx
 from longthread.settings import Settings
-from memory.audit import window_digest
+from memory.audit import ServedContext, window_digest
 from memory.errors import InvalidInputError
 from memory.policy import CompactionPolicy
 from memory.store.store import Store
@@ -378,6 +378,12 @@ class ReplayMachine(RuleBasedStateMachine):
         assert imported[:len(exported)] == exported, "the import did not restore the ledger"
         originals = await store.all_messages(TENANT, source)
         assert await store.all_messages(TENANT, copy) == originals
+        # The source's served contexts travel too (numbered anew); teardown replays them on
+        # the copy like its own.
+        def unnumbered(served: list[ServedContext]) -> list[ServedContext]:
+            return [s.model_copy(update={"seq": 0}) for s in served]
+        assert unnumbered(await served_contexts(store, TENANT, copy)) == unnumbered(
+            await served_contexts(store, TENANT, source)), "the import lost served contexts"
         if len(imported) == len(exported):  # nothing compacted since: the same window
             assert (await store.load_window(TENANT, copy)).state == \
                 (await store.load_window(TENANT, source)).state
