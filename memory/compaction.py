@@ -299,19 +299,19 @@ def no_gain(record: CompactionRecord) -> str | None:
 def _undo_first(ledger: Sequence[CompactionRecord], missing: Sequence[str],
                 present: set[str]) -> list[str]:
     """The records to undo, newest first, before a record whose summaries `missing` were
-    merged away: the record that merged each, and so on while its own summary was merged too."""
+    merged away: every record that merged one of them (a record's summary and its merged
+    summary may have gone in two different later records), and so on while their own
+    summaries were merged too."""
     undone = {r.undoes for r in ledger if r.undoes}
-    chain: list[str] = []
-    wanted = list(missing)
-    while wanted and len(chain) < len(ledger):
-        merger = next((r for r in reversed(ledger) if r.id not in undone and r.trigger != "undo"
-                       and set(wanted) & set(r.removed_summary_ids)), None)
-        if merger is None:
-            break
-        chain.append(merger.id)
-        wanted = [s.id for s in (merger.summary, merger.merged_summary)
-                  if s is not None and s.id not in present]
-    return chain[::-1]
+    live = [r for r in ledger if r.id not in undone and r.trigger != "undo"]
+    chain: dict[str, CompactionRecord] = {}
+    wanted = set(missing)
+    while wanted:
+        found = [r for r in live if r.id not in chain and wanted & set(r.removed_summary_ids)]
+        chain.update((r.id, r) for r in found)
+        wanted = {s.id for r in found for s in (r.summary, r.merged_summary)
+                  if s is not None and s.id not in present}
+    return [r.id for r in sorted(chain.values(), key=lambda r: r.seq, reverse=True)]
 
 
 def compose_undo(

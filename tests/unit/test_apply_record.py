@@ -105,3 +105,21 @@ def test_an_undo_refused_for_a_merged_summary_names_what_to_undo_first() -> None
         session.uncompact(record_id)
     session.uncompact(first.id)
     assert _rebuilt(session) == session.window
+
+
+@settings(max_examples=40, deadline=None)
+@given(st.integers(3, 9), st.data())
+def test_undoing_in_the_order_named_always_makes_the_refused_undo_possible(
+        rounds: int, data: st.DataObject) -> None:
+    """Whatever merged a record's summaries (one later record or several, and records that
+    merged those in turn), the refusal names all of them, newest first."""
+    session = _compacted_rounds(rounds)
+    target = data.draw(st.sampled_from([r for r in session.ledger]))
+    try:
+        session.uncompact(target.id)
+    except ValueError as exc:
+        named = str(exc).split("undo ", 1)[1].removesuffix(" first").split(" then ")
+        for record_id in named:
+            session.uncompact(record_id)
+        session.uncompact(target.id)
+    assert _rebuilt(session) == session.window
