@@ -1,4 +1,5 @@
-"""Replay: rebuild exactly the window the model saw at turn N, from the archive and the ledger.
+"""Replay: rebuild exactly the window the model saw at turn N, from the archive and the ledger;
+and `why_at`: which ledger records took turn N out of the window, and why.
 
 Every served context is recorded in the store (turn, request, ledger position, retrieved ids
 and scores, digest). Replay takes the session's first `turn` messages, folds the ledger records
@@ -15,11 +16,11 @@ from memory.assembly import Shares
 from memory.audit import ServedContext, window_digest
 from memory.compaction import WindowState, apply_record
 from memory.errors import NotFoundError
-from memory.models import ContextWindow, Message, ScoredMessage
+from memory.models import CompactionRecord, ContextWindow, Message, ScoredMessage
 from memory.store.store import Store
 from memory.window import assemble_from_window, by_reference
 
-__all__ = ["ReplayResult", "rebuild", "replay_at"]
+__all__ = ["ReplayResult", "TurnHistory", "rebuild", "replay_at", "why_at"]
 
 
 class ReplayResult(BaseModel):
@@ -77,3 +78,33 @@ async def replay_at(store: Store, tenant: str, session: str, turn: int,
     window = await rebuild(store, tenant, session, served)
     return ReplayResult(served=served, window=window, served_at_turn=at_turn,
                         matches=window_digest(window) == served.digest)
+
+
+class TurnHistory(BaseModel):
+    """The message at one turn and every ledger record that covered it or undid one that did,
+    oldest first: "why was turn 37 summarized away?" without reading the whole ledger."""
+
+    model_config = ConfigDict(frozen=True)
+
+    turn: int
+    message: Message
+    records: tuple[CompactionRecord, ...]
+    # Of `records`, those that covered the message and are not undone: empty means the
+    # message is in the window verbatim (no compaction took it, or every one was undone).
+    in_force: tuple[str, ...]
+
+
+async def why_at(store: Store, tenant: str, session: str, turn: int) -> TurnHistory:
+    """Turn N is the N-th message stored (turns count from 1, as `replay --at` does)."""
+    message = await store.message_at(tenant, session, turn - 1)
+    if message is None:
+        count = await store.count(tenant, session)
+        raise NotFoundError(f"turn: {session!r} has {count} messages; turns are 1 to {count}"
+                            if count else f"session: no session {session!r} for tenant "
+                            f"{tenant!r}")
+    ledger = await store.ledger(tenant, session)
+    covering = {r.id for r in ledger if r.undoes is None and message.id in r.covered_ids}
+    undone = {r.undoes for r in ledger if r.undoes in covering}
+    records = tuple(r for r in ledger if r.id in covering or r.undoes in covering)
+    return TurnHistory(turn=turn, message=message, records=records,
+                       in_force=tuple(r.id for r in records if r.id in covering - undone))

@@ -171,6 +171,18 @@ def ledger(session: SessionId, tenant: Tenant = "default", as_json: Json = False
 
 
 @app.command()
+def why(session: SessionId, turn: Annotated[int, typer.Argument(
+            min=1, max=MAX_TURN, help="Turn number: the N-th message stored, counted from 1.")],
+        tenant: Tenant = "default", as_json: Json = False) -> None:
+    """Why a turn left the window: its message, each ledger record that covered it (when,
+    which level, into which summary, the record's reason) or undid one, and where it is now."""
+    async def body() -> None:
+        async with connected(out, need_db=True) as ctx:
+            await ctx.why(session, tenant, turn, as_json)
+    _run(body())
+
+
+@app.command()
 def replay(session: SessionId, at: Annotated[int | None, typer.Option(
                "--at", min=0, max=MAX_TURN,
                help="Turn number: the newest context served at or before it is rebuilt.")] = None,

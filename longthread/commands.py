@@ -14,7 +14,7 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, T
 from temporalio.client import WorkflowExecutionStatus
 from temporalio.service import RPCError, RPCStatusCode
 
-from longthread.audit import replay_at
+from longthread.audit import replay_at, why_at
 from longthread.client import NO_ARCHIVE, Conversation, Longthread, check_ids
 from longthread.settings import resolve_settings
 from longthread.transfer import check_writable, read_session_file, write_export
@@ -24,6 +24,7 @@ from longthread.views import (
     print_window,
     sessions_table,
     visible,
+    why_lines,
 )
 from memory.audit import ServedContext
 from memory.errors import InvalidInputError, LongthreadError, NotFoundError
@@ -189,6 +190,15 @@ class Ctx:
             self.out.print(f"no compactions yet in {session!r}: the window holds every message")
         else:
             self.out.print(ledger_table(records))
+
+    async def why(self, session: str, tenant: str, turn: int, as_json: bool) -> None:
+        await self.settled(session, tenant)
+        history = await why_at(self.need_store(), tenant, session, turn)
+        if as_json:
+            self.out.print_json(history.model_dump_json())
+            return
+        for line in why_lines(turn, history.message, history.records, history.in_force):
+            self.out.print(line, markup=False, highlight=False)
 
     async def replay(self, session: str, tenant: str, turn: int, as_json: bool,
                      seq: int | None = None) -> bool:

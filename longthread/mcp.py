@@ -4,7 +4,7 @@ Built on the official `mcp` package (`MCPServer`). It serves stdio by default, o
 HTTP on 127.0.0.1:PORT (path `/mcp`) with `--port`; it never listens beyond loopback. One server
 is bound to one tenant (`--tenant`), so a client can reach no other tenant's sessions.
 
-Tools: `append`, `context`, `message`, `compact`, `uncompact`, `ledger`, `replay`,
+Tools: `append`, `context`, `message`, `compact`, `uncompact`, `ledger`, `replay`, `why`,
 `search`. Arguments are typed (their JSON schema is what clients see), and bad input comes
 back as a tool error that names the field, e.g. `messages.0.role` or `max_tokens: must be at
 least 1`. Only `append`
@@ -23,7 +23,7 @@ from pydantic import BaseModel, Field
 from rich.console import Console
 from temporalio.service import RPCError
 
-from longthread.audit import ReplayResult, replay_at
+from longthread.audit import ReplayResult, TurnHistory, replay_at, why_at
 from longthread.client import Longthread, check_ids
 from longthread.commands import Ctx
 from longthread.settings import Settings
@@ -40,7 +40,8 @@ INSTRUCTIONS = (
     "message of a conversation with `append`; before each model call, get the window with "
     "`context` (optionally with a `query` to retrieve archived evidence). `compact` summarizes "
     "older turns now, `uncompact` undoes a ledger record, `ledger` lists every compaction, "
-    "`replay` rebuilds the window served at a past turn, and `search` finds archived messages. "
+    "`replay` rebuilds the window served at a past turn, `why` says which records took a turn "
+    "out of the window and why, and `search` finds archived messages. "
     "A window shows a very large message as a preview ending '[… N bytes in full in the "
     "archive as ID]'; `message` reads the whole of it, a page at a time.")
 
@@ -204,6 +205,18 @@ def build_server(lt: Longthread, tenant: str = "default") -> MCPServer:
             await store_ready()
             await ctx.settled(session, tenant)
             return await replay_at(await lt.store(), tenant, session, turn, seq=seq)
+
+    @server.tool(description="Why a turn left the window: the message at `turn` (the N-th "
+                 "stored, from 1), every ledger record that covered it or undid one that did "
+                 "(with its reason), and `in_force`: the records still keeping it out (empty: "
+                 "it is in the window verbatim).")
+    async def why(session: Session, turn: Annotated[int, Field(
+            ge=1, le=MAX_TURN, description="A turn number: the N-th message, from 1.")],
+                  ) -> TurnHistory:
+        with _as_tool_errors():
+            await store_ready()
+            await ctx.settled(session, tenant)
+            return await why_at(await lt.store(), tenant, session, turn)
 
     @server.tool(description="Hybrid search (BM25 and embeddings) over every archived message "
                  "of the session, compacted or not.")

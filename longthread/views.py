@@ -22,7 +22,7 @@ from workflows.types import ConversationStats
 
 __all__ = ["clip", "day_heading", "event_line", "evidence_hits", "indented", "ledger_table",
            "message_line", "print_message", "print_window", "record_line", "sections_line",
-           "sessions_table", "stats_table", "visible"]
+           "sessions_table", "stats_table", "visible", "why_lines"]
 
 
 _CONTROL_CHARS = re.compile(r"[\x00-\x08\x0b-\x1f\x7f-\x9f]")
@@ -145,6 +145,36 @@ def event_line(event: CompactionEvent) -> str:
     if event.kind == "skipped":
         return f"compaction {event.record_id} not committed: {event.error}"
     return f"compaction {event.record_id} started: {event.reason}"
+
+
+def why_lines(turn: int, message: Message, records: Sequence[CompactionRecord],
+              in_force: Sequence[str]) -> list[str]:
+    """`longthread why`: the message at a turn, what each ledger record did to it, and where
+    it stands now. Plain strings, printed without markup (their text may come from imports)."""
+    when = message.created_at.strftime("%Y-%m-%d %H:%M:%S") if message.created_at else "-"
+    lines = [f"turn {turn} is message {message.id!r} ({message.role}, {when}): "
+             f"{clip(visible(message.content), 100)!r}"]
+    for r in records:
+        at = r.at.strftime("%Y-%m-%d %H:%M:%S") if r.at else "-"
+        if r.undoes is not None:
+            lines.append(f"{r.id} {at}: undid {r.undoes}, putting its messages back")
+            continue
+        if r.summary is None:
+            into = "archived it with no summary"
+        elif message.id in r.summary.quoted_ids:
+            into = f"quoted it verbatim in summary {r.summary.id} (level {r.summary.level})"
+        else:
+            into = f"summarized it into {r.summary.id} (level {r.summary.level})"
+        how = r.strategy + (f" / {r.model}" if r.model else "")
+        lines.append(f"{r.id} {at} {r.trigger}/{r.level} ({how}): {into}. "
+                     f"Why: {visible(r.reason)}")
+    if in_force:
+        lines.append(f"now: out of the window since {in_force[-1]}; the archive keeps it whole "
+                     "(`longthread show`), and a query can retrieve it")
+    else:
+        lines.append("now: in the window verbatim" + (
+            " (every compaction of it was undone)" if records else "; no compaction covered it"))
+    return lines
 
 
 def record_line(record: CompactionRecord) -> str:

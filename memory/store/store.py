@@ -155,6 +155,13 @@ class Store(SessionStore):
                 " ORDER BY seq", (tenant, session, list(ids)))
             return [(int(row["seq"]), row_to_message(row)) for row in await cur.fetchall()]
 
+    async def message_at(self, tenant: str, session: str, seq: int) -> Message | None:
+        """The message stored at `seq` (0-based), if any."""
+        (rows,) = await self._batch(tenant, [(
+            f"{_SELECT_MESSAGES} WHERE tenant = %s AND session = %s AND seq = %s",
+            (tenant, session, seq))])
+        return row_to_message(rows[0]) if rows else None
+
     async def all_messages(self, tenant: str, session: str) -> list[Message]:
         async with self.scoped(tenant) as conn:
             cur = await conn.execute(

@@ -77,6 +77,17 @@ async def test_import_context_compact_ledger_replay_export_import(
     moves = {f"D{i // 10}:{i % 10}" for i in range(50) if LINES[i % len(LINES)] == LINES[2]}
     assert moves & set(ids), ids
 
+    # "Why was turn 3 summarized away?": the third message, the record that took it, why.
+    code, out, err = await cli(env, "why", "life", "3", "--tenant", "acme")
+    assert code == 0, err
+    assert "turn 3 is message 'D0:2'" in out and "c1 " in out and "manual/" in out, out
+    assert "Why: " in out and "now: out of the window since c1" in out, out
+    code, out, err = await cli(env, "why", "life", "60", "--tenant", "acme", "--json")
+    assert code == 0, err
+    assert json.loads(out)["message"]["id"] == "D5:9" and json.loads(out)["in_force"] == []
+    code, out, err = await cli(env, "why", "life", "61", "--tenant", "acme")
+    assert code == 2 and "'life' has 60 messages; turns are 1 to 60" in err, err
+
     code, out, err = await cli(env, "ledger", "life", "--tenant", "acme", "--json")
     assert code == 0, err
     ledger = json.loads(out)
@@ -138,6 +149,9 @@ async def test_import_context_compact_ledger_replay_export_import(
     assert code == 0, err
     code, out, _ = await cli(env, "ledger", "life", "--tenant", "acme", "--json")
     assert [(r["id"], r["undoes"]) for r in json.loads(out)] == [("c1", None), ("u2", "c1")]
+    code, out, err = await cli(env, "why", "life", "3", "--tenant", "acme")
+    assert code == 0 and "u2 " in out and "undid c1" in out, err + out
+    assert "now: in the window verbatim (every compaction of it was undone)" in out, out
     code, _, err = await cli(env, "uncompact", "life", "c9", "--tenant", "acme")
     assert code == 2 and "c9" in err, err
 

@@ -23,7 +23,8 @@ from longthread.client import Longthread
 from worker.stack import free_port
 
 ROOT = Path(__file__).resolve().parents[2]
-TOOLS = {"append", "context", "message", "compact", "uncompact", "ledger", "replay", "search"}
+TOOLS = {"append", "context", "message", "compact", "uncompact", "ledger", "replay", "why",
+         "search"}
 
 
 @pytest.fixture
@@ -102,6 +103,12 @@ async def test_stdio_every_tool_and_clear_errors(
         assert by_seq["matches"] is True and by_seq["served"]["turn"] == 30
         found = await call(mcp, "search", session=session, query="cracked screen", k=3)
         assert found[0]["message"]["content"].startswith("My order 4711 arrived")
+        why = await call(mcp, "why", session=session, turn=3)
+        assert why["message"]["id"] == "m2" and why["in_force"] == [record["id"]]
+        assert [r["id"] for r in why["records"]] == [record["id"]]
+        kept = await call(mcp, "why", session=session, turn=30)
+        assert kept["in_force"] == [] and kept["records"] == []
+        assert "turns are 1 to 30" in await refused(mcp, "why", session=session, turn=31)
 
         # A body over 64 KB stands in the window as a preview naming its id; `message`
         # reads it whole, a page at a time.
