@@ -27,7 +27,7 @@ from starlette.routing import Mount, Route
 from starlette.staticfiles import StaticFiles
 from temporalio.service import RPCError
 
-from longthread.audit import replay_at
+from longthread.audit import replay_at, why_at
 from longthread.client import Longthread, check_ids
 from longthread.ui._guard import Guard
 from memory.audit import ServedContext
@@ -140,6 +140,12 @@ class AuditPage:
         shown = turn if seq is None else result.served.turn  # `turn` is not used with a seq
         return self.render("window.html", tenant, session=session, turn=shown, result=result)
 
+    async def why(self, request: Request) -> Response:
+        tenant, session = self.ids(request.query_params)
+        history = await why_at(self.store, tenant, session, _whole(request.query_params,
+                                                                  "turn", 1))
+        return self.render("why.html", tenant, session=session, h=history)
+
     async def undo_confirm(self, request: Request) -> Response:
         tenant, session = self.ids(request.query_params)
         record, records = await self.record(tenant, session, request.query_params.get("id", ""))
@@ -192,6 +198,7 @@ def build_app(store: Store, lt: Longthread, *, tenant: str | None, token: str | 
         Route("/session", page.session),
         Route("/record", page.record_page),
         Route("/window", page.window),
+        Route("/why", page.why),
         Route("/undo", page.undo_confirm, methods=["GET"]),
         Route("/undo", page.undo, methods=["POST"]),
         Mount("/static", StaticFiles(directory=Path(__file__).with_name("static")),

@@ -253,6 +253,19 @@ async def test_every_request_needs_the_token(lt: Longthread, worker: Worker,
         status, _, _ = await get(port, "/?tenant=other-tenant", headers=bearer)
         assert status == 403
 
+        # "Why was turn N summarized away?": the record that took it, and where it is now.
+        why = f"/why?tenant={TENANT}&session={audited.session}&turn="
+        status, _, body = await get(port, why + "3", headers=bearer)
+        assert status == 200 and f">{audited.first}</a>" in body, body
+        assert "out of the window since" in body and "Why: " in body
+        assert "&lt;script&gt;document.title" in body and "<script" not in body  # m2 is hostile
+        status, _, body = await get(port, why + "24", headers=bearer)
+        assert status == 200 and "in the window verbatim: no compaction covered it" in body
+        status, _, body = await get(port, why + "25", headers=bearer)
+        assert status == 404 and "turns are 1 to 24" in body, (status, body)
+        status, _, body = await get(port, why + "0", headers=bearer)
+        assert status == 400 and "turn: must be from 1" in body, (status, body)
+
         form = f"tenant={TENANT}&session={audited.session}&id={audited.second}"
         posted = {**bearer, "Content-Type": "application/x-www-form-urlencoded"}
         status, _, _ = await get(port, "/undo", method="POST", body=f"{form}&csrf=guess",
