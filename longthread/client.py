@@ -326,8 +326,9 @@ class Conversation:
         if not query.strip():
             raise InvalidInputError("query", "must not be empty")
         check_range("k", k, 1, MAX_RETRIEVE)
+        store = await self.lt.store()  # first: it reads the archive's embedding size
         (vector,) = await self.lt.embedder().embed([query])
-        return await (await self.lt.store()).search(self.tenant, self.session, query, vector, k)
+        return await store.search(self.tenant, self.session, query, vector, k)
 
     async def messages(self, ids: Sequence[str]) -> list[Message]:
         """Stored messages by id, verbatim and whole, in the order asked for.
@@ -408,6 +409,7 @@ class Longthread:
                                                  preserve_recent=settings.preserve_recent)
         self._store = store
         self._own_pool: AsyncConnectionPool[AsyncConnection[DictRow]] | None = None
+        self._archive_dim: int | None = None  # read when this client opens the archive
         self._embedder = embedder
 
     @classmethod
@@ -432,6 +434,11 @@ class Longthread:
                 raise ConnectionError(NO_ARCHIVE)
             self._own_pool = await open_pool(self.settings.database_url)
             self._store = Store(self._own_pool)
+            async with self._own_pool.connection() as conn:
+                cur = await conn.execute(
+                    "SELECT value FROM longthread_meta WHERE key = 'embedding_dim'")
+                row = await cur.fetchone()
+            self._archive_dim = int(row["value"]) if row else None
         return self._store
 
     def embedder(self) -> Embedder:
@@ -441,6 +448,12 @@ class Longthread:
             from activities.providers.choose import choose_embedder
 
             s = self.settings
+            if self._archive_dim is not None and self._archive_dim != s.dimensions:
+                # Else pgvector's own error, naming no setting, on the first query.
+                raise InvalidInputError(
+                    "LONGTHREAD_EMBEDDER", f"the archive holds {self._archive_dim}-dimensional "
+                    f"embeddings and {s.embedder!r} makes {s.dimensions}: use the worker's "
+                    "LONGTHREAD_EMBEDDER and LONGTHREAD_EMBEDDING_DIM")
             key = s.openai_api_key.get_secret_value() if s.openai_api_key else None
             self._embedder = choose_embedder(s.embedder, s.dimensions, key,
                                              s.openai_embedding_model, s.openai_base_url)

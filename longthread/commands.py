@@ -3,7 +3,8 @@
 from __future__ import annotations
 
 import json
-from collections.abc import AsyncIterator, Sequence
+from collections import Counter
+from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from pathlib import Path
 
@@ -17,7 +18,7 @@ from temporalio.service import RPCError, RPCStatusCode
 from longthread.audit import replay_at, why_at
 from longthread.client import NO_ARCHIVE, Conversation, Longthread, check_ids
 from longthread.settings import resolve_settings
-from longthread.transfer import check_writable, read_session_file, write_export
+from longthread.transfer import SessionFile, check_writable, read_session_file, write_export
 from longthread.views import (
     ledger_table,
     print_message,
@@ -121,31 +122,42 @@ class Ctx:
                 raise InvalidInputError("FILE", "the session already has a different ledger")
             if len(existing) < len(data.ledger):
                 restored = await conv.restore_ledger(list(data.ledger[len(existing):]))
-        recorded = await self._record_served(tenant, session, data.served)
+        recorded = await self._record_served(tenant, session, data)
         self.out.print(f"{appended} appended, {duplicates} already present"
                        + (f", {_count(restored, 'ledger record')} restored" if restored else "")
                        + (f", {_count(recorded, 'served context')} recorded for replay"
                           if recorded else ""))
 
-    async def _record_served(self, tenant: str, session: str,
-                             served: Sequence[ServedContext]) -> int:
+    async def _record_served(self, tenant: str, session: str, data: SessionFile) -> int:
         """The export's served contexts, so `replay` on the copy shows what the model saw in
-        the original. They are numbered anew (seqs are the archive's); one already recorded
-        (same turn, request and window digest) is skipped, so importing again adds none."""
-        if not served:
+        the original. They are numbered anew (seqs are the archive's). Importing the file
+        again adds none: each one already recorded (same turn, request and window digest)
+        is matched once, so two identical calls at one turn stay two."""
+        if not data.served:
             return 0
         store = self.need_store()
+        # A turn counts the session's messages: it means the same in the copy only when the
+        # copy's first messages are the file's, in the file's order.
+        placed = [seq for seq, _ in await store.get_with_seq(
+            tenant, session, [m.id for m in data.messages])]
+        if placed != list(range(len(data.messages))):
+            self.out.print(f"[yellow]served contexts not recorded[/yellow]: {session!r} held "
+                           "other messages before the file's, so its turns name other messages "
+                           "than the export's; import into a new session to replay them")
+            return 0
 
         def key(s: ServedContext) -> tuple[object, ...]:
             return (s.turn, s.query, s.max_tokens, s.ledger_seq, s.digest)
 
-        known = {key(ServedContext.model_validate(r)) for r in await store.served(tenant, session)}
+        known = Counter(key(ServedContext.model_validate(r))
+                        for r in await store.served(tenant, session))
         recorded = 0
-        for context in served:
-            if key(context) not in known:
-                await store.record_served(tenant, session, context)
-                known.add(key(context))
-                recorded += 1
+        for context in data.served:
+            if known[key(context)]:
+                known[key(context)] -= 1
+                continue
+            await store.record_served(tenant, session, context)
+            recorded += 1
         return recorded
 
     async def context(self, session: str, tenant: str, query: str | None, max_tokens: int,

@@ -34,6 +34,7 @@ from memory.models import CompactionRecord, ContextWindow, Message, ScoredMessag
 __all__ = ["AppendSummary", "MessagePage", "NothingCompacted", "build_server", "serve"]
 
 MAX_PAGE_CHARS = 200_000
+WHY_PREVIEW_CHARS = 2_000  # `why` shows the start of a message; `message` reads it whole
 
 INSTRUCTIONS = (
     "longthread keeps long conversations inside a model's context window. Append every "
@@ -216,7 +217,13 @@ def build_server(lt: Longthread, tenant: str = "default") -> MCPServer:
         with _as_tool_errors():
             await store_ready()
             await ctx.settled(session, tenant)
-            return await why_at(await lt.store(), tenant, session, turn)
+            history = await why_at(await lt.store(), tenant, session, turn)
+        content = history.message.content
+        if len(content) > WHY_PREVIEW_CHARS:  # `message` pages the whole of it
+            content = (content[:WHY_PREVIEW_CHARS] + f" [… {len(content):,} characters in "
+                       f"full: `message` with id {history.message.id!r}]")
+        return history.model_copy(update={"message": history.message.model_copy(
+            update={"content": content})})
 
     @server.tool(description="Hybrid search (BM25 and embeddings) over every archived message "
                  "of the session, compacted or not.")

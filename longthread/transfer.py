@@ -22,7 +22,9 @@ from memory.models import CompactionRecord, Message, invalid_input, parse_messag
 __all__ = ["EXPORT_FORMAT", "SessionFile", "check_writable", "ledger_parts", "read_session_file",
            "write_export"]
 
-EXPORT_FORMAT = "longthread-export/1"
+# /2 adds served-context lines; /1 files (messages and ledger only) still import.
+EXPORT_FORMAT = "longthread-export/2"
+READABLE_FORMATS = ("longthread-export/1", EXPORT_FORMAT)
 
 _M = TypeVar("_M", bound=BaseModel)
 
@@ -74,7 +76,7 @@ def read_session_file(path: Path) -> SessionFile:
         if not isinstance(item, dict):
             raise InvalidInputError(f"line {number}", "must be a JSON object")
         if "format" in item and number == 1:
-            if item["format"] != EXPORT_FORMAT:
+            if item["format"] not in READABLE_FORMATS:
                 raise InvalidInputError("line 1", f"unknown export format {item['format']!r}")
             source = item
             continue

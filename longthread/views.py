@@ -150,14 +150,15 @@ def event_line(event: CompactionEvent) -> str:
 def why_lines(turn: int, message: Message, records: Sequence[CompactionRecord],
               in_force: Sequence[str]) -> list[str]:
     """`longthread why`: the message at a turn, what each ledger record did to it, and where
-    it stands now. Plain strings, printed without markup (their text may come from imports)."""
+    it stands now. Every stored text goes through `visible` (records and messages may come
+    from an imported file); print the lines without markup."""
     when = message.created_at.strftime("%Y-%m-%d %H:%M:%S") if message.created_at else "-"
-    lines = [f"turn {turn} is message {message.id!r} ({message.role}, {when}): "
-             f"{clip(visible(message.content), 100)!r}"]
+    lines = [f"turn {turn} is message {visible(repr(message.id))} ({message.role}, {when}): "
+             f"{visible(repr(clip(message.content, 100)))}"]
     for r in records:
         at = r.at.strftime("%Y-%m-%d %H:%M:%S") if r.at else "-"
         if r.undoes is not None:
-            lines.append(f"{r.id} {at}: undid {r.undoes}, putting its messages back")
+            lines.append(visible(f"{r.id} {at}: undid {r.undoes}, putting its messages back"))
             continue
         if r.summary is None:
             into = "archived it with no summary"
@@ -166,11 +167,11 @@ def why_lines(turn: int, message: Message, records: Sequence[CompactionRecord],
         else:
             into = f"summarized it into {r.summary.id} (level {r.summary.level})"
         how = r.strategy + (f" / {r.model}" if r.model else "")
-        lines.append(f"{r.id} {at} {r.trigger}/{r.level} ({how}): {into}. "
-                     f"Why: {visible(r.reason)}")
+        lines.append(visible(f"{r.id} {at} {r.trigger}/{r.level} ({how}): {into}. "
+                             f"Why: {r.reason}"))
     if in_force:
-        lines.append(f"now: out of the window since {in_force[-1]}; the archive keeps it whole "
-                     "(`longthread show`), and a query can retrieve it")
+        lines.append(visible(f"now: out of the window since {in_force[-1]}; the archive keeps "
+                             "it whole (`longthread show`), and a query can retrieve it"))
     else:
         lines.append("now: in the window verbatim" + (
             " (every compaction of it was undone)" if records else "; no compaction covered it"))

@@ -4,8 +4,9 @@ from __future__ import annotations
 
 import hashlib
 
-from pydantic import BaseModel, ConfigDict
+from pydantic import BaseModel, ConfigDict, Field, ValidationInfo, field_validator
 
+from memory.checks import MAX_TURN, check_text, check_texts
 from memory.models import ContextWindow
 
 __all__ = ["ServedContext", "window_digest"]
@@ -22,15 +23,36 @@ class ServedContext(BaseModel):
 
     model_config = ConfigDict(frozen=True)
 
-    seq: int
-    turn: int
+    # Bounded as the store's columns are: records also arrive from export files.
+    seq: int = Field(ge=0)
+    turn: int = Field(ge=0, le=MAX_TURN)
     query: str | None
-    max_tokens: int
-    tokens: int
+    max_tokens: int = Field(ge=1)
+    tokens: int = Field(ge=0)
     source_ids: tuple[str, ...]
     digest: str
-    ledger_seq: int
+    ledger_seq: int = Field(ge=0, le=MAX_TURN)
     retrieved: tuple[tuple[str, float], ...] = ()
     # (summary, retrieved, recent) when the caller fixed them; None: assembly adapted them.
     shares: tuple[float, float, float] | None = (0.2, 0.3, 0.5)
     assembly_version: int = 1  # records from before issue 12 carry none: version 1
+
+    @field_validator("query", "digest")
+    @classmethod
+    def _storable(cls, value: str | None, info: ValidationInfo) -> str | None:
+        if value is not None:
+            check_text(str(info.field_name), value)  # jsonb refuses NUL
+        return value
+
+    @field_validator("source_ids")
+    @classmethod
+    def _storable_ids(cls, value: tuple[str, ...]) -> tuple[str, ...]:
+        check_texts("source_ids", value)
+        return value
+
+    @field_validator("retrieved")
+    @classmethod
+    def _storable_retrieved(cls, value: tuple[tuple[str, float], ...]
+                            ) -> tuple[tuple[str, float], ...]:
+        check_texts("retrieved", (i for i, _ in value))
+        return value

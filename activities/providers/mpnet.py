@@ -139,7 +139,7 @@ def build_int8(folder: Path, target: Path) -> None:
 
 
 def int8_file(folder: Path) -> Path:
-    """The cached int8 model for `folder`, built now if missing (about a minute, once)."""
+    """The cached int8 model for `folder`, built now if missing (about 30 s here, once)."""
     import torch
 
     ort: Any = importlib.import_module("onnxruntime")

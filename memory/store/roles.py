@@ -62,6 +62,17 @@ async def ensure_schema(url: str, embedding_dim: int) -> int:
                 found = await cur.fetchone()
                 current = int(found[0]) if found else 0
         if current >= len(MIGRATIONS):
+            # Current, so nothing to migrate; the vectors must still be the archive's size
+            # (`setup` checks this too, on the path that migrates).
+            async with conn.cursor(row_factory=tuple_row) as cur:
+                await cur.execute(
+                    "SELECT value FROM longthread_meta WHERE key = 'embedding_dim'")
+                stored = await cur.fetchone()
+            if stored and int(stored[0]) != embedding_dim:
+                raise InvalidInputError(
+                    "embedding_dim", f"the archive was created for {int(stored[0])}-dimensional "
+                    f"embeddings, not {embedding_dim} (LONGTHREAD_EMBEDDER and "
+                    "LONGTHREAD_EMBEDDING_DIM must match the archive)")
             return current
         try:
             return await setup(conn, embedding_dim)

@@ -288,11 +288,12 @@ class Store(SessionStore):
 
     async def served(self, tenant: str, session: str, at_turn: int | None = None
                      ) -> list[dict[str, Any]]:
-        """Served-context records, oldest first; with `at_turn`, those served up to that turn."""
+        """Served-context records by turn (then seq: contexts imported from an export are
+        numbered after the copy's own); with `at_turn`, those served up to that turn."""
         async with self.scoped(tenant) as conn:
             cur = await conn.execute(
                 "SELECT record FROM served_contexts WHERE tenant = %s AND session = %s"
-                " AND (%s::int IS NULL OR turn <= %s) ORDER BY seq",
+                " AND (%s::int IS NULL OR turn <= %s) ORDER BY turn, seq",
                 (tenant, session, at_turn, at_turn))
             return [row["record"] for row in await cur.fetchall()]
 
@@ -308,7 +309,7 @@ class Store(SessionStore):
             if seq is None:
                 cur = await conn.execute(
                     "SELECT turn, record FROM served_contexts WHERE tenant = %s AND session = %s"
-                    " AND turn <= %s ORDER BY seq DESC LIMIT 1",
+                    " AND turn <= %s ORDER BY turn DESC, seq DESC LIMIT 1",
                     (tenant, session, min(max(at_turn, -1), MAX_TURN)))
             else:
                 cur = await conn.execute(

@@ -21,6 +21,7 @@ from longthread.client import Longthread
 from memory.errors import InvalidInputError
 from memory.store.db import open_pool
 from memory.store.migrations import MIGRATIONS, setup
+from memory.store.roles import ensure_schema
 from memory.store.store import Store
 from tests.store.old_schema import database_at
 from worker.main import build_worker
@@ -150,3 +151,16 @@ async def test_a_worker_and_client_on_mpnet_find_a_message_by_meaning(
         cur = await db.execute("SELECT count(*) FILTER (WHERE embedding IS NULL),"
                                " min(vector_dims(embedding)) FROM messages")
         assert await cur.fetchone() == (0, 768)
+    # ... also when the schema is current and nothing migrates (a worker's start) ...
+    assert await ensure_schema(url, 768) == len(MIGRATIONS)
+    with pytest.raises(InvalidInputError, match=r"^embedding_dim: .*768-dimensional"):
+        await ensure_schema(url, 384)
+    # ... and a client whose settings make other vectors is refused before its first query.
+    minilm = Longthread(client, Settings(task_queue=queue, database_url=url))
+    try:
+        await minilm.store()
+        with pytest.raises(InvalidInputError, match=r"^LONGTHREAD_EMBEDDER: the archive "
+                           r"holds 768-dimensional embeddings and 'local' makes 384"):
+            minilm.embedder()
+    finally:
+        await minilm.close()

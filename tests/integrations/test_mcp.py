@@ -115,6 +115,10 @@ async def test_stdio_every_tool_and_clear_errors(
         body = "".join(f"row {n}: status ok\n" for n in range(5000))
         await call(mcp, "append", session=session, messages=[
             {"id": "dump", "role": "user", "content": body}])
+        shown = await call(mcp, "why", session=session, turn=31)
+        assert shown["message"]["content"].endswith("characters in full: `message` with id "
+                                                    "'dump']")
+        assert len(shown["message"]["content"]) < 2_100
         window = await call(mcp, "context", session=session, max_tokens=30_000)
         assert any(m["content"].endswith("in full in the archive as dump]")
                    for m in window["messages"])

@@ -4,6 +4,7 @@ is left behind."""
 from __future__ import annotations
 
 import json
+import re
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -76,5 +77,23 @@ def test_served_contexts_round_trip_and_a_bad_one_names_its_line(tmp_path: Path)
     lines = path.read_text().splitlines()
     lines[-1] = json.dumps({"served_context": {**served, "turn": "after lunch"}})
     path.write_text("\n".join(lines) + "\n")
-    with pytest.raises(InvalidInputError, match=r"^line 4: bad served context: .*turn"):
+    with pytest.raises(InvalidInputError, match=r"^line 4: bad served context: turn: "):
+        read_session_file(path)
+    # Bounded as the store's columns are, so a file cannot fail halfway through an import.
+    for bad, field in (({"turn": 2**31}, "turn"), ({"query": "a\x00b"}, "query"),
+                       ({"retrieved": [["m\x00", 0.5]]}, "retrieved[0]")):
+        lines[-1] = json.dumps({"served_context": {**served, **bad}})
+        path.write_text("\n".join(lines) + "\n")
+        with pytest.raises(InvalidInputError, match=rf"^line 4: bad served context: "
+                           rf"{re.escape(field)}: "):
+            read_session_file(path)
+
+
+def test_an_export_of_the_first_format_still_imports(tmp_path: Path) -> None:
+    path = tmp_path / "old.jsonl"
+    path.write_text(json.dumps({"format": "longthread-export/1", "tenant": "t",
+                                "session": "s"}) + "\n" + _message(1).model_dump_json() + "\n")
+    assert [m.id for m in read_session_file(path).messages] == ["m1"]
+    path.write_text(json.dumps({"format": "longthread-export/9"}) + "\n")
+    with pytest.raises(InvalidInputError, match="unknown export format"):
         read_session_file(path)
