@@ -52,6 +52,7 @@ from memory.models import (
 )
 from memory.policy import CompactionPolicy
 from memory.store.db import open_pool
+from memory.store.migrations import stored_embedding_dim
 from memory.store.store import Store
 from workflows.conversation import ConversationWorkflow, workflow_id
 from workflows.types import (
@@ -435,10 +436,7 @@ class Longthread:
             self._own_pool = await open_pool(self.settings.database_url)
             self._store = Store(self._own_pool)
             async with self._own_pool.connection() as conn:
-                cur = await conn.execute(
-                    "SELECT value FROM longthread_meta WHERE key = 'embedding_dim'")
-                row = await cur.fetchone()
-            self._archive_dim = int(row["value"]) if row else None
+                self._archive_dim = await stored_embedding_dim(conn)
         return self._store
 
     def embedder(self) -> Embedder:

@@ -15,6 +15,7 @@ import importlib
 import logging
 import os
 import threading
+from abc import ABC, abstractmethod
 from collections.abc import Sequence
 from concurrent.futures import ThreadPoolExecutor
 from functools import cache
@@ -139,16 +140,17 @@ class _OnnxModel:
         return pooled
 
 
-class OnnxEmbedder:
+class OnnxEmbedder(ABC):
     """A sentence-transformers model (mean pooling, unit length) on one `_OnnxModel`: the
-    pooling head in numpy, texts one per run (see `_OnnxModel` for why)."""
+    pooling head in numpy, texts one per run (see `_OnnxModel` for why). Subclasses say
+    which model, and load it once per process."""
 
     name: str
     dim: int
     max_chars = 2000  # 256-384 word pieces never need more; longer text is wasted work
 
-    def model(self) -> _OnnxModel:
-        raise NotImplementedError
+    @abstractmethod
+    def model(self) -> _OnnxModel: ...
 
     def embed_sync(self, texts: Sequence[str]) -> list[list[float]]:
         if not texts:

@@ -33,7 +33,7 @@ from pathlib import Path
 from typing import Any, ClassVar
 
 from activities.providers.embedders import OnnxEmbedder, _OnnxModel, _quiet_hf
-from activities.providers.onnx_int8 import cache_dir
+from activities.providers.onnx_int8 import cache_dir, quantize_weight_matmuls
 from memory.errors import InvalidInputError
 
 __all__ = ["PARTS", "MpnetEmbedder", "build_int8", "int8_file", "model_folder"]
@@ -102,9 +102,6 @@ def build_int8(folder: Path, target: Path) -> None:
     import torch
     from transformers import AutoModel, AutoTokenizer
 
-    onnx: Any = importlib.import_module("onnx")
-    quantization: Any = importlib.import_module("onnxruntime.quantization")
-
     class Hidden(torch.nn.Module):
         def __init__(self, encoder: Any) -> None:
             super().__init__()
@@ -126,16 +123,7 @@ def build_int8(folder: Path, target: Path) -> None:
                               output_names=["hidden"], opset_version=17, dynamo=False,
                               dynamic_axes={"input_ids": axes, "attention_mask": axes,
                                             "hidden": axes})
-        graph = onnx.load(str(plain)).graph
-        weights = {init.name for init in graph.initializer}
-        activations_only = [node.name for node in graph.node if node.op_type == "MatMul"
-                            and not any(name in weights for name in node.input)]
-        quantized = Path(work) / "int8.onnx"
-        quantization.quantize_dynamic(
-            str(plain), str(quantized), weight_type=quantization.QuantType.QInt8,
-            per_channel=True, op_types_to_quantize=["MatMul"],
-            nodes_to_exclude=activations_only)
-        os.replace(quantized, target)
+        quantize_weight_matmuls(plain, target)
 
 
 def int8_file(folder: Path) -> Path:

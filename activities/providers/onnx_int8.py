@@ -34,7 +34,7 @@ import tempfile
 from pathlib import Path
 from typing import Any
 
-__all__ = ["RECIPE", "cache_dir", "int8_model"]
+__all__ = ["RECIPE", "cache_dir", "int8_model", "quantize_weight_matmuls"]
 
 log = logging.getLogger(__name__)
 
@@ -60,8 +60,6 @@ def _sha256(path: Path) -> str:
 def _build(source: Path, target: Path) -> None:
     """Fold, fuse, then quantize `source` into `target` (see the module docstring)."""
     ort: Any = importlib.import_module("onnxruntime")
-    onnx: Any = importlib.import_module("onnx")
-    quantization: Any = importlib.import_module("onnxruntime.quantization")
     with tempfile.TemporaryDirectory(dir=target.parent) as work:
         folded = Path(work) / "float32.onnx"
         options = ort.SessionOptions()
@@ -74,13 +72,22 @@ def _build(source: Path, target: Path) -> None:
         optimizer: Any = importlib.import_module("onnxruntime.transformers.optimizer")
         optimizer.optimize_model(str(folded), model_type="bert", opt_level=0).save_model_to_file(
             str(fused))
-        model = onnx.load(str(fused))
-        weights = {init.name for init in model.graph.initializer}
-        activations_only = [node.name for node in model.graph.node if node.op_type == "MatMul"
-                            and not any(name in weights for name in node.input)]
+        quantize_weight_matmuls(fused, target)
+
+
+def quantize_weight_matmuls(source: Path, target: Path) -> None:
+    """Step 3 (the mpnet build's too): int8 weight MatMuls per output channel; the products
+    of two activations stay float32. Written beside `target`, then renamed onto it."""
+    onnx: Any = importlib.import_module("onnx")
+    quantization: Any = importlib.import_module("onnxruntime.quantization")
+    graph = onnx.load(str(source)).graph
+    weights = {init.name for init in graph.initializer}
+    activations_only = [node.name for node in graph.node if node.op_type == "MatMul"
+                        and not any(name in weights for name in node.input)]
+    with tempfile.TemporaryDirectory(dir=target.parent) as work:
         quantized = Path(work) / "int8.onnx"
         quantization.quantize_dynamic(
-            str(fused), str(quantized), weight_type=quantization.QuantType.QInt8,
+            str(source), str(quantized), weight_type=quantization.QuantType.QInt8,
             per_channel=True, op_types_to_quantize=["MatMul"],
             nodes_to_exclude=activations_only)
         os.replace(quantized, target)

@@ -434,11 +434,20 @@ async def setup(conn: AsyncConnection[Any], embedding_dim: int = 384) -> int:
             await conn.execute(statement.format(dim=sql.Literal(embedding_dim)))
             await conn.execute("INSERT INTO schema_version (version) VALUES (%s)", (version,))
             current = version
-        stored = int(await _scalar(
-            conn, "SELECT value FROM longthread_meta WHERE key = 'embedding_dim'"))
-    if stored != embedding_dim:
-        raise InvalidInputError(
-            "embedding_dim",
-            f"the archive was created for {stored}-dimensional embeddings, not {embedding_dim}",
-        )
+        check_embedding_dim(await stored_embedding_dim(conn), embedding_dim)
     return current
+
+
+async def stored_embedding_dim(conn: AsyncConnection[Any]) -> int | None:
+    """The vector size the archive was created for; None before the first migration."""
+    value = await _scalar(conn, "SELECT value FROM longthread_meta WHERE key = 'embedding_dim'")
+    return None if value is None else int(value)
+
+
+def check_embedding_dim(stored: int | None, embedding_dim: int) -> None:
+    """Vectors of another size would fail every embed with pgvector's own error: refuse here."""
+    if stored is not None and stored != embedding_dim:
+        raise InvalidInputError(
+            "embedding_dim", f"the archive was created for {stored}-dimensional embeddings, "
+            f"not {embedding_dim} (LONGTHREAD_EMBEDDER and LONGTHREAD_EMBEDDING_DIM must match "
+            "the archive)")

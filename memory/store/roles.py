@@ -15,7 +15,12 @@ from psycopg import AsyncConnection, errors, sql
 from psycopg.rows import tuple_row
 
 from memory.errors import InvalidInputError, LongthreadError
-from memory.store.migrations import MIGRATIONS, setup
+from memory.store.migrations import (
+    MIGRATIONS,
+    check_embedding_dim,
+    setup,
+    stored_embedding_dim,
+)
 
 __all__ = ["SchemaError", "create_login_role", "ensure_schema", "setup_database"]
 
@@ -63,16 +68,8 @@ async def ensure_schema(url: str, embedding_dim: int) -> int:
                 current = int(found[0]) if found else 0
         if current >= len(MIGRATIONS):
             # Current, so nothing to migrate; the vectors must still be the archive's size
-            # (`setup` checks this too, on the path that migrates).
-            async with conn.cursor(row_factory=tuple_row) as cur:
-                await cur.execute(
-                    "SELECT value FROM longthread_meta WHERE key = 'embedding_dim'")
-                stored = await cur.fetchone()
-            if stored and int(stored[0]) != embedding_dim:
-                raise InvalidInputError(
-                    "embedding_dim", f"the archive was created for {int(stored[0])}-dimensional "
-                    f"embeddings, not {embedding_dim} (LONGTHREAD_EMBEDDER and "
-                    "LONGTHREAD_EMBEDDING_DIM must match the archive)")
+            # (`setup` checks the same on the path that migrates).
+            check_embedding_dim(await stored_embedding_dim(conn), embedding_dim)
             return current
         try:
             return await setup(conn, embedding_dim)
