@@ -10,17 +10,21 @@ with the same pure code; the digests must match.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
+from datetime import datetime
+
 from pydantic import BaseModel, ConfigDict
 
 from memory.assembly import Shares
 from memory.audit import ServedContext, window_digest
 from memory.compaction import WindowState, apply_record
 from memory.errors import NotFoundError
-from memory.models import CompactionRecord, ContextWindow, Message, ScoredMessage
+from memory.models import CompactionRecord, ContextWindow, Message, ScoredMessage, Summary
 from memory.store.store import Store
 from memory.window import assemble_from_window, by_reference
 
-__all__ = ["ReplayResult", "TurnHistory", "rebuild", "replay_at", "why_at"]
+__all__ = ["ReplayResult", "TurnHistory", "TurnStep", "rebuild", "replay_at", "trace_turn",
+           "why_at"]
 
 
 class ReplayResult(BaseModel):
@@ -80,18 +84,119 @@ async def replay_at(store: Store, tenant: str, session: str, turn: int,
                         matches=window_digest(window) == served.digest)
 
 
+class TurnStep(BaseModel):
+    """One thing a ledger record did to a turn's message or to a summary that carries it."""
+
+    model_config = ConfigDict(frozen=True)
+
+    record: str
+    at: datetime | None
+    what: str
+    why: str | None = None  # the record's reason, on the step that took the message out
+
+
 class TurnHistory(BaseModel):
-    """The message at one turn and every ledger record that covered it or undid one that did,
-    oldest first: "why was turn 37 summarized away?" without reading the whole ledger."""
+    """The message at one turn and every ledger record that covered it, undid one that did,
+    or folded a summary that carries it, oldest first: "why was turn 37 summarized away, and
+    where is it now?" without reading the whole ledger."""
 
     model_config = ConfigDict(frozen=True)
 
     turn: int
     message: Message
+    # The records that took the message out of the window or put it back.
     records: tuple[CompactionRecord, ...]
-    # Of `records`, those that covered the message and are not undone: empty means the
-    # message is in the window verbatim (no compaction took it, or every one was undone).
+    # Of `records`, those keeping it out now: empty means the message is in the window
+    # verbatim (no compaction took it, or an undo put it back).
     in_force: tuple[str, ...]
+    # What happened, step by step, including later merges of the summary it went into.
+    steps: tuple[TurnStep, ...] = ()
+    # The summaries in the window now that stand for the message (the top of its merges).
+    carried_by: tuple[Summary, ...] = ()
+    now: str = ""
+
+
+def _covering_step(record: CompactionRecord, message_id: str) -> TurnStep:
+    if record.summary is None:
+        what = "archived it with no summary"
+    elif message_id in record.summary.quoted_ids:
+        what = f"quoted it verbatim in summary {record.summary.id} (level {record.summary.level})"
+    else:
+        what = f"summarized it into {record.summary.id} (level {record.summary.level})"
+    how = record.strategy + (f" / {record.model}" if record.model else "")
+    return TurnStep(record=record.id, at=record.at, what=f"{record.trigger}/{record.level} "
+                    f"({how}): {what}", why=record.reason)
+
+
+def _now(in_force: Sequence[str], carried_by: Sequence[Summary], message_id: str,
+         touched: bool) -> str:
+    if not in_force:
+        return "in the window verbatim" + (
+            " (every compaction of it was undone)" if touched else "; no compaction covered it")
+    carriers = "; ".join(
+        f"summary {s.id} (level {s.level}) stands for it in the window"
+        + (", quoting it verbatim" if message_id in s.quoted_ids else "") for s in carried_by)
+    return (f"out of the window since {in_force[-1]}; " + (carriers or "no summary in the "
+            "window stands for it") + "; the archive keeps it whole, and a query can retrieve it")
+
+
+def _moved(record: CompactionRecord, lost: Sequence[str], back: Sequence[str]) -> str:
+    """An undo, a clear or an imported record that took summaries standing for the message
+    out of the window, or put them back, without folding them into a new one."""
+    parts = ([f"took {', '.join(lost)} out of the window"] if lost else []) + (
+        [f"put {', '.join(back)} back"] if back else [])
+    head = (f"undid {record.undoes}" if record.trigger == "undo"
+            else f"{record.trigger}/{record.level} ({record.action})")
+    return f"{head}: {' and '.join(parts)}"
+
+
+def trace_turn(turn: int, message: Message, ledger: Sequence[CompactionRecord]) -> TurnHistory:
+    """Walk the ledger once, in order, doing to the message and to the window's summaries
+    what `apply_record` does (a record takes out what it covers and the summaries it
+    removes, then adds its merged and new summaries; an undo, known by its trigger, puts its
+    covered messages and its restored summaries back). `carriers` are the summaries that
+    ever stood for the message: the one it went into, and every summary that merged one."""
+    present: dict[str, Summary] = {}
+    carriers: set[str] = set()
+    in_force: list[str] = []
+    records: list[CompactionRecord] = []
+    steps: list[TurnStep] = []
+    for r in ledger:
+        removed = set(r.removed_summary_ids)
+        lost = sorted(i for i in removed if i in carriers and i in present)
+        for i in removed:
+            present.pop(i, None)
+        if r.trigger == "undo":
+            back = [s.id for s in r.restored_summaries if s.id in carriers]
+            present.update((s.id, s) for s in r.restored_summaries)
+            if message.id in r.covered_ids:
+                records.append(r)
+                in_force.clear()
+                steps.append(TurnStep(record=r.id, at=r.at, what=f"undid {r.undoes}, putting "
+                                      "it back in the window"))
+            elif lost or back:
+                steps.append(TurnStep(record=r.id, at=r.at, what=_moved(r, lost, back)))
+            continue
+        if message.id in r.covered_ids:
+            records.append(r)
+            in_force.append(r.id)
+            steps.append(_covering_step(r, message.id))
+            if r.summary is not None:
+                carriers.add(r.summary.id)
+        merged = r.merged_summary
+        if lost and merged is not None:
+            carriers.add(merged.id)
+            quoted = ", quoting it verbatim" if message.id in merged.quoted_ids else ""
+            steps.append(TurnStep(record=r.id, at=r.at, what=f"{r.trigger}/{r.level}: folded "
+                                  f"{', '.join(lost)} into {merged.id} (level {merged.level})"
+                                  f"{quoted}"))
+        elif lost:
+            steps.append(TurnStep(record=r.id, at=r.at, what=_moved(r, lost, ()), why=r.reason))
+        present.update((s.id, s) for s in (merged, r.summary) if s is not None)
+    carried_by = tuple(s for i, s in present.items() if i in carriers) if in_force else ()
+    return TurnHistory(turn=turn, message=message, records=tuple(records),
+                       in_force=tuple(in_force), steps=tuple(steps), carried_by=carried_by,
+                       now=_now(in_force, carried_by, message.id, bool(records)))
 
 
 async def why_at(store: Store, tenant: str, session: str, turn: int) -> TurnHistory:
@@ -102,9 +207,4 @@ async def why_at(store: Store, tenant: str, session: str, turn: int) -> TurnHist
         raise NotFoundError(f"turn: {session!r} has {count} messages; turns are 1 to {count}"
                             if count else f"session: no session {session!r} for tenant "
                             f"{tenant!r}")
-    ledger = await store.ledger(tenant, session)
-    covering = {r.id for r in ledger if r.undoes is None and message.id in r.covered_ids}
-    undone = {r.undoes for r in ledger if r.undoes in covering}
-    records = tuple(r for r in ledger if r.id in covering or r.undoes in covering)
-    return TurnHistory(turn=turn, message=message, records=records,
-                       in_force=tuple(r.id for r in records if r.id in covering - undone))
+    return trace_turn(turn, message, await store.ledger(tenant, session))

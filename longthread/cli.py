@@ -175,7 +175,8 @@ def why(session: SessionId, turn: Annotated[int, typer.Argument(
             min=1, max=MAX_TURN, help="Turn number: the N-th message stored, counted from 1.")],
         tenant: Tenant = "default", as_json: Json = False) -> None:
     """Why a turn left the window: its message, each ledger record that covered it (when,
-    which level, into which summary, the record's reason) or undid one, and where it is now."""
+    which level, into which summary, the record's reason) or undid one, each later merge of
+    that summary, and which summary in the window stands for it now."""
     async def body() -> None:
         async with connected(out, need_db=True) as ctx:
             await ctx.why(session, tenant, turn, as_json)

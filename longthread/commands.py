@@ -209,7 +209,7 @@ class Ctx:
         if as_json:
             self.out.print_json(history.model_dump_json())
             return
-        for line in why_lines(turn, history.message, history.records, history.in_force):
+        for line in why_lines(history):
             self.out.print(line, markup=False, highlight=False)
 
     async def replay(self, session: str, tenant: str, turn: int, as_json: bool,

@@ -208,9 +208,10 @@ def build_server(lt: Longthread, tenant: str = "default") -> MCPServer:
             return await replay_at(await lt.store(), tenant, session, turn, seq=seq)
 
     @server.tool(description="Why a turn left the window: the message at `turn` (the N-th "
-                 "stored, from 1), every ledger record that covered it or undid one that did "
-                 "(with its reason), and `in_force`: the records still keeping it out (empty: "
-                 "it is in the window verbatim).")
+                 "stored, from 1); `steps`, what each ledger record did to it, with its reason, "
+                 "including later merges of the summary it went into; `in_force`, the records "
+                 "still keeping it out (empty: it is in the window verbatim); `carried_by`, "
+                 "the summaries in the window that stand for it; and `now`, in one sentence.")
     async def why(session: Session, turn: Annotated[int, Field(
             ge=1, le=MAX_TURN, description="A turn number: the N-th message, from 1.")],
                   ) -> TurnHistory:

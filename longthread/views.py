@@ -16,6 +16,7 @@ from rich.console import Console
 from rich.table import Table
 from rich.text import Text
 
+from longthread.audit import TurnHistory
 from memory.models import CompactionEvent, CompactionRecord, ContextWindow, Message
 from memory.store.store import SessionInfo
 from workflows.types import ConversationStats
@@ -147,34 +148,23 @@ def event_line(event: CompactionEvent) -> str:
     return f"compaction {event.record_id} started: {event.reason}"
 
 
-def why_lines(turn: int, message: Message, records: Sequence[CompactionRecord],
-              in_force: Sequence[str]) -> list[str]:
-    """`longthread why`: the message at a turn, what each ledger record did to it, and where
-    it stands now. Every stored text goes through `visible` (records and messages may come
-    from an imported file); print the lines without markup."""
+def why_lines(history: TurnHistory) -> list[str]:
+    """`longthread why`: the message at a turn, what each ledger record did to it (and to the
+    summaries that carry it), and where it stands now. Every stored text goes through
+    `visible` (records and messages may come from an imported file); print the lines
+    without markup."""
+    def line(text: str) -> str:  # one line each: a stored newline must not forge a line
+        return visible(text).replace("\n", "\\n")
+
+    message = history.message
     when = message.created_at.strftime("%Y-%m-%d %H:%M:%S") if message.created_at else "-"
-    lines = [f"turn {turn} is message {visible(repr(message.id))} ({message.role}, {when}): "
-             f"{visible(repr(clip(message.content, 100)))}"]
-    for r in records:
-        at = r.at.strftime("%Y-%m-%d %H:%M:%S") if r.at else "-"
-        if r.undoes is not None:
-            lines.append(visible(f"{r.id} {at}: undid {r.undoes}, putting its messages back"))
-            continue
-        if r.summary is None:
-            into = "archived it with no summary"
-        elif message.id in r.summary.quoted_ids:
-            into = f"quoted it verbatim in summary {r.summary.id} (level {r.summary.level})"
-        else:
-            into = f"summarized it into {r.summary.id} (level {r.summary.level})"
-        how = r.strategy + (f" / {r.model}" if r.model else "")
-        lines.append(visible(f"{r.id} {at} {r.trigger}/{r.level} ({how}): {into}. "
-                             f"Why: {r.reason}"))
-    if in_force:
-        lines.append(visible(f"now: out of the window since {in_force[-1]}; the archive keeps "
-                             "it whole (`longthread show`), and a query can retrieve it"))
-    else:
-        lines.append("now: in the window verbatim" + (
-            " (every compaction of it was undone)" if records else "; no compaction covered it"))
+    lines = [line(f"turn {history.turn} is message {message.id!r} ({message.role}, {when}): "
+                  f"{clip(message.content, 100)!r}")]
+    for step in history.steps:
+        at = step.at.strftime("%Y-%m-%d %H:%M:%S") if step.at else "-"
+        why = f". Why: {step.why}" if step.why else ""
+        lines.append(line(f"{step.record} {at} {step.what}{why}"))
+    lines.append(line(f"now: {history.now}"))
     return lines
 
 

@@ -260,7 +260,7 @@ async def test_every_request_needs_the_token(lt: Longthread, worker: Worker,
         assert "out of the window since" in body and "Why: " in body
         assert "&lt;script&gt;document.title" in body and "<script" not in body  # m2 is hostile
         status, _, body = await get(port, why + "24", headers=bearer)
-        assert status == 200 and "in the window verbatim: no compaction covered it" in body
+        assert status == 200 and "in the window verbatim; no compaction covered it" in body
         status, _, body = await get(port, why + "25", headers=bearer)
         assert status == 404 and "turns are 1 to 24" in body, (status, body)
         status, _, body = await get(port, why + "0", headers=bearer)

@@ -106,6 +106,10 @@ async def test_stdio_every_tool_and_clear_errors(
         why = await call(mcp, "why", session=session, turn=3)
         assert why["message"]["id"] == "m2" and why["in_force"] == [record["id"]]
         assert [r["id"] for r in why["records"]] == [record["id"]]
+        assert [s["record"] for s in why["steps"]] == [record["id"]]
+        assert why["steps"][0]["why"] == record["reason"]
+        assert why["now"].startswith(f"out of the window since {record['id']}")
+        assert [s["id"] for s in why["carried_by"]] == [record["summary"]["id"]]
         kept = await call(mcp, "why", session=session, turn=30)
         assert kept["in_force"] == [] and kept["records"] == []
         assert "turns are 1 to 30" in await refused(mcp, "why", session=session, turn=31)
