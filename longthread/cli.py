@@ -282,7 +282,9 @@ def db_setup(
         envvar="LONGTHREAD_APP_PASSWORD", help="Its password.")] = None,
 ) -> None:
     """Migrate the archive and create the application's least-privilege login role: a
-    member of longthread_app, no superuser, no BYPASSRLS, so row-level security holds."""
+    member of longthread_app, no superuser, no BYPASSRLS, so row-level security holds. The
+    archive is made for LONGTHREAD_EMBEDDING_DIM-sized vectors: run it with the workers'
+    settings."""
     from memory.store.roles import setup_database
 
     version = _run(setup_database(admin_url, Settings().dimensions, app_user, app_password))

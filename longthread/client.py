@@ -52,7 +52,7 @@ from memory.models import (
 )
 from memory.policy import CompactionPolicy
 from memory.store.db import open_pool
-from memory.store.migrations import stored_embedding_dim
+from memory.store.migrations import check_embedder, stored_embedder, stored_embedding_dim
 from memory.store.store import Store
 from workflows.conversation import ConversationWorkflow, workflow_id
 from workflows.types import (
@@ -411,6 +411,7 @@ class Longthread:
         self._store = store
         self._own_pool: AsyncConnectionPool[AsyncConnection[DictRow]] | None = None
         self._archive_dim: int | None = None  # read when this client opens the archive
+        self._archive_model: str | None = None
         self._embedder = embedder
 
     @classmethod
@@ -437,6 +438,7 @@ class Longthread:
             self._store = Store(self._own_pool)
             async with self._own_pool.connection() as conn:
                 self._archive_dim = await stored_embedding_dim(conn)
+                self._archive_model = await stored_embedder(conn)
         return self._store
 
     def embedder(self) -> Embedder:
@@ -452,6 +454,7 @@ class Longthread:
                     "LONGTHREAD_EMBEDDER", f"the archive holds {self._archive_dim}-dimensional "
                     f"embeddings and {s.embedder!r} makes {s.dimensions}: use the worker's "
                     "LONGTHREAD_EMBEDDER and LONGTHREAD_EMBEDDING_DIM")
+            check_embedder(self._archive_model, s.embedding_model)
             key = s.openai_api_key.get_secret_value() if s.openai_api_key else None
             self._embedder = choose_embedder(s.embedder, s.dimensions, key,
                                              s.openai_embedding_model, s.openai_base_url)

@@ -67,6 +67,14 @@ class Settings(BaseSettings):
             return self.embedding_dim
         return 768 if self.embedder == "mpnet" else 384
 
+    @property
+    def embedding_model(self) -> str:
+        """The model whose vectors the archive holds (recorded by the first worker; others
+        are refused). Both local MiniLM builds, ONNX and torch, make the same vectors."""
+        if self.embedder == "openai":
+            return f"openai:{self.openai_embedding_model}"
+        return "all-mpnet-base-v2" if self.embedder == "mpnet" else "all-MiniLM-L6-v2"
+
 
 def resolve_settings(settings: Settings | None = None) -> Settings:
     """Env and .env first; else what a running `longthread dev` wrote into its data dir

@@ -151,7 +151,7 @@ async def embedded_stack(settings: Settings) -> AsyncIterator[StackInfo]:
             stops.callback(watchdog.stop)
             stops.callback(postgres.stop)
             url = settings.database_url or postgres.start()
-            version = await migrate(url, settings.dimensions)
+            version = await migrate(url, settings.dimensions, settings.embedding_model)
             stops.callback(temporal.stop)
             temporal.start()
             await temporal.wait_ready()

@@ -55,7 +55,7 @@ async def run_worker(settings: Settings, stop: asyncio.Event | None = None) -> N
     """Run until `stop` is set (or forever): the production entry point's body."""
     if not settings.database_url:
         raise InvalidInputError("LONGTHREAD_DATABASE_URL", "is required to run a worker")
-    await ensure_schema(settings.database_url, settings.dimensions)
+    await ensure_schema(settings.database_url, settings.dimensions, settings.embedding_model)
     pool = await open_pool(settings.database_url)
     acts = None
     try:

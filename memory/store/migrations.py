@@ -401,13 +401,22 @@ MIGRATIONS: list[sql.SQL] = [
     ALTER TABLE messages FORCE ROW LEVEL SECURITY;
     ALTER TABLE lexical_cursors FORCE ROW LEVEL SECURITY;
     """),
+    # 13: the first worker records which model makes the archive's vectors (`claim_embedder`),
+    # whatever its login. The app may add that one key, once; it may change nothing.
+    sql.SQL("""
+    GRANT INSERT ON longthread_meta TO longthread_app;
+    ALTER TABLE longthread_meta ENABLE ROW LEVEL SECURITY;
+    CREATE POLICY meta_read ON longthread_meta FOR SELECT USING (true);
+    CREATE POLICY meta_claim_embedder ON longthread_meta FOR INSERT
+        WITH CHECK (key = 'embedder');
+    """),
 ]
 
 
-async def migrate(url: str, embedding_dim: int = 384) -> int:
+async def migrate(url: str, embedding_dim: int = 384, embedder: str | None = None) -> int:
     """Open a short-lived connection and run `setup` on it."""
     async with await AsyncConnection.connect(url, autocommit=True) as conn:
-        return await setup(conn, embedding_dim)
+        return await setup(conn, embedding_dim, embedder)
 
 
 async def _scalar(conn: AsyncConnection[Any], query: str) -> Any:
@@ -417,8 +426,10 @@ async def _scalar(conn: AsyncConnection[Any], query: str) -> Any:
     return row[0] if row else None
 
 
-async def setup(conn: AsyncConnection[Any], embedding_dim: int = 384) -> int:
-    """Apply every pending migration; returns the schema version now in force."""
+async def setup(conn: AsyncConnection[Any], embedding_dim: int = 384,
+                embedder: str | None = None) -> int:
+    """Apply every pending migration; returns the schema version now in force. With
+    `embedder`, the archive keeps to that model's vectors (`claim_embedder`)."""
     if not 1 <= embedding_dim <= 16_000:
         raise InvalidInputError("embedding_dim", "must be between 1 and 16000")
     async with conn.transaction():
@@ -435,6 +446,8 @@ async def setup(conn: AsyncConnection[Any], embedding_dim: int = 384) -> int:
             await conn.execute("INSERT INTO schema_version (version) VALUES (%s)", (version,))
             current = version
         check_embedding_dim(await stored_embedding_dim(conn), embedding_dim)
+        if embedder is not None:
+            await claim_embedder(conn, embedder)
     return current
 
 
@@ -451,3 +464,28 @@ def check_embedding_dim(stored: int | None, embedding_dim: int) -> None:
             "embedding_dim", f"the archive was created for {stored}-dimensional embeddings, "
             f"not {embedding_dim} (LONGTHREAD_EMBEDDER and LONGTHREAD_EMBEDDING_DIM must match "
             "the archive)")
+
+
+async def stored_embedder(conn: AsyncConnection[Any]) -> str | None:
+    """The model whose vectors the archive holds; None until a worker or setup named one."""
+    value = await _scalar(conn, "SELECT value FROM longthread_meta WHERE key = 'embedder'")
+    return None if value is None else str(value)
+
+
+async def claim_embedder(conn: AsyncConnection[Any], embedder: str) -> None:
+    """The first model to index an archive keeps it. Vectors of two models are not
+    comparable even at one size (openai's default of 384 dimensions is MiniLM's size), so a
+    session indexed by one and queried by the other would rank by noise, with no error."""
+    await conn.execute("INSERT INTO longthread_meta VALUES ('embedder', %s)"
+                       " ON CONFLICT (key) DO NOTHING", (embedder,))
+    check_embedder(await stored_embedder(conn), embedder)
+
+
+def check_embedder(stored: str | None, embedder: str) -> None:
+    if stored is not None and stored != embedder:
+        raise InvalidInputError(
+            "LONGTHREAD_EMBEDDER", f"the archive holds vectors made by {stored!r}, and these "
+            f"settings make them with {embedder!r}; two models' vectors cannot be compared. "
+            "Set LONGTHREAD_EMBEDDER (local: all-MiniLM-L6-v2, mpnet: all-mpnet-base-v2, "
+            "openai: openai:<LONGTHREAD_OPENAI_EMBEDDING_MODEL>) to the archive's model, or "
+            "use a new archive (LONGTHREAD_DATABASE_URL or LONGTHREAD_DATA_DIR)")

@@ -18,6 +18,7 @@ from memory.errors import InvalidInputError, LongthreadError
 from memory.store.migrations import (
     MIGRATIONS,
     check_embedding_dim,
+    claim_embedder,
     setup,
     stored_embedding_dim,
 )
@@ -47,7 +48,9 @@ async def create_login_role(conn: AsyncConnection[Any], user: str,
 
 async def setup_database(admin_url: str, embedding_dim: int, app_user: str | None = None,
                          app_password: str | None = None) -> int:
-    """What `longthread db setup` does, as an admin: migrate, then create the login role."""
+    """What `longthread db setup` does, as an admin: migrate, then create the login role.
+    It records no embedding model: the admin's settings need not be the workers', and the
+    first worker records its own (`claim_embedder`)."""
     async with await AsyncConnection.connect(admin_url, autocommit=True) as conn:
         version = await setup(conn, embedding_dim)
         if app_user:
@@ -55,8 +58,9 @@ async def setup_database(admin_url: str, embedding_dim: int, app_user: str | Non
     return version
 
 
-async def ensure_schema(url: str, embedding_dim: int) -> int:
-    """At worker start: migrate if this login may, else require the schema to be current."""
+async def ensure_schema(url: str, embedding_dim: int, embedder: str | None = None) -> int:
+    """At worker start: migrate if this login may, else require the schema to be current.
+    The archive's vectors must be this worker's: their size, and (`embedder`) their model."""
     async with await AsyncConnection.connect(url, autocommit=True) as conn:
         async with conn.cursor(row_factory=tuple_row) as cur:
             await cur.execute("SELECT to_regclass('schema_version') IS NOT NULL")
@@ -70,9 +74,11 @@ async def ensure_schema(url: str, embedding_dim: int) -> int:
             # Current, so nothing to migrate; the vectors must still be the archive's size
             # (`setup` checks the same on the path that migrates).
             check_embedding_dim(await stored_embedding_dim(conn), embedding_dim)
+            if embedder is not None:
+                await claim_embedder(conn, embedder)
             return current
         try:
-            return await setup(conn, embedding_dim)
+            return await setup(conn, embedding_dim, embedder)
         except errors.InsufficientPrivilege:
             raise SchemaError(
                 f"the archive's schema is at version {current} of {len(MIGRATIONS)} and this "
