@@ -54,6 +54,7 @@ from memory.models import (
     Summary,
     content_hash,
 )
+from memory.store.appends import AppendOutcome
 from memory.store.indexing import INDEX_TERMS_LIMIT
 from memory.store.sessions import LoadedWindow
 from memory.store.store import Store
@@ -134,22 +135,26 @@ class ConversationActivities:
             except InvalidInputError as exc:
                 raise _refused(exc) from None
         else:  # generate()'s one turn: its caller passed `id`, so errors name `id`, not a list
-            messages = await self._restamp(input)
             try:
-                try:
-                    out = await self.store.append_messages(input.tenant, input.session, messages)
-                except InvalidInputError:
-                    # An overlapping call with the same id may have stored its copy after the
-                    # read above: read once more, and refuse only if nothing changed.
-                    again = await self._restamp(input)
-                    if again == messages:
-                        raise
-                    out = await self.store.append_messages(input.tenant, input.session, again)
+                out = await self._append_restamped(input)
             except InvalidInputError as exc:
                 raise _refused(InvalidInputError(exc.field.removeprefix("messages[0]."),
                                                  exc.problem)) from None
         return AppendResult(appended=out.appended, duplicates=out.duplicates,
                             total=out.cursors.next_seq, cursors=out.cursors)
+
+    async def _append_restamped(self, input: StoreMessagesInput) -> AppendOutcome:
+        """An overlapping call with the same id may store its copy between the read in
+        `_restamp` and the append: on a conflict, read once more, and refuse only if nothing
+        changed."""
+        messages = await self._restamp(input)
+        try:
+            return await self.store.append_messages(input.tenant, input.session, messages)
+        except InvalidInputError:
+            again = await self._restamp(input)
+            if again == messages:
+                raise
+            return await self.store.append_messages(input.tenant, input.session, again)
 
     async def _restamp(self, input: StoreMessagesInput) -> tuple[Message, ...]:
         """A retried generate() stamps its turn anew: where the stored copy differs only in

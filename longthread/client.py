@@ -1,109 +1,37 @@
-"""The public async client: `Longthread.connect()` and `Conversation`.
+"""The public async client: `Longthread.connect()`, and `conversation()` for a session's
+`Conversation` (longthread/conversation.py).
 
-Writes go through the conversation's workflow (update-with-start: the first call on a session
-creates it, every later one attaches), which orders and retries them. Reads (`context()`, the
-ledger, the window, events) come straight from the store, which is the source of truth.
+A `Longthread` holds what every session shares: the Temporal client (for writes), the store
+and its pool (for reads), and the query embedder, checked against the archive's vectors.
 """
 
 from __future__ import annotations
 
-import asyncio
-import logging
 import re
-import time
-import uuid
-from collections.abc import Mapping, Sequence
-from dataclasses import dataclass
 from types import TracebackType
-from typing import Any
 
 from psycopg import AsyncConnection
 from psycopg.rows import DictRow
 from psycopg_pool import AsyncConnectionPool
-from pydantic import ValidationError
-from temporalio.client import (
-    Client,
-    RPCError,
-    WithStartWorkflowOperation,
-    WorkflowHandle,
-    WorkflowUpdateFailedError,
-)
-from temporalio.common import WorkflowIDConflictPolicy
-from temporalio.exceptions import ApplicationError
-from temporalio.service import RPCStatusCode
+from temporalio.client import Client
 
 from activities.providers.embedders import Embedder
-from activities.serving import serve_context
-from activities.types import ContextRequest
 from longthread.codec import data_converter
+from longthread.conversation import CompactAttempt, Conversation
 from longthread.settings import Settings, resolve_settings
-from longthread.transfer import ledger_parts
-from memory.checks import MAX_RETRIEVE, check_id, check_query, check_range
-from memory.errors import InvalidInputError, LongthreadError, NotFoundError
-from memory.models import (
-    CompactionEvent,
-    CompactionRecord,
-    ContextWindow,
-    Message,
-    ScoredMessage,
-    Summary,
-    invalid_input,
-    parse_messages,
-)
+from memory.errors import InvalidInputError
 from memory.policy import CompactionPolicy
 from memory.store.db import open_pool
 from memory.store.migrations import check_embedder, stored_embedder, stored_embedding_dim
 from memory.store.store import Store
-from workflows.conversation import ConversationWorkflow, workflow_id
-from workflows.types import (
-    SESSION_PATTERN,
-    TENANT_PATTERN,
-    AppendInput,
-    AppendResult,
-    CompactInput,
-    CompactOutcome,
-    ConversationInput,
-    ConversationStats,
-    EditInput,
-    GenerateInput,
-    GenerateResult,
-    RestoreInput,
-    UncompactInput,
-)
+from workflows.types import SESSION_PATTERN, TENANT_PATTERN
 
-__all__ = ["MAX_BATCH_BYTES", "MAX_FETCH_IDS", "NO_ARCHIVE", "CompactAttempt", "Conversation",
-           "Longthread", "check_ids"]
+# Conversation and CompactAttempt are part of the client's public API; they live in their
+# own module only to keep each file to one responsibility.
+__all__ = ["NO_ARCHIVE", "CompactAttempt", "Conversation", "Longthread", "check_ids"]
 
-log = logging.getLogger(__name__)
-
-# Temporal caps one payload at 2 MB; a batch stays well below so JSON overhead never crosses it.
-MAX_BATCH_BYTES = 1_500_000
-MAX_FETCH_IDS = 200  # ids one `messages()` call takes (each body is at most 2 MB)
 NO_ARCHIVE = ("no archive database: set LONGTHREAD_DATABASE_URL, run `longthread dev` in this "
               "directory, or point LONGTHREAD_DATA_DIR at the data dir of one running elsewhere")
-
-
-@dataclass(frozen=True)
-class CompactAttempt:
-    """What a manual compact did: the record it committed, or none and, when one was composed
-    but would not have shrunk the window, why (the session's events hold a `skipped` entry)."""
-
-    record: CompactionRecord | None
-    skipped: str | None = None
-
-    def nothing_because(self, preserve_recent: int | None,
-                        option: str = "preserve_recent") -> str:
-        """Why no record was committed, in words for a person or a model; `option` is how
-        the caller's interface spells preserve_recent."""
-        if self.skipped:
-            return f"nothing compacted: {self.skipped}"
-        if preserve_recent is not None:
-            return (f"nothing to compact: the window holds nothing older than its "
-                    f"{preserve_recent} most recent messages ({option}) besides system and "
-                    "pinned ones")
-        return ("nothing to compact: the window holds nothing older than the recent messages "
-                "the policy keeps verbatim (LONGTHREAD_PRESERVE_RECENT) besides system and "
-                f"pinned ones; {option} N keeps fewer")
 
 
 def check_ids(tenant: str, session: str) -> tuple[str, str]:
@@ -112,288 +40,6 @@ def check_ids(tenant: str, session: str) -> tuple[str, str]:
     if not re.match(SESSION_PATTERN, session):
         raise InvalidInputError("session", "must be 1-200 visible characters (no spaces)")
     return tenant, session
-
-
-def _transient(exc: RPCError) -> bool:
-    """Worth retrying with the same update id: the server is unreachable or busy, no worker
-    polls, or the workflow task that carried the update failed before accepting it (the
-    server retries that task; a worker died mid-task, say). The update was not accepted; a
-    batch its local activity had stored already comes back as duplicates."""
-    return (exc.status in (RPCStatusCode.UNAVAILABLE, RPCStatusCode.DEADLINE_EXCEEDED,
-                           RPCStatusCode.RESOURCE_EXHAUSTED)
-            or "no poller" in exc.message
-            or (exc.status == RPCStatusCode.FAILED_PRECONDITION
-                and "workflow task" in exc.message.lower()))
-
-
-def _raise_clear(exc: WorkflowUpdateFailedError) -> None:
-    """Turn a refused update back into the error the workflow or its activity raised."""
-    cause: BaseException | None = exc.cause
-    while cause is not None and not isinstance(cause, ApplicationError):
-        cause = cause.__cause__
-    if isinstance(cause, ApplicationError) and cause.type == "InvalidInputError":
-        field, _, problem = cause.message.partition(": ")
-        raise InvalidInputError(field, problem) from None
-    raise LongthreadError(str(cause or exc)) from exc
-
-
-def _in_whole_ledger(exc: InvalidInputError, start: int) -> InvalidInputError:
-    """An error about `records[i]` of a part that starts at record `start` of the ledger."""
-    found = re.match(r"records\[(\d+)\](.*)", exc.field, re.S)
-    if not found or not start:
-        return exc
-    return InvalidInputError(f"records[{int(found[1]) + start}]{found[2]}", exc.problem)
-
-
-class Conversation:
-    def __init__(self, lt: Longthread, session: str, tenant: str) -> None:
-        self.lt = lt
-        self.session = session
-        self.tenant = tenant
-        self.id = workflow_id(tenant, session)
-
-    @property
-    def handle(self) -> WorkflowHandle[ConversationWorkflow, ConversationStats]:
-        return self.lt.client.get_workflow_handle_for(ConversationWorkflow.run, self.id)
-
-    def _start(self) -> WithStartWorkflowOperation[ConversationWorkflow, ConversationStats]:
-        return WithStartWorkflowOperation(
-            ConversationWorkflow.run,
-            ConversationInput(tenant=self.tenant, session=self.session, policy=self.lt.policy,
-                              idle_timeout_seconds=self.lt.settings.idle_timeout_seconds),
-            id=self.id, task_queue=self.lt.task_queue,
-            id_conflict_policy=WorkflowIDConflictPolicy.USE_EXISTING,
-        )
-
-    async def _update(self, update: Any, arg: Any = None) -> Any:
-        """Send an update, starting the workflow first if needed (update-with-start).
-
-        While no worker is polling (one crashed and another is starting), the server refuses
-        updates; we retry with the same update id, so an update that was already accepted is
-        answered once and never applied twice.
-        """
-        update_id = str(uuid.uuid4())
-        deadline = time.monotonic() + self.lt.settings.client_retry_seconds
-        delay = 0.2
-        while True:
-            args = [] if arg is None else [arg]
-            try:
-                return await self.lt.client.execute_update_with_start_workflow(
-                    update, *args, id=update_id, start_workflow_operation=self._start())
-            except WorkflowUpdateFailedError as exc:
-                _raise_clear(exc)
-                raise
-            except RPCError as exc:
-                if not _transient(exc) or time.monotonic() > deadline:
-                    raise
-                log.warning("update %s not delivered (%s); retrying", update_id, exc.message)
-            await asyncio.sleep(delay)
-            delay = min(delay * 2, 5.0)
-
-    async def attach(self) -> ConversationStats:
-        stats: ConversationStats = await self._update(ConversationWorkflow.attach)
-        return stats
-
-    # -- writes, through the workflow ------------------------------------------------------
-    async def append_many(self, messages: Sequence[Mapping[str, Any] | Message], *,
-                          hold_compaction: bool = False) -> AppendResult:
-        """Append a batch; messages already appended (same id, same content) are skipped.
-        `hold_compaction` (for imports that carry a ledger) pauses automatic compaction until
-        `restore_ledger` or an ordinary append."""
-        parsed = parse_messages(messages)  # refuses a lone message: it wants a list
-        if not parsed:
-            raise InvalidInputError("messages", "must hold at least one message")
-        size = sum(len(m.model_dump_json().encode("utf-8")) for m in parsed)
-        if size > MAX_BATCH_BYTES and len(parsed) == 1:
-            big = max(("content", "metadata", "tool_calls"), key=lambda f: len(
-                parsed[0].model_dump_json(include={f}).encode("utf-8")))
-            raise InvalidInputError(
-                f"messages[0].{big}", f"the message is {size} bytes as sent; the durable stack "
-                f"takes at most {MAX_BATCH_BYTES} bytes in one call (Temporal caps a payload at "
-                "2 MB), so one message cannot be larger: split it, or store the body elsewhere "
-                "and append a reference")
-        if size > MAX_BATCH_BYTES:
-            raise InvalidInputError(
-                "messages", f"batch is {size} bytes; the limit per call is {MAX_BATCH_BYTES} "
-                "bytes (Temporal caps a payload at 2 MB): send fewer or smaller messages")
-        result: AppendResult = await self._update(ConversationWorkflow.append_many,
-                                                  AppendInput(messages=tuple(parsed),
-                                                              hold_compaction=hold_compaction))
-        return result
-
-    async def append(self, message: Mapping[str, Any] | Message, *,
-                     hold_compaction: bool = False) -> AppendResult:
-        return await self.append_many([message], hold_compaction=hold_compaction)
-
-    async def _records(self, outcome: CompactOutcome) -> list[CompactionRecord]:
-        wanted = set(outcome.record_ids)
-        return [r for r in await self.ledger() if r.id in wanted]
-
-    async def try_compact(self, preserve_recent: int | None = None,
-                          focus: str | None = None) -> CompactAttempt:
-        """Compact now, and say why when nothing was committed."""
-        try:
-            request = CompactInput(preserve_recent=preserve_recent, focus=focus)
-        except ValidationError as exc:  # a negative preserve_recent, a focus over the limit
-            raise invalid_input(exc) from None
-        outcome: CompactOutcome = await self._update(ConversationWorkflow.compact, request)
-        records = await self._records(outcome)
-        # A worker older than `skipped` leaves it None: the reply then reads "nothing to compact".
-        return CompactAttempt(records[-1] if records else None, outcome.skipped)
-
-    async def compact(self, preserve_recent: int | None = None,
-                      focus: str | None = None) -> CompactionRecord | None:
-        """Compact now; None when nothing is left to compact, or when compacting would not
-        shrink the window (`try_compact` says which)."""
-        return (await self.try_compact(preserve_recent, focus)).record
-
-    async def uncompact(self, record_id: str) -> CompactionRecord:
-        try:
-            request = UncompactInput(record_id=record_id)
-        except ValidationError as exc:  # empty, over 200 characters, not a string
-            raise invalid_input(exc) from None
-        outcome: CompactOutcome = await self._update(ConversationWorkflow.uncompact, request)
-        return (await self._records(outcome))[-1]
-
-    async def pop(self) -> list[Message]:
-        """Take the newest message (with its tool call or results) out of the window, as an
-        undoable ledger record; returns what left the window (the archive keeps it)."""
-        outcome: CompactOutcome = await self._update(ConversationWorkflow.edit_window,
-                                                     EditInput(kind="pop"))
-        records = await self._records(outcome)
-        if not records:
-            return []
-        return await (await self.lt.store()).get_messages(self.tenant, self.session,
-                                                          records[-1].covered_ids)
-
-    async def clear(self) -> CompactionRecord | None:
-        """Empty the window (messages and summaries), as an undoable ledger record."""
-        outcome: CompactOutcome = await self._update(ConversationWorkflow.edit_window,
-                                                     EditInput(kind="clear"))
-        records = await self._records(outcome)
-        return records[-1] if records else None
-
-    async def restore_ledger(self, records: Sequence[CompactionRecord | Mapping[str, Any]]
-                             ) -> int:
-        """Re-apply an exported ledger to a freshly imported copy of its session, in parts of
-        at most MAX_BATCH_BYTES (automatic compaction stays held until the last). A refused
-        record is named by its place in the whole ledger; the parts before it stay applied."""
-        parts = ledger_parts(records, MAX_BATCH_BYTES)
-        restored = 0
-        for n, (start, part) in enumerate(parts):
-            try:
-                outcome: CompactOutcome = await self._update(
-                    ConversationWorkflow.restore_ledger,
-                    RestoreInput(records=part, more=n < len(parts) - 1))
-            except InvalidInputError as exc:
-                raise _in_whole_ledger(exc, start) from None
-            restored += len(outcome.record_ids)
-        return restored
-
-    async def generate(self, content: str, *, id: str | None = None, name: str | None = None,
-                       max_tokens: int = 4000, reply_tokens: int = 1024) -> GenerateResult:
-        """Store `content` as the user's turn, build the context for it, call the configured
-        chat model and store its reply. The turn is stored before the model is called, so
-        it is kept when the call fails; pass the same `id` again to retry without storing a
-        second copy of it."""
-        try:
-            request = GenerateInput(content=content, id=id, name=name, max_tokens=max_tokens,
-                                    reply_tokens=reply_tokens)
-        except ValidationError as exc:
-            raise invalid_input(exc) from None
-        result: GenerateResult = await self._update(ConversationWorkflow.generate, request)
-        return result
-
-    async def close(self) -> None:
-        """Finish embedding and end the run; the session resumes from the store on next use."""
-        await self.handle.signal(ConversationWorkflow.close)
-
-    # -- reads, from the store -------------------------------------------------------------
-    async def context(self, query: str | None = None, max_tokens: int = 4000,
-                      k: int = 40, neighbours: int = 1,
-                      shares: tuple[float, float, float] | None = None) -> ContextWindow:
-        """The window for one model call, within `max_tokens`; recorded for `replay`."""
-        try:
-            request = ContextRequest(query=query, max_tokens=max_tokens, k=k,
-                                     neighbours=neighbours, shares=shares)
-        except ValidationError as exc:  # out-of-range numbers, a query over 100,000 chars
-            raise invalid_input(exc) from None
-        return await serve_context(await self.lt.store(), self.lt.embedder(), self.tenant,
-                                   self.session, request)
-
-    async def search(self, query: str, k: int = 10) -> list[ScoredMessage]:
-        """Hybrid retrieval over the whole session (BM25 and embeddings, fused)."""
-        query = check_query("query", query) or ""
-        if not query.strip():
-            raise InvalidInputError("query", "must not be empty")
-        check_range("k", k, 1, MAX_RETRIEVE)
-        store = await self.lt.store()  # first: it reads the archive's embedding size
-        (vector,) = await self.lt.embedder().embed([query])
-        return await store.search(self.tenant, self.session, query, vector, k)
-
-    async def messages(self, ids: Sequence[str]) -> list[Message]:
-        """Stored messages by id, verbatim and whole, in the order asked for.
-
-        Why: the window shows a body over 64 KB as its first 2,000 characters and a line
-        naming its id ("in full in the archive as <id>"), and a summary names the ids it
-        covers; this is how a caller (or an agent, through the MCP `message` tool) follows
-        such a reference. Every message is stored before its append returns, so there is
-        nothing to wait for. An id the session does not hold is an error that names it.
-        """
-        if isinstance(ids, str):
-            raise InvalidInputError("ids", "expected a list of message ids, got a string "
-                                    "(to fetch one message, pass [id])")
-        if not 1 <= len(ids) <= MAX_FETCH_IDS:
-            raise InvalidInputError("ids", f"must hold 1 to {MAX_FETCH_IDS} ids; got {len(ids)}")
-        for index, value in enumerate(ids):
-            if not isinstance(value, str):
-                raise InvalidInputError(f"ids[{index}]",
-                                        f"must be a string, not {type(value).__name__}")
-            check_id(f"ids[{index}]", value)
-        found = await (await self.lt.store()).get_messages(self.tenant, self.session, ids)
-        held = {m.id for m in found}
-        if missing := [i for i in dict.fromkeys(ids) if i not in held]:
-            more = f" (and {len(missing) - 1} more)" if len(missing) > 1 else ""
-            raise NotFoundError(f"ids: no message {missing[0]!r}{more} in session "
-                                f"{self.session!r}")
-        return found
-
-    async def ledger(self) -> list[CompactionRecord]:
-        return await (await self.lt.store()).ledger(self.tenant, self.session)
-
-    async def events(self) -> list[CompactionEvent]:
-        return await (await self.lt.store()).events(self.tenant, self.session)
-
-    async def window(self) -> list[Message]:
-        loaded = await (await self.lt.store()).load_window(self.tenant, self.session)
-        return list(loaded.state.messages)
-
-    async def summaries(self) -> list[Summary]:
-        loaded = await (await self.lt.store()).load_window(self.tenant, self.session)
-        return list(loaded.state.summaries)
-
-    async def stats(self) -> ConversationStats:
-        try:
-            stats: ConversationStats = await self.handle.query(ConversationWorkflow.stats)
-        except RPCError as exc:
-            if "not found" in str(exc).lower():
-                raise NotFoundError(f"session: no conversation {self.session!r} for tenant "
-                                    f"{self.tenant!r}") from None
-            raise
-        return stats
-
-    async def settle(self, timeout: float = 300.0, poll: float = 0.1) -> ConversationStats:
-        """Wait until background embedding and compaction are done (appends are stored before
-        they return). Two quiet reads in a row are required, so a pass between steps is not
-        taken for the end. Raises TimeoutError."""
-        async with asyncio.timeout(timeout):
-            quiet = 0
-            while True:
-                stats = await self.stats()
-                quiet = 0 if stats.busy else quiet + 1
-                if quiet >= 2:
-                    return stats
-                await asyncio.sleep(poll)
 
 
 class Longthread:

@@ -16,7 +16,7 @@ from collections.abc import Sequence
 
 from pydantic import JsonValue
 
-from longthread.client import MAX_BATCH_BYTES, Conversation
+from longthread.conversation import MAX_BATCH_BYTES, Conversation
 from memory.models import Message, Summary
 from memory.packing import fenced_summary
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 from temporalio.service import RPCError, RPCStatusCode
 
-from longthread.client import _transient
+from longthread.conversation import _transient
 
 
 @pytest.mark.parametrize(("status", "message", "retried"), [

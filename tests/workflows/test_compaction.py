@@ -181,7 +181,7 @@ async def test_a_ledger_larger_than_one_payload_is_restored_in_parts(
     await copy.append_many(originals, hold_compaction=True)
     fresh = await make_lt(client, window=100_000).conversation("parts-bad", tenant="acme")
     await fresh.append_many(originals, hold_compaction=True)
-    monkeypatch.setattr("longthread.client.MAX_BATCH_BYTES", limit)
+    monkeypatch.setattr("longthread.conversation.MAX_BATCH_BYTES", limit)
     assert await copy.restore_ledger(ledger) == len(ledger)
     assert (await copy.ledger())[: len(ledger)] == ledger
     assert await copy.window() == await source.window()
