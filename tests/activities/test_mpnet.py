@@ -5,8 +5,10 @@ from __future__ import annotations
 
 import importlib.metadata
 import math
+import time
 import uuid
 from collections.abc import AsyncIterator
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import psycopg
@@ -90,6 +92,36 @@ def test_unpacked_and_built_once(mp: MpnetEmbedder) -> None:
     assert mpnet.model_folder() == folder and mpnet.int8_file(folder) == built
     assert (folder.stat().st_mtime_ns, built.stat().st_mtime_ns) == stamps
     assert not [p for p in built.parent.iterdir() if p.name.startswith("tmp")]
+
+
+def test_a_build_waits_for_another_process_building_and_then_uses_its_model(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Workers starting together: the one holding the build lock builds, the others wait
+    and then find the model built. The build itself is a stub here: the lock is the subject."""
+    from filelock import FileLock
+
+    monkeypatch.setenv("LONGTHREAD_MODEL_CACHE", str(tmp_path))
+    builds: list[Path] = []
+
+    def build(folder: Path, target: Path) -> None:
+        builds.append(target)
+        target.write_bytes(b"built here")
+
+    monkeypatch.setattr(mpnet, "build_int8", build)
+    folder = tmp_path / "all-mpnet-base-v2-test"
+    with ThreadPoolExecutor(1) as pool:
+        with FileLock(tmp_path / "mpnet.lock", timeout=10):  # another process is building
+            waiting = pool.submit(mpnet.int8_file, folder)
+            time.sleep(0.5)
+            assert not waiting.done()
+            target = mpnet.int8_path(folder)
+            target.write_bytes(b"built by the other")  # ... and finishes
+        assert waiting.result(timeout=60) == target
+    assert builds == [] and target.read_bytes() == b"built by the other"
+    # With nothing built and nobody else building, it builds, once.
+    other = tmp_path / "all-mpnet-base-v2-other"
+    built = mpnet.int8_file(other)
+    assert builds == [built] and mpnet.int8_file(other) == built and len(builds) == 1
 
 
 def test_a_missing_part_names_the_setting_and_the_extra(
