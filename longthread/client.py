@@ -58,6 +58,7 @@ class Longthread:
         self._own_pool: AsyncConnectionPool[AsyncConnection[DictRow]] | None = None
         self._archive_dim: int | None = None  # read when this client opens the archive
         self._archive_model: str | None = None
+        self._archive_read = False
         self._embedder = embedder
 
     @classmethod
@@ -82,9 +83,12 @@ class Longthread:
                 raise ConnectionError(NO_ARCHIVE)
             self._own_pool = await open_pool(self.settings.database_url)
             self._store = Store(self._own_pool)
-            async with self._own_pool.connection() as conn:
+        if not self._archive_read:  # also for a store passed in (the CLI's): `embedder()`
+            # checks these before the first query is embedded
+            async with self._store.pool.connection() as conn:
                 self._archive_dim = await stored_embedding_dim(conn)
                 self._archive_model = await stored_embedder(conn)
+            self._archive_read = True
         return self._store
 
     def embedder(self) -> Embedder:

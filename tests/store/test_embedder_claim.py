@@ -12,8 +12,10 @@ from temporalio.client import Client
 from longthread.client import Longthread
 from longthread.settings import Settings
 from memory.errors import InvalidInputError
+from memory.store.db import open_pool
 from memory.store.migrations import MIGRATIONS, migrate, stored_embedder
 from memory.store.roles import ensure_schema
+from memory.store.store import Store
 from tests.store.old_schema import database_at
 
 MINILM = Settings(embedder="local").embedding_model
@@ -63,6 +65,14 @@ async def test_the_first_worker_claims_the_archive_and_another_model_is_refused(
             await other.store()
             with pytest.raises(InvalidInputError, match=REFUSED):
                 other.embedder()
+        pool = await open_pool(url)  # the CLI passes a store of its own: checked the same
+        try:
+            passed = Longthread(client, settings, store=Store(pool))
+            await passed.store()
+            with pytest.raises(InvalidInputError, match=REFUSED):
+                passed.embedder()
+        finally:
+            await pool.close()
         async with Longthread(client, Settings(database_url=url, embedder="local")) as same:
             await same.store()
             assert same.embedder().dim == 384
