@@ -297,8 +297,8 @@ def mcp(port: Annotated[int | None, typer.Option(
             min=1, max=65535,
             help="Serve streamable HTTP on 127.0.0.1:PORT instead of stdio.")] = None,
         tenant: Tenant = "default") -> None:
-    """Serve longthread's tools (append, context, compact, uncompact, ledger, replay, search)
-    to MCP clients: over stdio, or streamable HTTP with --port."""
+    """Serve longthread's tools (append, context, message, compact, uncompact, ledger,
+    replay, why, search) to MCP clients: over stdio, or streamable HTTP with --port."""
     from longthread.mcp import serve
 
     _run(serve(port=port, tenant=tenant))

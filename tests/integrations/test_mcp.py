@@ -19,6 +19,7 @@ from mcp import Client, StdioServerParameters
 from mcp_types import CallToolResult, TextContent
 from temporalio.client import Client as TemporalClient
 
+from longthread import cli
 from longthread.client import Longthread
 from worker.stack import free_port
 
@@ -71,6 +72,11 @@ async def test_stdio_every_tool_and_clear_errors(
     async with Client(params, read_timeout_seconds=120) as mcp:
         listed = await mcp.list_tools()
         assert {t.name for t in listed.tools} == TOOLS
+        # The README and `longthread mcp --help` name every tool the server lists.
+        readme = (ROOT / "README.md").read_text().split("`longthread mcp` serves", 1)[1]
+        assert all(f"`{name}`" in readme.split(" to MCP clients", 1)[0] for name in TOOLS)
+        help_text = cli.mcp.__doc__ or ""
+        assert all(name in help_text.split(") to MCP", 1)[0] for name in TOOLS), help_text
         schema = next(t for t in listed.tools if t.name == "append").input_schema
         assert set(schema["required"]) == {"session", "messages"}
 
