@@ -193,7 +193,9 @@ def plan_compaction(
 
 # 3: a merged summary names the summaries it merges instead of copying their covers.
 # 4: summaries (and the window's size) are metered as a window shows them: long ids by tails.
-ENGINE_VERSION = "longthread-engine/4"
+# 5: extractive quotes are chosen for facts only: greetings, cheers and names in address
+#    cover nothing (`memory.extractive.fact_terms`), in summaries and in merged ones.
+ENGINE_VERSION = "longthread-engine/5"
 
 
 def apply_record(

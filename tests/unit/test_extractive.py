@@ -12,7 +12,7 @@ import time
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from memory.extractive import _HeuristicMeter, clauses, extractive_summary
+from memory.extractive import _HeuristicMeter, clauses, extractive_summary, fact_terms
 from memory.models import Message
 from memory.tokens import HeuristicCounter
 from tests.unit.strategies import conversations
@@ -94,12 +94,31 @@ def test_specific_facts_beat_chatter_and_are_not_quoted_twice() -> None:
 
 
 def test_equal_sentences_go_to_the_earliest() -> None:
-    convo = [Message(id="m1", role="user", content="Thanks, Nate!", name="Joanna"),
+    convo = [Message(id="m1", role="user", content="Nate booked the Leeds train.", name="Jo"),
              Message(id="m2", role="user", content="The parcel left Leeds on Friday.",
                      name="Nate"),
-             Message(id="m3", role="user", content="Thanks Nate!", name="Joanna")]
+             Message(id="m3", role="user", content="Nate booked the Leeds train.", name="Jo")]
     result = extractive_summary(convo, 100, counter=HEURISTIC)
     assert "m1" in result.quoted_ids and "m3" not in result.quoted_ids
+
+
+def test_greetings_cheers_and_names_in_address_are_not_facts() -> None:
+    """"Thanks, Mell!" is short and its rare name weighed as a specific fact, so it beat the
+    lines that carry facts. Words of address and reaction now cover nothing; a name set off by
+    a comma is dropped only when it is a speaker's (or the start of one: Mel, Mell)."""
+    assert fact_terms("Thanks, Mell!", frozenset({"melanie"})) == []
+    assert fact_terms("Hey Caroline! Wow, that's awesome.", frozenset()) == []
+    assert fact_terms("Mel, I painted a lake.", frozenset({"melanie"})) == ["painted", "lake"]
+    assert fact_terms("We met in Paris, France.", frozenset({"melanie"})) == [
+        "met", "paris", "france"]
+    assert fact_terms("Great trip!") == ["trip"]
+    convo = [Message(id=f"c{n}", role="user", content=text, name=name) for n, (name, text) in
+             enumerate([("Melanie", "Thanks, Caro!"), ("Caroline", "Wow, Mell!"),
+                        ("Melanie", "Yep, Caroline."), ("Caroline", "Hey Mel!"),
+                        ("Melanie", "I ran a charity race for mental health on Saturday."),
+                        ("Caroline", "Bye, Melanie!")])]
+    result = extractive_summary(convo, 100, counter=HEURISTIC)
+    assert result.quoted_ids == ("c4",), result.text
 
 
 def _chat(n: int, seed: int = 7) -> list[Message]:
