@@ -194,8 +194,15 @@ def plan_compaction(
 # 3: a merged summary names the summaries it merges instead of copying their covers.
 # 4: summaries (and the window's size) are metered as a window shows them: long ids by tails.
 # 5: extractive quotes are chosen for facts only: greetings, cheers and names in address
-#    cover nothing (`memory.extractive.fact_terms`), in summaries and in merged ones.
+#    cover nothing (`memory.extractive.fact_terms`), in summaries and in merged ones; an undo
+#    puts the summaries it restores where the ones it removes stood, not first.
 ENGINE_VERSION = "longthread-engine/5"
+
+
+def _engine(record: CompactionRecord) -> int:
+    """The engine version a record was made by (0 when it does not say)."""
+    found = re.fullmatch(r"longthread-engine/(\d+)", record.engine_version or "")
+    return int(found[1]) if found else 0
 
 
 def apply_record(
@@ -224,8 +231,13 @@ def apply_record(
         present = {m.id for m in state.messages}
         restored = [by_id[i] for i in record.covered_ids if i not in present]
         messages = sorted([*state.messages, *restored], key=lambda m: seq_of.get(m.id, 0))
-        summaries = [*record.restored_summaries,
-                     *(s for s in state.summaries if s.id not in removed)]
+        remaining = [s for s in state.summaries if s.id not in removed]
+        # What comes back stands where what it replaced stood (first when nothing is
+        # removed: an undone clear's summaries are older than any made since). Before engine
+        # 5 it went first, ahead of older summaries; records keep the version they were made by.
+        at = next((n for n, s in enumerate(state.summaries) if s.id in removed), 0) \
+            if _engine(record) >= 5 else 0
+        summaries = [*remaining[:at], *record.restored_summaries, *remaining[at:]]
         return WindowState(summaries=tuple(summaries), messages=tuple(messages))
     covered = set(record.covered_ids)
     kept: list[Summary] = []

@@ -123,3 +123,34 @@ def test_undoing_in_the_order_named_always_makes_the_refused_undo_possible(
             session.uncompact(record_id)
         session.uncompact(target.id)
     assert _rebuilt(session) == session.window
+
+
+@settings(max_examples=40, deadline=None)
+@given(st.integers(3, 8), st.data())
+def test_after_any_undo_the_summaries_stand_in_conversation_order(
+        rounds: int, data: st.DataObject) -> None:
+    """An undo of a merge used to put the parts it restored before every other summary, so
+    the model read the newest level-1 summaries ahead of the level-2 one of everything older
+    (found by a user test). Summaries now always stand in the order of what they cover."""
+    session = _compacted_rounds(rounds)
+    order = {m.id: n for n, m in enumerate(session.messages)}
+    for _ in range(data.draw(st.integers(1, 4))):
+        undoable = [r for r in session.ledger if r.trigger != "undo"
+                    and not any(u.undoes == r.id for u in session.ledger)]
+        if not undoable:
+            break
+        try:
+            session.uncompact(data.draw(st.sampled_from(undoable)).id)
+        except ValueError:  # its summary was merged since: refused, nothing changed
+            pass
+        starts = [order[s.covers[0] if s.covers else s.span[0]]  # type: ignore[index]
+                  for s in session.window.summaries]
+        assert starts == sorted(starts), [s.id for s in session.window.summaries]
+    assert _rebuilt(session) == session.window
+
+
+def test_an_undo_of_a_merge_puts_its_parts_back_in_place() -> None:
+    session = _compacted_rounds(8)  # c7 folds s5 and s6; c8 folds c3's and c5's merges
+    assert [s.id for s in session.window.summaries] == ["c8-merged", "c7-merged", "s7", "s8"]
+    session.uncompact("c7")  # before engine 5: s5, s6, c8-merged, s8
+    assert [s.id for s in session.window.summaries] == ["c8-merged", "s5", "s6", "s8"]
