@@ -130,22 +130,29 @@ def plan_compaction(
             if key in seen and not m.tool_calls and m.role != "tool":
                 covered.append(m.id)
             seen.add(key)
-        seen_dupes = set(covered)
         excess = tokens - decision.target_tokens - sum(counts[i] for i in covered)
+        # What leaves the window beyond exact duplicates is folded into a summary, so the
+        # ordinary one-message-per-append loop (which only ever reaches this level) still
+        # carries the older conversation in every window. A span too small to pay for a
+        # summary's minimum cost (`least`) would be archived as it is: so the oldest units
+        # are taken until the span pays for one, a little past the target. Without that, a
+        # small context window (each round frees a few hundred tokens) got no summary at
+        # all: with a 1,200-token window, 69 of 81 records were archive-only.
+        least = 4 * (MIN_SUMMARY_TOKENS + SUMMARY_OVERHEAD)
+        fresh_tokens = 0
         for unit in movable:
-            if excess <= 0:
+            if excess <= 0 and fresh_tokens >= least:
                 break
             ids = [m.id for m in unit if not m.pinned and m.id not in covered]
             covered.extend(ids)
             excess -= sum(counts.get(i, 0) for i in ids)
+            fresh_tokens += sum(counts.get(i, 0) for i in ids)
         order = {m.id: n for n, m in enumerate(state.messages)}
         covered_ids = tuple(sorted(covered, key=order.__getitem__))
-        # What leaves the window beyond exact duplicates is folded into a summary, so the
-        # ordinary one-message-per-append loop (which only ever reaches this level) still
-        # carries the older conversation in every window.
-        # A span too small to pay for a summary's minimum cost is archived as it is.
-        fresh_tokens = sum(counts.get(i, 0) for i in covered if i not in seen_dupes)
-        summarize = fresh_tokens >= 4 * (MIN_SUMMARY_TOKENS + SUMMARY_OVERHEAD)
+        summarize = fresh_tokens >= least
+        if not summarize:  # the ledger says why no summary, not only why it compacted
+            reason += (f"; no summary: {fresh_tokens} tokens could leave the window, fewer "
+                       f"than the {least} a summary is worth making for")
     elif force or not chunked:
         covered_ids = tuple(m.id for m in older)  # everything older, in one record
         summarize = True

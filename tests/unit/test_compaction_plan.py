@@ -71,3 +71,21 @@ def test_catch_up_never_splits_a_tool_unit_or_covers_unarchived_messages() -> No
     assert {"call", "result", "m29", "m31"} <= set(plan.covered_ids)
     assert "m30" not in plan.covered_ids  # not archived yet: it stays in the window
     assert "m119" not in plan.covered_ids  # the preserved tail
+
+
+def test_a_small_window_still_summarizes_in_the_one_message_loop() -> None:
+    """Each light round frees only what gets the window under its target: a few hundred
+    tokens in a small window, too few to pay for a summary, so every record was archive-only
+    and no window carried the older conversation. The oldest units are now taken until the
+    span pays for a summary; a record that still cannot says why in its reason."""
+    from memory.session import Session
+
+    session = Session("s", policy=CompactionPolicy(context_window=600, preserve_recent=2))
+    for i in range(200):
+        session.add_messages([{"id": f"m{i}", "role": "user",
+                               "content": f"Fact {i}: the parcel went to depot {i} on Friday."}])
+    assert session.window.summaries, [r.reason for r in session.ledger[:3]]
+    assert window_tokens(session.window) <= 600
+    for record in session.ledger:
+        if record.summary is None:
+            assert "no summary: " in record.reason, record.reason
