@@ -44,13 +44,19 @@ def ledger_table(records: Sequence[CompactionRecord]) -> Table:
         strategy = r.strategy + (f" / {r.model}" if r.model else "")
         if r.fallback:
             strategy += f" (fallback: {r.fallback})"
-        if r.undoes:
+        if r.merged_summary is not None:
+            strategy += (f"; folded {len(r.removed_summary_ids)} summaries into "
+                         f"{r.merged_summary.id} (L{r.merged_summary.level})")
+        undo = r.trigger == "undo"
+        if undo:  # an undo has no level of its own (it copies the record it undoes)
             strategy = f"undo of {r.undoes}"
         # Records can come from an imported file: their text is shown, never interpreted
         # (no rich markup, no terminal escapes).
-        cells = (r.id, r.at.strftime("%Y-%m-%d %H:%M:%S") if r.at else "-", r.trigger, r.level,
-                 r.reason, _ids(r.covered_ids), strategy, f"{r.tokens_before} → {r.tokens_after}",
-                 f"{r.ratio:.1f}×" if r.tokens_after else "-", f"{r.duration_ms:.0f}")
+        cells = (r.id, r.at.strftime("%Y-%m-%d %H:%M:%S") if r.at else "-", r.trigger,
+                 "-" if undo else r.level, r.reason, _ids(r.covered_ids), strategy,
+                 f"{r.tokens_before} → {r.tokens_after}",
+                 f"{r.ratio:.1f}×" if r.tokens_after and r.tokens_before and not undo else "-",
+                 f"{r.duration_ms:.0f}")
         table.add_row(*(Text(visible(cell)) for cell in cells))
     return table
 

@@ -47,3 +47,20 @@ def test_an_imported_ledger_record_is_shown_never_interpreted() -> None:
     printed = out.getvalue()
     assert "[/] [red]x[/red] \\x1b[2J done" in printed and "[/b]m" in printed
     assert "\x1b[2J" not in printed
+
+
+def test_the_ledger_table_shows_merges_and_undoes_without_a_level_or_ratio() -> None:
+    """An undo copies the level of the record it undoes, and its window grows (a 0.0×
+    ratio); a merge was invisible in the table (found by a user test)."""
+    from longthread.views import ledger_table
+    from tests.unit.test_apply_record import _compacted_rounds
+
+    session = _compacted_rounds(3)  # c3 folds s1 and s2 into c3-merged
+    session.uncompact("c3")
+    out = io.StringIO()
+    Console(file=out, width=400).print(ledger_table(session.ledger))
+    rows = {line.split("│")[1].strip(): [c.strip() for c in line.split("│")[1:-1]]
+            for line in out.getvalue().splitlines() if line.count("│") > 5}
+    assert "folded 2 summaries into c3-merged (L2)" in rows["c3"][6]
+    assert rows["u4"][3] == "-" and rows["u4"][8] == "-" and rows["u4"][6] == "undo of c3"
+    assert rows["c1"][3] == "medium" and rows["c1"][8].endswith("×")
