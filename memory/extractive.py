@@ -55,14 +55,24 @@ _PHATIC = frozenset(
     """hi hey hello hiya yo bye goodbye thanks thank thx congrats congratulations cheers wow
     whoa oh ooh aw aww yay yeah yep yup yes nope ok okay sure cool nice great awesome amazing
     wonderful fantastic lovely glad absolutely definitely totally haha lol omg gosh""".split())
-# A name addressed, not talked about: right after a greeting or a reaction at the start of a
-# sentence ("Hey Mel!", "Thanks Caroline,"), or set off by a comma at its start or end when it
-# is (the start of) a speaker's name in the span ("..., Mel!" from Melanie; "Paris, France."
-# keeps France).
-_GREETED = re.compile(r"^(?:(?i:" + "|".join(sorted(_PHATIC, key=len, reverse=True))
-                      + r")\b[\s,!.]*)+[A-Z][a-z]+\b")
-_TRAILING_NAME = re.compile(r",\s*([A-Z][a-z]+)\s*[.!?]*\s*$")
-_LEADING_NAME = re.compile(r"^([A-Z][a-z]+),\s")
+# A name addressed, not talked about: right after a greeting or thanks at the start of a
+# sentence ("Hey Mel!", "Thanks Caroline,"); or, when it is (the start of) a speaker's name in
+# the span, right after a reaction ("Wow Mel!") or set off by a comma at the sentence's start
+# or end ("..., Mel!" from Melanie). "Oh Paris is lovely" and "Paris, France." keep their
+# names.
+_GREETINGS = ("hi", "hey", "hello", "hiya", "yo", "dear", "bye", "goodbye", "thanks", "thank you",
+              "thx", "congrats", "congratulations", "cheers")
+
+
+def _opening(words: Sequence[str]) -> str:
+    return (r"^(?:(?i:" + "|".join(sorted(words, key=len, reverse=True))
+            + r")\b[\s,!.]*)+([A-Z][a-z]+)\b")
+
+
+_GREETED = re.compile(_opening(_GREETINGS))
+_SPEAKER_NAMED = (re.compile(_opening(sorted(_PHATIC))),
+                  re.compile(r"^([A-Z][a-z]+),\s"),
+                  re.compile(r",\s*([A-Z][a-z]+)\s*[.!?]*\s*$"))
 
 
 def fact_terms(sentence: str, speakers: frozenset[str] = frozenset()) -> list[str]:
@@ -70,7 +80,7 @@ def fact_terms(sentence: str, speakers: frozenset[str] = frozenset()) -> list[st
     and without a name used to address someone (`speakers`: the span's speaker names, in
     lower case). The quote itself stays verbatim."""
     text = _GREETED.sub(" ", sentence)
-    for pattern in (_TRAILING_NAME, _LEADING_NAME):
+    for pattern in _SPEAKER_NAMED:
         found = pattern.search(text)
         if found and any(s.startswith(found[1].lower()[:3]) for s in speakers):
             text = text[: found.start()] + " " + text[found.end():]

@@ -112,6 +112,7 @@ def test_greetings_cheers_and_names_in_address_are_not_facts() -> None:
     assert fact_terms("We met in Paris, France.", frozenset({"melanie"})) == [
         "met", "paris", "france"]
     assert fact_terms("Great trip!") == ["trip"]
+    assert fact_terms("Oh Paris is lovely in May.") == ["paris", "may"]
     convo = [Message(id=f"c{n}", role="user", content=text, name=name) for n, (name, text) in
              enumerate([("Melanie", "Thanks, Caro!"), ("Caroline", "Wow, Mell!"),
                         ("Melanie", "Yep, Caroline."), ("Caroline", "Hey Mel!"),
