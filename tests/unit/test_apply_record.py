@@ -9,11 +9,9 @@ from hypothesis import strategies as st
 from memory.compaction import WindowState, apply_record
 from memory.hierarchy import merge_summaries
 from memory.models import Message, Summary
-from memory.policy import CompactionPolicy
 from memory.session import Session
+from tests.unit.sessions import POLICY, compacted_rounds, undo_one
 from tests.unit.strategies import conversations
-
-POLICY = CompactionPolicy(context_window=600, preserve_recent=2, hierarchy_fanout=2)
 
 
 def _rebuilt(session: Session) -> WindowState:
@@ -39,33 +37,15 @@ def test_folding_the_ledger_rebuilds_the_window(
         if step == "compact":
             session.compact(preserve_recent=data.draw(st.integers(0, 3)))
         elif step == "undo":
-            undoable = [r for r in session.ledger if r.trigger != "undo"
-                        and not any(u.undoes == r.id for u in session.ledger)]
-            if undoable:
-                target = data.draw(st.sampled_from(undoable))
-                try:
-                    session.uncompact(target.id)
-                except ValueError:  # its summary was merged since: refused, nothing changed
-                    pass
+            undo_one(session, data)
         elif rest:
             session.add_messages(rest[:3])
             rest = rest[3:]
         assert _rebuilt(session) == session.window
 
 
-def _compacted_rounds(rounds: int) -> Session:
-    """Four facts a round, each round compacted whole: fanout 2 merges from the third on."""
-    session = Session("s", policy=POLICY, auto_compact=False)
-    for n in range(rounds):
-        session.add_messages([{"id": f"m{n}{k}", "role": "user",
-                               "content": f"Fact {n}.{k}: the parcel went to depot {n}{k}."}
-                              for k in range(4)])
-        session.compact(preserve_recent=0)
-    return session
-
-
 def test_a_merge_travels_in_the_record_and_an_undo_puts_the_parts_back() -> None:
-    session = _compacted_rounds(4)
+    session = compacted_rounds(4)
     merging = [r for r in session.ledger if r.merged_summary is not None]
     assert merging, "fanout 2 must fold summaries into a level-2 summary"
     record = merging[0]
@@ -88,7 +68,7 @@ def test_merging_abstractive_summaries_keeps_their_content() -> None:
 
 
 def test_an_undo_refused_for_a_merged_summary_names_what_to_undo_first() -> None:
-    session = _compacted_rounds(6)
+    session = compacted_rounds(6)
     first = session.ledger[0]
     mergers = [r for r in session.ledger if r.merged_summary is not None]
     assert mergers, "fanout 2 must fold summaries into a level-2 summary"
@@ -113,7 +93,7 @@ def test_undoing_in_the_order_named_always_makes_the_refused_undo_possible(
         rounds: int, data: st.DataObject) -> None:
     """Whatever merged a record's summaries (one later record or several, and records that
     merged those in turn), the refusal names all of them, newest first."""
-    session = _compacted_rounds(rounds)
+    session = compacted_rounds(rounds)
     target = data.draw(st.sampled_from([r for r in session.ledger]))
     try:
         session.uncompact(target.id)
@@ -132,17 +112,11 @@ def test_after_any_undo_the_summaries_stand_in_conversation_order(
     """An undo of a merge used to put the parts it restored before every other summary, so
     the model read the newest level-1 summaries ahead of the level-2 one of everything older
     (found by a user test). Summaries now always stand in the order of what they cover."""
-    session = _compacted_rounds(rounds)
+    session = compacted_rounds(rounds)
     order = {m.id: n for n, m in enumerate(session.messages)}
     for _ in range(data.draw(st.integers(1, 4))):
-        undoable = [r for r in session.ledger if r.trigger != "undo"
-                    and not any(u.undoes == r.id for u in session.ledger)]
-        if not undoable:
+        if not undo_one(session, data):
             break
-        try:
-            session.uncompact(data.draw(st.sampled_from(undoable)).id)
-        except ValueError:  # its summary was merged since: refused, nothing changed
-            pass
         starts = [order[s.covers[0] if s.covers else s.span[0]]  # type: ignore[index]
                   for s in session.window.summaries]
         assert starts == sorted(starts), [s.id for s in session.window.summaries]
@@ -150,7 +124,7 @@ def test_after_any_undo_the_summaries_stand_in_conversation_order(
 
 
 def test_an_undo_of_a_merge_puts_its_parts_back_in_place() -> None:
-    session = _compacted_rounds(8)  # c7 folds s5 and s6; c8 folds c3's and c5's merges
+    session = compacted_rounds(8)  # c7 folds s5 and s6; c8 folds c3's and c5's merges
     assert [s.id for s in session.window.summaries] == ["c8-merged", "c7-merged", "s7", "s8"]
     session.uncompact("c7")  # before engine 5: s5, s6, c8-merged, s8
     assert [s.id for s in session.window.summaries] == ["c8-merged", "s5", "s6", "s8"]

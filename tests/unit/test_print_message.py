@@ -53,9 +53,9 @@ def test_the_ledger_table_shows_merges_and_undoes_without_a_level_or_ratio() -> 
     """An undo copies the level of the record it undoes, and its window grows (a 0.0×
     ratio); a merge was invisible in the table (found by a user test)."""
     from longthread.views import ledger_table
-    from tests.unit.test_apply_record import _compacted_rounds
+    from tests.unit.sessions import compacted_rounds
 
-    session = _compacted_rounds(3)  # c3 folds s1 and s2 into c3-merged
+    session = compacted_rounds(3)  # c3 folds s1 and s2 into c3-merged
     session.uncompact("c3")
     out = io.StringIO()
     Console(file=out, width=400).print(ledger_table(session.ledger))

@@ -9,12 +9,10 @@ from hypothesis import strategies as st
 from longthread.audit import trace_turn
 from memory.compaction import WindowState, apply_record
 from memory.models import Message, Summary
-from memory.policy import CompactionPolicy
 from memory.session import Session
 from memory.window import compose_removal
+from tests.unit.sessions import POLICY, compacted_rounds, undo_one
 from tests.unit.strategies import conversations
-
-POLICY = CompactionPolicy(context_window=600, preserve_recent=2, hierarchy_fanout=2)
 
 
 def _stands_for(summary: Summary, by_id: dict[str, Summary]) -> set[str]:
@@ -33,19 +31,8 @@ def _expected_carriers(session: Session, message_id: str) -> list[str]:
     return [s.id for s in session.window.summaries if message_id in _stands_for(s, by_id)]
 
 
-def _rounds(rounds: int) -> Session:
-    """Four facts a round, each round compacted whole: fanout 2 merges from the third on."""
-    session = Session("s", policy=POLICY, auto_compact=False)
-    for n in range(rounds):
-        session.add_messages([{"id": f"m{n}{k}", "role": "user",
-                               "content": f"Fact {n}.{k}: the parcel went to depot {n}{k}."}
-                              for k in range(4)])
-        session.compact(preserve_recent=0)
-    return session
-
-
 def test_why_follows_the_summary_into_the_merges_that_folded_it() -> None:
-    session = _rounds(6)
+    session = compacted_rounds(6)
     first = session.messages[0]
     history = trace_turn(1, first, session.ledger)
     assert history.in_force == (session.ledger[0].id,)
@@ -60,7 +47,7 @@ def test_why_follows_the_summary_into_the_merges_that_folded_it() -> None:
 
 
 def test_a_turn_no_compaction_touched_is_in_the_window() -> None:
-    session = _rounds(2)
+    session = compacted_rounds(2)
     session.add_messages([{"id": "late", "role": "user", "content": "Still here."}])
     history = trace_turn(9, session.messages[-1], session.ledger)
     assert (history.steps, history.in_force, history.carried_by) == ((), (), ())
@@ -76,7 +63,7 @@ def _clear(session: Session) -> None:
 
 
 def test_undoing_a_merge_or_clearing_the_window_is_a_step_and_moves_the_carrier() -> None:
-    session = _rounds(3)  # c3 folds s1 (turn 1's summary) and s2 into c3-merged
+    session = compacted_rounds(3)  # c3 folds s1 (turn 1's summary) and s2 into c3-merged
     first = session.messages[0]
     session.uncompact("c3")
     history = trace_turn(1, first, session.ledger)
@@ -131,13 +118,7 @@ def test_every_record_that_moved_a_message_or_its_summary_is_a_step(
         elif op == "clear":
             _clear(session)
         else:
-            undoable = [r for r in session.ledger if r.trigger != "undo"
-                        and not any(u.undoes == r.id for u in session.ledger)]
-            if undoable:
-                try:
-                    session.uncompact(data.draw(st.sampled_from(undoable)).id)
-                except ValueError:  # its summary was merged since: refused, nothing changed
-                    pass
+            undo_one(session, data)
     event(f"merges: {sum(r.merged_summary is not None for r in session.ledger) > 0}")
     changed = _changes(session)
     for turn, message in enumerate(session.messages, start=1):
@@ -161,13 +142,7 @@ def test_why_agrees_with_the_window_for_every_turn(
         if step == "compact":
             session.compact(preserve_recent=data.draw(st.integers(0, 3)))
         elif step == "undo":
-            undoable = [r for r in session.ledger if r.trigger != "undo"
-                        and not any(u.undoes == r.id for u in session.ledger)]
-            if undoable:
-                try:
-                    session.uncompact(data.draw(st.sampled_from(undoable)).id)
-                except ValueError:  # its summary was merged since: refused, nothing changed
-                    pass
+            undo_one(session, data)
         elif rest:
             session.add_messages(rest[:3])
             rest = rest[3:]
