@@ -8,33 +8,30 @@ once per process (the embedding model loads once).
 
 from __future__ import annotations
 
-import asyncio
 import time
-from collections.abc import Awaitable, Callable
+from collections.abc import Callable
 from datetime import UTC, datetime
-from typing import Any, TypeVar
+from typing import Any
 
 from temporalio import activity
-from temporalio.exceptions import ApplicationError, ApplicationErrorCategory
+from temporalio.exceptions import ApplicationError
 
 from activities import specs
+from activities.ingest import EMBED_BATCH, EMBED_SECONDS, INDEX_ROUNDS, IngestActivities
 from activities.providers.embedders import Embedder
 from activities.providers.llm import AsyncSummarizer, ChatModel, LocalExtractive
+from activities.running import heartbeating, refused
 from activities.serving import serve_context
 from activities.types import (
     MAX_CHAT_WINDOW_BYTES,
-    AppendResult,
     ChatInput,
     ChatResult,
     CompactOutcome,
     CompactSessionInput,
     EditWindowInput,
-    EmbedInput,
-    EmbedResult,
     RestoreLedgerInput,
     ServeContextInput,
     SessionRef,
-    StoreMessagesInput,
     UncompactSessionInput,
 )
 from memory.compaction import (
@@ -49,56 +46,28 @@ from memory.models import (
     CompactionEvent,
     CompactionRecord,
     ContextWindow,
-    Cursors,
     Message,
     Summary,
     content_hash,
 )
-from memory.store.appends import AppendOutcome
-from memory.store.indexing import INDEX_TERMS_LIMIT
 from memory.store.sessions import LoadedWindow
 from memory.store.store import Store
 from memory.summarizer import SummaryResult
-from memory.text import indexed_text
 from memory.window import by_reference, compose_removal
 
-__all__ = ["ConversationActivities", "heartbeating"]
-
-EMBED_BATCH = 64
-INDEX_ROUNDS = 8  # statements of INDEX_TERMS_LIMIT messages each, ~0.7 s apiece at load 5
-EMBED_SECONDS = 4.0  # one embedding pass stops at the first batch boundary past this
-HEARTBEAT_EVERY = 5.0  # seconds; the heartbeat timeouts in activities/specs.py are 3x this
-
-T = TypeVar("T")
-
-
-async def heartbeating(work: Awaitable[T]) -> T:
-    """Await slow work (a provider call) while heartbeating, so that if this worker dies the
-    activity is retried elsewhere after the heartbeat timeout, not the whole start-to-close.
-    If the activity is cancelled, the work is cancelled with it."""
-    task = asyncio.ensure_future(work)
-    try:
-        while True:
-            done, _ = await asyncio.wait({task}, timeout=HEARTBEAT_EVERY)
-            if done:
-                return task.result()
-            activity.heartbeat()
-    finally:
-        task.cancel()
-
-
-def _refused(exc: InvalidInputError) -> ApplicationError:
-    """The caller's bad input, not the worker's fault: BENIGN keeps it out of the worker's
-    warnings (the SDK logs it at DEBUG, without a traceback) and its failure metrics."""
-    return ApplicationError(str(exc), type="InvalidInputError", non_retryable=True,
-                            category=ApplicationErrorCategory.BENIGN)
+# The constants stay importable from here, where benches and tests have always found them.
+__all__ = ["EMBED_BATCH", "EMBED_SECONDS", "INDEX_ROUNDS", "ConversationActivities",
+           "heartbeating"]
 
 
 def _now() -> datetime:
     return datetime.now(UTC)
 
 
-class ConversationActivities:
+class ConversationActivities(IngestActivities):
+    """Every activity a conversation's workflow calls: the append path (`IngestActivities`)
+    and the engine's (compaction, undo, window edits, import, context, chat)."""
+
     def __init__(
         self,
         store: Store,
@@ -120,124 +89,6 @@ class ConversationActivities:
             close = getattr(provider, "aclose", None)
             if close is not None:
                 await close()
-
-    # -- appending and indexing ------------------------------------------------------------
-    @activity.defn(name=specs.OPEN_SESSION.name)
-    async def open_session(self, input: SessionRef) -> Cursors:
-        return await self.store.cursors(input.tenant, input.session)
-
-    @activity.defn(name=specs.STORE_MESSAGES.name)
-    async def store_messages(self, input: StoreMessagesInput) -> AppendResult:
-        if not input.restamped:
-            try:
-                out = await self.store.append_messages(input.tenant, input.session,
-                                                       input.messages)
-            except InvalidInputError as exc:
-                raise _refused(exc) from None
-        else:  # generate()'s one turn: its caller passed `id`, so errors name `id`, not a list
-            try:
-                out = await self._append_restamped(input)
-            except InvalidInputError as exc:
-                raise _refused(InvalidInputError(exc.field.removeprefix("messages[0]."),
-                                                 exc.problem)) from None
-        return AppendResult(appended=out.appended, duplicates=out.duplicates,
-                            total=out.cursors.next_seq, cursors=out.cursors)
-
-    async def _append_restamped(self, input: StoreMessagesInput) -> AppendOutcome:
-        """An overlapping call with the same id may store its copy between the read in
-        `_restamp` and the append: on a conflict, read once more, and refuse only if nothing
-        changed."""
-        messages = await self._restamp(input)
-        try:
-            return await self.store.append_messages(input.tenant, input.session, messages)
-        except InvalidInputError:
-            again = await self._restamp(input)
-            if again == messages:
-                raise
-            return await self.store.append_messages(input.tenant, input.session, again)
-
-    async def _restamp(self, input: StoreMessagesInput) -> tuple[Message, ...]:
-        """A retried generate() stamps its turn anew: where the stored copy differs only in
-        `created_at`, keep the stored copy, so the retry is a duplicate and not a conflict."""
-        stored = {m.id: m for m in await self.store.get_messages(
-            input.tenant, input.session, [m.id for m in input.messages])}
-        return tuple(stored[m.id] if m.id in stored and stored[m.id].model_copy(
-            update={"created_at": m.created_at}) == m else m for m in input.messages)
-
-    async def _index(self, input: EmbedInput, deadline: float) -> None:
-        """Index what is stored, a statement at a time with a heartbeat after each: at least
-        one statement, then more until caught up, INDEX_ROUNDS, or the activity's deadline.
-        Unbounded, a burst that appends faster than one statement indexes kept this loop from
-        ever returning: the activity missed its heartbeats and was retried from the start,
-        nothing was embedded, and the workflow, waiting for this activity before continuing
-        as new, ran into Temporal's history size limit (the 1M bench at 280,000 messages)."""
-        for _ in range(INDEX_ROUNDS):
-            done = await self.store.index_terms(input.tenant, input.session, rounds=1)
-            activity.heartbeat()
-            if done < INDEX_TERMS_LIMIT or time.monotonic() >= deadline:
-                return
-
-    @activity.defn(name=specs.EMBED.name)
-    async def embed_messages(self, input: EmbedInput) -> EmbedResult:
-        """Embed what is stored in [start, stop) and not embedded yet (idempotent), for about
-        EMBED_SECONDS, and say how far it got (`reached`); the workflow starts the next pass
-        from there.
-
-        The bound is on the whole activity, because a run due to continue as new waits for
-        the pass in flight while appends keep adding to its history: unbounded, a pass of
-        512 messages took 20 s to minutes under a 1,000 msgs/s burst (the 1M bench), and one
-        run's history reached 39.5 MB of Temporal's 50 MB. Each pass embeds at least one
-        batch, so a burst that keeps the indexing busy never starves the embedding.
-
-        The workflow starts this after every append, so it also keeps the inverted index up
-        to date (`memory.store.indexing`): what is stored is indexed before each batch is
-        embedded (a few milliseconds, where an embedding batch takes a second), a bounded
-        number of statements at a time after a burst (`_index`)."""
-        deadline = time.monotonic() + EMBED_SECONDS
-        await self._index(input, deadline)
-        todo = await self.store.unembedded(input.tenant, input.session, input.start, input.stop)
-        storing: asyncio.Future[None] | None = None  # the previous batch's vectors going in
-        stored = 0
-
-        async def stored_so_far() -> int:
-            nonlocal storing
-            if storing is not None:  # awaited once: its error, if any, is raised here only
-                pending, storing = storing, None
-                await pending
-                activity.heartbeat(stored)
-            return stored
-
-        try:
-            for at in range(0, len(todo), EMBED_BATCH):
-                if at:
-                    if time.monotonic() >= deadline:
-                        return EmbedResult(embedded=await stored_so_far(),
-                                           reached=todo[at][3])
-                    await self._index(input, deadline)
-                batch = todo[at : at + EMBED_BATCH]
-                # The day each was sent goes into its embedded text, as into its lexical index
-                # (migration 9), through the one helper `memory.text.indexed_text`.
-                vectors = await heartbeating(self.embedder.embed(
-                    [indexed_text(text, sent) for _, text, sent, _ in batch]))
-                await stored_so_far()
-                # Stored while the next batch is embedded: Postgres spends ~1.8 ms a row on
-                # the HNSW insert, on its own core, which idled while the worker waited for it.
-                storing = asyncio.ensure_future(self.store.set_embeddings(
-                    input.tenant, input.session,
-                    [(row[0], vector) for row, vector in zip(batch, vectors, strict=True)]))
-                stored = at + len(batch)
-            return EmbedResult(embedded=await stored_so_far(), reached=input.stop)
-        except asyncio.CancelledError:
-            if storing is not None:
-                storing.cancel()
-                await asyncio.gather(storing, return_exceptions=True)
-            raise
-        except BaseException:
-            if storing is not None:  # a batch being stored is kept, and its error not lost
-                (outcome,) = await asyncio.gather(storing, return_exceptions=True)
-                if isinstance(outcome, BaseException):
-                    activity.logger.warning("storing embeddings failed too: %r", outcome)
-            raise
 
     # -- compaction ------------------------------------------------------------------------
     async def _event(self, ref: SessionRef, event: CompactionEvent) -> None:
@@ -268,7 +119,7 @@ class ConversationActivities:
             raise ApplicationError(str(exc), type="LedgerConflictError",
                                    non_retryable=True) from None
         except InvalidInputError as exc:  # a forged import: a summary id with another body
-            raise _refused(exc) from None
+            raise refused(exc) from None
         first, last = out.records[0], out.records[-1]
         return CompactOutcome(record_ids=tuple(r.id for r in out.records),
                               tokens_before=first.tokens_before, tokens_after=last.tokens_after,
@@ -370,7 +221,7 @@ class ConversationActivities:
                 loaded.state, input.record_id, ledger, seq=loaded.version, originals=originals,
                 order={**loaded.order, **order}, at=_now())
         except InvalidInputError as exc:
-            raise _refused(exc) from None
+            raise refused(exc) from None
         return await self._commit(input, loaded.version, [(record, window)], loaded.next_base)
 
     @activity.defn(name=specs.EDIT_WINDOW.name)
@@ -426,7 +277,7 @@ class ConversationActivities:
                 known[record.id] = record
                 steps.append((record, state))
         except InvalidInputError as exc:
-            raise _refused(exc) from None
+            raise refused(exc) from None
         if not steps:
             return CompactOutcome(cursors=await self.store.cursors(input.tenant, input.session))
         return await self._commit(input, loaded.version, steps, loaded.next_base)
@@ -440,7 +291,7 @@ class ConversationActivities:
             return await serve_context(self.store, self.embedder, input.tenant, input.session,
                                        input.request, max_bytes=MAX_CHAT_WINDOW_BYTES)
         except InvalidInputError as exc:  # refused for good, naming the field: not retried
-            raise _refused(exc) from None
+            raise refused(exc) from None
 
     @activity.defn(name=specs.COMPLETE_CHAT.name)
     async def complete_chat(self, input: ChatInput) -> ChatResult:

@@ -241,7 +241,7 @@ async def test_an_embedding_pass_past_its_time_stops_at_a_batch_and_says_where(
 ) -> None:
     """A pass is time-bounded (a run due to continue as new waits for it while appends add to
     its history), yet embeds at least one batch; the next pass starts where it stopped."""
-    monkeypatch.setattr("activities.conversation.EMBED_SECONDS", 0.0)
+    monkeypatch.setattr("activities.ingest.EMBED_SECONDS", 0.0)
     env = ActivityEnvironment()
     session = _session()
     count = 2 * EMBED_BATCH + 6

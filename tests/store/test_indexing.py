@@ -175,8 +175,8 @@ async def test_the_embedding_activity_indexes_a_burst_in_bounded_steps_and_heart
     retried from scratch) however far appends run ahead; the rest waits for the next step."""
     monkeypatch.setattr(indexing, "INDEX_TERMS_LIMIT", 4)
     monkeypatch.setattr("memory.store.store.INDEX_TERMS_LIMIT", 4)
-    monkeypatch.setattr("activities.conversation.INDEX_TERMS_LIMIT", 4)
-    monkeypatch.setattr("activities.conversation.INDEX_ROUNDS", 2)
+    monkeypatch.setattr("activities.ingest.INDEX_TERMS_LIMIT", 4)
+    monkeypatch.setattr("activities.ingest.INDEX_ROUNDS", 2)
     session = f"burst-{uuid.uuid4()}"
     env = ActivityEnvironment()
     beats: list[object] = []
