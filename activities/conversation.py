@@ -37,7 +37,6 @@ from activities.types import (
 from memory.compaction import (
     apply_record,
     compose_record,
-    compose_undo,
     no_gain,
     plan_compaction,
 )
@@ -53,6 +52,7 @@ from memory.models import (
 from memory.store.sessions import LoadedWindow
 from memory.store.store import Store
 from memory.summarizer import SummaryResult
+from memory.undo import compose_undo
 from memory.window import by_reference, compose_removal
 
 # The constants stay importable from here, where benches and tests have always found them.

@@ -23,7 +23,6 @@ from memory.checks import (
 from memory.compaction import (
     WindowState,
     compose_record,
-    compose_undo,
     no_gain,
     plan_compaction,
 )
@@ -47,6 +46,7 @@ from memory.retrieval import candidate_count, content_query, neighbour_hit_count
 from memory.summarizer import ExtractiveSummarizer, Summarizer
 from memory.text import indexed_text
 from memory.tokens import TokenCounter, default_counter
+from memory.undo import compose_undo
 from memory.window import assemble_from_window
 
 __all__ = ["Session", "SessionData"]

@@ -35,6 +35,7 @@ from memory.checks import MAX_TURN
 from memory.errors import InvalidInputError, LongthreadError, NotFoundError
 from memory.models import CompactionRecord
 from memory.store.store import Store
+from memory.undo import undo_refusal
 
 __all__ = ["COVERED_SHOWN", "SERVED_SHOWN", "UNDO_SECONDS", "build_app"]
 
@@ -150,7 +151,13 @@ class AuditPage:
         tenant, session = self.ids(request.query_params)
         record, records = await self.record(tenant, session, request.query_params.get("id", ""))
         undone_by = next((r.id for r in records if r.undoes == record.id), None)
-        return self.render("undo.html", tenant, session=session, r=record, undone_by=undone_by)
+        # Asked now, so the page explains a refusal instead of offering a form that fails;
+        # the undo itself asks again against the window it commits on.
+        window = await self.store.read_window(tenant, session, max_tokens=1)
+        refusal = None if record.undoes or undone_by else undo_refusal(
+            record.id, records, {s.id for s in window.state.summaries})
+        return self.render("undo.html", tenant, session=session, r=record, undone_by=undone_by,
+                           refusal=refusal)
 
     async def undo(self, request: Request) -> Response:
         form = dict(parse_qsl((await request.body()).decode("utf-8", "replace")))

@@ -286,6 +286,38 @@ async def test_every_request_needs_the_token(lt: Longthread, worker: Worker,
         "manual", "manual", "undo"]
 
 
+async def test_an_undo_that_would_be_refused_is_explained_not_offered(
+        lt: Longthread, worker: Worker, store: Store) -> None:
+    """A compaction whose summary a later one merged cannot be undone first: the confirmation
+    page says which undo comes first instead of a form the worker would refuse."""
+    session = f"ticket-{uuid.uuid4().hex[:8]}"
+    conv = await lt.conversation(session, tenant=TENANT)
+    merging = None
+    for n in range(10):  # the hierarchy folds level-1 summaries past its fanout (4)
+        await conv.append_many([{"id": f"m{n}-{k}", "role": ("user", "assistant")[k % 2],
+                                 "content": LINES[(6 * n + k) % len(LINES)]}
+                                for k in range(6)])
+        assert await conv.compact(preserve_recent=2) is not None
+        ledger = await store.ledger(TENANT, session)
+        merging = next((r for r in ledger if r.merged_summary is not None), None)
+        if merging is not None:
+            break
+    assert merging is not None, "no compaction merged summaries in 10 rounds"
+    folded = next(r for r in ledger if r.summary is not None
+                  and r.summary.id in merging.removed_summary_ids)
+    async with await start(port=free_port(), lt=lt) as ui:
+        port = int(ui.url.rstrip("/").rpartition(":")[2])
+        query = f"tenant={TENANT}&session={session}&id="
+        status, _, body = await get(port, f"/undo?{query}{folded.id}")
+        assert status == 200 and 'id="undo-refused"' in body, body
+        assert f"undo {merging.id} first" in body and 'name="csrf"' not in body
+        status, _, body = await get(port, f"/undo?{query}{merging.id}")  # the newest: offered
+        assert status == 200 and 'name="csrf"' in body and "undo-refused" not in body
+    with pytest.raises(InvalidInputError, match=f"undo {merging.id} first"):
+        await conv.uncompact(folded.id)  # what the page would have run into
+    assert len(await store.ledger(TENANT, session)) == len(ledger)
+
+
 async def test_loopback_without_token_serves_only_loopback_hosts(lt: Longthread) -> None:
     async with await start(port=free_port(), lt=lt) as ui:
         port = int(ui.url.rstrip("/").rpartition(":")[2])

@@ -9,11 +9,12 @@ import psycopg
 import pytest
 from psycopg.rows import DictRow
 
-from memory.compaction import compose_record, compose_undo, plan_compaction
+from memory.compaction import compose_record, plan_compaction
 from memory.errors import InvalidInputError
 from memory.models import Message, Summary
 from memory.policy import CompactionPolicy
 from memory.store.store import Store
+from memory.undo import compose_undo
 
 POLICY = CompactionPolicy(context_window=256, preserve_recent=2, hierarchy_fanout=2)
 
