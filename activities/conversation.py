@@ -125,10 +125,12 @@ class ConversationActivities(IngestActivities):
                               tokens_before=first.tokens_before, tokens_after=last.tokens_after,
                               cursors=out.cursors)
 
-    async def _summarize(self, ref: SessionRef, messages: list[Message], max_tokens: int,
-                         focus: str | None) -> tuple[SummaryResult, str | None]:
-        """The configured summarizer; after repeated failures (an outage) or a refusal, the
-        extractive one, with the reason recorded rather than the span lost."""
+    async def _summarize(self, ref: SessionRef, record_id: str, messages: list[Message],
+                         max_tokens: int, focus: str | None
+                         ) -> tuple[SummaryResult, str | None]:
+        """The configured summarizer; after repeated failures (an outage) or a refusal (an
+        empty summary among them), the extractive one, with the reason recorded rather than
+        the span lost."""
         attempt = activity.info().attempt
         fallback: str | None = None
         if self.summarizer.name != "extractive":
@@ -141,10 +143,19 @@ class ConversationActivities(IngestActivities):
                         raise
                     fallback = f"extractive: {self.summarizer.name} rejected ({exc.message})"
             else:
-                fallback = f"extractive: {self.summarizer.name} failed {attempt - 1} times"
+                fallback = (f"extractive: {self.summarizer.name} failed {attempt - 1} times"
+                            + await self._last_error(ref, record_id))
             activity.logger.warning("summarizer fell back: %s", fallback)
         result = await heartbeating(self.extractive.summarize(messages, max_tokens, focus))
         return result, fallback
+
+    async def _last_error(self, ref: SessionRef, record_id: str) -> str:
+        """The last failure the earlier attempts recorded (a `failed` event), for the record's
+        fallback reason: "failed 3 times" alone does not say whether to fix a key or wait."""
+        events = await self.store.events(ref.tenant, ref.session, limit=20)
+        last = next((e.error for e in reversed(events)
+                     if e.kind == "failed" and e.record_id == record_id and e.error), None)
+        return f" (last: {last[:200]})" if last else ""
 
     @activity.defn(name=specs.COMPACT.name)
     async def compact_session(self, input: CompactSessionInput) -> CompactOutcome:
@@ -174,7 +185,7 @@ class ConversationActivities(IngestActivities):
                     input.tenant, input.session, large)}
                 covered = [full.get(m.id, m) for m in covered]
             try:
-                result, fallback = await self._summarize(input, covered,
+                result, fallback = await self._summarize(input, record_id, covered,
                                                          plan.summary_max_tokens, input.focus)
             except Exception as exc:  # nothing was committed: record why, then let it retry
                 await self._event(input, CompactionEvent(

@@ -14,12 +14,14 @@ from typing import Any, TypeVar
 
 from temporalio.exceptions import ApplicationError
 
-__all__ = ["NON_RETRYABLE_STATUS", "PROVIDER_REJECTED", "call_provider", "to_application_error"]
+__all__ = ["NON_RETRYABLE_STATUS", "PROVIDER_EMPTY", "PROVIDER_REJECTED", "call_provider",
+           "empty_reply", "to_application_error"]
 
 T = TypeVar("T")
 NON_RETRYABLE_STATUS = frozenset({400, 401, 403, 404, 422})
 PROVIDER_REJECTED = "ProviderRejected"
 PROVIDER_UNAVAILABLE = "ProviderUnavailable"
+PROVIDER_EMPTY = "ProviderEmptyReply"
 
 
 def _sdk_errors() -> tuple[tuple[type[Exception], ...], tuple[type[Exception], ...]]:
@@ -77,3 +79,14 @@ async def call_provider(call: Awaitable[T]) -> T:
         if isinstance(exc, (*status_errors, *connection_errors)):
             raise to_application_error(exc) from exc
         raise
+
+
+def empty_reply(what: str, stop: str | None, extra: str = "") -> ApplicationError:
+    """A model that answered with no text. Empty content comes back on truncation (a
+    reasoning model can spend the whole `max_tokens` before writing), a content filter or a
+    refusal. Stored as it came, an empty summary would stand for the turns it replaced with
+    nothing, and an empty reply would put words the model never said into the session; so it
+    is a failure, not retried (the same request gets the same answer), naming why."""
+    why = f"stop reason {stop!r}" if stop else "no stop reason"
+    return ApplicationError(f"the model returned an empty {what} ({why}){extra}",
+                            type=PROVIDER_EMPTY, non_retryable=True)

@@ -12,7 +12,7 @@ from typing import Protocol
 
 from pydantic import BaseModel, ConfigDict
 
-from activities.providers.errors import call_provider
+from activities.providers.errors import call_provider, empty_reply
 from activities.providers.sdk import AnthropicClient, OpenAIClient
 from memory.models import ContextWindow, Message
 from memory.prompts import build_summary_prompt
@@ -53,6 +53,15 @@ class ChatModel(Protocol):
     async def complete(self, window: ContextWindow, max_tokens: int = 1024) -> ChatReply: ...
 
 
+def _tools_asked(names: Sequence[str]) -> str:
+    """generate() offers the model no tools; one that asks for them anyway (an
+    OpenAI-compatible server may) gets no made-up text stored in place of its calls."""
+    if not names:
+        return ""
+    return (f"; it asked for tool calls ({', '.join(names)}), which generate() does not run: "
+            "use context() and your own agent loop for tools")
+
+
 class LocalExtractive:
     """The engine's extractive summarizer, run in a thread so the event loop stays free."""
 
@@ -74,6 +83,8 @@ class AnthropicSummarizer(AnthropicClient):
             model=self.name, max_tokens=max_tokens, system=prompt.system,
             messages=[{"role": "user", "content": prompt.user}]))
         text = "".join(b.text for b in response.content if b.type == "text")
+        if not text.strip():  # the activity falls back to extractive, with this reason
+            raise empty_reply("summary", response.stop_reason)
         return SummaryResult(text=text, strategy="abstractive", model=self.name,
                              prompt_version=prompt.version)
 
@@ -86,7 +97,10 @@ class OpenAISummarizer(OpenAIClient):
             model=self.name, max_tokens=max_tokens,
             messages=[{"role": "system", "content": prompt.system},
                       {"role": "user", "content": prompt.user}]))
-        text = response.choices[0].message.content or ""
+        choice = response.choices[0]
+        text = choice.message.content or ""
+        if not text.strip():  # the activity falls back to extractive, with this reason
+            raise empty_reply("summary", choice.finish_reason)
         return SummaryResult(text=text, strategy="abstractive", model=self.name,
                              prompt_version=prompt.version)
 
@@ -98,6 +112,9 @@ class AnthropicChat(AnthropicClient):
             model=self.name, max_tokens=max_tokens, system=system,  # type: ignore[arg-type]
             messages=messages))  # type: ignore[arg-type]
         text = "".join(b.text for b in response.content if b.type == "text")
+        if not text.strip():
+            raise empty_reply("reply", response.stop_reason, _tools_asked(
+                [b.name for b in response.content if b.type == "tool_use"]))
         return ChatReply(content=text, model=response.model,
                          input_tokens=response.usage.input_tokens,
                          output_tokens=response.usage.output_tokens)
@@ -109,7 +126,12 @@ class OpenAIChat(OpenAIClient):
             model=self.name, max_tokens=max_tokens,
             messages=to_openai(window)))  # type: ignore[arg-type]
         usage = response.usage
-        return ChatReply(content=response.choices[0].message.content or "",
+        choice = response.choices[0]
+        if not (choice.message.content or "").strip():
+            raise empty_reply("reply", choice.finish_reason, _tools_asked(
+                [c.function.name for c in choice.message.tool_calls or ()
+                 if c.type == "function"]))
+        return ChatReply(content=choice.message.content or "",
                          model=response.model,
                          input_tokens=usage.prompt_tokens if usage else 0,
                          output_tokens=usage.completion_tokens if usage else 0)

@@ -380,6 +380,14 @@ async def test_the_summarizer_falls_back_to_extractive_and_says_why(
         assert rejected.fallback == "extractive: claude-test rejected (provider rejected the " \
                                     "request: HTTP 400)"
 
+        # An empty summary (truncation, a content filter) would stand for the span with
+        # nothing: it is a refusal, and the span gets an extractive summary instead.
+        server.reply(anthropic_message(" "))
+        _, empty = await compact()
+        assert empty.strategy == "extractive" and empty.summary and empty.summary.content
+        assert empty.fallback == "extractive: claude-test rejected (the model returned an " \
+                                 "empty summary (stop reason 'end_turn'))"
+
         server.fail(500)  # an outage: retried by Temporal, nothing committed meanwhile
         session = _session()
         await env.run(acts.store_messages, _store_input(session))
@@ -402,7 +410,21 @@ async def test_the_summarizer_falls_back_to_extractive_and_says_why(
         _, exhausted = await compact()
         assert exhausted.fallback == "extractive: claude-test failed 2 times"
         assert exhausted.strategy == "extractive"
-        assert len(server.requests) == 3  # the third-attempt fallback did not call the provider
+        assert len(server.requests) == 4  # the third-attempt fallback did not call the provider
+        # Where earlier attempts recorded their failure, the fallback names the last one.
+        ok_calls = len(server.requests)
+        server.fail(503)
+        env.info = dataclasses.replace(env.info, attempt=1)
+        session = _session()
+        await env.run(acts.store_messages, _store_input(session))
+        with pytest.raises(ApplicationError):
+            await env.run(acts.compact_session, _compact(session, 0))
+        env.info = dataclasses.replace(env.info, attempt=3)
+        out = await env.run(acts.compact_session, _compact(session, 0))
+        named = await _record(store, session, out.record_ids[0])
+        assert named.fallback == "extractive: claude-test failed 2 times (last: " \
+                                 "ProviderUnavailable: provider unavailable: HTTP 503)"
+        assert len(server.requests) == ok_calls + 1
 
 
 async def test_uncompact_restores_the_originals_and_refuses_what_it_cannot_undo(

@@ -63,6 +63,25 @@ async def test_generate_appends_both_turns_and_sends_the_window(
     assert window[-1].content == "It ships tomorrow by express."
 
 
+async def test_an_empty_reply_fails_the_call_and_stores_no_made_up_turn(
+    client: Client, store: Store, embedder: LocalEmbedder
+) -> None:
+    """A model that spent its tokens before writing (finish_reason "length") answered
+    nothing: generate() says so, the user's turn is kept, and no assistant turn is stored."""
+    async with _chatting(client, store, embedder, "gen-empty") as (conv, provider):
+        empty = openai_chat("", model="local-llm")
+        empty["choices"][0].update(finish_reason="length")
+        provider.reply(empty)
+        with pytest.raises(LongthreadError, match=r"empty reply \(stop reason 'length'\)"):
+            await conv.generate("When will order 4711 arrive?", id="q-1", reply_tokens=5)
+        provider.reply(openai_chat("Tomorrow.", model="local-llm"))
+        result = await conv.generate("When will order 4711 arrive?", id="q-1")
+        window = await conv.window()
+    assert len(provider.requests) == 2  # not retried: the same request gets the same answer
+    assert [(m.id, m.content) for m in window] == [
+        ("q-1", "When will order 4711 arrive?"), (result.reply.id, "Tomorrow.")]
+
+
 async def test_generate_without_a_chat_model_fails_clearly_and_keeps_the_message(
     lt: Longthread, worker: object
 ) -> None:
