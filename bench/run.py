@@ -2,7 +2,8 @@
 
 The newest run goes on top; earlier runs are kept below it for comparison. Set LT_BENCH_ONLY
 to a comma-separated subset (ceiling, latency, append, burst, quality, quality_mpnet,
-quality_engine, speed, retrieval, scale, embed_pass, summary_metering) to run fewer.
+quality_engine, speed, retrieval, scale, embed_pass, summary_metering, replay_fold) to run
+fewer.
 `bench/speed.py` and `bench/quality_engine.py` are run when they exist and offer `run()` (sync
 or async, returning a Section or (Section, data)).
 The 1M-message ceiling takes an hour or more: `LT_CEILING_SIZES=10000,100000` shortens it.
@@ -38,6 +39,7 @@ from bench import (
     embed_pass,
     latency,
     quality,
+    replay_fold,
     retrieval,
     scale,
     summary_metering,
@@ -180,6 +182,10 @@ async def _quality_engine() -> Section | None:
     return await _optional("quality_engine")
 
 
+async def _replay_fold() -> Section:
+    return await asyncio.to_thread(replay_fold.run)
+
+
 async def _summary_metering() -> Section:
     section, _ = await asyncio.to_thread(summary_metering.run)
     return section
@@ -190,6 +196,7 @@ RUNNERS: dict[str, Callable[[], Awaitable[Section | None]]] = {
     "quality_engine": _quality_engine, "quality": _quality, "quality_mpnet": _quality_mpnet,
     "retrieval": retrieval.run,
     "scale": _scale, "embed_pass": embed_pass.run, "summary_metering": _summary_metering,
+    "replay_fold": _replay_fold,
 }
 
 

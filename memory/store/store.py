@@ -162,11 +162,14 @@ class Store(SessionStore):
             (tenant, session, seq))])
         return row_to_message(rows[0]) if rows else None
 
-    async def all_messages(self, tenant: str, session: str) -> list[Message]:
+    async def all_messages(self, tenant: str, session: str, before: int | None = None
+                           ) -> list[Message]:
+        """Every message in append order; with `before`, the first `before` of them."""
         async with self.scoped(tenant) as conn:
             cur = await conn.execute(
-                f"{_SELECT_MESSAGES} WHERE tenant = %s AND session = %s ORDER BY seq",
-                (tenant, session))
+                f"{_SELECT_MESSAGES} WHERE tenant = %s AND session = %s"
+                " AND (%s::bigint IS NULL OR seq < %s) ORDER BY seq",
+                (tenant, session, before, before))
             return [row_to_message(row) for row in await cur.fetchall()]
 
     async def count(self, tenant: str, session: str) -> int:

@@ -2,10 +2,13 @@
 
 from __future__ import annotations
 
+from typing import Literal
+
 from hypothesis import strategies as st
 
 from memory.policy import CompactionPolicy
 from memory.session import Session
+from memory.window import compose_removal
 
 POLICY = CompactionPolicy(context_window=600, preserve_recent=2, hierarchy_fanout=2)
 
@@ -33,3 +36,12 @@ def undo_one(session: Session, data: st.DataObject) -> bool:
     except ValueError:
         pass
     return True
+
+
+def remove(session: Session, kind: Literal["pop", "clear"]) -> None:
+    """What the workflow's `pop` and `clear` do: the newest unit, or every message and
+    summary, leaves as one record."""
+    made = compose_removal(session.window, kind, seq=len(session.ledger))
+    if made is not None:
+        session.window, record = made
+        session.ledger.append(record)

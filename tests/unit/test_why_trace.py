@@ -10,8 +10,7 @@ from longthread.audit import trace_turn
 from memory.compaction import WindowState, apply_record
 from memory.models import Message, Summary
 from memory.session import Session
-from memory.window import compose_removal
-from tests.unit.sessions import POLICY, compacted_rounds, undo_one
+from tests.unit.sessions import POLICY, compacted_rounds, remove, undo_one
 from tests.unit.strategies import conversations
 
 
@@ -54,14 +53,6 @@ def test_a_turn_no_compaction_touched_is_in_the_window() -> None:
     assert history.now == "in the window verbatim; no compaction covered it"
 
 
-def _clear(session: Session) -> None:
-    """What the workflow's `clear` does: every message and summary leaves, as one record."""
-    made = compose_removal(session.window, "clear", seq=len(session.ledger))
-    if made is not None:
-        session.window, record = made
-        session.ledger.append(record)
-
-
 def test_undoing_a_merge_or_clearing_the_window_is_a_step_and_moves_the_carrier() -> None:
     session = compacted_rounds(3)  # c3 folds s1 (turn 1's summary) and s2 into c3-merged
     first = session.messages[0]
@@ -70,7 +61,7 @@ def test_undoing_a_merge_or_clearing_the_window_is_a_step_and_moves_the_carrier(
     assert [s.record for s in history.steps] == ["c1", "c3", "u4"]
     assert "put s1 back" in history.steps[-1].what and "c3-merged" in history.steps[-1].what
     assert [s.id for s in history.carried_by] == ["s1"] and "summary s1 " in history.now
-    _clear(session)
+    remove(session, "clear")
     history = trace_turn(1, first, session.ledger)
     assert history.steps[-1].record == "x5" and "took s1 out" in history.steps[-1].what
     assert history.carried_by == () and "no summary in the window stands for it" in history.now
@@ -116,7 +107,7 @@ def test_every_record_that_moved_a_message_or_its_summary_is_a_step(
                                   for k in range(4)])
             session.compact(preserve_recent=0)
         elif op == "clear":
-            _clear(session)
+            remove(session, "clear")
         else:
             undo_one(session, data)
     event(f"merges: {sum(r.merged_summary is not None for r in session.ledger) > 0}")
