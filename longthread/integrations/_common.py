@@ -33,8 +33,9 @@ def canonical(value: JsonValue) -> str:
 
 
 def stable_id(prefix: str, position: int, payload: JsonValue) -> str:
-    """An id that a retry of the same batch reproduces (so the workflow's dedup skips it) and
-    that two equal objects at different positions never share."""
+    """An id for an object that has none, which two equal objects at different positions
+    never share. It recognizes no retry: one made after the first call landed starts at a
+    later position and so makes new ids (see `LongthreadSession.add_items`)."""
     digest = hashlib.sha256(f"{position}\n{canonical(payload)}".encode()).hexdigest()[:12]
     return f"{prefix}{position}-{digest}"
 

@@ -3,6 +3,10 @@
 `messages` is the *compacted* window: summaries first (one `SystemMessage`), then the kept
 messages. Each message round-trips exactly (its LangChain form rides in the stored message's
 metadata); one added without an id comes back with the id longthread stored it under.
+Adding a message again under an id already stored (a retried add that had in fact landed, or a
+message read back) skips it when it is the same message and refuses it when it is not. A
+message without an id has nothing to be recognized by, so it is stored again: give messages
+ids when an add may be retried.
 `clear()` empties the window as an undoable ledger record; the archive keeps everything.
 
 Sync and async. The async methods run on the event loop that owns the conversation. The sync
@@ -210,14 +214,31 @@ class LongthreadChatMessageHistory(BaseChatMessageHistory):
         return head + [to_langchain(m) for m in stored]
 
     async def _write(self, messages: Sequence[BaseMessage]) -> None:
+        """Append `messages`; one whose id is already stored is sent as its stored copy when it
+        is the same message, so a retried add that had landed is a duplicate the store skips.
+
+        Why: each write stamps `created_at`, which counts in the store's duplicate check, so
+        a re-sent message would differ from its stored copy by its date alone and be refused.
+        The stored copies are read by id (one read, only when some message has an id of its
+        own). A message that differs is built with the stored date, so the store still
+        refuses it, and only for what truly differs."""
         if not messages:
             return
         start = await next_position(self.conversation)
+        own = [m.id for m in messages if m.id]
+        stored = {m.id: m for m in await (await self.conversation.lt.store()).get_messages(
+            self.conversation.tenant, self.conversation.session, own)} if own else {}
         now = datetime.now(UTC)
-        await append_batches(self.conversation, [
-            from_langchain(m, m.id or stable_id("lc-", start + n, cast(
-                JsonObject, to_jsonable_python(message_to_dict(m)))), now)
-            for n, m in enumerate(messages)])
+        batch: list[Message] = []
+        for n, m in enumerate(messages):
+            kept = stored.get(m.id) if m.id else None
+            if kept is not None:
+                batch.append(kept if to_langchain(kept) == m
+                             else from_langchain(m, kept.id, kept.created_at))
+            else:
+                batch.append(from_langchain(m, m.id or stable_id("lc-", start + n, cast(
+                    JsonObject, to_jsonable_python(message_to_dict(m)))), now))
+        await append_batches(self.conversation, batch)
 
     async def _clear(self) -> None:
         await self.conversation.clear()

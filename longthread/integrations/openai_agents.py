@@ -12,6 +12,9 @@ Items map one to one onto messages, which keeps `limit` and `pop_item` simple:
   message carrying that one tool call, and its `*_call_output` a tool message answering it;
 - anything else (reasoning, hosted tool calls, references) is kept whole as an assistant note.
 
+`add_items` is not idempotent: items carry no ids to recognize a retry by, so a call repeated
+after it had landed is stored again, like the same items said twice (see its docstring).
+
 `pop_item` takes the newest tool unit out of the window (a tool result never leaves without its
 call, or the window would be invalid for a provider) and returns its newest item; system items
 are never popped. `clear_session` empties the window. Both are undoable ledger records, and the
@@ -167,8 +170,21 @@ class LongthreadSession:
         return items
 
     async def add_items(self, items: list[TResponseInputItem]) -> None:
-        """Store a turn's items. Ids derive from the archive position and the item, so a
-        retried call that already landed is skipped instead of stored twice."""
+        """Store a turn's items, in order, one message each.
+
+        Items carry no ids to tell them by (user items have none; with a Chat Completions
+        model every output item has the same placeholder id), so each is named by the archive
+        position the call starts at and the item itself. That keeps equal items apart: the
+        same items added twice, in one call or two, are stored twice, as they were said, and
+        overlapping calls with different items never take each other's ids.
+
+        It does not make a retry safe. A call repeated after the first had landed (a timeout
+        that was no failure) starts at a later position, so it is stored again: nothing tells
+        it from the same items said again. A turn too large for one Temporal payload goes in
+        several appends, and one that fails part way keeps what went before. So after an
+        error, read `get_items()` before adding again. Overlapping calls start at the same
+        position, so an equal item at the same place in both gets the same id: one call is
+        stored, the other refused with `InvalidInputError` (nothing is stored twice)."""
         if not items:
             return
         start = await next_position(self.conversation)

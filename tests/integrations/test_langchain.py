@@ -19,6 +19,7 @@ from temporalio.client import Client
 from longthread.client import Longthread
 from longthread.integrations.langchain import LongthreadChatMessageHistory
 from longthread.settings import Settings
+from memory.errors import InvalidInputError
 from memory.store.store import Store
 
 # LangChain 1.6.4 deprecated RunnableWithMessageHistory (for LangGraph); it still is the way
@@ -127,3 +128,38 @@ async def test_open_for_a_synchronous_program(
     assert first == reopened == ["Seat 12A, please.", "Done: 12A."]
     with pytest.raises(RuntimeError, match="synchronous code"):
         LongthreadChatMessageHistory.open(session, tenant="acme", settings=settings)
+
+
+async def test_re_adding_a_stored_message_is_a_duplicate_and_other_content_is_refused(
+    worker: object, lt: Longthread, store: Store,
+) -> None:
+    """A framework retrying an add that had landed (same message, same id) stores nothing
+    twice and raises nothing; the same id with other content is still refused. Both paths."""
+    session = f"retry-{uuid.uuid4()}"
+    history = LongthreadChatMessageHistory(await lt.conversation(session, tenant="acme"))
+    turn: list[BaseMessage] = [HumanMessage("Seat 12A, please.", id="lc2-h1"),
+                               HumanMessage("no id here"),
+                               AIMessage("", id="lc2-a1", tool_calls=[
+                                   {"name": "seat", "args": {"seat": "12A"}, "id": "call_s",
+                                    "type": "tool_call"}]),
+                               ToolMessage("held", tool_call_id="call_s", id="lc2-t1")]
+    await history.aadd_messages(turn)
+    first = await store.all_messages("acme", session)
+    assert len(first) == 4
+
+    await history.aadd_messages([HumanMessage("Seat 12A, please.", id="lc2-h1")])  # a retry
+    await history.aadd_messages(turn[2:])  # a tool unit, retried
+    back = await history.aget_messages()
+    await history.aadd_messages(back)  # read back, ids longthread gave included
+    await asyncio.to_thread(history.add_messages, [HumanMessage("Seat 12A, please.",
+                                                                id="lc2-h1")])  # sync path
+    assert await store.all_messages("acme", session) == first
+    assert await history.aget_messages() == back
+
+    with pytest.raises(InvalidInputError) as refused:
+        await history.aadd_messages([HumanMessage("Seat 14C, please.", id="lc2-h1")])
+    assert refused.value.field == "messages[0].id" and "lc2-h1" in refused.value.problem
+    with pytest.raises(InvalidInputError, match=r"messages\[1\]\.id"):
+        await asyncio.to_thread(history.add_messages, [
+            HumanMessage("And a meal.", id="lc2-h2"), AIMessage("No.", id="lc2-a1")])
+    assert await store.all_messages("acme", session) == first  # nothing of a refused batch

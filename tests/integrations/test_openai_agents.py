@@ -197,3 +197,19 @@ async def test_large_tool_outputs_round_trip_across_batches(
     assert await session.get_items() == items
     stored = await store.all_messages("acme", session_id)
     assert len(stored) == 9 and all(len(m.content) < 600_000 for m in stored)
+
+
+async def test_items_added_twice_are_a_repeat_stored_twice_under_their_own_ids(
+    worker: object, lt: Longthread, store: Store,
+) -> None:
+    """What `add_items` promises: equal items are kept apart, in one call or two (items carry
+    no ids, so a repeat is taken as said again, never silently dropped)."""
+    session_id = f"agent-{uuid.uuid4()}"
+    session = LongthreadSession(await lt.conversation(session_id, tenant="acme"))
+    turn: list[Any] = [{"role": "user", "content": "ok"}, {"role": "assistant", "content": "ok"},
+                       {"role": "user", "content": "ok"}]
+    await session.add_items(turn)
+    await session.add_items(turn)
+    assert await session.get_items() == turn + turn
+    stored = await store.all_messages("acme", session_id)
+    assert len({m.id for m in stored}) == 6
