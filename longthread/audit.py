@@ -137,11 +137,23 @@ class TurnHistory(BaseModel):
     now: str = ""
 
 
-def _covering_step(record: CompactionRecord, message_id: str) -> TurnStep:
+def _quoting(summary: Summary, message: Message) -> str:
+    """How much of the message a summary that lists it among its quotes holds: an extractive
+    line quotes the sentences that carry facts, which may be all of the message or part of
+    it, and "verbatim" alone told an auditor the whole fact was kept when a clause was not."""
+    if message.id not in summary.quoted_ids:
+        return ""
+    whole = " ".join(message.content.split())
+    return "whole" if whole and whole in " ".join(summary.content.split()) else "in part"
+
+
+def _covering_step(record: CompactionRecord, message: Message) -> TurnStep:
+    quoting = "" if record.summary is None else _quoting(record.summary, message)
     if record.summary is None:
         what = "archived it with no summary"
-    elif message_id in record.summary.quoted_ids:
-        what = f"quoted it verbatim in summary {record.summary.id} (level {record.summary.level})"
+    elif quoting:
+        what = (f"quoted it {quoting}, verbatim, in summary {record.summary.id} "
+                f"(level {record.summary.level})")
     else:
         what = f"summarized it into {record.summary.id} (level {record.summary.level})"
     how = record.strategy + (f" / {record.model}" if record.model else "")
@@ -149,14 +161,14 @@ def _covering_step(record: CompactionRecord, message_id: str) -> TurnStep:
                     f"({how}): {what}", why=record.reason)
 
 
-def _now(in_force: Sequence[str], carried_by: Sequence[Summary], message_id: str,
+def _now(in_force: Sequence[str], carried_by: Sequence[Summary], message: Message,
          touched: bool) -> str:
     if not in_force:
         return "in the window verbatim" + (
             " (every compaction of it was undone)" if touched else "; no compaction covered it")
     carriers = "; ".join(
         f"summary {s.id} (level {s.level}) stands for it in the window"
-        + (", quoting it verbatim" if message_id in s.quoted_ids else "") for s in carried_by)
+        + (f", quoting it {q}" if (q := _quoting(s, message)) else "") for s in carried_by)
     return (f"out of the window since {in_force[-1]}; " + (carriers or "no summary in the "
             "window stands for it") + "; the archive keeps it whole, and a query can retrieve it")
 
@@ -201,13 +213,14 @@ def trace_turn(turn: int, message: Message, ledger: Sequence[CompactionRecord]) 
         if message.id in r.covered_ids:
             records.append(r)
             in_force.append(r.id)
-            steps.append(_covering_step(r, message.id))
+            steps.append(_covering_step(r, message))
             if r.summary is not None:
                 carriers.add(r.summary.id)
         merged = r.merged_summary
         if lost and merged is not None:
             carriers.add(merged.id)
-            quoted = ", quoting it verbatim" if message.id in merged.quoted_ids else ""
+            quoting = _quoting(merged, message)
+            quoted = f", quoting it {quoting}" if quoting else ""
             steps.append(TurnStep(record=r.id, at=r.at, what=f"{r.trigger}/{r.level}: folded "
                                   f"{', '.join(lost)} into {merged.id} (level {merged.level})"
                                   f"{quoted}"))
@@ -217,7 +230,7 @@ def trace_turn(turn: int, message: Message, ledger: Sequence[CompactionRecord]) 
     carried_by = tuple(s for i, s in present.items() if i in carriers) if in_force else ()
     return TurnHistory(turn=turn, message=message, records=tuple(records),
                        in_force=tuple(in_force), steps=tuple(steps), carried_by=carried_by,
-                       now=_now(in_force, carried_by, message.id, bool(records)))
+                       now=_now(in_force, carried_by, message, bool(records)))
 
 
 async def why_at(store: Store, tenant: str, session: str, turn: int) -> TurnHistory:

@@ -8,7 +8,7 @@ from hypothesis import strategies as st
 
 from longthread.audit import trace_turn
 from memory.compaction import WindowState, apply_record
-from memory.models import Message, Summary
+from memory.models import CompactionRecord, Message, Summary
 from memory.session import Session
 from tests.unit.sessions import POLICY, compacted_rounds, remove, undo_one
 from tests.unit.strategies import conversations
@@ -43,6 +43,31 @@ def test_why_follows_the_summary_into_the_merges_that_folded_it() -> None:
     assert history.carried_by[0].id in folds[-1].what
     assert f"summary {history.carried_by[0].id}" in history.now
     assert history.now.startswith("out of the window")
+
+
+def test_why_says_whether_a_summary_quotes_a_turn_whole_or_in_part() -> None:
+    """An extractive line quotes the sentences that carry facts: "verbatim" alone told a user
+    the whole turn was kept when its account number had been left out."""
+    fact = Message(id="f1", role="user", content="Our account number is 55-1234 and the "
+                   "shipping address is 12 Elm Street.")
+    other = Message(id="f2", role="user", content="The parcel left Leeds on Monday.")
+
+    def record(quoted: str) -> CompactionRecord:
+        summary = Summary(id="s1", level=1, content=f"- [f1] {quoted}\n- [f2] {other.content}",
+                          covers=("f1", "f2"), quoted_ids=("f1", "f2"))
+        return CompactionRecord(id="c1", seq=0, level="medium", action="summarize",
+                                reason="over 85%", covered_ids=("f1", "f2"),
+                                covered_hash="-", summary=summary, strategy="extractive",
+                                tokens_before=60, tokens_after=30)
+
+    part = trace_turn(1, fact, [record("and the shipping address is 12 Elm Street")])
+    assert "quoted it in part, verbatim, in summary s1" in part.steps[0].what
+    assert part.now.startswith("out of the window since c1; summary s1 (level 1) stands for "
+                               "it in the window, quoting it in part")
+    whole = trace_turn(1, fact, [record(fact.content)])
+    assert "quoted it whole, verbatim, in summary s1" in whole.steps[0].what
+    assert "quoting it whole" in whole.now
+    assert "quoting it whole" in trace_turn(2, other, [record("x")]).now
 
 
 def test_a_turn_no_compaction_touched_is_in_the_window() -> None:
