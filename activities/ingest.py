@@ -44,7 +44,7 @@ class IngestActivities:
         if not input.restamped:
             try:
                 out = await self.store.append_messages(input.tenant, input.session,
-                                                       input.messages)
+                                                       input.messages, input.request)
             except InvalidInputError as exc:
                 raise refused(exc) from None
         else:  # generate()'s one turn: its caller passed `id`, so errors name `id`, not a list
@@ -62,12 +62,14 @@ class IngestActivities:
         changed."""
         messages = await self._restamp(input)
         try:
-            return await self.store.append_messages(input.tenant, input.session, messages)
+            return await self.store.append_messages(input.tenant, input.session, messages,
+                                                    input.request)
         except InvalidInputError:
             again = await self._restamp(input)
             if again == messages:
                 raise
-            return await self.store.append_messages(input.tenant, input.session, again)
+            return await self.store.append_messages(input.tenant, input.session, again,
+                                                    input.request)
 
     async def _restamp(self, input: StoreMessagesInput) -> tuple[Message, ...]:
         """A retried generate() stamps its turn anew: where the stored copy differs only in

@@ -44,6 +44,9 @@ class StoreMessagesInput(SessionRef):
     # The workflow stamped `created_at` (generate()'s user turn), not the caller: a known id
     # equal in everything else is the same message, sent again by a retried generate().
     restamped: bool = False
+    # Names this append (the update's id), so one run again after a lost workflow task
+    # reports what it stored the first time (`Store.append_messages`).
+    request: str | None = None
 
 
 class AppendResult(_Model):

@@ -173,13 +173,17 @@ class ConversationWorkflow:
 
     # -- appending --------------------------------------------------------------------------
     async def _store(self, messages: tuple[Message, ...], hold: bool = False,
-                     restamped: bool = False) -> AppendResult:
+                     restamped: bool = False, part: str = "") -> AppendResult:
+        """Store through a local activity named by the update's id (and `part`, for an update
+        that stores twice): run again after a lost workflow task, it reports what it stored
+        the first time."""
         self.state.hold_compaction = hold
         self.appending += 1
+        update = workflow.current_update_info()
         try:
             result = await call(specs.STORE_MESSAGES, StoreMessagesInput(
                 tenant=self.input.tenant, session=self.input.session, messages=messages,
-                restamped=restamped))
+                restamped=restamped, request=f"{update.id}{part}" if update else None))
         except ActivityError as exc:
             raise as_update_error(exc) from None
         finally:
@@ -293,7 +297,7 @@ class ConversationWorkflow:
         user = self._user_message(request, f"u-{workflow.uuid4()}").model_copy(
             update={"created_at": workflow.now()})
         # With the caller's id, a retry (the provider was down) stores no second copy.
-        await self._store((user,), restamped=request.id is not None)
+        await self._store((user,), restamped=request.id is not None, part="/turn")
         try:
             window: ContextWindow = await workflow.execute_activity(
                 specs.BUILD_CONTEXT.name, ServeContextInput(
@@ -313,7 +317,7 @@ class ConversationWorkflow:
             assistant = Message(id=f"a-{workflow.uuid4()}", role="assistant",
                                 content=text if text.strip() else "(empty reply)",
                                 created_at=workflow.now())
-        await self._store((assistant,))
+        await self._store((assistant,), part="/reply")
         return GenerateResult(reply=assistant, context_tokens=window.tokens, model=reply.model)
 
     @generate.validator

@@ -23,7 +23,12 @@ from memory.store.base import _EMBEDDED_SEQ, StoreBase, _cursors, _embedded_seq,
 from memory.tokens import default_counter
 from memory.window import by_reference
 
-__all__ = ["AppendOutcome", "AppendStore"]
+__all__ = ["RECENT_REQUESTS", "AppendOutcome", "AppendStore"]
+
+# How many of a session's last appends are remembered by request id (migration 14). An append
+# runs again only while its workflow task is retried, moments later, and a workflow task
+# carries a few dozen updates at most.
+RECENT_REQUESTS = 64
 
 
 class AppendOutcome(BaseModel):
@@ -91,15 +96,27 @@ WITH batch AS (
     FROM unnest(%(call_ids)s::text[], %(call_messages)s::text[]) AS u(c, m)
     WHERE u.m IN (SELECT id FROM fresh)
     ON CONFLICT DO NOTHING
+), prior AS (
+    SELECT recent_appended[array_position(recent_requests, %(request)s::text)] AS appended
+    FROM sessions WHERE tenant = %(tenant)s AND session = %(session)s
 ), cursors AS (
     UPDATE sessions SET next_seq = next_seq + (SELECT count(*) FROM fresh),
         window_tokens = window_tokens + (SELECT coalesce(sum(tokens), 0) FROM fresh),
         total_tokens = total_tokens + (SELECT coalesce(sum(full_tokens), 0) FROM fresh),
-        rev = rev + 1, updated_at = now()
+        rev = rev + 1, updated_at = now(),
+        recent_requests = CASE WHEN %(request)s::text IS NULL
+            OR (SELECT appended FROM prior) IS NOT NULL THEN recent_requests
+            ELSE (recent_requests || %(request)s::text)
+                 [greatest(1, cardinality(recent_requests) + 2 - %(recent)s):] END,
+        recent_appended = CASE WHEN %(request)s::text IS NULL
+            OR (SELECT appended FROM prior) IS NOT NULL THEN recent_appended
+            ELSE (recent_appended || (SELECT count(*) FROM fresh)::int)
+                 [greatest(1, cardinality(recent_appended) + 2 - %(recent)s):] END
     WHERE tenant = %(tenant)s AND session = %(session)s AND (SELECT ok FROM passed)
     RETURNING *
 )
-SELECT c.*, (SELECT count(*) FROM stored)::int AS appended,
+SELECT c.*, coalesce((SELECT appended FROM prior), (SELECT count(*) FROM stored))::int
+       AS appended,
        (SELECT n FROM conflicts) AS conflicts, (SELECT c FROM missing) AS missing
 FROM (SELECT 1) one LEFT JOIN cursors c ON true
 """
@@ -118,10 +135,15 @@ class AppendStore(StoreBase):
             row = await _lock_session(conn, tenant, session)
             return _cursors(row, await _embedded_seq(conn, tenant, session))
 
-    async def append_messages(self, tenant: str, session: str,
-                              messages: Sequence[Message]) -> AppendOutcome:
+    async def append_messages(self, tenant: str, session: str, messages: Sequence[Message],
+                              request: str | None = None) -> AppendOutcome:
         """Store a batch in order; idempotent by id. A known id with other content, or a tool
         result that answers no call of this session, is refused and nothing is stored.
+
+        `request` names the append (the workflow passes its update's id): run again, it finds
+        its messages stored and reports how many it stored the first time, not duplicates. A
+        workflow task lost after the transaction committed (the server's "workflow task not
+        found", seen with concurrent updates) runs its local activity again.
 
         One round trip whatever the batch's size: the session's lock, then one statement that
         checks the batch against what is stored and inserts it only if it passes, the cursors
@@ -153,7 +175,8 @@ class AppendStore(StoreBase):
                   "times": columns[4], "answers": columns[5], "tool_calls": columns[6],
                   "metadata": columns[7], "digests": columns[8], "tokens": columns[9],
                   "full": columns[10], "needed": needed, "call_ids": [c for c, _ in calls],
-                  "call_messages": [i for _, i in calls]}
+                  "call_messages": [i for _, i in calls], "request": request,
+                  "recent": RECENT_REQUESTS}
         async with self.pipelined(tenant) as (conn, _):
             await conn.execute("INSERT INTO sessions (tenant, session) VALUES (%s, %s)"
                                " ON CONFLICT DO NOTHING", (tenant, session))

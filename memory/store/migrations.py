@@ -410,6 +410,14 @@ MIGRATIONS: list[sql.SQL] = [
     CREATE POLICY meta_claim_embedder ON longthread_meta FOR INSERT
         WITH CHECK (key = 'embedder');
     """),
+    # 14: the session's last appends by request id and how many each stored, so an append
+    # run again (its workflow task was lost after the transaction committed) reports what it
+    # stored the first time instead of "all duplicates". Bounded (`RECENT_REQUESTS`), in the
+    # row every append already locks and updates.
+    sql.SQL("""
+    ALTER TABLE sessions ADD COLUMN recent_requests text[] NOT NULL DEFAULT ARRAY[]::text[],
+                         ADD COLUMN recent_appended integer[] NOT NULL DEFAULT ARRAY[]::integer[];
+    """),
 ]
 
 

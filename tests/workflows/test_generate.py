@@ -157,3 +157,30 @@ async def test_system_messages_over_a_payload_are_named_not_a_budget_never_asked
                            "1,500,000 bytes"):
             await asyncio.wait_for(conv.generate("go", max_tokens=2_000_000), 120)
     assert not provider.requests
+
+
+
+async def test_appends_beside_generate_report_what_they_stored(
+    client: Client, store: Store, embedder: LocalEmbedder
+) -> None:
+    """Concurrent updates make the server drop a workflow task now and then ("workflow task
+    not found"); its updates run again, and so do their local store activities. Before the
+    appends were named by their update, 4 runs in 6 told some call "0 appended, 20
+    duplicates" for 20 new messages. The counts are the first run's; all is stored once."""
+    session = f"conc-{uuid.uuid4()}"
+    async with _chatting(client, store, embedder, session) as (conv, provider):
+        for _ in range(6):
+            provider.reply(openai_chat("Sure.", model="local-llm"))
+
+        async def ask(i: int) -> None:
+            await conv.generate(f"concurrent question {i}", id=f"cq{i}")
+
+        async def append(i: int) -> tuple[int, int]:
+            result = await conv.append_many([{"id": f"ca{i}-{j}", "role": "user",
+                                              "content": f"bulk {i}-{j}"} for j in range(20)])
+            return result.appended, result.duplicates
+
+        counts = await asyncio.gather(*[ask(i) for i in range(6)],
+                                      *[append(i) for i in range(6)])
+    assert counts[6:] == [(20, 0)] * 6
+    assert await store.count("acme", session) == 6 * 2 + 6 * 20
