@@ -110,7 +110,9 @@ def import_(session: SessionId,
                 help="JSONL: one message per line, or a file `export` wrote.")],
             tenant: Tenant = "default",
             batch: Annotated[int, typer.Option(
-                min=1, max=500, help="Messages per append call.")] = 100) -> None:
+                min=1, max=500, help="At most this many messages per append call (a call "
+                "also stays under 1.5 MB, so large messages go in smaller calls).")] = 100
+            ) -> None:
     """Append a JSONL file of messages (or a session export, ledger included). Re-running it
     appends nothing twice."""
     async def body() -> None:
@@ -140,7 +142,7 @@ def show(session: SessionId, ids: Annotated[list[str], typer.Argument(
              "archive as ID') or those a summary line covers.")],
          tenant: Tenant = "default", as_json: Json = False) -> None:
     """Print stored messages in full, by id: the whole of a large tool result the window
-    shows as a preview, or a message a summary covers."""
+    shows as a preview, or a message a summary covers. Ids not found are named (exit 2)."""
     async def body() -> None:
         async with connected(out, need_db=True) as ctx:
             await ctx.show(session, tenant, ids, as_json)

@@ -17,8 +17,16 @@ from temporalio.service import RPCError, RPCStatusCode
 
 from longthread.audit import replay_at, why_at
 from longthread.client import NO_ARCHIVE, Conversation, Longthread, check_ids
+from longthread.conversation import MAX_BATCH_BYTES
 from longthread.settings import resolve_settings
-from longthread.transfer import SessionFile, check_writable, read_session_file, write_export
+from longthread.transfer import (
+    SessionFile,
+    at_line,
+    check_writable,
+    message_parts,
+    read_session_file,
+    write_export,
+)
 from longthread.views import (
     ledger_table,
     print_message,
@@ -91,21 +99,24 @@ class Ctx:
         if not data.messages and not data.ledger and data.source is None:
             # not even an export's header (an empty session's export re-imports as one)
             raise InvalidInputError("FILE", "holds no messages")
+        # Split (and refuse a message too large for any call) before the session exists.
+        parts = message_parts(data.messages, data.lines, batch, MAX_BATCH_BYTES)
         conv = await self.lt.conversation(session, tenant)
         appended = duplicates = 0
         with Progress(TextColumn("importing"), BarColumn(), MofNCompleteColumn(),
                       TimeElapsedColumn(), console=self.out) as progress:
             task = progress.add_task("import", total=len(data.messages))
-            for start in range(0, len(data.messages), batch):
-                chunk = data.messages[start : start + batch]
+            for start, chunk in parts:
                 try:
                     result = await conv.append_many(list(chunk),
                                                     hold_compaction=bool(data.ledger))
-                except Exception:  # the error follows; first say what is already stored
+                except Exception as exc:  # the error follows; first say what is already stored
                     progress.stop()
                     self.out.print(f"import stopped: messages 1-{start} of "
                                    f"{len(data.messages)} are stored; importing the file again "
                                    "skips them" if start else "import stopped: nothing stored")
+                    if isinstance(exc, InvalidInputError):  # name the line, not messages[i]
+                        raise at_line(exc, data.lines, start) from None
                     raise
                 appended += result.appended
                 duplicates += result.duplicates
@@ -170,15 +181,28 @@ class Ctx:
             print_window(self.out, window)
 
     async def show(self, session: str, tenant: str, ids: list[str], as_json: bool) -> None:
+        """Print the messages found, then name every id that is not (exit 2): one mistyped id
+        among several should not hide the others."""
         conv = await self.existing(session, tenant)
-        found = await conv.messages(ids)
+        try:
+            found, missing = await conv.messages(ids), []
+        except NotFoundError:  # `messages` checked every id first; it names only one missing
+            found = await self.need_store().get_messages(tenant, session, ids)
+            held = {m.id for m in found}
+            missing = [i for i in dict.fromkeys(ids) if i not in held]
         if as_json:
             self.out.print_json(json.dumps([m.model_dump(mode="json") for m in found]))
-            return
-        for n, message in enumerate(found):
-            if n:
-                self.out.print()
-            print_message(self.out, message)
+        else:
+            for n, message in enumerate(found):
+                if n:
+                    self.out.print()
+                print_message(self.out, message)
+        if missing:
+            named = ", ".join(map(repr, missing[:10])) + (
+                f" (and {len(missing) - 10} more)" if len(missing) > 10 else "")
+            raise NotFoundError(f"ids: no message{'s' if len(missing) > 1 else ''} {named} in "
+                                f"session {session!r}" + (f"; {len(found)} shown" if found
+                                                          else ""))
 
     async def compact(self, session: str, tenant: str, preserve_recent: int | None,
                       focus: str | None) -> None:

@@ -9,6 +9,7 @@ what the model saw in the original.
 from __future__ import annotations
 
 import json
+import re
 from collections.abc import Iterable, Iterator, Mapping, Sequence
 from pathlib import Path
 from typing import Any, TypeVar
@@ -19,8 +20,8 @@ from memory.audit import ServedContext
 from memory.errors import InvalidInputError
 from memory.models import CompactionRecord, Message, invalid_input, parse_messages
 
-__all__ = ["EXPORT_FORMAT", "SessionFile", "check_writable", "ledger_parts", "read_session_file",
-           "write_export"]
+__all__ = ["EXPORT_FORMAT", "SessionFile", "at_line", "check_writable", "ledger_parts",
+           "message_parts", "read_session_file", "write_export"]
 
 # /2 adds served-context lines; /1 files (messages and ledger only) still import.
 EXPORT_FORMAT = "longthread-export/2"
@@ -33,6 +34,7 @@ class SessionFile(BaseModel):
     model_config = ConfigDict(frozen=True)
 
     messages: tuple[Message, ...]
+    lines: tuple[int, ...] = ()  # the file line of each message, for errors found later
     ledger: tuple[CompactionRecord, ...] = ()
     served: tuple[ServedContext, ...] = ()
     source: dict[str, Any] | None = None
@@ -67,6 +69,7 @@ def read_session_file(path: Path) -> SessionFile:
     ledger: list[CompactionRecord] = []
     served: list[ServedContext] = []
     source: dict[str, Any] | None = None
+    lines: list[int] = []
     seen: dict[str, int] = {}  # id -> line
     for number, line in _lines(path):
         try:
@@ -98,8 +101,9 @@ def read_session_file(path: Path) -> SessionFile:
                                     f"on line {seen[message.id]}")
         seen[message.id] = number
         messages.append(message)
-    return SessionFile(messages=tuple(messages), ledger=tuple(ledger), served=tuple(served),
-                       source=source)
+        lines.append(number)
+    return SessionFile(messages=tuple(messages), lines=tuple(lines), ledger=tuple(ledger),
+                       served=tuple(served), source=source)
 
 
 def check_writable(path: Path, force: bool) -> None:
@@ -168,3 +172,42 @@ def ledger_parts(records: Sequence[CompactionRecord | Mapping[str, Any]], limit:
         size += bytes_
     parts.append((start, tuple(parsed[start:])))
     return parts
+
+
+def message_parts(messages: Sequence[Message], lines: Sequence[int], count: int, limit: int
+                  ) -> list[tuple[int, tuple[Message, ...]]]:
+    """The file's messages in consecutive batches of at most `count` messages and `limit` bytes
+    of JSON (measured as `append_many` measures a call), with the index of each batch's first
+    message: two large tool results that were each appended alone must re-import together
+    with the default `--batch`. A message that alone is over `limit` could never be appended;
+    it is refused here, by its line and largest field, before anything is stored."""
+    weights = [len(m.model_dump_json().encode("utf-8")) for m in messages]
+    for message, line, weight in zip(messages, lines, weights, strict=True):
+        if weight > limit:
+            field = max(("content", "metadata", "tool_calls"), key=lambda f: len(
+                message.model_dump_json(include={f}).encode("utf-8")))
+            raise InvalidInputError(
+                f"line {line}", f"{field}: the message is {weight} bytes as sent; the limit for "
+                f"one message is {limit} bytes (Temporal caps a payload at 2 MB): split it, or "
+                "store the body elsewhere and import a reference")
+    parts: list[tuple[int, tuple[Message, ...]]] = []
+    start, size = 0, 0
+    for n, weight in enumerate(weights):
+        if n > start and (n - start >= count or size + weight > limit):
+            parts.append((start, tuple(messages[start:n])))
+            start, size = n, 0
+        size += weight
+    if messages:
+        parts.append((start, tuple(messages[start:])))
+    return parts
+
+
+def at_line(exc: InvalidInputError, lines: Sequence[int], start: int) -> InvalidInputError:
+    """An error about `messages[i]` of a batch that starts at message `start` (a conflicting
+    id, found only when storing), as the file line that message came from: the batch index
+    means nothing to someone holding the file. Any other error is returned as it is."""
+    found = re.fullmatch(r"messages\[(\d+)\]\.?(.*)", exc.field, re.S)
+    if not found or not 0 <= start + int(found[1]) < len(lines):
+        return exc
+    problem = f"{found[2]}: {exc.problem}" if found[2] else exc.problem
+    return InvalidInputError(f"line {lines[start + int(found[1])]}", problem)

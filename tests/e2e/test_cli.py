@@ -181,13 +181,15 @@ async def test_an_import_refused_partway_says_what_is_stored(
     code, _, err = await cli(env, "import", "part", str(first), "--tenant", "acme")
     assert code == 0, err
     second = tmp_path / "second.jsonl"
-    second.write_text("".join(json.dumps(m) + "\n" for m in (
+    second.write_text("\n" + "".join(json.dumps(m) + "\n" for m in (
         {"id": "p", "role": "user", "content": "two"},
         {"id": "q", "role": "assistant", "content": "three"},
         {"id": "x", "role": "user", "content": "not one"})))
     code, out, err = await cli(env, "import", "part", str(second), "--tenant", "acme",
                                "--batch", "2")
-    assert code == 2 and "'x'" in err and "other content" in err, err
+    # Found only when storing (messages[0] of the second call), named by its file line.
+    assert code == 2 and "error: line 4: id: 'x' was already appended with other content" \
+        in err, err
     assert "import stopped: messages 1-2 of 3 are stored; importing the file again skips them" \
         in out
     code, out, err = await cli(env, "context", "part", "--tenant", "acme", "--json")
@@ -226,10 +228,52 @@ async def test_show_prints_a_large_body_the_window_only_previews(
     fetched = json.loads(out)
     assert [m["id"] for m in fetched] == ["a1", "t1"] and fetched[1]["content"] == body
     assert fetched[0]["tool_calls"][0]["id"] == "call_1"
-    code, _, err = await cli(env, "show", "rows", "t1", "t9", "--tenant", "acme")
-    assert code == 2 and "no message 't9' in session 'rows'" in err, err
+    # A missing id hides nothing else: the ones found are printed, the others named (exit 2).
+    code, out, err = await cli(env, "show", "rows", "t1", "t9", "--tenant", "acme")
+    assert code == 2 and "no message 't9' in session 'rows'; 1 shown" in err, err
+    assert out.startswith("t1 · tool · result of call_1") and body in out
+    code, out, err = await cli(env, "show", "rows", "t8", "a1", "t9", "--tenant", "acme",
+                               "--json")
+    assert code == 2 and "no messages 't8', 't9' in session 'rows'" in err, err
+    assert [m["id"] for m in json.loads(out)] == ["a1"]
     code, _, err = await cli(env, "show", "rows", "t1")  # another tenant: no such session
     assert code == 2 and "no session 'rows'" in err, err
+
+
+async def test_an_export_with_large_tool_results_reimports_with_default_options(
+    env: dict[str, str], worker: Worker, tmp_path: Path
+) -> None:
+    """Two 800 KB tool results, appended one per call, are over the 1.5 MB a call may carry
+    together: the import sends them in separate calls without being told. A message no call
+    could carry is refused by its line before anything is stored."""
+    bodies = {f"t{n}": f"row {n} " + "y" * 800_000 for n in (1, 2)}
+    rows = [{"id": "u1", "role": "user", "content": "Dump both tables."},
+            {"id": "a1", "role": "assistant", "content": "", "tool_calls": [
+                {"id": f"call_{n}", "name": "dump", "arguments": "{}"} for n in (1, 2)]},
+            *({"id": f"t{n}", "role": "tool", "tool_call_id": f"call_{n}",
+               "content": bodies[f"t{n}"]} for n in (1, 2))]
+    source = tmp_path / "big.jsonl"
+    source.write_text("".join(json.dumps(m) + "\n" for m in rows))
+    code, out, err = await cli(env, "import", "big", str(source), "--tenant", "acme",
+                               "--batch", "1")
+    assert code == 0 and "4 appended" in out, err + out
+    export = tmp_path / "big.export.jsonl"
+    code, out, err = await cli(env, "export", "big", str(export), "--tenant", "acme")
+    assert code == 0, err
+    code, out, err = await cli(env, "import", "big-copy", str(export), "--tenant", "acme")
+    assert code == 0 and "4 appended, 0 already present" in out, err + out
+    code, out, err = await cli(env, "show", "big-copy", "t1", "t2", "--tenant", "acme",
+                               "--json")
+    assert code == 0, err
+    assert {m["id"]: m["content"] for m in json.loads(out)} == bodies
+
+    rows.append({"id": "u2", "role": "user", "content": "z" * 1_600_000})
+    source.write_text("".join(json.dumps(m) + "\n" for m in rows))
+    code, out, err = await cli(env, "import", "too-big", str(source), "--tenant", "acme")
+    assert code == 2 and "error: line 5: content: the message is 16" in err, err
+    assert "the limit for one message is 1500000 bytes" in err, err
+    code, _, err = await cli(env, "context", "too-big", "--tenant", "acme")
+    assert code == 2 and "no session 'too-big'" in err, err  # nothing stored, nothing started
 
 
 async def test_bad_input_gets_one_clear_line_and_an_exit_code(

@@ -10,7 +10,13 @@ from pathlib import Path
 
 import pytest
 
-from longthread.transfer import check_writable, read_session_file, write_export
+from longthread.transfer import (
+    at_line,
+    check_writable,
+    message_parts,
+    read_session_file,
+    write_export,
+)
 from memory.errors import InvalidInputError
 from memory.models import Message
 
@@ -97,3 +103,46 @@ def test_an_export_of_the_first_format_still_imports(tmp_path: Path) -> None:
     path.write_text(json.dumps({"format": "longthread-export/9"}) + "\n")
     with pytest.raises(InvalidInputError, match="unknown export format"):
         read_session_file(path)
+
+
+def _sized(n: int, size: int) -> Message:
+    return Message(id=f"m{n}", role="user", content="x" * size)
+
+
+def test_batches_split_by_size_as_well_as_count() -> None:
+    """Two 1 MB messages, each accepted alone, never share a call; small ones still go by
+    count; and the bytes are measured as `append_many` measures them."""
+    messages = [_sized(1, 10), _sized(2, 1_000_000), _sized(3, 1_000_000), *(
+        _sized(n, 10) for n in range(4, 9))]
+    parts = message_parts(messages, list(range(2, 10)), count=3, limit=1_500_000)
+    assert [(start, [m.id for m in chunk]) for start, chunk in parts] == [
+        (0, ["m1", "m2"]), (2, ["m3", "m4", "m5"]), (5, ["m6", "m7", "m8"])]
+    for _, chunk in parts:
+        assert sum(len(m.model_dump_json().encode()) for m in chunk) <= 1_500_000
+    assert message_parts([], [], count=100, limit=1_500_000) == []
+
+
+def test_a_message_too_large_for_any_call_is_refused_by_its_line_and_field() -> None:
+    messages = [_sized(1, 10), _sized(2, 1_600_000)]
+    with pytest.raises(InvalidInputError) as info:
+        message_parts(messages, [4, 11], count=100, limit=1_500_000)
+    assert info.value.field == "line 11"
+    size = len(messages[1].model_dump_json().encode())  # what `append_many` would send
+    assert info.value.problem.startswith(f"content: the message is {size} bytes as sent; the "
+                                         "limit for one message is 1500000 bytes")
+
+
+def test_messages_keep_their_file_lines_and_storing_errors_name_them(tmp_path: Path) -> None:
+    path = tmp_path / "out.jsonl"
+    write_export(path, "t", "s", [_message(n) for n in range(1, 5)], [])
+    text = path.read_text().splitlines()
+    path.write_text("\n".join([*text[:3], "", *text[3:]]) + "\n")  # a blank line 4
+    data = read_session_file(path)
+    assert data.lines == (2, 3, 5, 6)  # line 1 is the export's header
+    refused = InvalidInputError("messages[1].id", "'m4' was already appended with other content")
+    assert str(at_line(refused, data.lines, start=2)) == \
+        "line 6: id: 'm4' was already appended with other content"
+    whole = InvalidInputError("messages[0]", "a tool result with no open call")
+    assert str(at_line(whole, data.lines, start=2)) == "line 5: a tool result with no open call"
+    other = InvalidInputError("messages", "must hold at least one message")
+    assert at_line(other, data.lines, start=0) is other
