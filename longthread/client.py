@@ -7,7 +7,9 @@ and its pool (for reads), and the query embedder, checked against the archive's 
 
 from __future__ import annotations
 
+import atexit
 import re
+import time
 from types import TracebackType
 
 from psycopg import AsyncConnection
@@ -40,6 +42,22 @@ def check_ids(tenant: str, session: str) -> tuple[str, str]:
     if not re.match(SESSION_PATTERN, session):
         raise InvalidInputError("session", "must be 1-200 visible characters (no spaces)")
     return tenant, session
+
+
+# A pause, not a guarantee: a user's script that connected, appended and settled aborted in 35
+# of 150 runs without it and in 0 of 60 with it; 1 ms still failed once in 40 under load.
+_EXIT_GRACE_SECONDS = 0.02
+_exit_grace_registered = False
+
+
+def _exit_grace() -> None:
+    """Release the GIL for a moment before the interpreter finalizes. The Temporal bridge
+    resolves each call's future from a Tokio thread that must take the GIL once more after the
+    event loop has the result; when the script ends within a few milliseconds of its last call,
+    that thread still waits for it as finalization begins and aborts the process
+    (exit 134, `PyGILState_Release`, temporalio/sdk-python#300). Atexit handlers run before
+    finalization starts, and the sleep lets that thread finish."""
+    time.sleep(_EXIT_GRACE_SECONDS)
 
 
 class Longthread:
@@ -75,6 +93,10 @@ class Longthread:
                 f"no running stack at {settings.temporal_address}: start one with "
                 "`longthread dev`, or point LONGTHREAD_DATA_DIR at the data dir of one running "
                 "elsewhere (or set LONGTHREAD_TEMPORAL_ADDRESS)") from exc
+        global _exit_grace_registered
+        if not _exit_grace_registered:
+            atexit.register(_exit_grace)
+            _exit_grace_registered = True
         return cls(client, settings, policy)
 
     async def store(self) -> Store:
