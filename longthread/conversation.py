@@ -81,6 +81,8 @@ class CompactAttempt:
                         option: str = "preserve_recent") -> str:
         """Why no record was committed, in words for a person or a model; `option` is how
         the caller's interface spells preserve_recent."""
+        if self.record is not None:  # asked anyway: say what was done, not "nothing"
+            return f"compacted: {self.record.id} ({len(self.record.covered_ids)} messages)"
         if self.skipped:
             return f"nothing compacted: {self.skipped}"
         if preserve_recent is not None:
@@ -181,15 +183,17 @@ class Conversation:
         parsed = parse_messages(messages)  # refuses a lone message: it wants a list
         if not parsed:
             raise InvalidInputError("messages", "must hold at least one message")
-        size = sum(len(m.model_dump_json().encode("utf-8")) for m in parsed)
-        if size > MAX_BATCH_BYTES and len(parsed) == 1:
+        sizes = [len(m.model_dump_json().encode("utf-8")) for m in parsed]
+        size = sum(sizes)
+        over = next((n for n, weight in enumerate(sizes) if weight > MAX_BATCH_BYTES), None)
+        if over is not None:  # named, whatever else the batch holds: no split could carry it
             big = max(("content", "metadata", "tool_calls"), key=lambda f: len(
-                parsed[0].model_dump_json(include={f}).encode("utf-8")))
+                parsed[over].model_dump_json(include={f}).encode("utf-8")))
             raise InvalidInputError(
-                f"messages[0].{big}", f"the message is {size} bytes as sent; the durable stack "
-                f"takes at most {MAX_BATCH_BYTES} bytes in one call (Temporal caps a payload at "
-                "2 MB), so one message cannot be larger: split it, or store the body elsewhere "
-                "and append a reference")
+                f"messages[{over}].{big}", f"the message is {sizes[over]} bytes as sent; the "
+                f"durable stack takes at most {MAX_BATCH_BYTES} bytes in one call (Temporal caps "
+                "a payload at 2 MB), so one message cannot be larger: split it, or store the "
+                "body elsewhere and append a reference")
         if size > MAX_BATCH_BYTES:
             raise InvalidInputError(
                 "messages", f"batch is {size} bytes; the limit per call is {MAX_BATCH_BYTES} "

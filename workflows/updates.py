@@ -13,7 +13,7 @@ from urllib.parse import quote
 
 from temporalio import workflow
 from temporalio.common import RetryPolicy
-from temporalio.exceptions import ActivityError, ApplicationError
+from temporalio.exceptions import ActivityError, ApplicationError, RetryState
 
 with workflow.unsafe.imports_passed_through():
     from pydantic import BaseModel, ValidationError
@@ -50,7 +50,10 @@ def as_update_error(exc: ActivityError) -> ApplicationError:
     cause = exc.cause
     if isinstance(cause, ApplicationError):
         kind = "InvalidInputError" if cause.type in REFUSALS else cause.type
-        return ApplicationError(cause.message, type=kind, non_retryable=True)
+        # An outage that outlasted the retries says so: "HTTP 500" alone reads as one failure.
+        tried = (" (retried until the retry policy's attempts ran out)"
+                 if exc.retry_state == RetryState.MAXIMUM_ATTEMPTS_REACHED else "")
+        return ApplicationError(cause.message + tried, type=kind, non_retryable=True)
     return ApplicationError(str(cause or exc), type="ActivityFailed", non_retryable=True)
 
 

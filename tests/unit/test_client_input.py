@@ -8,8 +8,10 @@ from typing import Any
 import pytest
 
 from longthread.client import Conversation, Longthread
+from longthread.conversation import CompactAttempt
 from longthread.settings import Settings
 from memory.errors import InvalidInputError
+from memory.models import CompactionRecord
 
 
 class _Unreachable:
@@ -61,6 +63,10 @@ async def test_one_message_over_the_call_limit_is_named_as_the_message() -> None
         await _conversation().append_many([{"id": f"b{i}", "role": "user", "content": half}
                                            for i in range(2)])
     assert info.value.field == "messages" and "send fewer" in str(info.value)
+    with pytest.raises(InvalidInputError) as info:  # in a batch, the message is named too
+        await _conversation().append_many([{"id": "small", "role": "user", "content": "hi"},
+                                           {"id": "big", "role": "user", "content": body}])
+    assert info.value.field == "messages[1].content"
 
 
 async def test_an_oversized_message_is_blamed_on_the_field_that_makes_it_so() -> None:
@@ -94,3 +100,13 @@ async def test_messages_refuses_bad_ids_before_reading(ids: Any, field: str, tex
         await _conversation().messages(ids)
     assert info.value.field == field
     assert text in info.value.problem
+
+
+def test_a_compact_attempt_that_made_a_record_does_not_say_nothing() -> None:
+    record = CompactionRecord(id="c4", seq=3, level="medium", action="summarize", reason="r",
+                              covered_ids=("m1", "m2"), covered_hash="-", strategy="extractive",
+                              tokens_before=90, tokens_after=40)
+    assert CompactAttempt(record).nothing_because(None) == "compacted: c4 (2 messages)"
+    assert CompactAttempt(None, skipped="too small").nothing_because(2) == (
+        "nothing compacted: too small")
+    assert CompactAttempt(None).nothing_because(2).startswith("nothing to compact: ")

@@ -82,6 +82,20 @@ async def test_an_empty_reply_fails_the_call_and_stores_no_made_up_turn(
         ("q-1", "When will order 4711 arrive?"), (result.reply.id, "Tomorrow.")]
 
 
+async def test_a_provider_that_stays_down_fails_generate_saying_it_was_retried(
+    client: Client, store: Store, embedder: LocalEmbedder
+) -> None:
+    """Four attempts (COMPLETE_CHAT's policy, about 7 s here), then a failure that says the
+    retries ran out; the user's turn is kept for a retry with its id."""
+    async with _chatting(client, store, embedder, "gen-down") as (conv, provider):
+        with pytest.raises(LongthreadError, match=r"HTTP 500 \(retried until the retry "
+                                                  r"policy's attempts ran out\)"):
+            await conv.generate("Is order 4711 on its way?", id="q-down")
+        window = await conv.window()
+    assert len(provider.requests) == 4
+    assert [m.id for m in window] == ["q-down"]
+
+
 async def test_generate_without_a_chat_model_fails_clearly_and_keeps_the_message(
     lt: Longthread, worker: object
 ) -> None:
