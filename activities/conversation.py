@@ -19,6 +19,7 @@ from temporalio.exceptions import ApplicationError
 from activities import specs
 from activities.ingest import EMBED_BATCH, EMBED_SECONDS, INDEX_ROUNDS, IngestActivities
 from activities.providers.embedders import Embedder
+from activities.providers.errors import empty_reply
 from activities.providers.llm import AsyncSummarizer, ChatModel, LocalExtractive
 from activities.running import heartbeating, refused
 from activities.serving import serve_context
@@ -312,6 +313,8 @@ class ConversationActivities(IngestActivities):
                 "LONGTHREAD_CHAT_MODEL and the provider's API key", type="NoChatModel",
                 non_retryable=True)
         reply = await heartbeating(self.chat.complete(input.window, input.max_tokens))
+        if not reply.content.strip():  # a ChatModel of one's own: the same rule as ours
+            raise empty_reply("reply", None)
         return ChatResult(**reply.model_dump())
 
     def all(self) -> list[Callable[..., Any]]:

@@ -12,6 +12,7 @@ through continue-as-new is a few cursors, whatever the session's length.
 from __future__ import annotations
 
 import asyncio
+import hashlib
 from collections.abc import Callable
 from datetime import timedelta
 from typing import Any
@@ -294,7 +295,13 @@ class ConversationWorkflow:
         request = parse(GenerateInput, args)
         self.updates += 1
         await workflow.wait_condition(lambda: self.ready)
-        user = self._user_message(request, f"u-{workflow.uuid4()}").model_copy(
+        # Ids made from the update's own id, not `workflow.uuid4()`: a workflow task run again
+        # with other updates in it draws the random ids in another order, and one question's
+        # id went to another's turn, refused as "already appended with other content".
+        update = workflow.current_update_info()
+        ident = str(workflow.uuid4()) if update is None else update.id if len(
+            update.id) <= 64 else hashlib.sha256(update.id.encode()).hexdigest()[:32]
+        user = self._user_message(request, f"u-{ident}").model_copy(
             update={"created_at": workflow.now()})
         # With the caller's id, a retry (the provider was down) stores no second copy.
         await self._store((user,), restamped=request.id is not None, part="/turn")
@@ -311,10 +318,12 @@ class ConversationWorkflow:
         except ActivityError as exc:
             raise as_update_error(exc) from None
         # A model's reply is stored as it came, except what Postgres cannot hold (NUL, lone
-        # surrogates) and blank text; it must never fail the workflow task.
+        # surrogates); it must never fail the workflow task. A blank reply is refused by the
+        # chat activity, so "(empty reply)" is never stored now; it stays so that histories
+        # recorded before that still replay.
         text = reply.content.replace("\x00", "\ufffd").encode("utf-8", "replace").decode()
         with refusing("reply"):
-            assistant = Message(id=f"a-{workflow.uuid4()}", role="assistant",
+            assistant = Message(id=f"a-{ident}", role="assistant",
                                 content=text if text.strip() else "(empty reply)",
                                 created_at=workflow.now())
         await self._store((assistant,), part="/reply")

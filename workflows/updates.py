@@ -48,13 +48,13 @@ M = TypeVar("M", bound=BaseModel)
 def as_update_error(exc: ActivityError) -> ApplicationError:
     """An activity's refusal, re-raised so only the update fails (never the workflow task)."""
     cause = exc.cause
+    # An outage that outlasted the retries says so: "HTTP 500" alone reads as one failure.
+    tried = (" (retried until the retry policy's attempts ran out)"
+             if exc.retry_state == RetryState.MAXIMUM_ATTEMPTS_REACHED else "")
     if isinstance(cause, ApplicationError):
         kind = "InvalidInputError" if cause.type in REFUSALS else cause.type
-        # An outage that outlasted the retries says so: "HTTP 500" alone reads as one failure.
-        tried = (" (retried until the retry policy's attempts ran out)"
-                 if exc.retry_state == RetryState.MAXIMUM_ATTEMPTS_REACHED else "")
         return ApplicationError(cause.message + tried, type=kind, non_retryable=True)
-    return ApplicationError(str(cause or exc), type="ActivityFailed", non_retryable=True)
+    return ApplicationError(str(cause or exc) + tried, type="ActivityFailed", non_retryable=True)
 
 
 def refusal(field: str, problem: str) -> ApplicationError:

@@ -97,6 +97,8 @@ class OpenAISummarizer(OpenAIClient):
             model=self.name, max_tokens=max_tokens,
             messages=[{"role": "system", "content": prompt.system},
                       {"role": "user", "content": prompt.user}]))
+        if not response.choices:  # an OpenAI-compatible server's odd answer: not an outage
+            raise empty_reply("summary", None, "; no choices")
         choice = response.choices[0]
         text = choice.message.content or ""
         if not text.strip():  # the activity falls back to extractive, with this reason
@@ -126,6 +128,8 @@ class OpenAIChat(OpenAIClient):
             model=self.name, max_tokens=max_tokens,
             messages=to_openai(window)))  # type: ignore[arg-type]
         usage = response.usage
+        if not response.choices:
+            raise empty_reply("reply", None, "; no choices")
         choice = response.choices[0]
         if not (choice.message.content or "").strip():
             raise empty_reply("reply", choice.finish_reason, _tools_asked(

@@ -153,9 +153,10 @@ class AuditPage:
         undone_by = next((r.id for r in records if r.undoes == record.id), None)
         # Asked now, so the page explains a refusal instead of offering a form that fails;
         # the undo itself asks again against the window it commits on.
-        window = await self.store.read_window(tenant, session, max_tokens=1)
-        refusal = None if record.undoes or undone_by else undo_refusal(
-            record.id, records, {s.id for s in window.state.summaries})
+        refusal = None
+        if not (record.undoes or undone_by):
+            window = await self.store.read_window(tenant, session, max_tokens=1)
+            refusal = undo_refusal(record.id, records, {s.id for s in window.state.summaries})
         return self.render("undo.html", tenant, session=session, r=record, undone_by=undone_by,
                            refusal=refusal)
 

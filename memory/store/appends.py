@@ -75,8 +75,18 @@ WITH batch AS (
     SELECT array_agg(c) AS c FROM unnest(%(needed)s::text[]) AS c
     WHERE NOT EXISTS (SELECT 1 FROM tool_calls t WHERE t.tenant = %(tenant)s
                       AND t.session = %(session)s AND t.call_id = c)
+), prior AS (
+    SELECT recent_appended[array_position(recent_requests, %(request)s::text)] AS appended
+    FROM sessions WHERE tenant = %(tenant)s AND session = %(session)s
+), rerun AS (
+    -- This request ran before and every id is stored: what it stored then is the answer. A
+    -- copy stamped anew (generate()'s turns take the workflow task's time) is no conflict.
+    SELECT (SELECT appended FROM prior) IS NOT NULL
+           AND NOT EXISTS (SELECT 1 FROM batch b WHERE b.id NOT IN (SELECT id FROM known))
+           AS yes
 ), passed AS (
-    SELECT (SELECT n FROM conflicts) IS NULL AND (SELECT c FROM missing) IS NULL AS ok
+    SELECT (SELECT yes FROM rerun) OR ((SELECT n FROM conflicts) IS NULL
+                                       AND (SELECT c FROM missing) IS NULL) AS ok
 ), head AS (
     SELECT next_seq FROM sessions WHERE tenant = %(tenant)s AND session = %(session)s
 ), fresh AS (
@@ -96,9 +106,6 @@ WITH batch AS (
     FROM unnest(%(call_ids)s::text[], %(call_messages)s::text[]) AS u(c, m)
     WHERE u.m IN (SELECT id FROM fresh)
     ON CONFLICT DO NOTHING
-), prior AS (
-    SELECT recent_appended[array_position(recent_requests, %(request)s::text)] AS appended
-    FROM sessions WHERE tenant = %(tenant)s AND session = %(session)s
 ), cursors AS (
     UPDATE sessions SET next_seq = next_seq + (SELECT count(*) FROM fresh),
         window_tokens = window_tokens + (SELECT coalesce(sum(tokens), 0) FROM fresh),
@@ -115,9 +122,10 @@ WITH batch AS (
     WHERE tenant = %(tenant)s AND session = %(session)s AND (SELECT ok FROM passed)
     RETURNING *
 )
-SELECT c.*, coalesce((SELECT appended FROM prior), (SELECT count(*) FROM stored))::int
-       AS appended,
-       (SELECT n FROM conflicts) AS conflicts, (SELECT c FROM missing) AS missing
+SELECT c.*, CASE WHEN (SELECT yes FROM rerun) THEN (SELECT appended FROM prior)
+                 ELSE (SELECT count(*) FROM stored)::int END AS appended,
+       CASE WHEN NOT (SELECT yes FROM rerun) THEN (SELECT n FROM conflicts) END AS conflicts,
+       CASE WHEN NOT (SELECT yes FROM rerun) THEN (SELECT c FROM missing) END AS missing
 FROM (SELECT 1) one LEFT JOIN cursors c ON true
 """
 
@@ -141,9 +149,10 @@ class AppendStore(StoreBase):
         result that answers no call of this session, is refused and nothing is stored.
 
         `request` names the append (the workflow passes its update's id): run again, it finds
-        its messages stored and reports how many it stored the first time, not duplicates. A
-        workflow task lost after the transaction committed (the server's "workflow task not
-        found", seen with concurrent updates) runs its local activity again.
+        its messages stored and reports how many it stored the first time, not duplicates,
+        and a copy stamped anew (generate() stamps its turns with the workflow task's time)
+        is not a conflict. A workflow task lost after the transaction committed (the server's
+        "workflow task not found", seen with concurrent updates) runs its local activity again.
 
         One round trip whatever the batch's size: the session's lock, then one statement that
         checks the batch against what is stored and inserts it only if it passes, the cursors

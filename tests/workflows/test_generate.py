@@ -186,8 +186,8 @@ async def test_appends_beside_generate_report_what_they_stored(
         for _ in range(6):
             provider.reply(openai_chat("Sure.", model="local-llm"))
 
-        async def ask(i: int) -> None:
-            await conv.generate(f"concurrent question {i}", id=f"cq{i}")
+        async def ask(i: int) -> None:  # with and without ids: both turns are stamped anew
+            await conv.generate(f"concurrent question {i}", id=f"cq{i}" if i % 2 else None)
 
         async def append(i: int) -> tuple[int, int]:
             result = await conv.append_many([{"id": f"ca{i}-{j}", "role": "user",
