@@ -305,14 +305,24 @@ class ConversationActivities(IngestActivities):
         except InvalidInputError as exc:  # refused for good, naming the field: not retried
             raise refused(exc) from None
 
-    @activity.defn(name=specs.COMPLETE_CHAT.name)
-    async def complete_chat(self, input: ChatInput) -> ChatResult:
+    def _chat_model(self) -> ChatModel:
         if self.chat is None:
             raise ApplicationError(
                 "no chat model configured: set LONGTHREAD_CHAT_PROVIDER (anthropic or openai), "
                 "LONGTHREAD_CHAT_MODEL and the provider's API key", type="NoChatModel",
                 non_retryable=True)
-        reply = await heartbeating(self.chat.complete(input.window, input.max_tokens))
+        return self.chat
+
+    @activity.defn(name=specs.CHAT_READY.name)
+    async def chat_ready(self, input: SessionRef) -> str:
+        """generate() asks before it stores the user's turn: a worker with no chat model
+        refuses the call with nothing stored, rather than keep a turn no model will answer."""
+        return self._chat_model().name
+
+    @activity.defn(name=specs.COMPLETE_CHAT.name)
+    async def complete_chat(self, input: ChatInput) -> ChatResult:
+        chat = self._chat_model()
+        reply = await heartbeating(chat.complete(input.window, input.max_tokens))
         if not reply.content.strip():  # a ChatModel of one's own: the same rule as ours
             raise empty_reply("reply", None)
         return ChatResult(**reply.model_dump())

@@ -13,7 +13,7 @@ from typing import Generic, TypeVar
 from activities.types import AppendResult, ChatResult, CompactOutcome, EmbedResult
 from memory.models import ContextWindow, Cursors
 
-__all__ = ["ALL", "BUILD_CONTEXT", "COMPACT", "COMPLETE_CHAT", "EDIT_WINDOW", "EMBED",
+__all__ = ["ALL", "BUILD_CONTEXT", "CHAT_READY", "COMPACT", "COMPLETE_CHAT", "EDIT_WINDOW", "EMBED",
            "OPEN_SESSION", "RESTORE_LEDGER", "STORE_MESSAGES", "UNCOMPACT", "ActivitySpec"]
 
 R = TypeVar("R")
@@ -46,6 +46,11 @@ BUILD_CONTEXT = ActivitySpec("build_context", ContextWindow, timedelta(seconds=3
 COMPLETE_CHAT = ActivitySpec("complete_chat", ChatResult, timedelta(minutes=2), HEARTBEAT,
                              max_attempts=4)
 
+# generate() asks the worker first, so with no chat model nothing is stored (one local
+# activity, no provider call).
+CHAT_READY = ActivitySpec("chat_ready", str, timedelta(seconds=10), local=True,
+                          max_attempts=1)
+
 ALL: tuple[ActivitySpec[object], ...] = (  # type: ignore[assignment]
     OPEN_SESSION, STORE_MESSAGES, EMBED, COMPACT, UNCOMPACT, EDIT_WINDOW, RESTORE_LEDGER,
-    BUILD_CONTEXT, COMPLETE_CHAT)
+    BUILD_CONTEXT, COMPLETE_CHAT, CHAT_READY)

@@ -112,9 +112,12 @@ class Ctx:
                                                     hold_compaction=bool(data.ledger))
                 except Exception as exc:  # the error follows; first say what is already stored
                     progress.stop()
+                    held = ("; automatic compaction waits for the rest (or the next ordinary "
+                            "append)" if start and data.ledger else "")
                     self.out.print(f"import stopped: messages 1-{start} of "
                                    f"{len(data.messages)} are stored; importing the file again "
-                                   "skips them" if start else "import stopped: nothing stored")
+                                   f"skips them{held}" if start else
+                                   "import stopped: nothing stored")
                     if isinstance(exc, InvalidInputError):  # name the line, not messages[i]
                         raise at_line(exc, data.lines, start) from None
                     raise

@@ -295,6 +295,10 @@ class ConversationWorkflow:
         request = parse(GenerateInput, args)
         self.updates += 1
         await workflow.wait_condition(lambda: self.ready)
+        try:  # no chat model on this worker: refused before anything is stored
+            await call(specs.CHAT_READY, self.ref)
+        except ActivityError as exc:
+            raise as_update_error(exc) from None
         # Ids made from the update's own id, not `workflow.uuid4()`: a workflow task run again
         # with other updates in it draws the random ids in another order, and one question's
         # id went to another's turn, refused as "already appended with other content".

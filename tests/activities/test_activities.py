@@ -626,6 +626,9 @@ async def test_chat_needs_a_model(activities: ConversationActivities) -> None:
             window=ContextWindow(messages=(), tokens=0, budget=10)))
     assert info.value.non_retryable
     assert info.value.type == "NoChatModel"
+    with pytest.raises(ApplicationError, match="LONGTHREAD_CHAT_PROVIDER") as info:
+        await env.run(activities.chat_ready, SessionRef(tenant="acme", session="s"))
+    assert info.value.type == "NoChatModel"
 
 
 def test_every_spec_has_one_activity(activities: ConversationActivities) -> None:

@@ -48,12 +48,14 @@ from temporalio.client import Client, WorkflowUpdateFailedError
 from temporalio.service import RPCError
 
 from activities.conversation import ConversationActivities
+from activities.providers.llm import OpenAIChat
 from longthread.client import Conversation, Longthread
 from longthread.settings import Settings
 from memory.errors import LongthreadError
 from memory.models import CompactionRecord
 from memory.policy import CompactionPolicy
 from memory.store.store import Store
+from tests.activities.loopback import loopback
 from tests.reliability.sequences import workflow_task_failures
 from worker.main import build_worker
 
@@ -607,6 +609,22 @@ async def test_every_update_refuses_malformed_input_and_keeps_working(
                     store=store, embedder=activities.embedder)
     run = uuid.uuid4().hex[:8]
     started = time.monotonic()
+    # A chat model (a loopback that refuses every call), so generate()'s arguments are checked
+    # past its first question, whether the worker has a chat model at all.
+    with loopback() as provider:
+        for _ in range(CASES):
+            provider.fail(400)
+        chatting = ConversationActivities(store, activities.embedder, chat=OpenAIChat(
+            "k", "fuzz-llm", base_url=provider.url + "/v1"))
+        try:
+            await _fuzz(client, lt, chatting, queue, run, started)
+        finally:
+            await chatting.aclose()
+
+
+async def _fuzz(client: Client, lt: Longthread, activities: ConversationActivities, queue: str,
+                run: str, started: float) -> None:
+    store = activities.store
     async with build_worker(client, queue, activities.all()):
         source = await setup_source(lt, f"source-{run}")
         source_ledger = await source.ledger()

@@ -1,5 +1,5 @@
 """generate(): context, a chat call through a loopback OpenAI-compatible server, both turns
-appended; with no chat model the update fails clearly and the user's message is kept."""
+appended; a failed call keeps the user's message, and with no chat model nothing is stored."""
 
 from __future__ import annotations
 
@@ -96,36 +96,39 @@ async def test_a_provider_that_stays_down_fails_generate_saying_it_was_retried(
     assert [m.id for m in window] == ["q-down"]
 
 
-async def test_generate_without_a_chat_model_fails_clearly_and_keeps_the_message(
+async def test_generate_without_a_chat_model_fails_clearly_and_stores_nothing(
     lt: Longthread, worker: object
 ) -> None:
     conv = await lt.conversation("gen-none", tenant="acme")
+    await conv.append_many([{"id": "m1", "role": "user", "content": "Order 4711 is late."}])
     with pytest.raises(LongthreadError, match="no chat model configured"):
         await conv.generate("hello?")
-    assert [m.content for m in await conv.window()] == ["hello?"]
+    assert [m.content for m in await conv.window()] == ["Order 4711 is late."]
 
 
 async def test_a_retried_generate_with_its_id_stores_the_turn_once(
-    lt: Longthread, worker: object
+    client: Client, store: Store, embedder: LocalEmbedder
 ) -> None:
     """The user's turn is stored before the model is called (kept when the call fails); a
     retry that passes the same id is the same turn, although the workflow stamps it again.
     Bad arguments are refused on the client, naming the field."""
-    conv = await lt.conversation("gen-retry", tenant="acme")
-    for _ in range(3):
-        with pytest.raises(LongthreadError, match="no chat model configured"):
-            await conv.generate("Where is my order 4711?", id="q-1", name="Ana")
-    (stored,) = await conv.window()
-    assert (stored.id, stored.content, stored.name) == ("q-1", "Where is my order 4711?", "Ana")
-    with pytest.raises(InvalidInputError, match=r"^id: "):  # the same id, another question
-        await conv.generate("Another question", id="q-1")
-    with pytest.raises(InvalidInputError, match=r"^max_tokens: "):
-        await conv.generate("hi", max_tokens=0)
-    with pytest.raises(InvalidInputError, match=r"^content: "):
-        await conv.generate("")
-    with pytest.raises(InvalidInputError, match=r"^reply_tokens: "):
-        await conv.generate("hi", reply_tokens=-1)
-    assert [m.id for m in await conv.window()] == ["q-1"]
+    async with _chatting(client, store, embedder, f"gen-retry-{uuid.uuid4()}") as (
+            conv, provider):
+        for _ in range(3):
+            provider.fail(400)  # refused by the provider: not retried, the call fails at once
+            with pytest.raises(LongthreadError, match="HTTP 400"):
+                await conv.generate("Where is my order 4711?", id="q-1", name="Ana")
+        (stored,) = await conv.window()
+        assert (stored.id, stored.content, stored.name) == ("q-1", "Where is my order 4711?", "Ana")
+        with pytest.raises(InvalidInputError, match=r"^id: "):  # the same id, another question
+            await conv.generate("Another question", id="q-1")
+        with pytest.raises(InvalidInputError, match=r"^max_tokens: "):
+            await conv.generate("hi", max_tokens=0)
+        with pytest.raises(InvalidInputError, match=r"^content: "):
+            await conv.generate("")
+        with pytest.raises(InvalidInputError, match=r"^reply_tokens: "):
+            await conv.generate("hi", reply_tokens=-1)
+        assert [m.id for m in await conv.window()] == ["q-1"]
 
 
 async def test_a_window_over_a_payload_is_served_smaller_and_replays(
