@@ -41,8 +41,9 @@ class SessionRef(_Model):
 
 class StoreMessagesInput(SessionRef):
     messages: tuple[Message, ...]
-    # The workflow stamped `created_at` (generate()'s user turn), not the caller: a known id
-    # equal in everything else is the same message, sent again by a retried generate().
+    # The workflow stamped `created_at` (generate()'s turns), not the caller: a known id equal
+    # in everything else is the same message, sent again by a retried generate() or by a
+    # workflow task run again.
     restamped: bool = False
     # Names this append (the update's id), so one run again after a lost workflow task
     # reports what it stored the first time (`Store.append_messages`).

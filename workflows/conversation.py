@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import asyncio
 import hashlib
+import re
 from collections.abc import Callable
 from datetime import timedelta
 from typing import Any
@@ -67,6 +68,14 @@ __all__ = ["UPDATES_BEFORE_CONTINUE", "ConversationWorkflow", "workflow_id"]
 UPDATES_BEFORE_CONTINUE = 1000  # well before Temporal's ~2,000 updates per run
 EMBED_BATCH = 512  # messages per embedding activity
 MAX_AUTO_ROUNDS = 32
+
+
+def _ident(text: str) -> str:
+    """An id part from an update or run id: as it is when it is short and plain, else hashed
+    (an update id from a raw Temporal client may hold anything a message id may not)."""
+    if re.fullmatch(r"[A-Za-z0-9._-]{1,64}", text):
+        return text
+    return hashlib.sha256(text.encode()).hexdigest()[:32]
 
 
 @workflow.defn
@@ -295,20 +304,25 @@ class ConversationWorkflow:
         request = parse(GenerateInput, args)
         self.updates += 1
         await workflow.wait_condition(lambda: self.ready)
-        try:  # no chat model on this worker: refused before anything is stored
-            await call(specs.CHAT_READY, self.ref)
-        except ActivityError as exc:
-            raise as_update_error(exc) from None
+        if workflow.patched("generate-chat-ready"):  # histories from before replay as made
+            try:  # no chat model on this worker: refused before anything is stored
+                await call(specs.CHAT_READY, self.ref)
+            except ActivityError as exc:
+                raise as_update_error(exc) from None
         # Ids made from the update's own id, not `workflow.uuid4()`: a workflow task run again
         # with other updates in it draws the random ids in another order, and one question's
-        # id went to another's turn, refused as "already appended with other content".
+        # id went to another's turn, refused as "already appended with other content". The
+        # reply's id also names the run: a client retrying the update in a later run (its
+        # answer was lost) gets the model's new answer stored beside the first, as documented.
         update = workflow.current_update_info()
-        ident = str(workflow.uuid4()) if update is None else update.id if len(
-            update.id) <= 64 else hashlib.sha256(update.id.encode()).hexdigest()[:32]
-        user = self._user_message(request, f"u-{ident}").model_copy(
+        turn_id = _ident(update.id if update else str(workflow.uuid4()))
+        reply_id = _ident(f"{workflow.info().run_id}/{turn_id}")
+        user = self._user_message(request, f"u-{turn_id}").model_copy(
             update={"created_at": workflow.now()})
-        # With the caller's id, a retry (the provider was down) stores no second copy.
-        await self._store((user,), restamped=request.id is not None, part="/turn")
+        # Both turns are stamped with the workflow task's time, which is later when the task
+        # runs again: stored as re-stamped copies, they are the same turns, not conflicts; with
+        # the caller's id, a retry (the provider was down) stores no second copy.
+        await self._store((user,), restamped=True, part="/turn")
         try:
             window: ContextWindow = await workflow.execute_activity(
                 specs.BUILD_CONTEXT.name, ServeContextInput(
@@ -327,10 +341,10 @@ class ConversationWorkflow:
         # recorded before that still replay.
         text = reply.content.replace("\x00", "\ufffd").encode("utf-8", "replace").decode()
         with refusing("reply"):
-            assistant = Message(id=f"a-{ident}", role="assistant",
+            assistant = Message(id=f"a-{reply_id}", role="assistant",
                                 content=text if text.strip() else "(empty reply)",
                                 created_at=workflow.now())
-        await self._store((assistant,), part="/reply")
+        await self._store((assistant,), restamped=True, part="/reply")
         return GenerateResult(reply=assistant, context_tokens=window.tokens, model=reply.model)
 
     @generate.validator

@@ -79,14 +79,13 @@ WITH batch AS (
     SELECT recent_appended[array_position(recent_requests, %(request)s::text)] AS appended
     FROM sessions WHERE tenant = %(tenant)s AND session = %(session)s
 ), rerun AS (
-    -- This request ran before and every id is stored: what it stored then is the answer. A
-    -- copy stamped anew (generate()'s turns take the workflow task's time) is no conflict.
+    -- This request ran before and every id is stored: what it stored then is the answer
+    -- (the content checks still apply: a copy with other content is refused as ever).
     SELECT (SELECT appended FROM prior) IS NOT NULL
            AND NOT EXISTS (SELECT 1 FROM batch b WHERE b.id NOT IN (SELECT id FROM known))
            AS yes
 ), passed AS (
-    SELECT (SELECT yes FROM rerun) OR ((SELECT n FROM conflicts) IS NULL
-                                       AND (SELECT c FROM missing) IS NULL) AS ok
+    SELECT (SELECT n FROM conflicts) IS NULL AND (SELECT c FROM missing) IS NULL AS ok
 ), head AS (
     SELECT next_seq FROM sessions WHERE tenant = %(tenant)s AND session = %(session)s
 ), fresh AS (
@@ -124,8 +123,7 @@ WITH batch AS (
 )
 SELECT c.*, CASE WHEN (SELECT yes FROM rerun) THEN (SELECT appended FROM prior)
                  ELSE (SELECT count(*) FROM stored)::int END AS appended,
-       CASE WHEN NOT (SELECT yes FROM rerun) THEN (SELECT n FROM conflicts) END AS conflicts,
-       CASE WHEN NOT (SELECT yes FROM rerun) THEN (SELECT c FROM missing) END AS missing
+       (SELECT n FROM conflicts) AS conflicts, (SELECT c FROM missing) AS missing
 FROM (SELECT 1) one LEFT JOIN cursors c ON true
 """
 
@@ -149,10 +147,11 @@ class AppendStore(StoreBase):
         result that answers no call of this session, is refused and nothing is stored.
 
         `request` names the append (the workflow passes its update's id): run again, it finds
-        its messages stored and reports how many it stored the first time, not duplicates,
-        and a copy stamped anew (generate() stamps its turns with the workflow task's time)
-        is not a conflict. A workflow task lost after the transaction committed (the server's
-        "workflow task not found", seen with concurrent updates) runs its local activity again.
+        its messages stored and reports how many it stored the first time, not duplicates. A
+        workflow task lost after the transaction committed (the server's "workflow task not
+        found", seen with concurrent updates) runs its local activity again. Content is
+        checked as ever: generate(), whose turns take the workflow task's time, sends a
+        re-stamped copy as the stored one (`IngestActivities._restamp`).
 
         One round trip whatever the batch's size: the session's lock, then one statement that
         checks the batch against what is stored and inserts it only if it passes, the cursors

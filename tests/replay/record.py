@@ -1,13 +1,15 @@
 """Record real workflow histories for the replay tests: `python -m tests.replay.record`.
 
 Runs representative sessions on a fresh embedded stack (appends, auto and manual compaction,
-undo, context, idle close and resume, continue-as-new) and writes every run's history as JSON
-under tests/replay/histories/. Re-record after an intentional, patched workflow change.
+undo, context, idle close and resume, continue-as-new, generate() against a loopback model)
+and writes every run's history as JSON under tests/replay/histories/. Re-record after an
+intentional, patched workflow change.
 """
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import tempfile
 from pathlib import Path
 
@@ -16,11 +18,14 @@ from temporalio.contrib.pydantic import pydantic_data_converter
 
 from activities.conversation import ConversationActivities
 from activities.providers.embedders import LocalEmbedder
+from activities.providers.llm import OpenAIChat
 from longthread.client import Longthread
+from memory.errors import LongthreadError
 from memory.policy import CompactionPolicy
 from memory.store.db import open_pool
 from memory.store.migrations import migrate
 from memory.store.store import Store
+from tests.activities.loopback import loopback, openai_chat
 from worker.main import build_worker
 from worker.settings import Settings
 from worker.stack import EmbeddedPostgres, TemporalDevServer, free_port
@@ -75,11 +80,27 @@ async def _scenarios(lt: Longthread, short: Longthread) -> list[str]:
     await long.close()
     stats = await long.handle.result()
     assert stats.runs >= 2, "the scenario should continue-as-new"
-    return [conv.id, copy.id, idle.id, long.id]
+    return [conv.id, copy.id, idle.id, long.id, await _generating(lt)]
+
+
+async def _generating(lt: Longthread) -> str:
+    """generate() against the loopback chat model: two answered turns and one the provider
+    refuses (the user's turn kept, no reply)."""
+    conv = await lt.conversation("replay-generate", tenant="rec")
+    await conv.append({"id": "sys", "role": "system", "content": "You are Acme support."})
+    await conv.generate("Where is my order 4711?", id="q1")
+    await conv.generate("Can the 10 EUR fee be refunded?")
+    try:
+        await conv.generate("And the courier?", id="q3")
+    except LongthreadError:
+        pass  # the provider refused it (HTTP 400): that path is recorded too
+    await conv.close()
+    await conv.handle.result()
+    return conv.id
 
 
 async def main() -> None:
-    with tempfile.TemporaryDirectory() as tmp:
+    with tempfile.TemporaryDirectory() as tmp, contextlib.ExitStack() as stack:
         postgres = EmbeddedPostgres(Path(tmp) / "pg")
         url = postgres.start()
         temporal = TemporalDevServer(
@@ -92,7 +113,12 @@ async def main() -> None:
             pool = await open_pool(url)
             client = await Client.connect(temporal.address,
                                           data_converter=pydantic_data_converter)
-            acts = ConversationActivities(Store(pool), LocalEmbedder())
+            chat_server = stack.enter_context(loopback())
+            chat_server.reply(openai_chat("It left Leeds today.", model="rec-llm"))
+            chat_server.reply(openai_chat("Yes, the fee is refunded.", model="rec-llm"))
+            chat_server.fail(400)
+            acts = ConversationActivities(Store(pool), LocalEmbedder(), chat=OpenAIChat(
+                "k", "rec-llm", base_url=chat_server.url + "/v1"))
             store = Store(pool)
             lt = Longthread(client, Settings(task_queue="rec"),
                             CompactionPolicy(context_window=400, preserve_recent=4),
@@ -111,6 +137,7 @@ async def main() -> None:
                     path.write_text(history.to_json())
                     print(f"wrote {path} ({len(history.events)} events)")
             await pool.close()
+            await acts.aclose()
         finally:
             temporal.stop()
             postgres.stop()
