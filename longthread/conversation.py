@@ -29,7 +29,7 @@ from temporalio.service import RPCStatusCode
 
 from activities.serving import serve_context
 from activities.types import ContextRequest
-from longthread.transfer import ledger_parts
+from longthread.transfer import largest_field, ledger_parts, message_bytes
 from memory.checks import MAX_RETRIEVE, check_id, check_query, check_range
 from memory.errors import InvalidInputError, LongthreadError, NotFoundError
 from memory.models import (
@@ -183,14 +183,13 @@ class Conversation:
         parsed = parse_messages(messages)  # refuses a lone message: it wants a list
         if not parsed:
             raise InvalidInputError("messages", "must hold at least one message")
-        sizes = [len(m.model_dump_json().encode("utf-8")) for m in parsed]
+        sizes = [message_bytes(m) for m in parsed]
         size = sum(sizes)
         over = next((n for n, weight in enumerate(sizes) if weight > MAX_BATCH_BYTES), None)
         if over is not None:  # named, whatever else the batch holds: no split could carry it
-            big = max(("content", "metadata", "tool_calls"), key=lambda f: len(
-                parsed[over].model_dump_json(include={f}).encode("utf-8")))
             raise InvalidInputError(
-                f"messages[{over}].{big}", f"the message is {sizes[over]} bytes as sent; the "
+                f"messages[{over}].{largest_field(parsed[over])}",
+                f"the message is {sizes[over]} bytes as sent; the "
                 f"durable stack takes at most {MAX_BATCH_BYTES} bytes in one call (Temporal caps "
                 "a payload at 2 MB), so one message cannot be larger: split it, or store the "
                 "body elsewhere and append a reference")

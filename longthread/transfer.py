@@ -20,8 +20,9 @@ from memory.audit import ServedContext
 from memory.errors import InvalidInputError
 from memory.models import CompactionRecord, Message, invalid_input, parse_messages
 
-__all__ = ["EXPORT_FORMAT", "SessionFile", "at_line", "check_writable", "ledger_parts",
-           "message_parts", "read_session_file", "write_export"]
+__all__ = ["EXPORT_FORMAT", "SessionFile", "at_line", "check_writable", "largest_field",
+           "ledger_parts", "message_bytes", "message_parts", "read_session_file",
+           "split_by_size", "write_export"]
 
 # /2 adds served-context lines; /1 files (messages and ledger only) still import.
 EXPORT_FORMAT = "longthread-export/2"
@@ -159,47 +160,59 @@ def ledger_parts(records: Sequence[CompactionRecord | Mapping[str, Any]], limit:
                           else CompactionRecord.model_validate(record))
         except ValidationError as exc:
             raise invalid_input(exc, prefix=f"records[{n}]") from None
-    parts: list[tuple[int, tuple[CompactionRecord, ...]]] = []
-    start, size = 0, 0
-    for n, record in enumerate(parsed):
-        bytes_ = len(record.model_dump_json().encode("utf-8")) + 1  # and its comma
+    weights = [len(record.model_dump_json().encode("utf-8")) + 1  # and its comma
+               for record in parsed]
+    for n, bytes_ in enumerate(weights):
         if bytes_ > limit:
             raise InvalidInputError(f"records[{n}]", f"is {bytes_} bytes; the limit for one "
                                     f"record is {limit} bytes (Temporal caps a payload at 2 MB)")
-        if n > start and size + bytes_ > limit:
-            parts.append((start, tuple(parsed[start:n])))
+    return [(start, tuple(parsed[start:stop]))
+            for start, stop in split_by_size(weights, len(weights), limit)] or [(0, ())]
+
+
+def message_bytes(message: Message) -> int:
+    """A message's size as an append call sends it (its JSON), which Temporal's payload cap
+    bounds: `append_many`, `import` and the framework adapters all measure it so."""
+    return len(message.model_dump_json().encode("utf-8"))
+
+
+def largest_field(message: Message) -> str:
+    """The field that makes a message too large, for the error that names it."""
+    return max(("content", "metadata", "tool_calls"), key=lambda f: len(
+        message.model_dump_json(include={f}).encode("utf-8")))
+
+
+def split_by_size(weights: Sequence[int], count: int, limit: int) -> list[tuple[int, int]]:
+    """Consecutive [start, stop) batches of at most `count` items and `limit` total weight (an
+    item heavier than `limit` alone goes alone), in order."""
+    bounds: list[tuple[int, int]] = []
+    start, size = 0, 0
+    for n, weight in enumerate(weights):
+        if n > start and (n - start >= count or size + weight > limit):
+            bounds.append((start, n))
             start, size = n, 0
-        size += bytes_
-    parts.append((start, tuple(parsed[start:])))
-    return parts
+        size += weight
+    if weights:
+        bounds.append((start, len(weights)))
+    return bounds
 
 
 def message_parts(messages: Sequence[Message], lines: Sequence[int], count: int, limit: int
                   ) -> list[tuple[int, tuple[Message, ...]]]:
     """The file's messages in consecutive batches of at most `count` messages and `limit` bytes
-    of JSON (measured as `append_many` measures a call), with the index of each batch's first
-    message: two large tool results that were each appended alone must re-import together
-    with the default `--batch`. A message that alone is over `limit` could never be appended;
-    it is refused here, by its line and largest field, before anything is stored."""
-    weights = [len(m.model_dump_json().encode("utf-8")) for m in messages]
+    (`message_bytes`), with the index of each batch's first message: two large tool results
+    that were each appended alone must re-import together with the default `--batch`. A
+    message that alone is over `limit` could never be appended; it is refused here, by its
+    line and largest field, before anything is stored."""
+    weights = [message_bytes(m) for m in messages]
     for message, line, weight in zip(messages, lines, weights, strict=True):
         if weight > limit:
-            field = max(("content", "metadata", "tool_calls"), key=lambda f: len(
-                message.model_dump_json(include={f}).encode("utf-8")))
             raise InvalidInputError(
-                f"line {line}", f"{field}: the message is {weight} bytes as sent; the limit for "
-                f"one message is {limit} bytes (Temporal caps a payload at 2 MB): split it, or "
-                "store the body elsewhere and import a reference")
-    parts: list[tuple[int, tuple[Message, ...]]] = []
-    start, size = 0, 0
-    for n, weight in enumerate(weights):
-        if n > start and (n - start >= count or size + weight > limit):
-            parts.append((start, tuple(messages[start:n])))
-            start, size = n, 0
-        size += weight
-    if messages:
-        parts.append((start, tuple(messages[start:])))
-    return parts
+                f"line {line}", f"{largest_field(message)}: the message is {weight} bytes as "
+                f"sent; the limit for one message is {limit} bytes (Temporal caps a payload at "
+                "2 MB): split it, or store the body elsewhere and import a reference")
+    return [(start, tuple(messages[start:stop]))
+            for start, stop in split_by_size(weights, count, limit)]
 
 
 def at_line(exc: InvalidInputError, lines: Sequence[int], start: int) -> InvalidInputError:

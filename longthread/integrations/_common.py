@@ -17,6 +17,7 @@ from collections.abc import Sequence
 from pydantic import JsonValue
 
 from longthread.conversation import MAX_BATCH_BYTES, Conversation
+from longthread.transfer import message_bytes, split_by_size
 from memory.models import Message, Summary
 from memory.packing import fenced_summary
 
@@ -114,14 +115,6 @@ def summary_text(summaries: Sequence[Summary]) -> str:
 async def append_batches(conv: Conversation, messages: Sequence[Message]) -> None:
     """Append in as few calls as Temporal's payload cap allows: a framework may hand over a
     turn with large tool outputs that one update could not carry."""
-    batch: list[Message] = []
-    size = 0
-    for message in messages:
-        weight = len(message.model_dump_json().encode("utf-8"))
-        if batch and size + weight > MAX_BATCH_BYTES:
-            await conv.append_many(batch)
-            batch, size = [], 0
-        batch.append(message)
-        size += weight
-    if batch:
-        await conv.append_many(batch)
+    weights = [message_bytes(m) for m in messages]
+    for start, stop in split_by_size(weights, len(weights), MAX_BATCH_BYTES):
+        await conv.append_many(list(messages[start:stop]))
