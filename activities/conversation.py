@@ -137,8 +137,11 @@ class ConversationActivities(IngestActivities):
         if self.summarizer.name != "extractive":
             if attempt <= self.max_summarizer_failures:
                 try:
-                    return await heartbeating(self.summarizer.summarize(
-                        messages, max_tokens, focus)), None
+                    result = await heartbeating(self.summarizer.summarize(
+                        messages, max_tokens, focus))
+                    if not result.text.strip():  # a summarizer of one's own: our rule too
+                        raise empty_reply("summary", None)
+                    return result, None
                 except ApplicationError as exc:
                     if not exc.non_retryable:
                         raise

@@ -359,6 +359,28 @@ async def test_the_summarizer_reads_large_bodies_in_full(
     assert (record.strategy, record.model, record.fallback) == ("abstractive", "rec", None)
 
 
+class _Blank(_Recording):
+    """A summarizer of one's own that answers with nothing."""
+
+    async def summarize(self, messages: Sequence[Message], max_tokens: int,
+                        focus: str | None = None) -> SummaryResult:
+        return SummaryResult(text="  ", strategy="abstractive", model="blank")
+
+
+async def test_an_empty_summary_from_any_summarizer_falls_back_to_extractive(
+    store: Store, embedder: LocalEmbedder
+) -> None:
+    acts = ConversationActivities(store, embedder, _Blank())
+    env = ActivityEnvironment()
+    session = _session()
+    await env.run(acts.store_messages, _store_input(session))
+    out = await env.run(acts.compact_session, _compact(session, 0))
+    record = await _record(store, session, out.record_ids[0])
+    assert record.strategy == "extractive" and record.summary and record.summary.content.strip()
+    assert record.fallback == ("extractive: recording rejected (the model returned an empty "
+                               "summary (no stop reason))")
+
+
 async def test_the_summarizer_falls_back_to_extractive_and_says_why(
     store: Store, embedder: LocalEmbedder
 ) -> None:
