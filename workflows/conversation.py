@@ -336,13 +336,11 @@ class ConversationWorkflow:
         except ActivityError as exc:
             raise as_update_error(exc) from None
         # A model's reply is stored as it came, except what Postgres cannot hold (NUL, lone
-        # surrogates); it must never fail the workflow task. A blank reply is refused by the
-        # chat activity, so "(empty reply)" is never stored now; it stays so that histories
-        # recorded before that still replay.
+        # surrogates); it must never fail the workflow task (`refusing` fails the update). A
+        # blank reply never gets here: the chat activity refuses it.
         text = reply.content.replace("\x00", "\ufffd").encode("utf-8", "replace").decode()
         with refusing("reply"):
-            assistant = Message(id=f"a-{reply_id}", role="assistant",
-                                content=text if text.strip() else "(empty reply)",
+            assistant = Message(id=f"a-{reply_id}", role="assistant", content=text,
                                 created_at=workflow.now())
         await self._store((assistant,), restamped=True, part="/reply")
         return GenerateResult(reply=assistant, context_tokens=window.tokens, model=reply.model)
