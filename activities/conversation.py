@@ -21,7 +21,7 @@ from activities.ingest import EMBED_BATCH, EMBED_SECONDS, INDEX_ROUNDS, IngestAc
 from activities.providers.embedders import Embedder
 from activities.providers.errors import empty_reply
 from activities.providers.llm import AsyncSummarizer, ChatModel, LocalExtractive
-from activities.running import heartbeating, refused
+from activities.running import heartbeating, refused, running_activity
 from activities.serving import serve_context
 from activities.types import (
     MAX_CHAT_WINDOW_BYTES,
@@ -157,8 +157,10 @@ class ConversationActivities(IngestActivities):
         """The last failure the earlier attempts recorded (a `failed` event), for the record's
         fallback reason: "failed 3 times" alone does not say whether to fix a key or wait."""
         events = await self.store.events(ref.tenant, ref.session, limit=20)
+        this = running_activity()
         last = next((e.error for e in reversed(events)
-                     if e.kind == "failed" and e.record_id == record_id and e.error), None)
+                     if e.kind == "failed" and e.record_id == record_id and e.error
+                     and e.activity == this), None)
         return f" (last: {last[:200]})" if last else ""
 
     @activity.defn(name=specs.COMPACT.name)
@@ -194,7 +196,8 @@ class ConversationActivities(IngestActivities):
             except Exception as exc:  # nothing was committed: record why, then let it retry
                 await self._event(input, CompactionEvent(
                     kind="failed", record_id=record_id, level=plan.level, reason=plan.reason,
-                    tokens_before=plan.tokens_before, error=str(exc)[:300]))
+                    tokens_before=plan.tokens_before, error=str(exc)[:300],
+                    activity=running_activity()))
                 raise
             summary = Summary(id=f"s{seq + 1}", level=1, content=result.text,
                               covers=plan.covered_ids, quoted_ids=result.quoted_ids,

@@ -12,7 +12,7 @@ from temporalio.exceptions import ApplicationError, ApplicationErrorCategory
 
 from memory.errors import InvalidInputError
 
-__all__ = ["HEARTBEAT_EVERY", "heartbeating", "refused"]
+__all__ = ["HEARTBEAT_EVERY", "heartbeating", "refused", "running_activity"]
 
 HEARTBEAT_EVERY = 5.0  # seconds; the heartbeat timeouts in activities/specs.py are 3x this
 
@@ -39,3 +39,10 @@ def refused(exc: InvalidInputError) -> ApplicationError:
     warnings (the SDK logs it at DEBUG, without a traceback) and its failure metrics."""
     return ApplicationError(str(exc), type="InvalidInputError", non_retryable=True,
                             category=ApplicationErrorCategory.BENIGN)
+
+
+def running_activity() -> str:
+    """This activity across its attempts (workflow run id / activity id): what tells its own
+    recorded failures from an earlier activity's under the same record id."""
+    info = activity.info()
+    return f"{info.workflow_run_id}/{info.activity_id}"

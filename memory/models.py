@@ -430,3 +430,6 @@ class CompactionEvent(_Frozen):
     ratio: float | None = None
     duration_ms: float | None = None
     error: str | None = None
+    # Which activity run failed (workflow run id / activity id): a later compaction at the same
+    # ledger head reuses the record id, so only this tells its own failures from older ones.
+    activity: str | None = None

@@ -447,6 +447,17 @@ async def test_the_summarizer_falls_back_to_extractive_and_says_why(
         assert named.fallback == "extractive: claude-test failed 2 times (last: " \
                                  "ProviderUnavailable: provider unavailable: HTTP 503)"
         assert len(server.requests) == ok_calls + 1
+        # Another activity at the same ledger head (its attempts died with a worker and
+        # recorded nothing) must not borrow an older activity's failure as its reason.
+        session = _session()
+        await env.run(acts.store_messages, _store_input(session))
+        env.info = dataclasses.replace(env.info, attempt=1)
+        with pytest.raises(ApplicationError):
+            await env.run(acts.compact_session, _compact(session, 0))
+        env.info = dataclasses.replace(env.info, attempt=3, activity_id="a-later-one")
+        out = await env.run(acts.compact_session, _compact(session, 0))
+        unnamed = await _record(store, session, out.record_ids[0])
+        assert unnamed.fallback == "extractive: claude-test failed 2 times"
 
 
 async def test_uncompact_restores_the_originals_and_refuses_what_it_cannot_undo(

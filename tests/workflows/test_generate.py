@@ -101,8 +101,9 @@ async def test_generate_without_a_chat_model_fails_clearly_and_stores_nothing(
 ) -> None:
     conv = await lt.conversation("gen-none", tenant="acme")
     await conv.append_many([{"id": "m1", "role": "user", "content": "Order 4711 is late."}])
-    with pytest.raises(LongthreadError, match="no chat model configured"):
+    with pytest.raises(LongthreadError, match="no chat model configured") as info:
         await conv.generate("hello?")
+    assert "retried" not in str(info.value)  # one attempt: nothing was retried
     assert [m.content for m in await conv.window()] == ["Order 4711 is late."]
 
 
