@@ -106,7 +106,8 @@ class ConversationActivities(IngestActivities):
         if loaded.version < expected:
             raise ApplicationError(f"ledger is at {loaded.version}, not {expected}",
                                    type="LedgerConflictError", non_retryable=True)
-        records = (await self.store.ledger(ref.tenant, ref.session))[expected:loaded.version]
+        records = await self.store.ledger(ref.tenant, ref.session, start=expected,
+                                          stop=loaded.version)
         return CompactOutcome(record_ids=tuple(r.id for r in records),
                               cursors=await self.store.cursors(ref.tenant, ref.session))
 
@@ -262,7 +263,9 @@ class ConversationActivities(IngestActivities):
         loaded = await self.store.load_window(input.tenant, input.session)
         if loaded.version != input.expected_head:
             return await self._already(input, loaded, input.expected_head)
-        known = {r.id: r for r in await self.store.ledger(input.tenant, input.session)}
+        named = {i for r in input.records for i in (r.id, r.undoes) if i}
+        known = {r.id: r for r in await self.store.ledger(input.tenant, input.session,
+                                                          ids=named)}
         state, steps = loaded.state, []
         order = dict(loaded.order)
         try:

@@ -69,7 +69,7 @@ async def _window_and_originals(store: Store, tenant: str, session: str, turn: i
     every original by id (the window holds bodies over 64 KB as previews)."""
     messages = await store.all_messages(tenant, session, before=turn)
     state = fold_ledger([by_reference(m) for m in messages],
-                        (await store.ledger(tenant, session))[:ledger_seq])
+                        await store.ledger(tenant, session, stop=ledger_seq))
     return state, {m.id: m for m in messages}
 
 

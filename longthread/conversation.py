@@ -207,8 +207,8 @@ class Conversation:
         return await self.append_many([message], hold_compaction=hold_compaction)
 
     async def _records(self, outcome: CompactOutcome) -> list[CompactionRecord]:
-        wanted = set(outcome.record_ids)
-        return [r for r in await self.ledger() if r.id in wanted]
+        return await (await self.lt.store()).ledger(self.tenant, self.session,
+                                                    ids=outcome.record_ids)
 
     async def try_compact(self, preserve_recent: int | None = None,
                           focus: str | None = None) -> CompactAttempt:

@@ -280,6 +280,13 @@ async def test_load_window_after_a_commit_is_the_applied_window_plus_what_came_s
     assert out2.cursors.window_tokens == window_tokens(window2)
     assert (await store.load_window("acme", session)).state == window2
     assert await store.ledger("acme", session) == [record, record2]
+    # Parts of it, by seq range and by id (replay, a retried activity, compact()'s answer).
+    assert await store.ledger("acme", session, stop=1) == [record]
+    assert await store.ledger("acme", session, start=1) == [record2]
+    assert await store.ledger("acme", session, start=1, stop=1) == []
+    assert await store.ledger("acme", session, ids=["c2", "c9"]) == [record2]
+    assert await store.ledger("acme", session, ids=[]) == []
+    assert await store.ledger("other", session, ids=["c1"]) == []
 
 
 async def test_compaction_events_are_kept_in_order(store: Store) -> None:
