@@ -1,4 +1,6 @@
-"""The domain's frozen models. Validation errors name the field and the limit.
+"""The domain's frozen models: summaries, ledger records, served windows, cursors and events.
+Validation errors name the field and the limit. Messages live in `memory.messages`; they are
+re-exported here, where the rest of the code has always found them.
 
 Everything here is pure pydantic, so workflows can import it inside the sandbox and the same
 models travel through Temporal's pydantic data converter unchanged.
@@ -6,38 +8,31 @@ models travel through Temporal's pydantic data converter unchanged.
 
 from __future__ import annotations
 
-import hashlib
-import json
-from collections.abc import Callable, Iterable, Sequence
-from datetime import UTC, datetime
+from collections.abc import Callable
+from datetime import datetime
 from typing import Literal
 
-from pydantic import (
-    BaseModel,
-    ConfigDict,
-    Field,
-    JsonValue,
-    ValidationError,
-    ValidationInfo,
-    field_validator,
-    model_validator,
-)
+from pydantic import Field, ValidationInfo, field_validator
 
 from memory.checks import (
     MAX_CONTENT_BYTES,
     MAX_ID_CHARS,
-    MAX_NAME_CHARS,
-    MAX_TOOL_CALLS,
-    ROLES,
     Role,
-    check_id,
     check_instant,
     check_json,
     check_text,
     check_texts,
     invalid_input,
 )
-from memory.errors import InvalidInputError
+from memory.messages import (
+    Frozen,
+    Message,
+    ToolCall,
+    content_hash,
+    message_digest,
+    parse_messages,
+    validate_sequence,
+)
 
 __all__ = [
     "MAX_CONTENT_BYTES",
@@ -63,165 +58,8 @@ __all__ = [
     "validate_sequence",
 ]
 
-class _Frozen(BaseModel):
-    model_config = ConfigDict(frozen=True, extra="forbid")
 
-
-class ToolCall(_Frozen):
-    """A tool invocation requested by an assistant message; `arguments` is the raw JSON text."""
-
-    id: str = Field(min_length=1, max_length=MAX_ID_CHARS)
-    name: str = Field(min_length=1, max_length=MAX_NAME_CHARS)
-    arguments: str = "{}"
-
-    @model_validator(mode="before")
-    @classmethod
-    def _provider_shapes(cls, value: object) -> object:
-        """Take a call as the providers' APIs return it, stored in the flat form: OpenAI's
-        `{"id", "type": "function", "function": {"name", "arguments"}}` and Anthropic's
-        `{"type": "tool_use", "id", "name", "input": {...}}` (its input kept as JSON text)."""
-        if not isinstance(value, dict):
-            return value
-        if isinstance(value.get("function"), dict):
-            if value.get("type", "function") != "function":
-                raise InvalidInputError("type", f"{value['type']!r} is not 'function'")
-            function = value["function"]
-            unknown = set(value) - {"id", "type", "function"}
-            if unknown:
-                raise InvalidInputError(sorted(unknown)[0], "unexpected beside 'function'")
-            return {"id": value.get("id"), "name": function.get("name"),
-                    "arguments": function.get("arguments", "{}")}
-        if value.get("type") == "tool_use":
-            flat = {k: v for k, v in value.items() if k not in ("type", "input")}
-            flat["arguments"] = json.dumps(value.get("input", {}), ensure_ascii=False)
-            return flat
-        return value
-
-    @model_validator(mode="after")
-    def _storable(self) -> ToolCall:
-        check_text("id", self.id)
-        check_text("name", self.name)
-        check_text("arguments", self.arguments)
-        if len(self.arguments.encode("utf-8")) > MAX_CONTENT_BYTES:
-            raise InvalidInputError("arguments", f"is over {MAX_CONTENT_BYTES} bytes")
-        return self
-
-
-class Message(_Frozen):
-    """One conversation message, stored verbatim and forever under its id."""
-
-    id: str
-    role: Role
-    content: str = ""
-    created_at: datetime | None = None
-    name: str | None = None
-    tool_call_id: str | None = None
-    tool_calls: tuple[ToolCall, ...] = ()
-    metadata: dict[str, JsonValue] = Field(default_factory=dict)
-
-    @field_validator("role", mode="before")
-    @classmethod
-    def _known_role(cls, value: object) -> object:
-        if value not in ROLES:
-            raise InvalidInputError("role", f"{value!r} is not one of {', '.join(ROLES)}")
-        return value
-
-    @field_validator("id")
-    @classmethod
-    def _valid_id(cls, value: str) -> str:
-        check_id("id", value)
-        return value
-
-    @field_validator("name")
-    @classmethod
-    def _valid_name(cls, value: str | None) -> str | None:
-        if value is not None:
-            if len(value) > MAX_NAME_CHARS:
-                raise InvalidInputError("name", f"must be at most {MAX_NAME_CHARS} characters")
-            check_text("name", value)
-        return value
-
-    @model_validator(mode="after")
-    def _valid_shape(self) -> Message:
-        check_text("content", self.content)
-        size = len(self.content.encode("utf-8"))
-        if size > MAX_CONTENT_BYTES:
-            raise InvalidInputError(
-                "content", f"is {size} bytes; the limit is {MAX_CONTENT_BYTES} bytes"
-            )
-        if not self.content.strip() and not self.tool_calls:
-            raise InvalidInputError("content", "must not be empty (unless tool_calls is set)")
-        if len(self.tool_calls) > MAX_TOOL_CALLS:
-            raise InvalidInputError("tool_calls", f"at most {MAX_TOOL_CALLS} per message")
-        if self.tool_calls and self.role != "assistant":
-            raise InvalidInputError("tool_calls", "only assistant messages may carry tool_calls")
-        if self.role == "tool" and not self.tool_call_id:
-            raise InvalidInputError("tool_call_id", "is required on a tool message")
-        if self.role != "tool" and self.tool_call_id:
-            raise InvalidInputError("tool_call_id", "is only allowed on tool messages")
-        if self.tool_call_id is not None:
-            if len(self.tool_call_id) > MAX_ID_CHARS:
-                raise InvalidInputError("tool_call_id",
-                                        f"must be at most {MAX_ID_CHARS} characters")
-            check_text("tool_call_id", self.tool_call_id)
-        check_instant("created_at", self.created_at)
-        check_json("metadata", self.metadata)
-        return self
-
-    @property
-    def pinned(self) -> bool:
-        return self.metadata.get("pinned") is True
-
-
-def validate_sequence(
-    messages: Sequence[Message],
-    seen_ids: Iterable[str] = (),
-    open_tool_calls: Iterable[str] | None = (),
-) -> None:
-    """Refuse duplicate ids and tool results that answer no earlier call.
-
-    `seen_ids` and `open_tool_calls` describe what the conversation already holds, so a batch is
-    validated against the whole session, not only against itself. `open_tool_calls=None` skips
-    the tool check, for callers that cannot know the session's earlier calls.
-    """
-    seen = set(seen_ids)
-    calls = set(open_tool_calls or ())
-    for index, message in enumerate(messages):
-        if message.id in seen:
-            raise InvalidInputError(f"messages[{index}].id", f"duplicate id {message.id!r}")
-        seen.add(message.id)
-        for call in message.tool_calls:
-            calls.add(call.id)
-        if open_tool_calls is not None and message.role == "tool" \
-                and message.tool_call_id not in calls:
-            raise InvalidInputError(
-                f"messages[{index}].tool_call_id",
-                f"{message.tool_call_id!r} answers no earlier tool call (orphan tool result)",
-            )
-
-
-def message_digest(message: Message) -> str:
-    """Identity of a message's content for dedup: canonical JSON, so the order of metadata keys
-    (or of fields) never makes the same message look different."""
-    data = message.model_dump(mode="json")
-    if message.created_at is not None:  # one instant, however it was written (Postgres
-        stamp = message.created_at  # hands it back in UTC); naive times are taken as UTC
-        stamp = stamp.replace(tzinfo=UTC) if stamp.tzinfo is None else stamp.astimezone(UTC)
-        data["created_at"] = stamp.isoformat()
-    doc = json.dumps(data, sort_keys=True, separators=(",", ":"), ensure_ascii=False)
-    return hashlib.sha256(doc.encode("utf-8")).hexdigest()[:32]
-
-
-def content_hash(messages: Iterable[Message]) -> str:
-    """A stable digest of the exact originals a compaction covered, for the audit trail."""
-    digest = hashlib.sha256()
-    for message in messages:
-        digest.update(message.model_dump_json().encode("utf-8"))
-        digest.update(b"\n")
-    return digest.hexdigest()
-
-
-class Summary(_Frozen):
+class Summary(Frozen):
     """A summary standing in the window for the messages it covers (`covers`, in order).
 
     A merged summary lists the summaries it condenses (`merges`) instead of copying their
@@ -281,7 +119,7 @@ class Summary(_Frozen):
         return value
 
 
-class ScoredMessage(_Frozen):
+class ScoredMessage(Frozen):
     """A retrieval candidate: an archived message and its fused relevance score."""
 
     message: Message
@@ -293,7 +131,7 @@ class ScoredMessage(_Frozen):
 Trigger = Literal["auto", "manual", "idle", "undo", "pop", "clear"]
 
 
-class CompactionRecord(_Frozen):
+class CompactionRecord(Frozen):
     """One ledger entry: what was compacted, why, how, and how to undo it."""
 
     id: str
@@ -352,7 +190,7 @@ class CompactionRecord(_Frozen):
 Section = Literal["system", "summary", "retrieved", "recent"]
 
 
-class ContextMessage(_Frozen):
+class ContextMessage(Frozen):
     """A provider-ready message; `source_ids` lists the originals it quotes verbatim."""
 
     role: Role
@@ -365,14 +203,14 @@ class ContextMessage(_Frozen):
     tokens: int = 0
 
 
-class SectionUsage(_Frozen):
+class SectionUsage(Frozen):
     name: str
     budget: int
     tokens: int
     items: int
 
 
-class ContextWindow(_Frozen):
+class ContextWindow(Frozen):
     """What the model sees for one call: always within `budget`."""
 
     messages: tuple[ContextMessage, ...]
@@ -385,27 +223,7 @@ class ContextWindow(_Frozen):
         return [sid for message in self.messages for sid in message.source_ids]
 
 
-def parse_messages(raw: Sequence[object]) -> list[Message]:
-    """Turn user input into messages, reporting the first problem as one clear error."""
-    if isinstance(raw, (dict, str, bytes, BaseModel)):
-        raise InvalidInputError("messages", f"expected a list of messages, got "
-                                f"{type(raw).__name__} (to add one message, pass [message])")
-    parsed: list[Message] = []
-    for index, item in enumerate(raw):
-        if isinstance(item, Message):
-            parsed.append(item)
-            continue
-        try:
-            parsed.append(Message.model_validate(item))
-        except ValidationError as exc:
-            error = invalid_input(exc)
-            where = "" if error.field == exc.title else f".{error.field}"
-            raise InvalidInputError(f"messages[{index}]{where}", error.problem) from None
-    validate_sequence(parsed, open_tool_calls=None)
-    return parsed
-
-
-class Cursors(_Frozen):
+class Cursors(Frozen):
     """A session's position in the store: all the workflow keeps of it, read back after every
     write. `rev` orders readings: the one with the higher rev is the newer."""
 
@@ -417,7 +235,7 @@ class Cursors(_Frozen):
     rev: int = 0
 
 
-class CompactionEvent(_Frozen):
+class CompactionEvent(Frozen):
     """Started / completed / failed / skipped (composed but not committed: it would not make
     the window smaller), for logs, metrics and live displays."""
 
