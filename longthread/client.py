@@ -19,7 +19,8 @@ from temporalio.client import Client
 
 from activities.providers.embedders import Embedder
 from longthread.codec import data_converter
-from longthread.conversation import CompactAttempt, Conversation
+from longthread.conversation import Conversation
+from longthread.replies import CompactAttempt
 from longthread.settings import Settings, resolve_settings
 from memory.errors import InvalidInputError
 from memory.policy import CompactionPolicy
@@ -29,7 +30,7 @@ from memory.store.store import Store
 from workflows.types import SESSION_PATTERN, TENANT_PATTERN
 
 # Conversation and CompactAttempt are part of the client's public API; they live in their
-# own module only to keep each file to one responsibility.
+# own modules only to keep each file to one responsibility.
 __all__ = ["NO_ARCHIVE", "CompactAttempt", "Conversation", "Longthread", "check_ids"]
 
 NO_ARCHIVE = ("no archive database: set LONGTHREAD_DATABASE_URL, run `longthread dev` in this "

@@ -9,11 +9,9 @@ from __future__ import annotations
 
 import asyncio
 import logging
-import re
 import time
 import uuid
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 from pydantic import ValidationError
@@ -24,14 +22,13 @@ from temporalio.client import (
     WorkflowUpdateFailedError,
 )
 from temporalio.common import WorkflowIDConflictPolicy
-from temporalio.exceptions import ApplicationError
-from temporalio.service import RPCStatusCode
 
 from activities.serving import serve_context
 from activities.types import ContextRequest
+from longthread.replies import CompactAttempt, in_whole_ledger, raise_clear, transient
 from longthread.transfer import largest_field, ledger_parts, message_bytes
 from memory.checks import MAX_RETRIEVE, check_id, check_query, check_range
-from memory.errors import InvalidInputError, LongthreadError, NotFoundError
+from memory.errors import InvalidInputError, NotFoundError
 from memory.models import (
     CompactionEvent,
     CompactionRecord,
@@ -60,69 +57,13 @@ from workflows.types import (
 if TYPE_CHECKING:
     from longthread.client import Longthread
 
-__all__ = ["MAX_BATCH_BYTES", "MAX_FETCH_IDS", "CompactAttempt", "Conversation"]
+__all__ = ["MAX_BATCH_BYTES", "MAX_FETCH_IDS", "Conversation"]
 
 log = logging.getLogger(__name__)
 
 # Temporal caps one payload at 2 MB; a batch stays well below so JSON overhead never crosses it.
 MAX_BATCH_BYTES = 1_500_000
 MAX_FETCH_IDS = 200  # ids one `messages()` call takes (each body is at most 2 MB)
-
-
-@dataclass(frozen=True)
-class CompactAttempt:
-    """What a manual compact did: the record it committed, or none and, when one was composed
-    but would not have shrunk the window, why (the session's events hold a `skipped` entry)."""
-
-    record: CompactionRecord | None
-    skipped: str | None = None
-
-    def nothing_because(self, preserve_recent: int | None,
-                        option: str = "preserve_recent") -> str:
-        """Why no record was committed, in words for a person or a model; `option` is how
-        the caller's interface spells preserve_recent."""
-        if self.record is not None:  # asked anyway: say what was done, not "nothing"
-            return f"compacted: {self.record.id} ({len(self.record.covered_ids)} messages)"
-        if self.skipped:
-            return f"nothing compacted: {self.skipped}"
-        if preserve_recent is not None:
-            return (f"nothing to compact: the window holds nothing older than its "
-                    f"{preserve_recent} most recent messages ({option}) besides system and "
-                    "pinned ones")
-        return ("nothing to compact: the window holds nothing older than the recent messages "
-                "the policy keeps verbatim (LONGTHREAD_PRESERVE_RECENT) besides system and "
-                f"pinned ones; {option} N keeps fewer")
-
-
-def _transient(exc: RPCError) -> bool:
-    """Worth retrying with the same update id: the server is unreachable or busy, no worker
-    polls, or the workflow task that carried the update failed before accepting it (the
-    server retries that task; a worker died mid-task, say). The update was not accepted; a
-    batch its local activity had stored already comes back as duplicates."""
-    return (exc.status in (RPCStatusCode.UNAVAILABLE, RPCStatusCode.DEADLINE_EXCEEDED,
-                           RPCStatusCode.RESOURCE_EXHAUSTED)
-            or "no poller" in exc.message
-            or (exc.status == RPCStatusCode.FAILED_PRECONDITION
-                and "workflow task" in exc.message.lower()))
-
-
-def _raise_clear(exc: WorkflowUpdateFailedError) -> None:
-    """Turn a refused update back into the error the workflow or its activity raised."""
-    cause: BaseException | None = exc.cause
-    while cause is not None and not isinstance(cause, ApplicationError):
-        cause = cause.__cause__
-    if isinstance(cause, ApplicationError) and cause.type == "InvalidInputError":
-        field, _, problem = cause.message.partition(": ")
-        raise InvalidInputError(field, problem) from None
-    raise LongthreadError(str(cause or exc)) from exc
-
-
-def _in_whole_ledger(exc: InvalidInputError, start: int) -> InvalidInputError:
-    """An error about `records[i]` of a part that starts at record `start` of the ledger."""
-    found = re.match(r"records\[(\d+)\](.*)", exc.field, re.S)
-    if not found or not start:
-        return exc
-    return InvalidInputError(f"records[{int(found[1]) + start}]{found[2]}", exc.problem)
 
 
 class Conversation:
@@ -161,10 +102,10 @@ class Conversation:
                 return await self.lt.client.execute_update_with_start_workflow(
                     update, *args, id=update_id, start_workflow_operation=self._start())
             except WorkflowUpdateFailedError as exc:
-                _raise_clear(exc)
+                raise_clear(exc)
                 raise
             except RPCError as exc:
-                if not _transient(exc) or time.monotonic() > deadline:
+                if not transient(exc) or time.monotonic() > deadline:
                     raise
                 log.warning("update %s not delivered (%s); retrying", update_id, exc.message)
             await asyncio.sleep(delay)
@@ -267,7 +208,7 @@ class Conversation:
                     ConversationWorkflow.restore_ledger,
                     RestoreInput(records=part, more=n < len(parts) - 1))
             except InvalidInputError as exc:
-                raise _in_whole_ledger(exc, start) from None
+                raise in_whole_ledger(exc, start) from None
             restored += len(outcome.record_ids)
         return restored
 

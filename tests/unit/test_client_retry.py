@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 from temporalio.service import RPCError, RPCStatusCode
 
-from longthread.conversation import _transient
+from longthread.replies import transient
 
 
 @pytest.mark.parametrize(("status", "message", "retried"), [
@@ -22,4 +22,4 @@ from longthread.conversation import _transient
     (RPCStatusCode.FAILED_PRECONDITION, "workflow execution already completed", False),
 ])
 def test_transient_update_errors(status: RPCStatusCode, message: str, retried: bool) -> None:
-    assert _transient(RPCError(message, status, b"")) is retried
+    assert transient(RPCError(message, status, b"")) is retried

@@ -1,0 +1,72 @@
+"""What the session workflow's updates answer, as the client reports it: a manual compaction's
+outcome in words, and a refused or failed update turned back into the error behind it."""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+
+from temporalio.client import RPCError, WorkflowUpdateFailedError
+from temporalio.exceptions import ApplicationError
+from temporalio.service import RPCStatusCode
+
+from memory.errors import InvalidInputError, LongthreadError
+from memory.models import CompactionRecord
+
+__all__ = ["CompactAttempt", "in_whole_ledger", "raise_clear", "transient"]
+
+
+@dataclass(frozen=True)
+class CompactAttempt:
+    """What a manual compact did: the record it committed, or none and, when one was composed
+    but would not have shrunk the window, why (the session's events hold a `skipped` entry)."""
+
+    record: CompactionRecord | None
+    skipped: str | None = None
+
+    def nothing_because(self, preserve_recent: int | None,
+                        option: str = "preserve_recent") -> str:
+        """Why no record was committed, in words for a person or a model; `option` is how
+        the caller's interface spells preserve_recent."""
+        if self.record is not None:  # asked anyway: say what was done, not "nothing"
+            return f"compacted: {self.record.id} ({len(self.record.covered_ids)} messages)"
+        if self.skipped:
+            return f"nothing compacted: {self.skipped}"
+        if preserve_recent is not None:
+            return (f"nothing to compact: the window holds nothing older than its "
+                    f"{preserve_recent} most recent messages ({option}) besides system and "
+                    "pinned ones")
+        return ("nothing to compact: the window holds nothing older than the recent messages "
+                "the policy keeps verbatim (LONGTHREAD_PRESERVE_RECENT) besides system and "
+                f"pinned ones; {option} N keeps fewer")
+
+
+def transient(exc: RPCError) -> bool:
+    """Worth retrying with the same update id: the server is unreachable or busy, no worker
+    polls, or the workflow task that carried the update failed before accepting it (the
+    server retries that task; a worker died mid-task, say). The update was not accepted; a
+    batch its local activity had stored already comes back as duplicates."""
+    return (exc.status in (RPCStatusCode.UNAVAILABLE, RPCStatusCode.DEADLINE_EXCEEDED,
+                           RPCStatusCode.RESOURCE_EXHAUSTED)
+            or "no poller" in exc.message
+            or (exc.status == RPCStatusCode.FAILED_PRECONDITION
+                and "workflow task" in exc.message.lower()))
+
+
+def raise_clear(exc: WorkflowUpdateFailedError) -> None:
+    """Turn a refused update back into the error the workflow or its activity raised."""
+    cause: BaseException | None = exc.cause
+    while cause is not None and not isinstance(cause, ApplicationError):
+        cause = cause.__cause__
+    if isinstance(cause, ApplicationError) and cause.type == "InvalidInputError":
+        field, _, problem = cause.message.partition(": ")
+        raise InvalidInputError(field, problem) from None
+    raise LongthreadError(str(cause or exc)) from exc
+
+
+def in_whole_ledger(exc: InvalidInputError, start: int) -> InvalidInputError:
+    """An error about `records[i]` of a part that starts at record `start` of the ledger."""
+    found = re.match(r"records\[(\d+)\](.*)", exc.field, re.S)
+    if not found or not start:
+        return exc
+    return InvalidInputError(f"records[{int(found[1]) + start}]{found[2]}", exc.problem)
