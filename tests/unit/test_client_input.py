@@ -8,7 +8,7 @@ from typing import Any
 import pytest
 
 from longthread.client import Conversation, Longthread
-from longthread.conversation import CompactAttempt
+from longthread.replies import CompactAttempt
 from longthread.settings import Settings
 from memory.errors import InvalidInputError
 from memory.models import CompactionRecord
