@@ -36,13 +36,8 @@ from bench.embedders import BATCH as EMBED_BATCH
 from bench.embedders import BaselineOnnx
 from bench.embedders import speed as embedding_speed
 from memory.compaction import WindowState, compose_record, plan_compaction
-from memory.extractive import (
-    Extract,
-    ExtractiveSummary,
-    _fact_bonus,
-    extractive_summary,
-    render_extracts,
-)
+from memory.extractive import Extract, ExtractiveSummary, extractive_summary, render_extracts
+from memory.facts import fact_bonus
 from memory.models import Message, Summary
 from memory.policy import CompactionPolicy
 from memory.summarizer import ExtractiveSummarizer
@@ -94,7 +89,7 @@ def _baseline_extractive_summary(
         focus_score = 2.0 * cosine(vec, focus_vec) if focus_vec else 0.0
         substance = min(1.0, len(docs[i]) / 6)
         scores.append((centrality + focus_score) * substance
-                      + _fact_bonus(candidates[i].sentence))
+                      + fact_bonus(candidates[i].sentence))
 
     order = sorted(range(n), key=lambda i: (-scores[i], i))
     chosen: list[int] = []

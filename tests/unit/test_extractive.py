@@ -12,7 +12,8 @@ import time
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from memory.extractive import _HeuristicMeter, clauses, extractive_summary, fact_terms
+from memory.extractive import _HeuristicMeter, extractive_summary
+from memory.facts import clauses, fact_terms
 from memory.models import Message
 from memory.tokens import HeuristicCounter
 from tests.unit.strategies import conversations
