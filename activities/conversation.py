@@ -17,21 +17,17 @@ from temporalio import activity
 from temporalio.exceptions import ApplicationError
 
 from activities import specs
+from activities.chat import ServingActivities
 from activities.ingest import EMBED_BATCH, EMBED_SECONDS, INDEX_ROUNDS, IngestActivities
 from activities.providers.embedders import Embedder
 from activities.providers.errors import empty_reply
 from activities.providers.llm import AsyncSummarizer, ChatModel, LocalExtractive
 from activities.running import heartbeating, refused, running_activity
-from activities.serving import serve_context
 from activities.types import (
-    MAX_CHAT_WINDOW_BYTES,
-    ChatInput,
-    ChatResult,
     CompactOutcome,
     CompactSessionInput,
     EditWindowInput,
     RestoreLedgerInput,
-    ServeContextInput,
     SessionRef,
     UncompactSessionInput,
 )
@@ -45,7 +41,6 @@ from memory.errors import InvalidInputError, LedgerConflictError
 from memory.models import (
     CompactionEvent,
     CompactionRecord,
-    ContextWindow,
     Message,
     Summary,
     content_hash,
@@ -65,9 +60,10 @@ def _now() -> datetime:
     return datetime.now(UTC)
 
 
-class ConversationActivities(IngestActivities):
-    """Every activity a conversation's workflow calls: the append path (`IngestActivities`)
-    and the engine's (compaction, undo, window edits, import, context, chat)."""
+class ConversationActivities(IngestActivities, ServingActivities):
+    """Every activity a conversation's workflow calls: the append path (`IngestActivities`),
+    serving and chat (`ServingActivities`) and the engine's (compaction, undo, window edits,
+    import)."""
 
     def __init__(
         self,
@@ -302,39 +298,6 @@ class ConversationActivities(IngestActivities):
         if not steps:
             return CompactOutcome(cursors=await self.store.cursors(input.tenant, input.session))
         return await self._commit(input, loaded.version, steps, loaded.next_base)
-
-    # -- context and chat ------------------------------------------------------------------
-    @activity.defn(name=specs.BUILD_CONTEXT.name)
-    async def build_context(self, input: ServeContextInput) -> ContextWindow:
-        try:
-            # The window goes back through Temporal (2 MB a payload) and on to the chat
-            # activity: serve at most what a payload can carry.
-            return await serve_context(self.store, self.embedder, input.tenant, input.session,
-                                       input.request, max_bytes=MAX_CHAT_WINDOW_BYTES)
-        except InvalidInputError as exc:  # refused for good, naming the field: not retried
-            raise refused(exc) from None
-
-    def _chat_model(self) -> ChatModel:
-        if self.chat is None:
-            raise ApplicationError(
-                "no chat model configured: set LONGTHREAD_CHAT_PROVIDER (anthropic or openai), "
-                "LONGTHREAD_CHAT_MODEL and the provider's API key", type="NoChatModel",
-                non_retryable=True)
-        return self.chat
-
-    @activity.defn(name=specs.CHAT_READY.name)
-    async def chat_ready(self, input: SessionRef) -> str:
-        """generate() asks before it stores the user's turn: a worker with no chat model
-        refuses the call with nothing stored, rather than keep a turn no model will answer."""
-        return self._chat_model().name
-
-    @activity.defn(name=specs.COMPLETE_CHAT.name)
-    async def complete_chat(self, input: ChatInput) -> ChatResult:
-        chat = self._chat_model()
-        reply = await heartbeating(chat.complete(input.window, input.max_tokens))
-        if not reply.content.strip():  # a ChatModel of one's own: the same rule as ours
-            raise empty_reply("reply", None)
-        return ChatResult(**reply.model_dump())
 
     def all(self) -> list[Callable[..., Any]]:
         """Every activity method, found by the name it registered under in activities/specs.
