@@ -218,7 +218,11 @@ def _configure(pgdata: Path) -> None:
     """Our settings in their own file, included from postgresql.conf and rewritten on every
     start, so a changed setting takes effect at the next start."""
     ours = pgdata / "longthread.conf"
-    ours.write_text(f"shared_buffers = '{shared_buffers_mb()}MB'\n")
+    # pgserver trusts every login on the socket, and puts the socket in a directory open to
+    # all when the data dir's path is too long for one: only the user Postgres runs as (and
+    # root) may connect, so no other account on the machine logs in as the superuser.
+    ours.write_text(f"shared_buffers = '{shared_buffers_mb()}MB'\n"
+                    "unix_socket_permissions = 0700\n")
     ours.chmod(0o644)  # Postgres runs as an unprivileged user when we are root
     conf = pgdata / "postgresql.conf"
     if "include_if_exists = 'longthread.conf'" not in conf.read_text():
