@@ -200,7 +200,7 @@ def plan_compaction(
 # 3: a merged summary names the summaries it merges instead of copying their covers.
 # 4: summaries (and the window's size) are metered as a window shows them: long ids by tails.
 # 5: extractive quotes are chosen for facts only: greetings, cheers and names in address
-#    cover nothing (`memory.extractive.fact_terms`), in summaries and in merged ones; an undo
+#    cover nothing (`memory.facts.fact_terms`), in summaries and in merged ones; an undo
 #    puts the summaries it restores where the ones it removes stood, not first.
 ENGINE_VERSION = "longthread-engine/5"
 

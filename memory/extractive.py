@@ -33,8 +33,9 @@ __all__ = ["Extract", "ExtractiveSummary", "extractive_summary", "render_extract
 
 # A quote's gain is its uncovered weight to this power, per token of its line: slightly
 # concave, so a clause with the facts beats the whole long sentence around it. This and
-# SPECIFIC were picked on all of LoCoMo-dev (the agent loop's no-query window, all budgets)
-# from 1, 3/4, 1/2, 1/3 and from 1, 1.5, 2.5, 4, 8 (8 lost verbatim recall at 4,000).
+# `memory.facts.SPECIFIC` were picked on all of LoCoMo-dev (the agent loop's no-query window,
+# all budgets) from 1, 3/4, 1/2, 1/3 and from 1, 1.5, 2.5, 4, 8 (8 lost verbatim recall at
+# 4,000).
 GAIN_EXPONENT = 0.75
 
 

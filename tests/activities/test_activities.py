@@ -562,6 +562,20 @@ async def test_restore_ledger_rebuilds_the_window_of_an_exported_session(
     assert retry.record_ids == ("c1", "c2", "u3")
     assert await store.ledger("acme", copy) == ledger
 
+    # In parts, as a large export is restored: an undo whose target came in an earlier part
+    # finds it in the store, and a record already stored is refused, naming it.
+    parted = _session()
+    await env.run(activities.store_messages, _store_input(parted, messages))
+    await env.run(activities.restore_ledger, RestoreLedgerInput(
+        tenant="acme", session=parted, expected_head=0, records=tuple(ledger[:2])))
+    last = await env.run(activities.restore_ledger, RestoreLedgerInput(
+        tenant="acme", session=parted, expected_head=2, records=(ledger[2],)))
+    assert last.record_ids == ("u3",) and await store.ledger("acme", parted) == ledger
+    with pytest.raises(ApplicationError, match=r"records\[0\]\.id: 'c1' is already in"):
+        await env.run(activities.restore_ledger, RestoreLedgerInput(
+            tenant="acme", session=parted, expected_head=3,
+            records=(ledger[0].model_copy(update={"seq": 3}),)))
+
 
 async def test_restore_ledger_is_all_or_nothing_and_names_the_field(
     activities: ConversationActivities, store: Store
