@@ -51,7 +51,7 @@ class Settings(BaseSettings):
     openai_base_url: str | None = None  # any OpenAI-compatible server: Ollama, vLLM, llama.cpp
 
     # The compaction policy.
-    context_window: int = Field(default=8_000, ge=256, le=250_000)
+    context_window: int = Field(default=8_000, ge=256, le=2_000_000)
     preserve_recent: int = Field(default=6, ge=0, le=10_000)
     idle_timeout_seconds: float = Field(default=7 * 24 * 3600, gt=0)
     # How long a client keeps retrying an update while no worker is polling.

@@ -45,9 +45,9 @@ class CompactionPolicy(BaseModel):
     model_config = ConfigDict(frozen=True)
 
     version: int = 1
-    # The verbatim window travels in workflow state across continue-as-new, whose payload is
-    # capped at 2 MB: 250k tokens (about 1 MB of text) keeps it safely below.
-    context_window: int = Field(default=8_000, ge=256, le=250_000)
+    # Models with windows of a million tokens and more exist; the window lives in Postgres
+    # (the workflow keeps cursors), so nothing here grows with it. As large as a context() may be.
+    context_window: int = Field(default=8_000, ge=256, le=2_000_000)
     thresholds: tuple[float, float, float] = (0.70, 0.85, 0.95)
     preserve_recent: int = Field(default=6, ge=0, le=10_000)
     target: float = Field(default=0.5, gt=0.0, lt=1.0)

@@ -197,3 +197,27 @@ async def test_a_ledger_larger_than_one_payload_is_restored_in_parts(
     assert kept == ledger[: len(kept)] and len(kept) <= 4  # nothing of the bad part
     assert await fresh.restore_ledger(ledger[len(kept):]) == len(ledger) - len(kept)
     assert await fresh.ledger() == ledger
+
+
+async def test_a_million_token_window_compacts_and_serves(
+    client: Client, make_lt: LtFactory, worker: Worker
+) -> None:
+    """Models with 1M-token windows exist: the policy took at most 250,000, a limit left from
+    when the window travelled in workflow state. The window is in Postgres now."""
+    lt = make_lt(client, window=1_000_000)
+    conv = await lt.conversation("million", tenant="acme")
+    body = " ".join(LINES) * 50  # ~2,400 tokens a message, as a long tool output might be
+    messages = [{"id": f"m{i}", "role": "user" if i % 2 == 0 else "assistant",
+                 "content": f"(turn {i}) {body}"} for i in range(320)]
+    for start in range(0, len(messages), 80):  # each call under one payload's bytes
+        await conv.append_many(messages[start:start + 80])
+
+    async def compacted() -> bool:
+        return (await conv.stats()).ledger_head >= 1
+
+    await _until(compacted, timeout=120)
+    settled = await conv.settle(timeout=300)
+    assert not settled.busy
+    assert 700_000 * 0.5 < settled.window_tokens < 700_000  # under the light threshold
+    ctx = await conv.context("Where was the parcel stuck?", max_tokens=600_000)
+    assert 100_000 < ctx.tokens <= 600_000, (settled, ctx.tokens)
