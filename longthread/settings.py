@@ -11,6 +11,8 @@ from typing import Literal
 from pydantic import Field, SecretStr
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
+from memory.prompts import SUMMARY_OUTPUT_TOKENS
+
 __all__ = ["Settings", "resolve_settings"]
 
 
@@ -40,6 +42,11 @@ class Settings(BaseSettings):
     summarizer: Literal["extractive", "anthropic", "openai"] = "extractive"
     summary_model: str | None = None
     summarizer_max_failures: int = Field(default=3, ge=1, le=100)
+    # The most output tokens an abstractive summary is asked for, whatever the plan's budget:
+    # a large context window plans summaries of tens of thousands of tokens, which providers
+    # refuse (output limits of 4k to 64k) or which outlast the 60 s request timeout, and each
+    # such compaction fell back to extractive. At most the summary model's output limit.
+    summary_max_output_tokens: int = Field(default=SUMMARY_OUTPUT_TOKENS, ge=32, le=200_000)
 
     # The chat model behind generate(); none by default.
     chat_provider: Literal["none", "anthropic", "openai"] = "none"

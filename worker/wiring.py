@@ -53,8 +53,10 @@ def make_summarizer(settings: Settings) -> AsyncSummarizer:
                                 f"is required when LONGTHREAD_SUMMARIZER={settings.summarizer}")
     if settings.summarizer == "anthropic":
         return AnthropicSummarizer(_key(settings, "anthropic"), model,
-                                   settings.anthropic_base_url)
-    return OpenAISummarizer(_key(settings, "openai"), model, settings.openai_base_url)
+                                   settings.anthropic_base_url,
+                                   settings.summary_max_output_tokens)
+    return OpenAISummarizer(_key(settings, "openai"), model, settings.openai_base_url,
+                            settings.summary_max_output_tokens)
 
 
 def make_chat(settings: Settings) -> ChatModel | None:

@@ -15,7 +15,7 @@ from pydantic import BaseModel, ConfigDict
 from activities.providers.errors import call_provider, empty_reply
 from activities.providers.sdk import AnthropicClient, OpenAIClient
 from memory.models import ContextWindow, Message
-from memory.prompts import build_summary_prompt
+from memory.prompts import SUMMARY_OUTPUT_TOKENS, build_summary_prompt
 from memory.render import to_anthropic, to_openai
 from memory.summarizer import ExtractiveSummarizer, SummaryResult
 
@@ -76,8 +76,14 @@ class LocalExtractive:
 
 
 class AnthropicSummarizer(AnthropicClient):
+    def __init__(self, api_key: str, model: str, base_url: str | None = None,
+                 max_output: int = SUMMARY_OUTPUT_TOKENS) -> None:
+        super().__init__(api_key, model, base_url)
+        self.max_output = max_output
+
     async def summarize(self, messages: Sequence[Message], max_tokens: int,
                         focus: str | None = None) -> SummaryResult:
+        max_tokens = min(max_tokens, self.max_output)
         prompt = build_summary_prompt(messages, focus, max_tokens)
         response = await call_provider(self.client.messages.create(
             model=self.name, max_tokens=max_tokens, system=prompt.system,
@@ -90,8 +96,14 @@ class AnthropicSummarizer(AnthropicClient):
 
 
 class OpenAISummarizer(OpenAIClient):
+    def __init__(self, api_key: str, model: str, base_url: str | None = None,
+                 max_output: int = SUMMARY_OUTPUT_TOKENS) -> None:
+        super().__init__(api_key, model, base_url)
+        self.max_output = max_output
+
     async def summarize(self, messages: Sequence[Message], max_tokens: int,
                         focus: str | None = None) -> SummaryResult:
+        max_tokens = min(max_tokens, self.max_output)
         prompt = build_summary_prompt(messages, focus, max_tokens)
         response = await call_provider(self.client.chat.completions.create(
             model=self.name, max_tokens=max_tokens,
