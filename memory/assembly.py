@@ -46,12 +46,12 @@ from memory.packing import (
 )
 from memory.retrieval import CONTEXT_WEIGHT, DEFAULT_RERANK, RerankPolicy, has_content, ranked
 from memory.spending import allocate, greedy, newest_run, unflatten
-from memory.tokens import TokenCounter, default_counter
+from memory.tokens import TokenCounter, default_counter, message_cost
 
 __all__ = ["ASSEMBLY_VERSION", "DEFAULT_POLICY", "DEFAULT_SHARES", "QUERY_SHARES",
            "AssemblyPolicy", "Shares", "assemble_context", "tool_units"]
 
-ASSEMBLY_VERSION = 10  # 1: fixed shares, date-grouped block, fused order (before issue 12);
+ASSEMBLY_VERSION = 11  # 1: fixed shares, date-grouped block, fused order (before issue 12);
 # 2: adaptive shares, reranked, dated lines; 3: summaries that do not all fit their share are
 # condensed into one that does, so every window of 500 tokens or more carries the hierarchy;
 # 4: turns two away count in the packing order (`reach`); idle summaries get the summary cap;
@@ -65,7 +65,10 @@ ASSEMBLY_VERSION = 10  # 1: fixed shares, date-grouped block, fused order (befor
 # keep a result each (7 kept the first only); 9: bodies the window holds as previews are
 # shown whole, newest first, while together they cost at most half the budget
 # (`memory.window.WholeBodies`); 10: a retrieved message with no text (an assistant turn that
-# only made tool calls, found as a hit's neighbour) is not quoted: its line said nothing
+# only made tool calls, found as a hit's neighbour) is not quoted: its line said nothing;
+# 11: a message costs its tool calls too (ids, names, arguments) and a result its call id
+# (`memory.tokens.message_cost`): 10 counted the text alone, and a window of file-writing
+# calls went out dozens of times over its budget
 CONDENSE_MIN_BUDGET = 500  # below this a window is the newest exchange and what answers it
 
 
@@ -140,12 +143,13 @@ def _summary_message(summary: Summary, counter: TokenCounter, short_ids: bool
     )
 
 
-def _plain(message: Message, section: Section, counter: TokenCounter) -> ContextMessage:
+def _plain(message: Message, section: Section, counter: TokenCounter, tools: bool = True
+           ) -> ContextMessage:
     return ContextMessage(
         role=message.role, content=message.content, source_ids=(message.id,),
         section=section,
         name=message.name, tool_call_id=message.tool_call_id, tool_calls=message.tool_calls,
-        tokens=counter.count_message(message.role, message.content),
+        tokens=message_cost(counter, message, tools),
     )
 
 
@@ -180,7 +184,8 @@ def assemble_context(
                        per_call=version >= 8)
     # Costs only: the context messages are built for the units taken, at the end (a slice
     # offers several times more recent messages than a window shows).
-    unit_cost = [sum(counter.count_message(m.role, m.content) for m in unit) for unit in units]
+    tools = version >= 11  # tool calls count toward the budget
+    unit_cost = [sum(message_cost(counter, m, tools) for m in unit) for unit in units]
     summary_msgs = [_summary_message(s, counter, version >= 6) for s in summaries]
     system_ids = {m.id for m in system}
     candidates = [c for c in retrieved if c.message.id not in system_ids
@@ -280,7 +285,8 @@ def assemble_context(
             picked += extra
             left -= sum(summary_msgs[i].tokens for i in extra)
 
-    recent_out = [_plain(m, "recent", counter) for index in sorted(taken) for m in units[index]]
+    recent_out = [_plain(m, "recent", counter, tools) for index in sorted(taken)
+                  for m in units[index]]
     summary_out = [summary_msgs[i] for i in sorted(picked)] + ([condensed] if condensed else [])
     messages = (*system_msgs, *summary_out, *([block] if block else []), *recent_out)
     tokens = sum(m.tokens for m in messages)

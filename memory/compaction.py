@@ -19,7 +19,7 @@ from memory.hierarchy import merge_summaries
 from memory.models import CompactionRecord, Message, Summary, Trigger, content_hash
 from memory.packing import shown_summary_text
 from memory.policy import CompactionPolicy, Level
-from memory.tokens import MESSAGE_OVERHEAD, TokenCounter, default_counter
+from memory.tokens import MESSAGE_OVERHEAD, TokenCounter, default_counter, message_cost
 
 __all__ = [
     "ENGINE_VERSION",
@@ -63,7 +63,7 @@ def window_tokens(state: WindowState, counter: TokenCounter | None = None) -> in
     """The window's size for the policy: messages as they are, summaries as a window shows
     them (engine version 4; long ids by their tails), the form their budget is metered in."""
     counter = counter or default_counter()
-    return sum(counter.count_message(m.role, m.content) for m in state.messages) + sum(
+    return sum(message_cost(counter, m) for m in state.messages) + sum(
         counter.count_message("system", shown_summary_text(s)) + SUMMARY_OVERHEAD
         for s in state.summaries
     )
@@ -102,8 +102,9 @@ def plan_compaction(
     keep = policy.preserve_recent if preserve_recent is None else preserve_recent
     if keep < 0:
         raise InvalidInputError("preserve_recent", "must be >= 0")
-    if level == "emergency":
-        keep = min(keep, 2)
+    # Every level keeps the newest `keep` verbatim, emergency too: it used to keep 2, and
+    # summarized an agent's own question away while the window's size was one large tool
+    # result it could not touch, which left the window bigger than before.
 
     # Cut on unit boundaries so a tool call and its results stay together, and keep the newest
     # `keep` messages, system messages and pinned messages verbatim.
@@ -119,7 +120,8 @@ def plan_compaction(
     if not older:
         return None
 
-    counts = {m.id: counter.count_message(m.role, m.content) for m in older}
+    counts = {m.id: message_cost(counter, m) for m in older}
+    least = 4 * (MIN_SUMMARY_TOKENS + SUMMARY_OVERHEAD)  # tokens a summary is worth making for
     if level == "light":
         # Exact duplicates (after normalising) go first, then the oldest, down to the target.
         seen: set[str] = set()
@@ -137,7 +139,6 @@ def plan_compaction(
         # are taken until the span pays for one, a little past the target. Without that, a
         # small context window (each round frees a few hundred tokens) got no summary at
         # all: with a 1,200-token window, 69 of 81 records were archive-only.
-        least = 4 * (MIN_SUMMARY_TOKENS + SUMMARY_OVERHEAD)
         fresh_tokens = 0
         for unit in movable:
             if excess <= 0 and fresh_tokens >= least:
@@ -174,6 +175,11 @@ def plan_compaction(
         covered_ids = tuple(m.id for m in older if m.id in whole)
         summarize = True
     covered_tokens = sum(counts[i] for i in covered_ids)
+    if summarize and not force and level != "light" and covered_tokens < least:
+        # A few short messages: their summary would cost the window more than they do.
+        summarize = False
+        reason += (f"; no summary: {covered_tokens} tokens could leave the window, fewer than "
+                   f"the {least} a summary is worth making for")
     summary_max = max(MIN_SUMMARY_TOKENS, min(int(policy.context_window * policy.summary_fraction),
                                               covered_tokens // 4))
     if level == "emergency":
@@ -202,7 +208,9 @@ def plan_compaction(
 # 5: extractive quotes are chosen for facts only: greetings, cheers and names in address
 #    cover nothing (`memory.facts.fact_terms`), in summaries and in merged ones; an undo
 #    puts the summaries it restores where the ones it removes stood, not first.
-ENGINE_VERSION = "longthread-engine/5"
+# 6: a message's size counts its tool calls (ids, names, arguments) and a result's call id,
+#    in planning and in the window's size (`memory.tokens.message_cost`).
+ENGINE_VERSION = "longthread-engine/6"
 
 
 def _engine(record: CompactionRecord) -> int:

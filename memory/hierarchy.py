@@ -16,7 +16,7 @@ from pydantic import BaseModel, ConfigDict
 from memory.extractive import Extract, extractive_summary, render_extracts
 from memory.models import ContextMessage, Message, Summary
 from memory.packing import FENCE, escape, short_line_ids, shown_id
-from memory.tokens import TokenCounter, default_counter
+from memory.tokens import TokenCounter, default_counter, message_cost
 
 __all__ = ["CONDENSED_HEADER", "RollingSummary", "chunk_messages", "condense", "merge_summaries",
            "summarize_chunk"]
@@ -128,7 +128,7 @@ def chunk_messages(
     current: list[Message] = []
     used = 0
     for message in messages:
-        size = counter.count_message(message.role, message.content)
+        size = message_cost(counter, message)
         splittable = message.role != "tool"
         if current and splittable and used + size > chunk_tokens:
             chunks.append(current)

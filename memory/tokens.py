@@ -7,18 +7,22 @@ window it accepts also fits a real tokenizer in practice.
 from __future__ import annotations
 
 import re
+from collections.abc import Sequence
 from functools import lru_cache
 from typing import Protocol
 
 __all__ = [
+    "CALL_OVERHEAD",
     "HeuristicCounter",
     "TiktokenCounter",
     "TokenCounter",
     "default_counter",
     "exact_counter",
+    "message_cost",
 ]
 
 MESSAGE_OVERHEAD = 4  # role markers and separators, as in OpenAI's chat format accounting
+CALL_OVERHEAD = 3  # a tool call's type and structure, beside its id, name and arguments
 _CODE_CHARS = re.compile(r"[{}()\[\];=<>_/\\|`$#@*+]")
 _CACHED_CHARS = 2048  # texts up to this long have their heuristic count cached
 _CHARS_HELD = 2_000_000  # then the cache starts over: ≤ 8 MB of text (4-byte characters)
@@ -101,3 +105,40 @@ def exact_counter() -> TokenCounter | None:
 def default_counter() -> TokenCounter:
     """The heuristic: deterministic everywhere, including inside the workflow sandbox."""
     return HeuristicCounter()
+
+
+class _Call(Protocol):
+    @property
+    def id(self) -> str: ...
+    @property
+    def name(self) -> str: ...
+    @property
+    def arguments(self) -> str: ...
+
+
+class _Costed(Protocol):
+    """What a message costs in a window: a `Message` or a `ContextMessage`."""
+
+    @property
+    def role(self) -> str: ...
+    @property
+    def content(self) -> str: ...
+    @property
+    def tool_calls(self) -> Sequence[_Call]: ...
+    @property
+    def tool_call_id(self) -> str | None: ...
+
+
+def message_cost(counter: TokenCounter, message: _Costed, tools: bool = True) -> int:
+    """A message's tokens as a provider is sent them: its text, and its tool calls' ids, names
+    and arguments, and a tool result's call id. Counting the text alone let an agent's
+    `write_file` calls of 25 KB each pass as a few tokens, so windows went out dozens of
+    times over budget and never compacted. `tools=False` is the count before assembly
+    version 11, which replay of windows served before it keeps."""
+    cost = counter.count_message(message.role, message.content)
+    if not tools:
+        return cost
+    for call in message.tool_calls:
+        cost += (counter.count(call.id) + counter.count(call.name) + counter.count(call.arguments)
+                 + CALL_OVERHEAD)
+    return cost + (counter.count(message.tool_call_id) if message.tool_call_id else 0)

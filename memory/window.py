@@ -22,7 +22,7 @@ from memory.assembly import (
 )
 from memory.compaction import ENGINE_VERSION, WindowState, apply_record, window_tokens
 from memory.models import CompactionRecord, ContextWindow, Message, ScoredMessage, content_hash
-from memory.tokens import TokenCounter, default_counter
+from memory.tokens import TokenCounter, default_counter, message_cost
 
 __all__ = ["BODY_REF_BYTES", "RECENT_READ_FACTOR", "WHOLE_BODIES_MAX_BYTES", "WHOLE_BODY_SHARE",
            "WholeBodies", "assemble_from_window", "by_reference", "compose_removal",
@@ -57,7 +57,7 @@ def by_reference(message: Message) -> Message:
 
 
 def slice_start(messages: Sequence[Message], max_tokens: int,
-                counter: TokenCounter | None = None) -> int:
+                counter: TokenCounter | None = None, tools: bool = True) -> int:
     """Index where the recent candidates of a `max_tokens` context begin (non-system messages).
 
     Newest first until more than RECENT_READ_FACTOR·max_tokens are covered (the recent section
@@ -69,7 +69,7 @@ def slice_start(messages: Sequence[Message], max_tokens: int,
     start, used = len(messages), 0
     while start > 0 and used <= bound:
         start -= 1
-        used += counter.count_message(messages[start].role, messages[start].content)
+        used += message_cost(counter, messages[start], tools)
     calls = {c.id: i for i, m in enumerate(messages) for c in m.tool_calls}
     while True:  # a tool result inside pulls its call in, which may hold earlier results
         earliest = min([start, *(calls.get(m.tool_call_id or "", start)
@@ -80,10 +80,11 @@ def slice_start(messages: Sequence[Message], max_tokens: int,
 
 
 def recent_slice(messages: Sequence[Message], max_tokens: int,
-                 counter: TokenCounter | None = None) -> list[Message]:
-    """The newest non-system messages a `max_tokens` context may draw its recent section from."""
+                 counter: TokenCounter | None = None, tools: bool = True) -> list[Message]:
+    """The newest non-system messages a `max_tokens` context may draw its recent section from
+    (`tools=False`: counted as before assembly version 11, for replay)."""
     rest = [m for m in messages if m.role != "system"]
-    return rest[slice_start(rest, max_tokens, counter):]
+    return rest[slice_start(rest, max_tokens, counter, tools):]
 
 
 class WholeBodies:
@@ -96,10 +97,12 @@ class WholeBodies:
     bodies shown and at most two more; replay offers them from the archive. Both ask in the
     same order and decide from the same bodies, so they choose the same."""
 
-    def __init__(self, recent: Sequence[Message], room: int, counter: TokenCounter) -> None:
+    def __init__(self, recent: Sequence[Message], room: int, counter: TokenCounter,
+                 tools: bool = True) -> None:
         self._queue = [m for m in reversed(recent) if isinstance(m.metadata.get("body_ref"), int)]
         self._room = room
         self._counter = counter
+        self._tools = tools
         self._tokens = self._bytes = self._passed_over = 0
         self.chosen: dict[str, Message] = {}
 
@@ -119,7 +122,7 @@ class WholeBodies:
         preview = self._queue.pop(0)
         if body is None or by_reference(body) != preview:
             return
-        cost = self._counter.count_message(body.role, body.content)
+        cost = message_cost(self._counter, body, self._tools)
         if self._tokens + cost > self._room:
             self._passed_over += 1
             return
@@ -160,7 +163,8 @@ def assemble_from_window(state: WindowState, *, max_tokens: int,
     if version == 1 and shares is None:
         shares = QUERY_SHARES if query and query.strip() else DEFAULT_SHARES
     counter = counter or default_counter()
-    recent = recent_slice(state.messages, max_tokens, counter)
+    tools = version >= 11
+    recent = recent_slice(state.messages, max_tokens, counter, tools)
 
     def assemble(shown: list[Message]) -> ContextWindow:
         return assemble_context(
@@ -170,7 +174,8 @@ def assemble_from_window(state: WindowState, *, max_tokens: int,
 
     wholes: dict[str, Message] = {}
     if version >= 9 and bodies:
-        chooser = WholeBodies(recent, _whole_body_room(state, max_tokens, counter), counter)
+        chooser = WholeBodies(recent, _whole_body_room(state, max_tokens, counter), counter,
+                              tools)
         while (wanted := chooser.wanted()) is not None:
             chooser.offer(bodies.get(wanted))
         wholes = chooser.chosen

@@ -20,7 +20,7 @@ from memory.models import (
     validate_sequence,
 )
 from memory.store.base import _EMBEDDED_SEQ, StoreBase, _cursors, _embedded_seq, _lock_session
-from memory.tokens import default_counter
+from memory.tokens import default_counter, message_cost
 from memory.window import by_reference
 
 __all__ = ["RECENT_REQUESTS", "AppendOutcome", "AppendStore"]
@@ -166,8 +166,8 @@ class AppendStore(StoreBase):
         needed: list[str] = []  # tool results whose call is not earlier in this batch
         for m, dig in zip(messages, digests, strict=True):
             shown = by_reference(m)
-            tokens = counter.count_message(shown.role, shown.content)
-            full = tokens if shown is m else counter.count_message(m.role, m.content)
+            tokens = message_cost(counter, shown)
+            full = tokens if shown is m else message_cost(counter, m)
             called.update(c.id for c in m.tool_calls)
             if m.role == "tool" and m.tool_call_id and m.tool_call_id not in called:
                 needed.append(m.tool_call_id)
@@ -242,9 +242,9 @@ class AppendStore(StoreBase):
             columns: list[list[Any]] = [[] for _ in range(10)]
             for m, dig in fresh:
                 shown = by_reference(m)
-                tokens = counter.count_message(shown.role, shown.content)
+                tokens = message_cost(counter, shown)
                 window_add += tokens
-                total_add += tokens if shown is m else counter.count_message(m.role, m.content)
+                total_add += tokens if shown is m else message_cost(counter, m)
                 for column, value in zip(columns, (
                         m.id, m.role, m.content, m.name,
                         None if m.created_at is None else m.created_at.isoformat(),

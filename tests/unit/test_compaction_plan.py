@@ -89,3 +89,25 @@ def test_a_small_window_still_summarizes_in_the_one_message_loop() -> None:
     for record in session.ledger:
         if record.summary is None:
             assert "no summary: " in record.reason, record.reason
+
+
+def test_an_emergency_keeps_the_recent_messages_too() -> None:
+    """A user test's agent: its question, one call and a 49 KB result put the window at 150%.
+    Emergency kept 2 messages and summarized the question away, leaving the window bigger."""
+    state = WindowState(messages=(
+        Message(id="sys", role="system", content="You are a coding agent."),
+        Message(id="u1", role="user", content="Why does the nightly build fail?"),
+        Message(id="a1", role="assistant", content="",
+                tool_calls=(ToolCall(id="call_1", name="read_log", arguments="{}"),)),
+        Message(id="t1", role="tool", tool_call_id="call_1",
+                content="error: linker failed at step 7\n" * 1_600)))
+    policy = CompactionPolicy(context_window=8_000, preserve_recent=6)
+    assert policy.decide(window_tokens(state)).level == "emergency"
+    assert plan_compaction(state, policy) is None  # nothing outside the newest six
+    plan = plan_compaction(state, CompactionPolicy(context_window=8_000, preserve_recent=2))
+    assert plan is not None and plan.covered_ids == ("u1",)
+    # A span of a few tokens is archived, not summarized: its summary would cost more.
+    assert not plan.summarize and "no summary" in plan.reason
+    after, record = compose_record(state, plan, record_id="c1", seq=0, summary=None,
+                                   strategy="archive-only")
+    assert record.tokens_after < record.tokens_before
