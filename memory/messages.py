@@ -36,6 +36,7 @@ from memory.checks import (
     invalid_input,
 )
 from memory.errors import InvalidInputError
+from memory.provider_shapes import flat_call, flat_message
 
 __all__ = ["Frozen", "Message", "ToolCall", "content_hash", "message_digest", "parse_messages",
            "validate_sequence"]
@@ -55,25 +56,8 @@ class ToolCall(Frozen):
     @model_validator(mode="before")
     @classmethod
     def _provider_shapes(cls, value: object) -> object:
-        """Take a call as the providers' APIs return it, stored in the flat form: OpenAI's
-        `{"id", "type": "function", "function": {"name", "arguments"}}` and Anthropic's
-        `{"type": "tool_use", "id", "name", "input": {...}}` (its input kept as JSON text)."""
-        if not isinstance(value, dict):
-            return value
-        if isinstance(value.get("function"), dict):
-            if value.get("type", "function") != "function":
-                raise InvalidInputError("type", f"{value['type']!r} is not 'function'")
-            function = value["function"]
-            unknown = set(value) - {"id", "type", "function"}
-            if unknown:
-                raise InvalidInputError(sorted(unknown)[0], "unexpected beside 'function'")
-            return {"id": value.get("id"), "name": function.get("name"),
-                    "arguments": function.get("arguments", "{}")}
-        if value.get("type") == "tool_use":
-            flat = {k: v for k, v in value.items() if k not in ("type", "input")}
-            flat["arguments"] = json.dumps(value.get("input", {}), ensure_ascii=False)
-            return flat
-        return value
+        """Take a call as the providers' APIs return it (`memory.provider_shapes.flat_call`)."""
+        return value if isinstance(value, ToolCall) else flat_call(value)
 
     @model_validator(mode="after")
     def _storable(self) -> ToolCall:
@@ -96,6 +80,14 @@ class Message(Frozen):
     tool_call_id: str | None = None
     tool_calls: tuple[ToolCall, ...] = ()
     metadata: dict[str, JsonValue] = Field(default_factory=dict)
+
+    @model_validator(mode="before")
+    @classmethod
+    def _provider_shapes(cls, value: object) -> object:
+        """Take a message as the provider SDKs hand it back (`memory.provider_shapes.
+        flat_message`): an agent loop appends `ChatCompletionMessage.model_dump()` or
+        Anthropic content blocks as they are, and stores what the flat form would."""
+        return value if isinstance(value, Message) else flat_message(value)
 
     @field_validator("role", mode="before")
     @classmethod
