@@ -5,76 +5,60 @@ HTTP on 127.0.0.1:PORT (path `/mcp`) with `--port`; it never listens beyond loop
 is bound to one tenant (`--tenant`), so a client can reach no other tenant's sessions.
 
 Tools: `append`, `context`, `message`, `compact`, `uncompact`, `ledger`, `replay`, `why`,
-`search`. Arguments are typed (their JSON schema is what clients see), and bad input comes
-back as a tool error that names the field, e.g. `messages.0.role` or `max_tokens: must be at
-least 1`. Only `append`
-creates a session; the others answer "no session" for one that does not exist.
+`search`. Arguments are typed (their JSON schema is what clients see, closed to other
+properties), and bad input comes back as a tool error, one line per problem naming the field
+and its limit, e.g. `messages[0].role: ...` or `max_tokens: must be at least 1`; an unknown
+argument is refused by name. Only `append` creates a session; the others answer "no session"
+for one that does not exist. `message` and `ledger` answer a page at a time.
 """
 
 from __future__ import annotations
 
 from collections.abc import Iterator
 from contextlib import contextmanager
-from typing import Annotated, Literal
+from typing import Annotated
 
 from mcp.server.mcpserver import MCPServer
 from mcp.server.mcpserver.exceptions import ToolError
-from pydantic import BaseModel, Field
+from pydantic import Field
 from rich.console import Console
 from temporalio.service import RPCError
 
 from longthread.audit import ReplayResult, TurnHistory, replay_at, why_at
 from longthread.client import Longthread, check_ids
 from longthread.commands import Ctx
+from longthread.mcp_server import (
+    AppendSummary,
+    CompactResult,
+    LedgerPage,
+    MessagePage,
+    NothingCompacted,
+    StrictServer,
+)
 from longthread.settings import Settings
 from memory.checks import MAX_CONTEXT_TOKENS, MAX_TURN, check_id
 from memory.errors import LongthreadError, NotFoundError
 from memory.models import CompactionRecord, ContextWindow, Message, ScoredMessage
 
-__all__ = ["AppendSummary", "MessagePage", "NothingCompacted", "build_server", "serve"]
+__all__ = ["AppendSummary", "CompactResult", "LedgerPage", "MessagePage", "NothingCompacted",
+           "build_server", "serve"]
 
 MAX_PAGE_CHARS = 200_000
+MAX_LEDGER_PAGE = 200  # records; at about 1,200 characters each, 240,000 characters at most
 WHY_PREVIEW_CHARS = 2_000  # `why` shows the start of a message; `message` reads it whole
 
 INSTRUCTIONS = (
     "longthread keeps long conversations inside a model's context window. Append every "
     "message of a conversation with `append`; before each model call, get the window with "
     "`context` (optionally with a `query` to retrieve archived evidence). `compact` summarizes "
-    "older turns now, `uncompact` undoes a ledger record, `ledger` lists every compaction, "
-    "`replay` rebuilds the window served at a past turn, `why` says which records took a turn "
-    "out of the window and why, and `search` finds archived messages. "
+    "older turns now, `uncompact` undoes a ledger record, `ledger` lists the compactions, a "
+    "page at a time, `replay` rebuilds the window served at a past turn, `why` says which "
+    "records took a turn out of the window and why, and `search` finds archived messages. "
     "A window shows a very large message as a preview ending '[… N bytes in full in the "
     "archive as ID]'; `message` reads the whole of it, a page at a time.")
 
 Session = Annotated[str, Field(min_length=1, max_length=200,
                                description="The conversation's id, e.g. 'ticket-4711'.")]
-
-
-class AppendSummary(BaseModel):
-    """What an append did: messages already stored under the same id are skipped."""
-
-    appended: int
-    duplicates: int
-    total: int
-
-
-class MessagePage(BaseModel):
-    """One stored message, its content from `offset` for at most `max_chars` characters.
-
-    Why pages: a body may be 2 MB, far more than the model asking for it can read at once;
-    `next_offset` is where the next page starts, or null after the last one."""
-
-    message: Message
-    offset: int
-    total_chars: int
-    next_offset: int | None
-
-
-class NothingCompacted(BaseModel):
-    """A compact that committed nothing, and why (an empty reply told a model nothing)."""
-
-    compacted: Literal[False] = False
-    reason: str
 
 
 @contextmanager
@@ -91,7 +75,7 @@ def _as_tool_errors() -> Iterator[None]:
 
 def build_server(lt: Longthread, tenant: str = "default") -> MCPServer:
     """The MCP server over one client, scoped to one tenant."""
-    server: MCPServer = MCPServer("longthread", instructions=INSTRUCTIONS, version="0.1.0")
+    server: MCPServer = StrictServer("longthread", instructions=INSTRUCTIONS, version="0.1.0")
     ctx = Ctx(lt, None, Console(stderr=True))
 
     async def store_ready() -> None:
@@ -164,14 +148,14 @@ def build_server(lt: Longthread, tenant: str = "default") -> MCPServer:
                       )] = None,
                       focus: Annotated[str | None, Field(
                           max_length=2000, description="What the summary must keep.")] = None,
-                      ) -> CompactionRecord | NothingCompacted:
+                      ) -> CompactResult:
         with _as_tool_errors():
             await store_ready()
             conv = await ctx.existing(session, tenant)
             attempt = await conv.try_compact(preserve_recent=preserve_recent, focus=focus)
         if attempt.record is not None:
-            return attempt.record
-        return NothingCompacted(reason=attempt.nothing_because(preserve_recent))
+            return CompactResult(attempt.record)
+        return CompactResult(NothingCompacted(reason=attempt.nothing_because(preserve_recent)))
 
     @server.tool(description="Undo a ledger record (a compaction, pop or clear) by its id: the "
                  "covered messages come back into the window. Returns the undo record.")
@@ -183,13 +167,29 @@ def build_server(lt: Longthread, tenant: str = "default") -> MCPServer:
             conv = await ctx.existing(session, tenant)
             return await conv.uncompact(record_id)
 
-    @server.tool(description="Every compaction of the session, oldest first: trigger, level, "
-                 "covered message ids, tokens before and after, strategy, the summary.")
-    async def ledger(session: Session) -> list[CompactionRecord]:
+    @server.tool(description="The session's compactions, oldest first, a page at a time: "
+                 "each record's trigger, level, covered message ids, tokens before and after, "
+                 "strategy, the summary. `total` counts them all; call again with next_offset "
+                 "(null after the last page). Record N has seq N, so offset total-limit reads "
+                 "the newest.")
+    async def ledger(session: Session,
+                     offset: Annotated[int, Field(
+                         ge=0, le=MAX_TURN, description="The first record's seq (0: the "
+                         "oldest).")] = 0,
+                     limit: Annotated[int, Field(
+                         ge=1, le=MAX_LEDGER_PAGE, description="Records per page.")] = 20,
+                     ) -> LedgerPage:
         with _as_tool_errors():
             await store_ready()
-            conv = await ctx.settled(session, tenant)
-            return await conv.ledger()
+            await ctx.settled(session, tenant)
+            store = await lt.store()
+            total = await store.ledger_length(tenant, session)
+            if offset > total:  # offset == total is where the next record will go: empty page
+                raise ToolError(f"offset: must be at most {total:,}, the ledger's length")
+            end = min(total, offset + limit)  # records below the count read are all committed
+            records = await store.ledger(tenant, session, start=offset, stop=end)
+        return LedgerPage(records=records, offset=offset, total=total,
+                          next_offset=end if end < total else None)
 
     @server.tool(description="Rebuild exactly the window the model was served after `turn` "
                  "messages, from the archive and the ledger, and check it against the digest "
@@ -197,7 +197,8 @@ def build_server(lt: Longthread, tenant: str = "default") -> MCPServer:
                  "unless `seq` names one; `served_at_turn` lists every context served at its "
                  "turn.")
     async def replay(session: Session, turn: Annotated[int, Field(
-            ge=0, description="A turn number: how many messages the session held.")],
+            ge=0, le=MAX_TURN, description="A turn number: how many messages the session "
+            "held.")],
                      seq: Annotated[int | None, Field(
             ge=1, le=MAX_TURN, description="One served context's number (from "
             "`served_at_turn`); then `turn` is not used.")] = None,

@@ -148,6 +148,16 @@ class SessionStore(AppendStore, WindowReads):
                   " ORDER BY seq LIMIT %s", (tenant, session, start, count))
         return [CompactionRecord.model_validate(r["record"]) for r in rows]
 
+    async def ledger_length(self, tenant: str, session: str) -> int:
+        """How many records the session's ledger holds (0 for no session), without locking
+        or creating the session's row as `cursors()` does for writers. The head moves in the
+        transaction that commits its records, and the ledger is append-only, so records 0 to
+        the head's minus one are all there, now and later: a page read after it is whole."""
+        async with self.scoped(tenant) as conn:
+            rows = await self._rows(conn, "SELECT ledger_head FROM sessions WHERE tenant = %s"
+                                          " AND session = %s", (tenant, session))
+        return int(rows[0]["ledger_head"]) if rows else 0
+
     async def add_event(self, tenant: str, session: str, event: CompactionEvent) -> None:
         async with self.scoped(tenant) as conn:
             await conn.execute("INSERT INTO compaction_events (tenant, session, event)"

@@ -21,6 +21,7 @@ from temporalio.client import Client as TemporalClient
 
 from longthread import cli
 from longthread.client import Longthread
+from longthread.mcp import build_server
 from worker.stack import free_port
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -56,6 +57,11 @@ def text_of(result: CallToolResult) -> str:
     return " ".join(c.text for c in result.content if isinstance(c, TextContent))
 
 
+def bad(tool: str, problems: str) -> str:
+    """A refusal's whole text: the SDK's prefix, then one line per problem."""
+    return f"Error executing tool {tool}: {problems}"
+
+
 async def refused(mcp: Client, tool: str, **arguments: Any) -> str:
     result = await mcp.call_tool(tool, arguments)
     assert result.is_error, result
@@ -88,7 +94,8 @@ async def test_stdio_every_tool_and_clear_errors(
 
         record = await call(mcp, "compact", session=session, preserve_recent=6, focus="refund")
         assert record["trigger"] == "manual" and len(record["covered_ids"]) == 24
-        assert [r["id"] for r in await call(mcp, "ledger", session=session)] == [record["id"]]
+        listed_records = (await call(mcp, "ledger", session=session))["records"]
+        assert [r["id"] for r in listed_records] == [record["id"]]
 
         window = await call(mcp, "context", session=session, query="refund of 249 EUR",
                             max_tokens=500)
@@ -207,7 +214,8 @@ async def test_streamable_http_on_loopback(worker: object, env: dict[str, str]) 
         window = await call(mcp, "context", session="chat-1", max_tokens=300)
         assert [m["source_ids"] for m in window["messages"]] == [["q"], ["c"], ["r"]]
         assert window["messages"][1]["tool_calls"][0]["name"] == "gate"
-        assert await call(mcp, "ledger", session="chat-1") == []
+        assert await call(mcp, "ledger", session="chat-1") == {
+            "records": [], "offset": 0, "total": 0, "next_offset": None}
         assert await call(mcp, "compact", session="chat-1", preserve_recent=100) == {
             "compacted": False, "reason": "nothing to compact: the window holds nothing older "
             "than its 100 most recent messages (preserve_recent) besides system and pinned ones"}
@@ -215,3 +223,73 @@ async def test_streamable_http_on_loopback(worker: object, env: dict[str, str]) 
         assert "query" in text
         raw = await mcp.call_tool("context", {"session": "chat-1", "max_tokens": 300})
         assert json.loads(text_of(raw))["tokens"] == window["tokens"]
+
+
+async def test_ledger_pages_bounds_and_argument_errors(worker: object, lt: Longthread) -> None:
+    """In process (the server over the test's own client): the ledger comes a page at a
+    time, an empty one still says so in text, and bad or unknown arguments come back one
+    line per problem, naming the argument and its limit."""
+    async with Client(build_server(lt, "acme-corp"), read_timeout_seconds=120) as mcp:
+        session = "pages"
+        await call(mcp, "append", session=session, messages=ticket(30))
+        empty = await mcp.call_tool("ledger", {"session": session})
+        assert not empty.is_error and json.loads(text_of(empty)) == {
+            "records": [], "offset": 0, "total": 0, "next_offset": None}
+        assert empty.structured_content == json.loads(text_of(empty))
+
+        made: list[str] = []
+        for n in range(5):  # compact, undo it, compact again...: five records
+            if n % 2 == 0:
+                record = await mcp.call_tool("compact", {"session": session,
+                                                         "preserve_recent": 6})
+                # An object, not {"result": ...}: the same shape as uncompact's and context's.
+                assert record.structured_content is not None
+                assert record.structured_content["trigger"] == "manual"
+                made.append(record.structured_content["id"])
+            else:
+                made.append((await call(mcp, "uncompact", session=session,
+                                        record_id=made[-1]))["id"])
+        whole = await call(mcp, "ledger", session=session)
+        assert [r["id"] for r in whole["records"]] == made
+        assert (whole["total"], whole["next_offset"]) == (5, None)
+
+        ids: list[str] = []
+        offsets: list[int | None] = []
+        offset: int | None = 0
+        while offset is not None:
+            page = await call(mcp, "ledger", session=session, offset=offset, limit=2)
+            assert page["total"] == 5 and page["offset"] == offset
+            assert [r["seq"] for r in page["records"]] == list(range(offset, offset + 2))[
+                :len(page["records"])]
+            ids += [r["id"] for r in page["records"]]
+            offset = page["next_offset"]
+            offsets.append(offset)
+        assert ids == made and offsets == [2, 4, None]
+        end = await call(mcp, "ledger", session=session, offset=5)  # where new records go
+        assert (end["records"], end["next_offset"]) == ([], None)
+        refusals: list[tuple[str, dict[str, Any], str]] = [
+            ("ledger", {"offset": 6}, "offset: must be at most 5, the ledger's length"),
+            ("ledger", {"limit": 0}, "limit: must be at least 1"),
+            ("ledger", {"limit": 201, "offset": -1},
+             "offset: must be at least 0\nlimit: must be at most 200"),
+            # replay's turn has the bound why's and seq's have.
+            ("replay", {"turn": 10**12}, f"turn: must be at most {2**31 - 1}"),
+            # Pydantic's own text (its error count, its URL) does not reach the model.
+            ("context", {"max_tokens": 0}, "max_tokens: must be at least 1"),
+            ("append", {"messages": []}, "messages: must hold at least 1 item"),
+            ("append", {"messages": [{"id": "z", "role": "robot", "content": "beep"}]},
+             "messages[0].role: 'robot' is not one of system, user, assistant, tool"),
+            ("append", {"messages": [{"id": " ", "role": "user", "content": "x"}]},
+             "messages[0].id: must not be blank"),
+            ("search", {"query": "x", "k": "many"},
+             "k: must be a valid integer, unable to parse string as an integer"),
+            ("why", {}, "turn: required"),
+            # An unknown argument is refused by name, not silently dropped.
+            ("ledger", {"bogus_arg": 1},
+             "bogus_arg: unknown argument (ledger takes session, offset, limit)"),
+        ]
+        for tool, arguments, problems in refusals:
+            assert await refused(mcp, tool, session=session, **arguments) == bad(
+                tool, problems), (tool, arguments)
+        schema = next(t for t in (await mcp.list_tools()).tools if t.name == "ledger")
+        assert schema.input_schema["additionalProperties"] is False

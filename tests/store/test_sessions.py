@@ -287,6 +287,8 @@ async def test_load_window_after_a_commit_is_the_applied_window_plus_what_came_s
     assert await store.ledger("acme", session, ids=["c2", "c9"]) == [record2]
     assert await store.ledger("acme", session, ids=[]) == []
     assert await store.ledger("other", session, ids=["c1"]) == []
+    assert await store.ledger_length("acme", session) == 2
+    assert await store.ledger_length("acme", "no-such-session") == 0
 
 
 async def test_compaction_events_are_kept_in_order(store: Store) -> None:
