@@ -16,8 +16,10 @@ from typing import Annotated, Any, TypeVar
 import typer
 from dotenv import dotenv_values
 from rich.console import Console
+from rich.markup import escape
 from temporalio.service import RPCError
 
+from longthread.cli_errors import settings_errors
 from longthread.commands import connected
 from longthread.settings import Settings
 from memory.checks import MAX_CONTEXT_TOKENS, MAX_TURN
@@ -69,6 +71,13 @@ def _main(verbose: Annotated[bool, typer.Option(
     _dotenv_into_environ()  # before the subcommand's options read their environment variables
     logging.basicConfig(level=logging.INFO if verbose else logging.WARNING,
                         format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    # Every command reads the settings: refuse bad ones here, once, before any connects. A
+    # subcommand's --help is parsed after this callback, and should still answer.
+    problems = [] if "--help" in sys.argv[1:] else settings_errors()
+    for problem in problems:
+        err.print("[red]error:[/red]", escape(problem), highlight=False, soft_wrap=True)
+    if problems:
+        raise typer.Exit(EXIT_INPUT)
 
 
 @app.command()

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import time
 from collections import Counter
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
@@ -11,11 +12,13 @@ from pathlib import Path
 import psycopg
 from psycopg_pool import PoolTimeout
 from rich.console import Console
+from rich.markup import escape
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 from temporalio.client import WorkflowExecutionStatus
 from temporalio.service import RPCError, RPCStatusCode
 
 from longthread.audit import replay_at, why_at
+from longthread.cli_errors import undo_of_undo, unsettled
 from longthread.client import NO_ARCHIVE, Conversation, Longthread, check_ids
 from longthread.conversation import MAX_BATCH_BYTES
 from longthread.settings import resolve_settings
@@ -67,15 +70,16 @@ class Ctx:
         the store says (ledger, served contexts, export) is the whole story."""
         conv, running = await self._find(session, tenant)
         if running:
+            started = time.monotonic()
             try:
                 await conv.settle(timeout=SETTLE_SECONDS)
-            except (RPCError, TimeoutError):  # no worker answering: say so, show what is stored
+            except (RPCError, TimeoutError) as exc:  # say why, then show what is stored
+                why = unsettled(session, exc, time.monotonic() - started, SETTLE_SECONDS,
+                                self.lt.settings.task_queue)
                 if strict:
-                    raise LongthreadError(
-                        f"{session!r} did not settle within {SETTLE_SECONDS:.0f} s (is a worker "
-                        "running?); nothing was written") from None
-                self.err.print(f"[yellow]warning:[/yellow] {session!r} is still busy or has no "
-                               "worker; the store may not have caught up yet")
+                    raise LongthreadError(f"{why} Nothing was written.") from None
+                self.err.print(f"[yellow]warning:[/yellow] {escape(why)} What follows is what "
+                               "is stored, which may not have caught up yet.", highlight=False)
         return conv
 
     async def _find(self, session: str, tenant: str) -> tuple[Conversation, bool]:
@@ -218,7 +222,17 @@ class Ctx:
 
     async def uncompact(self, session: str, tenant: str, record_id: str) -> None:
         conv = await self.existing(session, tenant)
-        self.out.print(ledger_table([await conv.uncompact(record_id)]))
+        try:
+            record = await conv.uncompact(record_id)
+        except InvalidInputError as exc:  # "no compaction": maybe the id is an undo's
+            if exc.field != "record_id" or self.store is None:
+                raise
+            why = undo_of_undo(record_id, await self.store.ledger(tenant, session,
+                                                                 ids=[record_id]))
+            if why is None:
+                raise
+            raise InvalidInputError("record_id", why) from None
+        self.out.print(ledger_table([record]))
 
     async def ledger(self, session: str, tenant: str, as_json: bool) -> None:
         await self.settled(session, tenant)

@@ -1,0 +1,70 @@
+"""The CLI's error lines that are built rather than passed through: bad settings named by
+their environment variable, a wait to settle that a missing worker cut short (reported as
+what timed out, after how long, not as the 60 s settle limit), and an undo of an undo."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+
+import pytest
+from pydantic import ValidationError
+from temporalio.service import RPCError, RPCStatusCode
+
+from longthread.cli_errors import setting_problems, undo_of_undo, unsettled
+from longthread.settings import Settings
+from memory.models import CompactionRecord
+
+
+def _problems(monkeypatch: pytest.MonkeyPatch, **env: str) -> list[str]:
+    for name, value in env.items():
+        monkeypatch.setenv(f"LONGTHREAD_{name}", value)
+    with pytest.raises(ValidationError) as info:
+        Settings(_env_file=None)  # no .env: only what the test sets
+    return setting_problems(info.value)
+
+
+def test_each_bad_setting_names_its_variable_and_limit(monkeypatch: pytest.MonkeyPatch) -> None:
+    assert _problems(monkeypatch, CONTEXT_WINDOW="-5", EMBEDDING_DIM="0",
+                     IDLE_TIMEOUT_SECONDS="never", CHAT_PROVIDER="gpt",
+                     CLIENT_RETRY_SECONDS="-1", TEMPORAL_UI_PORT="x") == [
+        "LONGTHREAD_TEMPORAL_UI_PORT: must be an integer (got 'x')",
+        "LONGTHREAD_EMBEDDING_DIM: must be an integer from 1 to 16000 (got '0')",
+        "LONGTHREAD_CHAT_PROVIDER: must be one of none, anthropic, openai (got 'gpt')",
+        "LONGTHREAD_CONTEXT_WINDOW: must be an integer from 256 to 2000000 (got '-5')",
+        "LONGTHREAD_IDLE_TIMEOUT_SECONDS: must be a number more than 0 (got 'never')",
+        "LONGTHREAD_CLIENT_RETRY_SECONDS: must be a number at least 0 (got '-1')",
+    ]
+
+
+def test_a_long_value_is_not_echoed(monkeypatch: pytest.MonkeyPatch) -> None:
+    assert _problems(monkeypatch, PRESERVE_RECENT="9" * 50) == [
+        "LONGTHREAD_PRESERVE_RECENT: must be an integer from 0 to 10000"]
+
+
+def test_a_query_no_worker_answered_is_reported_as_such_with_its_time() -> None:
+    exc = RPCError("Timeout expired", RPCStatusCode.CANCELLED, b"")
+    assert unsettled("s1", exc, 29.6, 60.0, "longthread") == (
+        "'s1': no worker answered its status query (Timeout expired after 30 s); is a worker "
+        "polling task queue 'longthread'?")
+
+
+def test_a_busy_worker_is_reported_against_the_settle_limit() -> None:
+    assert unsettled("s1", TimeoutError(), 60.0, 60.0, "q") == (
+        "'s1' did not settle within 60 s: its worker is still embedding or compacting, or "
+        "stopped answering.")
+
+
+def _record(record_id: str, trigger: str, undoes: str | None = None) -> CompactionRecord:
+    return CompactionRecord.model_validate({
+        "id": record_id, "seq": int(record_id[1:]), "at": datetime(2024, 1, 1, tzinfo=UTC),
+        "trigger": trigger, "undoes": undoes, "level": "light", "action": "summarize",
+        "reason": "test", "covered_ids": [], "covered_hash": "x", "strategy": "test",
+        "tokens_before": 0, "tokens_after": 0})
+
+
+def test_an_undo_record_is_named_as_one() -> None:
+    ledger = [_record("c1", "manual"), _record("u2", "undo", "c1")]
+    assert undo_of_undo("u2", ledger) == (
+        "'u2' is an undo of c1, not a compaction: an undo cannot itself be undone")
+    assert undo_of_undo("c1", ledger) is None
+    assert undo_of_undo("u9", ledger) is None
