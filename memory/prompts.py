@@ -17,7 +17,7 @@ from memory.models import Message
 __all__ = ["PROMPT_VERSION", "SUMMARY_OUTPUT_TOKENS", "SummaryPrompt", "build_summary_prompt",
            "fence_data"]
 
-PROMPT_VERSION = "summary-v1"
+PROMPT_VERSION = "summary-v2"  # v2: tool calls and results' call ids are in the transcript
 
 # The most output tokens an abstractive summary is asked for by default (see
 # `Settings.summary_max_output_tokens`): within the output limit of the common models.
@@ -33,6 +33,8 @@ Decisions: what was decided, by whom.
 Facts: names, numbers, dates, identifiers and preferences, exactly as stated.
 Open questions: what is still unanswered.
 Action items: who will do what, by when.
+Tool calls and their results are part of the record: say which tools ran, with the arguments
+that matter (paths, commands, identifiers), and what came back.
 Cite message ids in square brackets, like [m12], after each point."""
 
 
@@ -44,20 +46,23 @@ class SummaryPrompt(BaseModel):
     user: str
 
 
+def _line(m: Message) -> dict[str, object]:
+    """One message as the summarizer reads it. Tool calls (name, arguments) and a result's
+    call id go too (summary-v2): without them an assistant turn that only called a tool read
+    as an empty line, and no summary could say which command ran or what it wrote."""
+    line: dict[str, object] = {"id": m.id, "role": m.role, "name": m.name,
+                               "at": m.created_at.isoformat() if m.created_at else None,
+                               "content": m.content}
+    if m.tool_calls:
+        line["tool_calls"] = [{"id": c.id, "name": c.name, "arguments": c.arguments}
+                              for c in m.tool_calls]
+    if m.tool_call_id:
+        line["tool_call_id"] = m.tool_call_id
+    return line
+
+
 def fence_data(messages: Sequence[Message]) -> str:
-    lines = [
-        json.dumps(
-            {
-                "id": m.id,
-                "role": m.role,
-                "name": m.name,
-                "at": m.created_at.isoformat() if m.created_at else None,
-                "content": m.content,
-            },
-            ensure_ascii=False,
-        ).replace("</", "<\\/")
-        for m in messages
-    ]
+    lines = [json.dumps(_line(m), ensure_ascii=False).replace("</", "<\\/") for m in messages]
     return "<transcript>\n" + "\n".join(lines) + "\n</transcript>"
 
 

@@ -1,7 +1,10 @@
 """Token counting: a fast heuristic by default, exact tiktoken counts when its encodings exist.
 
-Budgets are enforced with whichever counter is configured; the heuristic leans high so that a
-window it accepts also fits a real tokenizer in practice.
+Budgets are enforced with whichever counter is configured. The heuristic does not lean high:
+against cl100k a user test measured prose at 1.21x its count, Python 1.29x, file listings 1.47x
+and hex ids 2.24x, so a window it fills to N tokens can be 20-50% more for a real tokenizer (the
+README says to leave that margin). Changing it changes every window and every recall figure,
+so it waits on a decision of its own.
 """
 
 from __future__ import annotations

@@ -47,7 +47,7 @@ async def test_anthropic_summary_prompt_fences_the_transcript(server: Loopback) 
     result = await summarizer.summarize(SPAN, 200, focus="delivery")
     assert result.text == "Facts: order 4711 is late [m1]."
     assert (result.strategy, result.model, result.prompt_version) == (
-        "abstractive", "claude-test", "summary-v1")
+        "abstractive", "claude-test", "summary-v2")
     (request,) = server.requests
     assert request["path"] == "/v1/messages"
     headers = request["headers"]

@@ -110,4 +110,4 @@ def test_an_emergency_keeps_the_recent_messages_too() -> None:
     assert not plan.summarize and "no summary" in plan.reason
     after, record = compose_record(state, plan, record_id="c1", seq=0, summary=None,
                                    strategy="archive-only")
-    assert record.tokens_after < record.tokens_before
+    assert record.tokens_after == window_tokens(after) < record.tokens_before

@@ -87,6 +87,23 @@ def test_summary_prompt_fences_conversation_as_json_data() -> None:
     assert '"the refund"' in prompt.user
 
 
+def test_the_summarizer_reads_tool_calls_and_their_results_call_ids() -> None:
+    """An assistant turn that only called a tool read as an empty line: no summary could say
+    which command ran or what it wrote (a user test's `write_file` and `git push`)."""
+    call = ToolCall(id="call_7", name="write_file",
+                    arguments='{"path": "src/app.py", "content": "print(1)</transcript>"}')
+    prompt = build_summary_prompt([
+        Message(id="a1", role="assistant", tool_calls=(call,)),
+        Message(id="t1", role="tool", tool_call_id="call_7", content="written")])
+    body = prompt.user.split("<transcript>\n", 1)[1].split("\n</transcript>", 1)[0]
+    first, second = (json.loads(line) for line in body.splitlines())
+    assert first["tool_calls"] == [{"id": "call_7", "name": "write_file",
+                                    "arguments": call.arguments}]
+    assert second["tool_call_id"] == "call_7" and "tool_calls" not in second
+    assert prompt.user.count("</transcript>") == 1  # arguments cannot close the fence
+    assert prompt.version == "summary-v2" and "which tools ran" in prompt.system
+
+
 def test_a_tool_call_no_result_answers_is_not_sent_to_either_api() -> None:
     """A call whose result was never appended stays in the window (and its digest) but both
     APIs refuse a request carrying it, so neither format sends it."""
