@@ -24,6 +24,7 @@ from collections import Counter
 from collections.abc import Sequence
 from dataclasses import dataclass
 
+from memory.cutting import NEWEST_CUT_SHARE, cut_unit
 from memory.errors import BudgetTooSmallError, InvalidInputError
 from memory.hierarchy import _condensed_cache as _condensed_cache
 from memory.hierarchy import condense as condense
@@ -51,7 +52,7 @@ from memory.tokens import TokenCounter, default_counter, message_cost
 __all__ = ["ASSEMBLY_VERSION", "DEFAULT_POLICY", "DEFAULT_SHARES", "QUERY_SHARES",
            "AssemblyPolicy", "Shares", "assemble_context", "tool_units"]
 
-ASSEMBLY_VERSION = 11  # 1: fixed shares, date-grouped block, fused order (before issue 12);
+ASSEMBLY_VERSION = 12  # 1: fixed shares, date-grouped block, fused order (before issue 12);
 # 2: adaptive shares, reranked, dated lines; 3: summaries that do not all fit their share are
 # condensed into one that does, so every window of 500 tokens or more carries the hierarchy;
 # 4: turns two away count in the packing order (`reach`); idle summaries get the summary cap;
@@ -68,7 +69,8 @@ ASSEMBLY_VERSION = 11  # 1: fixed shares, date-grouped block, fused order (befor
 # only made tool calls, found as a hit's neighbour) is not quoted: its line said nothing;
 # 11: a message costs its tool calls too (ids, names, arguments) and a result its call id
 # (`memory.tokens.message_cost`): 10 counted the text alone, and a window of file-writing
-# calls went out dozens of times over its budget
+# calls went out dozens of times over its budget; 12: a newest turn larger than the budget is
+# shown cut to fit (`memory.cutting.cut_unit`), not left out for older material
 CONDENSE_MIN_BUDGET = 500  # below this a window is the newest exchange and what answers it
 
 
@@ -220,6 +222,17 @@ def assemble_context(
     # fits at all, since it is usually the turn being answered.
     taken = newest_run(unit_cost, len(units), alloc["recent"], first_limit=remaining)
     used = sum(unit_cost[i] for i in taken)
+    # Version 12: a newest turn that alone outgrew the budget is shown cut to fit, or, when
+    # even that cannot be, left out while the turns before it may still be shown.
+    outgrown = version >= 12 and bool(units) and not taken
+    cut = cut_unit(units[-1], int(remaining * NEWEST_CUT_SHARE), counter) if outgrown else None
+    newest = len(units) - 1 if outgrown else len(units)  # where a run of whole turns may start
+    used += sum(m.tokens for m in cut or ())
+    if outgrown:  # and the turns that asked for it, back to the user's, as far as they fit
+        asked = max((i for i in range(newest) if units[i][0].role == "user"), default=newest)
+        taken = newest_run(unit_cost, newest, remaining - used, remaining - used,
+                           stop=lambda i: i < asked)
+        used += sum(unit_cost[i] for i in taken)
     left = remaining - used
 
     # Summaries: newest first within their share (plus what recent left over), shown in order.
@@ -238,6 +251,8 @@ def assemble_context(
 
     # Retrieved: best first into one fenced block; messages already shown are skipped.
     shown_ids = {m.id for i in taken for m in units[i]}
+    if cut:  # the cut turn's messages are shown (in part): retrieval does not quote them again
+        shown_ids |= {m.id for m in units[-1]}
     fresh = [c for c in order if c.message.id not in shown_ids]
     if version >= 4 and pairs and policy.rerank is not None and policy.reach:
         fresh = reach([(c, s) for c, s in pairs if c.message.id not in shown_ids], candidates,
@@ -262,12 +277,12 @@ def assemble_context(
             return newest_run(unit_cost, start, budget, budget,
                               stop=lambda i: any(m.id in quoted for m in units[i]))
 
-        more = refill(min(taken, default=len(units)), left)
+        more = refill(min(taken, default=newest), left)
         taken += more
         left -= sum(unit_cost[i] for i in more)
         space = left + (block.tokens if block else 0)
         better = None if version < 7 or block is None else unflatten(
-            units, unit_cost, min(taken, default=len(units)), fresh, chosen, space, repack)
+            units, unit_cost, min(taken, default=newest), fresh, chosen, space, repack)
         if better is not None:
             more, block, chosen = better
             taken += more
@@ -286,7 +301,7 @@ def assemble_context(
             left -= sum(summary_msgs[i].tokens for i in extra)
 
     recent_out = [_plain(m, "recent", counter, tools) for index in sorted(taken)
-                  for m in units[index]]
+                  for m in units[index]] + (cut or [])
     summary_out = [summary_msgs[i] for i in sorted(picked)] + ([condensed] if condensed else [])
     messages = (*system_msgs, *summary_out, *([block] if block else []), *recent_out)
     tokens = sum(m.tokens for m in messages)

@@ -115,6 +115,16 @@ def fixture() -> tuple[WindowState, list[ScoredMessage]]:
     return WindowState(summaries=summaries, messages=tuple(recent)), candidates
 
 
+def outgrown() -> WindowState:
+    """An agent's question, a call and a test log of ~5,000 tokens: over every budget here."""
+    call = ToolCall(id="call_9", name="run_tests", arguments='{"suite": "payments"}')
+    log = "test_refund ... FAILED: expected 200, got 409 (idempotency key reused)\n" * 280
+    return WindowState(messages=(
+        Message(id="q", role="user", content="Why do the payment tests fail?", created_at=START),
+        Message(id="run", role="assistant", content="", tool_calls=(call,)),
+        Message(id="log", role="tool", tool_call_id="call_9", content=log)))
+
+
 def windows(version: int, counter: TokenCounter) -> dict[str, dict[str, object]]:
     state, candidates = fixture()
     out: dict[str, dict[str, object]] = {}
@@ -150,6 +160,12 @@ def windows(version: int, counter: TokenCounter) -> dict[str, dict[str, object]]
         out[f"calls/{budget}/query"] = {"digest": window_digest(window),
                                         "tokens": window.tokens,
                                         "messages": len(window.messages)}
+    for budget in BUDGETS[1:]:  # version 12: a newest turn larger than the budget, cut
+        window = assemble_from_window(outgrown(), max_tokens=budget, version=version,
+                                      counter=counter)
+        out[f"outgrown/{budget}/idle"] = {"digest": window_digest(window),
+                                          "tokens": window.tokens,
+                                          "messages": len(window.messages)}
     state, bodies = large_body()
     for budget in (BUDGETS[-1], 60_000, 100_000):  # version 9: bodies over 64 KB, whole
         window = assemble_from_window(state, max_tokens=budget, version=version,
@@ -276,8 +292,8 @@ def test_the_fixture_exercises_what_the_versions_differ_in() -> None:
     """The goldens are worth something only if the fixture reaches each version's changes:
     condensing (v3), re-sent copies (dedup), long ids on retrieved lines (v5) and on summary
     lines (v6), a short chat retrieval also finds (v7), parallel calls that share an id (v8),
-    a body the window previews (v9), a retrieved turn with no text (v10), and the versions'
-    windows differ."""
+    a body the window previews (v9), a retrieved turn with no text (v10), a newest turn over
+    the budget (v12), and the versions' windows differ."""
     counter = HeuristicCounter()
     by_version = {v: windows(v, counter) for v in range(1, ASSEMBLY_VERSION + 1)}
     for older, newer in zip(range(1, ASSEMBLY_VERSION), range(2, ASSEMBLY_VERSION + 1),
@@ -308,6 +324,10 @@ def test_the_fixture_exercises_what_the_versions_differ_in() -> None:
         (block,) = [m for m in window.messages if m.section == "retrieved"]
         assert sum(line.endswith("assistant: ") for line in block.content.splitlines()) \
             == empty_lines
+    for version, roles in ((11, []), (12, ["user", "assistant", "tool"])):
+        window = assemble_from_window(outgrown(), max_tokens=4000, version=version,
+                                      counter=counter)
+        assert [m.role for m in window.messages] == roles  # v12: the newest turn, cut
     big, bodies = large_body()
     for version, budget, wholes in ((8, 100_000, []), (9, 60_000, ["b5"]),
                                     (9, 100_000, ["b3", "b5"])):
