@@ -95,10 +95,12 @@ def dev(data_dir: Annotated[Path | None, typer.Option(
 
 @app.command()
 def worker() -> None:
-    """Run only the worker, against the Temporal and Postgres named by LONGTHREAD_* settings."""
+    """Run only the worker, against the Temporal and Postgres named by LONGTHREAD_* settings,
+    or else those of the `longthread dev` running on the data dir (one more worker for it)."""
+    from longthread.settings import resolve_settings
     from worker.main import run_worker
 
-    _run(run_worker(Settings()))
+    _run(run_worker(resolve_settings(Settings())))
 
 
 @app.command()

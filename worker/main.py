@@ -54,7 +54,9 @@ def build_worker(
 async def run_worker(settings: Settings, stop: asyncio.Event | None = None) -> None:
     """Run until `stop` is set (or forever): the production entry point's body."""
     if not settings.database_url:
-        raise InvalidInputError("LONGTHREAD_DATABASE_URL", "is required to run a worker")
+        raise InvalidInputError("LONGTHREAD_DATABASE_URL", "is required to run a worker (or "
+                                "run it where `longthread dev` runs, on the same "
+                                "LONGTHREAD_DATA_DIR, to join that stack)")
     await ensure_schema(settings.database_url, settings.dimensions, settings.embedding_model)
     pool = await open_pool(settings.database_url)
     acts = None

@@ -9,6 +9,7 @@ import os
 import signal
 import socket
 import subprocess
+import sys
 import time
 import urllib.request
 from collections.abc import Iterator
@@ -60,6 +61,24 @@ def test_dev_ready_refuses_second_survives_restart_and_leaves_nothing(
             assert page.status == 200 and b"Sessions" in page.read()
         settings = Settings(temporal_address=published["temporal"], task_queue="dev-test",
                             database_url=published["database_url"])
+        # A second worker for the same stack finds it through the data dir, as other
+        # commands do (it used to demand LONGTHREAD_DATABASE_URL).
+        extra = subprocess.Popen(
+            [sys.executable, "-m", "longthread", "-v", "worker"], cwd=tmp_path,
+            env={**dev_env, "LONGTHREAD_DATA_DIR": str(data_dir)}, stdout=subprocess.DEVNULL,
+            stderr=subprocess.PIPE, text=True)
+        try:
+            assert extra.stderr is not None
+            polling = ""
+            deadline = time.monotonic() + 120
+            while "worker polling task queue dev-test" not in polling:
+                line = extra.stderr.readline()
+                assert line or extra.poll() is None, f"worker exited: {polling[-2000:]}"
+                assert time.monotonic() < deadline, polling[-2000:]
+                polling += line
+        finally:
+            extra.terminate()
+            extra.wait(30)
 
         async def write() -> None:
             lt = await Longthread.connect(settings)
