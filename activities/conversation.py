@@ -34,6 +34,7 @@ from activities.types import (
 from memory.compaction import (
     apply_record,
     compose_record,
+    merge_pool,
     no_gain,
     plan_compaction,
 )
@@ -150,6 +151,25 @@ class ConversationActivities(IngestActivities, ServingActivities):
         result = await heartbeating(self.extractive.summarize(messages, max_tokens, focus))
         return result, fallback
 
+    async def _merge_text(self, summaries: list[Summary], max_tokens: int, focus: str | None
+                          ) -> tuple[tuple[str, str] | None, str | None]:
+        """The configured summarizer condenses the summaries a record folds, as it wrote them:
+        the extractive merge cut a model's fact lines to clauses ("TASK: make refunds
+        idempotent, ticket PAY-4711, customer Caroline Ortiz" kept "customer Caroline Ortiz").
+        If it fails, the extractive merge stands and the record says why (the leaf summary is
+        made: one failed merge does not throw it away)."""
+        pseudo = [Message(id=s.id, role="assistant", name="summary", content=s.content)
+                  for s in summaries]
+        try:
+            result = await heartbeating(self.summarizer.summarize(pseudo, max_tokens, focus))
+            if not result.text.strip():
+                raise empty_reply("summary", None)
+        except Exception as exc:  # recorded, not raised: see the docstring
+            note = f"merge extractive: {self.summarizer.name} failed ({str(exc)[:200]})"
+            activity.logger.warning("summary merge fell back: %s", note)
+            return None, note
+        return (result.text, "abstractive-hierarchical"), None
+
     async def _last_error(self, ref: SessionRef, record_id: str) -> str:
         """The last failure the earlier attempts recorded (a `failed` event), for the record's
         fallback reason: "failed 3 times" alone does not say whether to fix a key or wait."""
@@ -200,10 +220,15 @@ class ConversationActivities(IngestActivities, ServingActivities):
                               covers=plan.covered_ids, quoted_ids=result.quoted_ids,
                               strategy=result.strategy, created_at=_now())
             strategy, model, version = result.strategy, result.model, result.prompt_version
+        merge_text = None
+        if plan.merge_summary_ids and strategy == "abstractive":  # the model wrote the leaf
+            merge_text, fallback = await self._merge_text(
+                merge_pool(loaded.state, plan, summary), plan.summary_max_tokens, input.focus)
         window, record = compose_record(
             loaded.state, plan, record_id=record_id, seq=seq, summary=summary,
             strategy=strategy, trigger=input.trigger, model=model, prompt_version=version,
-            fallback=fallback, duration_ms=(time.perf_counter() - started) * 1000, at=_now())
+            fallback=fallback, duration_ms=(time.perf_counter() - started) * 1000, at=_now(),
+            merge_text=merge_text)
         why = no_gain(record)
         if why is not None:  # a manual compact would grow the window: not committed
             await self._event(input, CompactionEvent(

@@ -15,7 +15,7 @@ from pydantic import BaseModel, ConfigDict
 
 from memory.assembly import tool_units
 from memory.errors import InvalidInputError
-from memory.hierarchy import merge_summaries
+from memory.hierarchy import merge_summaries, written_merge
 from memory.models import CompactionRecord, Message, Summary, Trigger, content_hash
 from memory.packing import shown_summary_text
 from memory.policy import CompactionPolicy, Level
@@ -27,6 +27,7 @@ __all__ = [
     "WindowState",
     "apply_record",
     "compose_record",
+    "merge_pool",
     "no_gain",
     "plan_compaction",
     "window_tokens",
@@ -209,7 +210,8 @@ def plan_compaction(
 #    cover nothing (`memory.facts.fact_terms`), in summaries and in merged ones; an undo
 #    puts the summaries it restores where the ones it removes stood, not first.
 # 6: a message's size counts its tool calls (ids, names, arguments) and a result's call id,
-#    in planning and in the window's size (`memory.tokens.message_cost`).
+#    in planning and in the window's size (`memory.tokens.message_cost`); the levels above a
+#    summary a model wrote are written by the model too (`merge_text`), not merged extractively.
 ENGINE_VERSION = "longthread-engine/6"
 
 
@@ -268,6 +270,14 @@ def apply_record(
                        messages=tuple(m for m in state.messages if m.id not in covered))
 
 
+def merge_pool(state: WindowState, plan: CompactionPlan, summary: Summary | None
+               ) -> list[Summary]:
+    """The summaries a plan folds into one a level up, oldest first (the new one among them
+    when the plan folds level 1)."""
+    pool = [*state.summaries, *([summary] if summary is not None else [])]
+    return [s for s in pool if s.id in plan.merge_summary_ids]
+
+
 def compose_record(
     state: WindowState,
     plan: CompactionPlan,
@@ -283,10 +293,12 @@ def compose_record(
     duration_ms: float = 0.0,
     at: datetime | None = None,
     counter: TokenCounter | None = None,
+    merge_text: tuple[str, str] | None = None,
 ) -> tuple[WindowState, CompactionRecord]:
     """The ledger record of a planned compaction and the window it produces, computed together
     so they commit together. Summaries the plan folds are merged here, once, and the merged
-    text goes into the record."""
+    text goes into the record: `merge_text` (text, strategy) when a summarizer wrote it (see
+    `merge_pool`), else the extractive merge's."""
     counter = counter or default_counter()
     covered = set(plan.covered_ids)
     covered_msgs = [m for m in state.messages if m.id in covered]
@@ -294,9 +306,9 @@ def compose_record(
         raise InvalidInputError("covered_ids", "names messages that are not in the window")
     merged: Summary | None = None
     if plan.merge_summary_ids:
-        pool = [*state.summaries, *([summary] if summary is not None else [])]
-        to_merge = [s for s in pool if s.id in plan.merge_summary_ids]
-        merged = merge_summaries(f"{record_id}-merged", to_merge, plan.summary_max_tokens,
+        to_merge = merge_pool(state, plan, summary)
+        merged = written_merge(f"{record_id}-merged", to_merge, *merge_text) if merge_text \
+            else merge_summaries(f"{record_id}-merged", to_merge, plan.summary_max_tokens,
                                  counter=counter, shown_ids=True)
         merged = merged.model_copy(update={"created_at": at})
     record = CompactionRecord(

@@ -3,7 +3,9 @@
 Rolling: one running summary that absorbs each newly compacted span. Hierarchical: level-1
 summaries of chunks; when a level holds more than `fanout` summaries, the oldest `fanout` are
 summarized into one summary a level up, so the tree stays logarithmic in the conversation.
-Summaries of summaries stay extractive, so every sentence still traces to an original id.
+Summaries of summaries made here are extractive, so every sentence traces to an original id;
+a compaction whose leaf summary a model wrote has the model write the merge too
+(`written_merge`, see activities/conversation.py).
 """
 
 from __future__ import annotations
@@ -19,7 +21,7 @@ from memory.packing import FENCE, escape, short_line_ids, shown_id
 from memory.tokens import TokenCounter, default_counter, message_cost
 
 __all__ = ["CONDENSED_HEADER", "RollingSummary", "chunk_messages", "condense", "merge_summaries",
-           "summarize_chunk"]
+           "summarize_chunk", "written_merge"]
 
 
 def summarize_chunk(
@@ -104,18 +106,28 @@ def _merged(summary_id: str, summaries: Sequence[Summary], chosen: Sequence[Extr
         Extract(message_id=e.message_id.split("#", 1)[0], speaker=e.speaker, sentence=e.sentence)
         for e in chosen
     ]
+    return written_merge(summary_id, summaries, render_extracts(extracts),
+                         "extractive-hierarchical",
+                         tuple(dict.fromkeys(e.message_id for e in extracts
+                                             if e.message_id not in folded)))
+
+
+def written_merge(summary_id: str, summaries: Sequence[Summary], content: str, strategy: str,
+                  quoted_ids: tuple[str, ...] = ()) -> Summary:
+    """The summary a level up that folds `summaries`, with `content` written for it: by the
+    extractive merge, or by the configured summarizer (a model condenses its own summaries
+    without cutting their facts to clauses, as the extractive merge did)."""
     ends = [e for e in (s.ends for s in summaries) if e is not None]
     return Summary(
         id=summary_id,
         level=max(s.level for s in summaries) + 1,
-        content=render_extracts(extracts),
+        content=content,
         covers=(),
         merges=tuple(s.id for s in summaries),
         covered=sum(s.message_count for s in summaries),
         span=(ends[0][0], ends[-1][1]) if ends else None,
-        quoted_ids=tuple(dict.fromkeys(e.message_id for e in extracts
-                                       if e.message_id not in folded)),
-        strategy="extractive-hierarchical",
+        quoted_ids=quoted_ids,
+        strategy=strategy,
     )
 
 

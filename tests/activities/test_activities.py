@@ -6,6 +6,7 @@ import dataclasses
 import uuid
 from collections.abc import Sequence
 from datetime import UTC, datetime
+from typing import Any
 
 import pytest
 from temporalio import activity
@@ -707,3 +708,49 @@ def test_a_decorator_above_the_wrong_method_fails_at_registration() -> None:
 
     with pytest.raises(TypeError, match=r"activities \['prune'\] have no spec"):
         object.__new__(Unlisted).all()
+
+
+async def test_an_abstractive_summarizer_writes_the_merges_too(
+    store: Store, embedder: LocalEmbedder
+) -> None:
+    """A user test: the extractive merge cut a model's fact line to one clause ("customer
+    Caroline Ortiz" of "TASK: make refunds idempotent, ticket PAY-4711, customer Caroline
+    Ortiz"). The model now condenses its own summaries; if it fails, the extractive merge
+    stands and the record says why."""
+    policy = POLICY.model_copy(update={"hierarchy_fanout": 2})
+    with loopback() as server:
+        acts = ConversationActivities(
+            store, embedder, AnthropicSummarizer("k", "claude-test", base_url=server.url))
+        env = ActivityEnvironment()
+
+        async def three_compactions(merge_reply: dict[str, Any] | None) -> CompactionRecord:
+            session = _session()
+            for n, prefix in enumerate("abc"):
+                await env.run(acts.store_messages, _store_input(session, _messages(prefix=prefix)))
+                server.reply(anthropic_message(f"TASK {n}: make refunds idempotent, ticket "
+                                               f"PAY-471{n}, order 9981{n} [{prefix}1]."))
+                if n == 2:
+                    if merge_reply is None:
+                        server.fail(400)
+                    else:
+                        server.reply(merge_reply)
+                out = await env.run(acts.compact_session, _compact(
+                    session, n, policy=policy, preserve_recent=1))
+            return await _record(store, session, out.record_ids[0])
+
+        merged = "TASKS 0-1: make refunds idempotent, tickets PAY-4710 and PAY-4711, orders " \
+                 "99810 and 99811."
+        record = await three_compactions(anthropic_message(merged))
+        assert record.merged_summary is not None and record.fallback is None
+        assert record.merged_summary.merges == ("s1", "s2")
+        assert record.merged_summary.content == merged
+        assert record.merged_summary.strategy == "abstractive-hierarchical"
+        asked = server.requests[-1]["json"]["messages"][0]["content"]
+        assert "PAY-4710" in asked and "PAY-4711" in asked and '"id": "s1"' in asked
+
+        record = await three_compactions(None)  # the merge refused: the leaf still stands
+        assert record.summary is not None and record.summary.strategy == "abstractive"
+        assert record.merged_summary is not None
+        assert record.merged_summary.strategy == "extractive-hierarchical"
+        assert record.fallback is not None and record.fallback.startswith(
+            "merge extractive: claude-test failed (")
