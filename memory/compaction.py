@@ -177,10 +177,11 @@ def plan_compaction(
         summarize = True
     covered_tokens = sum(counts[i] for i in covered_ids)
     if summarize and not force and level != "light" and covered_tokens < least:
-        # A few short messages: their summary would cost the window more than they do.
-        summarize = False
-        reason += (f"; no summary: {covered_tokens} tokens could leave the window, fewer than "
-                   f"the {least} a summary is worth making for")
+        # A few short messages (an agent's question, its answer) beside a large preserved tail:
+        # a summary would cost the window more than they do, and archiving them would take the
+        # task out of the window with nothing standing for it. They wait, verbatim, for a
+        # round with enough to summarize.
+        return None
     summary_max = max(MIN_SUMMARY_TOKENS, min(int(policy.context_window * policy.summary_fraction),
                                               covered_tokens // 4))
     if level == "emergency":

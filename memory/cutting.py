@@ -65,8 +65,9 @@ def cut_unit(unit: Sequence[Message], budget: int, counter: TokenCounter,
         room -= whole[i]
         open_.pop(0)
     equal = room // len(open_) if open_ else 0
-    if open_ and equal < _MIN_HEAD_TOKENS:
-        return None
+    if open_ and equal < _MIN_HEAD_TOKENS + max(counter.count(_note(unit[i], 10**6))
+                                                for i in open_):
+        return None  # the notes alone would fill the shares: no head worth showing
     out: list[ContextMessage] = []
     for i, message in enumerate(unit):  # (a note alone may outgrow a tiny share: checked below)
         cut = i not in share

@@ -46,6 +46,19 @@ class SummaryPrompt(BaseModel):
     user: str
 
 
+ARGUMENTS_HEAD_CHARS = 1_000  # of a call's arguments the summarizer reads
+
+
+def _head(arguments: str) -> str:
+    """What a summary needs of a call's arguments is which file, command or id: their head.
+    Thirty `write_file` bodies of 25 KB each would outgrow the model's input, and each
+    refused request fell back to the extractive summary."""
+    if len(arguments) <= ARGUMENTS_HEAD_CHARS:
+        return arguments
+    return (f"{arguments[:ARGUMENTS_HEAD_CHARS]}[… {len(arguments) - ARGUMENTS_HEAD_CHARS} "
+            "more characters]")
+
+
 def _line(m: Message) -> dict[str, object]:
     """One message as the summarizer reads it. Tool calls (name, arguments) and a result's
     call id go too (summary-v2): without them an assistant turn that only called a tool read
@@ -54,7 +67,7 @@ def _line(m: Message) -> dict[str, object]:
                                "at": m.created_at.isoformat() if m.created_at else None,
                                "content": m.content}
     if m.tool_calls:
-        line["tool_calls"] = [{"id": c.id, "name": c.name, "arguments": c.arguments}
+        line["tool_calls"] = [{"id": c.id, "name": c.name, "arguments": _head(c.arguments)}
                               for c in m.tool_calls]
     if m.tool_call_id:
         line["tool_call_id"] = m.tool_call_id

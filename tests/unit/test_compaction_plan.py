@@ -104,10 +104,13 @@ def test_an_emergency_keeps_the_recent_messages_too() -> None:
     policy = CompactionPolicy(context_window=8_000, preserve_recent=6)
     assert policy.decide(window_tokens(state)).level == "emergency"
     assert plan_compaction(state, policy) is None  # nothing outside the newest six
-    plan = plan_compaction(state, CompactionPolicy(context_window=8_000, preserve_recent=2))
-    assert plan is not None and plan.covered_ids == ("u1",)
-    # A span of a few tokens is archived, not summarized: its summary would cost more.
-    assert not plan.summarize and "no summary" in plan.reason
-    after, record = compose_record(state, plan, record_id="c1", seq=0, summary=None,
+    # Keeping fewer, the question alone is outside: too small to pay for a summary, and
+    # archived it would leave the window with nothing standing for it. It stays.
+    assert plan_compaction(state, CompactionPolicy(context_window=8_000, preserve_recent=2)) \
+        is None
+    forced = plan_compaction(state, CompactionPolicy(context_window=8_000, preserve_recent=2),
+                             force=True)
+    assert forced is not None and forced.covered_ids == ("u1",) and forced.summarize
+    after, record = compose_record(state, forced, record_id="c1", seq=0, summary=None,
                                    strategy="archive-only")
     assert record.tokens_after == window_tokens(after) < record.tokens_before

@@ -59,11 +59,21 @@ def test_every_result_of_parallel_calls_gets_an_equal_head_and_short_ones_stay_w
         tool_calls=m.tool_calls)) for m in cut)
 
 
-def test_a_unit_whose_calls_alone_do_not_fit_is_left_out() -> None:
+def test_a_unit_whose_calls_alone_do_not_fit_is_left_out_and_its_question_shown() -> None:
     counter = default_counter()
-    unit = _exchange(results=64, body="shard ok; " * 80)[1:]
+    calls = tuple(ToolCall(id=f"c{i}", name="patch_file",
+                           arguments=f'{{"path": "src/module_{i}.py", "diff": "{"+x " * 12}"}}')
+                  for i in range(64))
+    state = WindowState(messages=(
+        Message(id="u1", role="user", content="Patch every module."),
+        Message(id="a1", role="assistant", content="", tool_calls=calls),
+        *(Message(id=f"t{i}", role="tool", tool_call_id=f"c{i}", content="ok")
+          for i in range(64))))
+    unit = list(state.messages[1:])
+    assert sum(message_cost(counter, m.model_copy(update={"content": ""})) for m in unit) \
+        > int(2_000 * NEWEST_CUT_SHARE)  # the calls alone outgrow what a cut turn may take
     assert cut_unit(unit, int(2_000 * NEWEST_CUT_SHARE), counter) is None
-    window = assemble_from_window(WindowState(messages=tuple(_exchange(64, "shard ok; " * 80))),
-                                  max_tokens=2_000)
+    window = assemble_from_window(state, max_tokens=2_000)
     assert window.tokens <= 2_000
-    assert all(not m.tool_calls and m.role != "tool" for m in window.messages)  # no half pair
+    assert [m.source_ids for m in window.messages] == [("u1",)]  # no half pair; the question
+    assert assemble_from_window(state, max_tokens=2_000, version=11).messages == ()

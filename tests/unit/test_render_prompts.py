@@ -102,6 +102,11 @@ def test_the_summarizer_reads_tool_calls_and_their_results_call_ids() -> None:
     assert second["tool_call_id"] == "call_7" and "tool_calls" not in second
     assert prompt.user.count("</transcript>") == 1  # arguments cannot close the fence
     assert prompt.version == "summary-v2" and "which tools ran" in prompt.system
+    big = ToolCall(id="call_8", name="write_file", arguments='{"path": "a.py", "content": "' +
+                   "x" * 30_000 + '"}')
+    long_prompt = build_summary_prompt([Message(id="a2", role="assistant", tool_calls=(big,))])
+    assert '{\\"path\\": \\"a.py\\"' in long_prompt.user  # the head: which file
+    assert len(long_prompt.user) < 3_000 and "more characters]" in long_prompt.user
 
 
 def test_a_tool_call_no_result_answers_is_not_sent_to_either_api() -> None:
