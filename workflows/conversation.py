@@ -7,6 +7,9 @@ asks, never waiting for the embedding backlog, and commits its ledger record and
 in one transaction against the ledger head it was planned on. Planning, summarizing and
 assembly run in activities, so improving them is not a determinism change. The state carried
 through continue-as-new is a few cursors, whatever the session's length.
+
+The cursors, the background loops and the writes the handlers share live in workflows/core.py
+(the workflow's base class); this module is the workflow's surface: run, updates, signal, query.
 """
 
 from __future__ import annotations
@@ -14,7 +17,6 @@ from __future__ import annotations
 import asyncio
 import hashlib
 import re
-from collections.abc import Callable
 from datetime import timedelta
 from typing import Any
 
@@ -22,24 +24,20 @@ from temporalio import workflow
 from temporalio.exceptions import ActivityError
 
 with workflow.unsafe.imports_passed_through():
-    from pydantic import BaseModel
-
     from activities import specs
-    from activities.specs import ActivitySpec
     from activities.types import (
         ChatInput,
         CompactSessionInput,
         ContextRequest,
         EditWindowInput,
-        EmbedInput,
         RestoreLedgerInput,
         ServeContextInput,
         SessionRef,
-        StoreMessagesInput,
         UncompactSessionInput,
     )
-    from memory.models import ContextWindow, Cursors, Message
+    from memory.models import ContextWindow, Message
     from workflows.activities import call
+    from workflows.core import UPDATES_BEFORE_CONTINUE, ConversationCore
     from workflows.types import (
         AppendInput,
         AppendResult,
@@ -65,10 +63,6 @@ with workflow.unsafe.imports_passed_through():
 
 __all__ = ["UPDATES_BEFORE_CONTINUE", "ConversationWorkflow", "workflow_id"]
 
-UPDATES_BEFORE_CONTINUE = 1000  # well before Temporal's ~2,000 updates per run
-EMBED_BATCH = 512  # messages per embedding activity
-MAX_AUTO_ROUNDS = 32
-
 
 def _ident(text: str) -> str:
     """An id part from an update or run id: as it is when it is short and plain, else hashed
@@ -79,7 +73,7 @@ def _ident(text: str) -> str:
 
 
 @workflow.defn
-class ConversationWorkflow:
+class ConversationWorkflow(ConversationCore):
     @workflow.init
     def __init__(self, input: ConversationInput) -> None:
         self.input = input
@@ -125,84 +119,7 @@ class ConversationWorkflow:
                 self.state.runs += 1
                 workflow.continue_as_new(self.input.model_copy(update={"state": self.state}))
 
-    def _continue_due(self) -> bool:
-        return (workflow.info().is_continue_as_new_suggested()
-                or self.updates >= UPDATES_BEFORE_CONTINUE)
-
-    def _over_policy(self) -> bool:
-        return (not self.state.hold_compaction
-                and self.input.policy.should_compact(self.state.window_tokens))
-
-    def _adopt(self, cursors: Cursors) -> None:
-        """Take the store's cursors if they are newer than ours (rev orders readings)."""
-        if cursors.rev >= self.state.rev:
-            self.state = self.state.model_copy(update={
-                "next_seq": cursors.next_seq, "ledger_head": cursors.ledger_head,
-                "window_tokens": cursors.window_tokens, "total_tokens": cursors.total_tokens,
-                "rev": cursors.rev})
-
-    async def _embed_loop(self) -> None:
-        """Embed what is stored, in order, a batch at a time; the lexical leg of retrieval
-        finds messages before this reaches them."""
-        while True:
-            await workflow.wait_condition(
-                lambda: self.stopping or self.state.embedded_seq < self.state.next_seq)
-            behind = self.state.embedded_seq < self.state.next_seq
-            if self.stopping and not (self.closed and behind):
-                return
-            stop = min(self.state.next_seq, self.state.embedded_seq + EMBED_BATCH)
-            done = await call(specs.EMBED, EmbedInput(tenant=self.input.tenant,
-                                                      session=self.input.session,
-                                                      start=self.state.embedded_seq, stop=stop))
-            # A pass is time-bounded and may stop short; it always moves forward.
-            self.state.embedded_seq = stop if done.reached is None else done.reached
-
-    async def _auto_compact(self) -> None:
-        """Compact while the policy asks and each round helps; give way to continue-as-new
-        (the next run carries on from the cursors)."""
-        for _ in range(MAX_AUTO_ROUNDS):
-            if not self._over_policy() or self._continue_due() or self.closed:
-                return
-            outcome = await self._change(specs.COMPACT, lambda head: CompactSessionInput(
-                tenant=self.input.tenant, session=self.input.session, expected_head=head,
-                policy=self.input.policy, trigger="auto"))
-            if not outcome.record_ids or outcome.tokens_after >= outcome.tokens_before:
-                return
-
-    async def _change(self, spec: ActivitySpec[CompactOutcome],
-                      make: Callable[[int], BaseModel]) -> CompactOutcome:
-        """One window change at a time, planned on the ledger head it will commit against."""
-        async with self.window_lock:
-            self.changing = True
-            try:
-                outcome = await call(spec, make(self.state.ledger_head))
-            finally:
-                self.changing = False
-            self._adopt(outcome.cursors)
-            return outcome
-
     # -- appending --------------------------------------------------------------------------
-    async def _store(self, messages: tuple[Message, ...], hold: bool = False,
-                     restamped: bool = False, part: str = "") -> AppendResult:
-        """Store through a local activity named by the update's id (and `part`, for an update
-        that stores twice): run again after a lost workflow task, it reports what it stored
-        the first time."""
-        self.state.hold_compaction = hold
-        self.appending += 1
-        update = workflow.current_update_info()
-        try:
-            result = await call(specs.STORE_MESSAGES, StoreMessagesInput(
-                tenant=self.input.tenant, session=self.input.session, messages=messages,
-                restamped=restamped, request=f"{update.id}{part}" if update else None))
-        except ActivityError as exc:
-            raise as_update_error(exc) from None
-        finally:
-            self.appending -= 1
-        self._adopt(result.cursors)
-        self.check_policy = self.check_policy or self._over_policy()
-        self.state.last_active = workflow.now()
-        return result
-
     @workflow.update
     async def attach(self, *args: Any) -> ConversationStats:
         """Pairs with update-with-start, to start or attach a session."""
@@ -230,15 +147,6 @@ class ConversationWorkflow:
             raise refusal("messages", "must hold at least one message")
 
     # -- compaction and generation ----------------------------------------------------------
-    async def _manual(self, spec: ActivitySpec[CompactOutcome],
-                      make: Callable[[int], BaseModel]) -> CompactOutcome:
-        self.updates += 1
-        await workflow.wait_condition(lambda: self.ready)
-        try:
-            return await self._change(spec, make)
-        except ActivityError as exc:
-            raise as_update_error(exc) from None
-
     @workflow.update
     async def compact(self, *args: Any) -> CompactOutcome:
         request = parse(CompactInput, args)
