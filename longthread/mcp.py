@@ -30,18 +30,21 @@ from longthread.commands import Ctx
 from longthread.mcp_server import (
     AppendSummary,
     CompactResult,
+    ContextResult,
     LedgerPage,
     MessagePage,
     NothingCompacted,
+    ProviderFormat,
+    SearchResults,
     StrictServer,
 )
 from longthread.settings import Settings
 from memory.checks import MAX_CONTEXT_TOKENS, MAX_TURN, check_id
 from memory.errors import LongthreadError, NotFoundError
-from memory.models import CompactionRecord, ContextWindow, Message, ScoredMessage
+from memory.models import CompactionRecord, Message
 
-__all__ = ["AppendSummary", "CompactResult", "LedgerPage", "MessagePage", "NothingCompacted",
-           "build_server", "serve"]
+__all__ = ["AppendSummary", "CompactResult", "ContextResult", "LedgerPage", "MessagePage",
+           "NothingCompacted", "SearchResults", "build_server", "serve"]
 
 MAX_PAGE_CHARS = 200_000
 MAX_LEDGER_PAGE = 200  # records; at about 1,200 characters each, 240,000 characters at most
@@ -96,17 +99,25 @@ def build_server(lt: Longthread, tenant: str = "default") -> MCPServer:
 
     @server.tool(description="The context window for the next model call, within max_tokens: "
                  "system messages, summaries, retrieved evidence for `query`, recent turns. "
-                 "Recorded, so `replay` can rebuild it later.")
+                 "Recorded, so `replay` can rebuild it later. `unanswered_calls` lists tool "
+                 "calls in the window whose result is not appended yet: OpenAI and Anthropic "
+                 "refuse a request carrying one. With `format` 'openai' or 'anthropic', "
+                 "`request` holds the window as that API's arguments (`messages`, and "
+                 "Anthropic's `system`), unanswered calls left out.")
     async def context(session: Session,
                       query: Annotated[str | None, Field(
                           description="What the next turn is about; retrieves archived "
                           "messages relevant to it.")] = None,
                       max_tokens: Annotated[int, Field(ge=1, le=MAX_CONTEXT_TOKENS)] = 4000,
-                      ) -> ContextWindow:
+                      format: Annotated[ProviderFormat, Field(
+                          description="'window' (longthread's messages only), 'openai' or "
+                          "'anthropic' (also `request`, ready to send).")] = "window",
+                      ) -> ContextResult:
         with _as_tool_errors():
             await store_ready()
             conv = await ctx.existing(session, tenant)
-            return await conv.context(query=query, max_tokens=max_tokens)
+            window = await conv.context(query=query, max_tokens=max_tokens)
+        return ContextResult.of(window, format)
 
     @server.tool(description="One stored message whole, by id: the full body of a message "
                  "the window shows as a preview ('in full in the archive as ID'), or one a "
@@ -228,14 +239,16 @@ def build_server(lt: Longthread, tenant: str = "default") -> MCPServer:
             update={"content": content})})
 
     @server.tool(description="Hybrid search (BM25 and embeddings) over every archived message "
-                 "of the session, compacted or not.")
+                 "of the session, compacted or not: `results`, the best match first, each "
+                 "with its score, and `count`.")
     async def search(session: Session,
                      query: Annotated[str, Field(min_length=1, max_length=10_000)],
-                     k: Annotated[int, Field(ge=1, le=200)] = 10) -> list[ScoredMessage]:
+                     k: Annotated[int, Field(ge=1, le=200)] = 10) -> SearchResults:
         with _as_tool_errors():
             await store_ready()
             conv = await ctx.existing(session, tenant)
-            return await conv.search(query, k)
+            found = await conv.search(query, k)
+        return SearchResults(query=query, count=len(found), results=found)
 
     return server
 

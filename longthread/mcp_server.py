@@ -10,14 +10,18 @@ from typing import Any, Literal, cast
 from mcp.server.mcpserver import Context, MCPServer
 from mcp.server.mcpserver.exceptions import ToolError
 from mcp_types import CallToolResult, InputRequiredResult, Tool
-from pydantic import BaseModel, ConfigDict, RootModel, ValidationError
+from pydantic import BaseModel, ConfigDict, JsonValue, RootModel, ValidationError
 from pydantic_core import ErrorDetails, InitErrorDetails
 
 from memory.checks import invalid_input
-from memory.models import CompactionRecord, Message
+from memory.models import CompactionRecord, ContextWindow, Message, ScoredMessage
+from memory.render import to_anthropic, to_openai, unanswered_calls
 
-__all__ = ["AppendSummary", "CompactResult", "LedgerPage", "MessagePage", "NothingCompacted",
-           "StrictServer", "argument_problems"]
+__all__ = ["AppendSummary", "CompactResult", "ContextResult", "LedgerPage", "MessagePage",
+           "NothingCompacted", "ProviderFormat", "SearchResults", "StrictServer",
+           "argument_problems"]
+
+ProviderFormat = Literal["window", "openai", "anthropic"]
 
 
 class AppendSummary(BaseModel):
@@ -52,6 +56,42 @@ class LedgerPage(BaseModel):
     offset: int
     total: int
     next_offset: int | None
+
+
+class ContextResult(ContextWindow):
+    """`context`'s result: the window as recorded (what `replay` rebuilds), the calls in it no
+    result answers yet, and, when asked for, the window as one provider's request arguments.
+
+    Why `unanswered_calls`: an agent may ask for the window between appending a call and its
+    result. The window holds the call (it was appended), but OpenAI and Anthropic refuse a
+    request carrying a call with no result, so a client forwarding `messages` as they are
+    must know which to hold back. `request` does that for it, as the Python client's
+    renderers do (`memory/render.py`): calls paired with results, ids in the APIs'
+    alphabet, Anthropic's system blocks and cache breakpoints."""
+
+    unanswered_calls: list[str]
+    request: dict[str, JsonValue] | None = None
+
+    @classmethod
+    def of(cls, window: ContextWindow, provider: ProviderFormat) -> ContextResult:
+        request: dict[str, JsonValue] | None = None
+        if provider == "openai":
+            request = {"messages": list(to_openai(window))}
+        elif provider == "anthropic":
+            system, messages = to_anthropic(window)
+            request = {"system": list(system), "messages": list(messages)}
+        return cls(**dict(window), unanswered_calls=unanswered_calls(window), request=request)
+
+
+class SearchResults(BaseModel):
+    """`search`'s result: the best matches first, and how many there are.
+
+    An object, never a bare list: the SDK wraps a list as `{"result": [...]}`, unlike every
+    other tool's result, and gives an empty one as blank text."""
+
+    query: str
+    count: int
+    results: list[ScoredMessage]
 
 
 class NothingCompacted(BaseModel):

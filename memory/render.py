@@ -18,7 +18,7 @@ from pydantic import JsonValue
 
 from memory.models import ContextMessage, ContextWindow, ToolCall
 
-__all__ = ["CONTINUED", "MAX_CACHE_BREAKPOINTS", "to_anthropic", "to_openai"]
+__all__ = ["CONTINUED", "MAX_CACHE_BREAKPOINTS", "to_anthropic", "to_openai", "unanswered_calls"]
 
 MAX_CACHE_BREAKPOINTS = 4
 # Anthropic (and Bedrock) refuse a conversation whose first turn is the assistant's ("first
@@ -78,6 +78,14 @@ class _Pairs:
     def sent_calls(self, index: int, m: ContextMessage) -> list[tuple[str, ToolCall]]:
         return [(self.calls[index, j], c) for j, c in enumerate(m.tool_calls)
                 if (index, j) in self.calls]
+
+
+def unanswered_calls(window: ContextWindow) -> list[str]:
+    """The ids of the calls in the window no result answers (so neither renderer sends
+    them), in window order: an id made twice and answered once is listed once."""
+    pairs = _Pairs(window)
+    return [c.id for i, m in enumerate(window.messages) for j, c in enumerate(m.tool_calls)
+            if (i, j) not in pairs.calls]
 
 
 def _fresh(call_id: str, taken: set[str]) -> str:

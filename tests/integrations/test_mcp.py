@@ -115,7 +115,8 @@ async def test_stdio_every_tool_and_clear_errors(
                             seq=replayed["served_at_turn"][0])
         assert by_seq["matches"] is True and by_seq["served"]["turn"] == 30
         found = await call(mcp, "search", session=session, query="cracked screen", k=3)
-        assert found[0]["message"]["content"].startswith("My order 4711 arrived")
+        assert found["query"] == "cracked screen" and found["count"] == 3
+        assert found["results"][0]["message"]["content"].startswith("My order 4711 arrived")
         why = await call(mcp, "why", session=session, turn=3)
         assert why["message"]["id"] == "m2" and why["in_force"] == [record["id"]]
         assert [r["id"] for r in why["records"]] == [record["id"]]
@@ -223,6 +224,32 @@ async def test_streamable_http_on_loopback(worker: object, env: dict[str, str]) 
         assert "query" in text
         raw = await mcp.call_tool("context", {"session": "chat-1", "max_tokens": 300})
         assert json.loads(text_of(raw))["tokens"] == window["tokens"]
+        assert window["unanswered_calls"] == [] and window["request"] is None
+        # An object in the text result too (a bare list came as {"result": [...]}, and as
+        # blank text when empty).
+        found = await mcp.call_tool("search", {"session": "chat-1", "query": "gate", "k": 2})
+        assert json.loads(text_of(found)) == found.structured_content
+        assert found.structured_content is not None
+        assert found.structured_content["count"] == 2 == len(found.structured_content["results"])
+
+        # The agent appends its next call and asks for the window before the tool answers:
+        # the call is in the window and named as unanswered; each provider's request leaves
+        # it out (both APIs refuse a call with no result) and keeps the answered pair.
+        await call(mcp, "append", session="chat-1", messages=[
+            {"id": "c2", "role": "assistant", "content": "",
+             "tool_calls": [{"id": "t2", "name": "weather", "arguments": '{"at": "OSL"}'}]}])
+        pending = await call(mcp, "context", session="chat-1", max_tokens=300)
+        assert pending["unanswered_calls"] == ["t2"] and pending["request"] is None
+        assert pending["messages"][-1]["tool_calls"][0]["id"] == "t2"
+        openai = await call(mcp, "context", session="chat-1", max_tokens=300, format="openai")
+        assert [m["role"] for m in openai["request"]["messages"]] == ["user", "assistant", "tool"]
+        assert openai["request"]["messages"][1]["tool_calls"][0]["id"] == "t1"
+        anthropic = await call(mcp, "context", session="chat-1", max_tokens=300,
+                               format="anthropic")
+        blocks = [b for m in anthropic["request"]["messages"] for b in m["content"]]
+        assert [b["type"] for b in blocks] == ["text", "tool_use", "tool_result"]
+        assert anthropic["request"]["system"] == []
+        assert "format" in await refused(mcp, "context", session="chat-1", format="xml")
 
 
 async def test_ledger_pages_bounds_and_argument_errors(worker: object, lt: Longthread) -> None:
