@@ -27,7 +27,17 @@ from memory.errors import InvalidInputError, LongthreadError, NotFoundError
 
 app = typer.Typer(help="Durable, auditable context compaction for long AI conversations.",
                   no_args_is_help=True, add_completion=False, pretty_exceptions_enable=False)
-out = Console()
+PIPED_WIDTH = 200
+
+
+def _width() -> int | None:
+    """Output to a pipe or a file has no terminal to size it by, and rich then folds every
+    table at 80 columns: a ledger's ten columns and its reasons became a column of word
+    fragments in `longthread ledger S | less`. `COLUMNS` still wins when it is set."""
+    return None if sys.stdout.isatty() or os.environ.get("COLUMNS") else PIPED_WIDTH
+
+
+out = Console(width=_width())
 err = Console(stderr=True)
 T = TypeVar("T")
 

@@ -9,7 +9,7 @@ from __future__ import annotations
 import re
 import textwrap
 from collections.abc import Mapping, Sequence
-from datetime import date
+from datetime import date, datetime
 from typing import Any
 
 from rich.console import Console
@@ -133,12 +133,17 @@ def stats_table(stats: ConversationStats) -> Table:
     return table
 
 
+def _when(at: datetime | None) -> str:
+    return at.strftime("%Y-%m-%d %H:%M:%S %Z").rstrip() if at else "-"
+
+
 def sessions_table(tenant: str, sessions: Sequence[SessionInfo]) -> Table:
     table = Table(title=f"Sessions of tenant {tenant}")
-    for column in ("session", "messages", "first", "last"):
+    for column in ("session", "messages", "first", "last", "last appended"):
         table.add_column(column)
     for s in sessions:
-        table.add_row(s.session, str(s.messages), str(s.first_at or "-"), str(s.last_at or "-"))
+        table.add_row(Text(visible(s.session)), str(s.messages), _when(s.first_at),
+                      _when(s.last_at), _when(s.appended_at))
     return table
 
 

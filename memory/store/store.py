@@ -42,12 +42,17 @@ Connection = AsyncConnection[DictRow]
 
 
 class SessionInfo(BaseModel):
+    """A session at a glance. `first_at` and `last_at` are the conversation's own times (its
+    messages' `created_at`, which a client may leave out); `appended_at` is when its newest
+    message was stored, known for every session, so a stale one shows even without them."""
+
     model_config = ConfigDict(frozen=True)
 
     session: str
     messages: int
     first_at: datetime | None
     last_at: datetime | None
+    appended_at: datetime
 
 
 # JIT off: these are short statements, and one whose estimated cost crosses jit_above_cost
@@ -343,6 +348,7 @@ class Store(SessionStore):
         async with self.scoped(tenant) as conn:
             cur = await conn.execute(
                 "SELECT session, count(*) AS messages, min(created_at) AS first_at,"
-                " max(created_at) AS last_at FROM messages WHERE tenant = %s"
+                " max(created_at) AS last_at, max(archived_at) AS appended_at"
+                " FROM messages WHERE tenant = %s"
                 " GROUP BY session ORDER BY session", (tenant,))
             return [SessionInfo.model_validate(row) for row in await cur.fetchall()]

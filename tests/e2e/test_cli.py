@@ -95,6 +95,11 @@ async def test_import_context_compact_ledger_replay_export_import(
     assert len(ledger[0]["covered_ids"]) == 50
     code, out, _ = await cli(env, "ledger", "life", "--tenant", "acme")
     assert "Compaction ledger" in out and "manual" in out
+    # Piped, the table is not folded at 80 columns: the record's row starts with its id,
+    # time, trigger and level on one line.
+    row = next(line for line in out.splitlines() if "│ c1 " in line)
+    at = ledger[0]["at"]
+    assert f"{at[:10]} {at[11:19]}" in row and "manual" in row, out
 
     # The served-context record is written by the background loop; replay settles first.
     code, out, err = await cli(env, "replay", "life", "--tenant", "acme", "--at", "60")
@@ -143,7 +148,7 @@ async def test_import_context_compact_ledger_replay_export_import(
     assert "recorded" not in out
 
     code, out, _ = await cli(env, "sessions", "--tenant", "acme")
-    assert code == 0 and "life" in out and "copy" in out
+    assert code == 0 and "life" in out and "copy" in out and "last appended" in out
 
     code, out, err = await cli(env, "uncompact", "life", "c1", "--tenant", "acme")
     assert code == 0, err

@@ -185,6 +185,10 @@ async def test_sessions_are_listed_per_tenant(store: Store) -> None:
     infos = await store.sessions(tenant)
     assert [(i.session, i.messages) for i in infos] == [(a, 2), (b, 1)]
     assert (infos[0].first_at, infos[0].last_at) == (T0, T0 + timedelta(hours=2))
+    # Without created_at, the conversation's times are unknown, but when it was last
+    # appended to is not.
+    assert (infos[1].first_at, infos[1].last_at) == (None, None)
+    assert infos[1].appended_at >= infos[0].appended_at > datetime.now(UTC) - timedelta(hours=1)
 
 
 async def test_no_call_returns_another_tenants_rows(
