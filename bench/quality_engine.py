@@ -133,6 +133,9 @@ ABLATION = (
     Variant("- deeper search (k=40)", k=40),
     Variant("- reach two turns (reranked order)", policy=AssemblyPolicy(reach=0.0)),
     Variant("- top hits first (reach reorders all)", policy=AssemblyPolicy(head=0.0)),
+    # LoCoMo has no tool results: this row shows diffs cost its windows nothing; what they
+    # gain is measured on an agent's tool loop (`bench/tool_loop.py`).
+    Variant("- repeated tool results as diffs (assembly v12)", version=12),
 )
 AGENT_LOOP = (Variant("agent loop: previous turn as query", query="previous"),
               Variant("agent loop: no query", query="none"),
@@ -293,7 +296,7 @@ def report(results: Results, names: Sequence[str], ablation: Sequence[str],
 
 
 # -- ledger level counts: the one-message-per-append loop through the real compaction code --
-MAX_AUTO_ROUNDS = 32  # workflows/conversation.py
+MAX_AUTO_ROUNDS = 32  # workflows/core.py
 
 
 @dataclass

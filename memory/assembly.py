@@ -25,6 +25,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 
 from memory.cutting import NEWEST_CUT_SHARE, cut_unit
+from memory.delta import delta_contents
 from memory.errors import BudgetTooSmallError, InvalidInputError
 from memory.hierarchy import _condensed_cache as _condensed_cache
 from memory.hierarchy import condense as condense
@@ -52,7 +53,7 @@ from memory.tokens import TokenCounter, default_counter, message_cost
 __all__ = ["ASSEMBLY_VERSION", "DEFAULT_POLICY", "DEFAULT_SHARES", "QUERY_SHARES",
            "AssemblyPolicy", "Shares", "assemble_context", "tool_units"]
 
-ASSEMBLY_VERSION = 12  # 1: fixed shares, date-grouped block, fused order (before issue 12);
+ASSEMBLY_VERSION = 13  # 1: fixed shares, date-grouped block, fused order (before issue 12);
 # 2: adaptive shares, reranked, dated lines; 3: summaries that do not all fit their share are
 # condensed into one that does, so every window of 500 tokens or more carries the hierarchy;
 # 4: turns two away count in the packing order (`reach`); idle summaries get the summary cap;
@@ -70,7 +71,9 @@ ASSEMBLY_VERSION = 12  # 1: fixed shares, date-grouped block, fused order (befor
 # 11: a message costs its tool calls too (ids, names, arguments) and a result its call id
 # (`memory.tokens.message_cost`): 10 counted the text alone, and a window of file-writing
 # calls went out dozens of times over its budget; 12: a newest turn larger than the budget is
-# shown cut to fit (`memory.cutting.cut_unit`), not left out for older material
+# shown cut to fit (`memory.cutting.cut_unit`), not left out for older material; 13: a tool
+# result that repeats a newer one of the same tool with a few lines changed is shown as a diff
+# against it (`memory.delta.delta_contents`), and is not among `source_ids`
 CONDENSE_MIN_BUDGET = 500  # below this a window is the newest exchange and what answers it
 
 
@@ -145,13 +148,16 @@ def _summary_message(summary: Summary, counter: TokenCounter, short_ids: bool
     )
 
 
-def _plain(message: Message, section: Section, counter: TokenCounter, tools: bool = True
-           ) -> ContextMessage:
+def _plain(message: Message, section: Section, counter: TokenCounter, tools: bool = True,
+           shown: str | None = None) -> ContextMessage:
+    """The message as it is, or as `shown` (a diff, version 13), which quotes nothing."""
+    content = message.content if shown is None else shown
     return ContextMessage(
-        role=message.role, content=message.content, source_ids=(message.id,),
+        role=message.role, content=content, source_ids=(message.id,) if shown is None else (),
         section=section,
         name=message.name, tool_call_id=message.tool_call_id, tool_calls=message.tool_calls,
-        tokens=message_cost(counter, message, tools),
+        tokens=message_cost(counter, message if shown is None
+                            else message.model_copy(update={"content": shown}), tools),
     )
 
 
@@ -187,7 +193,13 @@ def assemble_context(
     # Costs only: the context messages are built for the units taken, at the end (a slice
     # offers several times more recent messages than a window shows).
     tools = version >= 11  # tool calls count toward the budget
-    unit_cost = [sum(message_cost(counter, m, tools) for m in unit) for unit in units]
+    diffs = delta_contents(units, counter) if version >= 13 else {}
+
+    def costs(upto: int) -> list[int]:
+        return [sum(_plain(m, "recent", counter, tools, diffs.get(m.id)).tokens
+                    if m.id in diffs else message_cost(counter, m, tools) for m in unit)
+                for unit in units[:upto]]
+    unit_cost = costs(len(units))
     summary_msgs = [_summary_message(s, counter, version >= 6) for s in summaries]
     system_ids = {m.id for m in system}
     candidates = [c for c in retrieved if c.message.id not in system_ids
@@ -228,6 +240,9 @@ def assemble_context(
     cut = cut_unit(units[-1], int(remaining * NEWEST_CUT_SHARE), counter) if outgrown else None
     newest = len(units) - 1 if outgrown else len(units)  # where a run of whole turns may start
     used += sum(m.tokens for m in cut or ())
+    if outgrown and diffs:  # a cut turn is no base for diffs: against what is shown whole
+        diffs = delta_contents(units[:newest], counter)
+        unit_cost = costs(newest) + unit_cost[newest:]
     if outgrown:  # and the turns that asked for it, back to the user's, as far as they fit
         asked = max((i for i in range(newest) if units[i][0].role == "user"), default=newest)
         taken = newest_run(unit_cost, newest, remaining - used, remaining - used,
@@ -300,7 +315,7 @@ def assemble_context(
             picked += extra
             left -= sum(summary_msgs[i].tokens for i in extra)
 
-    recent_out = [_plain(m, "recent", counter, tools) for index in sorted(taken)
+    recent_out = [_plain(m, "recent", counter, tools, diffs.get(m.id)) for index in sorted(taken)
                   for m in units[index]] + (cut or [])
     summary_out = [summary_msgs[i] for i in sorted(picked)] + ([condensed] if condensed else [])
     messages = (*system_msgs, *summary_out, *([block] if block else []), *recent_out)

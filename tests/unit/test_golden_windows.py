@@ -166,6 +166,12 @@ def windows(version: int, counter: TokenCounter) -> dict[str, dict[str, object]]
         out[f"outgrown/{budget}/idle"] = {"digest": window_digest(window),
                                           "tokens": window.tokens,
                                           "messages": len(window.messages)}
+    for budget in BUDGETS[1:]:  # version 13: repeated listings, as diffs
+        window = assemble_from_window(listings(), max_tokens=budget, version=version,
+                                      counter=counter)
+        out[f"listings/{budget}/idle"] = {"digest": window_digest(window),
+                                          "tokens": window.tokens,
+                                          "messages": len(window.messages)}
     state, bodies = large_body()
     for budget in (BUDGETS[-1], 60_000, 100_000):  # version 9: bodies over 64 KB, whole
         window = assemble_from_window(state, max_tokens=budget, version=version,
@@ -198,6 +204,37 @@ def tool_call_hits() -> tuple[WindowState, list[ScoredMessage]]:
         Message(id="w1", role="user", content="Was the refund for order 4711 done?",
                 created_at=at(60))))
     return window, found
+
+
+def listing(step: int) -> str:
+    """A directory listing at one step of an agent's loop: a file grows at each step, and one
+    more file exists every third step."""
+    files = 60 + step // 3
+    return "".join(f"-rw-r--r-- 1 agent staff {1000 + n * 37 + (step if n == step % 60 else 0):>7}"
+                   f" 2023-05-08 src/payments/module_{n:03}.py\n" for n in range(files))
+
+
+def listings(steps: int = 12) -> WindowState:
+    """An agent's loop: after the task, each step lists the directory, then edits a file;
+    the listings differ by a line or two (version 13 shows the older ones as diffs)."""
+    def at(i: int) -> datetime:
+        return START + timedelta(minutes=i)
+
+    out = [Message(id="sys", role="system", content="You are a coding agent."),
+           Message(id="task", role="user", content="Make refunds idempotent.", created_at=at(0))]
+    for step in range(steps):
+        ls = ToolCall(id=f"ls-{step}", name="list_files", arguments='{"dir": "src/payments"}')
+        edit = ToolCall(id=f"ed-{step}", name="edit_file",
+                        arguments=f'{{"path": "src/payments/module_{step:03}.py"}}')
+        out += [Message(id=f"l{step}", role="assistant", tool_calls=(ls,),
+                        created_at=at(4 * step + 1)),
+                Message(id=f"r{step}", role="tool", tool_call_id=ls.id, content=listing(step),
+                        created_at=at(4 * step + 2)),
+                Message(id=f"e{step}", role="assistant", tool_calls=(edit,),
+                        created_at=at(4 * step + 3)),
+                Message(id=f"o{step}", role="tool", tool_call_id=edit.id, content="ok",
+                        created_at=at(4 * step + 4))]
+    return WindowState(messages=tuple(out))
 
 
 def large_body() -> tuple[WindowState, dict[str, Message]]:
@@ -293,7 +330,7 @@ def test_the_fixture_exercises_what_the_versions_differ_in() -> None:
     condensing (v3), re-sent copies (dedup), long ids on retrieved lines (v5) and on summary
     lines (v6), a short chat retrieval also finds (v7), parallel calls that share an id (v8),
     a body the window previews (v9), a retrieved turn with no text (v10), a newest turn over
-    the budget (v12), and the versions' windows differ."""
+    the budget (v12), repeated tool results (v13), and the versions' windows differ."""
     counter = HeuristicCounter()
     by_version = {v: windows(v, counter) for v in range(1, ASSEMBLY_VERSION + 1)}
     for older, newer in zip(range(1, ASSEMBLY_VERSION), range(2, ASSEMBLY_VERSION + 1),
@@ -328,6 +365,12 @@ def test_the_fixture_exercises_what_the_versions_differ_in() -> None:
         window = assemble_from_window(outgrown(), max_tokens=4000, version=version,
                                       counter=counter)
         assert [m.role for m in window.messages] == roles  # v12: the newest turn, cut
+    for version, whole in ((12, True), (13, False)):  # v13: older listings as diffs
+        window = assemble_from_window(listings(), max_tokens=4000, version=version,
+                                      counter=counter)
+        shown = [m for m in window.messages if m.role == "tool" and len(m.content) > 100]
+        assert len(shown) >= 2 and all(bool(m.source_ids) for m in shown[-1:])
+        assert all(bool(m.source_ids) for m in shown) is whole
     big, bodies = large_body()
     for version, budget, wholes in ((8, 100_000, []), (9, 60_000, ["b5"]),
                                     (9, 100_000, ["b3", "b5"])):
