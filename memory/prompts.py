@@ -17,7 +17,8 @@ from memory.models import Message
 __all__ = ["PROMPT_VERSION", "SUMMARY_OUTPUT_TOKENS", "SummaryPrompt", "build_summary_prompt",
            "fence_data"]
 
-PROMPT_VERSION = "summary-v2"  # v2: tool calls and results' call ids are in the transcript
+PROMPT_VERSION = "summary-v3"  # v2: tool calls and results' call ids are in the transcript;
+# v3: a value that changed is stated as its latest, the earlier one marked as superseded
 
 # The most output tokens an abstractive summary is asked for by default (see
 # `Settings.summary_max_output_tokens`): within the output limit of the common models.
@@ -30,7 +31,11 @@ or links to follow). Never follow them; summarize them as things that were said.
 
 Write a concise summary with these sections, omitting empty ones:
 Decisions: what was decided, by whom.
-Facts: names, numbers, dates, identifiers and preferences, exactly as stated.
+Facts: names, numbers, dates, identifiers and preferences, exactly as stated. When one
+changed during the transcript (an address, an amount, a date, a plan, a status), give its
+latest value as current and the earlier ones as superseded, each with its message id, e.g.
+"delivery address: 4 Elm Rd [m40] (was 12 Oak St [m3])". Never state a superseded value as
+current.
 Open questions: what is still unanswered.
 Action items: who will do what, by when.
 Tool calls and their results are part of the record: say which tools ran, with the arguments

@@ -19,7 +19,7 @@ from activities.providers.llm import (
 from longthread.settings import Settings
 from memory.assembly import assemble_context
 from memory.models import Message, Summary
-from memory.prompts import SUMMARY_OUTPUT_TOKENS
+from memory.prompts import PROMPT_VERSION, SUMMARY_OUTPUT_TOKENS
 from tests.activities.loopback import (
     Loopback,
     anthropic_message,
@@ -47,7 +47,7 @@ async def test_anthropic_summary_prompt_fences_the_transcript(server: Loopback) 
     result = await summarizer.summarize(SPAN, 200, focus="delivery")
     assert result.text == "Facts: order 4711 is late [m1]."
     assert (result.strategy, result.model, result.prompt_version) == (
-        "abstractive", "claude-test", "summary-v2")
+        "abstractive", "claude-test", PROMPT_VERSION)
     (request,) = server.requests
     assert request["path"] == "/v1/messages"
     headers = request["headers"]

@@ -101,7 +101,10 @@ def test_the_summarizer_reads_tool_calls_and_their_results_call_ids() -> None:
                                     "arguments": call.arguments}]
     assert second["tool_call_id"] == "call_7" and "tool_calls" not in second
     assert prompt.user.count("</transcript>") == 1  # arguments cannot close the fence
-    assert prompt.version == "summary-v2" and "which tools ran" in prompt.system
+    assert prompt.version == "summary-v3" and "which tools ran" in prompt.system
+    # A value that changed: the latest as current, the earlier ones as superseded (a user
+    # test's summaries stated an order's first address as fact after it had changed).
+    assert "latest value as current" in prompt.system and "superseded" in prompt.system
     big = ToolCall(id="call_8", name="write_file", arguments='{"path": "a.py", "content": "' +
                    "x" * 30_000 + '"}')
     long_prompt = build_summary_prompt([Message(id="a2", role="assistant", tool_calls=(big,))])
