@@ -13,7 +13,7 @@ Both versions are assembled from the same window through `assemble_from_window` 
 and replay run), idle (no query), with the heuristic counter. Reported per budget: the steps
 whose evidence is in the window, tool results shown (whole / as diffs), tokens used, and the
 assembly's median time. Every diff is checked to rebuild its result exactly from the result
-it names. `python -m bench.tool_loop` prints the section.
+its header points at. `python -m bench.tool_loop` prints the section.
 """
 
 from __future__ import annotations
@@ -24,7 +24,7 @@ import time
 
 from bench.common import Section, code_state
 from memory.compaction import WindowState
-from memory.delta import apply_line_delta
+from memory.delta import DIFF_PREFIX, rebuild_diffs
 from memory.models import ContextWindow, Message, ToolCall
 from memory.tokens import HeuristicCounter
 from memory.window import assemble_from_window
@@ -34,7 +34,6 @@ __all__ = ["run"]
 STEPS = 300
 BUDGETS = (2_000, 4_000, 8_000, 16_000, 32_000)
 TIMED_RUNS = 5
-DIFF_HEADER = "[The same as the later"
 
 
 class _Loop:
@@ -96,24 +95,20 @@ def session(seed: int = 7) -> tuple[list[Message], dict[int, str]]:
 
 
 def _check_diffs(window: ContextWindow, originals: dict[str, Message]) -> int:
-    """Every diff rebuilds its result from the result it names; how many there are."""
-    by_call = {m.tool_call_id: m for m in window.messages if m.role == "tool" and m.source_ids}
-    count = 0
-    for m in window.messages:
-        if m.role == "tool" and m.content.startswith(DIFF_HEADER):
-            header, _, delta = m.content.partition("\n")
-            ident = header.rsplit(" as ", 1)[1].rstrip("]")
-            base = by_call[header.split("(call ", 1)[1].split(")", 1)[0]]
-            assert apply_line_delta(base.content, delta) == originals[ident].content, ident
-            count += 1
-    return count
+    """Every diff rebuilds its result from the next result of its tool shown whole (as its
+    header says); how many there are."""
+    rebuilt = rebuild_diffs(window.messages)
+    for i, text in rebuilt.items():
+        ident = window.messages[i].content.split("\n", 1)[0].rsplit(" as ", 1)[1][:-1]
+        assert text == originals[ident].content, ident
+    return len(rebuilt)
 
 
 def _evidence(window: ContextWindow, markers: dict[int, str]) -> int:
     shown = set()
     for m in window.messages:
         lines = m.content.split("\n")
-        if m.content.startswith(DIFF_HEADER):
+        if m.content.startswith(DIFF_PREFIX):
             lines = [line[1:] for line in lines if line.startswith("+")]
         shown.update(lines)
     return sum(1 for marker in markers.values() if marker in shown)

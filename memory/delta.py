@@ -26,11 +26,11 @@ import re
 from collections.abc import Sequence
 from difflib import SequenceMatcher
 
-from memory.models import Message
+from memory.models import ContextMessage, Message
 from memory.tokens import TokenCounter, message_cost
 
-__all__ = ["MAX_DELTA_SHARE", "MIN_DELTA_CHARS", "apply_line_delta", "delta_contents",
-           "line_delta"]
+__all__ = ["DIFF_PREFIX", "MAX_DELTA_SHARE", "MIN_DELTA_CHARS", "WHOLE_BODY_BYTES",
+           "apply_line_delta", "delta_contents", "line_delta", "rebuild_diffs"]
 
 MIN_DELTA_CHARS = 1_000  # shorter results cost little whole, and a diff's header is not free
 MAX_DELTA_CHARS = 500_000  # longer ones are not diffed: matching lines costs more than it saves
@@ -72,13 +72,40 @@ def apply_line_delta(base: str, delta: str) -> str:
     return "\n".join(out + old[at:])
 
 
-def _header(name: str, base_call: str, ident: str, same: bool) -> str:
+DIFF_PREFIX = "[The same as the next "
+WHOLE_BODY_BYTES = 64 * 1024  # `memory.window.BODY_REF_BYTES`: larger bodies are never diffed
+
+
+def _header(name: str, ident: str, same: bool) -> str:
     if same:
-        return (f"[The same as the later {name} result (call {base_call}); whole in the "
+        return (f"{DIFF_PREFIX}{name} result shown whole after this one; whole in the "
                 f"archive as {ident}]")
-    return (f"[The same as the later {name} result (call {base_call}) but for these lines: "
+    return (f"{DIFF_PREFIX}{name} result shown whole after this one, but for these lines: "
             f"\"-\" lines are that result's, \"+\" lines this one's; whole in the archive as "
             f"{ident}]")
+
+
+def _tool_name(unit: Sequence[Message], result: Message) -> str | None:
+    """The name of the call `result` answers, from its own unit (where assembly pairs it);
+    None when that unit's calls with its id disagree on the name."""
+    names = {_shown_name(c.name) for m in unit for c in m.tool_calls
+             if c.id == result.tool_call_id}
+    return names.pop() if len(names) == 1 else None
+
+
+def _shown_name(name: str) -> str:
+    """A tool's name as a header shows it and diffs are grouped by: one line (a name may
+    hold a newline), so two names that show alike are one tool to the reader too."""
+    return " ".join(name.split()) or "tool"
+
+
+def _diffable(m: Message) -> bool:
+    """Long enough to be worth a diff; not a preview of a large body, nor such a body shown
+    whole (a preview hides what differs past its head, and a body's turn is checked by its
+    id being quoted, which a diff does not do)."""
+    return (MIN_DELTA_CHARS <= len(m.content) <= MAX_DELTA_CHARS
+            and "body_ref" not in m.metadata
+            and len(m.content.encode()) <= WHOLE_BODY_BYTES)
 
 
 def delta_contents(units: Sequence[Sequence[Message]], counter: TokenCounter
@@ -88,21 +115,25 @@ def delta_contents(units: Sequence[Sequence[Message]], counter: TokenCounter
 
     Newest first: each tool's newest result is shown whole and is the base; an older one is
     a diff against the current base when that costs at most `MAX_DELTA_SHARE` of it whole,
-    and otherwise is shown whole and becomes the base for those older still."""
-    names = {call.id: call.name for unit in units for m in unit for call in m.tool_calls}
-    base: dict[str, Message] = {}  # tool name → its newest result shown whole so far
+    and otherwise is shown whole and becomes the base for those older still. So a diff's base
+    is always the next result of its tool shown whole after it, which is what its header says
+    (call ids are not named: a model may reuse them, and renderers rewrite them)."""
+    # Tool name → its next result after the one at hand, which is shown whole; None when that
+    # one is no base (short, or a large body's preview): the header points at it all the same.
+    base: dict[str, Message | None] = {}
     shown: dict[str, str] = {}
     for unit in reversed(units):
         for m in reversed(unit):
-            name = names.get(m.tool_call_id or "")
-            if m.role != "tool" or name is None \
-                    or not MIN_DELTA_CHARS <= len(m.content) <= MAX_DELTA_CHARS:
+            name = _tool_name(unit, m) if m.role == "tool" else None
+            if name is None:
+                continue
+            if not _diffable(m):
+                base[name] = None
                 continue
             newer = base.get(name)
-            if newer is not None and newer.tool_call_id and _similar(newer.content, m.content):
+            if newer is not None and _similar(newer.content, m.content):
                 delta = line_delta(newer.content, m.content)
-                content = _header(name, newer.tool_call_id, m.id, not delta) \
-                    + ("\n" + delta if delta else "")
+                content = _header(name, m.id, not delta) + ("\n" + delta if delta else "")
                 whole = message_cost(counter, m)
                 if message_cost(counter, m.model_copy(update={"content": content})) \
                         <= whole * MAX_DELTA_SHARE:
@@ -110,6 +141,28 @@ def delta_contents(units: Sequence[Sequence[Message]], counter: TokenCounter
                     continue
             base[name] = m
     return shown
+
+
+def rebuild_diffs(messages: Sequence[ContextMessage]) -> dict[int, str]:
+    """Index in `messages` → the whole result a diff stands for, rebuilt from the next result
+    of the same tool shown whole after it (for audits and tests; serving never needs it).
+    Tool names are read from the calls as the window pairs them: the latest call with the
+    result's id before it."""
+    names: dict[str, str] = {}
+    name_at: dict[int, str] = {}
+    for i, m in enumerate(messages):
+        names.update({c.id: _shown_name(c.name) for c in m.tool_calls})
+        if m.role == "tool" and m.tool_call_id in names:
+            name_at[i] = names[m.tool_call_id]
+    out: dict[int, str] = {}
+    for i, name in name_at.items():
+        if not messages[i].content.startswith(DIFF_PREFIX):
+            continue
+        base = next(j for j in sorted(name_at) if j > i and name_at[j] == name
+                    and not messages[j].content.startswith(DIFF_PREFIX))
+        _, _, delta = messages[i].content.partition("\n")
+        out[i] = apply_line_delta(messages[base].content, delta)
+    return out
 
 
 def _similar(a: str, b: str) -> bool:

@@ -105,6 +105,7 @@ async def test_a_large_tool_result_is_served_whole_when_the_budget_has_room(stor
 async def test_repeated_tool_results_are_served_as_diffs_and_replay(store: Store) -> None:
     """Assembly 13 from the store's partial read: older listings as diffs against the newest
     one, which is served whole; the record replays to the same window."""
+    from memory.delta import DIFF_PREFIX
     from tests.unit.test_golden_windows import listings
 
     session = f"serve-{uuid.uuid4()}"
@@ -112,7 +113,7 @@ async def test_repeated_tool_results_are_served_as_diffs_and_replay(store: Store
     await store.append_messages("acme", session, messages)
     window = await serve_context(store, _Recording(), "acme", session,
                                  ContextRequest(max_tokens=4_000))
-    diffs = [m for m in window.messages if m.content.startswith("[The same as the later")]
+    diffs = [m for m in window.messages if m.content.startswith(DIFF_PREFIX)]
     assert diffs and all(not m.source_ids for m in diffs) and window.tokens <= 4_000
     assert window.messages[-3].source_ids == ("r9",)  # the newest listing, whole
     replayed = await replay_at(store, "acme", session, len(messages))
