@@ -49,7 +49,7 @@ from memory.models import (
 from memory.store.sessions import LoadedWindow
 from memory.store.store import Store
 from memory.summarizer import SummaryResult
-from memory.undo import compose_undo
+from memory.undo import compose_undos, undo_chain
 from memory.window import by_reference, compose_removal
 
 # The constants stay importable from here, where benches and tests have always found them.
@@ -254,15 +254,22 @@ class ConversationActivities(IngestActivities, ServingActivities):
         if loaded.version != input.expected_head:
             return await self._already(input, loaded, input.expected_head)
         ledger = await self.store.ledger(input.tenant, input.session)
-        target = next((r for r in ledger if r.id == input.record_id), None)
-        originals, order = await self._originals(input, target.covered_ids if target else ())
+        undone = {input.record_id, *(undo_chain(input.record_id, ledger,
+                                                {s.id for s in loaded.state.summaries})
+                                     if input.with_later else ())}
+        covered = tuple(i for r in ledger if r.id in undone and r.trigger != "undo"
+                        for i in r.covered_ids)
+        originals, order = await self._originals(input, covered)
         try:
-            window, record = compose_undo(
-                loaded.state, input.record_id, ledger, seq=loaded.version, originals=originals,
-                order={**loaded.order, **order}, at=_now())
+            steps = compose_undos(
+                loaded.state, input.record_id, ledger, with_later=input.with_later,
+                seq=loaded.version, originals=originals, order={**loaded.order, **order},
+                at=_now())
         except InvalidInputError as exc:
             raise refused(exc) from None
-        return await self._commit(input, loaded.version, [(record, window)], loaded.next_base)
+        return await self._commit(input, loaded.version,
+                                  [(record, window) for window, record in steps],
+                                  loaded.next_base)
 
     @activity.defn(name=specs.EDIT_WINDOW.name)
     async def edit_window(self, input: EditWindowInput) -> CompactOutcome:

@@ -81,6 +81,7 @@ class CompactSessionInput(SessionRef):
 class UncompactSessionInput(SessionRef):
     expected_head: int = Field(ge=0)
     record_id: str = Field(min_length=1, max_length=200)
+    with_later: bool = False  # also undo the later records that merged its summary
 
 
 class EditWindowInput(SessionRef):

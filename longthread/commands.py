@@ -220,10 +220,12 @@ class Ctx:
         else:
             self.out.print(attempt.nothing_because(preserve_recent, "--preserve-recent"))
 
-    async def uncompact(self, session: str, tenant: str, record_id: str) -> None:
+    async def uncompact(self, session: str, tenant: str, record_id: str,
+                        with_later: bool = False) -> None:
         conv = await self.existing(session, tenant)
+        head = await self.store.ledger_length(tenant, session) if self.store else None
         try:
-            record = await conv.uncompact(record_id)
+            record = await conv.uncompact(record_id, with_later=with_later)
         except InvalidInputError as exc:  # "no compaction": maybe the id is an undo's
             if exc.field != "record_id" or self.store is None:
                 raise
@@ -232,7 +234,10 @@ class Ctx:
             if why is None:
                 raise
             raise InvalidInputError("record_id", why) from None
-        self.out.print(ledger_table([record]))
+        records = [record]
+        if with_later and self.store is not None and head is not None:  # every undo it made
+            records = await self.store.ledger(tenant, session, start=head, stop=record.seq + 1)
+        self.out.print(ledger_table(records))
 
     async def ledger(self, session: str, tenant: str, as_json: bool) -> None:
         await self.settled(session, tenant)

@@ -169,9 +169,13 @@ class Conversation:
         shrink the window (`try_compact` says which)."""
         return (await self.try_compact(preserve_recent, focus)).record
 
-    async def uncompact(self, record_id: str) -> CompactionRecord:
+    async def uncompact(self, record_id: str, *, with_later: bool = False) -> CompactionRecord:
+        """Undo a ledger record (a compaction, pop or clear): its messages return to the
+        window. A compaction whose summary a later one merged is refused, naming those to
+        undo first; `with_later` undoes them too, newest first, in one step (all or none).
+        Returns the undo record of `record_id`; the others are in the ledger before it."""
         try:
-            request = UncompactInput(record_id=record_id)
+            request = UncompactInput(record_id=record_id, with_later=with_later)
         except ValidationError as exc:  # empty, over 200 characters, not a string
             raise invalid_input(exc) from None
         outcome: CompactOutcome = await self._update(ConversationWorkflow.uncompact, request)

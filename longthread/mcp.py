@@ -169,14 +169,19 @@ def build_server(lt: Longthread, tenant: str = "default") -> MCPServer:
         return CompactResult(NothingCompacted(reason=attempt.nothing_because(preserve_recent)))
 
     @server.tool(description="Undo a ledger record (a compaction, pop or clear) by its id: the "
-                 "covered messages come back into the window. Returns the undo record.")
+                 "covered messages come back into the window. Returns the undo record. A "
+                 "compaction whose summary a later one merged is refused, naming those to "
+                 "undo first; `with_later` undoes them with it.")
     async def uncompact(session: Session, record_id: Annotated[str, Field(
             min_length=1, max_length=200, description="A ledger record id, e.g. 'c1'.")],
+                        with_later: Annotated[bool, Field(
+            description="Also undo the later compactions that merged its summary, newest "
+            "first, in one step.")] = False,
                         ) -> CompactionRecord:
         with _as_tool_errors():
             await store_ready()
             conv = await ctx.existing(session, tenant)
-            return await conv.uncompact(record_id)
+            return await conv.uncompact(record_id, with_later=with_later)
 
     @server.tool(description="The session's compactions, oldest first, a page at a time: "
                  "each record's trigger, level, covered message ids, tokens before and after, "

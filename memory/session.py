@@ -46,7 +46,7 @@ from memory.retrieval import candidate_count, content_query, neighbour_hit_count
 from memory.summarizer import ExtractiveSummarizer, Summarizer
 from memory.text import indexed_text
 from memory.tokens import TokenCounter, default_counter
-from memory.undo import compose_undo
+from memory.undo import compose_undos
 from memory.window import assemble_from_window
 
 __all__ = ["Session", "SessionData"]
@@ -211,15 +211,18 @@ class Session:
         """Emergency compaction: keep only the last two messages verbatim."""
         return self.compact(preserve_recent=2, focus=focus)
 
-    def uncompact(self, record_id: str) -> CompactionRecord:
-        """Undo a compaction: its originals return to the window, its summary leaves."""
+    def uncompact(self, record_id: str, with_later: bool = False) -> CompactionRecord:
+        """Undo a compaction: its originals return to the window, its summary leaves. With
+        `with_later`, the later compactions that merged its summary are undone first (newest
+        first), all or none. Returns the undo record of `record_id`."""
         if not any(r.id == record_id for r in self.ledger):
             raise NotFoundError(f"record_id: no compaction {record_id!r} in this session")
-        self.window, record = compose_undo(
-            self.window, record_id, self.ledger, seq=len(self.ledger), originals=self._archive,
-            order=self._order, counter=self.counter)
-        self.ledger.append(record)
-        return record
+        steps = compose_undos(
+            self.window, record_id, self.ledger, with_later=with_later, seq=len(self.ledger),
+            originals=self._archive, order=self._order, counter=self.counter)
+        self.window = steps[-1][0]
+        self.ledger.extend(record for _, record in steps)
+        return steps[-1][1]
 
     def _emit(self, event: CompactionEvent) -> None:
         if self.on_event is not None:

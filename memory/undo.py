@@ -11,7 +11,7 @@ from memory.errors import InvalidInputError
 from memory.models import CompactionRecord, Message, Summary
 from memory.tokens import TokenCounter, default_counter
 
-__all__ = ["compose_undo", "undo_refusal"]
+__all__ = ["compose_undo", "compose_undos", "undo_chain", "undo_refusal"]
 
 
 def _undo_first(ledger: Sequence[CompactionRecord], missing: Sequence[str],
@@ -32,6 +32,18 @@ def _undo_first(ledger: Sequence[CompactionRecord], missing: Sequence[str],
     return [r.id for r in sorted(chain.values(), key=lambda r: r.seq, reverse=True)]
 
 
+def undo_chain(target_id: str, ledger: Sequence[CompactionRecord],
+               present: Collection[str]) -> list[str]:
+    """The later records to undo before `target_id`, newest first: those that merged its
+    summary away, and so on; empty when its summary is in the window (or it has none)."""
+    target = next((r for r in ledger if r.id == target_id and r.trigger != "undo"), None)
+    if target is None:
+        return []
+    added = [s.id for s in (target.summary, target.merged_summary) if s is not None]
+    missing = [i for i in added if i not in present]
+    return _undo_first(ledger, missing, set(present)) if missing else []
+
+
 def undo_refusal(target_id: str, ledger: Sequence[CompactionRecord],
                  present: Collection[str]) -> str | None:
     """Why an undo of `target_id` would be refused, naming what to undo first; None when it
@@ -43,12 +55,39 @@ def undo_refusal(target_id: str, ledger: Sequence[CompactionRecord],
     if any(r.undoes == target_id for r in ledger):
         return f"{target_id} was already undone"
     added = [s.id for s in (target.summary, target.merged_summary) if s is not None]
-    missing = [i for i in added if i not in present]
-    if missing:
-        first = _undo_first(ledger, missing, set(present))
+    if any(i not in present for i in added):
+        first = undo_chain(target_id, ledger, present)
         return (f"{target_id}: its summary was merged by a later compaction; undo "
-                f"{' then '.join(first) or 'that'} first")
+                f"{' then '.join(first) or 'that'} first, or undo them with it (with_later)")
     return None
+
+
+def compose_undos(
+    state: WindowState,
+    target_id: str,
+    ledger: Sequence[CompactionRecord],
+    *,
+    with_later: bool,
+    seq: int,
+    originals: Mapping[str, Message],
+    order: Mapping[str, int],
+    at: datetime | None = None,
+    counter: TokenCounter | None = None,
+) -> list[tuple[WindowState, CompactionRecord]]:
+    """The undo of `target_id`, after (`with_later`) the undos of the later records that
+    merged its summary, newest first: one step per record, committed together by the caller,
+    so a session is never left with half of them undone. `originals` must hold every covered
+    message of those records."""
+    targets = [*(undo_chain(target_id, ledger, {s.id for s in state.summaries})
+                 if with_later else ()), target_id]
+    steps: list[tuple[WindowState, CompactionRecord]] = []
+    records = list(ledger)
+    for n, record_id in enumerate(targets):
+        state, record = compose_undo(state, record_id, records, seq=seq + n,
+                                     originals=originals, order=order, at=at, counter=counter)
+        steps.append((state, record))
+        records.append(record)
+    return steps
 
 
 def compose_undo(

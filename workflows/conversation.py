@@ -164,7 +164,7 @@ class ConversationWorkflow(ConversationCore):
         request = parse(UncompactInput, args)
         return await self._manual(specs.UNCOMPACT, lambda head: UncompactSessionInput(
             tenant=self.input.tenant, session=self.input.session, expected_head=head,
-            record_id=request.record_id))
+            record_id=request.record_id, with_later=request.with_later))
 
     @uncompact.validator
     def _validate_uncompact(self, *args: Any) -> None:

@@ -113,6 +113,7 @@ class RestoreInput(_Model):
 
 class UncompactInput(_Model):
     record_id: str = Field(min_length=1, max_length=200)
+    with_later: bool = False
 
 
 class GenerateInput(_Model):

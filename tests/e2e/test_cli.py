@@ -12,6 +12,12 @@ import pytest
 from temporalio.client import Client
 from temporalio.worker import Worker
 
+from activities.providers.embedders import LocalEmbedder
+from longthread.client import Longthread
+from longthread.settings import Settings
+from memory.policy import CompactionPolicy
+from memory.store.store import Store
+
 ROOT = Path(__file__).resolve().parents[2]
 LINES = ["I adopted a dog named Biscuit on 3 June.", "Biscuit loves the beach in Brighton.",
          "My sister Ana moves to Lisbon in August.", "We decided to paint the kitchen green.",
@@ -93,7 +99,8 @@ async def test_import_context_compact_ledger_replay_export_import(
     ledger = json.loads(out)
     assert [r["id"] for r in ledger] == ["c1"]
     assert len(ledger[0]["covered_ids"]) == 50
-    code, out, _ = await cli(env, "ledger", "life", "--tenant", "acme")
+    # With COLUMNS unset (empty, as the fixture sets it to 200):
+    code, out, _ = await cli({**env, "COLUMNS": ""}, "ledger", "life", "--tenant", "acme")
     assert "Compaction ledger" in out and "manual" in out
     # Piped, the table is not folded at 80 columns: the record's row starts with its id,
     # time, trigger and level on one line.
@@ -176,6 +183,34 @@ async def test_a_compact_that_would_grow_the_window_says_so_and_commits_nothing(
     assert "nothing compacted: compacting 5 messages would not shrink the window" in out
     code, out, _ = await cli(env, "ledger", "tiny", "--tenant", "acme")
     assert "no compactions yet in 'tiny'" in out
+
+
+async def test_uncompact_with_later_undoes_the_merge_too(
+    env: dict[str, str], worker: Worker, client: Client, task_queue: str, store: Store,
+    embedder: LocalEmbedder,
+) -> None:
+    """The session is made through the client with a hierarchy of fanout 2 (a policy is fixed
+    when a session starts); the CLI then refuses the undo of a merged record, naming the
+    merge and --with-later's alternative, and with --with-later prints both undo records."""
+    lt = Longthread(client, Settings(task_queue=task_queue),
+                    CompactionPolicy(context_window=100_000, preserve_recent=4,
+                                     hierarchy_fanout=2), store=store, embedder=embedder)
+    conv = await lt.conversation("merged", tenant="acme")
+    await conv.append_many([{"id": f"m{i}", "role": ("user", "assistant")[i % 2],
+                             "content": f"{LINES[i % len(LINES)]} ({i})"} for i in range(22)])
+    for _ in range(3):
+        assert await conv.compact(preserve_recent=4) is not None
+        await conv.append_many([{"id": f"x{len(await conv.ledger())}-{i}", "role": "user",
+                                 "content": f"{LINES[i]} more"} for i in range(6)])
+    merge = next(r for r in await conv.ledger() if r.merged_summary is not None)
+    code, _, err = await cli(env, "uncompact", "merged", "c1", "--tenant", "acme")
+    assert code == 2 and f"undo {merge.id}" in err and "with_later" in err, err
+    code, out, err = await cli(env, "uncompact", "merged", "c1", "--tenant", "acme",
+                               "--with-later")
+    assert code == 0, err
+    made = (await conv.ledger())[-2:]
+    assert [r.undoes for r in made] == [merge.id, "c1"]
+    assert all(f"undo of {r.undoes}" in out for r in made), out
 
 
 async def test_an_import_refused_partway_says_what_is_stored(

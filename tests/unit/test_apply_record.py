@@ -78,7 +78,7 @@ def test_an_undo_refused_for_a_merged_summary_names_what_to_undo_first() -> None
         message = str(exc)
     else:
         raise AssertionError("an undo of a merged summary was accepted")
-    named = message.split("undo ", 1)[1].removesuffix(" first").split(" then ")
+    named = message.split("undo ", 1)[1].split(" first", 1)[0].split(" then ")
     assert message.startswith(f"record_id: {first.id}: its summary was merged") and named
     # Undoing them in the order named makes the first record undoable.
     for record_id in named:
@@ -98,11 +98,47 @@ def test_undoing_in_the_order_named_always_makes_the_refused_undo_possible(
     try:
         session.uncompact(target.id)
     except ValueError as exc:
-        named = str(exc).split("undo ", 1)[1].removesuffix(" first").split(" then ")
+        named = str(exc).split("undo ", 1)[1].split(" first", 1)[0].split(" then ")
         for record_id in named:
             session.uncompact(record_id)
         session.uncompact(target.id)
     assert _rebuilt(session) == session.window
+
+
+def test_with_later_undoes_the_merges_first_and_the_target_last() -> None:
+    session = compacted_rounds(6)
+    first = session.ledger[0]
+    head = len(session.ledger)
+    record = session.uncompact(first.id, with_later=True)
+    made = session.ledger[head:]
+    assert len(made) >= 2 and all(r.trigger == "undo" for r in made)
+    assert made[-1] == record and record.undoes == first.id
+    assert all(r.undoes and any(o.id == r.undoes and o.merged_summary is not None
+                                for o in session.ledger) for r in made[:-1])
+    assert _rebuilt(session) == session.window
+
+
+@settings(max_examples=40, deadline=None)
+@given(st.integers(3, 9), st.data())
+def test_with_later_undoes_what_the_refusal_names_in_one_step(
+        rounds: int, data: st.DataObject) -> None:
+    """`with_later` makes the same records, in the same order, as undoing by hand what the
+    refusal names and then the target; one call, and the window rebuilds from the ledger."""
+    by_hand, at_once = compacted_rounds(rounds), compacted_rounds(rounds)
+    target = data.draw(st.sampled_from([r.id for r in by_hand.ledger]))
+    try:
+        by_hand.uncompact(target)
+    except ValueError as exc:
+        assert str(exc).endswith("or undo them with it (with_later)")
+        for record_id in str(exc).split("undo ", 1)[1].split(" first", 1)[0].split(" then "):
+            by_hand.uncompact(record_id)
+        by_hand.uncompact(target)
+    record = at_once.uncompact(target, with_later=True)
+    assert record.undoes == target and record == at_once.ledger[-1]
+    strip = [r.model_copy(update={"at": None, "duration_ms": 0.0}) for r in by_hand.ledger]
+    assert [r.model_copy(update={"at": None, "duration_ms": 0.0}) for r in at_once.ledger] \
+        == strip
+    assert at_once.window == by_hand.window and _rebuilt(at_once) == at_once.window
 
 
 @settings(max_examples=40, deadline=None)

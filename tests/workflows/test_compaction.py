@@ -8,10 +8,13 @@ import pytest
 from temporalio.client import Client
 from temporalio.worker import Worker
 
+from activities.providers.embedders import LocalEmbedder
 from longthread.client import Longthread
+from longthread.settings import Settings
 from longthread.transfer import ledger_parts
 from memory.errors import InvalidInputError
 from memory.models import CompactionEvent
+from memory.policy import CompactionPolicy
 from memory.store.store import Store
 from tests.conftest import LtFactory
 
@@ -89,6 +92,34 @@ async def test_manual_compact_then_uncompact_restores_originals(
     assert await conv.window() == before
     assert await conv.summaries() == []
     assert [r.id for r in await conv.ledger()] == [record.id, undo.id]
+
+
+async def test_uncompact_with_later_undoes_the_merges_in_one_step(
+    client: Client, task_queue: str, store: Store, embedder: LocalEmbedder, worker: Worker
+) -> None:
+    """A compaction whose summary a later one merged: refused alone, naming the merge; with
+    `with_later`, the merge and then it are undone in one update, one transaction."""
+    lt = Longthread(client, Settings(task_queue=task_queue),
+                    CompactionPolicy(context_window=100_000, preserve_recent=4,
+                                     hierarchy_fanout=2), store=store, embedder=embedder)
+    conv = await lt.conversation("with-later", tenant="acme")
+    await conv.append_many(_turns(10))
+    for round_ in range(3):  # the third compaction folds the first two summaries
+        await conv.append_many(_turns(6, f"r{round_}-"))
+        assert await conv.compact(preserve_recent=4) is not None
+    ledger = await conv.ledger()
+    merge = next(r for r in ledger if r.merged_summary is not None)
+    folded = next(r for r in ledger if r.summary is not None
+                  and r.summary.id in merge.removed_summary_ids)
+    with pytest.raises(InvalidInputError, match=f"undo {merge.id} first"):
+        await conv.uncompact(folded.id)
+    assert [r.id for r in await conv.ledger()] == [r.id for r in ledger]  # nothing changed
+    record = await conv.uncompact(folded.id, with_later=True)
+    made = (await conv.ledger())[len(ledger):]
+    assert [r.undoes for r in made] == [merge.id, folded.id] and made[-1] == record
+    assert await store.ledger("acme", "with-later") == await conv.ledger()
+    window = {m.id for m in await conv.window()}
+    assert set(folded.covered_ids) <= window  # its messages are back, verbatim
 
 
 async def test_a_compact_that_would_not_shrink_says_why_after_hundreds_of_events(
