@@ -30,6 +30,7 @@ from worker.stack import EmbeddedPostgres, TemporalDevServer, free_port
 
 pytestmark = pytest.mark.slow
 POLICY = CompactionPolicy(context_window=600, preserve_recent=4)
+MAX_KILLS = 26  # 20 that land while an activity runs, and up to 6 that miss
 WORDS = "order refund parcel Leeds express invoice Caroline Melanie painting camping".split()
 
 
@@ -99,18 +100,24 @@ async def test_worker_sigkilled_twenty_times(
         conv = await lt.conversation("killed", tenant="faults")
         for n in range(batches):
             await conv.append_many(_batch(n))
-            for _ in range(2):  # twice per batch, each time while an activity is running
+            # Twice per batch, each time while an activity is running. A kill can miss: a
+            # retried activity may finish between two looks at the workflow (one clean-clone
+            # run on a loaded machine saw it once), so a miss is made up by one more kill
+            # here or in the next batch; misses are extra kills, never counted as landed.
+            attempts = 0
+            while landed < 2 * (n + 1) and attempts < 3 and kills < MAX_KILLS:
                 await asyncio.sleep(rng.uniform(0.0, 0.05))
                 landed += await _kill_during_activity(conv, worker)
                 kills += 1
+                attempts += 1
                 worker.start()
             await _quiet(conv, timeout=300)
         ledger = await conv.ledger()
         stats = await conv.stats()
     finally:
         worker.stop()
-    assert kills == 20 and worker.starts == 21
-    assert landed == 20, f"only {landed} of 20 kills hit a running activity"
+    assert worker.starts == kills + 1 and kills <= MAX_KILLS
+    assert landed == 20, f"only {landed} of {kills} kills hit a running activity"
     ids = [m.id for m in await store.all_messages("faults", "killed")]
     assert len(ids) == batches * 30 == len(set(ids)) == stats.messages
     covered = [i for r in ledger for i in r.covered_ids]
