@@ -254,9 +254,10 @@ def uncompact(session: SessionId, record: Annotated[str, typer.Argument(
                   help="The ledger record to undo (its id, as `ledger` shows it).")],
               tenant: Tenant = "default",
               with_later: Annotated[bool, typer.Option(
-                  "--with-later", help="Also undo the later compactions that merged its "
-                  "summary (newest first, all in one step); without it such an undo is "
-                  "refused, naming them.")] = False) -> None:
+                  "--with-later", help="Also undo the later records that took its summary "
+                  "out of the window (a compaction that merged it, or a clear), newest first, "
+                  "all in one step; without it such an undo is refused, naming them.")
+              ] = False) -> None:
     """Undo a compaction: its messages return to the window verbatim, and the undo is a
     ledger record of its own (so replay still rebuilds what was served before it)."""
     async def body() -> None:

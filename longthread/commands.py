@@ -235,8 +235,12 @@ class Ctx:
                 raise
             raise InvalidInputError("record_id", why) from None
         records = [record]
-        if with_later and self.store is not None and head is not None:  # every undo it made
-            records = await self.store.ledger(tenant, session, start=head, stop=record.seq + 1)
+        if with_later and self.store is not None and head is not None:
+            # Every undo this call made: one step, so they share the target's undo time; a
+            # record another client or an automatic compaction committed meanwhile does not.
+            records = [r for r in await self.store.ledger(tenant, session, start=head,
+                                                          stop=record.seq + 1)
+                       if r.trigger == "undo" and r.at == record.at]
         self.out.print(ledger_table(records))
 
     async def ledger(self, session: str, tenant: str, as_json: bool) -> None:

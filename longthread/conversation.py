@@ -171,8 +171,9 @@ class Conversation:
 
     async def uncompact(self, record_id: str, *, with_later: bool = False) -> CompactionRecord:
         """Undo a ledger record (a compaction, pop or clear): its messages return to the
-        window. A compaction whose summary a later one merged is refused, naming those to
-        undo first; `with_later` undoes them too, newest first, in one step (all or none).
+        window. A compaction whose summary a later record took out (a merge, or a clear) is
+        refused, naming those to undo first; `with_later` undoes them too, newest first, in
+        one step (all or none).
         Returns the undo record of `record_id`; the others are in the ledger before it."""
         try:
             request = UncompactInput(record_id=record_id, with_later=with_later)

@@ -170,12 +170,12 @@ def build_server(lt: Longthread, tenant: str = "default") -> MCPServer:
 
     @server.tool(description="Undo a ledger record (a compaction, pop or clear) by its id: the "
                  "covered messages come back into the window. Returns the undo record. A "
-                 "compaction whose summary a later one merged is refused, naming those to "
-                 "undo first; `with_later` undoes them with it.")
+                 "compaction whose summary a later record took out (a merge, a clear) is "
+                 "refused, naming those to undo first; `with_later` undoes them with it.")
     async def uncompact(session: Session, record_id: Annotated[str, Field(
             min_length=1, max_length=200, description="A ledger record id, e.g. 'c1'.")],
                         with_later: Annotated[bool, Field(
-            description="Also undo the later compactions that merged its summary, newest "
+            description="Also undo the later records that took its summary out, newest "
             "first, in one step.")] = False,
                         ) -> CompactionRecord:
         with _as_tool_errors():

@@ -34,8 +34,9 @@ def _undo_first(ledger: Sequence[CompactionRecord], missing: Sequence[str],
 
 def undo_chain(target_id: str, ledger: Sequence[CompactionRecord],
                present: Collection[str]) -> list[str]:
-    """The later records to undo before `target_id`, newest first: those that merged its
-    summary away, and so on; empty when its summary is in the window (or it has none)."""
+    """The later records to undo before `target_id`, newest first: those that took its
+    summary out of the window (a compaction that merged it, or a clear), and so on; empty
+    when its summary is in the window (or it has none)."""
     target = next((r for r in ledger if r.id == target_id and r.trigger != "undo"), None)
     if target is None:
         return []
@@ -58,7 +59,8 @@ def undo_refusal(target_id: str, ledger: Sequence[CompactionRecord],
     if any(i not in present for i in added):
         first = undo_chain(target_id, ledger, present)
         return (f"{target_id}: its summary was merged by a later compaction; undo "
-                f"{' then '.join(first) or 'that'} first, or undo them with it (with_later)")
+                f"{' then '.join(first) or 'that'} first, or undo them with it (with_later, "
+                "--with-later)")
     return None
 
 

@@ -129,7 +129,7 @@ def test_with_later_undoes_what_the_refusal_names_in_one_step(
     try:
         by_hand.uncompact(target)
     except ValueError as exc:
-        assert str(exc).endswith("or undo them with it (with_later)")
+        assert str(exc).endswith("or undo them with it (with_later, --with-later)")
         for record_id in str(exc).split("undo ", 1)[1].split(" first", 1)[0].split(" then "):
             by_hand.uncompact(record_id)
         by_hand.uncompact(target)
