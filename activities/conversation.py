@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import time
 from collections.abc import Callable
-from datetime import UTC, datetime
 from typing import Any
 
 from temporalio import activity
@@ -18,53 +17,40 @@ from temporalio.exceptions import ApplicationError
 
 from activities import specs
 from activities.chat import ServingActivities
+from activities.edits import EditActivities, now
 from activities.ingest import EMBED_BATCH, EMBED_SECONDS, INDEX_ROUNDS, IngestActivities
 from activities.providers.embedders import Embedder
 from activities.providers.errors import empty_reply
 from activities.providers.llm import AsyncSummarizer, ChatModel, LocalExtractive
-from activities.running import heartbeating, refused, running_activity
+from activities.running import heartbeating, running_activity
 from activities.types import (
     CompactOutcome,
     CompactSessionInput,
-    EditWindowInput,
-    RestoreLedgerInput,
     SessionRef,
-    UncompactSessionInput,
 )
 from memory.compaction import (
-    apply_record,
     compose_record,
     merge_pool,
     no_gain,
     plan_compaction,
 )
-from memory.errors import InvalidInputError, LedgerConflictError
 from memory.models import (
     CompactionEvent,
-    CompactionRecord,
     Message,
     Summary,
-    content_hash,
 )
-from memory.store.sessions import LoadedWindow
 from memory.store.store import Store
 from memory.summarizer import SummaryResult
-from memory.undo import compose_undos, undo_chain
-from memory.window import by_reference, compose_removal
 
 # The constants stay importable from here, where benches and tests have always found them.
 __all__ = ["EMBED_BATCH", "EMBED_SECONDS", "INDEX_ROUNDS", "ConversationActivities",
            "heartbeating"]
 
 
-def _now() -> datetime:
-    return datetime.now(UTC)
-
-
-class ConversationActivities(IngestActivities, ServingActivities):
+class ConversationActivities(IngestActivities, ServingActivities, EditActivities):
     """Every activity a conversation's workflow calls: the append path (`IngestActivities`),
-    serving and chat (`ServingActivities`) and the engine's (compaction, undo, window edits,
-    import)."""
+    serving and chat (`ServingActivities`), undo, window edits and import (`EditActivities`)
+    and compaction."""
 
     def __init__(
         self,
@@ -96,33 +82,6 @@ class ConversationActivities(IngestActivities, ServingActivities):
             f"{event.ratio:.2f}" if event.ratio else None, event.duration_ms, event.reason,
             f" error={event.error}" if event.error else "")
         await self.store.add_event(ref.tenant, ref.session, event)
-
-    async def _already(self, ref: SessionRef, loaded: LoadedWindow,
-                       expected: int) -> CompactOutcome:
-        """The head moved past `expected`: an earlier attempt of this activity committed."""
-        if loaded.version < expected:
-            raise ApplicationError(f"ledger is at {loaded.version}, not {expected}",
-                                   type="LedgerConflictError", non_retryable=True)
-        records = await self.store.ledger(ref.tenant, ref.session, start=expected,
-                                          stop=loaded.version)
-        return CompactOutcome(record_ids=tuple(r.id for r in records),
-                              cursors=await self.store.cursors(ref.tenant, ref.session))
-
-    async def _commit(self, ref: SessionRef, head: int,
-                      steps: list[tuple[CompactionRecord, Any]], next_base: int
-                      ) -> CompactOutcome:
-        try:
-            out = await self.store.commit_records(ref.tenant, ref.session, head, steps,
-                                                  next_base)
-        except LedgerConflictError as exc:
-            raise ApplicationError(str(exc), type="LedgerConflictError",
-                                   non_retryable=True) from None
-        except InvalidInputError as exc:  # a forged import: a summary id with another body
-            raise refused(exc) from None
-        first, last = out.records[0], out.records[-1]
-        return CompactOutcome(record_ids=tuple(r.id for r in out.records),
-                              tokens_before=first.tokens_before, tokens_after=last.tokens_after,
-                              cursors=out.cursors)
 
     async def _summarize(self, ref: SessionRef, record_id: str, messages: list[Message],
                          max_tokens: int, focus: str | None
@@ -218,7 +177,7 @@ class ConversationActivities(IngestActivities, ServingActivities):
                 raise
             summary = Summary(id=f"s{seq + 1}", level=1, content=result.text,
                               covers=plan.covered_ids, quoted_ids=result.quoted_ids,
-                              strategy=result.strategy, created_at=_now())
+                              strategy=result.strategy, created_at=now())
             strategy, model, version = result.strategy, result.model, result.prompt_version
         merge_text = None
         if plan.merge_summary_ids and strategy == "abstractive":  # the model wrote the leaf
@@ -227,7 +186,7 @@ class ConversationActivities(IngestActivities, ServingActivities):
         window, record = compose_record(
             loaded.state, plan, record_id=record_id, seq=seq, summary=summary,
             strategy=strategy, trigger=input.trigger, model=model, prompt_version=version,
-            fallback=fallback, duration_ms=(time.perf_counter() - started) * 1000, at=_now(),
+            fallback=fallback, duration_ms=(time.perf_counter() - started) * 1000, at=now(),
             merge_text=merge_text)
         why = no_gain(record)
         if why is not None:  # a manual compact would grow the window: not committed
@@ -242,94 +201,6 @@ class ConversationActivities(IngestActivities, ServingActivities):
             tokens_before=record.tokens_before, tokens_after=record.tokens_after,
             ratio=record.ratio, duration_ms=record.duration_ms))
         return outcome
-
-    async def _originals(self, ref: SessionRef, ids: tuple[str, ...]
-                         ) -> tuple[dict[str, Message], dict[str, int]]:
-        found = await self.store.get_with_seq(ref.tenant, ref.session, ids)
-        return ({m.id: by_reference(m) for _, m in found}, {m.id: seq for seq, m in found})
-
-    @activity.defn(name=specs.UNCOMPACT.name)
-    async def uncompact_session(self, input: UncompactSessionInput) -> CompactOutcome:
-        loaded = await self.store.load_window(input.tenant, input.session)
-        if loaded.version != input.expected_head:
-            return await self._already(input, loaded, input.expected_head)
-        ledger = await self.store.ledger(input.tenant, input.session)
-        undone = {input.record_id, *(undo_chain(input.record_id, ledger,
-                                                {s.id for s in loaded.state.summaries})
-                                     if input.with_later else ())}
-        covered = tuple(i for r in ledger if r.id in undone and r.trigger != "undo"
-                        for i in r.covered_ids)
-        originals, order = await self._originals(input, covered)
-        try:
-            steps = compose_undos(
-                loaded.state, input.record_id, ledger, with_later=input.with_later,
-                seq=loaded.version, originals=originals, order={**loaded.order, **order},
-                at=_now())
-        except InvalidInputError as exc:
-            raise refused(exc) from None
-        return await self._commit(input, loaded.version,
-                                  [(record, window) for window, record in steps],
-                                  loaded.next_base)
-
-    @activity.defn(name=specs.EDIT_WINDOW.name)
-    async def edit_window(self, input: EditWindowInput) -> CompactOutcome:
-        """Pop the newest message (with its tool unit) or clear the window, as a ledger record:
-        the originals stay archived and the record can be undone."""
-        loaded = await self.store.load_window(input.tenant, input.session)
-        if loaded.version != input.expected_head:
-            return await self._already(input, loaded, input.expected_head)
-        made = compose_removal(loaded.state, input.kind, seq=loaded.version, at=_now())
-        if made is None:
-            return CompactOutcome(cursors=await self.store.cursors(input.tenant, input.session))
-        window, record = made
-        return await self._commit(input, loaded.version, [(record, window)], loaded.next_base)
-
-    @activity.defn(name=specs.RESTORE_LEDGER.name)
-    async def restore_ledger(self, input: RestoreLedgerInput) -> CompactOutcome:
-        """Re-apply an exported ledger to an imported copy, all or nothing: each record must
-        match the imported originals (same covered ids in the window, same covered hash)."""
-        loaded = await self.store.load_window(input.tenant, input.session)
-        if loaded.version != input.expected_head:
-            return await self._already(input, loaded, input.expected_head)
-        named = {i for r in input.records for i in (r.id, r.undoes) if i}
-        known = {r.id: r for r in await self.store.ledger(input.tenant, input.session,
-                                                          ids=named)}
-        state, steps = loaded.state, []
-        order = dict(loaded.order)
-        try:
-            for n, record in enumerate(input.records):
-                where = f"records[{n}]"
-                if record.seq != loaded.version + n:
-                    raise InvalidInputError(f"{where}.seq", f"expected {loaded.version + n}, "
-                                                            f"got {record.seq}")
-                if record.id in known:
-                    raise InvalidInputError(f"{where}.id", f"{record.id!r} is already in the "
-                                                           "ledger")
-                if record.trigger == "undo":
-                    if record.undoes not in known:
-                        raise InvalidInputError(f"{where}.undoes", f"{record.undoes!r} names no "
-                                                                   "earlier record")
-                    originals, seqs = await self._originals(input, record.covered_ids)
-                    order.update(seqs)
-                    state = apply_record(state, record, originals=originals, order=order)
-                else:
-                    in_window = {m.id: m for m in state.messages}
-                    missing = [i for i in record.covered_ids if i not in in_window]
-                    if missing:
-                        raise InvalidInputError(f"{where}.covered_ids", f"{missing[0]!r} is not "
-                                                                        "in the window")
-                    if content_hash([in_window[i] for i in record.covered_ids]) != \
-                            record.covered_hash:
-                        raise InvalidInputError(f"{where}.covered_hash", "the covered messages "
-                                                "differ from the imported originals")
-                    state = apply_record(state, record)
-                known[record.id] = record
-                steps.append((record, state))
-        except InvalidInputError as exc:
-            raise refused(exc) from None
-        if not steps:
-            return CompactOutcome(cursors=await self.store.cursors(input.tenant, input.session))
-        return await self._commit(input, loaded.version, steps, loaded.next_base)
 
     def all(self) -> list[Callable[..., Any]]:
         """Every activity method, found by the name it registered under in activities/specs.
