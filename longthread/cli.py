@@ -9,76 +9,34 @@ import logging
 import os
 import signal
 import sys
-from collections.abc import Coroutine
 from pathlib import Path
-from typing import Annotated, Any, TypeVar
+from typing import Annotated
 
 import typer
-from dotenv import dotenv_values
-from rich.console import Console
 from rich.markup import escape
-from temporalio.service import RPCError
 
 from longthread.cli_errors import settings_errors
+from longthread.cli_support import (
+    EXIT_FAIL,
+    EXIT_INPUT,
+    Json,
+    SessionId,
+    Tenant,
+    dotenv_into_environ,
+    err,
+    out,
+    run,
+)
 from longthread.commands import connected
 from longthread.settings import Settings
 from memory.checks import MAX_CONTEXT_TOKENS, MAX_TURN
-from memory.errors import InvalidInputError, LongthreadError, NotFoundError
 
 app = typer.Typer(help="Durable, auditable context compaction for long AI conversations.",
                   no_args_is_help=True, add_completion=False, pretty_exceptions_enable=False)
-PIPED_WIDTH = 200
-
-
-def _width() -> int | None:
-    """Output to a pipe or a file has no terminal to size it by, and rich then folds every
-    table at 80 columns: a ledger's ten columns and its reasons became a column of word
-    fragments in `longthread ledger S | less`. `COLUMNS` still wins when it is set."""
-    return None if sys.stdout.isatty() or os.environ.get("COLUMNS") else PIPED_WIDTH
-
-
-out = Console(width=_width())
-err = Console(stderr=True)
-T = TypeVar("T")
-
-EXIT_FAIL, EXIT_INPUT, EXIT_NO_STACK = 1, 2, 3
-Tenant = Annotated[str, typer.Option("--tenant", "-t", help="Tenant the session belongs to.")]
-Json = Annotated[bool, typer.Option("--json", help="Machine-readable output.")]
-SessionId = Annotated[str, typer.Argument(
-    metavar="SESSION", help="The session's id (1-200 visible characters: a ticket, a UUID).")]
-
-
-def _run(coro: Coroutine[Any, Any, T]) -> T:
-    """Run a command body, mapping known failures to one clear line and an exit code."""
-    try:
-        return asyncio.run(coro)
-    except (InvalidInputError, NotFoundError) as exc:
-        err.print(f"[red]error:[/red] {exc}", highlight=False)
-        raise typer.Exit(EXIT_INPUT) from None
-    except ConnectionError as exc:
-        err.print(f"[red]error:[/red] {exc}", highlight=False)
-        raise typer.Exit(EXIT_NO_STACK) from None
-    except (LongthreadError, RPCError) as exc:
-        err.print(f"[red]error:[/red] {exc}", highlight=False)
-        raise typer.Exit(EXIT_FAIL) from None
-    except KeyboardInterrupt:
-        raise typer.Exit(130) from None
-
-
-def _dotenv_into_environ(path: Path = Path(".env")) -> None:
-    """The settings only their own command reads (`--token`'s LONGTHREAD_UI_TOKEN, `db setup`'s
-    logins, the embedded Postgres's buffers, the model cache) come from the environment; take
-    them from ./.env too, as `Settings` does for the rest. The environment wins, and only
-    LONGTHREAD_* keys are taken, so a .env's other keys (an SDK's own API key) stay out."""
-    for key, value in dotenv_values(path).items():
-        if key.startswith("LONGTHREAD_") and value and key not in os.environ:
-            os.environ[key] = value
-
-
 @app.callback()
 def _main(verbose: Annotated[bool, typer.Option(
         "--verbose", "-v", help="Log what the client and worker do (INFO).")] = False) -> None:
-    _dotenv_into_environ()  # before the subcommand's options read their environment variables
+    dotenv_into_environ()  # before the subcommand's options read their environment variables
     logging.basicConfig(level=logging.INFO if verbose else logging.WARNING,
                         format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     # Every command reads the settings: refuse bad ones here, once, before any connects. A
@@ -99,7 +57,7 @@ def dev(data_dir: Annotated[Path | None, typer.Option(
     settings = Settings()
     if data_dir is not None:
         settings = settings.model_copy(update={"data_dir": data_dir})
-    _run(run_dev(settings, lambda line: out.print(line, highlight=False, markup=False,
+    run(run_dev(settings, lambda line: out.print(line, highlight=False, markup=False,
                                                   soft_wrap=True)))
 
 
@@ -110,7 +68,7 @@ def worker() -> None:
     from longthread.settings import resolve_settings
     from worker.main import run_worker
 
-    _run(run_worker(resolve_settings(Settings())))
+    run(run_worker(resolve_settings(Settings())))
 
 
 @app.command()
@@ -122,7 +80,7 @@ def demo(data_dir: Annotated[Path | None, typer.Option(
     """The main job on an embedded stack of its own, with no keys: a six-day incident."""
     from longthread.demo import run_demo
 
-    _run(run_demo(out, data_dir, locomo=locomo))
+    run(run_demo(out, data_dir, locomo=locomo))
 
 
 @app.command("import")
@@ -139,7 +97,7 @@ def import_(session: SessionId,
     async def body() -> None:
         async with connected(out) as ctx:
             await ctx.import_file(session, file, tenant, batch)
-    _run(body())
+    run(body())
 
 
 @app.command()
@@ -154,7 +112,7 @@ def context(session: SessionId, query: Annotated[str | None, typer.Option(
     async def body() -> None:
         async with connected(out) as ctx:
             await ctx.context(session, tenant, query, max_tokens, as_json)
-    _run(body())
+    run(body())
 
 
 @app.command()
@@ -167,7 +125,7 @@ def show(session: SessionId, ids: Annotated[list[str], typer.Argument(
     async def body() -> None:
         async with connected(out, need_db=True) as ctx:
             await ctx.show(session, tenant, ids, as_json)
-    _run(body())
+    run(body())
 
 
 @app.command()
@@ -181,7 +139,7 @@ def compact(session: SessionId,
     async def body() -> None:
         async with connected(out) as ctx:
             await ctx.compact(session, tenant, preserve_recent, focus)
-    _run(body())
+    run(body())
 
 
 @app.command()
@@ -190,7 +148,7 @@ def ledger(session: SessionId, tenant: Tenant = "default", as_json: Json = False
     async def body() -> None:
         async with connected(out, need_db=True) as ctx:
             await ctx.ledger(session, tenant, as_json)
-    _run(body())
+    run(body())
 
 
 @app.command()
@@ -203,7 +161,7 @@ def why(session: SessionId, turn: Annotated[int, typer.Argument(
     async def body() -> None:
         async with connected(out, need_db=True) as ctx:
             await ctx.why(session, tenant, turn, as_json)
-    _run(body())
+    run(body())
 
 
 @app.command()
@@ -223,7 +181,7 @@ def replay(session: SessionId, at: Annotated[int | None, typer.Option(
         async with connected(out, need_db=True) as ctx:
             return await ctx.replay(session, tenant, MAX_TURN if at is None else at, as_json,
                                     seq=seq)
-    if not _run(body()):
+    if not run(body()):
         raise typer.Exit(EXIT_FAIL)
 
 
@@ -233,7 +191,7 @@ def sessions(tenant: Tenant = "default") -> None:
     async def body() -> None:
         async with connected(out, need_db=True) as ctx:
             await ctx.sessions(tenant)
-    _run(body())
+    run(body())
 
 
 @app.command()
@@ -246,7 +204,7 @@ def export(session: SessionId,
     async def body() -> None:
         async with connected(out, need_db=True) as ctx:
             await ctx.export(session, tenant, file, force)
-    _run(body())
+    run(body())
 
 
 @app.command()
@@ -263,7 +221,7 @@ def uncompact(session: SessionId, record: Annotated[str, typer.Argument(
     async def body() -> None:
         async with connected(out) as ctx:
             await ctx.uncompact(session, tenant, record, with_later)
-    _run(body())
+    run(body())
 
 
 @app.command()
@@ -292,7 +250,7 @@ def chat(session: SessionId, tenant: Tenant = "default",
                 if line.strip():
                     result = await conv.generate(line, max_tokens=max_tokens)
                     out.print(f"[bold]model>[/bold] {result.reply.content}")
-    _run(body())
+    run(body())
 
 
 db_app = typer.Typer(help="Database administration.", no_args_is_help=True)
@@ -315,7 +273,7 @@ def db_setup(
     settings."""
     from memory.store.roles import setup_database
 
-    version = _run(setup_database(admin_url, Settings().dimensions, app_user, app_password))
+    version = run(setup_database(admin_url, Settings().dimensions, app_user, app_password))
     out.print(f"schema at version {version}"
               + (f"; login role {app_user} can connect as longthread_app" if app_user else ""))
 
@@ -329,7 +287,7 @@ def mcp(port: Annotated[int | None, typer.Option(
     replay, why, search) to MCP clients: over stdio, or streamable HTTP with --port."""
     from longthread.mcp import serve
 
-    _run(serve(port=port, tenant=tenant))
+    run(serve(port=port, tenant=tenant))
 
 
 @app.command()
@@ -354,7 +312,7 @@ def ui(port: Annotated[int, typer.Option(min=1, max=65535,
         os._exit(130)
 
     signal.signal(signal.SIGINT, interrupted)
-    _run(serve(port=port, host=host, token=token, tenant=tenant))
+    run(serve(port=port, host=host, token=token, tenant=tenant))
 
 
 def main() -> None:
