@@ -30,7 +30,7 @@ from memory.errors import InvalidInputError, LedgerConflictError
 from memory.models import CompactionRecord, Message, content_hash
 from memory.store.sessions import LoadedWindow
 from memory.store.store import Store
-from memory.undo import compose_undos, undo_chain
+from memory.undo import compose_undos, undo_targets
 from memory.window import by_reference, compose_removal
 
 __all__ = ["EditActivities", "now"]
@@ -84,17 +84,14 @@ class EditActivities:
         if loaded.version != input.expected_head:
             return await self._already(input, loaded, input.expected_head)
         ledger = await self.store.ledger(input.tenant, input.session)
-        undone = {input.record_id, *(undo_chain(input.record_id, ledger,
-                                                {s.id for s in loaded.state.summaries})
-                                     if input.with_later else ())}
-        covered = tuple(i for r in ledger if r.id in undone and r.trigger != "undo"
+        targets = undo_targets(input.record_id, ledger, loaded.state, input.with_later)
+        covered = tuple(i for r in ledger if r.id in targets and r.trigger != "undo"
                         for i in r.covered_ids)
         originals, order = await self._originals(input, covered)
         try:
             steps = compose_undos(
-                loaded.state, input.record_id, ledger, with_later=input.with_later,
-                seq=loaded.version, originals=originals, order={**loaded.order, **order},
-                at=now())
+                loaded.state, targets, ledger, seq=loaded.version, originals=originals,
+                order={**loaded.order, **order}, at=now())
         except InvalidInputError as exc:
             raise refused(exc) from None
         return await self._commit(input, loaded.version,

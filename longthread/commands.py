@@ -223,7 +223,8 @@ class Ctx:
     async def uncompact(self, session: str, tenant: str, record_id: str,
                         with_later: bool = False) -> None:
         conv = await self.existing(session, tenant)
-        head = await self.store.ledger_length(tenant, session) if self.store else None
+        head = await self.store.ledger_length(tenant, session) \
+            if with_later and self.store else None  # where its undo records will start
         try:
             record = await conv.uncompact(record_id, with_later=with_later)
         except InvalidInputError as exc:  # "no compaction": maybe the id is an undo's
@@ -235,7 +236,7 @@ class Ctx:
                 raise
             raise InvalidInputError("record_id", why) from None
         records = [record]
-        if with_later and self.store is not None and head is not None:
+        if self.store is not None and head is not None:
             # Every undo this call made: one step, so they share the target's undo time; a
             # record another client or an automatic compaction committed meanwhile does not.
             records = [r for r in await self.store.ledger(tenant, session, start=head,

@@ -46,7 +46,7 @@ from memory.retrieval import candidate_count, content_query, neighbour_hit_count
 from memory.summarizer import ExtractiveSummarizer, Summarizer
 from memory.text import indexed_text
 from memory.tokens import TokenCounter, default_counter
-from memory.undo import compose_undos
+from memory.undo import compose_undos, undo_targets
 from memory.window import assemble_from_window
 
 __all__ = ["Session", "SessionData"]
@@ -218,8 +218,9 @@ class Session:
         if not any(r.id == record_id for r in self.ledger):
             raise NotFoundError(f"record_id: no compaction {record_id!r} in this session")
         steps = compose_undos(
-            self.window, record_id, self.ledger, with_later=with_later, seq=len(self.ledger),
-            originals=self._archive, order=self._order, counter=self.counter)
+            self.window, undo_targets(record_id, self.ledger, self.window, with_later),
+            self.ledger, seq=len(self.ledger), originals=self._archive, order=self._order,
+            counter=self.counter)
         self.window = steps[-1][0]
         self.ledger.extend(record for _, record in steps)
         return steps[-1][1]

@@ -11,7 +11,7 @@ from memory.errors import InvalidInputError
 from memory.models import CompactionRecord, Message, Summary
 from memory.tokens import TokenCounter, default_counter
 
-__all__ = ["compose_undo", "compose_undos", "undo_chain", "undo_refusal"]
+__all__ = ["compose_undo", "compose_undos", "undo_chain", "undo_refusal", "undo_targets"]
 
 
 def _undo_first(ledger: Sequence[CompactionRecord], missing: Sequence[str],
@@ -64,24 +64,28 @@ def undo_refusal(target_id: str, ledger: Sequence[CompactionRecord],
     return None
 
 
+def undo_targets(target_id: str, ledger: Sequence[CompactionRecord], state: WindowState,
+                 with_later: bool) -> list[str]:
+    """What an undo of `target_id` undoes, in order: with `with_later`, the later records
+    that took its summary out (newest first), then it."""
+    later = undo_chain(target_id, ledger, {s.id for s in state.summaries}) if with_later else []
+    return [*later, target_id]
+
+
 def compose_undos(
     state: WindowState,
-    target_id: str,
+    targets: Sequence[str],
     ledger: Sequence[CompactionRecord],
     *,
-    with_later: bool,
     seq: int,
     originals: Mapping[str, Message],
     order: Mapping[str, int],
     at: datetime | None = None,
     counter: TokenCounter | None = None,
 ) -> list[tuple[WindowState, CompactionRecord]]:
-    """The undo of `target_id`, after (`with_later`) the undos of the later records that
-    merged its summary, newest first: one step per record, committed together by the caller,
-    so a session is never left with half of them undone. `originals` must hold every covered
-    message of those records."""
-    targets = [*(undo_chain(target_id, ledger, {s.id for s in state.summaries})
-                 if with_later else ()), target_id]
+    """The undos of `targets` (from `undo_targets`), in order: one step per record,
+    committed together by the caller, so a session is never left with half of them undone.
+    `originals` must hold every covered message of those records."""
     steps: list[tuple[WindowState, CompactionRecord]] = []
     records = list(ledger)
     for n, record_id in enumerate(targets):
