@@ -24,7 +24,7 @@ import time
 
 from bench.common import Section, code_state
 from memory.compaction import WindowState
-from memory.delta import DIFF_PREFIX, rebuild_diffs
+from memory.delta import DIFF_PREFIX, archived_id, rebuild_diffs
 from memory.models import ContextWindow, Message, ToolCall
 from memory.tokens import HeuristicCounter
 from memory.window import assemble_from_window
@@ -99,7 +99,7 @@ def _check_diffs(window: ContextWindow, originals: dict[str, Message]) -> int:
     header says); how many there are."""
     rebuilt = rebuild_diffs(window.messages)
     for i, text in rebuilt.items():
-        ident = window.messages[i].content.split("\n", 1)[0].rsplit(" as ", 1)[1][:-1]
+        ident = archived_id(window.messages[i].content)
         assert text == originals[ident].content, ident
     return len(rebuilt)
 

@@ -30,7 +30,7 @@ from memory.models import ContextMessage, Message
 from memory.tokens import TokenCounter, message_cost
 
 __all__ = ["DIFF_PREFIX", "MAX_DELTA_SHARE", "MIN_DELTA_CHARS", "WHOLE_BODY_BYTES",
-           "apply_line_delta", "delta_contents", "line_delta", "rebuild_diffs"]
+           "apply_line_delta", "archived_id", "delta_contents", "line_delta", "rebuild_diffs"]
 
 MIN_DELTA_CHARS = 1_000  # shorter results cost little whole, and a diff's header is not free
 MAX_DELTA_CHARS = 500_000  # longer ones are not diffed: matching lines costs more than it saves
@@ -76,13 +76,19 @@ DIFF_PREFIX = "[The same as the next "
 WHOLE_BODY_BYTES = 64 * 1024  # `memory.window.BODY_REF_BYTES`: larger bodies are never diffed
 
 
+_ARCHIVED = "; whole in the archive as "
+
+
+def archived_id(content: str) -> str:
+    """The id a diff's header names (the result it stands for, whole in the archive)."""
+    return content.split("\n", 1)[0].rsplit(_ARCHIVED, 1)[1][:-1]
+
+
 def _header(name: str, ident: str, same: bool) -> str:
     if same:
-        return (f"{DIFF_PREFIX}{name} result shown whole after this one; whole in the "
-                f"archive as {ident}]")
+        return f"{DIFF_PREFIX}{name} result shown whole after this one{_ARCHIVED}{ident}]"
     return (f"{DIFF_PREFIX}{name} result shown whole after this one, but for these lines: "
-            f"\"-\" lines are that result's, \"+\" lines this one's; whole in the archive as "
-            f"{ident}]")
+            f"\"-\" lines are that result's, \"+\" lines this one's{_ARCHIVED}{ident}]")
 
 
 def _tool_name(unit: Sequence[Message], result: Message) -> str | None:

@@ -13,6 +13,7 @@ from memory.delta import (
     MIN_DELTA_CHARS,
     WHOLE_BODY_BYTES,
     apply_line_delta,
+    archived_id,
     delta_contents,
     line_delta,
     rebuild_diffs,
@@ -53,8 +54,7 @@ def _diffs(window: ContextWindow) -> dict[str, str]:
     rebuilt = rebuild_diffs(window.messages)
     assert set(rebuilt) == {i for i, m in enumerate(window.messages)
                             if m.content.startswith(DIFF_PREFIX)}
-    return {window.messages[i].content.split("\n", 1)[0].rsplit(" as ", 1)[1][:-1]: text
-            for i, text in rebuilt.items()}
+    return {archived_id(window.messages[i].content): text for i, text in rebuilt.items()}
 
 
 def _bases(window: ContextWindow) -> list[ContextMessage]:
@@ -145,18 +145,12 @@ def test_large_bodies_and_their_previews_are_never_diffed() -> None:
 
 def test_only_long_results_of_one_tool_are_diffed() -> None:
     """A short result costs little whole, and a listing is never a diff of another tool's."""
-    def result(i: int, call: str, content: str) -> list[Message]:
-        name = call.split("-")[0]
-        return [Message(id=f"a{i}", role="assistant",
-                        tool_calls=(ToolCall(id=call, name=name, arguments="{}"),)),
-                Message(id=f"t{i}", role="tool", tool_call_id=call, content=content)]
-
     long = listing(0)
     assert len(long) >= MIN_DELTA_CHARS
-    units = [result(0, "ls-0", long), result(1, "cat-1", listing(1))]
-    tail = [result(2, "ls-2", "ok"), result(3, "ls-3", "ok")]
+    units = [_call(0, "ls-0", "ls", long), _call(1, "cat-1", "cat", listing(1))]
+    tail = [_call(2, "ls-2", "ls", "ok"), _call(3, "ls-3", "ls", "ok")]
     assert delta_contents([*units, *tail], HeuristicCounter()) == {}
-    units.append(result(4, "ls-4", listing(2)))
+    units.append(_call(4, "ls-4", "ls", listing(2)))
     assert set(delta_contents([*units, *tail], HeuristicCounter())) == {"t0"}  # against t4
 
 
