@@ -76,11 +76,14 @@ class ConversationActivities(IngestActivities, ServingActivities, EditActivities
 
     # -- compaction ------------------------------------------------------------------------
     async def _event(self, ref: SessionRef, event: CompactionEvent) -> None:
+        # Every message is formatted before it is logged (here and below): the SDK appends the
+        # activity's details, whose workflow id holds '%' ('-' is escaped as %2D), to the
+        # message, and logging then formatted that with the args: the line was lost.
         activity.logger.info(
-            "compaction %s: %s level=%s tokens %s -> %s ratio=%s duration_ms=%s reason=%s%s",
-            event.kind, event.record_id, event.level, event.tokens_before, event.tokens_after,
-            f"{event.ratio:.2f}" if event.ratio else None, event.duration_ms, event.reason,
-            f" error={event.error}" if event.error else "")
+            f"compaction {event.kind}: {event.record_id} level={event.level} tokens "
+            f"{event.tokens_before} -> {event.tokens_after} ratio="
+            f"{f'{event.ratio:.2f}' if event.ratio else None} duration_ms={event.duration_ms} "
+            f"reason={event.reason}" + (f" error={event.error}" if event.error else ""))
         await self.store.add_event(ref.tenant, ref.session, event)
 
     async def _summarize(self, ref: SessionRef, record_id: str, messages: list[Message],
@@ -106,7 +109,7 @@ class ConversationActivities(IngestActivities, ServingActivities, EditActivities
             else:
                 fallback = (f"extractive: {self.summarizer.name} failed {attempt - 1} times"
                             + await self._last_error(ref, record_id))
-            activity.logger.warning("summarizer fell back: %s", fallback)
+            activity.logger.warning(f"summarizer fell back: {fallback}")
         result = await heartbeating(self.extractive.summarize(messages, max_tokens, focus))
         return result, fallback
 
@@ -125,7 +128,7 @@ class ConversationActivities(IngestActivities, ServingActivities, EditActivities
                 raise empty_reply("summary", None)
         except Exception as exc:  # recorded, not raised: see the docstring
             note = f"merge extractive: {self.summarizer.name} failed ({str(exc)[:200]})"
-            activity.logger.warning("summary merge fell back: %s", note)
+            activity.logger.warning(f"summary merge fell back: {note}")
             return None, note
         return (result.text, "abstractive-hierarchical"), None
 

@@ -151,5 +151,5 @@ class IngestActivities:
             if storing is not None:  # a batch being stored is kept, and its error not lost
                 (outcome,) = await asyncio.gather(storing, return_exceptions=True)
                 if isinstance(outcome, BaseException):
-                    activity.logger.warning("storing embeddings failed too: %r", outcome)
+                    activity.logger.warning(f"storing embeddings failed too: {outcome!r}")
             raise

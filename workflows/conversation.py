@@ -105,7 +105,9 @@ class ConversationWorkflow(ConversationCore):
                     lambda: self.closed or self.check_policy or self._continue_due(),
                     timeout=idle)
             except TimeoutError:
-                workflow.logger.info("session idle for %s: closing", idle)
+                # Formatted here: the SDK appends the workflow's details, whose id holds '%'
+                # ('-' is escaped as %2D), to the message before logging formats it with args.
+                workflow.logger.info(f"session idle for {idle}: closing")
                 self.closed = True
             if self.check_policy and not self.closed:
                 self.check_policy = False
