@@ -37,7 +37,10 @@ class IngestActivities:
 
     @activity.defn(name=specs.OPEN_SESSION.name)
     async def open_session(self, input: SessionRef) -> Cursors:
-        return await self.store.cursors(input.tenant, input.session)
+        try:
+            return await self.store.cursors(input.tenant, input.session)
+        except InvalidInputError as exc:  # an erased session: refused for good, not retried
+            raise refused(exc) from None
 
     @activity.defn(name=specs.STORE_MESSAGES.name)
     async def store_messages(self, input: StoreMessagesInput) -> AppendResult:

@@ -15,6 +15,7 @@ from typing import Annotated
 import typer
 from rich.markup import escape
 
+from longthread.cli_db import db_app
 from longthread.cli_errors import settings_errors
 from longthread.cli_support import (
     EXIT_FAIL,
@@ -253,29 +254,7 @@ def chat(session: SessionId, tenant: Tenant = "default",
     run(body())
 
 
-db_app = typer.Typer(help="Database administration.", no_args_is_help=True)
 app.add_typer(db_app, name="db")
-
-
-@db_app.command("setup")
-def db_setup(
-    admin_url: Annotated[str, typer.Option(
-        envvar="LONGTHREAD_ADMIN_DATABASE_URL",
-        help="A login that may create tables and roles (run once, by an admin).")],
-    app_user: Annotated[str | None, typer.Option(
-        help="Create (or update) this least-privilege login for workers and clients.")] = None,
-    app_password: Annotated[str | None, typer.Option(
-        envvar="LONGTHREAD_APP_PASSWORD", help="Its password.")] = None,
-) -> None:
-    """Migrate the archive and create the application's least-privilege login role: a
-    member of longthread_app, no superuser, no BYPASSRLS, so row-level security holds. The
-    archive is made for LONGTHREAD_EMBEDDING_DIM-sized vectors: run it with the workers'
-    settings."""
-    from memory.store.roles import setup_database
-
-    version = run(setup_database(admin_url, Settings().dimensions, app_user, app_password))
-    out.print(f"schema at version {version}"
-              + (f"; login role {app_user} can connect as longthread_app" if app_user else ""))
 
 
 @app.command()

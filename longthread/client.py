@@ -11,6 +11,7 @@ import atexit
 import re
 import time
 from types import TracebackType
+from typing import TYPE_CHECKING
 
 from psycopg import AsyncConnection
 from psycopg.rows import DictRow
@@ -28,6 +29,9 @@ from memory.store.db import open_pool
 from memory.store.migrations import check_embedder, stored_embedder, stored_embedding_dim
 from memory.store.store import Store
 from workflows.types import SESSION_PATTERN, TENANT_PATTERN
+
+if TYPE_CHECKING:
+    from longthread.erasure import Erasure
 
 # Conversation and CompactAttempt are part of the client's public API; they live in their
 # own modules only to keep each file to one responsibility.
@@ -139,6 +143,20 @@ class Longthread:
         conv = Conversation(self, session, tenant)
         await conv.attach()
         return conv
+
+    async def erase(self, session: str, tenant: str = "default", *,
+                    admin_url: str | None = None) -> Erasure:
+        """Erase a session for good (a customer's request): every row the archive holds for
+        it, then every run of its workflow in Temporal. Its id refuses all writes after.
+        The app's least-privilege login may delete nothing: pass an admin's `admin_url`
+        unless the settings' database URL is one (the embedded `longthread dev` stack's is)."""
+        from longthread.erasure import erase  # the Temporal delete API: loaded when used
+
+        check_ids(tenant, session)
+        url = admin_url or self.settings.database_url
+        if not url:
+            raise ConnectionError(NO_ARCHIVE)
+        return await erase(self.client, url, tenant, session)
 
     async def close(self) -> None:
         if self._own_pool is not None:

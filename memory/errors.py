@@ -8,6 +8,7 @@ __all__ = [
     "LedgerConflictError",
     "LongthreadError",
     "NotFoundError",
+    "SessionErasedError",
 ]
 
 
@@ -42,3 +43,12 @@ class NotFoundError(LongthreadError, LookupError):
 
 class LedgerConflictError(LongthreadError):
     """The stored ledger already holds a different compaction at this position."""
+
+
+class SessionErasedError(InvalidInputError):
+    """The session was erased (`longthread db erase`): its id refuses every write for good, so
+    a worker still running for it, or a client that kept its id, cannot bring data back."""
+
+    def __init__(self, tenant: str, session: str) -> None:
+        super().__init__("session", f"{session!r} of tenant {tenant!r} was erased; an erased "
+                         "session's id cannot be used again")

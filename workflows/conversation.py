@@ -21,7 +21,7 @@ from datetime import timedelta
 from typing import Any
 
 from temporalio import workflow
-from temporalio.exceptions import ActivityError
+from temporalio.exceptions import ActivityError, ApplicationError
 
 with workflow.unsafe.imports_passed_through():
     from activities import specs
@@ -54,6 +54,7 @@ with workflow.unsafe.imports_passed_through():
     )
     from workflows.updates import (
         BUILD_CONTEXT_RETRY,
+        as_refusal,
         as_update_error,
         parse,
         refusal,
@@ -80,6 +81,7 @@ class ConversationWorkflow(ConversationCore):
         self.ref = SessionRef(tenant=input.tenant, session=input.session)
         self.state = input.state or ConversationState()
         self.ready = input.state is not None
+        self.refused: ApplicationError | None = None  # the session may not be opened
         self.closed = False
         self.stopping = False  # continue-as-new or close is under way: background work pauses
         self.check_policy = False
@@ -92,7 +94,14 @@ class ConversationWorkflow(ConversationCore):
     @workflow.run
     async def run(self, input: ConversationInput) -> ConversationStats:
         if not self.ready:  # a new session, or one resuming after close: read the cursors
-            cursors = await call(specs.OPEN_SESSION, self.ref)
+            try:
+                cursors = await call(specs.OPEN_SESSION, self.ref)
+            # An erased session: every update is refused with the store's reason, then the run
+            # ends. (A local activity's refusal can arrive as the ApplicationError itself.)
+            except (ActivityError, ApplicationError) as exc:
+                self.refused = as_refusal(exc)
+                await workflow.wait_condition(workflow.all_handlers_finished)
+                return self.stats()
             self.state.embedded_seq = cursors.embedded_seq
             self._adopt(cursors)
             self.ready = True
@@ -125,7 +134,7 @@ class ConversationWorkflow(ConversationCore):
     @workflow.update
     async def attach(self, *args: Any) -> ConversationStats:
         """Pairs with update-with-start, to start or attach a session."""
-        await workflow.wait_condition(lambda: self.ready)
+        await self._opened()
         return self.stats()
 
     @attach.validator
@@ -137,7 +146,7 @@ class ConversationWorkflow(ConversationCore):
     async def append_many(self, *args: Any) -> AppendResult:
         request = parse(AppendInput, args)
         self.updates += 1
-        await workflow.wait_condition(lambda: self.ready)
+        await self._opened()
         return await self._store(request.messages, request.hold_compaction)
 
     @append_many.validator
@@ -213,7 +222,7 @@ class ConversationWorkflow(ConversationCore):
     async def generate(self, *args: Any) -> GenerateResult:
         request = parse(GenerateInput, args)
         self.updates += 1
-        await workflow.wait_condition(lambda: self.ready)
+        await self._opened()
         if workflow.patched("generate-chat-ready"):  # histories from before replay as made
             try:  # no chat model on this worker: refused before anything is stored
                 await call(specs.CHAT_READY, self.ref)

@@ -15,7 +15,7 @@ import asyncio
 from collections.abc import Callable
 
 from temporalio import workflow
-from temporalio.exceptions import ActivityError
+from temporalio.exceptions import ActivityError, ApplicationError
 
 with workflow.unsafe.imports_passed_through():
     from pydantic import BaseModel
@@ -47,6 +47,7 @@ class ConversationCore:
     input: ConversationInput
     state: ConversationState
     ready: bool
+    refused: ApplicationError | None
     closed: bool
     stopping: bool
     check_policy: bool
@@ -54,6 +55,14 @@ class ConversationCore:
     appending: int
     window_lock: asyncio.Lock
     updates: int
+
+    async def _opened(self) -> None:
+        """Wait until the run has read its cursors; if the store refused to open the session
+        (it was erased), fail the update with that refusal."""
+        await workflow.wait_condition(lambda: self.ready or self.refused is not None)
+        if self.refused is not None:
+            raise ApplicationError(self.refused.message, type=self.refused.type,
+                                   non_retryable=True)
 
     # -- cursors ----------------------------------------------------------------------------
     def _continue_due(self) -> bool:
@@ -117,7 +126,7 @@ class ConversationCore:
     async def _manual(self, spec: ActivitySpec[CompactOutcome],
                       make: Callable[[int], BaseModel]) -> CompactOutcome:
         self.updates += 1
-        await workflow.wait_condition(lambda: self.ready)
+        await self._opened()
         try:
             return await self._change(spec, make)
         except ActivityError as exc:

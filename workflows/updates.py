@@ -57,6 +57,16 @@ def as_update_error(exc: ActivityError) -> ApplicationError:
     return ApplicationError(str(cause or exc) + tried, type="ActivityFailed", non_retryable=True)
 
 
+def as_refusal(exc: ActivityError | ApplicationError) -> ApplicationError:
+    """`as_update_error` for an activity's failure however it arrives: a local activity's
+    can reach the workflow as the ApplicationError itself, its message led by its type."""
+    if isinstance(exc, ActivityError):
+        return as_update_error(exc)
+    message = exc.message.removeprefix(f"{exc.type}: ") if exc.type else exc.message
+    kind = "InvalidInputError" if exc.type in REFUSALS else exc.type or "ActivityFailed"
+    return ApplicationError(message, type=kind, non_retryable=True)
+
+
 def refusal(field: str, problem: str) -> ApplicationError:
     return ApplicationError(f"{field}: {problem}", type="InvalidInputError", non_retryable=True)
 

@@ -12,14 +12,22 @@ import numpy as np
 from pgvector import Vector
 from pydantic import BaseModel, ConfigDict
 
-from memory.errors import InvalidInputError
+from memory.errors import InvalidInputError, SessionErasedError
 from memory.models import (
     Cursors,
     Message,
     message_digest,
     validate_sequence,
 )
-from memory.store.base import _EMBEDDED_SEQ, StoreBase, _cursors, _embedded_seq, _lock_session
+from memory.store.base import (
+    _EMBEDDED_SEQ,
+    LOCK_SESSION,
+    StoreBase,
+    _cursors,
+    _embedded_seq,
+    _lock_session,
+    refuse_erased,
+)
 from memory.tokens import default_counter, message_cost
 from memory.window import by_reference
 
@@ -84,8 +92,11 @@ WITH batch AS (
     SELECT (SELECT appended FROM prior) IS NOT NULL
            AND NOT EXISTS (SELECT 1 FROM batch b WHERE b.id NOT IN (SELECT id FROM known))
            AS yes
+), erased AS (
+    SELECT erased_at FROM sessions WHERE tenant = %(tenant)s AND session = %(session)s
 ), passed AS (
-    SELECT (SELECT n FROM conflicts) IS NULL AND (SELECT c FROM missing) IS NULL AS ok
+    SELECT (SELECT n FROM conflicts) IS NULL AND (SELECT c FROM missing) IS NULL
+           AND (SELECT erased_at FROM erased) IS NULL AS ok
 ), head AS (
     SELECT next_seq FROM sessions WHERE tenant = %(tenant)s AND session = %(session)s
 ), fresh AS (
@@ -123,7 +134,8 @@ WITH batch AS (
 )
 SELECT c.*, CASE WHEN (SELECT yes FROM rerun) THEN (SELECT appended FROM prior)
                  ELSE (SELECT count(*) FROM stored)::int END AS appended,
-       (SELECT n FROM conflicts) AS conflicts, (SELECT c FROM missing) AS missing
+       (SELECT n FROM conflicts) AS conflicts, (SELECT c FROM missing) AS missing,
+       (SELECT erased_at FROM erased) AS erased
 FROM (SELECT 1) one LEFT JOIN cursors c ON true
 """
 
@@ -188,12 +200,13 @@ class AppendStore(StoreBase):
         async with self.pipelined(tenant) as (conn, _):
             await conn.execute("INSERT INTO sessions (tenant, session) VALUES (%s, %s)"
                                " ON CONFLICT DO NOTHING", (tenant, session))
-            await conn.execute("SELECT 1 FROM sessions WHERE tenant = %s AND session = %s"
-                               " FOR UPDATE", (tenant, session))
+            await conn.execute(LOCK_SESSION, (tenant, session))
             appended = await conn.execute(_APPEND, params)
             embedded_cur = await conn.execute(_EMBEDDED_SEQ, (tenant, session))
         row = await appended.fetchone()
         assert row is not None
+        if row["erased"] is not None:
+            raise SessionErasedError(tenant, session)
         if row["conflicts"]:
             index = min(row["conflicts"]) - 1
             raise InvalidInputError(f"messages[{index}].id", f"{messages[index].id!r} was "
@@ -218,8 +231,7 @@ class AppendStore(StoreBase):
         async with self.pipelined(tenant) as (conn, pipeline):
             await conn.execute("INSERT INTO sessions (tenant, session) VALUES (%s, %s)"
                                " ON CONFLICT DO NOTHING", (tenant, session))
-            locked = await conn.execute("SELECT * FROM sessions WHERE tenant = %s AND session"
-                                        " = %s FOR UPDATE", (tenant, session))
+            locked = await conn.execute(LOCK_SESSION, (tenant, session))
             known_cur = await conn.execute(
                 "SELECT id, digest FROM messages WHERE tenant = %s AND session = %s"
                 " AND id = ANY(%s)", (tenant, session, ids))
@@ -229,6 +241,7 @@ class AppendStore(StoreBase):
             await pipeline.sync()
             row = await locked.fetchone()
             assert row is not None
+            refuse_erased(row, tenant, session)
             known = {r["id"]: r["digest"] for r in await known_cur.fetchall()}
             digests = [message_digest(m) for m in messages]
             for index, (message, dig) in enumerate(zip(messages, digests, strict=True)):

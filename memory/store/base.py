@@ -11,12 +11,13 @@ from typing import Any
 from psycopg import AsyncConnection, AsyncPipeline
 from psycopg.rows import DictRow
 
+from memory.errors import SessionErasedError
 from memory.models import (
     Cursors,
     Summary,
 )
 
-__all__ = ["StoreBase"]
+__all__ = ["LOCK_SESSION", "NOT_ERASED", "StoreBase", "refuse_erased"]
 
 
 def _cursors(row: dict[str, Any], embedded: int | None) -> Cursors:
@@ -26,14 +27,36 @@ def _cursors(row: dict[str, Any], embedded: int | None) -> Cursors:
                    rev=row["rev"])
 
 
+# Every write holds the session's row in this mode until it commits, so seqs and ledger
+# seqs are taken in order. NO KEY UPDATE, not UPDATE: it leaves the inverted index's KEY SHARE
+# (`memory.store.indexing`) free to run beside an append; only an erasure's FOR UPDATE waits
+# for both.
+LOCK_SESSION = ("SELECT * FROM sessions WHERE tenant = %s AND session = %s"
+                " FOR NO KEY UPDATE")
+
+
+# What a write that does not lock the session's row (a served context, a compaction event)
+# checks instead: KEY SHARE waits for an erasure under way (FOR UPDATE) and then reads its
+# mark, so nothing it writes outlives the erasure; it never waits for an append.
+# A scalar sub-select: under NOT EXISTS (... WHERE erased_at IS NOT NULL) the filter ran
+# before the lock and the statement did not wait (tests/store/test_erasure.py).
+NOT_ERASED = """(SELECT erased_at FROM sessions WHERE tenant = %(tenant)s
+    AND session = %(session)s FOR KEY SHARE) IS NULL"""
+
+
+def refuse_erased(row: dict[str, Any] | None, tenant: str, session: str) -> None:
+    if row is not None and row.get("erased_at") is not None:
+        raise SessionErasedError(tenant, session)
+
+
 async def _lock_session(conn: AsyncConnection[DictRow], tenant: str,
                         session: str) -> dict[str, Any]:
     await conn.execute("INSERT INTO sessions (tenant, session) VALUES (%s, %s)"
                        " ON CONFLICT DO NOTHING", (tenant, session))
-    cur = await conn.execute("SELECT * FROM sessions WHERE tenant = %s AND session = %s"
-                             " FOR UPDATE", (tenant, session))
+    cur = await conn.execute(LOCK_SESSION, (tenant, session))
     row = await cur.fetchone()
     assert row is not None
+    refuse_erased(row, tenant, session)
     return row
 
 

@@ -32,8 +32,11 @@ WITH todo AS (
                     WHERE tenant = %(tenant)s AND session = %(session)s)
       -- A range, as in the search's tail: one bound alone looks like a third of the table
       -- to the planner, which then may read the session through another index and sort.
+      -- KEY SHARE: an erasure (FOR UPDATE) waits for this statement, and this one for an
+      -- erasure, which leaves next_seq at 0, so no posting of an erased session outlives it.
+      -- Appends (NO KEY UPDATE) do not wait for it.
       AND m.seq < (SELECT next_seq FROM sessions
-                   WHERE tenant = %(tenant)s AND session = %(session)s)
+                   WHERE tenant = %(tenant)s AND session = %(session)s FOR KEY SHARE)
     ORDER BY m.seq LIMIT %(limit)s
 ), terms AS (
     INSERT INTO message_terms (tenant, session, lexeme, id, tf, doc_len)

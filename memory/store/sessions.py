@@ -14,7 +14,7 @@ from psycopg.types.json import Jsonb
 from pydantic import BaseModel, ConfigDict
 
 from memory.compaction import WindowState, window_tokens
-from memory.errors import InvalidInputError, LedgerConflictError
+from memory.errors import InvalidInputError, LedgerConflictError, SessionErasedError
 from memory.models import (
     CompactionEvent,
     CompactionRecord,
@@ -22,7 +22,7 @@ from memory.models import (
     Summary,
 )
 from memory.store.appends import AppendOutcome, AppendStore
-from memory.store.base import _cursors, _embedded_seq, _lock_session
+from memory.store.base import NOT_ERASED, _cursors, _embedded_seq, _lock_session
 from memory.store.windows import PAGE_ROWS, TAIL_LOAD_CAP, LoadedWindow, WindowReads
 
 # Split by concern (appends.py, windows.py, base.py); the names callers import stay here.
@@ -51,6 +51,12 @@ RETURNING (SELECT coalesce(array_agg(u.id), '{}') FROM unnest(summary_ids) AS u(
            WHERE NOT EXISTS (SELECT 1 FROM summaries m WHERE m.tenant = %(tenant)s
                              AND m.session = %(session)s AND m.id = u.id)) AS missing
 """
+
+_ADD_EVENT = f"""
+INSERT INTO compaction_events (tenant, session, event)
+SELECT %(tenant)s, %(session)s, %(event)s WHERE {NOT_ERASED}
+"""
+
 
 class CommitOutcome(BaseModel):
     model_config = ConfigDict(frozen=True)
@@ -160,9 +166,10 @@ class SessionStore(AppendStore, WindowReads):
 
     async def add_event(self, tenant: str, session: str, event: CompactionEvent) -> None:
         async with self.scoped(tenant) as conn:
-            await conn.execute("INSERT INTO compaction_events (tenant, session, event)"
-                               " VALUES (%s, %s, %s)",
-                               (tenant, session, Jsonb(event.model_dump(mode="json"))))
+            cur = await conn.execute(_ADD_EVENT, {"tenant": tenant, "session": session,
+                                                  "event": Jsonb(event.model_dump(mode="json"))})
+            if cur.rowcount == 0:
+                raise SessionErasedError(tenant, session)
 
     async def events(self, tenant: str, session: str, limit: int = 200
                      ) -> list[CompactionEvent]:

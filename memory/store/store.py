@@ -22,8 +22,9 @@ from pydantic import BaseModel, ConfigDict
 
 from memory.audit import ServedContext
 from memory.checks import MAX_TURN
-from memory.errors import InvalidInputError
+from memory.errors import InvalidInputError, SessionErasedError
 from memory.models import CompactionRecord, Message, ScoredMessage
+from memory.store.base import NOT_ERASED
 from memory.store.indexing import INDEX_TERMS, INDEX_TERMS_LIMIT
 from memory.store.rows import MESSAGE_COLUMNS, row_to_message, row_to_scored
 from memory.store.search import (
@@ -66,10 +67,12 @@ _SCOPE = ("SELECT set_config('role', 'longthread_app', true), set_config('app.te
 _SELECT_MESSAGES = f"SELECT {MESSAGE_COLUMNS} FROM messages"
 
 
-_RECORD_SERVED = """
+_RECORD_SERVED = f"""
 WITH next AS (SELECT nextval('served_contexts_seq') AS seq)
 INSERT INTO served_contexts (tenant, session, seq, turn, record)
-SELECT %s, %s, next.seq, %s, jsonb_set(%s::jsonb, '{seq}', to_jsonb(next.seq)) FROM next
+SELECT %(tenant)s, %(session)s, next.seq, %(turn)s,
+       jsonb_set(%(record)s::jsonb, '{{seq}}', to_jsonb(next.seq))
+FROM next WHERE {NOT_ERASED}
 RETURNING seq
 """
 
@@ -298,12 +301,16 @@ class Store(SessionStore):
     async def record_served(self, tenant: str, session: str, served: ServedContext, *,
                             conn: Connection | None = None) -> ServedContext:
         """Store what one context() call served, in one statement and one round trip; its seq
-        comes from a sequence, so recording never waits on the session's row (appends lock
-        it). The record goes as JSON text written by pydantic's serializer (0.05 ms for a
-        600-candidate record, against 0.7 ms through model_dump and json.dumps); the same
-        values as model_dump(mode="json") once parsed."""
-        (rows,) = await self._batch(tenant, [(_RECORD_SERVED, (
-            tenant, session, served.turn, served.model_dump_json()))], conn=conn)
+        comes from a sequence, so recording never waits on an append (its KEY SHARE on the
+        session's row waits only for an erasure, and refuses an erased session). The record
+        goes as JSON text written by pydantic's serializer (0.05 ms for a 600-candidate
+        record, against 0.7 ms through model_dump and json.dumps); the same values as
+        model_dump(mode="json") once parsed."""
+        (rows,) = await self._batch(tenant, [(_RECORD_SERVED, {
+            "tenant": tenant, "session": session, "turn": served.turn,
+            "record": served.model_dump_json()})], conn=conn)
+        if not rows:
+            raise SessionErasedError(tenant, session)
         return served.model_copy(update={"seq": int(rows[0]["seq"])})
 
     async def served(self, tenant: str, session: str, at_turn: int | None = None

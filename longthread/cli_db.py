@@ -1,0 +1,108 @@
+"""`longthread db`: what an admin runs against the archive. Setup (migrations and the app's
+least-privilege login) and erasure, which the app's login may not do."""
+
+from __future__ import annotations
+
+import json
+import sys
+from typing import Annotated
+
+import typer
+from rich.progress import track
+
+from longthread.cli_support import EXIT_INPUT, Json, Tenant, err, out, run
+from longthread.settings import Settings, resolve_settings
+
+__all__ = ["db_app"]
+
+db_app = typer.Typer(help="Database administration.", no_args_is_help=True)
+
+AdminUrl = Annotated[str | None, typer.Option(
+    envvar="LONGTHREAD_ADMIN_DATABASE_URL",
+    help="A login that may delete from the archive (default: LONGTHREAD_DATABASE_URL, which "
+         "for the embedded `longthread dev` stack may).")]
+
+
+@db_app.command("setup")
+def db_setup(
+    admin_url: Annotated[str, typer.Option(
+        envvar="LONGTHREAD_ADMIN_DATABASE_URL",
+        help="A login that may create tables and roles (run once, by an admin).")],
+    app_user: Annotated[str | None, typer.Option(
+        help="Create (or update) this least-privilege login for workers and clients.")] = None,
+    app_password: Annotated[str | None, typer.Option(
+        envvar="LONGTHREAD_APP_PASSWORD", help="Its password.")] = None,
+) -> None:
+    """Migrate the archive and create the application's least-privilege login role: a
+    member of longthread_app, no superuser, no BYPASSRLS, so row-level security holds. The
+    archive is made for LONGTHREAD_EMBEDDING_DIM-sized vectors: run it with the workers'
+    settings."""
+    from memory.store.roles import setup_database
+
+    version = run(setup_database(admin_url, Settings().dimensions, app_user, app_password))
+    out.print(f"schema at version {version}"
+              + (f"; login role {app_user} can connect as longthread_app" if app_user else ""))
+
+
+@db_app.command("erase")
+def db_erase(
+    sessions: Annotated[list[str] | None, typer.Argument(
+        metavar="[SESSION]...", help="The sessions to erase.", show_default=False)] = None,
+    tenant: Tenant = "default",
+    every: Annotated[bool, typer.Option(
+        "--all", help="Erase every session of the tenant.")] = False,
+    admin_url: AdminUrl = None,
+    yes: Annotated[bool, typer.Option("--yes", "-y", help="Do not ask to confirm.")] = False,
+    as_json: Json = False,
+) -> None:
+    """Erase sessions for good, on a customer's request: every message, embedding, summary,
+    ledger record, compaction event and served context, then every run of the session's
+    workflow in Temporal (whose history holds the messages too). It cannot be undone; the
+    session's id refuses every write after."""
+    if bool(sessions) == every:
+        err.print("[red]error:[/red] SESSION: name the sessions to erase, or pass --all "
+                  "(not both)", highlight=False)
+        raise typer.Exit(EXIT_INPUT)
+    if not yes and not sys.stdin.isatty():
+        err.print("[red]error:[/red] --yes: erasing cannot be undone; with no terminal to "
+                  "ask on, pass --yes", highlight=False)
+        raise typer.Exit(EXIT_INPUT)
+    run(_erase(sessions or [], tenant, every, admin_url, yes, as_json))
+
+
+async def _erase(sessions: list[str], tenant: str, every: bool, admin_url: str | None,
+                 yes: bool, as_json: bool) -> None:
+    from longthread.client import NO_ARCHIVE, Longthread, check_ids
+    from memory.store.erasure import tenant_sessions
+
+    for session in sessions:
+        check_ids(tenant, session)
+    settings = resolve_settings()
+    url = admin_url or settings.database_url
+    if not url:
+        raise ConnectionError(NO_ARCHIVE)
+    names = await tenant_sessions(url, tenant) if every else sessions
+    if not names:
+        out.print(f"tenant {tenant!r} holds no session to erase")
+        return
+    if not yes:
+        typer.confirm(f"Erase {len(names)} session(s) of tenant {tenant!r} for good "
+                      f"({', '.join(names[:5])}{', …' if len(names) > 5 else ''})?",
+                      abort=True)
+    lt = await Longthread.connect(settings)
+    done = []
+    for name in track(names, description="erasing", disable=len(names) < 2 or as_json,
+                      console=err):
+        erased = await lt.erase(name, tenant, admin_url=url)
+        done.append(erased)
+        if not as_json:
+            rows, archive = erased.archive.rows, erased.archive
+            what = ("already erased on " + archive.erased_at.isoformat(timespec="seconds")
+                    if archive.already else
+                    f"{rows.get('messages', 0)} messages, {rows.get('ledger', 0)} ledger "
+                    f"records, {rows.get('summaries', 0)} summaries, "
+                    f"{rows.get('served_contexts', 0)} served contexts")
+            out.print(f"erased {name!r} of tenant {tenant!r}: {what}; "
+                      f"{erased.runs_deleted} workflow run(s) deleted", highlight=False)
+    if as_json:
+        print(json.dumps([e.model_dump(mode="json") for e in done], indent=2))
