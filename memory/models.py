@@ -160,10 +160,13 @@ class CompactionRecord(Frozen):
     tokens_after: int = Field(ge=0)
     duration_ms: float = 0.0
     undoes: str | None = None
+    # What the caller asked the summary to keep (`compact(focus=...)`), so an auditor reading
+    # the ledger sees what the summarizer was told, not only what it wrote.
+    focus: str | None = None
 
     # Ledger records arrive from exports (restore_ledger): every text must be storable.
     @field_validator("id", "action", "reason", "covered_hash", "strategy", "model",
-                     "prompt_version", "fallback", "engine_version", "undoes")
+                     "prompt_version", "fallback", "engine_version", "undoes", "focus")
     @classmethod
     def _storable_text(cls, value: str | None, info: ValidationInfo) -> str | None:
         if value is not None:

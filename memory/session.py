@@ -187,7 +187,8 @@ class Session:
             window, record = compose_record(
                 self.window, plan, record_id=record_id, seq=seq, summary=summary,
                 strategy=strategy, trigger=trigger, model=model, prompt_version=version,
-                duration_ms=(self._clock() - started) * 1000, counter=self.counter)
+                duration_ms=(self._clock() - started) * 1000, counter=self.counter,
+                focus=focus)
         except Exception as exc:
             self._emit(CompactionEvent(kind="failed", record_id=record_id, level=plan.level,
                                        reason=plan.reason, tokens_before=plan.tokens_before,

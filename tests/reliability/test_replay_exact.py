@@ -332,7 +332,7 @@ class ReplayMachine(RuleBasedStateMachine):
         if summary is not None and self.kind == "abstractive":
             self.h.prose.push(summary)  # the next abstractive summary (if this session has one)
         record = self.run(self.conv.compact(preserve_recent=keep, focus=focus))
-        assert record is None or record.trigger == "manual"
+        assert record is None or (record.trigger, record.focus) == ("manual", focus)
         self.serve(view)
 
     @rule(pick=st.integers(0, 10**6), bogus=st.booleans(), view=then)

@@ -59,6 +59,7 @@ def test_manual_compact_with_focus_then_undo_restores_the_window() -> None:
     assert record.trigger == "manual" and record.covered_ids == tuple(
         f"m{i}" for i in range(2, 10))
     assert "refund" in record.summary.content
+    assert record.focus == "refund"  # the ledger says what the summary was asked to keep
     assert [m.id for m in session.window.messages] == ["m1", "m10", "m11"]
     session.uncompact(record.id)
     assert session.window == before
