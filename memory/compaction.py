@@ -213,7 +213,10 @@ def plan_compaction(
 # 6: a message's size counts its tool calls (ids, names, arguments) and a result's call id,
 #    in planning and in the window's size (`memory.tokens.message_cost`); the levels above a
 #    summary a model wrote are written by the model too (`merge_text`), not merged extractively.
-ENGINE_VERSION = "longthread-engine/6"
+# 7: in extractive summaries a number weighs as specific only where a person or the model said
+#    it, not in tool results (`memory.facts.term_weights`): repeated status lookups no longer
+#    fill the summary. Spans without tool results are summarized as in 6.
+ENGINE_VERSION = "longthread-engine/7"
 
 
 def _engine(record: CompactionRecord) -> int:

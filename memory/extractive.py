@@ -169,6 +169,7 @@ def _pool(messages: Sequence[Message], focus: str | None, counter: TokenCounter,
     group: list[int] = []
     docs: list[list[str]] = []
     texts: list[str] = []
+    machine: list[bool] = []  # the sentence is a tool result's (`term_weights`)
     speakers = frozenset(m.name.lower() for m in messages if m.name)
     for message in messages:
         if message.role == "system":
@@ -183,13 +184,14 @@ def _pool(messages: Sequence[Message], focus: str | None, counter: TokenCounter,
             # A clause's trimmed edge can change a term ("faith-" → "faith"): count both.
             docs.append([*words, *{t for ts in part_terms[1:] for t in ts} - set(words)])
             texts.append(sentence)
+            machine.append(message.role == "tool")
             for part, these in zip(parts, part_terms, strict=True):
                 candidates.append(_Candidate(message.id, speaker, part))
                 cand_terms.append(these)
                 group.append(len(docs) - 1)
     if not candidates:
         return None
-    weights = term_weights(docs, texts, terms(focus) if focus else ())
+    weights = term_weights(docs, texts, terms(focus) if focus else (), machine)
     cost = [max(1, counter.count(metered(c))) for c in candidates]
     return _Pool(candidates, cand_terms, group, cost, weights)
 

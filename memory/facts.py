@@ -102,20 +102,28 @@ def clauses(sentence: str) -> list[str]:
 
 
 def term_weights(docs: Sequence[Sequence[str]], texts: Sequence[str],
-                 focus: Sequence[str] = ()) -> dict[str, float]:
+                 focus: Sequence[str] = (), machine: Sequence[bool] = ()) -> dict[str, float]:
     """How much covering each term is worth: log(1 + N/df) over the N sentences, times
     SPECIFIC for names (capitalised inside some sentence), numbers and dates, times FOCUS for
-    the focus's terms."""
+    the focus's terms.
+
+    A number counts as specific only where a person or the model said it: `machine[i]` marks
+    the sentences of tool results, whose numbers are mostly timestamps, counters and ids that
+    change on every call. Each repeat of a status lookup brought new ones, so repeated tool
+    output filled extractive summaries (27 of 36 lines in a support ticket's) and pushed out
+    what people said (a user test's finding)."""
     n = len(docs)
     df: Counter[str] = Counter()
     for doc in docs:
         df.update(set(doc))
+    said = {t for k, doc in enumerate(docs) if not (k < len(machine) and machine[k])
+            for t in doc} if any(machine) else set(df)
     names = {w.lower() for text in texts for w in _NAME.findall(text)}
     focus_terms = set(focus)
     weights: dict[str, float] = {}
     for term, count in df.items():
         weight = math.log(1.0 + n / count)
-        if term in names or _NUMBER.search(term) or term in _DATE_TERMS:
+        if term in names or (_NUMBER.search(term) and term in said) or term in _DATE_TERMS:
             weight *= SPECIFIC
         if term in focus_terms:
             weight *= FOCUS

@@ -13,7 +13,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from memory.extractive import _HeuristicMeter, extractive_summary
-from memory.facts import clauses, fact_terms
+from memory.facts import clauses, fact_terms, term_weights
 from memory.models import Message
 from memory.tokens import HeuristicCounter
 from tests.unit.strategies import conversations
@@ -157,3 +157,44 @@ def test_extractive_is_fast_and_grows_about_linearly() -> None:
     t_small, t_large = best_of_3(small), best_of_3(large)
     assert t_small < 0.15
     assert t_large < 12 * t_small + 0.05
+
+
+def _support_span(seed: int) -> list[Message]:
+    """A ticket: a status lookup repeated every few turns (new timestamps and counters each
+    time), between turns where the customer and the agent state the facts."""
+    rng = random.Random(seed)
+    said = ["My order number is {n} and it has not arrived.",
+            "I've approved a refund of {n} dollars, reference RF-{n}.",
+            "Please send it to my new address, {n} Harbor Road.",
+            "My new email is ana{n}@example.net, the old one is closed.",
+            "The replacement order is B-{n}, shipped today."]
+    out: list[Message] = []
+    for i in range(60):
+        if i % 3 == 0:
+            out.append(Message(id=f"a{i}", role="assistant", content="", tool_calls=(
+                {"id": f"c{i}", "name": "lookup_order", "arguments": "{}"},)))
+            out.append(Message(id=f"t{i}", role="tool", tool_call_id=f"c{i}", content=(
+                f'{{"status": "in_transit", "scan": "hub-{rng.randint(1, 99)}", '
+                f'"checked": "2024-03-{1 + i // 3:02d}T{rng.randint(0, 23):02d}:'
+                f'{rng.randint(0, 59):02d}:{rng.randint(0, 59):02d}Z", '
+                f'"events": {rng.randint(100, 999)}}}')))
+        else:
+            text = said[i % len(said)].format(n=rng.randint(10_000, 99_999))
+            out.append(Message(id=f"m{i}", role="user" if i % 2 else "assistant",
+                               name="Ana" if i % 2 else "Priya", content=text))
+    return out
+
+
+def test_numbers_in_tool_results_do_not_crowd_out_what_people_said() -> None:
+    """Engine 7: a tool result's numbers (timestamps, counters) are not weighed as specific
+    facts, so repeated lookups do not fill the summary; what the customer and the agent said
+    takes most of it. Before, 8 of 18 lines of such a span's 300-token summary were lookups."""
+    for seed in range(5):
+        span = _support_span(seed)
+        lines = extractive_summary(span, 300, counter=HEURISTIC).text.splitlines()
+        tool = [line for line in lines if line.split("] ", 1)[1].startswith("tool:")]
+        assert len(tool) * 4 <= len(lines), (seed, lines)
+        # A span without tool results is weighed as before engine 7.
+        docs = [fact_terms(m.content) for m in span if m.role != "tool" and m.content]
+        texts = [m.content for m in span if m.role != "tool" and m.content]
+        assert term_weights(docs, texts, (), [False] * len(docs)) == term_weights(docs, texts)
