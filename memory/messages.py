@@ -39,7 +39,7 @@ from memory.errors import InvalidInputError
 from memory.provider_shapes import flat_call, flat_message
 
 __all__ = ["Frozen", "Message", "ToolCall", "content_hash", "message_digest", "parse_messages",
-           "validate_sequence"]
+           "utc_instant", "validate_sequence"]
 
 
 class Frozen(BaseModel):
@@ -170,14 +170,17 @@ def validate_sequence(
             )
 
 
+def utc_instant(stamp: datetime) -> datetime:
+    """An instant in UTC; a naive time is taken as UTC (as `message_digest` compares them)."""
+    return stamp.replace(tzinfo=UTC) if stamp.tzinfo is None else stamp.astimezone(UTC)
+
+
 def message_digest(message: Message) -> str:
     """Identity of a message's content for dedup: canonical JSON, so the order of metadata keys
     (or of fields) never makes the same message look different."""
     data = message.model_dump(mode="json")
     if message.created_at is not None:  # one instant, however it was written (Postgres
-        stamp = message.created_at  # hands it back in UTC); naive times are taken as UTC
-        stamp = stamp.replace(tzinfo=UTC) if stamp.tzinfo is None else stamp.astimezone(UTC)
-        data["created_at"] = stamp.isoformat()
+        data["created_at"] = utc_instant(message.created_at).isoformat()  # hands it in UTC)
     doc = json.dumps(data, sort_keys=True, separators=(",", ":"), ensure_ascii=False)
     return hashlib.sha256(doc.encode("utf-8")).hexdigest()[:32]
 

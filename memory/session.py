@@ -27,6 +27,7 @@ from memory.compaction import (
     plan_compaction,
 )
 from memory.compaction import window_tokens as _window_tokens
+from memory.conflicts import conflict_error
 from memory.errors import InvalidInputError, NotFoundError
 from memory.lexical import bm25_scores
 from memory.models import (
@@ -119,8 +120,7 @@ class Session:
             if known is None:
                 fresh.append(message)
             elif message_digest(known) != message_digest(message):
-                raise InvalidInputError(f"messages[{index}].id", f"{message.id!r} was already "
-                                        "appended with other content")
+                raise conflict_error(index, message, known)
         for message in fresh:
             self._order[message.id] = len(self._order)
             self._archive[message.id] = message

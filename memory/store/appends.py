@@ -12,6 +12,7 @@ import numpy as np
 from pgvector import Vector
 from pydantic import BaseModel, ConfigDict
 
+from memory.conflicts import conflict_error
 from memory.errors import InvalidInputError, SessionErasedError
 from memory.models import (
     Cursors,
@@ -28,6 +29,7 @@ from memory.store.base import (
     _lock_session,
     refuse_erased,
 )
+from memory.store.rows import MESSAGE_COLUMNS, row_to_message
 from memory.tokens import default_counter, message_cost
 from memory.window import by_reference
 
@@ -144,6 +146,15 @@ def _json(value: Any) -> str:
     return json.dumps(value, ensure_ascii=False, separators=(",", ":"))
 
 
+# The stored copy of a refused id, read on the refusal path only (one more round trip there).
+_STORED = (f"SELECT {MESSAGE_COLUMNS} FROM messages WHERE tenant = %s AND session = %s"
+           " AND id = %s")
+
+
+def _conflict(index: int, sent: Message, row: dict[str, Any] | None) -> InvalidInputError:
+    return conflict_error(index, sent, None if row is None else row_to_message(row))
+
+
 class AppendStore(StoreBase):
     """Appends and embeddings; mixed into `SessionStore`."""
 
@@ -207,10 +218,11 @@ class AppendStore(StoreBase):
         assert row is not None
         if row["erased"] is not None:
             raise SessionErasedError(tenant, session)
-        if row["conflicts"]:
+        if row["conflicts"]:  # rare: the stored copy is read only now, to say what differs
             index = min(row["conflicts"]) - 1
-            raise InvalidInputError(f"messages[{index}].id", f"{messages[index].id!r} was "
-                                    "already appended with other content")
+            (stored,) = await self._batch(tenant, [(_STORED, (tenant, session,
+                                                               messages[index].id))])
+            raise _conflict(index, messages[index], stored[0] if stored else None)
         if row["missing"]:
             missing = set(row["missing"])
             validate_sequence(messages, open_tool_calls=[c for c in needed if c not in missing])
@@ -246,8 +258,9 @@ class AppendStore(StoreBase):
             digests = [message_digest(m) for m in messages]
             for index, (message, dig) in enumerate(zip(messages, digests, strict=True)):
                 if message.id in known and known[message.id] not in (None, dig):
-                    raise InvalidInputError(f"messages[{index}].id", f"{message.id!r} was "
-                                            "already appended with other content")
+                    stored_cur = await conn.execute(_STORED, (tenant, session, message.id))
+                    await pipeline.sync()
+                    raise _conflict(index, message, await stored_cur.fetchone())
             open_calls = {r["call_id"] for r in await calls_cur.fetchall()} if calls_cur else set()
             validate_sequence(messages, open_tool_calls=open_calls)
             fresh = [(m, d) for m, d in zip(messages, digests, strict=True) if m.id not in known]

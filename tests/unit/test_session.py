@@ -216,6 +216,12 @@ def test_re_appending_a_message_is_skipped_and_other_content_is_refused() -> Non
     assert [m.id for m in session.window.messages] == ["a", "b"]
     with pytest.raises(InvalidInputError, match="'a' was already appended with other content"):
         session.add_messages([{"id": "a", "role": "user", "content": "changed"}])
+    # The same text sent with a time is another message: the refusal says what differs, as
+    # the store's does (memory.conflicts).
+    with pytest.raises(InvalidInputError, match=r"'a' was already appended with another "
+                                                r"created_at \(stored none, sent 2024-03-01"):
+        session.add_messages([{"id": "a", "role": "user", "content": "hello",
+                               "created_at": "2024-03-01T10:00:00Z"}])
     with pytest.raises(InvalidInputError, match="duplicate id 'c'"):
         session.add_messages([{"id": "c", "role": "user", "content": "x"},
                               {"id": "c", "role": "user", "content": "x"}])
