@@ -17,13 +17,14 @@ from psycopg import AsyncConnection
 from psycopg.rows import DictRow
 from psycopg_pool import AsyncConnectionPool
 from temporalio.client import Client
+from temporalio.service import RPCError, RPCStatusCode
 
 from activities.providers.embedders import Embedder
 from longthread.codec import data_converter
 from longthread.conversation import Conversation
 from longthread.replies import CompactAttempt
 from longthread.settings import Settings, resolve_settings
-from memory.errors import InvalidInputError
+from memory.errors import InvalidInputError, NotFoundError
 from memory.policy import CompactionPolicy
 from memory.store.db import open_pool
 from memory.store.migrations import check_embedder, stored_embedder, stored_embedding_dim
@@ -137,12 +138,28 @@ class Longthread:
                                              s.openai_embedding_model, s.openai_base_url)
         return self._embedder
 
-    async def conversation(self, session: str, tenant: str = "default") -> Conversation:
-        """Start the session's workflow, or attach to it if it is already running."""
+    async def conversation(self, session: str, tenant: str = "default", *,
+                           create: bool = True) -> Conversation:
+        """Start the session's workflow, or attach to it if it is already running.
+
+        `create=False` attaches only to a session that exists (its workflow runs, or the
+        archive holds its messages) and raises NotFoundError otherwise: a mistyped ticket id
+        would else start an empty session, and an agent answer from an empty context."""
         check_ids(tenant, session)
         conv = Conversation(self, session, tenant)
+        if not create and not await self._exists(conv):
+            raise NotFoundError(f"session: no session {session!r} for tenant {tenant!r}")
         await conv.attach()
         return conv
+
+    async def _exists(self, conv: Conversation) -> bool:
+        try:
+            await conv.handle.describe()
+            return True
+        except RPCError as exc:  # no workflow: maybe idle-closed, its messages stored
+            if exc.status != RPCStatusCode.NOT_FOUND:
+                raise
+        return bool(await (await self.store()).count(conv.tenant, conv.session))
 
     async def erase(self, session: str, tenant: str = "default", *,
                     admin_url: str | None = None) -> Erasure:

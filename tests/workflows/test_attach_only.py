@@ -1,0 +1,32 @@
+"""`conversation(..., create=False)` attaches only to a session that exists, so a mistyped
+ticket id fails loudly instead of starting an empty session (user test, finding 10)."""
+
+from __future__ import annotations
+
+import uuid
+
+import pytest
+from temporalio.service import RPCError
+from temporalio.worker import Worker
+
+from longthread.client import Longthread
+from memory.errors import NotFoundError
+from workflows.updates import workflow_id
+
+
+async def test_attach_only_finds_running_and_closed_sessions_and_refuses_others(
+    lt: Longthread, worker: Worker
+) -> None:
+    tenant = f"attach-{uuid.uuid4().hex[:6]}"
+    with pytest.raises(NotFoundError, match="no session 'tikcet-4711' for tenant"):
+        await lt.conversation("tikcet-4711", tenant=tenant, create=False)
+    with pytest.raises(RPCError):  # and it started nothing
+        await lt.client.get_workflow_handle(workflow_id(tenant, "tikcet-4711")).describe()
+    conv = await lt.conversation("ticket-4711", tenant=tenant)
+    await conv.append({"id": "m1", "role": "user", "content": "Where is order 4711?"})
+    again = await lt.conversation("ticket-4711", tenant=tenant, create=False)  # running
+    assert [m.id for m in await again.window()] == ["m1"]
+    await conv.close()
+    await conv.handle.result()
+    closed = await lt.conversation("ticket-4711", tenant=tenant, create=False)  # run ended
+    assert [m.id for m in await closed.window()] == ["m1"]
