@@ -22,7 +22,7 @@ from activities.ingest import EMBED_BATCH, EMBED_SECONDS, INDEX_ROUNDS, IngestAc
 from activities.providers.embedders import Embedder
 from activities.providers.errors import empty_reply
 from activities.providers.llm import AsyncSummarizer, ChatModel, LocalExtractive
-from activities.running import heartbeating, running_activity
+from activities.running import heartbeating, refused, running_activity
 from activities.types import (
     CompactOutcome,
     CompactSessionInput,
@@ -34,6 +34,7 @@ from memory.compaction import (
     no_gain,
     plan_compaction,
 )
+from memory.errors import SessionErasedError
 from memory.models import (
     CompactionEvent,
     Message,
@@ -145,6 +146,12 @@ class ConversationActivities(IngestActivities, ServingActivities, EditActivities
     @activity.defn(name=specs.COMPACT.name)
     async def compact_session(self, input: CompactSessionInput) -> CompactOutcome:
         """Plan, summarize, merge and commit one compaction against the expected ledger head."""
+        try:
+            return await self._compact(input)
+        except SessionErasedError as exc:  # refused, never retried: the session is gone
+            raise refused(exc) from None
+
+    async def _compact(self, input: CompactSessionInput) -> CompactOutcome:
         loaded = await self.store.load_window(input.tenant, input.session)
         if loaded.version != input.expected_head:
             return await self._already(input, loaded, input.expected_head)

@@ -5,13 +5,16 @@ from __future__ import annotations
 
 import json
 import sys
-from typing import Annotated
+from typing import TYPE_CHECKING, Annotated
 
 import typer
 from rich.progress import track
 
 from longthread.cli_support import EXIT_INPUT, Json, Tenant, err, out, run
 from longthread.settings import Settings, resolve_settings
+
+if TYPE_CHECKING:
+    from longthread.erasure import Erasure
 
 __all__ = ["db_app"]
 
@@ -73,6 +76,7 @@ def db_erase(
 async def _erase(sessions: list[str], tenant: str, every: bool, admin_url: str | None,
                  yes: bool, as_json: bool) -> None:
     from longthread.client import NO_ARCHIVE, Longthread, check_ids
+    from memory.errors import NotFoundError
     from memory.store.erasure import tenant_sessions
 
     for session in sessions:
@@ -81,28 +85,38 @@ async def _erase(sessions: list[str], tenant: str, every: bool, admin_url: str |
     url = admin_url or settings.database_url
     if not url:
         raise ConnectionError(NO_ARCHIVE)
-    names = await tenant_sessions(url, tenant) if every else sessions
+    known = await tenant_sessions(url, tenant)
+    missing = [name for name in sessions if name not in known]
+    if missing:  # refused before anything is erased, not halfway through the list
+        raise NotFoundError(f"no session {', '.join(map(repr, missing))} in tenant {tenant!r}"
+                            "; nothing was erased")
+    names = known if every else sessions
     if not names:
         out.print(f"tenant {tenant!r} holds no session to erase")
         return
-    if not yes:
+    if not yes:  # on stderr: stdout may be the --json file
         typer.confirm(f"Erase {len(names)} session(s) of tenant {tenant!r} for good "
                       f"({', '.join(names[:5])}{', …' if len(names) > 5 else ''})?",
-                      abort=True)
+                      abort=True, err=True)
     lt = await Longthread.connect(settings)
-    done = []
-    for name in track(names, description="erasing", disable=len(names) < 2 or as_json,
-                      console=err):
-        erased = await lt.erase(name, tenant, admin_url=url)
-        done.append(erased)
-        if not as_json:
-            rows, archive = erased.archive.rows, erased.archive
-            what = ("already erased on " + archive.erased_at.isoformat(timespec="seconds")
-                    if archive.already else
-                    f"{rows.get('messages', 0)} messages, {rows.get('ledger', 0)} ledger "
-                    f"records, {rows.get('summaries', 0)} summaries, "
-                    f"{rows.get('served_contexts', 0)} served contexts")
-            out.print(f"erased {name!r} of tenant {tenant!r}: {what}; "
-                      f"{erased.runs_deleted} workflow run(s) deleted", highlight=False)
-    if as_json:
-        print(json.dumps([e.model_dump(mode="json") for e in done], indent=2))
+    done: list[Erasure] = []
+    try:
+        for name in track(names, description="erasing", disable=len(names) < 2 or as_json,
+                          console=err):
+            done.append(await lt.erase(name, tenant, admin_url=url))
+            if not as_json:
+                out.print(_line(done[-1]), highlight=False)
+    finally:  # what was erased is said even when a later session failed (Temporal down)
+        if as_json:
+            print(json.dumps([e.model_dump(mode="json") for e in done], indent=2))
+
+
+def _line(erased: Erasure) -> str:
+    rows, archive = erased.archive.rows, erased.archive
+    what = ("already erased on " + archive.erased_at.isoformat(timespec="seconds")
+            if archive.already else
+            f"{rows.get('messages', 0)} messages, {rows.get('ledger', 0)} ledger records, "
+            f"{rows.get('summaries', 0)} summaries, "
+            f"{rows.get('served_contexts', 0)} served contexts")
+    return (f"erased {archive.session!r} of tenant {archive.tenant!r}: {what}; "
+            f"{erased.runs_deleted} workflow run(s) deleted")

@@ -30,9 +30,31 @@ class Erasure(BaseModel):
     runs_deleted: int
 
 
-async def delete_runs(client: Client, workflow: str) -> int:
+async def delete_runs(client: Client, workflow: str, rounds: int = 3) -> int:
     """Delete every run of `workflow` (the latest by describing it, as visibility may not list
-    it yet; earlier ones, continued-as-new, by listing); how many deletions were accepted."""
+    it yet; earlier ones, continued-as-new, by listing); how many deletions were accepted.
+    Looked at again after deleting, up to `rounds` times, in case the running one continued
+    as new meanwhile."""
+    deleted: set[str] = set()
+    for _ in range(rounds):
+        runs = await _runs(client, workflow) - deleted
+        if not runs:
+            break
+        for run_id in sorted(runs):
+            try:
+                await client.workflow_service.delete_workflow_execution(
+                    DeleteWorkflowExecutionRequest(
+                        namespace=client.namespace,
+                        workflow_execution=WorkflowExecution(workflow_id=workflow,
+                                                             run_id=run_id)))
+            except RPCError as exc:
+                if exc.status != RPCStatusCode.NOT_FOUND:  # gone already: what was asked
+                    raise
+            deleted.add(run_id)
+    return len(deleted)
+
+
+async def _runs(client: Client, workflow: str) -> set[str]:
     runs: set[str] = set()
     try:
         runs.add((await client.get_workflow_handle(workflow).describe()).run_id)
@@ -42,18 +64,7 @@ async def delete_runs(client: Client, workflow: str) -> int:
     # Ids are percent-encoded (`workflow_id`), so they hold no quote to escape.
     async for execution in client.list_workflows(f"WorkflowId = '{workflow}'"):
         runs.add(execution.run_id)
-    deleted = 0
-    for run_id in sorted(runs):
-        try:
-            await client.workflow_service.delete_workflow_execution(
-                DeleteWorkflowExecutionRequest(
-                    namespace=client.namespace,
-                    workflow_execution=WorkflowExecution(workflow_id=workflow, run_id=run_id)))
-            deleted += 1
-        except RPCError as exc:
-            if exc.status != RPCStatusCode.NOT_FOUND:  # gone already: what was asked for
-                raise
-    return deleted
+    return runs
 
 
 async def erase(client: Client, admin_url: str, tenant: str, session: str) -> Erasure:

@@ -93,12 +93,13 @@ async def erase_session(admin_url: str, tenant: str, session: str) -> ErasedRows
 
 
 async def tenant_sessions(admin_url: str, tenant: str) -> list[str]:
-    """Every session of a tenant that holds anything, erased ones left out."""
+    """Every session of a tenant the archive knows, erased ones too: an erasure whose
+    Temporal step failed is finished by erasing again (`--all` included)."""
     async with await AsyncConnection.connect(admin_url) as conn, conn.transaction():
         cur = conn.cursor(row_factory=dict_row)
         await cur.execute("SELECT set_config('app.tenant', %s, true)", (tenant,))
         await cur.execute(
-            "SELECT session FROM sessions WHERE tenant = %(t)s AND erased_at IS NULL UNION"
+            "SELECT session FROM sessions WHERE tenant = %(t)s UNION"
             " SELECT DISTINCT session FROM messages WHERE tenant = %(t)s ORDER BY 1",
             {"t": tenant})
         return [r["session"] for r in await cur.fetchall()]

@@ -77,7 +77,8 @@ async def test_erasure_removes_every_row_of_the_session_and_nothing_else(
     assert [await _counts(migrated_url, tenant, "ticket-2"),
             await _counts(migrated_url, other, "ticket-1")] == kept
     assert await store.all_messages(tenant, "ticket-1") == []
-    assert await tenant_sessions(migrated_url, tenant) == ["ticket-2"]
+    # Listed still (an erasure whose Temporal step failed is finished by erasing again).
+    assert await tenant_sessions(migrated_url, tenant) == ["ticket-1", "ticket-2"]
     # Again: nothing left to remove, and it says when it was erased.
     again = await erase_session(migrated_url, tenant, "ticket-1")
     assert again.already and again.erased_at == erased.erased_at and not any(again.rows.values())
@@ -104,7 +105,8 @@ async def test_an_erased_session_refuses_every_write(store: Store, migrated_url:
             await write
         assert isinstance(caught.value, InvalidInputError) and caught.value.field == "session"
     assert await store.index_terms(tenant, "t") == 0
-    assert set((await _counts(migrated_url, tenant, "t")).values()) <= {0, 1}
+    assert await _counts(migrated_url, tenant, "t") == {**{t: 0 for t in ERASED_TABLES},
+                                                         "sessions": 1}
 
 
 async def test_a_write_racing_the_erasure_leaves_nothing_behind(
@@ -122,7 +124,7 @@ async def test_a_write_racing_the_erasure_leaves_nothing_behind(
                 store.index_terms(tenant, "t"), store.record_served(tenant, "t", SERVED),
                 store.append_messages(tenant, "t", [_user(99)]))]
             await asyncio.sleep(0.5)
-            assert [t.done() and (t.exception() or t.result()) for t in racing] == [False] * 3
+            assert [t.done() for t in racing] == [False] * 3  # each waits for the erasure
         results = await asyncio.gather(*racing, return_exceptions=True)
     assert results[0] == 0
     assert all(isinstance(r, SessionErasedError) for r in results[1:]), results

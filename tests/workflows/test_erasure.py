@@ -15,6 +15,7 @@ from temporalio.worker import Worker
 
 from longthread.client import Longthread
 from memory.errors import InvalidInputError
+from memory.store.erasure import erase_session
 from memory.store.store import Store
 
 
@@ -64,3 +65,20 @@ async def test_erase_removes_the_session_everywhere_and_its_id_is_refused(
     # Erasing again finds nothing more to remove in the archive.
     again = await lt.erase("ticket-4711", tenant, admin_url=migrated_url)
     assert again.archive.already and not any(again.archive.rows.values())
+
+
+async def test_a_run_still_going_when_the_archive_is_erased_refuses_at_once(
+    lt: Longthread, worker: Worker, migrated_url: str
+) -> None:
+    """The archive goes first; until the Temporal step deletes the run (or if it failed), the
+    run's writes are refused, not retried: a compaction fails the update saying why."""
+    tenant = f"erase-{uuid.uuid4().hex[:8]}"
+    conv = await lt.conversation("t-1", tenant=tenant)
+    await conv.append_many([{"id": f"m{i}", "role": "user", "content": f"Line {i}."}
+                            for i in range(20)])
+    await erase_session(migrated_url, tenant, "t-1")  # the archive only
+    for attempt in (conv.compact(preserve_recent=2),
+                    conv.append({"id": "m99", "role": "user", "content": "more"})):
+        with pytest.raises(InvalidInputError, match=r"^session: 't-1' of tenant .* was erased"):
+            await asyncio.wait_for(attempt, 30)
+    assert (await lt.erase("t-1", tenant, admin_url=migrated_url)).runs_deleted >= 1
