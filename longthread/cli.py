@@ -4,7 +4,6 @@ session, 3 no running stack."""
 
 from __future__ import annotations
 
-import asyncio
 import logging
 import os
 import signal
@@ -153,15 +152,19 @@ def ledger(session: SessionId, tenant: Tenant = "default", as_json: Json = False
 
 
 @app.command()
-def why(session: SessionId, turn: Annotated[int, typer.Argument(
-            min=1, max=MAX_TURN, help="Turn number: the N-th message stored, counted from 1.")],
-        tenant: Tenant = "default", as_json: Json = False) -> None:
-    """Why a turn left the window: its message, each ledger record that covered it (when,
-    which level, into which summary, the record's reason) or undid one, each later merge of
-    that summary, and which summary in the window stands for it now."""
+def why(session: SessionId, target: Annotated[str, typer.Argument(
+            metavar="TURN|ID", help="A turn number (turn N is the N-th message stored, counted "
+            "from 1), or a message id, whole or as the tail a window shows ('…9f02873d').")],
+        tenant: Tenant = "default", as_json: Json = False,
+        by_id: Annotated[bool, typer.Option(
+            "--id", help="Read TURN|ID as a message id even when it is a number.")] = False
+        ) -> None:
+    """Why a message left the window: the message and its turn, each ledger record that
+    covered it (when, which level, into which summary, the record's reason) or undid one,
+    each later merge of that summary, and which summary in the window stands for it now."""
     async def body() -> None:
         async with connected(out, need_db=True) as ctx:
-            await ctx.why(session, tenant, turn, as_json)
+            await ctx.why(session, tenant, target, as_json, by_id)
     run(body())
 
 
@@ -187,11 +190,12 @@ def replay(session: SessionId, at: Annotated[int | None, typer.Option(
 
 
 @app.command()
-def sessions(tenant: Tenant = "default") -> None:
-    """List a tenant's sessions in the archive."""
+def sessions(tenant: Tenant = "default", as_json: Json = False) -> None:
+    """List a tenant's sessions in the archive: messages, first and last message times,
+    when the newest was stored."""
     async def body() -> None:
         async with connected(out, need_db=True) as ctx:
-            await ctx.sessions(tenant)
+            await ctx.sessions(tenant, as_json)
     run(body())
 
 
@@ -231,27 +235,12 @@ def chat(session: SessionId, tenant: Tenant = "default",
              min=64, max=MAX_CONTEXT_TOKENS, help="The context's token budget per turn.")] = 4000
          ) -> None:
     """Talk to the configured chat model through generate(); Ctrl-D to leave."""
-    from longthread.settings import resolve_settings
+    from longthread.cli_chat import NO_CHAT_MODEL, chat_configured, talk
 
-    if resolve_settings().chat_provider == "none":
-        err.print("[red]error:[/red] no chat model configured. Set LONGTHREAD_CHAT_PROVIDER "
-                  "(anthropic or openai), LONGTHREAD_CHAT_MODEL and the provider's API key "
-                  "(LONGTHREAD_ANTHROPIC_API_KEY or LONGTHREAD_OPENAI_API_KEY; for Ollama or "
-                  "vLLM set LONGTHREAD_OPENAI_BASE_URL), for the worker and for this command.")
+    if not chat_configured():
+        err.print(f"[red]error:[/red] {NO_CHAT_MODEL}")
         raise typer.Exit(EXIT_INPUT)
-
-    async def body() -> None:
-        async with connected(out) as ctx:
-            conv = await ctx.lt.conversation(session, tenant)
-            while True:
-                try:
-                    line = await asyncio.to_thread(input, "you> ")
-                except EOFError:
-                    return
-                if line.strip():
-                    result = await conv.generate(line, max_tokens=max_tokens)
-                    out.print(f"[bold]model>[/bold] {result.reply.content}")
-    run(body())
+    run(talk(out, session, tenant, max_tokens))
 
 
 app.add_typer(db_app, name="db")

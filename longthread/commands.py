@@ -17,9 +17,9 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, T
 from temporalio.client import WorkflowExecutionStatus
 from temporalio.service import RPCError, RPCStatusCode
 
-from longthread.audit import replay_at, why_at
 from longthread.cli_errors import undo_of_undo, unsettled
 from longthread.client import NO_ARCHIVE, Conversation, Longthread, check_ids
+from longthread.commands_audit import AuditCommands
 from longthread.conversation import MAX_BATCH_BYTES
 from longthread.settings import resolve_settings
 from longthread.transfer import (
@@ -34,9 +34,6 @@ from longthread.views import (
     ledger_table,
     print_message,
     print_window,
-    sessions_table,
-    visible,
-    why_lines,
 )
 from memory.audit import ServedContext
 from memory.errors import InvalidInputError, LongthreadError, NotFoundError
@@ -48,7 +45,10 @@ __all__ = ["Ctx", "connected"]
 SETTLE_SECONDS = 60.0
 
 
-class Ctx:
+class Ctx(AuditCommands):
+    """One command's connections (the client, and the archive when it is reachable) and
+    what each command does with them; the audit commands come from `AuditCommands`."""
+
     def __init__(self, lt: Longthread, store: Store | None, console: Console) -> None:
         self.lt = lt
         self.store = store
@@ -189,14 +189,11 @@ class Ctx:
 
     async def show(self, session: str, tenant: str, ids: list[str], as_json: bool) -> None:
         """Print the messages found, then name every id that is not (exit 2): one mistyped id
-        among several should not hide the others."""
+        among several should not hide the others. A long id may be given as the tail a window
+        shows for it (`…9f02873d`); one that several ids end with is named as ambiguous."""
         conv = await self.existing(session, tenant)
-        try:
-            found, missing = await conv.messages(ids), []
-        except NotFoundError:  # `messages` checked every id first; it names only one missing
-            found = await self.need_store().get_messages(tenant, session, ids)
-            held = {m.id for m in found}
-            missing = [i for i in dict.fromkeys(ids) if i not in held]
+        lookup = await conv.lookup(ids)
+        found, missing = lookup.messages, lookup.missing
         if as_json:
             self.out.print_json(json.dumps([m.model_dump(mode="json") for m in found]))
         else:
@@ -204,12 +201,15 @@ class Ctx:
                 if n:
                     self.out.print()
                 print_message(self.out, message)
+        problems = [lookup.ambiguity(i) for i in lookup.ambiguous]
         if missing:
             named = ", ".join(map(repr, missing[:10])) + (
                 f" (and {len(missing) - 10} more)" if len(missing) > 10 else "")
-            raise NotFoundError(f"ids: no message{'s' if len(missing) > 1 else ''} {named} in "
-                                f"session {session!r}" + (f"; {len(found)} shown" if found
-                                                          else ""))
+            problems.insert(0, f"no message{'s' if len(missing) > 1 else ''} {named} in "
+                            f"session {session!r}")
+        if problems:
+            why = "; ".join(problems) + (f"; {len(found)} shown" if found else "")
+            raise NotFoundError(f"ids: {why}") if missing else InvalidInputError("ids", why)
 
     async def compact(self, session: str, tenant: str, preserve_recent: int | None,
                       focus: str | None) -> None:
@@ -243,55 +243,6 @@ class Ctx:
                                                           stop=record.seq + 1)
                        if r.trigger == "undo" and r.at == record.at]
         self.out.print(ledger_table(records))
-
-    async def ledger(self, session: str, tenant: str, as_json: bool) -> None:
-        await self.settled(session, tenant)
-        records = await self.need_store().ledger(tenant, session)
-        if as_json:
-            self.out.print_json(json.dumps([r.model_dump(mode="json") for r in records]))
-        elif not records:
-            self.out.print(f"no compactions yet in {session!r}: the window holds every message")
-        else:
-            self.out.print(ledger_table(records))
-
-    async def why(self, session: str, tenant: str, turn: int, as_json: bool) -> None:
-        await self.settled(session, tenant)
-        history = await why_at(self.need_store(), tenant, session, turn)
-        if as_json:
-            self.out.print_json(history.model_dump_json())
-            return
-        for line in why_lines(history):
-            self.out.print(line, markup=False, highlight=False)
-
-    async def replay(self, session: str, tenant: str, turn: int, as_json: bool,
-                     seq: int | None = None) -> bool:
-        await self.settled(session, tenant)
-        result = await replay_at(self.need_store(), tenant, session, turn, seq=seq)
-        if as_json:
-            self.out.print_json(result.model_dump_json())
-        else:
-            served = result.served
-            newest = (f", the newest at or before turn {turn}"
-                      if seq is None and served.turn < turn else "")
-            self.out.print(f"context {served.seq} served after turn {served.turn}{newest} "
-                           f"(query {visible(repr(served.query))}, "
-                           f"max_tokens {served.max_tokens}, {served.ledger_seq} ledger records "
-                           "in force), rebuilt from the archive and the ledger:", markup=False,
-                           highlight=False)
-            others = [s for s in result.served_at_turn if s != served.seq]
-            if others:
-                listed = ", ".join(map(str, others[:20])) + (", …" if len(others) > 20 else "")
-                self.out.print(f"[yellow]{len(result.served_at_turn)} contexts were served "
-                               f"after turn {served.turn}[/yellow]; the others are {listed}: "
-                               "replay one with --seq N")
-            print_window(self.out, result.window)
-            verdict = "[green]MATCHES[/green]" if result.matches else "[red]DIFFERS[/red]"
-            self.out.print(f"{verdict} what was served (sha256 {served.digest[:16]}…)")
-        return result.matches
-
-    async def sessions(self, tenant: str) -> None:
-        check_ids(tenant, "x")
-        self.out.print(sessions_table(tenant, await self.need_store().sessions(tenant)))
 
     async def export(self, session: str, tenant: str, path: Path, force: bool) -> None:
         check_writable(path, force)

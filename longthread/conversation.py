@@ -39,6 +39,7 @@ from memory.models import (
     invalid_input,
     parse_messages,
 )
+from memory.store.lookups import Lookup
 from workflows.conversation import ConversationWorkflow, workflow_id
 from workflows.types import (
     AppendInput,
@@ -264,9 +265,24 @@ class Conversation:
         Why: the window shows a body over 64 KB as its first 2,000 characters and a line
         naming its id ("in full in the archive as <id>"), and a summary names the ids it
         covers; this is how a caller (or an agent, through the MCP `message` tool) follows
-        such a reference. Every message is stored before its append returns, so there is
-        nothing to wait for. An id the session does not hold is an error that names it.
+        such a reference. A long id may be given as the tail the window shows for it
+        (`…9f02873d`, or without the `…`: `lookup`). Every message is stored before its
+        append returns, so there is nothing to wait for. An id the session does not hold,
+        or a tail several of its ids end with, is an error that names it.
         """
+        found = await self.lookup(ids)
+        if missing := found.missing:
+            more = f" (and {len(missing) - 1} more)" if len(missing) > 1 else ""
+            raise NotFoundError(f"ids: no message {missing[0]!r}{more} in session "
+                                f"{self.session!r}")
+        if found.ambiguous:
+            raise InvalidInputError("ids", found.ambiguity(next(iter(found.ambiguous))))
+        return found.messages
+
+    async def lookup(self, ids: Sequence[str]) -> Lookup:
+        """What each of `ids` names, with its seq, none of them an error: a whole id, or else
+        the tail a window shows for a long one, when exactly one of the session's ids ends
+        with it (`memory.store.lookups`)."""
         if isinstance(ids, str):
             raise InvalidInputError("ids", "expected a list of message ids, got a string "
                                     "(to fetch one message, pass [id])")
@@ -277,13 +293,7 @@ class Conversation:
                 raise InvalidInputError(f"ids[{index}]",
                                         f"must be a string, not {type(value).__name__}")
             check_id(f"ids[{index}]", value)
-        found = await (await self.lt.store()).get_messages(self.tenant, self.session, ids)
-        held = {m.id for m in found}
-        if missing := [i for i in dict.fromkeys(ids) if i not in held]:
-            more = f" (and {len(missing) - 1} more)" if len(missing) > 1 else ""
-            raise NotFoundError(f"ids: no message {missing[0]!r}{more} in session "
-                                f"{self.session!r}")
-        return found
+        return await (await self.lt.store()).find_messages(self.tenant, self.session, ids)
 
     async def ledger(self) -> list[CompactionRecord]:
         return await (await self.lt.store()).ledger(self.tenant, self.session)

@@ -24,9 +24,10 @@ from pydantic import Field
 from rich.console import Console
 from temporalio.service import RPCError
 
-from longthread.audit import ReplayResult, TurnHistory, replay_at, why_at
+from longthread.audit import ReplayResult, TurnHistory, replay_at
 from longthread.client import Longthread, check_ids
 from longthread.commands import Ctx
+from longthread.commands_audit import message_named, why_of
 from longthread.mcp_server import (
     AppendSummary,
     CompactResult,
@@ -35,6 +36,7 @@ from longthread.mcp_server import (
     MessagePage,
     NothingCompacted,
     ProviderFormat,
+    SearchHit,
     SearchResults,
     StrictServer,
 )
@@ -121,11 +123,13 @@ def build_server(lt: Longthread, tenant: str = "default") -> MCPServer:
 
     @server.tool(description="One stored message whole, by id: the full body of a message "
                  "the window shows as a preview ('in full in the archive as ID'), or one a "
-                 "summary covers. Long contents come in pages: call again with next_offset "
+                 "summary covers. A long id may be given as the tail a window's line shows "
+                 "('…9f02873d'). Long contents come in pages: call again with next_offset "
                  "(only `content` is paged; tool calls and metadata come whole).")
     async def message(session: Session,
                       id: Annotated[str, Field(min_length=1, max_length=200,
-                                               description="The message's id.")],
+                                               description="The message's id, or the tail a "
+                                               "window shows for a long one.")],
                       offset: Annotated[int, Field(
                           ge=0, description="First character of content to return.")] = 0,
                       max_chars: Annotated[int, Field(
@@ -136,10 +140,7 @@ def build_server(lt: Longthread, tenant: str = "default") -> MCPServer:
             check_id("id", id)
             await store_ready()
             conv = await ctx.existing(session, tenant)
-            try:
-                (found,) = await conv.messages([id])
-            except NotFoundError:  # the client names its own argument (`ids`)
-                raise ToolError(f"id: no message {id!r} in session {session!r}") from None
+            _, found = await message_named(conv, id, "id")
         total = len(found.content)
         if offset >= max(total, 1):  # a message without content (tool calls only) has page 0
             raise ToolError(f"offset: must be less than {max(total, 1):,}, the content's "
@@ -224,18 +225,29 @@ def build_server(lt: Longthread, tenant: str = "default") -> MCPServer:
             await ctx.settled(session, tenant)
             return await replay_at(await lt.store(), tenant, session, turn, seq=seq)
 
-    @server.tool(description="Why a turn left the window: the message at `turn` (the N-th "
-                 "stored, from 1); `steps`, what each ledger record did to it, with its reason, "
-                 "including later merges of the summary it went into; `in_force`, the records "
-                 "still keeping it out (empty: it is in the window verbatim); `carried_by`, "
-                 "the summaries in the window that stand for it; and `now`, in one sentence.")
-    async def why(session: Session, turn: Annotated[int, Field(
-            ge=1, le=MAX_TURN, description="A turn number: the N-th message, from 1.")],
+    @server.tool(description="Why a message left the window: the message at `turn` (the "
+                 "N-th stored, from 1; or give the message's id, whole or as the tail a window "
+                 "shows, and `turn` in the answer is its turn); `steps`, what each ledger record "
+                 "did to it, with its reason, including later merges of the summary it went "
+                 "into; `in_force`, the records still keeping it out (empty: it is in the "
+                 "window verbatim); `carried_by`, the summaries in the window that stand for "
+                 "it; and `now`, in one sentence.")
+    async def why(session: Session, turn: Annotated[int | str, Field(
+            description="A turn number (an integer: the N-th message, from 1, as `search` "
+            "results' `turn`), or a message's id (a string).")],
                   ) -> TurnHistory:
         with _as_tool_errors():
+            if isinstance(turn, bool) or (isinstance(turn, int) and not 1 <= turn <= MAX_TURN):
+                raise ToolError(f"turn: must be a whole number from 1 to {MAX_TURN}, or a "
+                                "message id")
             await store_ready()
-            await ctx.settled(session, tenant)
-            history = await why_at(await lt.store(), tenant, session, turn)
+            conv = await ctx.settled(session, tenant)
+            try:
+                history = await why_of(conv, await lt.store(), turn)
+            except NotFoundError as exc:  # "12" is an id; the turn 12 is the integer
+                hint = ("; a turn number goes as an integer" if isinstance(turn, str)
+                        and turn.isascii() and turn.isdigit() else "")
+                raise ToolError(f"{exc}{hint}") from exc
         content = history.message.content
         if len(content) > WHY_PREVIEW_CHARS:  # `message` pages the whole of it
             content = (content[:WHY_PREVIEW_CHARS] + f" [… {len(content):,} characters in "
@@ -245,7 +257,8 @@ def build_server(lt: Longthread, tenant: str = "default") -> MCPServer:
 
     @server.tool(description="Hybrid search (BM25 and embeddings) over every archived message "
                  "of the session, compacted or not: `results`, the best match first, each "
-                 "with its score, and `count`.")
+                 "with its score and its `turn` (the N-th message stored, what `why` and "
+                 "`replay` take; `seq` is the same position from 0), and `count`.")
     async def search(session: Session,
                      query: Annotated[str, Field(min_length=1, max_length=10_000)],
                      k: Annotated[int, Field(ge=1, le=200)] = 10) -> SearchResults:
@@ -253,7 +266,8 @@ def build_server(lt: Longthread, tenant: str = "default") -> MCPServer:
             await store_ready()
             conv = await ctx.existing(session, tenant)
             found = await conv.search(query, k)
-        return SearchResults(query=query, count=len(found), results=found)
+        return SearchResults(query=query, count=len(found),
+                             results=[SearchHit.of(hit) for hit in found])
 
     return server
 

@@ -18,7 +18,7 @@ from memory.models import CompactionRecord, ContextWindow, Message, ScoredMessag
 from memory.render import to_anthropic, to_openai, unanswered_calls
 
 __all__ = ["AppendSummary", "CompactResult", "ContextResult", "LedgerPage", "MessagePage",
-           "NothingCompacted", "ProviderFormat", "SearchResults", "StrictServer",
+           "NothingCompacted", "ProviderFormat", "SearchHit", "SearchResults", "StrictServer",
            "argument_problems"]
 
 ProviderFormat = Literal["window", "openai", "anthropic"]
@@ -83,6 +83,21 @@ class ContextResult(ContextWindow):
         return cls(**dict(window), unanswered_calls=unanswered_calls(window), request=request)
 
 
+class SearchHit(ScoredMessage):
+    """One search result, with its `turn` beside its `seq`.
+
+    Why: `seq` is the message's place in the session from 0, while `why` and `replay` take
+    turns, which count the messages stored from 1 (turn N is the N-th message, seq N-1), so a
+    model passing `seq` on asked about the message before. `seq` stays, for clients that read
+    it already."""
+
+    turn: int | None = None
+
+    @classmethod
+    def of(cls, hit: ScoredMessage) -> SearchHit:
+        return cls(**dict(hit), turn=None if hit.seq is None else hit.seq + 1)
+
+
 class SearchResults(BaseModel):
     """`search`'s result: the best matches first, and how many there are.
 
@@ -91,7 +106,7 @@ class SearchResults(BaseModel):
 
     query: str
     count: int
-    results: list[ScoredMessage]
+    results: list[SearchHit]
 
 
 class NothingCompacted(BaseModel):

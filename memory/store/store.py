@@ -26,6 +26,7 @@ from memory.errors import InvalidInputError, SessionErasedError
 from memory.models import CompactionRecord, Message, ScoredMessage
 from memory.store.base import NOT_ERASED
 from memory.store.indexing import INDEX_TERMS, INDEX_TERMS_LIMIT
+from memory.store.lookups import Lookup, MessageLookups
 from memory.store.rows import MESSAGE_COLUMNS, row_to_message, row_to_scored
 from memory.store.search import (
     FUSED,
@@ -37,7 +38,7 @@ from memory.store.search import (
 )
 from memory.store.sessions import SessionStore
 
-__all__ = ["RRF_K", "Connection", "SessionInfo", "Store"]
+__all__ = ["RRF_K", "Connection", "Lookup", "SessionInfo", "Store"]
 
 Connection = AsyncConnection[DictRow]
 
@@ -77,7 +78,7 @@ RETURNING seq
 """
 
 
-class Store(SessionStore):
+class Store(SessionStore, MessageLookups):
     def __init__(self, pool: AsyncConnectionPool[AsyncConnection[DictRow]],
                  ef_search: int = 200) -> None:
         self.pool = pool
