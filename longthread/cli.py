@@ -16,6 +16,7 @@ from rich.markup import escape
 
 from longthread.cli_db import db_app
 from longthread.cli_errors import settings_errors
+from longthread.cli_search import search
 from longthread.cli_support import (
     EXIT_FAIL,
     EXIT_INPUT,
@@ -244,6 +245,7 @@ def chat(session: SessionId, tenant: Tenant = "default",
 
 
 app.add_typer(db_app, name="db")
+app.command()(search)
 
 
 @app.command()

@@ -24,7 +24,9 @@ from longthread.codec import data_converter
 from longthread.conversation import Conversation
 from longthread.replies import CompactAttempt
 from longthread.settings import Settings, resolve_settings
+from memory.checks import MAX_RETRIEVE, check_query, check_range
 from memory.errors import InvalidInputError, NotFoundError
+from memory.models import ScoredMessage
 from memory.policy import CompactionPolicy
 from memory.store.db import open_pool
 from memory.store.migrations import check_embedder, stored_embedder, stored_embedding_dim
@@ -160,6 +162,19 @@ class Longthread:
             if exc.status != RPCStatusCode.NOT_FOUND:
                 raise
         return bool(await (await self.store()).count(conv.tenant, conv.session))
+
+    async def search(self, query: str, tenant: str = "default",
+                     k: int = 20) -> list[ScoredMessage]:
+        """The `k` messages of any of the tenant's sessions that best match `query`, best
+        first, each naming its `session` and `seq` ("which tickets mention A-58213?"). Lexical
+        (BM25): exact things, an order number or an email, are what one asks across sessions;
+        `conversation(...).search` is one session's hybrid search."""
+        check_ids(tenant, "x")
+        query = check_query("query", query) or ""
+        if not query.strip():
+            raise InvalidInputError("query", "must not be empty")
+        check_range("k", k, 1, MAX_RETRIEVE)
+        return await (await self.store()).search_tenant(tenant, query, k)
 
     async def erase(self, session: str, tenant: str = "default", *,
                     admin_url: str | None = None) -> Erasure:

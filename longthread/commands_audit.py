@@ -12,8 +12,16 @@ import re
 from rich.console import Console
 
 from longthread.audit import TurnHistory, replay_at, trace_turn, why_at
-from longthread.client import Conversation, check_ids
-from longthread.views import ledger_table, print_window, sessions_table, visible, why_lines
+from longthread.client import Conversation, Longthread, check_ids
+from longthread.views import (
+    ledger_table,
+    print_window,
+    search_json,
+    search_table,
+    sessions_table,
+    visible,
+    why_lines,
+)
 from memory.checks import MAX_TURN, check_id
 from memory.errors import InvalidInputError, NotFoundError
 from memory.models import Message
@@ -61,11 +69,15 @@ async def why_of(conv: Conversation, store: Store, target: int | str,
 
 
 class AuditCommands:
-    """Mixed into `longthread.commands.Ctx`, which provides these three."""
+    """Mixed into `longthread.commands.Ctx`, which provides these."""
 
     out: Console
+    lt: Longthread
 
     def need_store(self) -> Store:
+        raise NotImplementedError
+
+    async def existing(self, session: str, tenant: str) -> Conversation:
         raise NotImplementedError
 
     async def settled(self, session: str, tenant: str, strict: bool = False) -> Conversation:
@@ -134,3 +146,15 @@ class AuditCommands:
             self.out.print_json(json.dumps([s.model_dump(mode="json") for s in found]))
         else:
             self.out.print(sessions_table(tenant, found))
+
+    async def search(self, query: str, tenant: str, session: str | None, k: int,
+                     as_json: bool) -> None:
+        """Across the tenant's sessions (lexical), or in one session (hybrid)."""
+        if session is None:
+            hits = await self.lt.search(query, tenant, k)
+        else:
+            hits = await (await self.existing(session, tenant)).search(query, k)
+        if as_json:
+            self.out.print_json(json.dumps(search_json(hits)))
+        else:
+            self.out.print(search_table(query, hits))

@@ -17,7 +17,13 @@ from rich.table import Table
 from rich.text import Text
 
 from longthread.audit import TurnHistory
-from memory.models import CompactionEvent, CompactionRecord, ContextWindow, Message
+from memory.models import (
+    CompactionEvent,
+    CompactionRecord,
+    ContextWindow,
+    Message,
+    ScoredMessage,
+)
 from memory.store.store import SessionInfo
 from workflows.types import ConversationStats
 
@@ -145,6 +151,28 @@ def sessions_table(tenant: str, sessions: Sequence[SessionInfo]) -> Table:
         table.add_row(Text(visible(s.session)), str(s.messages), _when(s.first_at),
                       _when(s.last_at), _when(s.appended_at))
     return table
+
+
+def search_table(query: str, hits: Sequence[ScoredMessage]) -> Table:
+    """Search hits, best first: where each is (session, turn, id), when, and its opening."""
+    table = Table(title=f"Messages matching {query!r}")
+    for column in ("session", "turn", "id", "sent", "score", "text"):
+        table.add_column(column)
+    for hit in hits:
+        m = hit.message
+        text = " ".join(m.content.split())
+        table.add_row(Text(visible(hit.session or "")), str((hit.seq or 0) + 1),
+                      Text(visible(m.id)), _when(m.created_at), f"{hit.score:.2f}",
+                      Text(visible(f"{m.name or m.role}: {text[:120]}"
+                                   + ("…" if len(text) > 120 else ""))))
+    return table
+
+
+def search_json(hits: Sequence[ScoredMessage]) -> list[dict[str, object]]:
+    """`--json`: each hit's session, turn (seq + 1, what `why` and `replay` take), score and
+    message, fields as stored."""
+    return [{"session": h.session, "turn": (h.seq or 0) + 1, "seq": h.seq, "score": h.score,
+             "message": h.message.model_dump(mode="json")} for h in hits]
 
 
 def event_line(event: CompactionEvent) -> str:

@@ -37,6 +37,7 @@ from memory.store.search import (
     neighbour_scores,
 )
 from memory.store.sessions import SessionStore
+from memory.store.tenant_search import TenantSearch
 
 __all__ = ["RRF_K", "Connection", "Lookup", "SessionInfo", "Store"]
 
@@ -78,7 +79,7 @@ RETURNING seq
 """
 
 
-class Store(SessionStore, MessageLookups):
+class Store(SessionStore, MessageLookups, TenantSearch):
     def __init__(self, pool: AsyncConnectionPool[AsyncConnection[DictRow]],
                  ef_search: int = 200) -> None:
         self.pool = pool
