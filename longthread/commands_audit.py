@@ -26,6 +26,7 @@ from memory.checks import MAX_TURN, check_id
 from memory.errors import InvalidInputError, NotFoundError
 from memory.models import Message
 from memory.store.store import Store
+from memory.store.tenant_search import TENANT_POSTINGS_CAP
 
 __all__ = ["AuditCommands", "message_named", "turn_or_id", "why_of"]
 
@@ -156,5 +157,10 @@ class AuditCommands:
             hits = await (await self.existing(session, tenant)).search(query, k)
         if as_json:
             self.out.print_json(json.dumps(search_json(hits)))
+        elif not hits:  # say why it may be empty: BM25 leaves the commonest words out
+            self.out.print(f"no message matches {query!r}; a word in "
+                           f"{TENANT_POSTINGS_CAP:,} or more of the tenant's messages "
+                           "is too common to search by (add a rarer one)"
+                           if session is None else f"no message matches {query!r}")
         else:
             self.out.print(search_table(query, hits))

@@ -42,5 +42,7 @@ async def test_search_across_tickets_and_in_one(
     assert {h["session"] for h in json.loads(out)} == {"ticket-1"}
     code, _, err = await cli(env, "search", "late", "-s", "nosuch", "--tenant", tenant)
     assert code == 2 and "no session 'nosuch'" in err
+    code, out, _ = await cli(env, "search", "nothing-like-this", "--tenant", tenant)
+    assert code == 0 and "no message matches 'nothing-like-this'" in out
     code, _, err = await cli(env, "search", " ", "--tenant", tenant)
     assert code == 2 and "query: must not be empty" in err
