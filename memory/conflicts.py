@@ -60,8 +60,20 @@ def _calls_hint(stored: Sequence[Any], sent: Sequence[Any]) -> str:
     return "they differ"
 
 
+def _same(a: Any, b: Any) -> bool:
+    """Equal as JSON values once stored: Postgres's jsonb reorders object keys and writes
+    1e20 as 100000000000000000000, so neither makes metadata "other"; true is still not 1."""
+    if isinstance(a, dict) and isinstance(b, dict):
+        return a.keys() == b.keys() and all(_same(a[k], b[k]) for k in a)
+    if isinstance(a, list) and isinstance(b, list):
+        return len(a) == len(b) and all(_same(x, y) for x, y in zip(a, b, strict=True))
+    if isinstance(a, bool) or isinstance(b, bool):
+        return type(a) is type(b) and a == b
+    return bool(a == b)
+
+
 def _metadata_hint(stored: dict[str, Any], sent: dict[str, Any]) -> str:
-    changed = [k for k in sent if k in stored and _json(sent[k]) != _json(stored[k])]
+    changed = [k for k in sent if k in stored and not _same(sent[k], stored[k])]
     parts = []
     for verb, keys in (("adds", [k for k in sent if k not in stored]),
                        ("drops", [k for k in stored if k not in sent]), ("changes", changed)):
@@ -91,8 +103,7 @@ def _differences(stored: Message, sent: Message) -> list[str]:
                      f"sent {_shown(new['tool_call_id'])})")
     if old["tool_calls"] != new["tool_calls"]:
         found.append(f"other tool_calls ({_calls_hint(old['tool_calls'], new['tool_calls'])})")
-    if json.dumps(old["metadata"], sort_keys=True) != json.dumps(new["metadata"],
-                                                                  sort_keys=True):
+    if not _same(old["metadata"], new["metadata"]):
         found.append(f"other metadata ({_metadata_hint(old['metadata'], new['metadata'])})")
     return found
 

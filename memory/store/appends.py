@@ -14,6 +14,7 @@ from pydantic import BaseModel, ConfigDict
 
 from memory.conflicts import conflict_error
 from memory.errors import InvalidInputError, SessionErasedError
+from memory.messages import utc_instant
 from memory.models import (
     Cursors,
     Message,
@@ -196,7 +197,7 @@ class AppendStore(StoreBase):
                 needed.append(m.tool_call_id)
             for column, value in zip(columns, (
                     m.id, m.role, m.content, m.name,
-                    None if m.created_at is None else m.created_at.isoformat(),
+                    None if m.created_at is None else utc_instant(m.created_at).isoformat(),
                     m.tool_call_id, _json([c.model_dump() for c in m.tool_calls]),
                     _json(m.metadata), dig, tokens, full), strict=True):
                 column.append(value)
@@ -273,7 +274,7 @@ class AppendStore(StoreBase):
                 total_add += tokens if shown is m else message_cost(counter, m)
                 for column, value in zip(columns, (
                         m.id, m.role, m.content, m.name,
-                        None if m.created_at is None else m.created_at.isoformat(),
+                        None if m.created_at is None else utc_instant(m.created_at).isoformat(),
                         m.tool_call_id, _json([c.model_dump() for c in m.tool_calls]),
                         _json(m.metadata), dig, tokens), strict=True):
                     column.append(value)

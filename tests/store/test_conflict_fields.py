@@ -139,3 +139,42 @@ async def test_the_same_instant_in_another_timezone_is_a_duplicate(store: Store)
         same = await append("acme", session, [_original(id="m00018",
                                                         metadata={"b": 2, "a": 1})])
         assert (same.appended, same.duplicates) == (0, 1)
+
+
+async def test_metadata_as_postgres_gives_it_back_is_not_other_metadata(store: Store) -> None:
+    """jsonb reorders nested keys and writes 1e20 as an integer: neither is a difference to
+    name (a review found both named as "changes")."""
+    nested = {"ctx": {"zeta": 1, "a": 2}, "pinned": False, "v": 1e20}
+    for error in await _refusal(store, _original(metadata=nested),
+                                _original(metadata={**nested, "pinned": True})):
+        assert error.problem.endswith("with other metadata (sent changes 'pinned')"), error
+    for error in await _refusal(store, _original(metadata=nested),
+                                _original(metadata=nested, content="Another question.")):
+        assert "metadata" not in error.problem, error
+    for error in await _refusal(store, _original(metadata={"flag": True}),
+                                _original(metadata={"flag": 1})):
+        assert "changes 'flag'" in error.problem, error  # true is not 1
+
+
+async def test_a_naive_time_is_stored_as_utc_whatever_the_connection_zone(
+    app_url: str,
+) -> None:
+    """A time without a zone is UTC (as the digest takes it); it was written without an
+    offset, so Postgres read it in the connection's zone: 9 hours off in Tokyo."""
+    from psycopg.conninfo import make_conninfo
+
+    from memory.store.db import open_pool
+
+    pool = await open_pool(make_conninfo(app_url, options="-c TimeZone=Asia/Tokyo"))
+    try:
+        tokyo = Store(pool)
+        for append in _paths(tokyo):
+            session = _session()
+            naive = datetime(2024, 3, 1, 10, 0)
+            await append("acme", session, [_original(created_at=naive)])
+            (stored,) = await tokyo.all_messages("acme", session)
+            assert stored.created_at == STAMP
+            again = await append("acme", session, [_original(created_at=naive)])
+            assert again.duplicates == 1  # the same message, not "another created_at"
+    finally:
+        await pool.close()

@@ -8,12 +8,15 @@ from __future__ import annotations
 
 import random
 import time
+from collections.abc import Sequence
 
+import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from memory import extractive, facts
 from memory.extractive import _HeuristicMeter, extractive_summary
-from memory.facts import clauses, fact_terms, term_weights
+from memory.facts import clauses, fact_terms
 from memory.models import Message
 from memory.tokens import HeuristicCounter
 from tests.unit.strategies import conversations
@@ -185,7 +188,9 @@ def _support_span(seed: int) -> list[Message]:
     return out
 
 
-def test_numbers_in_tool_results_do_not_crowd_out_what_people_said() -> None:
+def test_numbers_in_tool_results_do_not_crowd_out_what_people_said(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
     """Engine 7: a tool result's numbers (timestamps, counters) are not weighed as specific
     facts, so repeated lookups do not fill the summary; what the customer and the agent said
     takes most of it. Before, 8 of 18 lines of such a span's 300-token summary were lookups."""
@@ -194,7 +199,24 @@ def test_numbers_in_tool_results_do_not_crowd_out_what_people_said() -> None:
         lines = extractive_summary(span, 300, counter=HEURISTIC).text.splitlines()
         tool = [line for line in lines if line.split("] ", 1)[1].startswith("tool:")]
         assert len(tool) * 4 <= len(lines), (seed, lines)
-        # A span without tool results is weighed as before engine 7.
-        docs = [fact_terms(m.content) for m in span if m.role != "tool" and m.content]
-        texts = [m.content for m in span if m.role != "tool" and m.content]
-        assert term_weights(docs, texts, (), [False] * len(docs)) == term_weights(docs, texts)
+        # A span without tool results is summarized as before engine 7 (when `machine` was
+        # not passed): the same text through the whole pass, numbers said by both speakers.
+        talk = [m for m in span if m.role != "tool" and m.content]
+        assert extractive_summary(talk, 300, counter=HEURISTIC).text == _engine_6(
+            monkeypatch, talk)
+        # ... and the same check tells the tool span apart, so it can fail.
+        assert extractive_summary(span, 300, counter=HEURISTIC).text != _engine_6(
+            monkeypatch, span)
+
+
+def _engine_6(monkeypatch: pytest.MonkeyPatch, messages: list[Message]) -> str:
+    """The 300-token summary with `term_weights` called as before engine 7 (no `machine`)."""
+    original = facts.term_weights
+
+    def engine_6(docs: Sequence[Sequence[str]], texts: Sequence[str],
+                 focus: Sequence[str] = (), machine: Sequence[bool] = ()) -> dict[str, float]:
+        return original(docs, texts, focus)
+
+    with monkeypatch.context() as patched:
+        patched.setattr(extractive, "term_weights", engine_6)
+        return extractive_summary(messages, 300, counter=HEURISTIC).text

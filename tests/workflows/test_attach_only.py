@@ -11,11 +11,13 @@ from temporalio.worker import Worker
 
 from longthread.client import Longthread
 from memory.errors import NotFoundError
+from memory.models import Message
+from memory.store.store import Store
 from workflows.updates import workflow_id
 
 
 async def test_attach_only_finds_running_and_closed_sessions_and_refuses_others(
-    lt: Longthread, worker: Worker
+    lt: Longthread, worker: Worker, store: Store
 ) -> None:
     tenant = f"attach-{uuid.uuid4().hex[:6]}"
     with pytest.raises(NotFoundError, match="no session 'tikcet-4711' for tenant"):
@@ -30,3 +32,9 @@ async def test_attach_only_finds_running_and_closed_sessions_and_refuses_others(
     await conv.handle.result()
     closed = await lt.conversation("ticket-4711", tenant=tenant, create=False)  # run ended
     assert [m.id for m in await closed.window()] == ["m1"]
+    # No run in Temporal at all (its history past retention, say): the archive's messages
+    # are what says the session exists.
+    await store.append_messages(tenant, "ticket-4712", [Message(
+        id="m1", role="user", content="Stored before any workflow ran.")])
+    stored = await lt.conversation("ticket-4712", tenant=tenant, create=False)
+    assert [m.id for m in await stored.window()] == ["m1"]
