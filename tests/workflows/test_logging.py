@@ -8,6 +8,7 @@ traceback instead, or a failed activity under pytest, whose handler raises)."""
 from __future__ import annotations
 
 import logging
+import uuid
 
 import pytest
 from temporalio.client import Client
@@ -22,7 +23,9 @@ async def test_compaction_log_lines_are_whole_for_ids_with_dashes(
 ) -> None:
     caplog.set_level(logging.INFO, logger="temporalio")
     lt = make_lt(client)
-    conv = await lt.conversation("ticket-4711", tenant="acme-corp")
+    # A tenant of its own: the suite shares one Temporal server, and a session another test
+    # left running (its worker gone) would take this update and never answer it.
+    conv = await lt.conversation("ticket-4711", tenant=f"acme-{uuid.uuid4().hex[:8]}")
     await conv.append_many(_turns(60))
     await conv.settle(timeout=120)
     record = (await conv.ledger())[0]
