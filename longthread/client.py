@@ -17,12 +17,11 @@ from psycopg import AsyncConnection
 from psycopg.rows import DictRow
 from psycopg_pool import AsyncConnectionPool
 from temporalio.client import Client
-from temporalio.service import RPCError, RPCStatusCode
 
 from activities.providers.embedders import Embedder
 from longthread.codec import data_converter
 from longthread.conversation import Conversation
-from longthread.replies import CompactAttempt
+from longthread.replies import CompactAttempt, described
 from longthread.settings import Settings, resolve_settings
 from memory.checks import MAX_RETRIEVE, check_query, check_range
 from memory.errors import InvalidInputError, NotFoundError
@@ -155,13 +154,9 @@ class Longthread:
         return conv
 
     async def _exists(self, conv: Conversation) -> bool:
-        try:
-            await conv.handle.describe()
-            return True
-        except RPCError as exc:  # no workflow: maybe idle-closed, its messages stored
-            if exc.status != RPCStatusCode.NOT_FOUND:
-                raise
-        return bool(await (await self.store()).count(conv.tenant, conv.session))
+        """A run of its workflow is known, or (none: idle-closed long ago) its messages are."""
+        return (await described(conv.handle) is not None
+                or bool(await (await self.store()).count(conv.tenant, conv.session)))
 
     async def search(self, query: str, tenant: str = "default",
                      k: int = 20) -> list[ScoredMessage]:

@@ -15,12 +15,13 @@ from rich.console import Console
 from rich.markup import escape
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 from temporalio.client import WorkflowExecutionStatus
-from temporalio.service import RPCError, RPCStatusCode
+from temporalio.service import RPCError
 
 from longthread.cli_errors import undo_of_undo, unsettled
 from longthread.client import NO_ARCHIVE, Conversation, Longthread, check_ids
 from longthread.commands_audit import AuditCommands
 from longthread.conversation import MAX_BATCH_BYTES
+from longthread.replies import described
 from longthread.settings import resolve_settings
 from longthread.transfer import (
     SessionFile,
@@ -87,14 +88,11 @@ class Ctx(AuditCommands):
         everything before its run ended)."""
         check_ids(tenant, session)
         conv = Conversation(self.lt, session, tenant)
-        try:
-            described = await conv.handle.describe()
-            return conv, described.status == WorkflowExecutionStatus.RUNNING
-        except RPCError as exc:  # not found in Temporal: maybe idle-closed, its data stored
-            if exc.status != RPCStatusCode.NOT_FOUND:
-                raise
-            if await self.need_store().count(tenant, session):
-                return conv, False
+        run = await described(conv.handle)
+        if run is not None:
+            return conv, run.status == WorkflowExecutionStatus.RUNNING
+        if await self.need_store().count(tenant, session):  # idle-closed, its data stored
+            return conv, False
         raise NotFoundError(f"session: no session {session!r} for tenant {tenant!r}")
 
     # -- commands ---------------------------------------------------------------------------

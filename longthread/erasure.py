@@ -15,6 +15,7 @@ from temporalio.api.workflowservice.v1 import DeleteWorkflowExecutionRequest
 from temporalio.client import Client
 from temporalio.service import RPCError, RPCStatusCode
 
+from longthread.replies import described
 from memory.store.erasure import ErasedRows, erase_session
 from workflows.updates import workflow_id
 
@@ -55,12 +56,8 @@ async def delete_runs(client: Client, workflow: str, rounds: int = 3) -> int:
 
 
 async def _runs(client: Client, workflow: str) -> set[str]:
-    runs: set[str] = set()
-    try:
-        runs.add((await client.get_workflow_handle(workflow).describe()).run_id)
-    except RPCError as exc:
-        if exc.status != RPCStatusCode.NOT_FOUND:
-            raise
+    latest = await described(client.get_workflow_handle(workflow))
+    runs = {latest.run_id} if latest is not None else set()
     # Ids are percent-encoded (`workflow_id`), so they hold no quote to escape.
     async for execution in client.list_workflows(f"WorkflowId = '{workflow}'"):
         runs.add(execution.run_id)

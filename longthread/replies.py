@@ -5,15 +5,21 @@ from __future__ import annotations
 
 import re
 from dataclasses import dataclass
+from typing import Any
 
-from temporalio.client import RPCError, WorkflowUpdateFailedError
+from temporalio.client import (
+    RPCError,
+    WorkflowExecutionDescription,
+    WorkflowHandle,
+    WorkflowUpdateFailedError,
+)
 from temporalio.exceptions import ApplicationError
 from temporalio.service import RPCStatusCode
 
 from memory.errors import InvalidInputError, LongthreadError
 from memory.models import CompactionRecord
 
-__all__ = ["CompactAttempt", "in_whole_ledger", "raise_clear", "transient"]
+__all__ = ["CompactAttempt", "described", "in_whole_ledger", "raise_clear", "transient"]
 
 
 @dataclass(frozen=True)
@@ -70,3 +76,14 @@ def in_whole_ledger(exc: InvalidInputError, start: int) -> InvalidInputError:
     if not found or not start:
         return exc
     return InvalidInputError(f"records[{int(found[1]) + start}]{found[2]}", exc.problem)
+
+
+async def described(handle: WorkflowHandle[Any, Any]) -> WorkflowExecutionDescription | None:
+    """The workflow's latest run as Temporal describes it, or None when Temporal knows no run
+    of it (never started, or deleted: its session may still be in the archive)."""
+    try:
+        return await handle.describe()
+    except RPCError as exc:
+        if exc.status != RPCStatusCode.NOT_FOUND:
+            raise
+        return None

@@ -7,7 +7,6 @@ most a short piece of any value (bodies reach 2 MB). The store and `memory.Sessi
 
 from __future__ import annotations
 
-import json
 from collections.abc import Sequence
 from datetime import datetime
 from typing import Any
@@ -18,9 +17,6 @@ from memory.models import Message
 
 __all__ = ["conflict_error"]
 
-
-def _json(value: Any) -> str:
-    return json.dumps(value, ensure_ascii=False, separators=(",", ":"))
 
 
 _QUOTED = 60  # at most this many characters of any value a refusal quotes
