@@ -10,7 +10,7 @@ from __future__ import annotations
 import hashlib
 import json
 from collections.abc import Iterable, Sequence
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 
 from pydantic import (
     BaseModel,
@@ -38,8 +38,13 @@ from memory.checks import (
 from memory.errors import InvalidInputError
 from memory.provider_shapes import flat_call, flat_message
 
-__all__ = ["Frozen", "Message", "ToolCall", "content_hash", "message_digest", "parse_messages",
-           "utc_instant", "validate_sequence"]
+__all__ = ["FUTURE_SLACK", "Frozen", "Message", "ToolCall", "check_not_future", "content_hash",
+           "message_digest", "parse_messages", "utc_instant", "validate_sequence"]
+
+# How far ahead of the clock a created_at may be. A day covers skewed clocks and a local time
+# sent without its zone (taken as UTC, up to 14 hours early); beyond it, the time is a typo or
+# a placeholder (9999-12-31) that would date retrieved lines and order nothing sensibly.
+FUTURE_SLACK = timedelta(days=1)
 
 
 class Frozen(BaseModel):
@@ -168,6 +173,19 @@ def validate_sequence(
                 f"messages[{index}].tool_call_id",
                 f"{message.tool_call_id!r} answers no earlier tool call (orphan tool result)",
             )
+
+
+def check_not_future(messages: Sequence[Message], now: datetime) -> None:
+    """Refuse a created_at more than FUTURE_SLACK after `now`. Not a model validator: those also
+    run inside the workflow sandbox, where a wall clock would break determinism; the store and
+    `memory.Session` call this before they keep anything."""
+    latest = utc_instant(now) + FUTURE_SLACK
+    for index, message in enumerate(messages):
+        if message.created_at is not None and utc_instant(message.created_at) > latest:
+            raise InvalidInputError(
+                f"messages[{index}].created_at",
+                f"{utc_instant(message.created_at).isoformat()} is more than a day after now "
+                f"({utc_instant(now).isoformat(timespec='seconds')})")
 
 
 def utc_instant(stamp: datetime) -> datetime:

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import time
 from collections.abc import Callable, Sequence
+from datetime import UTC, datetime
 from pathlib import Path
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
@@ -30,6 +31,7 @@ from memory.compaction import window_tokens as _window_tokens
 from memory.conflicts import conflict_error
 from memory.errors import InvalidInputError, NotFoundError
 from memory.lexical import bm25_scores
+from memory.messages import check_not_future
 from memory.models import (
     CompactionEvent,
     CompactionRecord,
@@ -112,6 +114,7 @@ class Session:
         """Append in order, as the durable store does: a message already here, byte for byte,
         is skipped (a retried append is harmless); a known id with other content is refused."""
         messages = parse_messages(raw)
+        check_not_future(messages, datetime.now(UTC))
         open_calls = {c.id for m in self._archive.values() for c in m.tool_calls}
         validate_sequence(messages, open_tool_calls=open_calls)
         fresh: list[Message] = []

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import json
 from collections.abc import Sequence
-from datetime import datetime
+from datetime import UTC, datetime
 from typing import Any
 
 import numpy as np
@@ -14,7 +14,7 @@ from pydantic import BaseModel, ConfigDict
 
 from memory.conflicts import conflict_error
 from memory.errors import InvalidInputError, SessionErasedError
-from memory.messages import utc_instant
+from memory.messages import check_not_future, utc_instant
 from memory.models import (
     Cursors,
     Message,
@@ -181,6 +181,7 @@ class AppendStore(StoreBase):
         checks the batch against what is stored and inserts it only if it passes, the cursors
         and COMMIT. A refused batch is told apart afterwards and raised as the paged checks
         would (`_append_checked` is that reference: two round trips, checks in Python first)."""
+        check_not_future(messages, datetime.now(UTC))
         if len({m.id for m in messages}) != len(messages):  # a repeated id: the slow path names
             return await self._append_checked(tenant, session, messages)  # it exactly
         counter = default_counter()

@@ -94,7 +94,8 @@ MESSAGE_BAD: dict[str, list[Any]] = {
     "role": [None, 5, "", "admin", "USER", "function", "Tool", ["user"]],
     "content": [None, 5, "", ["x"], {"text": "x"}],
     "name": [5, "n" * 201, "a\x00b", ["n"]],
-    "created_at": ["yesterday", "2024-13-01T00:00:00Z", "2024-02-30", [], {}, *OUT_OF_RANGE],
+    "created_at": ["yesterday", "2024-13-01T00:00:00Z", "2024-02-30", [], {}, *OUT_OF_RANGE,
+                   "9999-12-31T00:00:00Z"],  # storable, but far past now: refused by the store
     "tool_call_id": ["call-1", 5, ["c"]],
     "tool_calls": ["x", 5, [{"id": "c"}], [{"id": "", "name": "f"}],
                    [{"id": "c", "name": "f", "bogus": 1}], [{"id": "c", "name": ""}],

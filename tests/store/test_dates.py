@@ -6,8 +6,10 @@ import uuid
 from datetime import UTC, datetime, timedelta, timezone
 
 import psycopg
+import pytest
 from psycopg.rows import DictRow, dict_row
 
+from memory.errors import InvalidInputError
 from memory.models import Message
 from memory.store.migrations import MIGRATIONS, setup
 from memory.store.store import Store
@@ -68,3 +70,25 @@ async def test_migration_nine_backfills_days_under_the_policy(pg_url: str) -> No
             cur = await conn.execute("SELECT relname, relforcerowsecurity AS forced FROM pg_class"
                                      " WHERE relname IN ('messages', 'message_terms')")
             assert all(r["forced"] for r in await cur.fetchall())
+
+
+async def test_a_time_more_than_a_day_ahead_is_refused_by_name_and_nothing_is_stored(
+        store: Store) -> None:
+    """9999-12-31 is a storable instant, but a placeholder or typo, not when a message was
+    sent: it would date every retrieved line wrong. A skewed clock or a local time sent
+    without its zone (up to 14 hours ahead) is still taken."""
+    session = f"future-{uuid.uuid4()}"
+    now = datetime.now(UTC)
+    soon = Message(id="ok", role="user", content="Sent from a fast clock.",
+                   created_at=now + timedelta(hours=14))
+    for late in (datetime(9999, 12, 31, tzinfo=UTC), now + timedelta(days=2)):
+        with pytest.raises(InvalidInputError) as caught:
+            await store.append_messages("acme", session, [
+                soon, Message(id="late", role="user", content="From the future.",
+                              created_at=late)])
+        assert caught.value.field == "messages[1].created_at"
+        assert "more than a day after now" in caught.value.problem
+        assert late.isoformat() in caught.value.problem
+        assert await store.get_messages("acme", session, ["ok", "late"]) == []
+    out = await store.append_messages("acme", session, [soon])
+    assert out.appended == 1

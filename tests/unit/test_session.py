@@ -102,6 +102,8 @@ def test_bad_input_leaves_the_session_untouched() -> None:
         session.add_message("tool", "42", tool_call_id="ghost")
     with pytest.raises(InvalidInputError, match="max_tokens"):
         session.get_context("q", max_tokens=0)
+    with pytest.raises(InvalidInputError, match=r"messages\[0\]\.created_at: 9999-12-31"):
+        session.add_message("user", "later", id="y", created_at="9999-12-31T00:00:00Z")
     assert session.to_data() == before
 
 
