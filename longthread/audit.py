@@ -17,14 +17,16 @@ from pydantic import BaseModel, ConfigDict
 
 from memory.assembly import Shares
 from memory.audit import ServedContext, window_digest
+from memory.checks import check_id
 from memory.compaction import WindowState, apply_record
-from memory.errors import NotFoundError
+from memory.errors import InvalidInputError, NotFoundError
 from memory.models import CompactionRecord, ContextWindow, Message, ScoredMessage, Summary
+from memory.store.lookups import Lookup
 from memory.store.store import Store
 from memory.window import assemble_from_window, by_reference
 
-__all__ = ["ReplayResult", "TurnHistory", "TurnStep", "fold_ledger", "rebuild", "replay_at",
-           "trace_turn", "why_at"]
+__all__ = ["ReplayResult", "TurnHistory", "TurnStep", "fold_ledger", "message_of", "rebuild",
+           "replay_at", "trace_turn", "why_at", "why_of_id"]
 
 
 class ReplayResult(BaseModel):
@@ -242,3 +244,23 @@ async def why_at(store: Store, tenant: str, session: str, turn: int) -> TurnHist
                             if count else f"session: no session {session!r} for tenant "
                             f"{tenant!r}")
     return trace_turn(turn, message, await store.ledger(tenant, session))
+
+
+def message_of(found: Lookup, ident: str, field: str, session: str) -> tuple[int, Message]:
+    """The one message `ident` names in `found` and its seq; refused naming `field` when it
+    names none, or a tail several long ids end with."""
+    if ident in found.ambiguous:
+        raise InvalidInputError(field, found.ambiguity(ident))
+    if ident not in found.found:
+        raise NotFoundError(f"{field}: no message {ident!r} in session {session!r}")
+    return found.found[ident]
+
+
+async def why_of_id(store: Store, tenant: str, session: str, ident: str,
+                    field: str = "id") -> TurnHistory:
+    """`why_at` for a message named by its id, whole or by the tail a window shows (an
+    auditor holds ids from the ledger and from windows' lines as often as turns)."""
+    check_id(field, ident)
+    seq, message = message_of(await store.find_messages(tenant, session, [ident]), ident,
+                              field, session)
+    return trace_turn(seq + 1, message, await store.ledger(tenant, session))

@@ -11,7 +11,7 @@ import re
 
 from rich.console import Console
 
-from longthread.audit import TurnHistory, replay_at, trace_turn, why_at
+from longthread.audit import TurnHistory, message_of, replay_at, trace_turn, why_at
 from longthread.client import Conversation, Longthread, check_ids
 from longthread.views import (
     ledger_table,
@@ -49,12 +49,7 @@ async def message_named(conv: Conversation, ident: str, field: str) -> tuple[int
     """The one message `ident` names in the session (its whole id, or the tail a window shows
     for a long one: `Conversation.lookup`) and its seq; refused naming `field` otherwise."""
     check_id(field, ident)
-    found = await conv.lookup([ident])
-    if ident in found.ambiguous:
-        raise InvalidInputError(field, found.ambiguity(ident))
-    if ident not in found.found:
-        raise NotFoundError(f"{field}: no message {ident!r} in session {conv.session!r}")
-    return found.found[ident]
+    return message_of(await conv.lookup([ident]), ident, field, conv.session)
 
 
 async def why_of(conv: Conversation, store: Store, target: int | str,

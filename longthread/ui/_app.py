@@ -27,7 +27,7 @@ from starlette.routing import Mount, Route
 from starlette.staticfiles import StaticFiles
 from temporalio.service import RPCError
 
-from longthread.audit import replay_at, why_at
+from longthread.audit import replay_at, why_at, why_of_id
 from longthread.client import Longthread, check_ids
 from longthread.ui._guard import Guard
 from memory.audit import ServedContext
@@ -143,8 +143,12 @@ class AuditPage:
 
     async def why(self, request: Request) -> Response:
         tenant, session = self.ids(request.query_params)
-        history = await why_at(self.store, tenant, session, _whole(request.query_params,
-                                                                  "turn", 1))
+        ident = request.query_params.get("id")
+        if ident:  # a message id, whole or as a window shows its tail
+            history = await why_of_id(self.store, tenant, session, ident.strip())
+        else:
+            history = await why_at(self.store, tenant, session,
+                                   _whole(request.query_params, "turn", 1))
         return self.render("why.html", tenant, session=session, h=history)
 
     async def undo_confirm(self, request: Request) -> Response:

@@ -265,6 +265,15 @@ async def test_every_request_needs_the_token(lt: Longthread, worker: Worker,
         assert status == 404 and "turns are 1 to 24" in body, (status, body)
         status, _, body = await get(port, why + "0", headers=bearer)
         assert status == 400 and "turn: must be from 1" in body, (status, body)
+        # The same question by message id: turn 3 is m2.
+        by_id = f"/why?tenant={TENANT}&session={audited.session}&id="
+        status, _, again = await get(port, by_id + "m2", headers=bearer)
+        _, _, third = await get(port, why + "3", headers=bearer)
+        assert status == 200 and again == third
+        status, _, body = await get(port, by_id + "m99", headers=bearer)
+        assert status == 404 and "id: no message &#39;m99&#39;" in body, (status, body)
+        status, _, body = await get(port, by_id + "a%0Ab", headers=bearer)
+        assert status == 400 and "id: must not contain control characters" in body, body
 
         form = f"tenant={TENANT}&session={audited.session}&id={audited.second}"
         posted = {**bearer, "Content-Type": "application/x-www-form-urlencoded"}
