@@ -20,9 +20,7 @@ their windows exactly.
 
 from __future__ import annotations
 
-from collections import Counter
 from collections.abc import Sequence
-from dataclasses import dataclass
 
 from memory.cutting import NEWEST_CUT_SHARE, cut_unit
 from memory.delta import delta_contents
@@ -46,9 +44,11 @@ from memory.packing import (
     pack_block,
     reach,
 )
-from memory.retrieval import CONTEXT_WEIGHT, DEFAULT_RERANK, RerankPolicy, has_content, ranked
+from memory.retrieval import CONTEXT_WEIGHT, has_content, ranked
+from memory.shares import DEFAULT_POLICY, DEFAULT_SHARES, QUERY_SHARES, AssemblyPolicy, Shares
 from memory.spending import allocate, greedy, newest_run, unflatten
 from memory.tokens import TokenCounter, default_counter, message_cost
+from memory.units import tool_units
 
 __all__ = ["ASSEMBLY_VERSION", "DEFAULT_POLICY", "DEFAULT_SHARES", "QUERY_SHARES",
            "AssemblyPolicy", "Shares", "assemble_context", "tool_units"]
@@ -75,68 +75,6 @@ ASSEMBLY_VERSION = 13  # 1: fixed shares, date-grouped block, fused order (befor
 # result that repeats a newer one of the same tool with a few lines changed is shown as a diff
 # against it (`memory.delta.delta_contents`), and is not among `source_ids`
 CONDENSE_MIN_BUDGET = 500  # below this a window is the newest exchange and what answers it
-
-
-@dataclass(frozen=True)
-class Shares:
-    summary: float = 0.2
-    retrieved: float = 0.3
-    recent: float = 0.5
-
-    def __post_init__(self) -> None:
-        parts = (self.summary, self.retrieved, self.recent)
-        if min(parts) < 0 or sum(parts) <= 0:
-            raise InvalidInputError("shares", "must be non-negative and not all zero")
-
-
-@dataclass(frozen=True)
-class AssemblyPolicy:
-    """How version 2 spends a budget; the defaults are what the LoCoMo ablation supports."""
-
-    rerank: RerankPolicy | None = DEFAULT_RERANK  # None: candidates in fused-score order
-    dated_lines: bool = True  # the date on every retrieved line, not in group headers
-    summary_cap: float = 0.10  # of the budget, while retrieval is answering a query
-    recent_floor: float = 0.10  # cap on the newest exchange kept while retrieval answers
-    reach: float = 0.25  # version 4: weight of the turns two away (half the adjacent turns')
-    head: float = 0.5  # version 4: share of the block the top hits fill before `reach` reorders
-
-
-DEFAULT_SHARES = Shares()
-QUERY_SHARES = Shares(summary=0.1, retrieved=0.65, recent=0.25)
-DEFAULT_POLICY = AssemblyPolicy()
-
-
-def tool_units(messages: Sequence[Message], once: bool = False,
-               per_call: bool = False) -> list[list[Message]]:
-    """Group an assistant tool call with the tool results that answer it; others stand alone.
-
-    A tool result whose call is not in `messages` cannot be sent to a provider on its own, so it
-    is left out of the units (it remains in the archive and can be retrieved as quoted data).
-    With `once` (assembly version 7) so is a second result to a call already answered: the
-    append path accepts it, and Anthropic refuses a tool_use with two results. With `per_call`
-    (version 8) a message's calls that share one id take a result each; version 7 counted them
-    as one call, so the results after the first were left out.
-    """
-    units: list[list[Message]] = []
-    open_unit: dict[str, list[Message]] = {}
-    unanswered: dict[str, int] = {}  # call id → results its latest message still awaits
-    for message in messages:
-        if message.role == "tool":
-            call_id = message.tool_call_id or ""
-            unit = open_unit.get(call_id)
-            if unit is not None:
-                unit.append(message)
-                unanswered[call_id] -= 1
-                if once and unanswered[call_id] <= 0:
-                    del open_unit[call_id]
-            continue
-        unit = [message]
-        units.append(unit)
-        calls = Counter(call.id for call in message.tool_calls)
-        for call_id, count in calls.items():
-            open_unit[call_id] = unit
-            unanswered[call_id] = count if per_call else 1
-    return units
 
 
 def _summary_message(summary: Summary, counter: TokenCounter, short_ids: bool

@@ -18,14 +18,11 @@ from pgvector import Vector
 from psycopg import AsyncConnection, AsyncPipeline, AsyncTransaction
 from psycopg.rows import DictRow
 from psycopg_pool import AsyncConnectionPool
-from pydantic import BaseModel, ConfigDict
 
-from memory.audit import ServedContext
-from memory.checks import MAX_TURN
-from memory.errors import InvalidInputError, SessionErasedError
+from memory.errors import InvalidInputError
 from memory.models import CompactionRecord, Message, ScoredMessage
-from memory.store.base import NOT_ERASED
 from memory.store.indexing import INDEX_TERMS, INDEX_TERMS_LIMIT
+from memory.store.listing import SessionInfo, SessionListing
 from memory.store.lookups import Lookup, MessageLookups
 from memory.store.rows import MESSAGE_COLUMNS, row_to_message, row_to_scored
 from memory.store.search import (
@@ -36,26 +33,13 @@ from memory.store.search import (
     lexical_params,
     neighbour_scores,
 )
+from memory.store.served import ServedContexts
 from memory.store.sessions import SessionStore
 from memory.store.tenant_search import TenantSearch
 
 __all__ = ["RRF_K", "Connection", "Lookup", "SessionInfo", "Store"]
 
 Connection = AsyncConnection[DictRow]
-
-
-class SessionInfo(BaseModel):
-    """A session at a glance. `first_at` and `last_at` are the conversation's own times (its
-    messages' `created_at`, which a client may leave out); `appended_at` is when its newest
-    message was stored, known for every session, so a stale one shows even without them."""
-
-    model_config = ConfigDict(frozen=True)
-
-    session: str
-    messages: int
-    first_at: datetime | None
-    last_at: datetime | None
-    appended_at: datetime
 
 
 # JIT off: these are short statements, and one whose estimated cost crosses jit_above_cost
@@ -69,17 +53,7 @@ _SCOPE = ("SELECT set_config('role', 'longthread_app', true), set_config('app.te
 _SELECT_MESSAGES = f"SELECT {MESSAGE_COLUMNS} FROM messages"
 
 
-_RECORD_SERVED = f"""
-WITH next AS (SELECT nextval('served_contexts_seq') AS seq)
-INSERT INTO served_contexts (tenant, session, seq, turn, record)
-SELECT %(tenant)s, %(session)s, next.seq, %(turn)s,
-       jsonb_set(%(record)s::jsonb, '{{seq}}', to_jsonb(next.seq))
-FROM next WHERE {NOT_ERASED}
-RETURNING seq
-"""
-
-
-class Store(SessionStore, MessageLookups, TenantSearch):
+class Store(SessionStore, MessageLookups, TenantSearch, ServedContexts, SessionListing):
     def __init__(self, pool: AsyncConnectionPool[AsyncConnection[DictRow]],
                  ef_search: int = 200) -> None:
         self.pool = pool
@@ -299,65 +273,3 @@ class Store(SessionStore, MessageLookups, TenantSearch):
         async with self.scoped(tenant) as conn:
             cur = await conn.execute(query + " ORDER BY seq", args)
             return [CompactionRecord.model_validate(r["record"]) for r in await cur.fetchall()]
-
-    async def record_served(self, tenant: str, session: str, served: ServedContext, *,
-                            conn: Connection | None = None) -> ServedContext:
-        """Store what one context() call served, in one statement and one round trip; its seq
-        comes from a sequence, so recording never waits on an append (its KEY SHARE on the
-        session's row waits only for an erasure, and refuses an erased session). The record
-        goes as JSON text written by pydantic's serializer (0.05 ms for a 600-candidate
-        record, against 0.7 ms through model_dump and json.dumps); the same values as
-        model_dump(mode="json") once parsed."""
-        (rows,) = await self._batch(tenant, [(_RECORD_SERVED, {
-            "tenant": tenant, "session": session, "turn": served.turn,
-            "record": served.model_dump_json()})], conn=conn)
-        if not rows:
-            raise SessionErasedError(tenant, session)
-        return served.model_copy(update={"seq": int(rows[0]["seq"])})
-
-    async def served(self, tenant: str, session: str, at_turn: int | None = None
-                     ) -> list[dict[str, Any]]:
-        """Served-context records by turn (then seq: contexts imported from an export are
-        numbered after the copy's own); with `at_turn`, those served up to that turn."""
-        async with self.scoped(tenant) as conn:
-            cur = await conn.execute(
-                "SELECT record FROM served_contexts WHERE tenant = %s AND session = %s"
-                " AND (%s::int IS NULL OR turn <= %s) ORDER BY turn, seq",
-                (tenant, session, at_turn, at_turn))
-            return [row["record"] for row in await cur.fetchall()]
-
-    async def last_served(self, tenant: str, session: str, at_turn: int, seq: int | None = None
-                          ) -> tuple[dict[str, Any] | None, list[int]]:
-        """The newest context served at or before turn `at_turn`, or the one numbered `seq`
-        (then `at_turn` is ignored), with the seqs of the other contexts served at its turn:
-        an agent may call the model twice at one turn, and an auditor's own look is recorded
-        too, so "the newest" alone can hide what the model saw. Replay reads one record, not
-        the session's whole served history. Turns are Postgres integers, so a larger
-        `at_turn` means "the newest"."""
-        async with self.scoped(tenant) as conn:
-            if seq is None:
-                cur = await conn.execute(
-                    "SELECT turn, record FROM served_contexts WHERE tenant = %s AND session = %s"
-                    " AND turn <= %s ORDER BY turn DESC, seq DESC LIMIT 1",
-                    (tenant, session, min(max(at_turn, -1), MAX_TURN)))
-            else:
-                cur = await conn.execute(
-                    "SELECT turn, record FROM served_contexts WHERE tenant = %s AND session = %s"
-                    " AND seq = %s", (tenant, session, min(max(seq, -1), MAX_TURN)))
-            row = await cur.fetchone()
-            if row is None:
-                return None, []
-            cur = await conn.execute(
-                "SELECT seq FROM served_contexts WHERE tenant = %s AND session = %s AND turn = %s"
-                " ORDER BY seq DESC LIMIT 1000", (tenant, session, row["turn"]))
-            seqs = [int(r["seq"]) for r in reversed(await cur.fetchall())]  # the newest 1,000
-        return row["record"], seqs
-
-    async def sessions(self, tenant: str) -> list[SessionInfo]:
-        async with self.scoped(tenant) as conn:
-            cur = await conn.execute(
-                "SELECT session, count(*) AS messages, min(created_at) AS first_at,"
-                " max(created_at) AS last_at, max(archived_at) AS appended_at"
-                " FROM messages WHERE tenant = %s"
-                " GROUP BY session ORDER BY session", (tenant,))
-            return [SessionInfo.model_validate(row) for row in await cur.fetchall()]

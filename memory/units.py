@@ -1,0 +1,48 @@
+"""Tool units: an assistant's tool call and the results that answer it, kept together.
+
+Apart from `memory.assembly` (which re-exports `tool_units`) because compaction and the
+window's readers group by the same rule: a call and its results leave the window, or are
+shown, together or not at all.
+"""
+
+from __future__ import annotations
+
+from collections import Counter
+from collections.abc import Sequence
+
+from memory.models import Message
+
+__all__ = ["tool_units"]
+
+
+def tool_units(messages: Sequence[Message], once: bool = False,
+               per_call: bool = False) -> list[list[Message]]:
+    """Group an assistant tool call with the tool results that answer it; others stand alone.
+
+    A tool result whose call is not in `messages` cannot be sent to a provider on its own, so it
+    is left out of the units (it remains in the archive and can be retrieved as quoted data).
+    With `once` (assembly version 7) so is a second result to a call already answered: the
+    append path accepts it, and Anthropic refuses a tool_use with two results. With `per_call`
+    (version 8) a message's calls that share one id take a result each; version 7 counted them
+    as one call, so the results after the first were left out.
+    """
+    units: list[list[Message]] = []
+    open_unit: dict[str, list[Message]] = {}
+    unanswered: dict[str, int] = {}  # call id → results its latest message still awaits
+    for message in messages:
+        if message.role == "tool":
+            call_id = message.tool_call_id or ""
+            unit = open_unit.get(call_id)
+            if unit is not None:
+                unit.append(message)
+                unanswered[call_id] -= 1
+                if once and unanswered[call_id] <= 0:
+                    del open_unit[call_id]
+            continue
+        unit = [message]
+        units.append(unit)
+        calls = Counter(call.id for call in message.tool_calls)
+        for call_id, count in calls.items():
+            open_unit[call_id] = unit
+            unanswered[call_id] = count if per_call else 1
+    return units
