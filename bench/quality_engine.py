@@ -43,6 +43,7 @@ from bench.quality_store import (
     score,
     store_search,
 )
+from memory import extractive
 from memory.assembly import (
     ASSEMBLY_VERSION,
     DEFAULT_POLICY,
@@ -145,6 +146,11 @@ AGENT_LOOP_V3 = (Variant("agent loop: previous turn as query, v3", query="previo
                  Variant("agent loop: no query, v3 (summaries 2/7)", query="none", version=3),
                  Variant("agent loop: no query, v5 (summaries unfilled)", query="none",
                          version=5))
+# Engine 8 puts summary lines under their days; these rows replay the same appends as engine 7
+# did, with undated lines, so what the days cost in summary room shows beside it.
+UNDATED = (Variant("longthread, summary lines undated (engine 7)", window="undated"),
+           Variant("agent loop: no query, summary lines undated (engine 7)", query="none",
+                   window="undated"))
 STORE_SIDE = (Variant("store: RRF k=30", rrf_k=30),)
 RESENT = (Variant("re-sent messages, with near-duplicate removal", resend=True),
           Variant("re-sent messages, without", resend=True, policy=_rerank(dedup=False)))
@@ -172,7 +178,7 @@ def window_for(conv: Conversation, q: Question, budget: int, v: Variant,
                                   neighbour_weight=v.neighbour_weight)
     else:
         query = None
-    summaries = state.summaries if v.window == "replayed" else ()
+    summaries = state.summaries if v.window in ("replayed", "undated") else ()
     recent = recent_slice(state.messages, budget) if v.window != "recent" \
         else list(state.messages)
     window = assemble_context(max_tokens=budget, summaries=summaries, recent=recent,
@@ -194,11 +200,27 @@ def replayed_window(conv: Conversation) -> WindowState:
     return replay_appends(conv.messages, 1).state
 
 
+def undated_window(conv: Conversation) -> WindowState:
+    """`replayed_window` as engine 7 made it: summary lines without their days. Swaps the one
+    function that dates a line for the run, in this (spawned) process only."""
+    def undated(message: Message) -> str | None:
+        return None
+
+    dated = extractive.line_day
+    extractive.line_day = undated
+    try:
+        return replayed_window(conv)
+    finally:
+        extractive.line_day = dated
+
+
 def _one(conv: Conversation, variants: Sequence[Variant], budgets: Sequence[int]) -> Results:
     results: Results = defaultdict(list)
     states = {"recent": WindowState(messages=tuple(recent_window(conv)))}
     if any(v.window != "recent" for v in variants):
         states["replayed"] = states["no summaries"] = replayed_window(conv)
+    if any(v.window == "undated" for v in variants):
+        states["undated"] = undated_window(conv)
     for q in conv.questions:
         for budget in budgets:
             for name, shown in baselines(conv, q, budget).items():
@@ -275,7 +297,8 @@ def report(results: Results, names: Sequence[str], ablation: Sequence[str],
                                 V3_SERVED.name, V6_SERVED.name,
                                 SERVED_CONTEXT.name,
                                 *(v.name for v in AGENT_LOOP),
-                                *(v.name for v in AGENT_LOOP_V3)) if (x, b) in results),
+                                *(v.name for v in AGENT_LOOP_V3),
+                                *(v.name for v in UNDATED)) if (x, b) in results),
                   "hybrid RRF"):
             out.append(f"| {b} | {n} | " + " | ".join(
                 f"{_mean(results[(n, b)], conv=c):.3f}" for c in convs) + " |")
@@ -391,7 +414,7 @@ def evaluate_all(ablation: bool = True, store: bool = True) -> tuple[Section, di
     started = time.perf_counter()
     main = (LONGTHREAD, V3, SERVED, SERVED_EVERY, V3_SERVED, V6_SERVED, SERVED_CONTEXT, BEFORE,
             *AGENT_LOOP,
-            *AGENT_LOOP_V3)
+            *AGENT_LOOP_V3, *UNDATED)
     extra = (*(ABLATION if ablation else ()), *(RESENT if ablation else ()),
              *(STORE_SIDE if store else ()))
     variants = (*main, *extra)

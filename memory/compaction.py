@@ -43,7 +43,10 @@ __all__ = [
 # 7: in extractive summaries a number weighs as specific only where a person or the model said
 #    it, not in tool results (`memory.facts.term_weights`): repeated status lookups no longer
 #    fill the summary. Spans without tool results are summarized as in 6.
-ENGINE_VERSION = "longthread-engine/7"
+# 8: an extractive summary's lines from dated messages stand under a `## 2023-05-08` line for
+#    their day (UTC), one per run of lines, in summaries and in merged ones
+#    (`memory.extractive`). Undated spans are summarized as in 7.
+ENGINE_VERSION = "longthread-engine/8"
 
 
 def _engine(record: CompactionRecord) -> int:

@@ -2,7 +2,9 @@
 
 It cannot hallucinate (every line quotes a verbatim substring of one message, so `quoted_ids`
 and the `- [id] speaker: text` lines trace to originals), needs no model and is deterministic:
-the offline default and the fallback when a provider keeps failing.
+the offline default and the fallback when a provider keeps failing. Lines from dated messages
+go under a `## 2023-05-08` line for their day (engine version 8), as retrieved lines carry
+theirs, so a fact a later one superseded can be told from it by more than line order.
 
 It keeps what later questions ask about, not what the span talks about most (centrality, the
 previous score, quoted 0.3-0.5% of the LoCoMo evidence retrieval missed). The span's content
@@ -25,11 +27,13 @@ from typing import NamedTuple
 from pydantic import BaseModel, ConfigDict
 
 from memory.facts import clauses, fact_terms, term_weights
+from memory.messages import utc_instant
 from memory.models import Message
 from memory.text import sentences, terms
 from memory.tokens import _CODE_CHARS, HeuristicCounter, TokenCounter, default_counter
 
-__all__ = ["Extract", "ExtractiveSummary", "extractive_summary", "render_extracts"]
+__all__ = ["DAY_HEADER", "Extract", "ExtractiveSummary", "extractive_summary", "line_day",
+           "render_extracts"]
 
 # A quote's gain is its uncovered weight to this power, per token of its line: slightly
 # concave, so a clause with the facts beats the whole long sentence around it. This and
@@ -45,6 +49,7 @@ class Extract(BaseModel):
     message_id: str
     speaker: str
     sentence: str
+    day: str | None = None  # the quoted message's day (UTC), when it is dated
 
 
 class ExtractiveSummary(BaseModel):
@@ -65,14 +70,39 @@ class _Candidate(NamedTuple):
     message_id: str
     speaker: str
     sentence: str
+    day: str | None
+
+
+DAY_HEADER = "## "  # then the day: the lines below it, to the next such line, are from it
+
+
+def line_day(message: Message) -> str | None:
+    """The day (UTC) a message's quoted lines go under, or None when it is undated."""
+    return None if message.created_at is None else \
+        utc_instant(message.created_at).date().isoformat()
 
 
 def _line(message_id: str, speaker: str, sentence: str) -> str:
     return f"- [{message_id}] {speaker}: {sentence}"
 
 
+def _with_days(lines: Sequence[tuple[str, str | None]]) -> str:
+    """(line, day) pairs as text: a day line wherever the day changes. An undated line takes no
+    day line of its own: it stands where it was said, among the lines around it. A day costs
+    its line once per run of lines, not once per line (on LoCoMo a stored summary's 22 lines
+    come from 3 to 8 days)."""
+    out: list[str] = []
+    current: str | None = None
+    for line, day in lines:
+        if day is not None and day != current:
+            out.append(DAY_HEADER + day)
+            current = day
+        out.append(line)
+    return "\n".join(out)
+
+
 def render_extracts(extracts: Sequence[Extract]) -> str:
-    return "\n".join(_line(e.message_id, e.speaker, e.sentence) for e in extracts)
+    return _with_days([(_line(e.message_id, e.speaker, e.sentence), e.day) for e in extracts])
 
 
 class _HeuristicMeter:
@@ -175,6 +205,7 @@ def _pool(messages: Sequence[Message], focus: str | None, counter: TokenCounter,
         if message.role == "system":
             continue
         speaker = message.name or message.role
+        day = line_day(message)
         for sentence in sentences(message.content):
             words = fact_terms(sentence, speakers)
             if not words:
@@ -186,7 +217,7 @@ def _pool(messages: Sequence[Message], focus: str | None, counter: TokenCounter,
             texts.append(sentence)
             machine.append(message.role == "tool")
             for part, these in zip(parts, part_terms, strict=True):
-                candidates.append(_Candidate(message.id, speaker, part))
+                candidates.append(_Candidate(message.id, speaker, part, day))
                 cand_terms.append(these)
                 group.append(len(docs) - 1)
     if not candidates:
@@ -220,21 +251,34 @@ def extractive_summary(
     candidates = pool.candidates
 
     def render(chosen: Sequence[int]) -> str:
-        return "\n".join(metered(candidates[k]) for k in chosen)
+        return _with_days([(metered(candidates[k]), candidates[k].day) for k in chosen])
 
     chosen: list[int] | None = None
     if type(counter) is HeuristicCounter:
+        # A line of a day not yet chosen brings its day line: metered as one two-line text.
+        # Exact while days rise with the conversation; when they do not (a run of a day
+        # splits in two), the check below finds the count differs and re-counts instead.
         meter = _HeuristicMeter()
+        days: set[str | None] = {None}
         stats = [meter.stats(metered(c)) for c in candidates]
-        chosen = _select(pool, lambda _, i: meter.count_with(stats[i]) <= max_tokens,
-                         lambda i: meter.add(stats[i]))
+        dated = [meter.stats(f"{DAY_HEADER}{c.day}\n{metered(c)}") for c in candidates]
+
+        def line_stats(i: int) -> tuple[int, int, int]:
+            return stats[i] if candidates[i].day in days else dated[i]
+
+        def accept(i: int) -> None:
+            meter.add(line_stats(i))
+            days.add(candidates[i].day)
+
+        chosen = _select(pool, lambda _, i: meter.count_with(line_stats(i)) <= max_tokens,
+                         accept)
         if counter.count(render(chosen)) != meter.count():
-            chosen = None  # the heuristic changed under us: fall back to exact re-counting
+            chosen = None  # days out of order, or the heuristic changed: re-count exactly
     if chosen is None:
         chosen = _select(
             pool, lambda taken, i: counter.count(render(sorted([*taken, i]))) <= max_tokens,
             lambda i: None)
-    extracts = tuple(Extract(message_id=c.message_id, speaker=c.speaker, sentence=c.sentence)
-                     for c in (candidates[k] for k in chosen))
+    extracts = tuple(Extract(message_id=c.message_id, speaker=c.speaker, sentence=c.sentence,
+                             day=c.day) for c in (candidates[k] for k in chosen))
     return ExtractiveSummary(extracts=extracts, text=render_extracts(extracts),
                              tokens=counter.count(render(chosen)))

@@ -12,10 +12,11 @@ from __future__ import annotations
 
 import re
 from collections.abc import Sequence
+from datetime import UTC, datetime
 
 from pydantic import BaseModel, ConfigDict
 
-from memory.extractive import Extract, extractive_summary, render_extracts
+from memory.extractive import DAY_HEADER, Extract, extractive_summary, render_extracts
 from memory.models import ContextMessage, Message, Summary
 from memory.packing import FENCE, escape, short_line_ids, shown_id
 from memory.tokens import TokenCounter, default_counter, message_cost
@@ -42,25 +43,43 @@ def summarize_chunk(
 
 
 _SENTENCE_END = re.compile(r"(?<=[.!?])\s+")
+_DAY = re.compile(re.escape(DAY_HEADER) + r"(\d{4}-\d{2}-\d{2})")  # `memory.extractive`
+
+
+def _day(line: str) -> datetime | None:
+    """The day a day line names (a merge quotes the lines below it under it again)."""
+    found = _DAY.fullmatch(line)
+    if found is None:
+        return None
+    try:
+        return datetime.fromisoformat(found[1]).replace(tzinfo=UTC)
+    except ValueError:  # not a real day: the line is text
+        return None
 
 
 def _as_messages(summaries: Sequence[Summary]) -> list[Message]:
     """Re-read summary lines as pseudo-messages whose ids are the quoted originals.
 
-    Extractive lines (`- [id] speaker: sentence`) keep their original's id. Any other text (an
-    abstractive summary's prose) is split into sentences attributed to the summary itself, so
-    merging abstractive summaries condenses them instead of dropping them all.
+    Extractive lines (`- [id] speaker: sentence`) keep their original's id, and the day of the
+    day line above them (`## 2023-05-08`, engine version 8); an undated line under a day line
+    takes that day. Any other text (an abstractive summary's prose) is split into sentences
+    attributed to the summary itself, so merging abstractive summaries condenses them instead
+    of dropping them all.
     """
     out: list[Message] = []
     for summary in summaries:
+        day: datetime | None = None
         for n, line in enumerate(summary.content.splitlines()):
             text = line.strip()
+            if (named := _day(text)) is not None:
+                day = named
+                continue
             if text.startswith("- [") and "] " in text:
                 ident, rest = text[3:].split("] ", 1)
                 speaker, _, sentence = rest.partition(": ")
                 if sentence.strip():
                     out.append(Message(id=f"{ident}#{summary.id}.{n}", role="user",
-                                       name=speaker, content=sentence))
+                                       name=speaker, content=sentence, created_at=day))
                 continue
             text = text.lstrip("-*• ").strip()
             for k, sentence in enumerate(s for s in _SENTENCE_END.split(text) if s.strip()):
@@ -103,7 +122,8 @@ def merge_summaries(
 def _merged(summary_id: str, summaries: Sequence[Summary], chosen: Sequence[Extract],
             folded: set[str]) -> Summary:
     extracts = [
-        Extract(message_id=e.message_id.split("#", 1)[0], speaker=e.speaker, sentence=e.sentence)
+        Extract(message_id=e.message_id.split("#", 1)[0], speaker=e.speaker, sentence=e.sentence,
+                day=e.day)
         for e in chosen
     ]
     return written_merge(summary_id, summaries, render_extracts(extracts),

@@ -9,6 +9,7 @@ from __future__ import annotations
 import random
 import time
 from collections.abc import Sequence
+from datetime import UTC, datetime, timedelta, timezone
 
 import pytest
 from hypothesis import given, settings
@@ -220,3 +221,56 @@ def _engine_6(monkeypatch: pytest.MonkeyPatch, messages: list[Message]) -> str:
     with monkeypatch.context() as patched:
         patched.setattr(extractive, "term_weights", engine_6)
         return extractive_summary(messages, 300, counter=HEURISTIC).text
+
+
+def test_dated_lines_go_under_their_day_and_a_merge_keeps_it() -> None:
+    """Engine 8: a summary's lines stand under a line naming their day (UTC), so the older of
+    two values can be told from the newer by more than line order; a day costs one line per
+    run of lines, and a merge reads the days back and writes them again."""
+    from memory.hierarchy import merge_summaries, summarize_chunk
+
+    late_evening = datetime(2024, 3, 1, 23, 30, tzinfo=timezone(timedelta(hours=-5)))
+    convo = [
+        Message(id="a1", role="user", name="Ana", content="Ship order 4711 to Lisbon.",
+                created_at=datetime(2024, 2, 20, 9, 0, tzinfo=UTC)),
+        Message(id="a2", role="user", name="Ana", content="Ship order 4711 to Porto instead.",
+                created_at=late_evening),
+        Message(id="a3", role="assistant", content="Order 4711 now goes to Porto."),
+        Message(id="a4", role="user", name="Ana", content="Porto depot 9 has it, thanks.",
+                created_at=datetime(2024, 3, 2, 9, 0, tzinfo=UTC)),
+    ]
+    summary = summarize_chunk("s1", convo, 200)
+    assert summary.content.splitlines() == [
+        "## 2024-02-20",
+        "- [a1] Ana: Ship order 4711 to Lisbon.",
+        "## 2024-03-02",  # 23:30 at -05:00 is 04:30 UTC the next day
+        "- [a2] Ana: Ship order 4711 to Porto instead.",
+        "- [a3] assistant: Order 4711 now goes to Porto.",  # undated: where it was said
+        "- [a4] Ana: Porto depot 9 has it, thanks.",  # the same day: no second day line
+    ]
+    other = summarize_chunk("s2", [Message(
+        id="b1", role="user", name="Ana", content="Invoice 88 for order 4711 is paid.",
+        created_at=datetime(2024, 3, 5, 8, 0, tzinfo=UTC))], 200)
+    merged = merge_summaries("s3", [summary, other], 200)
+    lines = merged.content.splitlines()
+    assert lines.index("## 2024-03-02") < lines.index(
+        "- [a2] Ana: Ship order 4711 to Porto instead.") < lines.index("## 2024-03-05") \
+        < lines.index("- [b1] Ana: Invoice 88 for order 4711 is paid.")
+    undated = summarize_chunk("s4", [m.model_copy(update={"created_at": None}) for m in convo],
+                              200)
+    assert "##" not in undated.content  # an undated span is summarized as engine 7 did
+
+
+@settings(max_examples=200, deadline=None)
+@given(st.lists(st.integers(0, 40), min_size=1, max_size=60), st.integers(20, 300))
+def test_days_in_any_order_never_overrun_the_budget(days: list[int], budget: int) -> None:
+    """Out of order (imported or back-dated messages), a day's lines come in several runs and
+    each run has its day line: the fast meter's count then differs, and the selection is
+    re-counted exactly, so the text still fits."""
+    convo = [Message(id=f"m{n}", role="user", name="Ana",
+                     content=f"Parcel {4700 + n} went to depot {d}, gate {n % 7}.",
+                     created_at=datetime(2024, 1, 1, tzinfo=UTC) + timedelta(days=d))
+             for n, d in enumerate(days)]
+    result = extractive_summary(convo, budget)
+    assert result.tokens == HEURISTIC.count(result.text) <= budget
+    assert result.text == extractive_summary(convo, budget, counter=_SameCounts()).text

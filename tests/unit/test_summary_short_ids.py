@@ -99,7 +99,9 @@ def test_version_6_fills_the_summary_share_only_of_an_idle_window(
             assert any(m.content.startswith("Earlier conversation") for m in window.messages)
         if filled:
             assert summary_ids(new) > summary_ids(old)
-            assert summary_tokens(new) > summary_tokens(old)
+            # Filled: at least 90% of the 10% share (the day lines of engine 8 make whole-id
+            # and tail-id texts of about the same size, so "more tokens than v5" is no test).
+            assert 0.9 * 200 <= summary_tokens(new) <= 200
         else:  # what the shorter ids free goes to retrieved turns
             assert summary_tokens(new) <= summary_tokens(old)
             assert summary_ids(new) >= summary_ids(old)
