@@ -22,7 +22,7 @@ with workflow.unsafe.imports_passed_through():
 
     from activities import specs
     from activities.specs import ActivitySpec
-    from activities.types import CompactSessionInput, EmbedInput, StoreMessagesInput
+    from activities.types import CompactSessionInput, EmbedInput, SessionRef, StoreMessagesInput
     from memory.models import Cursors, Message
     from workflows.activities import call
     from workflows.types import (
@@ -33,11 +33,15 @@ with workflow.unsafe.imports_passed_through():
     )
     from workflows.updates import as_update_error
 
-__all__ = ["EMBED_BATCH", "MAX_AUTO_ROUNDS", "UPDATES_BEFORE_CONTINUE", "ConversationCore"]
+__all__ = ["EMBED_BATCH", "MAX_AUTO_ROUNDS", "RESYNC_PATCH", "UPDATES_BEFORE_CONTINUE",
+           "ConversationCore"]
 
 UPDATES_BEFORE_CONTINUE = 1000  # well before Temporal's ~2,000 updates per run
 EMBED_BATCH = 512  # messages per embedding activity
 MAX_AUTO_ROUNDS = 32
+# Runs recorded before the archive could be found behind a run's cursors took no fresh reading
+# on a ledger conflict; `workflow.patched` keeps their replay as made.
+RESYNC_PATCH = "resync-behind-archive"
 
 
 class ConversationCore:
@@ -45,6 +49,7 @@ class ConversationCore:
     attribute below in its `@workflow.init`."""
 
     input: ConversationInput
+    ref: SessionRef
     state: ConversationState
     ready: bool
     refused: ApplicationError | None
@@ -81,6 +86,32 @@ class ConversationCore:
                 "window_tokens": cursors.window_tokens, "total_tokens": cursors.total_tokens,
                 "rev": cursors.rev})
 
+    def _take(self, cursors: Cursors, sent_rev: int) -> None:
+        """Adopt a write's reading, or resync to it if the archive went back in time: a write
+        that began after this run had seen rev `sent_rev` reads a rev at least that high,
+        unless the archive was restored from an older copy (a backup, a failover that lost
+        commits). Adopting by rev alone kept the run's newer cursors then: compaction was
+        refused against a ledger head the archive no longer had, and restored messages past
+        the run's embedding cursor were never embedded."""
+        if cursors.rev < sent_rev and workflow.patched(RESYNC_PATCH):
+            self._resync(cursors)
+        else:
+            self._adopt(cursors)
+
+    def _resync(self, cursors: Cursors) -> None:
+        """Take the archive's cursors whatever their rev, and embed again from the first
+        message it holds unembedded."""
+        workflow.logger.warning(
+            f"the archive is behind this session's cursors (rev {cursors.rev} < "
+            f"{self.state.rev}, ledger head {cursors.ledger_head} vs {self.state.ledger_head}, "
+            f"{cursors.next_seq} messages vs {self.state.next_seq}): it was restored from an "
+            "older copy; continuing from the archive's")
+        self.state = self.state.model_copy(update={
+            "next_seq": cursors.next_seq, "ledger_head": cursors.ledger_head,
+            "window_tokens": cursors.window_tokens, "total_tokens": cursors.total_tokens,
+            "rev": cursors.rev,
+            "embedded_seq": min(self.state.embedded_seq, cursors.embedded_seq)})
+
     # -- background work --------------------------------------------------------------------
     async def _embed_loop(self) -> None:
         """Embed what is stored, in order, a batch at a time; the lexical leg of retrieval
@@ -91,12 +122,15 @@ class ConversationCore:
             behind = self.state.embedded_seq < self.state.next_seq
             if self.stopping and not (self.closed and behind):
                 return
-            stop = min(self.state.next_seq, self.state.embedded_seq + EMBED_BATCH)
+            start = self.state.embedded_seq
+            stop = min(self.state.next_seq, start + EMBED_BATCH)
             done = await call(specs.EMBED, EmbedInput(tenant=self.input.tenant,
                                                       session=self.input.session,
-                                                      start=self.state.embedded_seq, stop=stop))
-            # A pass is time-bounded and may stop short; it always moves forward.
-            self.state.embedded_seq = stop if done.reached is None else done.reached
+                                                      start=start, stop=stop))
+            # A pass is time-bounded and may stop short; it always moves forward, unless a
+            # resync moved the cursor back meanwhile (`_resync`).
+            if self.state.embedded_seq == start:
+                self.state.embedded_seq = stop if done.reached is None else done.reached
 
     async def _auto_compact(self) -> None:
         """Compact while the policy asks and each round helps; give way to continue-as-new
@@ -115,13 +149,34 @@ class ConversationCore:
                       make: Callable[[int], BaseModel]) -> CompactOutcome:
         """One window change at a time, planned on the ledger head it will commit against."""
         async with self.window_lock:
+            sent = self.state.rev
             self.changing = True
             try:
-                outcome = await call(spec, make(self.state.ledger_head))
+                try:
+                    outcome = await call(spec, make(self.state.ledger_head))
+                except ActivityError as exc:
+                    if not await self._restored(exc, sent):
+                        raise
+                    sent = self.state.rev
+                    outcome = await call(spec, make(self.state.ledger_head))
             finally:
                 self.changing = False
-            self._adopt(outcome.cursors)
+            self._take(outcome.cursors, sent)
             return outcome
+
+    async def _restored(self, exc: ActivityError, sent_rev: int) -> bool:
+        """Whether a ledger conflict came from an archive restored behind this run (it holds
+        a shorter ledger than the head the change was planned on): then resync, so the change
+        can be planned again on the archive's head. Any other conflict stays an error."""
+        cause = exc.cause
+        if not (isinstance(cause, ApplicationError) and cause.type == "LedgerConflictError"
+                and workflow.patched(RESYNC_PATCH)):
+            return False
+        fresh = await call(specs.OPEN_SESSION, self.ref)
+        if fresh.rev >= sent_rev:
+            return False
+        self._resync(fresh)
+        return True
 
     async def _manual(self, spec: ActivitySpec[CompactOutcome],
                       make: Callable[[int], BaseModel]) -> CompactOutcome:
@@ -139,6 +194,7 @@ class ConversationCore:
         the first time."""
         self.state.hold_compaction = hold
         self.appending += 1
+        sent = self.state.rev
         update = workflow.current_update_info()
         try:
             result = await call(specs.STORE_MESSAGES, StoreMessagesInput(
@@ -148,7 +204,7 @@ class ConversationCore:
             raise as_update_error(exc) from None
         finally:
             self.appending -= 1
-        self._adopt(result.cursors)
+        self._take(result.cursors, sent)
         self.check_policy = self.check_policy or self._over_policy()
         self.state.last_active = workflow.now()
         return result
