@@ -14,6 +14,7 @@ from typing import Annotated
 import typer
 from rich.markup import escape
 
+from longthread.cli_chat import chat
 from longthread.cli_db import db_app
 from longthread.cli_errors import settings_errors
 from longthread.cli_search import search
@@ -26,6 +27,7 @@ from longthread.cli_support import (
     dotenv_into_environ,
     err,
     out,
+    print_version,
     run,
 )
 from longthread.commands import connected
@@ -36,7 +38,10 @@ app = typer.Typer(help="Durable, auditable context compaction for long AI conver
                   no_args_is_help=True, add_completion=False, pretty_exceptions_enable=False)
 @app.callback()
 def _main(verbose: Annotated[bool, typer.Option(
-        "--verbose", "-v", help="Log what the client and worker do (INFO).")] = False) -> None:
+        "--verbose", "-v", help="Log what the client and worker do (INFO).")] = False,
+          _: Annotated[bool, typer.Option(
+              "--version", callback=print_version, is_eager=True,
+              help="Print longthread's version and exit.")] = False) -> None:
     dotenv_into_environ()  # before the subcommand's options read their environment variables
     logging.basicConfig(level=logging.INFO if verbose else logging.WARNING,
                         format="%(asctime)s %(levelname)s %(name)s: %(message)s")
@@ -65,11 +70,14 @@ def dev(data_dir: Annotated[Path | None, typer.Option(
 @app.command()
 def worker() -> None:
     """Run only the worker, against the Temporal and Postgres named by LONGTHREAD_* settings,
-    or else those of the `longthread dev` running on the data dir (one more worker for it)."""
+    or else those of the `longthread dev` running on the data dir (one more worker for it).
+    SIGTERM or Ctrl-C stops it gracefully: running activities get
+    LONGTHREAD_SHUTDOWN_GRACE_SECONDS to finish; a second signal stops it at once."""
     from longthread.settings import resolve_settings
-    from worker.main import run_worker
+    from worker.main import serve_worker
 
-    run(run_worker(resolve_settings(Settings())))
+    run(serve_worker(resolve_settings(Settings()),
+                     lambda line: out.print(line, highlight=False, markup=False)))
 
 
 @app.command()
@@ -230,20 +238,7 @@ def uncompact(session: SessionId, record: Annotated[str, typer.Argument(
     run(body())
 
 
-@app.command()
-def chat(session: SessionId, tenant: Tenant = "default",
-         max_tokens: Annotated[int, typer.Option(
-             min=64, max=MAX_CONTEXT_TOKENS, help="The context's token budget per turn.")] = 4000
-         ) -> None:
-    """Talk to the configured chat model through generate(); Ctrl-D to leave."""
-    from longthread.cli_chat import NO_CHAT_MODEL, chat_configured, talk
-
-    if not chat_configured():
-        err.print(f"[red]error:[/red] {NO_CHAT_MODEL}")
-        raise typer.Exit(EXIT_INPUT)
-    run(talk(out, session, tenant, max_tokens))
-
-
+app.command()(chat)
 app.add_typer(db_app, name="db")
 app.command()(search)
 

@@ -5,7 +5,8 @@ from __future__ import annotations
 
 import json
 import sys
-from typing import TYPE_CHECKING, Annotated
+from collections.abc import Coroutine
+from typing import TYPE_CHECKING, Annotated, Any, TypeVar
 
 import typer
 from rich.progress import track
@@ -17,6 +18,8 @@ if TYPE_CHECKING:
     from longthread.erasure import Erasure
 
 __all__ = ["db_app"]
+
+T = TypeVar("T")
 
 db_app = typer.Typer(help="Database administration.", no_args_is_help=True)
 
@@ -42,7 +45,8 @@ def db_setup(
     settings."""
     from memory.store.roles import setup_database
 
-    version = run(setup_database(admin_url, Settings().dimensions, app_user, app_password))
+    version = run(_admin_connect(admin_url, setup_database(
+        admin_url, Settings().dimensions, app_user, app_password)))
     out.print(f"schema at version {version}"
               + (f"; login role {app_user} can connect as longthread_app" if app_user else ""))
 
@@ -85,15 +89,14 @@ async def _erase(sessions: list[str], tenant: str, every: bool, admin_url: str |
     url = admin_url or settings.database_url
     if not url:
         raise ConnectionError(NO_ARCHIVE)
-    known = await tenant_sessions(url, tenant)
+    known = await _admin_connect(url, tenant_sessions(url, tenant))
     missing = [name for name in sessions if name not in known]
     if missing:  # refused before anything is erased, not halfway through the list
         raise NotFoundError(f"no session {', '.join(map(repr, missing))} in tenant {tenant!r}"
                             "; nothing was erased")
     names = known if every else sessions
-    if not names:
-        out.print(f"tenant {tenant!r} holds no session to erase")
-        return
+    if not names:  # a mistyped tenant must not read as a done erasure to a script
+        raise NotFoundError(f"tenant {tenant!r} holds no session to erase")
     if not yes:  # on stderr: stdout may be the --json file
         typer.confirm(f"Erase {len(names)} session(s) of tenant {tenant!r} for good "
                       f"({', '.join(names[:5])}{', …' if len(names) > 5 else ''})?",
@@ -109,6 +112,19 @@ async def _erase(sessions: list[str], tenant: str, every: bool, admin_url: str |
     finally:  # what was erased is said even when a later session failed (Temporal down)
         if as_json:
             print(json.dumps([e.model_dump(mode="json") for e in done], indent=2))
+
+
+async def _admin_connect(url: str, work: Coroutine[Any, Any, T]) -> T:
+    """`work` on the admin's login, a database it cannot reach reported as one line naming
+    it (never its password) for the CLI's exit 3, not psycopg's traceback."""
+    import psycopg
+
+    from memory.store.db import unreachable
+
+    try:
+        return await work
+    except (OSError, psycopg.OperationalError) as exc:
+        raise unreachable("archive database", url, exc) from None
 
 
 def _line(erased: Erasure) -> str:

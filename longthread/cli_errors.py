@@ -1,24 +1,31 @@
 """The CLI's error lines that need more than the exception's own text.
 
 Bad LONGTHREAD_* settings: one line per problem, naming the environment variable (or .env key)
-the user set and the limit it broke, instead of pydantic's traceback naming the model field.
+the user set and the limit it broke, instead of pydantic's traceback naming the model field;
+and a LONGTHREAD_* name that is no setting at all (a typo), which would otherwise be ignored.
 The CLI checks them once, before any command runs, so every command refuses them alike (exit 2)
 and before it contacts Temporal or Postgres. Also what stopped a wait to settle, and why an
 undo record cannot be undone: the underlying errors name the wrong cause for both."""
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+import difflib
+import os
+from collections.abc import Mapping, Sequence
+from pathlib import Path
 from typing import Any, get_args
 
+from dotenv import dotenv_values
 from pydantic import SecretStr, ValidationError
 from temporalio.service import RPCError
 
-from longthread.settings import Settings
+from longthread.settings import OTHER_VARIABLES, Settings
 from memory.models import CompactionRecord
 
-__all__ = ["setting_problems", "settings_errors", "undo_of_undo", "unsettled"]
+__all__ = ["known_variables", "setting_problems", "settings_errors", "undo_of_undo",
+           "unknown_settings", "unsettled"]
 
+PREFIX = "LONGTHREAD_"
 # Longer values are not echoed: the problem and the limit say enough, and a line stays a line.
 MAX_ECHO_CHARS = 40
 _NUMERIC = {"int_parsing", "int_from_float", "int_type", "float_parsing", "float_type",
@@ -27,13 +34,41 @@ _NUMERIC = {"int_parsing", "int_from_float", "int_type", "float_parsing", "float
 
 
 def settings_errors() -> list[str]:
-    """`LONGTHREAD_X: problem` for each bad setting in the environment and ./.env; empty when
-    they load."""
+    """`LONGTHREAD_X: problem` for each bad setting in the environment and ./.env, and for
+    each LONGTHREAD_* name that is no setting; empty when they load."""
+    problems = unknown_settings(os.environ, Path(".env"))
     try:
         Settings()
     except ValidationError as exc:
-        return setting_problems(exc)
-    return []
+        problems += setting_problems(exc)
+    return problems
+
+
+def known_variables() -> set[str]:
+    """Every LONGTHREAD_* name longthread reads: the settings, and those read elsewhere."""
+    return {f"LONGTHREAD_{name.upper()}" for name in Settings.model_fields} | OTHER_VARIABLES
+
+
+def unknown_settings(environ: Mapping[str, str], dotenv: Path) -> list[str]:
+    """A LONGTHREAD_* name no code reads, in the environment or in `dotenv`, is a misspelling
+    whose value was silently dropped for the default (LONGTHREAD_TEMPORL_ADDRESS ran against
+    127.0.0.1:7233): name it, with the setting it most likely meant."""
+    known = known_variables()
+    found = {name: "" for name in environ if name.startswith(PREFIX)}
+    if dotenv.is_file():  # named so, even when the CLI has copied it into the environment
+        found |= {name: "in .env; " for name in dotenv_values(dotenv) if name.startswith(PREFIX)}
+    # Matched without the prefix all share, which would make LONGTHREAD_FOO "close" to any.
+    tails = {name.removeprefix(PREFIX): name for name in known}
+    lines = []
+    for name, where in sorted(found.items()):
+        if name in known:
+            continue
+        close = difflib.get_close_matches(name.removeprefix(PREFIX), sorted(tails), n=1,
+                                          cutoff=0.75)
+        hint = (f"did you mean {tails[close[0]]}?" if close
+                else "see .env.example for every setting")
+        lines.append(f"{name}: not a longthread setting ({where}{hint})")
+    return lines
 
 
 def setting_problems(exc: ValidationError) -> list[str]:

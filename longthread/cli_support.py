@@ -21,7 +21,7 @@ from temporalio.service import RPCError
 from memory.errors import InvalidInputError, LongthreadError, NotFoundError
 
 __all__ = ["EXIT_FAIL", "EXIT_INPUT", "EXIT_NO_STACK", "PIPED_WIDTH", "Json", "SessionId",
-           "Tenant", "dotenv_into_environ", "err", "out", "run"]
+           "Tenant", "dotenv_into_environ", "err", "out", "print_version", "run"]
 
 PIPED_WIDTH = 200
 
@@ -49,13 +49,13 @@ def run(coro: Coroutine[Any, Any, T]) -> T:
     try:
         return asyncio.run(coro)
     except (InvalidInputError, NotFoundError) as exc:
-        err.print(f"[red]error:[/red] {exc}", highlight=False)
+        err.print(f"[red]error:[/red] {exc}", highlight=False, soft_wrap=True)
         raise typer.Exit(EXIT_INPUT) from None
     except ConnectionError as exc:
-        err.print(f"[red]error:[/red] {exc}", highlight=False)
+        err.print(f"[red]error:[/red] {exc}", highlight=False, soft_wrap=True)
         raise typer.Exit(EXIT_NO_STACK) from None
     except (LongthreadError, RPCError) as exc:
-        err.print(f"[red]error:[/red] {exc}", highlight=False)
+        err.print(f"[red]error:[/red] {exc}", highlight=False, soft_wrap=True)
         raise typer.Exit(EXIT_FAIL) from None
     except KeyboardInterrupt:
         raise typer.Exit(130) from None
@@ -69,3 +69,13 @@ def dotenv_into_environ(path: Path = Path(".env")) -> None:
     for key, value in dotenv_values(path).items():
         if key.startswith("LONGTHREAD_") and value and key not in os.environ:
             os.environ[key] = value
+
+
+def print_version(asked: bool) -> None:
+    """`longthread --version`: the installed package's version, answered before the settings
+    are read, so it works whatever the environment holds (a deploy script checks it first)."""
+    if asked:
+        from importlib.metadata import version
+
+        out.print(f"longthread {version('longthread')}", highlight=False)
+        raise typer.Exit()

@@ -13,7 +13,29 @@ from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from memory.prompts import SUMMARY_OUTPUT_TOKENS
 
-__all__ = ["Settings", "resolve_settings"]
+__all__ = ["OTHER_VARIABLES", "Settings", "resolve_settings"]
+
+# LONGTHREAD_* names read outside `Settings`, which the CLI must not refuse as misspelled
+# settings (`longthread.cli_errors.unknown_settings`). Keep in step with the code that reads
+# them (grep LONGTHREAD_ across the repository, tests/ and bench/ included).
+OTHER_VARIABLES = frozenset({
+    # Read by the commands that use them (.env.example lists these too).
+    "LONGTHREAD_UI_TOKEN",             # `longthread ui --token`
+    "LONGTHREAD_ADMIN_DATABASE_URL",   # `db setup` and `db erase` (--admin-url)
+    "LONGTHREAD_APP_PASSWORD",         # `db setup` (--app-password)
+    "LONGTHREAD_PG_SHARED_BUFFERS_MB", # worker/stack.py: the embedded Postgres
+    "LONGTHREAD_MODEL_CACHE",          # activities/providers/onnx_int8.py
+    "LONGTHREAD_LOCOMO",               # `demo --locomo` and bench/common.py
+    # Knobs of the tests and benchmarks, which run the CLI as a subprocess in their
+    # environment: refusing them would fail those runs.
+    "LONGTHREAD_QUALITY_CACHE",        # bench/quality_store.py
+    "LONGTHREAD_REPLAY_EXAMPLES",      # tests/reliability/test_replay_exact.py
+    "LONGTHREAD_REPLAY_STEPS",         # tests/reliability/test_replay_exact.py
+    "LONGTHREAD_REPLAY_SUMMARY",       # tests/reliability/test_replay_exact.py
+    "LONGTHREAD_FUZZ_CASES",           # tests/reliability/test_update_fuzz.py
+    "LONGTHREAD_OUTAGE_SECONDS",       # tests/reliability/test_outage.py
+    "LONGTHREAD_UI_SCREENSHOT",        # tests/e2e/test_ui.py
+})
 
 
 class Settings(BaseSettings):
@@ -63,6 +85,9 @@ class Settings(BaseSettings):
     idle_timeout_seconds: float = Field(default=7 * 24 * 3600, gt=0)
     # How long a client keeps retrying an update while no worker is polling.
     client_retry_seconds: float = Field(default=300, ge=0)
+    # How long a stopping worker (SIGTERM, Ctrl-C) lets the activities it runs finish before
+    # it cancels them. Within Kubernetes' default 30 s grace, so a deploy is a stop, not a crash.
+    shutdown_grace_seconds: float = Field(default=25, ge=0, le=3600)
 
     # Optional AES-GCM payload encryption of workflow history (32-byte key, base64).
     payload_key: SecretStr | None = None

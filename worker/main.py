@@ -1,13 +1,20 @@
-"""Process wiring: connect to Temporal and run the worker with its activities."""
+"""Process wiring: connect to Temporal and run the worker with its activities, and stop it
+gracefully on SIGTERM or SIGINT (`serve_worker`, what `longthread worker` runs)."""
 
 from __future__ import annotations
 
 import asyncio
 import logging
+import os
+import signal
+import sys
 from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
+from datetime import timedelta
 from typing import Any
 
+import psycopg
+from psycopg_pool import PoolTimeout
 from temporalio.client import Client
 from temporalio.worker import Worker
 
@@ -15,23 +22,33 @@ from activities.providers.embedders import LocalEmbedder, OnnxEmbedder
 from longthread.codec import data_converter
 from longthread.settings import Settings
 from memory.errors import InvalidInputError
-from memory.store.db import open_pool
+from memory.store.db import open_pool, unreachable
 from memory.store.roles import ensure_schema
 from worker.wiring import build_activities
 from workflows.conversation import ConversationWorkflow
 
-__all__ = ["build_worker", "connect_client", "run_worker"]
+__all__ = ["build_worker", "connect_client", "run_worker", "serve_worker"]
 
 log = logging.getLogger(__name__)
 
+STOP_SIGNALS = (signal.SIGINT, signal.SIGTERM)
+
 
 async def connect_client(settings: Settings) -> Client:
+    """The Temporal client. The SDK reports a server it cannot reach as a bare RuntimeError
+    ("Failed client connect"); it becomes a ConnectionError naming the address, which the CLI
+    prints as one line (exit 3)."""
     key = settings.payload_key.get_secret_value() if settings.payload_key else None
-    return await Client.connect(
-        settings.temporal_address,
-        namespace=settings.temporal_namespace,
-        data_converter=data_converter(key),
-    )
+    try:
+        return await Client.connect(
+            settings.temporal_address,
+            namespace=settings.temporal_namespace,
+            data_converter=data_converter(key),
+        )
+    except RuntimeError as exc:
+        raise ConnectionError(
+            f"Temporal unreachable at {settings.temporal_address} (LONGTHREAD_TEMPORAL_ADDRESS"
+            f"): {' '.join(str(exc).split())}") from None
 
 
 def build_worker(
@@ -52,20 +69,31 @@ def build_worker(
 
 
 async def run_worker(settings: Settings, stop: asyncio.Event | None = None) -> None:
-    """Run until `stop` is set (or forever): the production entry point's body."""
+    """Run until `stop` is set (or forever): the production entry point's body. Once `stop`
+    is set the worker polls no more, and the activities it runs get up to
+    `shutdown_grace_seconds` to finish (the SDK's graceful shutdown) before they are
+    cancelled; only then is the pool closed, so a finishing activity still has its database."""
     if not settings.database_url:
         raise InvalidInputError("LONGTHREAD_DATABASE_URL", "is required to run a worker (or "
                                 "run it where `longthread dev` runs, on the same "
                                 "LONGTHREAD_DATA_DIR, to join that stack)")
-    await ensure_schema(settings.database_url, settings.dimensions, settings.embedding_model)
-    pool = await open_pool(settings.database_url)
+    try:
+        await ensure_schema(settings.database_url, settings.dimensions,
+                            settings.embedding_model)
+        pool = await open_pool(settings.database_url)
+    except (OSError, PoolTimeout, psycopg.OperationalError) as exc:
+        raise unreachable("archive database", settings.database_url, exc) from None
     acts = None
     try:
+        client = await connect_client(settings)  # before the model loads: fail fast
         acts = build_activities(settings, pool)
         if isinstance(acts.embedder, LocalEmbedder | OnnxEmbedder):
             await asyncio.to_thread(acts.embedder.model)  # load once, before polling
-        client = await connect_client(settings)
-        async with build_worker(client, settings.task_queue, acts.all()):
+        if stop is not None and stop.is_set():
+            return  # stopped while starting: nothing is in flight yet
+        grace = timedelta(seconds=settings.shutdown_grace_seconds)
+        async with build_worker(client, settings.task_queue, acts.all(),
+                                graceful_shutdown_timeout=grace):
             log.info("worker polling task queue %s on %s", settings.task_queue,
                      settings.temporal_address)
             await (stop.wait() if stop else asyncio.Event().wait())
@@ -73,3 +101,35 @@ async def run_worker(settings: Settings, stop: asyncio.Event | None = None) -> N
         if acts is not None:
             await acts.aclose()
         await pool.close()
+
+
+async def serve_worker(settings: Settings, announce: Callable[[str], None] = print) -> None:
+    """`longthread worker`: run until SIGTERM or SIGINT, then stop gracefully and announce it.
+
+    `docker stop`, Kubernetes and systemd all stop a process with SIGTERM; dying on it
+    abandoned every activity in flight, and Temporal retried an abandoned compaction only
+    after its activity timeout. A second signal during the grace period leaves at once, for
+    an operator who will not wait."""
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+
+    def on_signal(signum: int) -> None:
+        if stop.is_set():
+            sys.stderr.write("worker: second signal, leaving without waiting for activities\n")
+            sys.stdout.flush()
+            sys.stderr.flush()
+            os._exit(128 + signum)
+        sys.stderr.write(
+            f"worker: {signal.Signals(signum).name}, stopping: activities in flight get up to "
+            f"{settings.shutdown_grace_seconds:g} s to finish (signal again to stop now)\n")
+        sys.stderr.flush()
+        stop.set()
+
+    for sig in STOP_SIGNALS:
+        loop.add_signal_handler(sig, on_signal, sig)
+    try:
+        await run_worker(settings, stop)
+    finally:
+        for sig in STOP_SIGNALS:
+            loop.remove_signal_handler(sig)
+    announce("worker stopped")

@@ -4,10 +4,11 @@ from __future__ import annotations
 
 from pgvector.psycopg import register_vector_async
 from psycopg import AsyncConnection
+from psycopg.conninfo import conninfo_to_dict
 from psycopg.rows import DictRow, dict_row
 from psycopg_pool import AsyncConnectionPool
 
-__all__ = ["open_pool"]
+__all__ = ["describe_url", "open_pool", "unreachable"]
 
 CONNECT_KWARGS = {"autocommit": True, "prepare_threshold": 0, "row_factory": dict_row}
 
@@ -27,3 +28,33 @@ async def open_pool(
     )
     await pool.open(wait=True, timeout=timeout)
     return pool
+
+
+def describe_url(url: str) -> str:
+    """`user@host:port/dbname` of a connection URL, never its password: what an error line
+    names so that an operator sees which database was meant."""
+    try:
+        parts = conninfo_to_dict(url)
+    except Exception:  # a URL libpq cannot parse: name nothing rather than echo a secret
+        return "the configured database"
+    user = f"{parts['user']}@" if parts.get("user") else ""
+    host = parts.get("host") or "localhost"
+    if str(host).startswith("/"):  # a unix socket directory (the embedded Postgres)
+        host = f"socket {host}"
+    port = f":{parts['port']}" if parts.get("port") else ""
+    return f"{user}{host}{port}/{parts.get('dbname') or ''}".rstrip("/")
+
+
+def unreachable(what: str, url: str, exc: BaseException) -> ConnectionError:
+    """A failed connection as the CLI reports it (one line, exit 3): which database, and
+    libpq's reason, with the password blanked wherever the reason quotes the URL."""
+    reason = " ".join(str(exc).split()) or type(exc).__name__
+    try:
+        password = conninfo_to_dict(url).get("password")
+    except Exception:
+        password = None
+    reason = reason.replace(url, describe_url(url))
+    if password:  # as a URL or a keyword string would quote it
+        for quoted in (f":{password}@", f"password={password}", f"password='{password}'"):
+            reason = reason.replace(quoted, quoted.replace(str(password), "***"))
+    return ConnectionError(f"{what} unreachable ({describe_url(url)}): {reason}")

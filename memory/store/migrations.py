@@ -13,6 +13,7 @@ from psycopg import AsyncConnection, sql
 from psycopg.rows import tuple_row
 
 from memory.errors import InvalidInputError
+from memory.store.schema_check import check_not_newer
 
 __all__ = ["MIGRATIONS", "migrate", "setup"]
 
@@ -464,6 +465,7 @@ async def setup(conn: AsyncConnection[Any], embedding_dim: int = 384,
             " version integer PRIMARY KEY, applied_at timestamptz NOT NULL DEFAULT now())"
         )
         current = int(await _scalar(conn, "SELECT coalesce(max(version), 0) FROM schema_version"))
+        check_not_newer(current, len(MIGRATIONS), "longthread")
         for version, statement in enumerate(MIGRATIONS, start=1):
             if version <= current:
                 continue

@@ -14,7 +14,7 @@ from typing import Any
 from psycopg import AsyncConnection, errors, sql
 from psycopg.rows import tuple_row
 
-from memory.errors import InvalidInputError, LongthreadError
+from memory.errors import InvalidInputError
 from memory.store.migrations import (
     MIGRATIONS,
     check_embedding_dim,
@@ -22,14 +22,11 @@ from memory.store.migrations import (
     setup,
     stored_embedding_dim,
 )
+from memory.store.schema_check import SchemaError, check_not_newer
 
 __all__ = ["SchemaError", "create_login_role", "ensure_schema", "setup_database"]
 
 ROLE_NAME = re.compile(r"^[a-z_][a-z0-9_]{0,62}$")
-
-
-class SchemaError(LongthreadError):
-    """The archive's schema is behind and this login may not migrate it."""
 
 
 async def create_login_role(conn: AsyncConnection[Any], user: str,
@@ -70,7 +67,8 @@ async def ensure_schema(url: str, embedding_dim: int, embedder: str | None = Non
                 await cur.execute("SELECT coalesce(max(version), 0) FROM schema_version")
                 found = await cur.fetchone()
                 current = int(found[0]) if found else 0
-        if current >= len(MIGRATIONS):
+        check_not_newer(current, len(MIGRATIONS))
+        if current == len(MIGRATIONS):
             # Current, so nothing to migrate; the vectors must still be the archive's size
             # (`setup` checks the same on the path that migrates).
             check_embedding_dim(await stored_embedding_dim(conn), embedding_dim)

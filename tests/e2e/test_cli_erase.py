@@ -53,3 +53,10 @@ async def test_db_erase_from_the_command_line(
                                  ("ticket-3", False, 2)]
     code, out, _ = await cli(env, "sessions", "--tenant", tenant)
     assert code == 0 and "ticket-" not in out
+
+    # A tenant with no session is a mistyped request, not a finished erasure: exit 2, as a
+    # missing named session is.
+    code, out, err = await cli(admin, "db", "erase", "--all", "--tenant", f"{tenant}-typo",
+                               "--yes")
+    assert code == 2 and not out
+    assert err.strip() == f"error: tenant '{tenant}-typo' holds no session to erase"

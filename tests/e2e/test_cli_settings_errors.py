@@ -80,6 +80,48 @@ def test_a_long_value_is_not_echoed_and_help_still_works(tmp_path: Path) -> None
     assert done.returncode == 0 and "Usage" in done.stdout, done.stderr[-2000:]
 
 
+def test_a_misspelled_setting_is_named_with_the_one_meant(tmp_path: Path) -> None:
+    """It used to be ignored, and the default used: LONGTHREAD_TEMPORL_ADDRESS ran against
+    127.0.0.1:7233 without a word."""
+    done = cli(tmp_path, {"LONGTHREAD_TEMPORL_ADDRESS": "temporal:7233"}, "sessions")
+    assert done.returncode == 2 and "Traceback" not in done.stderr, done.stderr[-2000:]
+    assert done.stderr.strip() == ("error: LONGTHREAD_TEMPORL_ADDRESS: not a longthread "
+                                   "setting (did you mean LONGTHREAD_TEMPORAL_ADDRESS?)")
+    assert not done.stdout
+    # In .env too, even empty (the CLI copies only non-empty values to the environment),
+    # each on its own line beside the bad values; a name like no setting gets no guess.
+    (tmp_path / ".env").write_text("LONGTHREAD_FOO=1\nLONGTHREAD_CONTEXT_WINDW=\n"
+                                   "LONGTHREAD_CONTEXT_WINDOW=100\nOTHER_SDK_KEY=ignored\n")
+    done = cli(tmp_path, {}, "worker", cwd=tmp_path)
+    assert done.returncode == 2 and "Traceback" not in done.stderr, done.stderr[-2000:]
+    assert done.stderr.splitlines() == [
+        "error: LONGTHREAD_CONTEXT_WINDW: not a longthread setting (in .env; did you mean "
+        "LONGTHREAD_CONTEXT_WINDOW?)",
+        "error: LONGTHREAD_FOO: not a longthread setting (in .env; see .env.example for every "
+        "setting)",
+        "error: LONGTHREAD_CONTEXT_WINDOW: must be an integer from 256 to 2000000 (got '100')"]
+
+
+def test_names_read_outside_the_settings_are_not_refused(tmp_path: Path) -> None:
+    """The commands' own variables and the test and benchmark knobs, which reach the CLI in
+    the environment of the runs that set them: the command goes on, to find no stack."""
+    from longthread.settings import OTHER_VARIABLES
+
+    done = cli(tmp_path, dict.fromkeys(OTHER_VARIABLES, "1"), "sessions")
+    assert done.returncode == 3, done.stderr[-2000:]
+    assert "not a longthread setting" not in done.stderr
+
+
+def test_version_prints_the_package_version_whatever_the_settings(tmp_path: Path) -> None:
+    from importlib.metadata import version
+
+    for env in ({}, {"LONGTHREAD_CONTEXT_WINDOW": "abc", "LONGTHREAD_TYPO": "x"}):
+        done = cli(tmp_path, env, "--version")
+        assert done.returncode == 0, done.stderr[-2000:]
+        assert done.stdout.strip() == f"longthread {version('longthread')}"
+        assert not done.stderr
+
+
 async def acli(env: dict[str, str], *args: str) -> tuple[int, str]:
     """The CLI without blocking the event loop the test's worker runs on."""
     proc = await asyncio.create_subprocess_exec(

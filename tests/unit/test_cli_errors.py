@@ -4,13 +4,21 @@ what timed out, after how long, not as the 60 s settle limit), and an undo of an
 
 from __future__ import annotations
 
+import re
 from datetime import UTC, datetime
+from pathlib import Path
 
 import pytest
 from pydantic import ValidationError
 from temporalio.service import RPCError, RPCStatusCode
 
-from longthread.cli_errors import setting_problems, undo_of_undo, unsettled
+from longthread.cli_errors import (
+    known_variables,
+    setting_problems,
+    undo_of_undo,
+    unknown_settings,
+    unsettled,
+)
 from longthread.settings import Settings
 from memory.models import CompactionRecord
 
@@ -68,3 +76,35 @@ def test_an_undo_record_is_named_as_one() -> None:
         "'u2' is an undo of c1, not a compaction: an undo cannot itself be undone")
     assert undo_of_undo("c1", ledger) is None
     assert undo_of_undo("u9", ledger) is None
+
+
+ROOT = Path(__file__).resolve().parents[2]
+# Where code reads a LONGTHREAD_* variable itself, rather than through `Settings`.
+READS = re.compile(r"""(?:environ\.get\(|environ\[|getenv\(|setenv\(|envvar=)\s*"""
+                   r"""["'](LONGTHREAD_[A-Z0-9_]+)""")
+
+
+def test_every_variable_the_code_reads_is_known_to_the_typo_check() -> None:
+    """A LONGTHREAD_* name some code reads must never be refused as a misspelled setting:
+    add it to `longthread.settings.OTHER_VARIABLES` (or make it a setting)."""
+    files = [path for folder in ("longthread", "worker", "activities", "memory", "workflows",
+                                 "tests", "bench") for path in (ROOT / folder).rglob("*.py")]
+    files += [ROOT / "Makefile", ROOT / "docker-compose.yml", *(ROOT / ".ci").iterdir()]
+    read = {name for path in files if path.is_file()
+            for name in READS.findall(path.read_text(errors="replace"))}
+    assert "LONGTHREAD_MODEL_CACHE" in read and "LONGTHREAD_UI_TOKEN" in read  # it finds them
+    assert read - known_variables() == set()
+
+
+def test_unknown_names_get_the_nearest_setting_or_none(tmp_path: Path) -> None:
+    (tmp_path / ".env").write_text("LONGTHREAD_SUMARIZER=openai\nLONGTHREAD_UI_TOKEN=abc\n")
+    assert unknown_settings({"LONGTHREAD_TEMPORL_ADDRESS": "x", "LONGTHREAD_LOCOMO": "f",
+                             "LONGTHREAD_REPLAY_EXAMPLES": "5", "LONGTHREAD_ZZZ": "",
+                             "LONGTHREAD_DATABASE_URL": "u", "OTHER": "1"},
+                            tmp_path / ".env") == [
+        "LONGTHREAD_SUMARIZER: not a longthread setting (in .env; did you mean "
+        "LONGTHREAD_SUMMARIZER?)",
+        "LONGTHREAD_TEMPORL_ADDRESS: not a longthread setting (did you mean "
+        "LONGTHREAD_TEMPORAL_ADDRESS?)",
+        "LONGTHREAD_ZZZ: not a longthread setting (see .env.example for every setting)"]
+    assert unknown_settings({}, tmp_path / "missing.env") == []

@@ -1,0 +1,26 @@
+"""What code of one version may do with an archive whose schema is at another.
+
+Apart from `migrations.py` (the SQL) and `roles.py` (who may migrate) because both check it:
+`setup` (`db setup`, `dev`) and `ensure_schema` (a worker's start).
+"""
+
+from __future__ import annotations
+
+from memory.errors import LongthreadError
+
+__all__ = ["SchemaError", "check_not_newer"]
+
+
+class SchemaError(LongthreadError):
+    """The archive's schema is not one this code can use: behind, and this login may not
+    migrate it; or ahead of every migration this code knows."""
+
+
+def check_not_newer(current: int, known: int, who: str = "worker") -> None:
+    """Refuse an archive migrated by a newer longthread. An older worker started on it
+    silently, reading and writing tables whose meaning had changed under it (a rolled-back
+    deploy, one stale replica); it must be upgraded first, not guess."""
+    if current > known:
+        upgrade = "the worker" if who == "worker" else who
+        raise SchemaError(f"the archive's schema is at version {current}, newer than this "
+                          f"{who}'s {known}: upgrade {upgrade}")
