@@ -7,6 +7,7 @@ import time
 from collections import Counter
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
+from datetime import UTC, datetime
 from pathlib import Path
 
 import psycopg
@@ -38,6 +39,7 @@ from longthread.views import (
 )
 from memory.audit import ServedContext
 from memory.errors import InvalidInputError, LongthreadError, NotFoundError
+from memory.messages import check_not_future
 from memory.store.db import open_pool
 from memory.store.store import Store
 
@@ -101,8 +103,13 @@ class Ctx(AuditCommands):
         if not data.messages and not data.ledger and data.source is None:
             # not even an export's header (an empty session's export re-imports as one)
             raise InvalidInputError("FILE", "holds no messages")
-        # Split (and refuse a message too large for any call) before the session exists.
+        # Split (and refuse a message too large for any call, or dated after tomorrow, as the
+        # store would refuse it) before the session exists, so nothing is half imported.
         parts = message_parts(data.messages, data.lines, batch, MAX_BATCH_BYTES)
+        try:
+            check_not_future(data.messages, datetime.now(UTC))
+        except InvalidInputError as exc:
+            raise at_line(exc, data.lines, 0) from None
         conv = await self.lt.conversation(session, tenant)
         appended = duplicates = 0
         with Progress(TextColumn("importing"), BarColumn(), MofNCompleteColumn(),

@@ -69,9 +69,12 @@ def _as_messages(summaries: Sequence[Summary]) -> list[Message]:
     out: list[Message] = []
     for summary in summaries:
         day: datetime | None = None
+        extractive = summary.strategy.startswith("extractive")
         for n, line in enumerate(summary.content.splitlines()):
             text = line.strip()
-            if (named := _day(text)) is not None:
+            # Only an extractive summary's day lines are ours: a model's prose is read as it
+            # was before engine 8, so stored abstractive summaries condense as they did.
+            if extractive and (named := _day(text)) is not None:
                 day = named
                 continue
             if text.startswith("- [") and "] " in text:
@@ -192,7 +195,7 @@ class RollingSummary(BaseModel):
         result = extractive_summary([*previous, *messages], self.max_tokens, focus, counter)
         extracts = [
             Extract(message_id=e.message_id.split("#", 1)[0], speaker=e.speaker,
-                    sentence=e.sentence)
+                    sentence=e.sentence, day=e.day)
             for e in result.extracts
         ]
         covers = (self.summary.covers if self.summary else ()) + tuple(m.id for m in messages)

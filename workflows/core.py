@@ -60,6 +60,7 @@ class ConversationCore:
     appending: int
     window_lock: asyncio.Lock
     updates: int
+    resyncs = 0  # how many times this run took the archive's cursors (`_resync`)
 
     async def _opened(self) -> None:
         """Wait until the run has read its cursors; if the store refused to open the session
@@ -86,14 +87,18 @@ class ConversationCore:
                 "window_tokens": cursors.window_tokens, "total_tokens": cursors.total_tokens,
                 "rev": cursors.rev})
 
-    def _take(self, cursors: Cursors, sent_rev: int) -> None:
-        """Adopt a write's reading, or resync to it if the archive went back in time: a write
-        that began after this run had seen rev `sent_rev` reads a rev at least that high,
-        unless the archive was restored from an older copy (a backup, a failover that lost
-        commits). Adopting by rev alone kept the run's newer cursors then: compaction was
-        refused against a ledger head the archive no longer had, and restored messages past
-        the run's embedding cursor were never embedded."""
-        if cursors.rev < sent_rev and workflow.patched(RESYNC_PATCH):
+    def _take(self, cursors: Cursors, sent_rev: int, wrote: bool) -> None:
+        """Adopt a write's reading, or resync to it if the archive went back in time. A write
+        that began after this run had seen rev `sent_rev` reads a rev above it (`wrote`: every
+        append and every commit adds one) or at least equal (a change that found nothing to
+        do), unless the archive was restored from an older copy (a backup, a failover that
+        lost commits, even one). Adopting by rev alone kept the run's newer cursors then:
+        compaction was refused against a ledger head the archive no longer had, and restored
+        messages past the run's embedding cursor were never embedded. Only while the run
+        still holds cursors that new: after a resync, an older reading of a write sent before
+        it is ordered by rev as ever."""
+        behind = cursors.rev <= sent_rev if wrote else cursors.rev < sent_rev
+        if behind and self.state.rev >= sent_rev and workflow.patched(RESYNC_PATCH):
             self._resync(cursors)
         else:
             self._adopt(cursors)
@@ -111,6 +116,7 @@ class ConversationCore:
             "window_tokens": cursors.window_tokens, "total_tokens": cursors.total_tokens,
             "rev": cursors.rev,
             "embedded_seq": min(self.state.embedded_seq, cursors.embedded_seq)})
+        self.resyncs += 1
 
     # -- background work --------------------------------------------------------------------
     async def _embed_loop(self) -> None:
@@ -122,14 +128,14 @@ class ConversationCore:
             behind = self.state.embedded_seq < self.state.next_seq
             if self.stopping and not (self.closed and behind):
                 return
-            start = self.state.embedded_seq
+            start, resyncs = self.state.embedded_seq, self.resyncs
             stop = min(self.state.next_seq, start + EMBED_BATCH)
             done = await call(specs.EMBED, EmbedInput(tenant=self.input.tenant,
                                                       session=self.input.session,
                                                       start=start, stop=stop))
             # A pass is time-bounded and may stop short; it always moves forward, unless a
             # resync moved the cursor back meanwhile (`_resync`).
-            if self.state.embedded_seq == start:
+            if self.resyncs == resyncs:
                 self.state.embedded_seq = stop if done.reached is None else done.reached
 
     async def _auto_compact(self) -> None:
@@ -161,7 +167,7 @@ class ConversationCore:
                     outcome = await call(spec, make(self.state.ledger_head))
             finally:
                 self.changing = False
-            self._take(outcome.cursors, sent)
+            self._take(outcome.cursors, sent, wrote=bool(outcome.record_ids))
             return outcome
 
     async def _restored(self, exc: ActivityError, sent_rev: int) -> bool:
@@ -204,7 +210,7 @@ class ConversationCore:
             raise as_update_error(exc) from None
         finally:
             self.appending -= 1
-        self._take(result.cursors, sent)
+        self._take(result.cursors, sent, wrote=True)
         self.check_policy = self.check_policy or self._over_policy()
         self.state.last_active = workflow.now()
         return result

@@ -314,6 +314,15 @@ async def test_an_export_with_large_tool_results_reimports_with_default_options(
     assert "the limit for one message is 1500000 bytes" in err, err
     code, _, err = await cli(env, "context", "too-big", "--tenant", "acme")
     assert code == 2 and "no session 'too-big'" in err, err  # nothing stored, nothing started
+    # So is a time the store would refuse, on a line past the first call's messages.
+    rows[-1] = {"id": "u2", "role": "user", "content": "From the future.",
+                "created_at": "9999-12-31T00:00:00Z"}
+    source.write_text("".join(json.dumps(m) + "\n" for m in rows))
+    code, out, err = await cli(env, "import", "future", str(source), "--tenant", "acme",
+                               "--batch", "1")
+    assert code == 2 and "error: line 5: created_at: 9999-12-31" in err, err
+    code, _, err = await cli(env, "context", "future", "--tenant", "acme")
+    assert code == 2 and "no session 'future'" in err, err
 
 
 async def test_bad_input_gets_one_clear_line_and_an_exit_code(

@@ -274,3 +274,23 @@ def test_days_in_any_order_never_overrun_the_budget(days: list[int], budget: int
     result = extractive_summary(convo, budget)
     assert result.tokens == HEURISTIC.count(result.text) <= budget
     assert result.text == extractive_summary(convo, budget, counter=_SameCounts()).text
+
+
+def test_only_an_extractive_summarys_day_lines_are_read_as_days() -> None:
+    """A model's summary may hold a line that looks like a day line; it is read as prose, as
+    before engine 8, so stored abstractive summaries condense as they did (replay stays
+    exact). The rolling summary keeps its lines' days too."""
+    from memory.hierarchy import RollingSummary, _as_messages
+    from memory.models import Summary
+
+    prose = Summary(id="s1", level=1, content="## 2024-05-08\nCaroline decided to adopt.",
+                    covers=("a",), strategy="abstractive")
+    read = _as_messages([prose])
+    assert [m.content for m in read] == ["## 2024-05-08", "Caroline decided to adopt."]
+    assert all(m.created_at is None for m in read)
+    rolling = RollingSummary(max_tokens=200).update("r1", [Message(
+        id="a1", role="user", name="Ana", content="Parcel 4711 reached depot 9.",
+        created_at=datetime(2024, 5, 8, 9, 0, tzinfo=UTC))])
+    assert rolling.summary is not None
+    assert rolling.summary.content.splitlines() == [
+        "## 2024-05-08", "- [a1] Ana: Parcel 4711 reached depot 9."]
