@@ -40,7 +40,7 @@ from longthread.views import (
 from memory.audit import ServedContext
 from memory.errors import InvalidInputError, LongthreadError, NotFoundError
 from memory.messages import check_not_future
-from memory.store.db import open_pool
+from memory.store.db import open_pool, unreachable
 from memory.store.store import Store
 
 __all__ = ["Ctx", "connected"]
@@ -274,7 +274,7 @@ async def connected(console: Console, need_db: bool = False) -> AsyncIterator[Ct
             pool = await open_pool(settings.database_url, max_size=4, timeout=10)
         except (OSError, PoolTimeout, psycopg.OperationalError) as exc:
             if need_db:
-                raise ConnectionError(f"archive database unreachable: {exc}") from None
+                raise unreachable("archive database", settings.database_url, exc) from None
     store = Store(pool) if pool else None
     try:
         yield Ctx(Longthread(lt.client, settings, store=store), store, console)

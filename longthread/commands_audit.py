@@ -11,7 +11,7 @@ import re
 
 from rich.console import Console
 
-from longthread.audit import TurnHistory, message_of, replay_at, trace_turn, why_at
+from longthread.audit import TurnHistory, message_of, replay_at, why_at, why_of_id
 from longthread.client import Conversation, Longthread, check_ids
 from longthread.views import (
     ledger_table,
@@ -60,8 +60,7 @@ async def why_of(conv: Conversation, store: Store, target: int | str,
     held), so a message's turn is its seq + 1."""
     if isinstance(target, int):
         return await why_at(store, conv.tenant, conv.session, target)
-    seq, message = await message_named(conv, target, field)
-    return trace_turn(seq + 1, message, await store.ledger(conv.tenant, conv.session))
+    return await why_of_id(store, conv.tenant, conv.session, target, field)
 
 
 class AuditCommands:

@@ -122,13 +122,15 @@ def merge_summaries(
     return merged
 
 
+def _original(extract: Extract) -> Extract:
+    """A quote of a pseudo-message (`_as_messages`) as a quote of its original: every field
+    kept but the id (the rolling summary once dropped the day when it copied them one by one)."""
+    return extract.model_copy(update={"message_id": extract.message_id.split("#", 1)[0]})
+
+
 def _merged(summary_id: str, summaries: Sequence[Summary], chosen: Sequence[Extract],
             folded: set[str]) -> Summary:
-    extracts = [
-        Extract(message_id=e.message_id.split("#", 1)[0], speaker=e.speaker, sentence=e.sentence,
-                day=e.day)
-        for e in chosen
-    ]
+    extracts = [_original(e) for e in chosen]
     return written_merge(summary_id, summaries, render_extracts(extracts),
                          "extractive-hierarchical",
                          tuple(dict.fromkeys(e.message_id for e in extracts
@@ -193,11 +195,7 @@ class RollingSummary(BaseModel):
         counter = counter or default_counter()
         previous = _as_messages([self.summary]) if self.summary else []
         result = extractive_summary([*previous, *messages], self.max_tokens, focus, counter)
-        extracts = [
-            Extract(message_id=e.message_id.split("#", 1)[0], speaker=e.speaker,
-                    sentence=e.sentence, day=e.day)
-            for e in result.extracts
-        ]
+        extracts = [_original(e) for e in result.extracts]
         covers = (self.summary.covers if self.summary else ()) + tuple(m.id for m in messages)
         new = Summary(
             id=summary_id,

@@ -44,6 +44,13 @@ MAX_AUTO_ROUNDS = 32
 RESYNC_PATCH = "resync-behind-archive"
 
 
+def _positions(cursors: Cursors) -> dict[str, int]:
+    """What a run takes from a store reading; the embedding cursor is the run's own."""
+    return {"next_seq": cursors.next_seq, "ledger_head": cursors.ledger_head,
+            "window_tokens": cursors.window_tokens, "total_tokens": cursors.total_tokens,
+            "rev": cursors.rev}
+
+
 class ConversationCore:
     """The workflow's cursors, background loops and writes; ConversationWorkflow sets every
     attribute below in its `@workflow.init`."""
@@ -82,10 +89,7 @@ class ConversationCore:
     def _adopt(self, cursors: Cursors) -> None:
         """Take the store's cursors if they are newer than ours (rev orders readings)."""
         if cursors.rev >= self.state.rev:
-            self.state = self.state.model_copy(update={
-                "next_seq": cursors.next_seq, "ledger_head": cursors.ledger_head,
-                "window_tokens": cursors.window_tokens, "total_tokens": cursors.total_tokens,
-                "rev": cursors.rev})
+            self.state = self.state.model_copy(update=_positions(cursors))
 
     def _take(self, cursors: Cursors, sent_rev: int, wrote: bool) -> None:
         """Adopt a write's reading, or resync to it if the archive went back in time. A write
@@ -112,9 +116,7 @@ class ConversationCore:
             f"{cursors.next_seq} messages vs {self.state.next_seq}): it was restored from an "
             "older copy; continuing from the archive's")
         self.state = self.state.model_copy(update={
-            "next_seq": cursors.next_seq, "ledger_head": cursors.ledger_head,
-            "window_tokens": cursors.window_tokens, "total_tokens": cursors.total_tokens,
-            "rev": cursors.rev,
+            **_positions(cursors),
             "embedded_seq": min(self.state.embedded_seq, cursors.embedded_seq)})
         self.resyncs += 1
 

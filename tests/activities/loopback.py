@@ -6,6 +6,7 @@ Tests queue the replies (status, headers, body) and read back every request it r
 
 from __future__ import annotations
 
+import asyncio
 import json
 import threading
 import time
@@ -60,6 +61,12 @@ class Loopback:
 
     def fail(self, status: int, headers: dict[str, str] | None = None) -> None:
         self.reply(_error(status), status, headers)
+
+    async def first_request(self, timeout: float = 60.0) -> None:
+        """Wait until a request has arrived (a summary request is in flight), or fail."""
+        async with asyncio.timeout(timeout):
+            while not self.requests:
+                await asyncio.sleep(0.05)
 
 
 @contextmanager

@@ -109,9 +109,7 @@ async def test_sigterm_lets_the_compaction_in_flight_finish_before_the_worker_ex
                                      "content": f"Order 4711 note number {i}."}
                                     for i in range(20)])
             compaction = asyncio.create_task(conv.compact(focus="order"))
-            async with asyncio.timeout(60):
-                while not provider.requests:  # the summary request is in flight
-                    await asyncio.sleep(0.05)
+            await provider.first_request()  # the summary request is in flight
             proc.send_signal(signal.SIGTERM)
             code, out, took = await _exit(proc, 60)
         assert code == 0, log.read_text()[-2000:]
@@ -152,9 +150,7 @@ async def test_a_second_signal_during_the_grace_period_exits_at_once(
             await conv.append_many([{"id": f"m{i}", "role": "user",
                                      "content": f"Order 4711 note number {i}, to keep."}
                                     for i in range(30)])
-            async with asyncio.timeout(60):
-                while not provider.requests:
-                    await asyncio.sleep(0.05)
+            await provider.first_request()  # the summary request is in flight
             proc.send_signal(signal.SIGTERM)
             async with asyncio.timeout(30):
                 while "stopping" not in log.read_text():

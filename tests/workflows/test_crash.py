@@ -39,9 +39,7 @@ async def test_worker_killed_during_compaction_commits_it_exactly_once(
                                      "content": f"Order 4711 note number {i}."}
                                     for i in range(20)])
             compaction = asyncio.create_task(conv.compact(focus="order"))
-            async with asyncio.timeout(60):
-                while not provider.requests:  # the summary request is in flight
-                    await asyncio.sleep(0.1)
+            await provider.first_request()  # the summary request is in flight
             worker.kill()
             assert not compaction.done()
             worker.start()
