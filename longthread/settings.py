@@ -110,9 +110,13 @@ class Settings(BaseSettings):
 
 def resolve_settings(settings: Settings | None = None) -> Settings:
     """Env and .env first; else what a running `longthread dev` wrote into its data dir
-    (`stack.json`: the Temporal address and the database URL)."""
+    (`stack.json`: the Temporal address and the database URL). Read from the environment
+    (`settings` None), a LONGTHREAD_* name that is no setting is refused, as the CLI refuses
+    it: a misspelled address would else run against the default."""
     import json
 
+    if settings is None:
+        _refuse_unknown_names()
     settings = settings or Settings()
     stack = settings.data_dir / "stack.json"
     if not settings.database_url and stack.exists():
@@ -120,3 +124,15 @@ def resolve_settings(settings: Settings | None = None) -> Settings:
         settings = settings.model_copy(update={"database_url": info["database_url"],
                                                "temporal_address": info["temporal"]})
     return settings
+
+
+def _refuse_unknown_names() -> None:
+    import os
+
+    from longthread.cli_errors import unknown_settings  # difflib and dotenv: loaded when used
+    from memory.errors import InvalidInputError
+
+    problems = unknown_settings(os.environ, Path(".env"))
+    if problems:
+        name, problem = problems[0].split(": ", 1)
+        raise InvalidInputError(name, "; ".join([problem, *problems[1:]]))

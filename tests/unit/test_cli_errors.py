@@ -108,3 +108,26 @@ def test_unknown_names_get_the_nearest_setting_or_none(tmp_path: Path) -> None:
         "LONGTHREAD_TEMPORAL_ADDRESS?)",
         "LONGTHREAD_ZZZ: not a longthread setting (see .env.example for every setting)"]
     assert unknown_settings({}, tmp_path / "missing.env") == []
+
+
+async def test_the_client_refuses_a_misspelled_setting_before_connecting(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    """`Longthread.connect()` with the environment's settings refuses what the CLI refuses: a
+    misspelled address would else run against the default (session 24 left the client out).
+    It fails before any connection (nothing listens at the address it would have used)."""
+    from longthread.client import Longthread
+    from memory.errors import InvalidInputError
+
+    typo = "LONGTHREAD_TEMPORL_ADDRESS"  # a name, not a literal: the scan above reads those
+    monkeypatch.chdir(tmp_path)  # no .env here
+    monkeypatch.setenv(typo, "10.0.0.9:7233")
+    monkeypatch.setenv("LONGTHREAD_TEMPORAL_ADDRESS", "127.0.0.1:1")
+    with pytest.raises(InvalidInputError) as refused:
+        await Longthread.connect()
+    assert str(refused.value) == ("LONGTHREAD_TEMPORL_ADDRESS: not a longthread setting (did you "
+                                  "mean LONGTHREAD_TEMPORAL_ADDRESS?)")
+    monkeypatch.delenv(typo)
+    # Without the typo the check passes and it tries to connect.
+    with pytest.raises(ConnectionError, match=re.escape("127.0.0.1:1")):
+        await Longthread.connect()
