@@ -15,7 +15,7 @@ from typing import Any
 from temporalio import activity
 from temporalio.exceptions import ApplicationError
 
-from activities import specs
+from activities import metrics, specs
 from activities.chat import ServingActivities
 from activities.edits import EditActivities, now
 from activities.ingest import EMBED_BATCH, EMBED_SECONDS, INDEX_ROUNDS, IngestActivities
@@ -85,6 +85,7 @@ class ConversationActivities(IngestActivities, ServingActivities, EditActivities
             f"{event.tokens_before} -> {event.tokens_after} ratio="
             f"{f'{event.ratio:.2f}' if event.ratio else None} duration_ms={event.duration_ms} "
             f"reason={event.reason}" + (f" error={event.error}" if event.error else ""))
+        metrics.compaction_event(event)
         await self.store.add_event(ref.tenant, ref.session, event)
 
     async def _summarize(self, ref: SessionRef, record_id: str, messages: list[Message],
@@ -111,6 +112,7 @@ class ConversationActivities(IngestActivities, ServingActivities, EditActivities
                 fallback = (f"extractive: {self.summarizer.name} failed {attempt - 1} times"
                             + await self._last_error(ref, record_id))
             activity.logger.warning(f"summarizer fell back: {fallback}")
+            metrics.summarizer_fallback("summary")
         result = await heartbeating(self.extractive.summarize(messages, max_tokens, focus))
         return result, fallback
 
@@ -130,6 +132,7 @@ class ConversationActivities(IngestActivities, ServingActivities, EditActivities
         except Exception as exc:  # recorded, not raised: see the docstring
             note = f"merge extractive: {self.summarizer.name} failed ({str(exc)[:200]})"
             activity.logger.warning(f"summary merge fell back: {note}")
+            metrics.summarizer_fallback("merge")
             return None, note
         return (result.text, "abstractive-hierarchical"), None
 

@@ -11,7 +11,7 @@ import time
 
 from temporalio import activity
 
-from activities import specs
+from activities import metrics, specs
 from activities.providers.embedders import Embedder
 from activities.running import heartbeating, refused
 from activities.types import AppendResult, EmbedInput, EmbedResult, SessionRef, StoreMessagesInput
@@ -56,6 +56,7 @@ class IngestActivities:
             except InvalidInputError as exc:
                 raise refused(InvalidInputError(exc.field.removeprefix("messages[0]."),
                                                 exc.problem)) from None
+        metrics.messages_stored(out.appended, out.duplicates)
         return AppendResult(appended=out.appended, duplicates=out.duplicates,
                             total=out.cursors.next_seq, cursors=out.cursors)
 
@@ -129,8 +130,9 @@ class IngestActivities:
             for at in range(0, len(todo), EMBED_BATCH):
                 if at:
                     if time.monotonic() >= deadline:
-                        return EmbedResult(embedded=await stored_so_far(),
-                                           reached=todo[at][3])
+                        done = await stored_so_far()
+                        metrics.messages_embedded(done)
+                        return EmbedResult(embedded=done, reached=todo[at][3])
                     await self._index(input, deadline)
                 batch = todo[at : at + EMBED_BATCH]
                 # The day each was sent goes into its embedded text, as into its lexical index
@@ -144,7 +146,9 @@ class IngestActivities:
                     input.tenant, input.session,
                     [(row[0], vector) for row, vector in zip(batch, vectors, strict=True)]))
                 stored = at + len(batch)
-            return EmbedResult(embedded=await stored_so_far(), reached=input.stop)
+            done = await stored_so_far()
+            metrics.messages_embedded(done)
+            return EmbedResult(embedded=done, reached=input.stop)
         except asyncio.CancelledError:
             if storing is not None:
                 storing.cancel()

@@ -8,7 +8,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Literal
 
-from pydantic import Field, SecretStr
+from pydantic import Field, SecretStr, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from memory.prompts import SUMMARY_OUTPUT_TOKENS
@@ -89,8 +89,20 @@ class Settings(BaseSettings):
     # it cancels them. Within Kubernetes' default 30 s grace, so a deploy is a stop, not a crash.
     shutdown_grace_seconds: float = Field(default=25, ge=0, le=3600)
 
+    # Where a worker serves Prometheus metrics (`host:port`; GET /metrics): Temporal's worker
+    # metrics and longthread's own (activities/metrics.py). Unset: none are served.
+    metrics_address: str | None = None
+
     # Optional AES-GCM payload encryption of workflow history (32-byte key, base64).
     payload_key: SecretStr | None = None
+
+    @field_validator("metrics_address")
+    @classmethod
+    def _host_and_port(cls, value: str | None) -> str | None:
+        host, _, port = (value or "").rpartition(":")
+        if value is not None and not (host and port.isdigit() and int(port) <= 65535):
+            raise ValueError("must be host:port, such as 0.0.0.0:9464")
+        return value
 
     @property
     def dimensions(self) -> int:

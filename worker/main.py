@@ -16,6 +16,7 @@ from typing import Any
 import psycopg
 from psycopg_pool import PoolTimeout
 from temporalio.client import Client
+from temporalio.runtime import PrometheusConfig, Runtime, TelemetryConfig
 from temporalio.worker import Worker
 
 from activities.providers.embedders import LocalEmbedder, OnnxEmbedder
@@ -27,23 +28,43 @@ from memory.store.roles import ensure_schema
 from worker.wiring import build_activities
 from workflows.conversation import ConversationWorkflow
 
-__all__ = ["build_worker", "connect_client", "run_worker", "serve_worker"]
+__all__ = ["build_worker", "connect_client", "metrics_runtime", "run_worker", "serve_worker"]
 
 log = logging.getLogger(__name__)
 
 STOP_SIGNALS = (signal.SIGINT, signal.SIGTERM)
 
 
-async def connect_client(settings: Settings) -> Client:
+_metrics_runtimes: dict[str, Runtime] = {}
+
+
+def metrics_runtime(address: str) -> Runtime:
+    """A Temporal runtime serving Prometheus metrics at `address`, one per address and process
+    (a second would find the port taken): `longthread dev` runs a worker and a client in one."""
+    if address not in _metrics_runtimes:
+        try:
+            _metrics_runtimes[address] = Runtime(telemetry=TelemetryConfig(
+                metrics=PrometheusConfig(bind_address=address)))
+        except ValueError as exc:  # "Address already in use", "invalid socket address syntax"
+            raise InvalidInputError("LONGTHREAD_METRICS_ADDRESS",
+                                    f"cannot serve metrics at {address!r}: {exc}") from None
+    return _metrics_runtimes[address]
+
+
+async def connect_client(settings: Settings, *, metrics: bool = False) -> Client:
     """The Temporal client. The SDK reports a server it cannot reach as a bare RuntimeError
     ("Failed client connect"); it becomes a ConnectionError naming the address, which the CLI
-    prints as one line (exit 3)."""
+    prints as one line (exit 3). With `metrics` (a worker's client) and a metrics address set,
+    the client's runtime serves the worker's metrics there."""
     key = settings.payload_key.get_secret_value() if settings.payload_key else None
+    runtime = metrics_runtime(settings.metrics_address) \
+        if metrics and settings.metrics_address else None
     try:
         return await Client.connect(
             settings.temporal_address,
             namespace=settings.temporal_namespace,
             data_converter=data_converter(key),
+            runtime=runtime,
         )
     except RuntimeError as exc:
         raise ConnectionError(
@@ -85,7 +106,7 @@ async def run_worker(settings: Settings, stop: asyncio.Event | None = None) -> N
         raise unreachable("archive database", settings.database_url, exc) from None
     acts = None
     try:
-        client = await connect_client(settings)  # before the model loads: fail fast
+        client = await connect_client(settings, metrics=True)  # before the model loads
         acts = build_activities(settings, pool)
         if isinstance(acts.embedder, LocalEmbedder | OnnxEmbedder):
             await asyncio.to_thread(acts.embedder.model)  # load once, before polling

@@ -44,6 +44,15 @@ def test_each_bad_setting_names_its_variable_and_limit(monkeypatch: pytest.Monke
     ]
 
 
+def test_a_metrics_address_is_host_and_port(monkeypatch: pytest.MonkeyPatch) -> None:
+    for bad in ("nonsense", "127.0.0.1:99999", ":9464"):
+        assert _problems(monkeypatch, METRICS_ADDRESS=bad) == [
+            f"LONGTHREAD_METRICS_ADDRESS: must be host:port, such as 0.0.0.0:9464 (got {bad!r})"]
+    for good in ("0.0.0.0:9464", "[::1]:9464", "worker-3:9000"):
+        monkeypatch.setenv("LONGTHREAD_METRICS_ADDRESS", good)
+        assert Settings(_env_file=None).metrics_address == good
+
+
 def test_a_long_value_is_not_echoed(monkeypatch: pytest.MonkeyPatch) -> None:
     assert _problems(monkeypatch, PRESERVE_RECENT="9" * 50) == [
         "LONGTHREAD_PRESERVE_RECENT: must be an integer from 0 to 10000"]
