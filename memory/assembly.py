@@ -53,7 +53,7 @@ from memory.units import tool_units
 __all__ = ["ASSEMBLY_VERSION", "DEFAULT_POLICY", "DEFAULT_SHARES", "QUERY_SHARES",
            "AssemblyPolicy", "Shares", "assemble_context", "tool_units"]
 
-ASSEMBLY_VERSION = 13  # 1: fixed shares, date-grouped block, fused order (before issue 12);
+ASSEMBLY_VERSION = 14  # 1: fixed shares, date-grouped block, fused order (before issue 12);
 # 2: adaptive shares, reranked, dated lines; 3: summaries that do not all fit their share are
 # condensed into one that does, so every window of 500 tokens or more carries the hierarchy;
 # 4: turns two away count in the packing order (`reach`); idle summaries get the summary cap;
@@ -73,7 +73,10 @@ ASSEMBLY_VERSION = 13  # 1: fixed shares, date-grouped block, fused order (befor
 # calls went out dozens of times over its budget; 12: a newest turn larger than the budget is
 # shown cut to fit (`memory.cutting.cut_unit`), not left out for older material; 13: a tool
 # result that repeats a newer one of the same tool with a few lines changed is shown as a diff
-# against it (`memory.delta.delta_contents`), and is not among `source_ids`
+# against it (`memory.delta.delta_contents`), and is not among `source_ids`; 14: a retrieved
+# message's continuation line that could pass for a line of the block is indented, and the
+# fence's tags are escaped in any case (`memory.packing.guard`): such a message is not among
+# `source_ids` (its text is not there verbatim)
 CONDENSE_MIN_BUDGET = 500  # below this a window is the newest exchange and what answers it
 
 
@@ -214,7 +217,8 @@ def assemble_context(
     def repack(items: list[ScoredMessage], budget: int
                ) -> tuple[ContextMessage | None, list[ScoredMessage]]:
         return pack_block(items, budget, counter, dated_lines=policy.dated_lines,
-                          intro=SHORT_INTRO if version >= 4 else INTRO, short_ids=version >= 5)
+                          intro=SHORT_INTRO if version >= 4 else INTRO, short_ids=version >= 5,
+                          guarded=version >= 14)
 
     if legacy:
         chosen = greedy(fresh, left, lambda items: legacy_block(items, counter).tokens)

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import re
 from collections.abc import Iterable, Sequence
 from datetime import UTC, datetime, timedelta
 
@@ -45,6 +46,9 @@ __all__ = ["FUTURE_SLACK", "Frozen", "Message", "ToolCall", "check_not_future", 
 # sent without its zone (taken as UTC, up to 14 hours early); beyond it, the time is a typo or
 # a placeholder (9999-12-31) that would date retrieved lines and order nothing sensibly.
 FUTURE_SLACK = timedelta(days=1)
+
+TAIL_MARK = "…"  # before the last characters of a long id, where a window shows it so
+_NAME_BREAKS = re.compile("[\x00-\x1f\x7f-\x9f\u2028\u2029]")
 
 
 class Frozen(BaseModel):
@@ -105,6 +109,11 @@ class Message(Frozen):
     @classmethod
     def _valid_id(cls, value: str) -> str:
         check_id("id", value)
+        if value.startswith(TAIL_MARK):
+            # The CLI, the MCP tools and the audit page read "…9f3c2a1b" as the tail a window
+            # shows a long id by: an id of that form took the lookup of another message.
+            raise InvalidInputError("id", f"must not start with {TAIL_MARK!r}, which marks a "
+                                    "long id shown by its tail")
         return value
 
     @field_validator("name")
@@ -114,6 +123,10 @@ class Message(Frozen):
             if len(value) > MAX_NAME_CHARS:
                 raise InvalidInputError("name", f"must be at most {MAX_NAME_CHARS} characters")
             check_text("name", value)
+            if _NAME_BREAKS.search(value):
+                # A name is shown before its message's quote ("[…9f3c2a1b] Caroline: …"): a
+                # line break in it started a forged line of the block (session 25's review).
+                raise InvalidInputError("name", "must be one line, with no control characters")
         return value
 
     @model_validator(mode="after")
