@@ -18,7 +18,8 @@ from pydantic import JsonValue
 
 from memory.models import ContextMessage, ContextWindow, ToolCall
 
-__all__ = ["CONTINUED", "MAX_CACHE_BREAKPOINTS", "to_anthropic", "to_openai", "unanswered_calls"]
+__all__ = ["CONTINUED", "MAX_CACHE_BREAKPOINTS", "to_anthropic", "to_openai", "tool_arguments",
+           "unanswered_calls"]
 
 MAX_CACHE_BREAKPOINTS = 4
 # Anthropic (and Bedrock) refuse a conversation whose first turn is the assistant's ("first
@@ -120,10 +121,13 @@ def to_openai(window: ContextWindow) -> list[JsonDict]:
     return out
 
 
-def _arguments(text: str) -> JsonValue:
+def tool_arguments(text: str) -> dict[str, JsonValue]:
+    """A call's arguments as the object Anthropic's `input` (and LangChain's `args`) takes:
+    stored verbatim, they may be no JSON, or JSON nested past what the parser recurses into
+    (a stored call of 50,000 nested arrays broke every Anthropic window of its session)."""
     try:
         value: JsonValue = json.loads(text)
-    except json.JSONDecodeError:
+    except (json.JSONDecodeError, RecursionError):
         return {"raw": text}
     return value if isinstance(value, dict) else {"value": value}
 
@@ -139,7 +143,7 @@ def _blocks(index: int, m: ContextMessage, pairs: _Pairs) -> list[JsonDict]:
         blocks.append({"type": "text", "text": m.content})
     for sent, call in pairs.sent_calls(index, m):
         blocks.append({"type": "tool_use", "id": sent, "name": call.name,
-                       "input": _arguments(call.arguments)})
+                       "input": tool_arguments(call.arguments)})
     return blocks
 
 

@@ -52,6 +52,7 @@ from longthread.integrations._common import (
 )
 from longthread.settings import Settings
 from memory.models import Message, Role, ToolCall
+from memory.render import tool_arguments
 
 __all__ = ["MESSAGE_KEY", "LongthreadChatMessageHistory", "from_langchain", "to_langchain"]
 
@@ -90,14 +91,6 @@ def from_langchain(message: BaseMessage, message_id: str,
                    metadata={MESSAGE_KEY: stash(doc, path)})
 
 
-def _arguments(text: str) -> dict[str, Any]:
-    try:
-        value = json.loads(text)
-    except json.JSONDecodeError:
-        return {"raw": text}
-    return value if isinstance(value, dict) else {"value": value}
-
-
 def to_langchain(message: Message) -> BaseMessage:
     """The LangChain message a stored message stands for (built plainly if it came from
     elsewhere: the longthread client, the CLI, another adapter)."""
@@ -113,7 +106,7 @@ def to_langchain(message: Message) -> BaseMessage:
     if message.role == "tool":
         return ToolMessage(**common, tool_call_id=message.tool_call_id or "")
     return AIMessage(**common, tool_calls=[
-        {"name": c.name, "args": _arguments(c.arguments), "id": c.id, "type": "tool_call"}
+        {"name": c.name, "args": tool_arguments(c.arguments), "id": c.id, "type": "tool_call"}
         for c in message.tool_calls])
 
 

@@ -109,3 +109,17 @@ def test_openai_requests_keep_the_chat_completions_rules(data: st.DataObject) ->
         assert all(API_ID.fullmatch(c) for c in calls)
         pending = calls
     assert not pending
+
+
+def test_arguments_nested_past_the_parser_are_sent_raw() -> None:
+    """Arguments are stored verbatim; a call of 50,000 nested arrays raised RecursionError in
+    every Anthropic rendering of its session's windows (session 25's security review)."""
+    deep = "[" * 50_000 + "]" * 50_000
+    convo = [Message(id="u", role="user", content="Run it."),
+             Message(id="a", role="assistant", tool_calls=(
+                 ToolCall(id="call_1", name="run", arguments=deep),)),
+             Message(id="t", role="tool", tool_call_id="call_1", content="done")]
+    window = assemble_context(max_tokens=200_000, recent=convo)
+    _, sent = to_anthropic(window)
+    uses = [b for m in sent for b in m["content"] if b["type"] == "tool_use"]
+    assert [b["input"] for b in uses] == [{"raw": deep}]
