@@ -121,5 +121,6 @@ def test_arguments_nested_past_the_parser_are_sent_raw() -> None:
              Message(id="t", role="tool", tool_call_id="call_1", content="done")]
     window = assemble_context(max_tokens=200_000, recent=convo)
     _, sent = to_anthropic(window)
-    uses = [b for m in sent for b in m["content"] if b["type"] == "tool_use"]
+    messages: list[dict[str, Any]] = json.loads(json.dumps(sent))
+    uses = [b for m in messages for b in m["content"] if b["type"] == "tool_use"]
     assert [b["input"] for b in uses] == [{"raw": deep}]
