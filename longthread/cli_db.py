@@ -119,8 +119,14 @@ async def _admin_connect(url: str, work: Coroutine[Any, Any, T]) -> T:
     it (never its password) for the CLI's exit 3, not psycopg's traceback."""
     import psycopg
 
+    from longthread.settings import database_url_problem
+    from memory.errors import InvalidInputError
     from memory.store.db import unreachable
 
+    problem = database_url_problem(url)
+    if problem:
+        work.close()  # never started
+        raise InvalidInputError("LONGTHREAD_ADMIN_DATABASE_URL (--admin-url)", problem)
     try:
         return await work
     except (OSError, psycopg.OperationalError) as exc:

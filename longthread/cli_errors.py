@@ -128,7 +128,8 @@ def _num(value: object) -> str:
 def _secret(field: str) -> bool:
     """Never echo a key, whatever went wrong with it."""
     info = Settings.model_fields.get(field)
-    return info is None or SecretStr in (info.annotation, *get_args(info.annotation))
+    return (info is None or field == "database_url"  # a URL holds its password
+            or SecretStr in (info.annotation, *get_args(info.annotation)))
 
 
 def unsettled(session: str, exc: RPCError | TimeoutError, waited: float, limit: float,

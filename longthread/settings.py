@@ -13,7 +13,7 @@ from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from memory.prompts import SUMMARY_OUTPUT_TOKENS
 
-__all__ = ["OTHER_VARIABLES", "Settings", "resolve_settings"]
+__all__ = ["OTHER_VARIABLES", "Settings", "database_url_problem", "resolve_settings"]
 
 # LONGTHREAD_* names read outside `Settings`, which the CLI must not refuse as misspelled
 # settings (`longthread.cli_errors.unknown_settings`). Keep in step with the code that reads
@@ -96,6 +96,14 @@ class Settings(BaseSettings):
     # Optional AES-GCM payload encryption of workflow history (32-byte key, base64).
     payload_key: SecretStr | None = None
 
+    @field_validator("database_url")
+    @classmethod
+    def _parsable(cls, value: str | None) -> str | None:
+        problem = database_url_problem(value) if value else None
+        if problem:
+            raise ValueError(problem)
+        return value
+
     @field_validator("metrics_address")
     @classmethod
     def _host_and_port(cls, value: str | None) -> str | None:
@@ -118,6 +126,23 @@ class Settings(BaseSettings):
         if self.embedder == "openai":
             return f"openai:{self.openai_embedding_model}"
         return "all-mpnet-base-v2" if self.embedder == "mpnet" else "all-MiniLM-L6-v2"
+
+
+def database_url_problem(url: str) -> str | None:
+    """Why libpq would not read `url` as meant, in words that never quote it (it holds a
+    password); None when it would. A password holding '%' or '@' unencoded failed deep in
+    psycopg, whose error and the pool's log quoted the password (session 25's review)."""
+    from psycopg.conninfo import conninfo_to_dict  # psycopg: loaded when a URL is given
+
+    hint = "percent-encode '%', '@', ':' and '/' in the user and password ('%' as %25, '@' " \
+           "as %40)"
+    try:
+        parts = conninfo_to_dict(url)
+    except Exception:
+        return f"is not a PostgreSQL URL or keyword string libpq can read; {hint}"
+    if "@" in str(parts.get("host") or ""):
+        return f"has an '@' after the login's; {hint}"
+    return None
 
 
 def resolve_settings(settings: Settings | None = None) -> Settings:

@@ -62,6 +62,28 @@ def test_a_bad_setting_is_one_line_naming_the_variable(
     assert not done.stdout
 
 
+HINT = ("percent-encode '%', '@', ':' and '/' in the user and password ('%' as %25, '@' as "
+        "%40)")
+
+
+@pytest.mark.parametrize(("url", "problem"), [
+    ("postgresql://app:Zq7Xk%zzYv@127.0.0.1:5999/db",
+     "is not a PostgreSQL URL or keyword string libpq can read"),
+    ("postgresql://app:Zq7@Yv9@127.0.0.1:5999/db", "has an '@' after the login's")])
+def test_a_database_url_libpq_misreads_is_refused_without_its_password(
+    tmp_path: Path, url: str, problem: str
+) -> None:
+    """A password holding '%' or '@' unencoded: psycopg's error and the pool's log quoted it,
+    and `db erase`/`db setup` printed a traceback (session 25's security review)."""
+    for args, name in ((["sessions"], "LONGTHREAD_DATABASE_URL"),
+                       (["db", "erase", "s1", "--yes"], "LONGTHREAD_ADMIN_DATABASE_URL")):
+        done = cli(tmp_path, {name: url}, *args)
+        shown = "LONGTHREAD_ADMIN_DATABASE_URL (--admin-url)" if "db" in args else name
+        assert done.returncode == 2, done.stderr[-2000:]
+        assert done.stderr.strip() == f"error: {shown}: {problem}; {HINT}", done.stderr
+        assert "Zq7" not in done.stderr + done.stdout and "Yv" not in done.stderr + done.stdout
+
+
 def test_every_bad_setting_gets_its_own_line_also_from_dot_env(tmp_path: Path) -> None:
     (tmp_path / ".env").write_text("LONGTHREAD_CONTEXT_WINDOW=100\nOTHER_SDK_KEY=ignored\n")
     done = cli(tmp_path, {"LONGTHREAD_EMBEDDER": "foo"}, "sessions", cwd=tmp_path)
