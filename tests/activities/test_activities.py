@@ -45,6 +45,14 @@ FACTS = [f"Fact {i}: the parcel {i} was rerouted to depot {i}." for i in range(1
 POLICY = CompactionPolicy(context_window=256, preserve_recent=1)
 
 
+@pytest.fixture(autouse=True)
+def _untimed_embedding_passes(monkeypatch: pytest.MonkeyPatch) -> None:
+    """These tests count batches, not seconds: an embedding pass stops at the first batch past
+    EMBED_SECONDS, so a machine ten times slower than usual would stop them early. The test of
+    that bound sets its own."""
+    monkeypatch.setattr("activities.ingest.EMBED_SECONDS", 600.0)
+
+
 def _session() -> str:
     return f"a-{uuid.uuid4()}"
 

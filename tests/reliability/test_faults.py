@@ -74,6 +74,7 @@ def _shape(ledger: list[CompactionRecord]) -> list[tuple[Any, ...]]:
              else None, r.tokens_before, r.tokens_after) for r in ledger]
 
 
+@pytest.mark.timeout(1500)  # alone ~5.5 min; each missed kill adds up to 90 s and a restart
 async def test_worker_sigkilled_twenty_times(
     client: Client, app_url: str, store: Store, activities: ConversationActivities,
     tmp_path: Path,

@@ -451,11 +451,14 @@ async def test_replay_matches_every_served_context(
           f" (seconds, calls) by operation: {spent}")
     assert tally["sequences"] >= EXAMPLES
     assert tally["served-replayed"] >= tally["contexts"] > 0
-    # The sequences reached what they are meant to cover (each is near certain at 20
-    # sequences; the rarer ones are asserted on longer runs).
-    reached = ["abstractive-summaries", "continued-as-new", "imports",
-               "records-auto", "records-undo", "records-pop", "records-clear"]
-    if EXAMPLES >= 100:  # merges: 0 in one 20-sequence run, 173 in 330 sequences
-        reached += ["merges", "records-manual", "budget-refused", "undo-refused"]
+    # The sequences reached what they are meant to cover: at 20 sequences the common ones;
+    # the rarer ones on longer runs. Hypothesis switches each rule off for a whole sequence
+    # with a probability drawn per sequence, so at 20 sequences an import, undo, pop or clear
+    # was missing in about 3% of runs (a simulation of this machine by a review in session 25;
+    # merges: 0 in one 20-sequence run, 173 in 330 sequences). The tally above shows them all.
+    reached = ["abstractive-summaries", "continued-as-new", "records-auto"]
+    if EXAMPLES >= 100:
+        reached += ["imports", "records-undo", "records-pop", "records-clear", "merges",
+                    "records-manual", "budget-refused", "undo-refused"]
     if EXAMPLES >= 20:
         assert all(tally[name] > 0 for name in reached), tally

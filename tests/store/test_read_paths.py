@@ -4,7 +4,6 @@ and a served record carries the seq it was given."""
 
 from __future__ import annotations
 
-import asyncio
 import uuid
 from datetime import UTC, datetime
 
@@ -163,8 +162,8 @@ async def test_a_connection_the_server_ended_is_never_handed_out(
             row = await (await conn.execute("SELECT pg_backend_pid() AS pid")).fetchone()
         assert row is not None
         ended = row["pid"]
-        await db.execute("SELECT pg_terminate_backend(%s)", (ended,))
-        await asyncio.sleep(0.3)
+        # With a timeout it waits (up to 10 s) until the backend has exited.
+        await db.execute("SELECT pg_terminate_backend(%s, 10000)", (ended,))
         for _ in range(3):
             async with pool.connection() as conn:
                 row = await (await conn.execute("SELECT pg_backend_pid() AS pid")).fetchone()
