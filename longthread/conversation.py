@@ -24,7 +24,7 @@ from temporalio.client import (
 from temporalio.common import WorkflowIDConflictPolicy
 
 from longthread.conversation_reads import MAX_FETCH_IDS, ConversationReads
-from longthread.replies import CompactAttempt, in_whole_ledger, raise_clear, transient
+from longthread.replies import CompactAttempt, closing, in_whole_ledger, raise_clear, transient
 from longthread.transfer import largest_field, ledger_parts, message_bytes
 from memory.errors import InvalidInputError, NotFoundError
 from memory.models import (
@@ -95,8 +95,13 @@ class Conversation(ConversationReads):
                 return await self.lt.client.execute_update_with_start_workflow(
                     update, *args, id=update_id, start_workflow_operation=self._start())
             except WorkflowUpdateFailedError as exc:
-                raise_clear(exc)
-                raise
+                if not closing(exc) or time.monotonic() > deadline:
+                    raise_clear(exc)
+                    raise
+                # The run is closing (idle) and refused it before accepting it: once it has
+                # ended, update-with-start starts the next run, which takes it.
+                log.info("session %r is closing; sending again to its next run", self.session)
+                update_id = str(uuid.uuid4())  # refused by the validator: never accepted
             except RPCError as exc:
                 if not transient(exc) or time.monotonic() > deadline:
                     raise

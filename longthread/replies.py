@@ -19,7 +19,8 @@ from temporalio.service import RPCStatusCode
 from memory.errors import InvalidInputError, LongthreadError
 from memory.models import CompactionRecord
 
-__all__ = ["CompactAttempt", "described", "in_whole_ledger", "raise_clear", "transient"]
+__all__ = ["CompactAttempt", "closing", "described", "in_whole_ledger", "raise_clear",
+           "transient"]
 
 
 @dataclass(frozen=True)
@@ -59,11 +60,24 @@ def transient(exc: RPCError) -> bool:
                 and "workflow task" in exc.message.lower()))
 
 
-def raise_clear(exc: WorkflowUpdateFailedError) -> None:
-    """Turn a refused update back into the error the workflow or its activity raised."""
+def _raised(exc: WorkflowUpdateFailedError) -> BaseException | None:
+    """The ApplicationError the workflow or its activity raised, else the first cause."""
     cause: BaseException | None = exc.cause
     while cause is not None and not isinstance(cause, ApplicationError):
         cause = cause.__cause__
+    return cause
+
+
+def closing(exc: WorkflowUpdateFailedError) -> bool:
+    """The update was refused because its run is closing (idle), not for its input."""
+    cause = _raised(exc)
+    return (isinstance(cause, ApplicationError) and cause.type == "InvalidInputError"
+            and cause.message == "session: is closed")
+
+
+def raise_clear(exc: WorkflowUpdateFailedError) -> None:
+    """Turn a refused update back into the error the workflow or its activity raised."""
+    cause = _raised(exc)
     if isinstance(cause, ApplicationError) and cause.type == "InvalidInputError":
         field, _, problem = cause.message.partition(": ")
         raise InvalidInputError(field, problem) from None

@@ -108,12 +108,20 @@ class ConversationWorkflow(ConversationCore):
         self.check_policy = self._over_policy()
         embedding = asyncio.create_task(self._embed_loop())
         idle = timedelta(seconds=input.idle_timeout_seconds)
+        idle_wait = idle
         while True:
             try:
                 await workflow.wait_condition(
                     lambda: self.closed or self.check_policy or self._continue_due(),
-                    timeout=idle)
+                    timeout=idle_wait)
+                idle_wait = idle
             except TimeoutError:
+                quiet = self._idle_left(idle)
+                if quiet is not None and workflow.patched("idle-from-last-append"):
+                    # An append reset nothing: the wait began before it. Idle is counted from
+                    # the last append, so a session in use is never closed under its user.
+                    idle_wait = quiet
+                    continue
                 # Formatted here: the SDK appends the workflow's details, whose id holds '%'
                 # ('-' is escaped as %2D), to the message before logging formats it with args.
                 workflow.logger.info(f"session idle for {idle}: closing")
@@ -129,6 +137,12 @@ class ConversationWorkflow(ConversationCore):
                     return self.stats()
                 self.state.runs += 1
                 workflow.continue_as_new(self.input.model_copy(update={"state": self.state}))
+
+    def _idle_left(self, idle: timedelta) -> timedelta | None:
+        """What is left of `idle` since the last append, or None when it has run out."""
+        last = self.state.last_active
+        left = idle - (workflow.now() - last) if last is not None else None
+        return left if left is not None and left > timedelta(0) else None
 
     # -- appending --------------------------------------------------------------------------
     @workflow.update
