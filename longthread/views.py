@@ -69,7 +69,8 @@ def ledger_table(records: Sequence[CompactionRecord]) -> Table:
 
 def print_window(console: Console, window: ContextWindow, width: int = 160) -> None:
     """A readable view of a window: long lines and long messages are cut, and then it says
-    where the exact window is."""
+    where the exact window is. Control characters are shown escaped (`visible`), piped or not:
+    this view is for reading (a stored ESC sequence recoloured the terminal)."""
     console.print(f"[bold]{window.tokens}[/bold] of {window.budget} tokens; sections "
                   "(tokens/allotted, items; what one leaves unused flows to the others): "
                   + ", ".join(f"{s.name} {s.tokens}/{s.budget} ({s.items})"
@@ -84,7 +85,7 @@ def print_window(console: Console, window: ContextWindow, width: int = 160) -> N
             lines[-1] = f"{lines[-1]} {calls}" if lines[-1] else calls
         console.print(f"  [dim]{message.section:>9}[/dim] {message.role:>9}: ", end="")
         for n, line in enumerate(lines[:14]):
-            text = line if len(line) <= width else line[: width - 1] + "…"
+            text = visible(line if len(line) <= width else line[: width - 1] + "…")
             cut = cut or len(line) > width
             console.print(("" if n == 0 else " " * 23) + text, markup=False, highlight=False,
                           soft_wrap=True)

@@ -64,3 +64,19 @@ def test_the_ledger_table_shows_merges_and_undoes_without_a_level_or_ratio() -> 
     assert "folded 2 summaries into c3-merged (L2)" in rows["c3"][6]
     assert rows["u4"][3] == "-" and rows["u4"][8] == "-" and rows["u4"][6] == "undo of c3"
     assert rows["c1"][3] == "medium" and rows["c1"][8].endswith("×")
+
+
+def test_the_window_view_shows_control_characters_escaped_piped_or_not() -> None:
+    """`longthread context` without --json is a view for reading: a stored ESC sequence
+    recoloured the terminal it was piped to (session 25's security review)."""
+    from longthread.views import print_window
+    from memory.models import ContextMessage, ContextWindow
+
+    window = ContextWindow(messages=(ContextMessage(
+        role="user", content="bell\x07 esc\x1b[31mRED\x1b[0m cr\rover", section="recent",
+        tokens=12),), tokens=12, budget=100)
+    for terminal in (False, True):
+        out = io.StringIO()
+        print_window(Console(file=out, force_terminal=terminal, width=200), window)
+        assert "\x1b[31m" not in out.getvalue() and "\x07" not in out.getvalue()
+        assert "bell\\x07 esc\\x1b[31mRED\\x1b[0m cr ⏎ over" in out.getvalue()
