@@ -12,9 +12,9 @@ from pydantic import ValidationError
 
 from memory.errors import InvalidInputError
 
-__all__ = ["MAX_CONTENT_BYTES", "MAX_ID_CHARS", "MAX_NAME_CHARS", "MAX_TOOL_CALLS", "ROLES",
-           "Role", "check_id", "check_instant", "check_json", "check_text", "check_texts",
-           "invalid_input"]
+__all__ = ["MAX_CONTENT_BYTES", "MAX_ID_CHARS", "MAX_JSON_DEPTH", "MAX_NAME_CHARS",
+           "MAX_TOOL_CALLS", "ROLES", "Role", "check_id", "check_instant", "check_json",
+           "check_json_depth", "check_text", "check_texts", "invalid_input"]
 
 Role = Literal["system", "user", "assistant", "tool"]
 ROLES: tuple[str, ...] = ("system", "user", "assistant", "tool")
@@ -81,6 +81,23 @@ def check_texts(field: str, values: Iterable[str | None]) -> None:
     for index, value in enumerate(values):
         if value is not None:
             check_text(f"{field}[{index}]", value)
+
+
+MAX_JSON_DEPTH = 64  # nested objects and arrays in a message's metadata
+
+
+def check_json_depth(field: str, value: object) -> None:
+    """At most MAX_JSON_DEPTH levels, counted without recursion: 5,000 nested objects raised a
+    RecursionError where the digest encodes them, and pydantic's error named a path as long as
+    the nesting (session 25's security review)."""
+    level: list[tuple[object, int]] = [(value, 1)]
+    while level:
+        item, depth = level.pop()
+        children = item.values() if isinstance(item, dict) else \
+            item if isinstance(item, list | tuple) else ()
+        if children and depth > MAX_JSON_DEPTH:
+            raise InvalidInputError(field, f"nests deeper than {MAX_JSON_DEPTH} levels")
+        level.extend((child, depth + 1) for child in children)
 
 
 def check_json(field: str, value: object) -> None:

@@ -33,6 +33,7 @@ from memory.checks import (
     check_id,
     check_instant,
     check_json,
+    check_json_depth,
     check_text,
     invalid_input,
 )
@@ -114,6 +115,12 @@ class Message(Frozen):
             # shows a long id by: an id of that form took the lookup of another message.
             raise InvalidInputError("id", f"must not start with {TAIL_MARK!r}, which marks a "
                                     "long id shown by its tail")
+        return value
+
+    @field_validator("metadata", mode="before")
+    @classmethod
+    def _shallow_metadata(cls, value: object) -> object:
+        check_json_depth("metadata", value)
         return value
 
     @field_validator("name")

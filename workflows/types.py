@@ -19,8 +19,13 @@ from memory.policy import CompactionPolicy
 
 # Ids as people write them ('acme-corp', UUIDs, 'JIRA-4711', '#4711', 'acme/2024/17'): any
 # visible characters. Workflow ids escape them (see workflows.conversation.workflow_id).
-TENANT_PATTERN = r"^[^\s\x00-\x1f\x7f]{1,100}$"
-SESSION_PATTERN = r"^[^\s\x00-\x1f\x7f]{1,200}$"
+# Invisible ones are refused: controls (C0, C1) and the format characters that make one id
+# look like another ('tenant\u200bA' listed as 'tenantA'; a right-to-left override reverses
+# what follows; session 25's security review).
+_INVISIBLE = (r"\s\x00-\x1f\x7f-\x9f\u00ad\u061c\u200b-\u200f\u202a-\u202e\u2060-\u2064"
+              r"\u2066-\u2069\ufeff")
+TENANT_PATTERN = rf"^[^{_INVISIBLE}]{{1,100}}$"
+SESSION_PATTERN = rf"^[^{_INVISIBLE}]{{1,200}}$"
 
 # Temporal caps a payload at 2 MB, and an update over it cannot even be refused cleanly (the
 # refusal echoes the request, so the worker's task fails until the server drops the update).

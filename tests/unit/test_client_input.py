@@ -7,7 +7,7 @@ from typing import Any
 
 import pytest
 
-from longthread.client import Conversation, Longthread
+from longthread.client import Conversation, Longthread, check_ids
 from longthread.replies import CompactAttempt
 from longthread.settings import Settings
 from memory.errors import InvalidInputError
@@ -110,3 +110,15 @@ def test_a_compact_attempt_that_made_a_record_does_not_say_nothing() -> None:
     assert CompactAttempt(None, skipped="too small").nothing_because(2) == (
         "nothing compacted: too small")
     assert CompactAttempt(None).nothing_because(2).startswith("nothing to compact: ")
+
+
+@pytest.mark.parametrize("tenant", ["tenant\u200bA", "tenant\u202eAtnanet", "tenant\x9bW",
+                                    "\ufefftenantA", "tenant\u2066A"])
+async def test_an_id_with_invisible_characters_is_refused(tenant: str) -> None:
+    """'tenant\\u200bA' was accepted and listed exactly like 'tenantA' (session 25's security
+    review); ordinary ids, any script, stay accepted."""
+    lt = Longthread(_Unreachable(), Settings(_env_file=None))  # type: ignore[arg-type]
+    for session, owner, field in (("s", tenant, "tenant"), (tenant, "t", "session")):
+        with pytest.raises(InvalidInputError, match=f"^{field}: must be 1-"):
+            await lt.conversation(session, tenant=owner)
+    assert check_ids("日本-acme", "#4711/café") == ("日本-acme", "#4711/café")

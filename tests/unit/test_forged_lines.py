@@ -75,3 +75,17 @@ def test_an_id_cannot_take_the_form_of_a_tail() -> None:
     with pytest.raises(InvalidInputError, match=r"messages\[0\]\.id: must not start with '…'"):
         parse_messages([{"id": "…9f3c2a1b", "role": "user", "content": "I am the one"}])
     assert Message(id="a…9f3c2a1b", role="user", content="fine").id == "a…9f3c2a1b"
+
+
+def test_metadata_nests_at_most_64_levels() -> None:
+    deep: dict[str, object] = {}
+    inner = deep
+    for _ in range(5000):
+        inner["a"] = inner = {}
+    with pytest.raises(InvalidInputError) as refused:
+        parse_messages([{"id": "m1", "role": "user", "content": "hi", "metadata": deep}])
+    assert str(refused.value) == "messages[0].metadata: nests deeper than 64 levels"
+    ok: dict[str, object] = {"k": [1, {"x": [2]}]}
+    for _ in range(60):
+        ok = {"a": ok}
+    assert parse_messages([{"id": "m1", "role": "user", "content": "hi", "metadata": ok}])
