@@ -152,9 +152,10 @@ class AuditCommands:
         if as_json:
             self.out.print_json(json.dumps(search_json(hits)))
         elif not hits:  # say why it may be empty: BM25 leaves the commonest words out
-            self.out.print(f"no message matches {query!r}; a word in "
-                           f"{TENANT_POSTINGS_CAP:,} or more of the tenant's messages "
-                           "is too common to search by (add a rarer one)"
+            # Said as the rule, not as the cause: the cause is most often that nothing matches.
+            self.out.print(f"no message of tenant {tenant!r} matches {query!r} (a word in "
+                           f"{TENANT_POSTINGS_CAP:,} or more of its messages is left out of "
+                           "the search, like a stop word)"
                            if session is None else f"no message matches {query!r}")
         else:
             self.out.print(search_table(query, hits))
