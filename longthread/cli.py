@@ -30,6 +30,7 @@ from longthread.cli_support import (
     print_version,
     run,
 )
+from longthread.cli_tenant import export_all, import_all
 from longthread.commands import connected
 from longthread.settings import Settings
 from memory.checks import MAX_CONTEXT_TOKENS, MAX_TURN
@@ -241,6 +242,8 @@ def uncompact(session: SessionId, record: Annotated[str, typer.Argument(
 app.command()(chat)
 app.add_typer(db_app, name="db")
 app.command()(search)
+app.command("export-all")(export_all)
+app.command("import-all")(import_all)
 
 
 @app.command()
