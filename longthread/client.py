@@ -30,7 +30,7 @@ from memory.policy import CompactionPolicy
 from memory.store.db import open_pool
 from memory.store.migrations import check_embedder, stored_embedder, stored_embedding_dim
 from memory.store.store import Store
-from workflows.types import SESSION_PATTERN, TENANT_PATTERN
+from workflows.types import INVISIBLE_IN_IDS, SESSION_PATTERN, TENANT_PATTERN
 
 if TYPE_CHECKING:
     from longthread.erasure import Erasure
@@ -43,10 +43,14 @@ NO_ARCHIVE = ("no archive database: set LONGTHREAD_DATABASE_URL, run `longthread
               "directory, or point LONGTHREAD_DATA_DIR at the data dir of one running elsewhere")
 
 
-def check_ids(tenant: str, session: str) -> tuple[str, str]:
-    if not re.match(TENANT_PATTERN, tenant):
+def check_ids(tenant: str, session: str, *, opening: bool = False) -> tuple[str, str]:
+    """`opening` (a session being started or attached to for writes) also refuses the
+    invisible characters INVISIBLE_IN_IDS names; reading, listing and erasing take any id a
+    session may have been started with before that rule."""
+    invisible = INVISIBLE_IN_IDS if opening else "(?!)"
+    if not re.match(TENANT_PATTERN, tenant) or re.search(invisible, tenant):
         raise InvalidInputError("tenant", "must be 1-100 visible characters (no spaces)")
-    if not re.match(SESSION_PATTERN, session):
+    if not re.match(SESSION_PATTERN, session) or re.search(invisible, session):
         raise InvalidInputError("session", "must be 1-200 visible characters (no spaces)")
     return tenant, session
 
@@ -146,7 +150,7 @@ class Longthread:
         `create=False` attaches only to a session that exists (its workflow runs, or the
         archive holds its messages) and raises NotFoundError otherwise: a mistyped ticket id
         would else start an empty session, and an agent answer from an empty context."""
-        check_ids(tenant, session)
+        check_ids(tenant, session, opening=True)
         conv = Conversation(self, session, tenant)
         if not create and not await self._exists(conv):
             raise NotFoundError(f"session: no session {session!r} for tenant {tenant!r}")

@@ -80,9 +80,9 @@ ASSEMBLY_VERSION = 14  # 1: fixed shares, date-grouped block, fused order (befor
 CONDENSE_MIN_BUDGET = 500  # below this a window is the newest exchange and what answers it
 
 
-def _summary_message(summary: Summary, counter: TokenCounter, short_ids: bool
-                     ) -> ContextMessage:
-    content = fenced_summary(summary, short_ids)
+def _summary_message(summary: Summary, counter: TokenCounter, short_ids: bool,
+                     any_case: bool) -> ContextMessage:
+    content = fenced_summary(summary, short_ids, any_case)
     return ContextMessage(
         role="system", content=content, source_ids=summary.quoted_ids, section="summary",
         tokens=counter.count_message("system", content),
@@ -141,7 +141,8 @@ def assemble_context(
                     if m.id in diffs else message_cost(counter, m, tools) for m in unit)
                 for unit in units[:upto]]
     unit_cost = costs(len(units))
-    summary_msgs = [_summary_message(s, counter, version >= 6) for s in summaries]
+    summary_msgs = [_summary_message(s, counter, version >= 6, version >= 14)
+                    for s in summaries]
     system_ids = {m.id for m in system}
     candidates = [c for c in retrieved if c.message.id not in system_ids
                   and (version < 10 or c.message.content.strip())]
@@ -200,7 +201,7 @@ def assemble_context(
         # Not every summary fits: one condensed summary of all of them does, so the window
         # carries the whole older conversation at the coarsest grain instead of its newest part.
         condensed = condense(summaries, summary_budget, counter, short_ids=version >= 6,
-                             fill=version >= 6 and not searching)
+                             fill=version >= 6 and not searching, any_case=version >= 14)
         if condensed is not None:
             picked = []
     left -= sum(summary_msgs[i].tokens for i in picked) + (condensed.tokens if condensed else 0)

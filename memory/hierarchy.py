@@ -18,7 +18,7 @@ from pydantic import BaseModel, ConfigDict
 
 from memory.extractive import DAY_HEADER, Extract, extractive_summary, render_extracts
 from memory.models import ContextMessage, Message, Summary
-from memory.packing import FENCE, escape, short_line_ids, shown_id
+from memory.packing import FENCE, escape_tags, short_line_ids, shown_id
 from memory.tokens import TokenCounter, default_counter, message_cost
 
 __all__ = ["CONDENSED_HEADER", "RollingSummary", "chunk_messages", "condense", "merge_summaries",
@@ -211,11 +211,12 @@ class RollingSummary(BaseModel):
 GROW_TRIES = 4  # version 6: merges tried again with the room left, to fill an idle summary
 CONDENSED_HEADER = "Earlier conversation ({n} messages, {span}), condensed. Quoted data:"
 _condensed_cache: dict[tuple[tuple[tuple[str, str, int, tuple[str, str] | None], ...], int, str,
-                             bool, bool], ContextMessage | None] = {}
+                             bool, bool, bool], ContextMessage | None] = {}
 
 
 def condense(summaries: Sequence[Summary], budget: int, counter: TokenCounter, *,
-             short_ids: bool = False, fill: bool = False) -> ContextMessage | None:
+             short_ids: bool = False, fill: bool = False, any_case: bool = False
+             ) -> ContextMessage | None:
     """Every summary as one system message of at most `budget` tokens: their lines re-extracted
     together (`memory.hierarchy.merge_summaries`, the sentences most central to all of them),
     so the coarsest view of the whole older conversation fits any budget's summary share.
@@ -229,7 +230,7 @@ def condense(summaries: Sequence[Summary], budget: int, counter: TokenCounter, *
     retrieval answers a query, what the summary leaves goes to retrieved turns (filling it
     there cost 0.001 to 0.004 of LoCoMo recall)."""
     key = (tuple((s.id, s.content, s.message_count, s.ends) for s in summaries), budget,
-           counter.name, short_ids, fill)
+           counter.name, short_ids, fill, any_case)
     if key in _condensed_cache:
         return _condensed_cache[key]
     ends = [e for e in (s.ends for s in summaries) if e is not None]
@@ -240,7 +241,7 @@ def condense(summaries: Sequence[Summary], budget: int, counter: TokenCounter, *
         shown, show = short_line_ids(text, quoted, bounds) if short_ids else (text, str)
         span = f"{show(bounds[0])} … {show(bounds[1])}" if bounds else "none"
         header = CONDENSED_HEADER.format(n=count, span=span)
-        content = f"{header}\n<{FENCE}>\n{escape(shown)}\n</{FENCE}>"
+        content = f"{header}\n<{FENCE}>\n{escape_tags(shown, any_case)}\n</{FENCE}>"
         return ContextMessage(role="system", content=content, source_ids=quoted,
                               section="summary", tokens=counter.count_message("system", content))
 

@@ -40,8 +40,9 @@ from memory.checks import (
 from memory.errors import InvalidInputError
 from memory.provider_shapes import flat_call, flat_message
 
-__all__ = ["FUTURE_SLACK", "Frozen", "Message", "ToolCall", "check_not_future", "content_hash",
-           "message_digest", "parse_messages", "utc_instant", "validate_sequence"]
+__all__ = ["FUTURE_SLACK", "Frozen", "Message", "ToolCall", "check_intake", "check_not_future",
+           "content_hash", "message_digest", "parse_messages", "utc_instant",
+           "validate_sequence"]
 
 # How far ahead of the clock a created_at may be. A day covers skewed clocks and a local time
 # sent without its zone (taken as UTC, up to 14 hours early); beyond it, the time is a typo or
@@ -110,17 +111,6 @@ class Message(Frozen):
     @classmethod
     def _valid_id(cls, value: str) -> str:
         check_id("id", value)
-        if value.startswith(TAIL_MARK):
-            # The CLI, the MCP tools and the audit page read "…9f3c2a1b" as the tail a window
-            # shows a long id by: an id of that form took the lookup of another message.
-            raise InvalidInputError("id", f"must not start with {TAIL_MARK!r}, which marks a "
-                                    "long id shown by its tail")
-        return value
-
-    @field_validator("metadata", mode="before")
-    @classmethod
-    def _shallow_metadata(cls, value: object) -> object:
-        check_json_depth("metadata", value)
         return value
 
     @field_validator("name")
@@ -130,10 +120,6 @@ class Message(Frozen):
             if len(value) > MAX_NAME_CHARS:
                 raise InvalidInputError("name", f"must be at most {MAX_NAME_CHARS} characters")
             check_text("name", value)
-            if _NAME_BREAKS.search(value):
-                # A name is shown before its message's quote ("[…9f3c2a1b] Caroline: …"): a
-                # line break in it started a forged line of the block (session 25's review).
-                raise InvalidInputError("name", "must be one line, with no control characters")
         return value
 
     @model_validator(mode="after")
@@ -232,6 +218,24 @@ def content_hash(messages: Iterable[Message]) -> str:
     return digest.hexdigest()
 
 
+def check_intake(message: Message) -> None:
+    """Rules for a message arriving now, which messages stored before them may break: so they
+    are checked where messages come in (`parse_messages`, the workflow's update validators),
+    never in `Message`'s own validators, which also run when a recorded history replays.
+    From session 25's security review:
+    - an id may not start with "…": the CLI, the MCP tools and the audit page read "…9f3c2a1b"
+      as the tail a window shows a long id by, and such an id took another message's lookup;
+    - a name is one line: shown before its message's quote ("[…9f3c2a1b] Caroline: …"), a
+      line break in it started a forged line of the block;
+    - metadata nests at most MAX_JSON_DEPTH levels (5,000 raised a RecursionError)."""
+    if message.id.startswith(TAIL_MARK):
+        raise InvalidInputError("id", f"must not start with {TAIL_MARK!r}, which marks a long "
+                                "id shown by its tail")
+    if message.name is not None and _NAME_BREAKS.search(message.name):
+        raise InvalidInputError("name", "must be one line, with no control characters")
+    check_json_depth("metadata", message.metadata)
+
+
 def parse_messages(raw: Sequence[object]) -> list[Message]:
     """Turn user input into messages, reporting the first problem as one clear error."""
     if isinstance(raw, (dict, str, bytes, BaseModel)):
@@ -243,10 +247,19 @@ def parse_messages(raw: Sequence[object]) -> list[Message]:
             parsed.append(item)
             continue
         try:
+            if isinstance(item, dict):  # before pydantic, which recurses into it
+                check_json_depth("metadata", item.get("metadata"))
             parsed.append(Message.model_validate(item))
+        except InvalidInputError as exc:
+            raise InvalidInputError(f"messages[{index}].{exc.field}", exc.problem) from None
         except ValidationError as exc:
             error = invalid_input(exc)
             where = "" if error.field == exc.title else f".{error.field}"
             raise InvalidInputError(f"messages[{index}]{where}", error.problem) from None
+    for index, message in enumerate(parsed):
+        try:
+            check_intake(message)
+        except InvalidInputError as exc:
+            raise InvalidInputError(f"messages[{index}].{exc.field}", exc.problem) from None
     validate_sequence(parsed, open_tool_calls=None)
     return parsed

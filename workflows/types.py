@@ -19,13 +19,15 @@ from memory.policy import CompactionPolicy
 
 # Ids as people write them ('acme-corp', UUIDs, 'JIRA-4711', '#4711', 'acme/2024/17'): any
 # visible characters. Workflow ids escape them (see workflows.conversation.workflow_id).
-# Invisible ones are refused: controls (C0, C1) and the format characters that make one id
-# look like another ('tenant\u200bA' listed as 'tenantA'; a right-to-left override reverses
-# what follows; session 25's security review).
-_INVISIBLE = (r"\s\x00-\x1f\x7f-\x9f\u00ad\u061c\u200b-\u200f\u202a-\u202e\u2060-\u2064"
-              r"\u2066-\u2069\ufeff")
-TENANT_PATTERN = rf"^[^{_INVISIBLE}]{{1,100}}$"
-SESSION_PATTERN = rf"^[^{_INVISIBLE}]{{1,200}}$"
+TENANT_PATTERN = r"^[^\s\x00-\x1f\x7f]{1,100}$"
+SESSION_PATTERN = r"^[^\s\x00-\x1f\x7f]{1,200}$"
+# What a client refuses in a new id besides: C1 controls and the format characters that make
+# one id look like another ('tenant\u200bA' listed as 'tenantA'; a right-to-left override
+# reverses what follows; session 25's security review). Joiners (U+200C, U+200D) stay: emoji
+# sequences and Persian text need them. Not in the patterns above, which a workflow's input
+# is validated with on every replay: a session started before must stay reachable.
+INVISIBLE_IN_IDS = "[\x80-\x9f\u00ad\u061c\u200b\u200e\u200f\u202a-\u202e\u2060-\u2064" \
+    "\u2066-\u2069\ufeff]"
 
 # Temporal caps a payload at 2 MB, and an update over it cannot even be refused cleanly (the
 # refusal echoes the request, so the worker's task fails until the server drops the update).
@@ -33,6 +35,7 @@ SESSION_PATTERN = rf"^[^{_INVISIBLE}]{{1,200}}$"
 MAX_UPDATE_BYTES = 1_500_000
 
 __all__ = [
+    "INVISIBLE_IN_IDS",
     "MAX_UPDATE_BYTES",
     "SESSION_PATTERN",
     "TENANT_PATTERN",
@@ -157,3 +160,6 @@ class ConversationStats(_Model):
     runs: int
     pending_embedding: int
     busy: bool = False  # appending, embedding or compacting in the background right now
+    # Idle or asked to close: the run finishes its embedding backlog and ends; an append sent
+    # now goes to the next run.
+    closing: bool = False
