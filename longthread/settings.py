@@ -42,6 +42,9 @@ class Settings(BaseSettings):
     model_config = SettingsConfigDict(
         env_prefix="LONGTHREAD_", env_file=".env", env_file_encoding="utf-8", extra="ignore",
         env_ignore_empty=True,
+        # A ValidationError's text would quote the value: a database URL holds its password.
+        # The CLI's one-line errors name the variable and echo only what is not secret.
+        hide_input_in_errors=True,
     )
 
     # Where things run. With no database_url, `longthread dev` embeds Postgres in data_dir.
@@ -132,23 +135,29 @@ def database_url_problem(url: str) -> str | None:
     """Why libpq would not read `url` as meant, in words that never quote it (it holds a
     password); None when it would. A password holding '%' or '@' unencoded failed deep in
     psycopg, whose error and the pool's log quoted the password (session 25's review)."""
+    import re
+
     from psycopg.conninfo import conninfo_to_dict  # psycopg: loaded when a URL is given
 
     hint = "percent-encode '%', '@', ':' and '/' in the user and password ('%' as %25, '@' " \
            "as %40)"
+    uri = re.match(r"postgres(?:ql)?://([^/?#]*)([^?#]*)", url)
+    # In a URI an unencoded '@' or '/' in the password shows as a second '@' in its authority,
+    # or an '@' in its path (the database name); a query parameter may hold one (a socket
+    # directory: ?host=/srv/job@2), and so may a keyword string's host.
+    if uri and (uri[1].count("@") > 1 or "@" in uri[2]):
+        return f"has an '@' or '/' in its user or password that is not percent-encoded; {hint}"
     try:
-        parts = conninfo_to_dict(url)
+        conninfo_to_dict(url)
     except Exception:
         return f"is not a PostgreSQL URL or keyword string libpq can read; {hint}"
-    if "@" in str(parts.get("host") or ""):
-        return f"has an '@' after the login's; {hint}"
     return None
 
 
 def resolve_settings(settings: Settings | None = None) -> Settings:
     """Env and .env first; else what a running `longthread dev` wrote into its data dir
     (`stack.json`: the Temporal address and the database URL). Read from the environment
-    (`settings` None), a LONGTHREAD_* name that is no setting is refused, as the CLI refuses
+    (`settings` None), a LONGTHREAD_* name close to a setting is refused, as the CLI refuses
     it: a misspelled address would else run against the default."""
     import json
 
@@ -164,12 +173,19 @@ def resolve_settings(settings: Settings | None = None) -> Settings:
 
 
 def _refuse_unknown_names() -> None:
+    """A name close to a setting is a typo: refused. Any other is logged, not refused: an
+    environment shared with a newer longthread (a ConfigMap) may hold settings this version
+    does not know, and an application must not stop connecting for that."""
+    import logging
     import os
 
     from longthread.cli_errors import unknown_settings  # difflib and dotenv: loaded when used
     from memory.errors import InvalidInputError
 
     problems = unknown_settings(os.environ, Path(".env"))
-    if problems:
-        name, problem = problems[0].split(": ", 1)
-        raise InvalidInputError(name, "; ".join([problem, *problems[1:]]))
+    typos = [p for p in problems if "did you mean" in p]
+    for other in (p for p in problems if p not in typos):
+        logging.getLogger("longthread").warning("%s", other)
+    if typos:
+        name, problem = typos[0].split(": ", 1)
+        raise InvalidInputError(name, "; ".join([problem, *typos[1:]]))

@@ -69,7 +69,10 @@ HINT = ("percent-encode '%', '@', ':' and '/' in the user and password ('%' as %
 @pytest.mark.parametrize(("url", "problem"), [
     ("postgresql://app:Zq7Xk%zzYv@127.0.0.1:5999/db",
      "is not a PostgreSQL URL or keyword string libpq can read"),
-    ("postgresql://app:Zq7@Yv9@127.0.0.1:5999/db", "has an '@' after the login's")])
+    ("postgresql://app:Zq7@Yv9@127.0.0.1:5999/db",
+     "has an '@' or '/' in its user or password that is not percent-encoded"),
+    ("postgresql://app:Zq7/Yv9@127.0.0.1:5999/db",
+     "has an '@' or '/' in its user or password that is not percent-encoded")])
 def test_a_database_url_libpq_misreads_is_refused_without_its_password(
     tmp_path: Path, url: str, problem: str
 ) -> None:

@@ -120,7 +120,7 @@ def test_unknown_names_get_the_nearest_setting_or_none(tmp_path: Path) -> None:
 
 
 async def test_the_client_refuses_a_misspelled_setting_before_connecting(
-    monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path, caplog: pytest.LogCaptureFixture
 ) -> None:
     """`Longthread.connect()` with the environment's settings refuses what the CLI refuses: a
     misspelled address would else run against the default (session 24 left the client out).
@@ -137,6 +137,24 @@ async def test_the_client_refuses_a_misspelled_setting_before_connecting(
     assert str(refused.value) == ("LONGTHREAD_TEMPORL_ADDRESS: not a longthread setting (did you "
                                   "mean LONGTHREAD_TEMPORAL_ADDRESS?)")
     monkeypatch.delenv(typo)
+    # A name like no setting (one a newer version may read) is logged, not refused.
+    unknown = "LONGTHREAD_QQQ_FEATURE"
+    monkeypatch.setenv(unknown, "1")
     # Without the typo the check passes and it tries to connect.
     with pytest.raises(ConnectionError, match=re.escape("127.0.0.1:1")):
         await Longthread.connect()
+    assert f"{unknown}: not a longthread setting" in caplog.text
+
+
+def test_database_urls_libpq_reads_are_not_refused() -> None:
+    """The URL check refuses only what libpq would misread: a socket directory with an '@'
+    (a Jenkins 'job@2' workspace), IPv6, several hosts and keyword strings pass."""
+    from longthread.settings import database_url_problem
+
+    for url in ("postgresql://u@/db?host=/tmp/a@b", "host=/srv/jenkins/job@2/pg dbname=x",
+                "postgresql://app:p%40ss@[::1]:5432/db", "postgresql://h1:5432,h2:5433/db",
+                "user=a password=x@y host=h", "postgresql:///db?host=/tmp"):
+        assert database_url_problem(url) is None, url
+    for url in ("postgresql://app:s3/cret@localhost/db", "postgres://a:b@c@h/db",
+                "postgresql://app:Pa55%zz@h/db"):
+        assert database_url_problem(url), url
