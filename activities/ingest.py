@@ -56,7 +56,8 @@ class IngestActivities:
             except InvalidInputError as exc:
                 raise refused(InvalidInputError(exc.field.removeprefix("messages[0]."),
                                                 exc.problem)) from None
-        metrics.messages_stored(out.appended, out.duplicates)
+        if not out.rerun:  # a rerun reports what its first run stored, which counted it
+            metrics.messages_stored(out.appended, out.duplicates)
         return AppendResult(appended=out.appended, duplicates=out.duplicates,
                             total=out.cursors.next_seq, cursors=out.cursors)
 

@@ -16,6 +16,8 @@ import re
 
 from pydantic import JsonValue
 
+from memory.checks import check_json_depth
+from memory.errors import InvalidInputError
 from memory.models import ContextMessage, ContextWindow, ToolCall
 
 __all__ = ["CONTINUED", "MAX_CACHE_BREAKPOINTS", "to_anthropic", "to_openai", "tool_arguments",
@@ -123,11 +125,14 @@ def to_openai(window: ContextWindow) -> list[JsonDict]:
 
 def tool_arguments(text: str) -> dict[str, JsonValue]:
     """A call's arguments as the object Anthropic's `input` (and LangChain's `args`) takes:
-    stored verbatim, they may be no JSON, or JSON nested past what the parser recurses into
-    (a stored call of 50,000 nested arrays broke every Anthropic window of its session)."""
+    stored verbatim, they may be no JSON, or JSON nested deeper than what reads or writes it
+    recurses into: a stored call of 50,000 nested arrays broke every Anthropic window of its
+    session, and one of 250 the MCP tool's serialization. Past MAX_JSON_DEPTH levels they
+    are sent as text."""
     try:
         value: JsonValue = json.loads(text)
-    except (json.JSONDecodeError, RecursionError):
+        check_json_depth("arguments", value)
+    except (json.JSONDecodeError, RecursionError, InvalidInputError):
         return {"raw": text}
     return value if isinstance(value, dict) else {"value": value}
 

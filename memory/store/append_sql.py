@@ -94,6 +94,7 @@ WITH batch AS (
 )
 SELECT c.*, CASE WHEN (SELECT yes FROM rerun) THEN (SELECT appended FROM prior)
                  ELSE (SELECT count(*) FROM stored)::int END AS appended,
+       (SELECT yes FROM rerun) AS rerun,
        (SELECT n FROM conflicts) AS conflicts, (SELECT c FROM missing) AS missing,
        (SELECT erased_at FROM erased) AS erased
 FROM (SELECT 1) one LEFT JOIN cursors c ON true

@@ -49,6 +49,8 @@ class AppendOutcome(BaseModel):
     appended: int
     duplicates: int
     cursors: Cursors
+    # The request ran before (a retried workflow task): `appended` is what it stored then.
+    rerun: bool = False
 
 
 def _json(value: Any) -> str:
@@ -138,7 +140,7 @@ class AppendStore(StoreBase):
             validate_sequence(messages, open_tool_calls=[c for c in needed if c not in missing])
             raise AssertionError("the store refused tool results that validate")  # unreachable
         embedded = await embedded_cur.fetchone()
-        return AppendOutcome(appended=row["appended"],
+        return AppendOutcome(appended=row["appended"], rerun=bool(row["rerun"]),
                              duplicates=len(messages) - row["appended"],
                              cursors=_cursors(row, None if embedded is None or
                                               embedded["s"] is None else int(embedded["s"])))

@@ -26,6 +26,7 @@ async def test_an_append_run_again_reports_what_it_stored_the_first_time(store: 
     again = await store.append_messages("acme", session, _batch("a"), request="u1")
     assert (first.appended, first.duplicates) == (again.appended, again.duplicates) == (3, 0)
     assert again.cursors.next_seq == 3  # stored once
+    assert (first.rerun, again.rerun) == (False, True)  # the worker's metrics count it once
     # Another request sending the same messages is told they were duplicates.
     other = await store.append_messages("acme", session, _batch("a"), request="u2")
     assert (other.appended, other.duplicates) == (0, 3)

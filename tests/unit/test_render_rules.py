@@ -114,12 +114,26 @@ def test_openai_requests_keep_the_chat_completions_rules(data: st.DataObject) ->
 def test_arguments_nested_past_the_parser_are_sent_raw() -> None:
     """Arguments are stored verbatim; a call of 50,000 nested arrays raised RecursionError in
     every Anthropic rendering of its session's windows (session 25's security review)."""
-    deep = "[" * 50_000 + "]" * 50_000
-    convo = [Message(id="u", role="user", content="Run it."),
-             Message(id="a", role="assistant", tool_calls=(
-                 ToolCall(id="call_1", name="run", arguments=deep),)),
-             Message(id="t", role="tool", tool_call_id="call_1", content="done")]
-    window = assemble_context(max_tokens=200_000, recent=convo)
+    for deep in ("[" * 50_000 + "]" * 50_000, "[" * 250 + "]" * 250):  # parser, serializer
+        _sent_raw(deep)
+    shallow = '{"a": ' * 60 + "1" + "}" * 60
+    # 60 levels are sent as the object they are.
+    window = assemble_context(max_tokens=200_000, recent=_calling(shallow))
+    _, sent = to_anthropic(window)
+    uses = [b for m in json.loads(json.dumps(sent)) for b in m["content"]
+            if b["type"] == "tool_use"]
+    assert uses[0]["input"] == json.loads(shallow)
+
+
+def _calling(arguments: str) -> list[Message]:
+    return [Message(id="u", role="user", content="Run it."),
+            Message(id="a", role="assistant", tool_calls=(
+                ToolCall(id="call_1", name="run", arguments=arguments),)),
+            Message(id="t", role="tool", tool_call_id="call_1", content="done")]
+
+
+def _sent_raw(deep: str) -> None:
+    window = assemble_context(max_tokens=200_000, recent=_calling(deep))
     _, sent = to_anthropic(window)
     messages: list[dict[str, Any]] = json.loads(json.dumps(sent))
     uses = [b for m in messages for b in m["content"] if b["type"] == "tool_use"]
