@@ -35,6 +35,7 @@ with workflow.unsafe.imports_passed_through():
         SessionRef,
         UncompactSessionInput,
     )
+    from memory.messages import check_intake
     from memory.models import ContextWindow, Message
     from workflows.activities import call
     from workflows.core import UPDATES_BEFORE_CONTINUE, ConversationCore
@@ -139,7 +140,10 @@ class ConversationWorkflow(ConversationCore):
                 workflow.continue_as_new(self.input.model_copy(update={"state": self.state}))
 
     def _idle_left(self, idle: timedelta) -> timedelta | None:
-        """What is left of `idle` since the last append, or None when it has run out."""
+        """What is left of `idle` since the last append, or None when it has run out. An
+        append still storing counts as activity now (its time is set once it has stored)."""
+        if self.appending > 0:
+            return idle
         last = self.state.last_active
         left = idle - (workflow.now() - last) if last is not None else None
         return left if left is not None and left > timedelta(0) else None
@@ -170,6 +174,9 @@ class ConversationWorkflow(ConversationCore):
             raise refusal("session", "is closed")
         if not request.messages:
             raise refusal("messages", "must hold at least one message")
+        for index, message in enumerate(request.messages):  # validators never run on replay
+            with refusing(f"messages[{index}]"):
+                check_intake(message)
 
     # -- compaction and generation ----------------------------------------------------------
     @workflow.update
@@ -280,7 +287,9 @@ class ConversationWorkflow(ConversationCore):
 
     @generate.validator
     def _validate_generate(self, *args: Any) -> None:
-        self._user_message(parse(GenerateInput, args), "u-validating")
+        message = self._user_message(parse(GenerateInput, args), "u-validating")
+        with refusing():
+            check_intake(message)
 
     # -- reading ----------------------------------------------------------------------------
     @workflow.query
@@ -292,7 +301,7 @@ class ConversationWorkflow(ConversationCore):
             total_tokens=s.total_tokens, runs=s.runs,
             pending_embedding=s.next_seq - s.embedded_seq,
             busy=self.changing or self.check_policy or self.appending > 0
-            or s.embedded_seq < s.next_seq)
+            or s.embedded_seq < s.next_seq, closing=self.closed)
 
     @workflow.signal
     def close(self, *args: Any) -> None:

@@ -3,7 +3,7 @@
 Runs representative sessions on a fresh embedded stack (appends, auto and manual compaction,
 undo, context, idle close and resume, continue-as-new, generate() against a loopback model)
 and writes every run's history as JSON under tests/replay/histories/. Re-record after an
-intentional, patched workflow change.
+intentional, patched workflow change (`... record idle`: that scenario alone).
 """
 
 from __future__ import annotations
@@ -41,7 +41,24 @@ def _turns(start: int, n: int) -> list[dict[str, object]]:
              "content": f"{LINES[i % len(LINES)]} (turn {i})"} for i in range(start, start + n)]
 
 
-async def _scenarios(lt: Longthread, short: Longthread) -> list[str]:
+async def _idle(short: Longthread) -> str:
+    """Closed when idle, resumed, closed on request; an append 1.2 s into the 2 s wait makes
+    the timer find time left since it ("idle-from-last-append")."""
+    idle = await short.conversation("replay-idle", tenant="rec")
+    await idle.append_many(_turns(0, 4))
+    await asyncio.sleep(1.2)
+    await idle.append_many(_turns(4, 1))
+    await idle.handle.result()
+    idle = await short.conversation("replay-idle", tenant="rec")
+    await idle.append_many(_turns(5, 2))
+    await idle.close()
+    await idle.handle.result()
+    return idle.id
+
+
+async def _scenarios(lt: Longthread, short: Longthread, only: str | None) -> list[str]:
+    if only == "idle":
+        return [await _idle(short)]
     conv = await lt.conversation("replay-main", tenant="rec")
     await conv.append({"id": "sys", "role": "system", "content": "You are Acme support."})
     for start in range(0, 40, 8):
@@ -63,13 +80,7 @@ async def _scenarios(lt: Longthread, short: Longthread) -> list[str]:
     await copy.close()
     await copy.handle.result()
 
-    idle = await short.conversation("replay-idle", tenant="rec")
-    await idle.append_many(_turns(0, 4))
-    await idle.handle.result()
-    idle = await short.conversation("replay-idle", tenant="rec")
-    await idle.append_many(_turns(4, 2))
-    await idle.close()
-    await idle.handle.result()
+    idle = await _idle(short)
 
     long = await lt.conversation("replay-can", tenant="rec")
     for start in range(0, 1500, 25):
@@ -80,7 +91,7 @@ async def _scenarios(lt: Longthread, short: Longthread) -> list[str]:
     await long.close()
     stats = await long.handle.result()
     assert stats.runs >= 2, "the scenario should continue-as-new"
-    return [conv.id, copy.id, idle.id, long.id, await _generating(lt)]
+    return [conv.id, copy.id, idle, long.id, await _generating(lt)]
 
 
 async def _generating(lt: Longthread) -> str:
@@ -99,7 +110,7 @@ async def _generating(lt: Longthread) -> str:
     return conv.id
 
 
-async def main() -> None:
+async def main(only: str | None = None) -> None:
     with tempfile.TemporaryDirectory() as tmp, contextlib.ExitStack() as stack:
         postgres = EmbeddedPostgres(Path(tmp) / "pg")
         url = postgres.start()
@@ -127,7 +138,7 @@ async def main() -> None:
                                CompactionPolicy(context_window=100_000), store=store,
                                embedder=acts.embedder)
             async with build_worker(client, "rec", acts.all()):
-                ids = await _scenarios(lt, short)
+                ids = await _scenarios(lt, short, only)
             OUT.mkdir(parents=True, exist_ok=True)
             for workflow_id in ids:
                 async for execution in client.list_workflows(f"WorkflowId = '{workflow_id}'"):
@@ -144,4 +155,7 @@ async def main() -> None:
 
 
 if __name__ == "__main__":
-    asyncio.run(main())
+    import sys
+
+    # `python -m tests.replay.record idle` records only the idle scenario (a new patch of it).
+    asyncio.run(main(sys.argv[1] if len(sys.argv) > 1 else None))

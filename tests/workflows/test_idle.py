@@ -67,10 +67,12 @@ async def test_an_append_that_meets_a_closing_run_goes_to_the_next(
         conv = await lt.conversation(session, tenant="acme")
         await conv.append_many(_turns(0, 500, "m"))  # 8 embedding batches: 8 s of backlog
         first_run = (await conv.handle.describe()).run_id
-        # Idle (a timer of under a second may take a second to fire): the run is closing, its
-        # backlog not done.
-        await asyncio.sleep(3.0)
-        assert (await conv.handle.describe()).status == WorkflowExecutionStatus.RUNNING
+        for _ in range(100):  # until idle: the run is closing, its backlog not done
+            stats = await conv.stats()
+            if stats.closing:
+                break
+            await asyncio.sleep(0.1)
+        assert stats.closing and stats.pending_embedding > 0, stats
         result = await conv.append_many(_turns(500, 1, "m"))  # was: "session: is closed"
         assert result.appended == 1
         assert (await conv.handle.describe()).run_id != first_run
