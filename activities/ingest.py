@@ -117,6 +117,7 @@ class IngestActivities:
         await self._index(input, deadline)
         todo = await self.store.unembedded(input.tenant, input.session, input.start, input.stop)
         storing: asyncio.Future[None] | None = None  # the previous batch's vectors going in
+        storing_count = 0  # how many messages that batch holds
         stored = 0
 
         async def stored_so_far() -> int:
@@ -124,6 +125,7 @@ class IngestActivities:
             if storing is not None:  # awaited once: its error, if any, is raised here only
                 pending, storing = storing, None
                 await pending
+                metrics.messages_embedded(storing_count)  # counted once stored, batch by batch
                 activity.heartbeat(stored)
             return stored
 
@@ -131,9 +133,8 @@ class IngestActivities:
             for at in range(0, len(todo), EMBED_BATCH):
                 if at:
                     if time.monotonic() >= deadline:
-                        done = await stored_so_far()
-                        metrics.messages_embedded(done)
-                        return EmbedResult(embedded=done, reached=todo[at][3])
+                        return EmbedResult(embedded=await stored_so_far(),
+                                           reached=todo[at][3])
                     await self._index(input, deadline)
                 batch = todo[at : at + EMBED_BATCH]
                 # The day each was sent goes into its embedded text, as into its lexical index
@@ -146,10 +147,8 @@ class IngestActivities:
                 storing = asyncio.ensure_future(self.store.set_embeddings(
                     input.tenant, input.session,
                     [(row[0], vector) for row, vector in zip(batch, vectors, strict=True)]))
-                stored = at + len(batch)
-            done = await stored_so_far()
-            metrics.messages_embedded(done)
-            return EmbedResult(embedded=done, reached=input.stop)
+                stored, storing_count = at + len(batch), len(batch)
+            return EmbedResult(embedded=await stored_so_far(), reached=input.stop)
         except asyncio.CancelledError:
             if storing is not None:
                 storing.cancel()
@@ -160,4 +159,6 @@ class IngestActivities:
                 (outcome,) = await asyncio.gather(storing, return_exceptions=True)
                 if isinstance(outcome, BaseException):
                     activity.logger.warning(f"storing embeddings failed too: {outcome!r}")
+                else:
+                    metrics.messages_embedded(storing_count)
             raise
