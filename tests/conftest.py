@@ -66,12 +66,27 @@ async def db(migrated_url: str) -> AsyncIterator[psycopg.AsyncConnection[DictRow
         yield conn
 
 
+async def started_temporal(path: Path, **options: Any) -> TemporalDevServer:
+    """A dev server on a port picked free here. Another process may bind that port before the
+    server does (free_port only probes it); `wait_ready` retries the ports the CLI picks, but a
+    port we named fails each retry alike: so a start that fails is tried again on a new one."""
+    for attempt in range(3):
+        server = TemporalDevServer(path / f"try{attempt}", port=free_port(), ui_port=None,
+                                   **options)
+        server.start()
+        try:
+            await server.wait_ready()
+            return server
+        except RuntimeError:
+            server.stop()
+            if attempt == 2:
+                raise
+    raise AssertionError("unreachable")
+
+
 @pytest.fixture(scope="session")
 async def temporal(tmp_path_factory: pytest.TempPathFactory) -> AsyncIterator[TemporalDevServer]:
-    server = TemporalDevServer(Path(tmp_path_factory.mktemp("temporal")), port=free_port(),
-                               ui_port=None)
-    server.start()
-    await server.wait_ready()
+    server = await started_temporal(Path(tmp_path_factory.mktemp("temporal")))
     yield server
     server.stop()
 
@@ -142,10 +157,8 @@ async def short_history_client(
 ) -> AsyncIterator[Client]:
     """A dev server that suggests continue-as-new after 150 events, so it happens in seconds
     and, even with every update batched into few workflow tasks, several times per test."""
-    server = TemporalDevServer(Path(tmp_path_factory.mktemp("temporal-short")), port=free_port(),
-                               ui_port=None,
-                               dynamic_config={"limit.historyCount.suggestContinueAsNew": "150"})
-    server.start()
-    await server.wait_ready()
+    server = await started_temporal(
+        Path(tmp_path_factory.mktemp("temporal-short")),
+        dynamic_config={"limit.historyCount.suggestContinueAsNew": "150"})
     yield await Client.connect(server.address, data_converter=pydantic_data_converter)
     server.stop()
