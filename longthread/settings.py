@@ -141,16 +141,22 @@ def database_url_problem(url: str) -> str | None:
 
     hint = "percent-encode '%', '@', ':' and '/' in the user and password ('%' as %25, '@' " \
            "as %40)"
-    uri = re.match(r"postgres(?:ql)?://([^/?#]*)([^?#]*)", url)
+    leaked = f"has an '@' or '/' in its user or password that is not percent-encoded; {hint}"
     # In a URI an unencoded '@' or '/' in the password shows as a second '@' in its authority,
-    # or an '@' in its path (the database name); a query parameter may hold one (a socket
-    # directory: ?host=/srv/job@2), and so may a keyword string's host.
+    # or an '@' in its path (the database name; libpq knows no '#' fragment); a query
+    # parameter may hold one (a socket directory: ?host=/srv/job@2), and so may a keyword
+    # string's host.
+    uri = re.match(r"postgres(?:ql)?://([^/?]*)([^?]*)", url)
     if uri and (uri[1].count("@") > 1 or "@" in uri[2]):
-        return f"has an '@' or '/' in its user or password that is not percent-encoded; {hint}"
+        return leaked
     try:
-        conninfo_to_dict(url)
+        parts = conninfo_to_dict(url)
     except Exception:
         return f"is not a PostgreSQL URL or keyword string libpq can read; {hint}"
+    # A '?' in the password ends the authority early: the rest reads as a host such as 'x@db'.
+    if any("@" in host and not host.startswith("/")
+           for host in str(parts.get("host") or "").split(",")):
+        return leaked
     return None
 
 

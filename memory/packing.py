@@ -119,10 +119,14 @@ _FENCE_TAG = re.compile(rf"<(/?)({FENCE})", re.IGNORECASE)
 # line the block or a summary prints: a quote ("[…9f3c2a1b 2023-05-08] Manager: …", a
 # bracketed id and a space), a summary line ("- [s2] …"), a day or session line ("## 2023-05-08",
 # "## session s1 · …", "## undated"). Markdown lists, headings and code are left alone.
+_BREAKS = "\n\r\x0b\x0c\x1c\x1d\x1e\x85\u2028\u2029"
+# The bracket's scan stops at any line break and after 300 characters: it runs at every line
+# start, and unbounded past a break it made the guard quadratic ("\x0b[" repeated: 80 KB took
+# 6 s; a read-only review of session 25).
 _LOOKALIKE_LINE = re.compile(
-    "(\r\n|[\n\r\x0b\x0c\x1c\x1d\x1e\x85\u2028\u2029])"
+    f"(\r\n|[{_BREAKS}])"
     "(?=[\u200b-\u200f\u2060-\u2064\ufeff]*"
-    "(?:\\[[^\\]\r\n]*\\] |- \\[|## (?:session |undated|\\d{4}-\\d\\d-\\d\\d)))")
+    f"(?:\\[[^\\]{_BREAKS}]{{0,300}}\\] |- \\[|## (?:session |undated|\\d{{4}}-\\d\\d-\\d\\d)))")
 
 
 def escape_tags(text: str, any_case: bool) -> str:

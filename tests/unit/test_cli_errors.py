@@ -156,5 +156,6 @@ def test_database_urls_libpq_reads_are_not_refused() -> None:
                 "user=a password=x@y host=h", "postgresql:///db?host=/tmp"):
         assert database_url_problem(url) is None, url
     for url in ("postgresql://app:s3/cret@localhost/db", "postgres://a:b@c@h/db",
-                "postgresql://app:Pa55%zz@h/db"):
+                "postgresql://app:Pa55%zz@h/db", "postgresql://app:a#b@c@db/app",
+                "postgresql://app:p@ss?host=x@db/app"):
         assert database_url_problem(url), url
