@@ -20,7 +20,7 @@ from __future__ import annotations
 import json
 import sys
 import uuid
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
@@ -29,7 +29,7 @@ import pytest
 from memory.assembly import ASSEMBLY_VERSION, Shares
 from memory.audit import window_digest
 from memory.compaction import WindowState
-from memory.models import Message, ScoredMessage, Summary, ToolCall
+from memory.models import ContextWindow, Message, ScoredMessage, Summary, ToolCall
 from memory.packing import ID_TAIL
 from memory.tokens import HeuristicCounter, TokenCounter, default_counter
 from memory.window import assemble_from_window, by_reference
@@ -125,6 +125,12 @@ def outgrown() -> WindowState:
         Message(id="log", role="tool", tool_call_id="call_9", content=log)))
 
 
+def _pinned(window: ContextWindow) -> dict[str, object]:
+    """What a golden holds of a window: its digest, and for a reader its size."""
+    return {"digest": window_digest(window), "tokens": window.tokens,
+            "messages": len(window.messages)}
+
+
 def windows(version: int, counter: TokenCounter) -> dict[str, dict[str, object]]:
     state, candidates = fixture()
     out: dict[str, dict[str, object]] = {}
@@ -133,60 +139,30 @@ def windows(version: int, counter: TokenCounter) -> dict[str, dict[str, object]]
             cases = {mode: None, f"{mode}/shares": Shares(summary=0.2, retrieved=0.3,
                                                            recent=0.5)}
             for name, shares in cases.items():
-                window = assemble_from_window(
+                out[f"{budget}/{name}"] = _pinned(assemble_from_window(
                     state, max_tokens=budget, retrieved=candidates if query else (),
-                    shares=shares, query=query, version=version, counter=counter)
-                out[f"{budget}/{name}"] = {"digest": window_digest(window),
-                                           "tokens": window.tokens,
-                                           "messages": len(window.messages)}
+                    shares=shares, query=query, version=version, counter=counter))
     short, found = short_chat(state, candidates)
-    for budget in BUDGETS[1:]:  # version 7: a short chat that retrieval also finds
-        window = assemble_from_window(short, max_tokens=budget, retrieved=found,
-                                      query=QUERIES["query"], version=version, counter=counter)
-        out[f"short/{budget}/query"] = {"digest": window_digest(window),
-                                        "tokens": window.tokens,
-                                        "messages": len(window.messages)}
-    for budget in BUDGETS[1:]:  # version 8: parallel calls that share an id
-        window = assemble_from_window(parallel_calls(), max_tokens=budget, version=version,
-                                      counter=counter)
-        out[f"parallel/{budget}/idle"] = {"digest": window_digest(window),
-                                          "tokens": window.tokens,
-                                          "messages": len(window.messages)}
-    calls, found = tool_call_hits()
-    for budget in BUDGETS[1:]:  # version 10: a retrieved turn with no text is not quoted
-        window = assemble_from_window(calls, max_tokens=budget, retrieved=found,
-                                      query="refund for order 4711", version=version,
-                                      counter=counter)
-        out[f"calls/{budget}/query"] = {"digest": window_digest(window),
-                                        "tokens": window.tokens,
-                                        "messages": len(window.messages)}
-    for budget in BUDGETS[1:]:  # version 12: a newest turn larger than the budget, cut
-        window = assemble_from_window(outgrown(), max_tokens=budget, version=version,
-                                      counter=counter)
-        out[f"outgrown/{budget}/idle"] = {"digest": window_digest(window),
-                                          "tokens": window.tokens,
-                                          "messages": len(window.messages)}
-    for budget in BUDGETS[1:]:  # version 13: repeated listings, as diffs
-        window = assemble_from_window(listings(), max_tokens=budget, version=version,
-                                      counter=counter)
-        out[f"listings/{budget}/idle"] = {"digest": window_digest(window),
-                                          "tokens": window.tokens,
-                                          "messages": len(window.messages)}
-    forged, found = forged_hits()
-    for budget in BUDGETS[1:]:  # version 14: a message's text cannot start a line of the block
-        window = assemble_from_window(forged, max_tokens=budget, retrieved=found,
-                                      query="refund for order 9000", version=version,
-                                      counter=counter)
-        out[f"forged/{budget}/query"] = {"digest": window_digest(window),
-                                         "tokens": window.tokens,
-                                         "messages": len(window.messages)}
+    calls, call_hits = tool_call_hits()
+    forged, forged_found = forged_hits()
+    # Each version's own scenario, at the budgets above the smallest: (window, retrieved, query)
+    scenarios: dict[str, tuple[WindowState, Sequence[ScoredMessage], str | None]] = {
+        "short": (short, found, QUERIES["query"]),  # 7: a short chat retrieval also finds
+        "parallel": (parallel_calls(), (), None),  # 8: parallel calls that share an id
+        "calls": (calls, call_hits, "refund for order 4711"),  # 10: a hit with no text
+        "outgrown": (outgrown(), (), None),  # 12: a newest turn larger than the budget, cut
+        "listings": (listings(), (), None),  # 13: repeated listings, as diffs
+        "forged": (forged, forged_found, "refund for order 9000"),  # 14: forged lines
+    }
+    for name, (scenario, hits, query) in scenarios.items():
+        for budget in BUDGETS[1:]:
+            out[f"{name}/{budget}/{'query' if query else 'idle'}"] = _pinned(
+                assemble_from_window(scenario, max_tokens=budget, retrieved=hits, query=query,
+                                     version=version, counter=counter))
     state, bodies = large_body()
     for budget in (BUDGETS[-1], 60_000, 100_000):  # version 9: bodies over 64 KB, whole
-        window = assemble_from_window(state, max_tokens=budget, version=version,
-                                      counter=counter, bodies=bodies)
-        out[f"body/{budget}/idle"] = {"digest": window_digest(window),
-                                      "tokens": window.tokens,
-                                      "messages": len(window.messages)}
+        out[f"body/{budget}/idle"] = _pinned(assemble_from_window(
+            state, max_tokens=budget, version=version, counter=counter, bodies=bodies))
     return out
 
 
