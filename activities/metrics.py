@@ -24,11 +24,9 @@ def _counter(name: str, description: str, value: int, **attributes: str) -> None
 
 
 def messages_stored(appended: int, duplicates: int) -> None:
-    _counter("longthread_messages_stored", "Messages an append stored (appended) or found "
-             "already stored with the same content (duplicate).", appended, outcome="appended")
-    _counter("longthread_messages_stored", "Messages an append stored (appended) or found "
-             "already stored with the same content (duplicate).", duplicates,
-             outcome="duplicate")
+    for outcome, count in (("appended", appended), ("duplicate", duplicates)):
+        _counter("longthread_messages_stored", "Messages an append stored (appended) or found "
+                 "already stored with the same content (duplicate).", count, outcome=outcome)
 
 
 def messages_embedded(count: int) -> None:

@@ -47,10 +47,10 @@ def check_ids(tenant: str, session: str, *, opening: bool = False) -> tuple[str,
     """`opening` (a session being started or attached to for writes) also refuses the
     invisible characters INVISIBLE_IN_IDS names; reading, listing and erasing take any id a
     session may have been started with before that rule."""
-    invisible = INVISIBLE_IN_IDS if opening else "(?!)"
-    if not re.match(TENANT_PATTERN, tenant) or re.search(invisible, tenant):
+    if not re.match(TENANT_PATTERN, tenant) or (opening and re.search(INVISIBLE_IN_IDS, tenant)):
         raise InvalidInputError("tenant", "must be 1-100 visible characters (no spaces)")
-    if not re.match(SESSION_PATTERN, session) or re.search(invisible, session):
+    if not re.match(SESSION_PATTERN, session) or (
+            opening and re.search(INVISIBLE_IN_IDS, session)):
         raise InvalidInputError("session", "must be 1-200 visible characters (no spaces)")
     return tenant, session
 

@@ -243,23 +243,17 @@ def parse_messages(raw: Sequence[object]) -> list[Message]:
                                 f"{type(raw).__name__} (to add one message, pass [message])")
     parsed: list[Message] = []
     for index, item in enumerate(raw):
-        if isinstance(item, Message):
-            parsed.append(item)
-            continue
         try:
             if isinstance(item, dict):  # before pydantic, which recurses into it
                 check_json_depth("metadata", item.get("metadata"))
-            parsed.append(Message.model_validate(item))
+            message = item if isinstance(item, Message) else Message.model_validate(item)
+            check_intake(message)
         except InvalidInputError as exc:
             raise InvalidInputError(f"messages[{index}].{exc.field}", exc.problem) from None
         except ValidationError as exc:
             error = invalid_input(exc)
             where = "" if error.field == exc.title else f".{error.field}"
             raise InvalidInputError(f"messages[{index}]{where}", error.problem) from None
-    for index, message in enumerate(parsed):
-        try:
-            check_intake(message)
-        except InvalidInputError as exc:
-            raise InvalidInputError(f"messages[{index}].{exc.field}", exc.problem) from None
+        parsed.append(message)
     validate_sequence(parsed, open_tool_calls=None)
     return parsed

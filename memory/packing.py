@@ -225,6 +225,7 @@ class _Layout:
 
     def __init__(self, items: Sequence[ScoredMessage], dated_lines: bool, intro: str,
                  short_ids: bool = False, guarded: bool = False) -> None:
+        self.guarded = guarded
         self.escape = guard if guarded else escape
         self.dated = dated_lines
         self.intro = intro
@@ -255,8 +256,7 @@ class _Layout:
             # Version 5 escapes the id too: an id may hold the fence's closing tag.
             ident = self.escape(self.shown.get(m.id, m.id)) if self.short_ids else m.id
             # Version 14 guards the name too: one stored before names had to be one line.
-            speaker = self.escape(m.name) if m.name and self.escape is guard else \
-                m.name or m.role
+            speaker = guard(m.name) if self.guarded and m.name else m.name or m.role
             text = self.lines[m.id] = f"[{where}{ident}{when}] {speaker}: " \
                                       f"{self.escape(m.content)}"
         return text
