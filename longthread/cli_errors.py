@@ -9,23 +9,20 @@ undo record cannot be undone: the underlying errors name the wrong cause for bot
 
 from __future__ import annotations
 
-import difflib
 import os
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any, get_args
 
-from dotenv import dotenv_values
 from pydantic import SecretStr, ValidationError
 from temporalio.service import RPCError
 
-from longthread.settings import OTHER_VARIABLES, Settings
+from longthread.settings import Settings, unknown_names
 from memory.models import CompactionRecord
 
-__all__ = ["known_variables", "setting_problems", "settings_errors", "undo_of_undo",
-           "unknown_settings", "unsettled"]
+__all__ = ["setting_problems", "settings_errors", "undo_of_undo", "unknown_settings",
+           "unsettled"]
 
-PREFIX = "LONGTHREAD_"
 # Longer values are not echoed: the problem and the limit say enough, and a line stays a line.
 MAX_ECHO_CHARS = 40
 _NUMERIC = {"int_parsing", "int_from_float", "int_type", "float_parsing", "float_type",
@@ -44,31 +41,9 @@ def settings_errors() -> list[str]:
     return problems
 
 
-def known_variables() -> set[str]:
-    """Every LONGTHREAD_* name longthread reads: the settings, and those read elsewhere."""
-    return {f"LONGTHREAD_{name.upper()}" for name in Settings.model_fields} | OTHER_VARIABLES
-
-
 def unknown_settings(environ: Mapping[str, str], dotenv: Path) -> list[str]:
-    """A LONGTHREAD_* name no code reads, in the environment or in `dotenv`, is a misspelling
-    whose value was silently dropped for the default (LONGTHREAD_TEMPORL_ADDRESS ran against
-    127.0.0.1:7233): name it, with the setting it most likely meant."""
-    known = known_variables()
-    found = {name: "" for name in environ if name.startswith(PREFIX)}
-    if dotenv.is_file():  # named so, even when the CLI has copied it into the environment
-        found |= {name: "in .env; " for name in dotenv_values(dotenv) if name.startswith(PREFIX)}
-    # Matched without the prefix all share, which would make LONGTHREAD_FOO "close" to any.
-    tails = {name.removeprefix(PREFIX): name for name in known}
-    lines = []
-    for name, where in sorted(found.items()):
-        if name in known:
-            continue
-        close = difflib.get_close_matches(name.removeprefix(PREFIX), sorted(tails), n=1,
-                                          cutoff=0.75)
-        hint = (f"did you mean {tails[close[0]]}?" if close
-                else "see .env.example for every setting")
-        lines.append(f"{name}: not a longthread setting ({where}{hint})")
-    return lines
+    """`LONGTHREAD_X: not a longthread setting (did you mean …?)` for each name no code reads."""
+    return [f"{u.name}: {u.problem()}" for u in unknown_names(environ, dotenv)]
 
 
 def setting_problems(exc: ValidationError) -> list[str]:

@@ -5,19 +5,22 @@ Every field is listed in `.env.example`. Keys are SecretStr so they never print.
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from pathlib import Path
-from typing import Literal
+from typing import Literal, NamedTuple
 
 from pydantic import Field, SecretStr, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from memory.prompts import SUMMARY_OUTPUT_TOKENS
 
-__all__ = ["OTHER_VARIABLES", "Settings", "database_url_problem", "resolve_settings"]
+__all__ = ["OTHER_VARIABLES", "Settings", "UnknownName", "database_url_problem",
+           "known_variables", "resolve_settings", "unknown_names"]
 
 # LONGTHREAD_* names read outside `Settings`, which the CLI must not refuse as misspelled
-# settings (`longthread.cli_errors.unknown_settings`). Keep in step with the code that reads
+# settings (`unknown_names` below). Keep in step with the code that reads
 # them (grep LONGTHREAD_ across the repository, tests/ and bench/ included).
+_PREFIX = "LONGTHREAD_"
 OTHER_VARIABLES = frozenset({
     # Read by the commands that use them (.env.example lists these too).
     "LONGTHREAD_UI_TOKEN",             # `longthread ui --token`
@@ -178,6 +181,49 @@ def resolve_settings(settings: Settings | None = None) -> Settings:
     return settings
 
 
+class UnknownName(NamedTuple):
+    """A LONGTHREAD_* name no code reads; `in_dotenv` says where it was set."""
+
+    name: str
+    in_dotenv: bool
+    meant: str | None  # the known name it most likely misspells
+
+    def problem(self) -> str:
+        where = "in .env; " if self.in_dotenv else ""
+        hint = (f"did you mean {self.meant}?" if self.meant
+                else "see .env.example for every setting")
+        return f"not a longthread setting ({where}{hint})"
+
+
+def known_variables() -> set[str]:
+    """Every LONGTHREAD_* name longthread reads: the settings, and those read elsewhere."""
+    return {f"LONGTHREAD_{name.upper()}" for name in Settings.model_fields} | OTHER_VARIABLES
+
+
+def unknown_names(environ: Mapping[str, str], dotenv: Path) -> list[UnknownName]:
+    """A LONGTHREAD_* name no code reads, in the environment or in `dotenv`, is a misspelling
+    whose value was silently dropped for the default (LONGTHREAD_TEMPORL_ADDRESS ran against
+    127.0.0.1:7233), or a setting of another version: each, with the name it most likely
+    meant. Sorted by name."""
+    import difflib  # loaded when used: `import longthread` stays light
+
+    from dotenv import dotenv_values
+
+    known = known_variables()
+    found = {name: False for name in environ if name.startswith(_PREFIX)}
+    if dotenv.is_file():  # named so, even when the CLI has copied it into the environment
+        found |= {name: True for name in dotenv_values(dotenv) if name.startswith(_PREFIX)}
+    # Matched without the prefix all share, which would make LONGTHREAD_FOO "close" to any.
+    tails = {name.removeprefix(_PREFIX): name for name in known}
+    unknown = []
+    for name, in_dotenv in sorted(found.items()):
+        if name not in known:
+            close = difflib.get_close_matches(name.removeprefix(_PREFIX), sorted(tails), n=1,
+                                              cutoff=0.75)
+            unknown.append(UnknownName(name, in_dotenv, tails[close[0]] if close else None))
+    return unknown
+
+
 def _refuse_unknown_names() -> None:
     """A name close to a setting is a typo: refused. Any other is logged, not refused: an
     environment shared with a newer longthread (a ConfigMap) may hold settings this version
@@ -185,13 +231,12 @@ def _refuse_unknown_names() -> None:
     import logging
     import os
 
-    from longthread.cli_errors import unknown_settings  # difflib and dotenv: loaded when used
     from memory.errors import InvalidInputError
 
-    problems = unknown_settings(os.environ, Path(".env"))
-    typos = [p for p in problems if "did you mean" in p]
-    for other in (p for p in problems if p not in typos):
-        logging.getLogger("longthread").warning("%s", other)
+    unknown = unknown_names(os.environ, Path(".env"))
+    for other in (u for u in unknown if u.meant is None):
+        logging.getLogger("longthread").warning("%s: %s", other.name, other.problem())
+    typos = [u for u in unknown if u.meant is not None]
     if typos:
-        name, problem = typos[0].split(": ", 1)
-        raise InvalidInputError(name, "; ".join([problem, *typos[1:]]))
+        raise InvalidInputError(typos[0].name, "; ".join(
+            [typos[0].problem(), *(f"{u.name}: {u.problem()}" for u in typos[1:])]))

@@ -13,13 +13,12 @@ from pydantic import ValidationError
 from temporalio.service import RPCError, RPCStatusCode
 
 from longthread.cli_errors import (
-    known_variables,
     setting_problems,
     undo_of_undo,
     unknown_settings,
     unsettled,
 )
-from longthread.settings import Settings
+from longthread.settings import Settings, known_variables
 from memory.models import CompactionRecord
 
 
