@@ -17,6 +17,7 @@ from rich.markup import escape
 from longthread.cli_chat import chat
 from longthread.cli_db import db_app
 from longthread.cli_errors import settings_errors
+from longthread.cli_health import health
 from longthread.cli_search import search
 from longthread.cli_support import (
     EXIT_FAIL,
@@ -242,6 +243,7 @@ def uncompact(session: SessionId, record: Annotated[str, typer.Argument(
 app.command()(chat)
 app.add_typer(db_app, name="db")
 app.command()(search)
+app.command()(health)
 app.command("export-all")(export_all)
 app.command("import-all")(import_all)
 

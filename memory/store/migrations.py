@@ -478,6 +478,13 @@ async def setup(conn: AsyncConnection[Any], embedding_dim: int = 384,
     return current
 
 
+async def stored_schema_version(conn: AsyncConnection[Any]) -> int:
+    """The archive's schema version: 0 before the first migration, even with no table yet."""
+    if not await _scalar(conn, "SELECT to_regclass('schema_version') IS NOT NULL"):
+        return 0
+    return int(await _scalar(conn, "SELECT coalesce(max(version), 0) FROM schema_version"))
+
+
 async def stored_embedding_dim(conn: AsyncConnection[Any]) -> int | None:
     """The vector size the archive was created for; None before the first migration."""
     value = await _scalar(conn, "SELECT value FROM longthread_meta WHERE key = 'embedding_dim'")

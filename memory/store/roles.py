@@ -12,7 +12,6 @@ import re
 from typing import Any
 
 from psycopg import AsyncConnection, errors, sql
-from psycopg.rows import tuple_row
 
 from memory.errors import InvalidInputError
 from memory.store.migrations import (
@@ -21,6 +20,7 @@ from memory.store.migrations import (
     claim_embedder,
     setup,
     stored_embedding_dim,
+    stored_schema_version,
 )
 from memory.store.schema_check import SchemaError, check_not_newer
 
@@ -59,14 +59,7 @@ async def ensure_schema(url: str, embedding_dim: int, embedder: str | None = Non
     """At worker start: migrate if this login may, else require the schema to be current.
     The archive's vectors must be this worker's: their size, and (`embedder`) their model."""
     async with await AsyncConnection.connect(url, autocommit=True) as conn:
-        async with conn.cursor(row_factory=tuple_row) as cur:
-            await cur.execute("SELECT to_regclass('schema_version') IS NOT NULL")
-            row = await cur.fetchone()
-            current = 0
-            if row and row[0]:
-                await cur.execute("SELECT coalesce(max(version), 0) FROM schema_version")
-                found = await cur.fetchone()
-                current = int(found[0]) if found else 0
+        current = await stored_schema_version(conn)
         check_not_newer(current, len(MIGRATIONS))
         if current == len(MIGRATIONS):
             # Current, so nothing to migrate; the vectors must still be the archive's size
