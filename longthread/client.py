@@ -7,6 +7,7 @@ and its pool (for reads), and the query embedder, checked against the archive's 
 
 from __future__ import annotations
 
+import asyncio
 import atexit
 import re
 import time
@@ -27,7 +28,7 @@ from memory.checks import MAX_RETRIEVE, check_query, check_range
 from memory.errors import InvalidInputError, NotFoundError
 from memory.models import ScoredMessage
 from memory.policy import CompactionPolicy
-from memory.store.db import open_pool
+from memory.store.db import open_archive
 from memory.store.migrations import check_embedder, stored_embedder, stored_embedding_dim
 from memory.store.store import Store
 from workflows.types import INVISIBLE_IN_IDS, SESSION_PATTERN, TENANT_PATTERN
@@ -88,6 +89,7 @@ class Longthread:
         self._archive_dim: int | None = None  # read when this client opens the archive
         self._archive_model: str | None = None
         self._archive_read = False
+        self._store_lock = asyncio.Lock()
         self._embedder = embedder
 
     @classmethod
@@ -111,17 +113,22 @@ class Longthread:
         return cls(client, settings, policy)
 
     async def store(self) -> Store:
-        if self._store is None:
-            if not self.settings.database_url:
-                raise ConnectionError(NO_ARCHIVE)
-            self._own_pool = await open_pool(self.settings.database_url)
-            self._store = Store(self._own_pool)
-        if not self._archive_read:  # also for a store passed in (the CLI's): `embedder()`
-            # checks these before the first query is embedded
-            async with self._store.pool.connection() as conn:
-                self._archive_dim = await stored_embedding_dim(conn)
-                self._archive_model = await stored_embedder(conn)
-            self._archive_read = True
+        """The store, its pool opened on first use. Under a lock: an application that fanned
+        out its first calls (40 `context()` at once) opened a pool for each, and at 300 ran
+        Postgres out of connections (a platform engineer's user test)."""
+        async with self._store_lock:
+            if self._store is None:
+                if not self.settings.database_url:
+                    raise ConnectionError(NO_ARCHIVE)
+                self._own_pool = await open_archive(self.settings.database_url,
+                                                    max_size=self.settings.database_pool_size)
+                self._store = Store(self._own_pool)
+            if not self._archive_read:  # also for a store passed in (the CLI's): `embedder()`
+                # checks these before the first query is embedded
+                async with self._store.pool.connection() as conn:
+                    self._archive_dim = await stored_embedding_dim(conn)
+                    self._archive_model = await stored_embedder(conn)
+                self._archive_read = True
         return self._store
 
     def embedder(self) -> Embedder:

@@ -10,8 +10,6 @@ from contextlib import asynccontextmanager
 from datetime import UTC, datetime
 from pathlib import Path
 
-import psycopg
-from psycopg_pool import PoolTimeout
 from rich.console import Console
 from rich.markup import escape
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
@@ -40,7 +38,7 @@ from longthread.views import (
 from memory.audit import ServedContext
 from memory.errors import InvalidInputError, LongthreadError, NotFoundError
 from memory.messages import check_not_future
-from memory.store.db import open_pool, unreachable
+from memory.store.db import open_archive
 from memory.store.store import Store
 
 __all__ = ["Ctx", "connected"]
@@ -271,10 +269,10 @@ async def connected(console: Console, need_db: bool = False) -> AsyncIterator[Ct
     pool = None
     if settings.database_url:
         try:
-            pool = await open_pool(settings.database_url, max_size=4, timeout=10)
-        except (OSError, PoolTimeout, psycopg.OperationalError) as exc:
+            pool = await open_archive(settings.database_url, max_size=4, timeout=10)
+        except ConnectionError:
             if need_db:
-                raise unreachable("archive database", settings.database_url, exc) from None
+                raise
     store = Store(pool) if pool else None
     try:
         yield Ctx(Longthread(lt.client, settings, store=store), store, console)

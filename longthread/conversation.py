@@ -20,11 +20,18 @@ from temporalio.client import (
     WithStartWorkflowOperation,
     WorkflowHandle,
     WorkflowUpdateFailedError,
+    WorkflowUpdateRPCTimeoutOrCancelledError,
 )
 from temporalio.common import WorkflowIDConflictPolicy
 
 from longthread.conversation_reads import MAX_FETCH_IDS, ConversationReads
-from longthread.replies import CompactAttempt, closing, in_whole_ledger, raise_clear, transient
+from longthread.replies import (
+    CompactAttempt,
+    closing,
+    in_whole_ledger,
+    raise_clear,
+    undelivered,
+)
 from longthread.transfer import largest_field, ledger_parts, message_bytes
 from memory.errors import InvalidInputError, NotFoundError
 from memory.models import (
@@ -59,6 +66,16 @@ log = logging.getLogger(__name__)
 MAX_BATCH_BYTES = 1_500_000
 
 
+def _forget_start_error(start: WithStartWorkflowOperation[Any, Any]) -> None:
+    """Take the start's failure off its future once the call has failed. The SDK puts a
+    failed update-with-start's error on the start operation too, which nobody awaits here (the
+    call raised it already), so asyncio printed "Future exception was never retrieved" for
+    each retry: 123 times in a load test with no error."""
+    started = getattr(start, "_workflow_handle", None)  # the SDK's; no public way to ask
+    if isinstance(started, asyncio.Future) and started.done() and not started.cancelled():
+        started.exception()
+
+
 class Conversation(ConversationReads):
     def __init__(self, lt: Longthread, session: str, tenant: str) -> None:
         self.lt = lt
@@ -91,9 +108,10 @@ class Conversation(ConversationReads):
         delay = 0.2
         while True:
             args = [] if arg is None else [arg]
+            start = self._start()
             try:
                 return await self.lt.client.execute_update_with_start_workflow(
-                    update, *args, id=update_id, start_workflow_operation=self._start())
+                    update, *args, id=update_id, start_workflow_operation=start)
             except WorkflowUpdateFailedError as exc:
                 if not closing(exc) or time.monotonic() > deadline:
                     raise_clear(exc)
@@ -102,10 +120,14 @@ class Conversation(ConversationReads):
                 # ended, update-with-start starts the next run, which takes it.
                 log.info("session %r is closing; sending again to its next run", self.session)
                 update_id = str(uuid.uuid4())  # refused by the validator: never accepted
-            except RPCError as exc:
-                if not transient(exc) or time.monotonic() > deadline:
+            except (RPCError, WorkflowUpdateRPCTimeoutOrCancelledError) as exc:
+                failed = undelivered(exc)
+                if failed is None or time.monotonic() > deadline:
                     raise
-                log.warning("update %s not delivered (%s); retrying", update_id, exc.message)
+                log.warning("update %s not answered (%s); sending it again", update_id,
+                            failed.message)
+            finally:
+                _forget_start_error(start)
             await asyncio.sleep(delay)
             delay = min(delay * 2, 5.0)
 

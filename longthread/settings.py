@@ -89,6 +89,9 @@ class Settings(BaseSettings):
     context_window: int = Field(default=8_000, ge=256, le=2_000_000)
     preserve_recent: int = Field(default=6, ge=0, le=10_000)
     idle_timeout_seconds: float = Field(default=7 * 24 * 3600, gt=0)
+    # Connections each worker and each client process may hold to the archive (the CLI holds
+    # at most 4). Size max_connections for workers × this + clients × this + headroom.
+    database_pool_size: int = Field(default=8, ge=1, le=1000)
     # How long a client keeps retrying an update while no worker is polling.
     client_retry_seconds: float = Field(default=300, ge=0)
     # How long a stopping worker (SIGTERM, Ctrl-C) lets the activities it runs finish before

@@ -101,7 +101,7 @@ async def run_worker(settings: Settings, stop: asyncio.Event | None = None) -> N
     try:
         await ensure_schema(settings.database_url, settings.dimensions,
                             settings.embedding_model)
-        pool = await open_pool(settings.database_url)
+        pool = await open_pool(settings.database_url, max_size=settings.database_pool_size)
     except (OSError, PoolTimeout, psycopg.OperationalError) as exc:
         raise unreachable("archive database", settings.database_url, exc) from None
     acts = None

@@ -2,13 +2,16 @@
 
 from __future__ import annotations
 
+from typing import Any
+
+import psycopg
 from pgvector.psycopg import register_vector_async
 from psycopg import AsyncConnection
 from psycopg.conninfo import conninfo_to_dict
 from psycopg.rows import DictRow, dict_row
-from psycopg_pool import AsyncConnectionPool
+from psycopg_pool import AsyncConnectionPool, PoolTimeout
 
-__all__ = ["describe_url", "open_pool", "unreachable"]
+__all__ = ["describe_url", "open_archive", "open_pool", "unreachable"]
 
 CONNECT_KWARGS = {"autocommit": True, "prepare_threshold": 0, "row_factory": dict_row}
 # How long one reconnection attempt keeps trying before the pool gives it up. psycopg_pool
@@ -33,6 +36,29 @@ async def open_pool(
     )
     await pool.open(wait=True, timeout=timeout)
     return pool
+
+
+async def open_archive(
+    url: str, what: str = "archive database", **options: Any
+) -> AsyncConnectionPool[AsyncConnection[DictRow]]:
+    """`open_pool`, or a ConnectionError naming the database and libpq's reason. The pool
+    retries a failing connection until its timeout and then says only "pool initialization
+    incomplete after 30.0 sec"; a client against a full Postgres (`too many clients already`)
+    or a misspelled database printed that traceback and nothing more (a platform engineer's
+    user test). One direct connection then asks libpq why."""
+    try:
+        return await open_pool(url, **options)
+    except PoolTimeout as exc:
+        reason: BaseException = exc
+        try:
+            conn = await AsyncConnection.connect(url, connect_timeout=5)
+        except (OSError, psycopg.OperationalError) as direct:
+            reason = direct
+        else:
+            await conn.close()
+        raise unreachable(what, url, reason) from None
+    except (OSError, psycopg.OperationalError) as exc:
+        raise unreachable(what, url, exc) from None
 
 
 def describe_url(url: str) -> str:

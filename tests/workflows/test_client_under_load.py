@@ -1,0 +1,127 @@
+"""What a platform engineer's load test broke in the client: first calls fanned out at once
+opened a pool each; an update whose answer the server's deadline cut off was raised (though
+its batch was often stored) instead of sent again; each failed try left an unretrieved
+future; and a full or misspelled database was reported as a bare pool timeout."""
+
+from __future__ import annotations
+
+import asyncio
+import gc
+from pathlib import Path
+from typing import Any
+
+import pytest
+from psycopg.conninfo import make_conninfo
+from temporalio.client import Client, WorkflowUpdateRPCTimeoutOrCancelledError
+from temporalio.service import RPCError, RPCStatusCode
+from temporalio.worker import Worker
+
+from activities.providers.embedders import LocalEmbedder
+from longthread.client import Longthread
+from longthread.settings import Settings
+from memory.store.db import open_archive
+from memory.store.store import Store
+
+
+def _deadline() -> WorkflowUpdateRPCTimeoutOrCancelledError:
+    """What the SDK raises when the server's wait for an update runs out."""
+    error = WorkflowUpdateRPCTimeoutOrCancelledError()
+    error.__cause__ = RPCError("context deadline exceeded", RPCStatusCode.DEADLINE_EXCEEDED,
+                               b"")
+    return error
+
+
+async def test_first_calls_at_once_open_one_pool(client: Client, task_queue: str,
+                                                 app_url: str, embedder: LocalEmbedder,
+                                                 tmp_path: Path) -> None:
+    lt = Longthread(client, Settings(task_queue=task_queue, database_url=app_url,
+                                     data_dir=tmp_path), embedder=embedder)
+    try:
+        stores = await asyncio.gather(*[lt.store() for _ in range(40)])
+        assert len({id(store) for store in stores}) == 1
+        assert len({id(store.pool) for store in stores}) == 1
+    finally:
+        await lt.close()
+
+
+async def test_an_update_whose_answer_the_deadline_cut_off_is_sent_again(
+    lt: Longthread, worker: Worker, store: Store, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    conv = await lt.conversation("deadline", tenant="load")
+    real = lt.client.execute_update_with_start_workflow
+    sent: list[str] = []
+
+    async def answer_lost_once(*args: Any, **kwargs: Any) -> Any:
+        sent.append(kwargs["id"])
+        result = await real(*args, **kwargs)  # applied: the batch is stored
+        if len(sent) == 1:
+            raise _deadline()  # and the answer is lost on the way back
+        return result
+
+    monkeypatch.setattr(lt.client, "execute_update_with_start_workflow", answer_lost_once)
+    result = await conv.append_many([{"id": f"m{n}", "role": "user", "content": f"note {n}"}
+                                     for n in range(5)])
+    assert len(sent) == 2 and sent[0] == sent[1]  # sent again under the same update id
+    assert (result.appended, result.duplicates) == (5, 0)  # its first answer, not "duplicates"
+    assert await store.count("load", "deadline") == 5
+
+
+async def test_a_failed_try_leaves_no_unretrieved_future(
+    lt: Longthread, worker: Worker, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The SDK puts a failed call's error on the start operation too; each retry printed
+    "Future exception was never retrieved" when that future was collected."""
+    conv = await lt.conversation("futures", tenant="load")
+    real = lt.client.execute_update_with_start_workflow
+    tries = 0
+
+    async def fails_twice(*args: Any, **kwargs: Any) -> Any:
+        nonlocal tries
+        tries += 1
+        if tries <= 2:  # as the SDK fails a call: the start's future gets the error too
+            error = RPCError("context deadline exceeded", RPCStatusCode.DEADLINE_EXCEEDED, b"")
+            kwargs["start_workflow_operation"]._workflow_handle.set_exception(error)
+            raise _deadline()
+        return await real(*args, **kwargs)
+
+    reported: list[dict[str, Any]] = []
+    loop = asyncio.get_running_loop()
+    loop.set_exception_handler(lambda _, context: reported.append(context))
+    try:
+        monkeypatch.setattr(lt.client, "execute_update_with_start_workflow", fails_twice)
+        await conv.append_many([{"id": "a", "role": "user", "content": "hello"}])
+        gc.collect()
+        await asyncio.sleep(0)
+    finally:
+        loop.set_exception_handler(None)
+    assert tries == 3
+    assert [c["message"] for c in reported] == []
+
+
+async def test_the_callers_own_cancellation_is_not_retried(
+    lt: Longthread, worker: Worker, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    conv = await lt.conversation("cancelled", tenant="load")
+    tries = 0
+
+    async def cancelled(*args: Any, **kwargs: Any) -> Any:
+        nonlocal tries
+        tries += 1
+        raise WorkflowUpdateRPCTimeoutOrCancelledError() from asyncio.CancelledError()
+
+    monkeypatch.setattr(lt.client, "execute_update_with_start_workflow", cancelled)
+    with pytest.raises(WorkflowUpdateRPCTimeoutOrCancelledError):
+        await conv.append_many([{"id": "a", "role": "user", "content": "hello"}])
+    assert tries == 1
+
+
+async def test_a_database_the_pool_cannot_open_is_named_with_libpq_s_reason(
+    app_url: str,
+) -> None:
+    url = make_conninfo(app_url, dbname="no_such_archive")
+    with pytest.raises(ConnectionError) as caught:
+        await open_archive(url, timeout=1)
+    message = str(caught.value)
+    assert message.startswith("archive database unreachable (longthread_tester@")
+    assert 'database "no_such_archive" does not exist' in message
+    assert "tester-password" not in message
