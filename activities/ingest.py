@@ -18,14 +18,15 @@ from activities.types import AppendResult, EmbedInput, EmbedResult, SessionRef, 
 from memory.errors import InvalidInputError
 from memory.models import Cursors, Message
 from memory.store.appends import AppendOutcome
-from memory.store.indexing import INDEX_TERMS_LIMIT
 from memory.store.store import Store
 from memory.text import indexed_text
 
 __all__ = ["EMBED_BATCH", "EMBED_SECONDS", "INDEX_ROUNDS", "IngestActivities"]
 
 EMBED_BATCH = 64
-INDEX_ROUNDS = 8  # statements of INDEX_TERMS_LIMIT messages each, ~0.7 s apiece at load 5
+# Statements of at most 2,000 messages or 60,000 postings each (memory/store/indexing.py):
+# ~0.7 s apiece at load 5.
+INDEX_ROUNDS = 8
 EMBED_SECONDS = 4.0  # one embedding pass stops at the first batch boundary past this
 
 
@@ -92,9 +93,9 @@ class IngestActivities:
         nothing was embedded, and the workflow, waiting for this activity before continuing
         as new, ran into Temporal's history size limit (the 1M bench at 280,000 messages)."""
         for _ in range(INDEX_ROUNDS):
-            done = await self.store.index_terms(input.tenant, input.session, rounds=1)
+            _, more = await self.store.index_terms_once(input.tenant, input.session)
             activity.heartbeat()
-            if done < INDEX_TERMS_LIMIT or time.monotonic() >= deadline:
+            if not more or time.monotonic() >= deadline:
                 return
 
     @activity.defn(name=specs.EMBED.name)

@@ -11,9 +11,15 @@ exactly as if everything were indexed (tests/store/test_indexing.py checks both 
 
 from __future__ import annotations
 
-__all__ = ["INDEX_TERMS", "INDEX_TERMS_LIMIT"]
+__all__ = ["INDEX_TERMS", "INDEX_TERMS_LIMIT", "INDEX_TERMS_POSTINGS"]
 
 INDEX_TERMS_LIMIT = 2000  # messages per statement: a bounded transaction after a burst
+# And postings (distinct terms of each message) per statement, at least one message: the cost
+# is the rows written, not the messages. 2,000 messages of 10 KB logs made about 2 million
+# rows in one statement, which outlasted the embedding activity's 15 s heartbeat, so it was
+# cancelled and retried on the same statement, 36 times in 12 minutes, embedding nothing
+# (session 26). LoCoMo turns have about 15 postings each: 2,000 of them fit either bound.
+INDEX_TERMS_POSTINGS = 60_000
 
 # One statement, so one snapshot: the postings and the cursor move together. Appends hold the
 # session's row until they commit and take seqs in order, so the committed messages past the
@@ -21,8 +27,8 @@ INDEX_TERMS_LIMIT = 2000  # messages per statement: a bounded transaction after 
 # at once (a retried activity beside its zombie) write the same rows: ON CONFLICT DO NOTHING,
 # and the cursor only moves forward.
 INDEX_TERMS = """
-WITH todo AS (
-    SELECT m.id, m.seq, longthread_indexed(m.tsv, m.created_at) AS doc
+WITH next AS (
+    SELECT m.id, m.seq, m.tsv, m.created_at
     FROM messages m
     WHERE m.tenant = %(tenant)s AND m.session = %(session)s
       -- The coalesce inside the sub-select: around it, row-level security treats the bound
@@ -38,6 +44,11 @@ WITH todo AS (
       AND m.seq < (SELECT next_seq FROM sessions
                    WHERE tenant = %(tenant)s AND session = %(session)s FOR KEY SHARE)
     ORDER BY m.seq LIMIT %(limit)s
+), todo AS (  -- the first of them, in order, whose postings start within the bound
+    SELECT id, seq, longthread_indexed(tsv, created_at) AS doc
+    FROM (SELECT *, sum(length(tsv)) OVER (ORDER BY seq) - length(tsv) AS before
+          FROM next) n
+    WHERE before < %(postings)s
 ), terms AS (
     INSERT INTO message_terms (tenant, session, lexeme, id, tf, doc_len)
     SELECT %(tenant)s, %(session)s, u.lexeme, t.id, coalesce(cardinality(u.positions), 1),
@@ -51,5 +62,8 @@ WITH todo AS (
     ON CONFLICT (tenant, session) DO UPDATE
         SET indexed_seq = greatest(lexical_cursors.indexed_seq, excluded.indexed_seq)
 )
-SELECT count(*)::int AS n FROM todo
+SELECT count(*)::int AS n,
+       -- more may wait: the statement stopped at a bound, not at the end of the session
+       count(*) < (SELECT count(*) FROM next) OR count(*) = %(limit)s AS more
+FROM todo
 """

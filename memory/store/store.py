@@ -21,7 +21,7 @@ from psycopg_pool import AsyncConnectionPool
 
 from memory.errors import InvalidInputError
 from memory.models import CompactionRecord, Message, ScoredMessage
-from memory.store.indexing import INDEX_TERMS, INDEX_TERMS_LIMIT
+from memory.store.indexing import INDEX_TERMS, INDEX_TERMS_LIMIT, INDEX_TERMS_POSTINGS
 from memory.store.listing import SessionInfo, SessionListing
 from memory.store.lookups import Lookup, MessageLookups
 from memory.store.rows import MESSAGE_COLUMNS, row_to_message, row_to_scored
@@ -242,18 +242,24 @@ class Store(SessionStore, MessageLookups, TenantSearch, ServedContexts, SessionL
 
     async def index_terms(self, tenant: str, session: str, rounds: int | None = None) -> int:
         """Bring the session's inverted index up to date (`memory.store.indexing`), or as far
-        as `rounds` statements of INDEX_TERMS_LIMIT messages take it (each commits on its own);
-        how many messages it indexed. Idempotent, and safe beside a concurrent call."""
+        as `rounds` statements take it (each commits on its own); how many messages it
+        indexed. Idempotent, and safe beside a concurrent call."""
         total = 0
         while rounds is None or rounds > 0:
-            (rows,) = await self._batch(tenant, [(INDEX_TERMS, {
-                "tenant": tenant, "session": session, "limit": INDEX_TERMS_LIMIT})])
-            done = int(rows[0]["n"])
+            done, more = await self.index_terms_once(tenant, session)
             total += done
-            if done < INDEX_TERMS_LIMIT:
+            if not more:
                 break
             rounds = None if rounds is None else rounds - 1
         return total
+
+    async def index_terms_once(self, tenant: str, session: str) -> tuple[int, bool]:
+        """One statement: at most INDEX_TERMS_LIMIT messages and INDEX_TERMS_POSTINGS
+        postings (at least one message); how many it indexed, and whether more may wait."""
+        (rows,) = await self._batch(tenant, [(INDEX_TERMS, {
+            "tenant": tenant, "session": session, "limit": INDEX_TERMS_LIMIT,
+            "postings": INDEX_TERMS_POSTINGS})])
+        return int(rows[0]["n"]), bool(rows[0]["more"])
 
     async def ledger(self, tenant: str, session: str, *, start: int = 0, stop: int | None = None,
                      ids: Collection[str] | None = None) -> list[CompactionRecord]:
