@@ -24,8 +24,8 @@ from memory.text import indexed_text
 __all__ = ["EMBED_BATCH", "EMBED_SECONDS", "INDEX_ROUNDS", "IngestActivities"]
 
 EMBED_BATCH = 64
-# Statements of at most 2,000 messages or 60,000 postings each (memory/store/indexing.py):
-# ~0.7 s apiece at load 5.
+# Statements of at most 2,000 messages, ending after the one whose text vectors pass 1 MB
+# (memory/store/indexing.py): ~0.7 s apiece at load 5.
 INDEX_ROUNDS = 8
 EMBED_SECONDS = 4.0  # one embedding pass stops at the first batch boundary past this
 

@@ -89,7 +89,7 @@ class Longthread:
         self._archive_dim: int | None = None  # read when this client opens the archive
         self._archive_model: str | None = None
         self._archive_read = False
-        self._store_lock = asyncio.Lock()
+        self._opening: asyncio.Future[Store] | None = None  # `store()`'s opening in flight
         self._embedder = embedder
 
     @classmethod
@@ -113,22 +113,36 @@ class Longthread:
         return cls(client, settings, policy)
 
     async def store(self) -> Store:
-        """The store, its pool opened on first use. Under a lock: an application that fanned
-        out its first calls (40 `context()` at once) opened a pool for each, and at 300 ran
-        Postgres out of connections (a platform engineer's user test)."""
-        async with self._store_lock:
-            if self._store is None:
-                if not self.settings.database_url:
-                    raise ConnectionError(NO_ARCHIVE)
-                self._own_pool = await open_archive(self.settings.database_url,
-                                                    max_size=self.settings.database_pool_size)
-                self._store = Store(self._own_pool)
-            if not self._archive_read:  # also for a store passed in (the CLI's): `embedder()`
-                # checks these before the first query is embedded
-                async with self._store.pool.connection() as conn:
-                    self._archive_dim = await stored_embedding_dim(conn)
-                    self._archive_model = await stored_embedder(conn)
-                self._archive_read = True
+        """The store, its pool opened on first use, once: calls that arrive while it opens
+        wait for that one opening and share its result or its failure (an application that
+        fanned out 40 first `context()` calls opened 39 pools; 300 filled Postgres). A failed
+        opening is tried again by the next call, not by each waiter in turn."""
+        if self._store is not None and self._archive_read:
+            return self._store
+        if self._opening is None:
+            self._opening = asyncio.ensure_future(self._open_store())
+        opening = self._opening
+        try:
+            # shielded: one waiter's cancellation must not cancel the others' opening
+            return await asyncio.shield(opening)
+        finally:
+            if opening.done() and self._opening is opening and (
+                    opening.cancelled() or opening.exception() is not None):
+                self._opening = None
+
+    async def _open_store(self) -> Store:
+        if self._store is None:
+            if not self.settings.database_url:
+                raise ConnectionError(NO_ARCHIVE)
+            self._own_pool = await open_archive(self.settings.database_url,
+                                                max_size=self.settings.database_pool_size)
+            self._store = Store(self._own_pool)
+        if not self._archive_read:  # also for a store passed in (the CLI's): `embedder()`
+            # checks these before the first query is embedded
+            async with self._store.pool.connection() as conn:
+                self._archive_dim = await stored_embedding_dim(conn)
+                self._archive_model = await stored_embedder(conn)
+            self._archive_read = True
         return self._store
 
     def embedder(self) -> Embedder:
@@ -197,6 +211,10 @@ class Longthread:
         return await erase(self.client, url, tenant, session)
 
     async def close(self) -> None:
+        if self._opening is not None and not self._opening.done():
+            self._opening.cancel()  # else it would open a pool after this close
+            await asyncio.wait([self._opening])  # until it has stopped; raises nothing
+        self._opening = None
         if self._own_pool is not None:
             await self._own_pool.close()
             self._own_pool = None

@@ -76,6 +76,16 @@ def _forget_start_error(start: WithStartWorkflowOperation[Any, Any]) -> None:
         started.exception()
 
 
+def _raise_own_cancellation(exc: BaseException) -> None:
+    """The SDK turns the caller's cancellation into WorkflowUpdateRPCTimeoutOrCancelledError;
+    give the task its CancelledError back, which `asyncio.timeout()` and task groups expect."""
+    task = asyncio.current_task()
+    if (isinstance(exc, WorkflowUpdateRPCTimeoutOrCancelledError)
+            and isinstance(exc.__cause__, asyncio.CancelledError)
+            and task is not None and task.cancelling()):
+        raise exc.__cause__ from None
+
+
 class Conversation(ConversationReads):
     def __init__(self, lt: Longthread, session: str, tenant: str) -> None:
         self.lt = lt
@@ -96,12 +106,15 @@ class Conversation(ConversationReads):
             id_conflict_policy=WorkflowIDConflictPolicy.USE_EXISTING,
         )
 
-    async def _update(self, update: Any, arg: Any = None) -> Any:
+    async def _update(self, update: Any, arg: Any = None, *, idempotent: bool = False) -> Any:
         """Send an update, starting the workflow first if needed (update-with-start).
 
         While no worker is polling (one crashed and another is starting), the server refuses
         updates; we retry with the same update id, so an update that was already accepted is
-        answered once and never applied twice.
+        answered once and never applied twice. When the server's wait runs out instead, the
+        update may have been accepted, and Temporal knows its id only within the run: sent
+        again after a continue-as-new, it would run again. So only an `idempotent` update
+        (an append, stored by its update id; an attach) is sent again then.
         """
         update_id = str(uuid.uuid4())
         deadline = time.monotonic() + self.lt.settings.client_retry_seconds
@@ -121,7 +134,10 @@ class Conversation(ConversationReads):
                 log.info("session %r is closing; sending again to its next run", self.session)
                 update_id = str(uuid.uuid4())  # refused by the validator: never accepted
             except (RPCError, WorkflowUpdateRPCTimeoutOrCancelledError) as exc:
-                failed = undelivered(exc)
+                _raise_own_cancellation(exc)
+                # An RPCError comes before the server accepted the update; its deadline may
+                # come after, so then only an idempotent update is sent again.
+                failed = undelivered(exc) if idempotent or isinstance(exc, RPCError) else None
                 if failed is None or time.monotonic() > deadline:
                     raise
                 log.warning("update %s not answered (%s); sending it again", update_id,
@@ -132,7 +148,8 @@ class Conversation(ConversationReads):
             delay = min(delay * 2, 5.0)
 
     async def attach(self) -> ConversationStats:
-        stats: ConversationStats = await self._update(ConversationWorkflow.attach)
+        stats: ConversationStats = await self._update(ConversationWorkflow.attach,
+                                                      idempotent=True)
         return stats
 
     # -- writes, through the workflow ------------------------------------------------------
@@ -160,7 +177,8 @@ class Conversation(ConversationReads):
                 "bytes (Temporal caps a payload at 2 MB): send fewer or smaller messages")
         result: AppendResult = await self._update(ConversationWorkflow.append_many,
                                                   AppendInput(messages=tuple(parsed),
-                                                              hold_compaction=hold_compaction))
+                                                              hold_compaction=hold_compaction),
+                                                  idempotent=True)
         return result
 
     async def append(self, message: Mapping[str, Any] | Message, *,

@@ -45,14 +45,17 @@ class Check:
         return asdict(self)
 
 
-async def check_health(settings: Settings | None = None, timeout: float = 5.0) -> list[Check]:
+async def check_health(settings: Settings | None = None, timeout: float = 5.0,
+                       client: Client | None = None) -> list[Check]:
     """One `Check` per component, in the order they depend on one another. `settings` None
-    reads them as the client does (the environment, else a running `longthread dev`)."""
+    reads them as the client does (the environment, else a running `longthread dev`). Pass
+    the application's `client` (`Longthread.client`) when polling often: else each call
+    connects anew."""
     settings = resolve_settings(settings)
-    client: list[Client] = []  # set by the first check, used by the second
-    checks = [await _timed("temporal", timeout, lambda: _temporal(settings, client))]
-    if client:
-        checks.append(await _timed("workers", timeout, lambda: _workers(settings, client[0])))
+    found: list[Client] = []  # set by the first check, used by the second
+    checks = [await _timed("temporal", timeout, lambda: _temporal(settings, found, client))]
+    if found:
+        checks.append(await _timed("workers", timeout, lambda: _workers(settings, found[0])))
     else:
         checks.append(Check("workers", False, "not checked: Temporal did not answer", 0.0))
     checks.append(await _timed("archive", timeout, lambda: _archive(settings)))
@@ -71,16 +74,16 @@ async def _timed(name: str, timeout: float, check: Callable[[], Awaitable[str]])
     return Check(name, ok, detail, round((time.perf_counter() - started) * 1000, 1))
 
 
-async def _temporal(settings: Settings, found: list[Client]) -> str:
+async def _temporal(settings: Settings, found: list[Client], client: Client | None) -> str:
     # No payload codec: this client reads no payloads, so a probe needs no key.
-    client = await Client.connect(settings.temporal_address,
-                                  namespace=settings.temporal_namespace)
+    client = client or await Client.connect(settings.temporal_address,
+                                            namespace=settings.temporal_namespace)
     if not await client.service_client.check_health():
         raise Unhealthy(f"{settings.temporal_address} reports itself not serving")
     await client.workflow_service.describe_namespace(  # a missing namespace fails here
-        DescribeNamespaceRequest(namespace=settings.temporal_namespace))
+        DescribeNamespaceRequest(namespace=client.namespace))
     found.append(client)
-    return f"{settings.temporal_address}, namespace {settings.temporal_namespace}"
+    return f"{client.service_client.config.target_host}, namespace {client.namespace}"
 
 
 async def _workers(settings: Settings, client: Client) -> str:
@@ -91,7 +94,7 @@ async def _workers(settings: Settings, client: Client) -> str:
     for kind, queue_type in (("workflow", TaskQueueType.TASK_QUEUE_TYPE_WORKFLOW),
                              ("activity", TaskQueueType.TASK_QUEUE_TYPE_ACTIVITY)):
         reply = await client.workflow_service.describe_task_queue(DescribeTaskQueueRequest(
-            namespace=settings.temporal_namespace, task_queue=TaskQueue(name=settings.task_queue),
+            namespace=client.namespace, task_queue=TaskQueue(name=settings.task_queue),
             task_queue_type=queue_type, include_task_queue_status=True))
         fresh = {p.identity for p in reply.pollers
                  if (now - p.last_access_time.ToDatetime(UTC)).total_seconds()
@@ -129,14 +132,18 @@ async def _archive(settings: Settings) -> str:
         raise unreachable("archive", settings.database_url, exc) from None
     async with conn:
         version = await stored_schema_version(conn)
+        known = len(MIGRATIONS)
+        if version != known:  # before any other read: version 0 has no longthread_meta
+            fix = ("upgrade this longthread" if version > known
+                   else "start a worker (it migrates) or run `longthread db setup`")
+            raise Unhealthy(f"{where}: schema at version {version}, this code's is {known}: "
+                            f"{fix}")
         dim, model = await stored_embedding_dim(conn), await stored_embedder(conn)
-    known = len(MIGRATIONS)
-    if version != known:
-        fix = ("upgrade this longthread" if version > known
-               else "start a worker (it migrates) or run `longthread db setup`")
-        raise Unhealthy(f"{where}: schema at version {version}, this code's is {known}: {fix}")
-    if model is not None and (dim, model) != (settings.dimensions, settings.embedding_model):
-        raise Unhealthy(f"{where}: holds {dim}-dimensional vectors of {model!r}, these settings "
-                        f"make {settings.dimensions} of {settings.embedding_model!r} (set "
-                        "LONGTHREAD_EMBEDDER to the archive's)")
+    # The size on its own: `db setup` records none of the workers' model, only the size.
+    if (dim is not None and dim != settings.dimensions) or (
+            model is not None and model != settings.embedding_model):
+        made_by = repr(model) if model else "a model not yet recorded"
+        raise Unhealthy(f"{where}: holds {dim}-dimensional vectors of {made_by}, these "
+                        f"settings make {settings.dimensions} of {settings.embedding_model!r} (set "
+                        "LONGTHREAD_EMBEDDER and LONGTHREAD_EMBEDDING_DIM to the archive's)")
     return f"{where}, schema {version}, vectors of {model or 'no model yet'}"

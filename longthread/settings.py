@@ -17,10 +17,11 @@ from memory.prompts import SUMMARY_OUTPUT_TOKENS
 __all__ = ["OTHER_VARIABLES", "Settings", "UnknownName", "database_url_problem",
            "known_variables", "resolve_settings", "unknown_names"]
 
+_PREFIX = "LONGTHREAD_"
+
 # LONGTHREAD_* names read outside `Settings`, which the CLI must not refuse as misspelled
 # settings (`unknown_names` below). Keep in step with the code that reads
 # them (grep LONGTHREAD_ across the repository, tests/ and bench/ included).
-_PREFIX = "LONGTHREAD_"
 OTHER_VARIABLES = frozenset({
     # Read by the commands that use them (.env.example lists these too).
     "LONGTHREAD_UI_TOKEN",             # `longthread ui --token`
@@ -92,7 +93,8 @@ class Settings(BaseSettings):
     # Connections each worker and each client process may hold to the archive (the CLI holds
     # at most 4). Size max_connections for workers × this + clients × this + headroom.
     database_pool_size: int = Field(default=8, ge=1, le=1000)
-    # How long a client keeps retrying an update while no worker is polling.
+    # How long a client keeps retrying an update while Temporal is unreachable, no worker
+    # polls, the server's wait for an append runs out, or the session's run is closing.
     client_retry_seconds: float = Field(default=300, ge=0)
     # How long a stopping worker (SIGTERM, Ctrl-C) lets the activities it runs finish before
     # it cancels them. Within Kubernetes' default 30 s grace, so a deploy is a stop, not a crash.

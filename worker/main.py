@@ -14,7 +14,6 @@ from datetime import timedelta
 from typing import Any
 
 import psycopg
-from psycopg_pool import PoolTimeout
 from temporalio.client import Client
 from temporalio.runtime import PrometheusConfig, Runtime, TelemetryConfig
 from temporalio.worker import Worker
@@ -23,7 +22,7 @@ from activities.providers.embedders import LocalEmbedder, OnnxEmbedder
 from longthread.codec import data_converter
 from longthread.settings import Settings
 from memory.errors import InvalidInputError
-from memory.store.db import open_pool, unreachable
+from memory.store.db import open_archive, unreachable
 from memory.store.roles import ensure_schema
 from worker.wiring import build_activities
 from workflows.conversation import ConversationWorkflow
@@ -101,9 +100,9 @@ async def run_worker(settings: Settings, stop: asyncio.Event | None = None) -> N
     try:
         await ensure_schema(settings.database_url, settings.dimensions,
                             settings.embedding_model)
-        pool = await open_pool(settings.database_url, max_size=settings.database_pool_size)
-    except (OSError, PoolTimeout, psycopg.OperationalError) as exc:
+    except (OSError, psycopg.OperationalError) as exc:
         raise unreachable("archive database", settings.database_url, exc) from None
+    pool = await open_archive(settings.database_url, max_size=settings.database_pool_size)
     acts = None
     try:
         client = await connect_client(settings, metrics=True)  # before the model loads

@@ -51,11 +51,16 @@ async def open_archive(
     except PoolTimeout as exc:
         reason: BaseException = exc
         try:
-            conn = await AsyncConnection.connect(url, connect_timeout=5)
+            conn = await AsyncConnection.connect(url, connect_timeout=5, row_factory=dict_row)
         except (OSError, psycopg.OperationalError) as direct:
             reason = direct
         else:
-            await conn.close()
+            try:  # connects, so what failed may be the pool's setup (no pgvector, say)
+                await _configure(conn)
+            except Exception as setup:
+                reason = setup
+            finally:
+                await conn.close()
         raise unreachable(what, url, reason) from None
     except (OSError, psycopg.OperationalError) as exc:
         raise unreachable(what, url, exc) from None

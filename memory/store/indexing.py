@@ -11,15 +11,17 @@ exactly as if everything were indexed (tests/store/test_indexing.py checks both 
 
 from __future__ import annotations
 
-__all__ = ["INDEX_TERMS", "INDEX_TERMS_LIMIT", "INDEX_TERMS_POSTINGS"]
+__all__ = ["INDEX_TERMS", "INDEX_TERMS_BYTES", "INDEX_TERMS_LIMIT"]
 
 INDEX_TERMS_LIMIT = 2000  # messages per statement: a bounded transaction after a burst
-# And postings (distinct terms of each message) per statement, at least one message: the cost
-# is the rows written, not the messages. 2,000 messages of 10 KB logs made about 2 million
-# rows in one statement, which outlasted the embedding activity's 15 s heartbeat, so it was
-# cancelled and retried on the same statement, 36 times in 12 minutes, embedding nothing
-# (session 26). LoCoMo turns have about 15 postings each: 2,000 of them fit either bound.
-INDEX_TERMS_POSTINGS = 60_000
+# And the stored size of the messages' text vectors per statement (the message that crosses it
+# is the last; at least one): the cost is the postings written, about 15-50 bytes of vector
+# each, not the messages. 2,000 messages of 10 KB logs made about 1.8 million postings in one
+# statement, 20.7 s, past the embedding activity's 15 s heartbeat, so it was cancelled and
+# retried on the same statement, 36 times in 12 minutes, embedding nothing (session 26). The
+# size is read without detoasting the vectors (pg_column_size); LoCoMo turns (about 150 bytes)
+# fit 2,000 either way.
+INDEX_TERMS_BYTES = 1_000_000
 
 # One statement, so one snapshot: the postings and the cursor move together. Appends hold the
 # session's row until they commit and take seqs in order, so the committed messages past the
@@ -28,7 +30,7 @@ INDEX_TERMS_POSTINGS = 60_000
 # and the cursor only moves forward.
 INDEX_TERMS = """
 WITH next AS (
-    SELECT m.id, m.seq, m.tsv, m.created_at
+    SELECT m.seq, pg_column_size(m.tsv) AS size
     FROM messages m
     WHERE m.tenant = %(tenant)s AND m.session = %(session)s
       -- The coalesce inside the sub-select: around it, row-level security treats the bound
@@ -44,11 +46,12 @@ WITH next AS (
       AND m.seq < (SELECT next_seq FROM sessions
                    WHERE tenant = %(tenant)s AND session = %(session)s FOR KEY SHARE)
     ORDER BY m.seq LIMIT %(limit)s
-), todo AS (  -- the first of them, in order, whose postings start within the bound
-    SELECT id, seq, longthread_indexed(tsv, created_at) AS doc
-    FROM (SELECT *, sum(length(tsv)) OVER (ORDER BY seq) - length(tsv) AS before
+), todo AS (  -- the first of them, in order, that start within the size bound
+    SELECT m.id, m.seq, longthread_indexed(m.tsv, m.created_at) AS doc
+    FROM (SELECT seq, coalesce(sum(size) OVER (ORDER BY seq) - size, 0) AS before
           FROM next) n
-    WHERE before < %(postings)s
+    JOIN messages m ON m.tenant = %(tenant)s AND m.session = %(session)s AND m.seq = n.seq
+    WHERE n.before < %(bytes)s
 ), terms AS (
     INSERT INTO message_terms (tenant, session, lexeme, id, tf, doc_len)
     SELECT %(tenant)s, %(session)s, u.lexeme, t.id, coalesce(cardinality(u.positions), 1),

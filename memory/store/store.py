@@ -21,7 +21,7 @@ from psycopg_pool import AsyncConnectionPool
 
 from memory.errors import InvalidInputError
 from memory.models import CompactionRecord, Message, ScoredMessage
-from memory.store.indexing import INDEX_TERMS, INDEX_TERMS_LIMIT, INDEX_TERMS_POSTINGS
+from memory.store.indexing import INDEX_TERMS, INDEX_TERMS_BYTES, INDEX_TERMS_LIMIT
 from memory.store.listing import SessionInfo, SessionListing
 from memory.store.lookups import Lookup, MessageLookups
 from memory.store.rows import MESSAGE_COLUMNS, row_to_message, row_to_scored
@@ -254,11 +254,11 @@ class Store(SessionStore, MessageLookups, TenantSearch, ServedContexts, SessionL
         return total
 
     async def index_terms_once(self, tenant: str, session: str) -> tuple[int, bool]:
-        """One statement: at most INDEX_TERMS_LIMIT messages and INDEX_TERMS_POSTINGS
-        postings (at least one message); how many it indexed, and whether more may wait."""
+        """One statement: at most INDEX_TERMS_LIMIT messages, stopping after the one whose
+        text vector crosses INDEX_TERMS_BYTES; how many it indexed, whether more may wait."""
         (rows,) = await self._batch(tenant, [(INDEX_TERMS, {
             "tenant": tenant, "session": session, "limit": INDEX_TERMS_LIMIT,
-            "postings": INDEX_TERMS_POSTINGS})])
+            "bytes": INDEX_TERMS_BYTES})])
         return int(rows[0]["n"]), bool(rows[0]["more"])
 
     async def ledger(self, tenant: str, session: str, *, start: int = 0, stop: int | None = None,

@@ -71,6 +71,7 @@ async def silent_port() -> AsyncIterator[int]:
     server = await asyncio.start_server(hold, "127.0.0.1", 0)
     yield server.sockets[0].getsockname()[1]
     server.close()
+    await server.wait_closed()
 
 
 async def test_a_hung_temporal_times_out_and_the_archive_is_still_checked(
@@ -104,6 +105,18 @@ async def test_an_archive_behind_or_of_another_model_fails_saying_what_to_do(
     pg_url: str, tmp_path: Path
 ) -> None:
     known = len(MIGRATIONS)
+    async with database_at(pg_url, 0) as url:  # never migrated: no longthread_meta yet
+        detail = _by_name(await check_health(_settings(tmp_path, database_url=url,
+                                                       temporal_address="127.0.0.1:1")))
+        assert detail["archive"].detail.endswith(
+            f"schema at version 0, this code's is {known}: start a worker (it migrates) or "
+            "run `longthread db setup`"), detail["archive"]
+    async with database_at(pg_url, known, dim=768) as url:  # `db setup` records no model
+        detail = _by_name(await check_health(_settings(tmp_path, database_url=url,
+                                                       temporal_address="127.0.0.1:1")))
+        assert not detail["archive"].ok
+        assert "holds 768-dimensional vectors of a model not yet recorded, these settings " \
+               "make 384 of 'all-MiniLM-L6-v2'" in detail["archive"].detail
     async with database_at(pg_url, known - 1) as url:
         detail = _by_name(await check_health(_settings(tmp_path, database_url=url,
                                                        temporal_address="127.0.0.1:1")))
@@ -119,4 +132,5 @@ async def test_an_archive_behind_or_of_another_model_fails_saying_what_to_do(
                                                        temporal_address="127.0.0.1:1")))
         assert not detail["archive"].ok
         assert "holds 384-dimensional vectors of 'all-mpnet-base-v2', these settings make 384 " \
-               "of 'all-MiniLM-L6-v2' (set LONGTHREAD_EMBEDDER" in detail["archive"].detail
+               "of 'all-MiniLM-L6-v2' (set LONGTHREAD_EMBEDDER and LONGTHREAD_EMBEDDING_DIM" \
+               in detail["archive"].detail

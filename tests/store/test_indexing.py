@@ -192,28 +192,32 @@ async def test_the_embedding_activity_indexes_a_burst_in_bounded_steps_and_heart
     assert await _cursor(store, "acme", session) == 20
 
 
-async def test_a_statement_stops_at_its_postings_bound_after_one_message_at_least(
+async def test_a_statement_stops_at_its_size_bound_after_one_message_at_least(
     store: Store, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    """The rows a statement writes bound its time, not its messages: 2,000 messages of 10 KB
-    logs were 2 million postings, one statement outlasted the activity's heartbeat, and it was
-    retried on the same statement over and over."""
-    monkeypatch.setattr("memory.store.store.INDEX_TERMS_POSTINGS", 25)
+    """The postings a statement writes bound its time, not its messages: 2,000 messages of
+    10 KB logs were 1.8 million postings, one statement outlasted the activity's heartbeat,
+    and it was retried on the same statement over and over."""
     session = f"postings-{uuid.uuid4()}"
-    # distinct words per message: 10, 10, 10, 40, 10 (no dates: no date terms)
-    sizes = [10, 10, 10, 40, 10]
+    words = [10, 10, 10, 40, 10]  # distinct words per message
     await store.append_messages("acme", session, [
         Message(id=f"p{i}", role="user", content=" ".join(f"w{i}x{j}" for j in range(n)))
-        for i, n in enumerate(sizes)])
-    # 0 + 10 + 10 start under 25; the fourth starts at 30
+        for i, n in enumerate(words)])
+    async with store.scoped("acme") as conn:
+        cur = await conn.execute("SELECT pg_column_size(tsv) AS size FROM messages WHERE"
+                                 " tenant = 'acme' AND session = %s ORDER BY seq", (session,))
+        size = [int(r["size"]) for r in await cur.fetchall()]
+    assert size[3] > size[0] + size[1]  # what the steps below rely on
+    # The first three start within the bound; the fourth would start past it.
+    monkeypatch.setattr("memory.store.store.INDEX_TERMS_BYTES", size[0] + size[1] + 1)
     assert await store.index_terms_once("acme", session) == (3, True)
     assert await _cursor(store, "acme", session) == 3
-    # one message, however many postings it has: else a large one would never be indexed
+    # One message, however large: else a large one would never be indexed.
     assert await store.index_terms_once("acme", session) == (1, True)
     assert await store.index_terms_once("acme", session) == (1, False)
     assert await store.index_terms_once("acme", session) == (0, False)
     assert await _cursor(store, "acme", session) == 5
-    assert await _terms(store, "acme", session) == sum(sizes)
+    assert await _terms(store, "acme", session) == sum(words)
 
 
 async def test_both_reads_past_the_cursor_go_through_the_seq_index(
@@ -229,7 +233,7 @@ async def test_both_reads_past_the_cursor_go_through_the_seq_index(
     await store.index_terms("acme", session)
     await db.execute("ANALYZE messages")
     step = await _plan(store, indexing.INDEX_TERMS,
-                       {"tenant": "acme", "session": session, "limit": 50, "postings": 60_000})
+                       {"tenant": "acme", "session": session, "limit": 50, "bytes": 1_000_000})
     search = await _plan(store, search_module.LEXICAL, search_module.lexical_params(
         "acme", session, "parcel zeppelin", 10, None, None))
     for plan in (step, search):

@@ -98,20 +98,72 @@ async def test_a_failed_try_leaves_no_unretrieved_future(
     assert [c["message"] for c in reported] == []
 
 
-async def test_the_callers_own_cancellation_is_not_retried(
+async def test_an_opening_that_fails_fails_its_waiters_together_and_is_tried_again(
+    client: Client, task_queue: str, app_url: str, embedder: LocalEmbedder, tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Behind a lock, each waiter ran the whole failing open in turn: with Postgres down, the
+    40th of 40 calls failed after 40 pool timeouts."""
+    opened = 0
+
+    async def down(url: str, **options: Any) -> Any:
+        nonlocal opened
+        opened += 1
+        await asyncio.sleep(0.5)
+        raise ConnectionError("archive database unreachable (test): down")
+
+    monkeypatch.setattr("longthread.client.open_archive", down)
+    lt = Longthread(client, Settings(task_queue=task_queue, database_url=app_url,
+                                     data_dir=tmp_path), embedder=embedder)
+    started = asyncio.get_running_loop().time()
+    results = await asyncio.gather(*[lt.store() for _ in range(20)], return_exceptions=True)
+    assert asyncio.get_running_loop().time() - started < 5
+    assert opened == 1 and all(isinstance(r, ConnectionError) for r in results)
+    with pytest.raises(ConnectionError):
+        await lt.store()  # a later call tries again
+    assert opened == 2
+
+
+async def _cancellable(*args: Any, **kwargs: Any) -> Any:
+    """As the SDK answers a call whose task is cancelled while it waits."""
+    try:
+        await asyncio.sleep(30)
+    except asyncio.CancelledError as err:
+        raise WorkflowUpdateRPCTimeoutOrCancelledError() from err
+
+
+async def test_the_callers_own_cancellation_propagates_as_cancellation(
     lt: Longthread, worker: Worker, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     conv = await lt.conversation("cancelled", tenant="load")
+    monkeypatch.setattr(lt.client, "execute_update_with_start_workflow", _cancellable)
+    batch = [{"id": "a", "role": "user", "content": "hello"}]
+    task = asyncio.create_task(conv.append_many(batch))
+    await asyncio.sleep(0.2)
+    task.cancel()
+    with pytest.raises(asyncio.CancelledError):
+        await task
+    with pytest.raises(TimeoutError):  # what asyncio.timeout() makes of it
+        async with asyncio.timeout(0.2):
+            await conv.append_many(batch)
+
+
+async def test_a_deadline_on_an_update_that_is_not_idempotent_is_raised_not_resent(
+    lt: Longthread, worker: Worker, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A compaction accepted before the deadline, sent again after a continue-as-new, would
+    run twice: Temporal knows an update's id only within its run."""
+    conv = await lt.conversation("manual", tenant="load")
     tries = 0
 
-    async def cancelled(*args: Any, **kwargs: Any) -> Any:
+    async def deadline(*args: Any, **kwargs: Any) -> Any:
         nonlocal tries
         tries += 1
-        raise WorkflowUpdateRPCTimeoutOrCancelledError() from asyncio.CancelledError()
+        raise _deadline()
 
-    monkeypatch.setattr(lt.client, "execute_update_with_start_workflow", cancelled)
+    monkeypatch.setattr(lt.client, "execute_update_with_start_workflow", deadline)
     with pytest.raises(WorkflowUpdateRPCTimeoutOrCancelledError):
-        await conv.append_many([{"id": "a", "role": "user", "content": "hello"}])
+        await conv.compact()
     assert tries == 1
 
 
