@@ -121,14 +121,26 @@ class Longthread:
             return self._store
         if self._opening is None:
             self._opening = asyncio.ensure_future(self._open_store())
+            self._opening.add_done_callback(self._opened)
         opening = self._opening
         try:
             # shielded: one waiter's cancellation must not cancel the others' opening
             return await asyncio.shield(opening)
-        finally:
-            if opening.done() and self._opening is opening and (
-                    opening.cancelled() or opening.exception() is not None):
-                self._opening = None
+        except asyncio.CancelledError:
+            task = asyncio.current_task()
+            if opening.cancelled() and task is not None and not task.cancelling():
+                # close() stopped it: this caller was not cancelled, so it must not look so
+                raise ConnectionError("the client was closed while it opened the archive") \
+                    from None
+            raise
+
+    def _opened(self, opening: asyncio.Future[Store]) -> None:
+        """Forget a failed or cancelled opening, so the next call tries again, even when no
+        caller waits for it any more (one that timed out, say); reading its error here also
+        keeps asyncio from logging it as never retrieved."""
+        if (opening.cancelled() or opening.exception() is not None) \
+                and self._opening is opening:
+            self._opening = None
 
     async def _open_store(self) -> Store:
         if self._store is None:

@@ -29,11 +29,12 @@ from longthread.replies import (
     CompactAttempt,
     closing,
     in_whole_ledger,
+    never_accepted,
     raise_clear,
     undelivered,
 )
 from longthread.transfer import largest_field, ledger_parts, message_bytes
-from memory.errors import InvalidInputError, NotFoundError
+from memory.errors import InvalidInputError, LongthreadError, NotFoundError
 from memory.models import (
     CompactionRecord,
     Message,
@@ -74,6 +75,15 @@ def _forget_start_error(start: WithStartWorkflowOperation[Any, Any]) -> None:
     started = getattr(start, "_workflow_handle", None)  # the SDK's; no public way to ask
     if isinstance(started, asyncio.Future) and started.done() and not started.cancelled():
         started.exception()
+
+
+def _unanswered(update: Any, idempotent: bool) -> LongthreadError:
+    """The server's wait for an update ran out: say whether it ran, and what is safe."""
+    name = getattr(update, "__name__", "update")
+    safe = ("sending the same messages again stores nothing twice" if idempotent else
+            "check the ledger (`longthread ledger SESSION`) before sending it again")
+    return LongthreadError(f"{name}: Temporal gave no answer in time (the server's deadline "
+                           f"ran out under load); it may have been applied: {safe}")
 
 
 def _raise_own_cancellation(exc: BaseException) -> None:
@@ -135,10 +145,11 @@ class Conversation(ConversationReads):
                 update_id = str(uuid.uuid4())  # refused by the validator: never accepted
             except (RPCError, WorkflowUpdateRPCTimeoutOrCancelledError) as exc:
                 _raise_own_cancellation(exc)
-                # An RPCError comes before the server accepted the update; its deadline may
-                # come after, so then only an idempotent update is sent again.
-                failed = undelivered(exc) if idempotent or isinstance(exc, RPCError) else None
+                # Past acceptance, only an idempotent update may be sent again.
+                failed = undelivered(exc) if idempotent or never_accepted(exc) else None
                 if failed is None or time.monotonic() > deadline:
+                    if isinstance(exc, WorkflowUpdateRPCTimeoutOrCancelledError):
+                        raise _unanswered(update, idempotent) from exc
                     raise
                 log.warning("update %s not answered (%s); sending it again", update_id,
                             failed.message)

@@ -20,8 +20,8 @@ from temporalio.service import RPCStatusCode
 from memory.errors import InvalidInputError, LongthreadError
 from memory.models import CompactionRecord
 
-__all__ = ["CompactAttempt", "closing", "described", "in_whole_ledger", "raise_clear",
-           "transient", "undelivered"]
+__all__ = ["CompactAttempt", "closing", "described", "in_whole_ledger", "never_accepted",
+           "raise_clear", "transient", "undelivered"]
 
 
 @dataclass(frozen=True)
@@ -59,6 +59,16 @@ def transient(exc: RPCError) -> bool:
             or "no poller" in exc.message
             or (exc.status == RPCStatusCode.FAILED_PRECONDITION
                 and "workflow task" in exc.message.lower()))
+
+
+def never_accepted(exc: BaseException) -> bool:
+    """A refusal that proves the server did not accept the update: no worker polls, or the
+    workflow task carrying it failed first. Anything else (the server unreachable, its deadline)
+    may come after acceptance, while the SDK waits for the outcome."""
+    return isinstance(exc, RPCError) and (
+        "no poller" in exc.message
+        or (exc.status == RPCStatusCode.FAILED_PRECONDITION
+            and "workflow task" in exc.message.lower()))
 
 
 def undelivered(exc: BaseException) -> RPCError | None:

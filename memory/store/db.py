@@ -34,7 +34,11 @@ async def open_pool(
         configure=_configure, open=False, timeout=timeout,
         check=AsyncConnectionPool.check_connection, reconnect_timeout=RECONNECT_SECONDS,
     )
-    await pool.open(wait=True, timeout=timeout)
+    try:
+        await pool.open(wait=True, timeout=timeout)
+    except BaseException:  # psycopg_pool closes it on a timeout only; cancelled, it would
+        await pool.close()  # go on connecting in the background, reachable by no one
+        raise
     return pool
 
 

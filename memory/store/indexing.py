@@ -30,7 +30,7 @@ INDEX_TERMS_BYTES = 1_000_000
 # and the cursor only moves forward.
 INDEX_TERMS = """
 WITH next AS (
-    SELECT m.seq, pg_column_size(m.tsv) AS size
+    SELECT m.id, m.seq, pg_column_size(m.tsv) AS size
     FROM messages m
     WHERE m.tenant = %(tenant)s AND m.session = %(session)s
       -- The coalesce inside the sub-select: around it, row-level security treats the bound
@@ -48,9 +48,10 @@ WITH next AS (
     ORDER BY m.seq LIMIT %(limit)s
 ), todo AS (  -- the first of them, in order, that start within the size bound
     SELECT m.id, m.seq, longthread_indexed(m.tsv, m.created_at) AS doc
-    FROM (SELECT seq, coalesce(sum(size) OVER (ORDER BY seq) - size, 0) AS before
+    FROM (SELECT id, seq, coalesce(sum(size) OVER (ORDER BY seq) - size, 0) AS before
           FROM next) n
-    JOIN messages m ON m.tenant = %(tenant)s AND m.session = %(session)s AND m.seq = n.seq
+    -- by the primary key, a row at a time: only these rows' vectors are read
+    JOIN messages m ON m.tenant = %(tenant)s AND m.session = %(session)s AND m.id = n.id
     WHERE n.before < %(bytes)s
 ), terms AS (
     INSERT INTO message_terms (tenant, session, lexeme, id, tf, doc_len)

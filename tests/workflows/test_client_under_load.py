@@ -19,6 +19,7 @@ from temporalio.worker import Worker
 from activities.providers.embedders import LocalEmbedder
 from longthread.client import Longthread
 from longthread.settings import Settings
+from memory.errors import LongthreadError
 from memory.store.db import open_archive
 from memory.store.store import Store
 
@@ -148,23 +149,33 @@ async def test_the_callers_own_cancellation_propagates_as_cancellation(
             await conv.append_many(batch)
 
 
-async def test_a_deadline_on_an_update_that_is_not_idempotent_is_raised_not_resent(
-    lt: Longthread, worker: Worker, monkeypatch: pytest.MonkeyPatch
+@pytest.mark.parametrize("error", [
+    _deadline(), RPCError("unavailable", RPCStatusCode.UNAVAILABLE, b"")])
+async def test_an_update_that_is_not_idempotent_is_not_resent_once_it_may_have_run(
+    lt: Longthread, worker: Worker, monkeypatch: pytest.MonkeyPatch, error: Exception
 ) -> None:
-    """A compaction accepted before the deadline, sent again after a continue-as-new, would
-    run twice: Temporal knows an update's id only within its run."""
-    conv = await lt.conversation("manual", tenant="load")
+    """A compaction accepted before the deadline (or before the server went away while the
+    SDK waited for its outcome), sent again after a continue-as-new, would run twice:
+    Temporal knows an update's id only within its run."""
+    # a session of its own per case: a session's workflow stays on its first task queue
+    conv = await lt.conversation(f"manual-{type(error).__name__}", tenant="load")
     tries = 0
 
-    async def deadline(*args: Any, **kwargs: Any) -> Any:
+    async def fails(*args: Any, **kwargs: Any) -> Any:
         nonlocal tries
         tries += 1
-        raise _deadline()
+        raise error
 
-    monkeypatch.setattr(lt.client, "execute_update_with_start_workflow", deadline)
-    with pytest.raises(WorkflowUpdateRPCTimeoutOrCancelledError):
+    monkeypatch.setattr(lt.client, "execute_update_with_start_workflow", fails)
+    deadline = isinstance(error, WorkflowUpdateRPCTimeoutOrCancelledError)
+    with pytest.raises(LongthreadError if deadline else RPCError) as caught:
         await conv.compact()
     assert tries == 1
+    if isinstance(caught.value, LongthreadError):
+        assert str(caught.value) == (
+            "compact: Temporal gave no answer in time (the server's deadline ran out under "
+            "load); it may have been applied: check the ledger (`longthread ledger SESSION`) "
+            "before sending it again")
 
 
 async def test_a_database_the_pool_cannot_open_is_named_with_libpq_s_reason(
