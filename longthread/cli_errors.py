@@ -43,7 +43,7 @@ def settings_errors() -> list[str]:
 
 def unknown_settings(environ: Mapping[str, str], dotenv: Path) -> list[str]:
     """`LONGTHREAD_X: not a longthread setting (did you mean …?)` for each name no code reads."""
-    return [f"{u.name}: {u.problem()}" for u in unknown_names(environ, dotenv)]
+    return [u.line() for u in unknown_names(environ, dotenv)]
 
 
 def setting_problems(exc: ValidationError) -> list[str]:

@@ -115,9 +115,12 @@ async def _archive(settings: Settings) -> str:
     this configuration makes (else every query fails, or ranks by noise)."""
     import psycopg
 
+    from memory.errors import InvalidInputError
     from memory.store.db import describe_url, unreachable
     from memory.store.migrations import (
         MIGRATIONS,
+        check_embedder,
+        check_embedding_dim,
         stored_embedder,
         stored_embedding_dim,
         stored_schema_version,
@@ -139,11 +142,9 @@ async def _archive(settings: Settings) -> str:
             raise Unhealthy(f"{where}: schema at version {version}, this code's is {known}: "
                             f"{fix}")
         dim, model = await stored_embedding_dim(conn), await stored_embedder(conn)
-    # The size on its own: `db setup` records none of the workers' model, only the size.
-    if (dim is not None and dim != settings.dimensions) or (
-            model is not None and model != settings.embedding_model):
-        made_by = repr(model) if model else "a model not yet recorded"
-        raise Unhealthy(f"{where}: holds {dim}-dimensional vectors of {made_by}, these "
-                        f"settings make {settings.dimensions} of {settings.embedding_model!r} (set "
-                        "LONGTHREAD_EMBEDDER and LONGTHREAD_EMBEDDING_DIM to the archive's)")
+    try:  # the rules a worker starts by: the size on its own (`db setup` records no model)
+        check_embedding_dim(dim, settings.dimensions)
+        check_embedder(model, settings.embedding_model)
+    except InvalidInputError as exc:
+        raise Unhealthy(f"{where}: {exc.problem}") from None
     return f"{where}, schema {version}, vectors of {model or 'no model yet'}"

@@ -199,6 +199,9 @@ class UnknownName(NamedTuple):
                 else "see .env.example for every setting")
         return f"not a longthread setting ({where}{hint})"
 
+    def line(self) -> str:
+        return f"{self.name}: {self.problem()}"
+
 
 def known_variables() -> set[str]:
     """Every LONGTHREAD_* name longthread reads: the settings, and those read elsewhere."""
@@ -240,8 +243,8 @@ def _refuse_unknown_names() -> None:
 
     unknown = unknown_names(os.environ, Path(".env"))
     for other in (u for u in unknown if u.meant is None):
-        logging.getLogger("longthread").warning("%s: %s", other.name, other.problem())
+        logging.getLogger("longthread").warning("%s", other.line())
     typos = [u for u in unknown if u.meant is not None]
     if typos:
         raise InvalidInputError(typos[0].name, "; ".join(
-            [typos[0].problem(), *(f"{u.name}: {u.problem()}" for u in typos[1:])]))
+            [typos[0].problem(), *(u.line() for u in typos[1:])]))

@@ -115,8 +115,9 @@ async def test_an_archive_behind_or_of_another_model_fails_saying_what_to_do(
         detail = _by_name(await check_health(_settings(tmp_path, database_url=url,
                                                        temporal_address="127.0.0.1:1")))
         assert not detail["archive"].ok
-        assert "holds 768-dimensional vectors of a model not yet recorded, these settings " \
-               "make 384 of 'all-MiniLM-L6-v2'" in detail["archive"].detail
+        assert detail["archive"].detail.endswith(
+            "the archive was created for 768-dimensional embeddings, not 384 "
+            "(LONGTHREAD_EMBEDDER and LONGTHREAD_EMBEDDING_DIM must match the archive)")
     async with database_at(pg_url, known - 1) as url:
         detail = _by_name(await check_health(_settings(tmp_path, database_url=url,
                                                        temporal_address="127.0.0.1:1")))
@@ -131,6 +132,6 @@ async def test_an_archive_behind_or_of_another_model_fails_saying_what_to_do(
         detail = _by_name(await check_health(_settings(tmp_path, database_url=url,
                                                        temporal_address="127.0.0.1:1")))
         assert not detail["archive"].ok
-        assert "holds 384-dimensional vectors of 'all-mpnet-base-v2', these settings make 384 " \
-               "of 'all-MiniLM-L6-v2' (set LONGTHREAD_EMBEDDER and LONGTHREAD_EMBEDDING_DIM" \
-               in detail["archive"].detail
+        assert "the archive holds vectors made by 'all-mpnet-base-v2', and these settings " \
+               "make them with 'all-MiniLM-L6-v2'; two models' vectors cannot be compared. " \
+               "Set LONGTHREAD_EMBEDDER" in detail["archive"].detail
