@@ -29,7 +29,12 @@ from memory.errors import InvalidInputError, NotFoundError
 from memory.models import ScoredMessage
 from memory.policy import CompactionPolicy
 from memory.store.db import open_archive
-from memory.store.migrations import check_embedder, stored_embedder, stored_embedding_dim
+from memory.store.migrations import (
+    check_embedder,
+    check_embedding_dim,
+    stored_embedder,
+    stored_embedding_dim,
+)
 from memory.store.store import Store
 from workflows.types import INVISIBLE_IN_IDS, SESSION_PATTERN, TENANT_PATTERN
 
@@ -164,12 +169,9 @@ class Longthread:
             from activities.providers.choose import choose_embedder
 
             s = self.settings
-            if self._archive_dim is not None and self._archive_dim != s.dimensions:
-                # Else pgvector's own error, naming no setting, on the first query.
-                raise InvalidInputError(
-                    "LONGTHREAD_EMBEDDER", f"the archive holds {self._archive_dim}-dimensional "
-                    f"embeddings and {s.embedder!r} makes {s.dimensions}: use the worker's "
-                    "LONGTHREAD_EMBEDDER and LONGTHREAD_EMBEDDING_DIM")
+            # Else pgvector's own error, naming no setting, on the first query; the worker and
+            # `health` refuse by the same rules.
+            check_embedding_dim(self._archive_dim, s.dimensions)
             check_embedder(self._archive_model, s.embedding_model)
             key = s.openai_api_key.get_secret_value() if s.openai_api_key else None
             self._embedder = choose_embedder(s.embedder, s.dimensions, key,

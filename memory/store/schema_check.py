@@ -1,7 +1,8 @@
 """What code of one version may do with an archive whose schema is at another.
 
-Apart from `migrations.py` (which applies the SQL in `sql/`) and `roles.py` (who may migrate) because both check it:
-`setup` (`db setup`, `dev`) and `ensure_schema` (a worker's start).
+Apart from `migrations.py` (which applies the SQL in `sql/`) and `roles.py` (who may
+migrate) because both check it: `setup` (`db setup`, `dev`) and `ensure_schema` (a worker's
+start).
 """
 
 from __future__ import annotations

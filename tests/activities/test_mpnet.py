@@ -191,8 +191,8 @@ async def test_a_worker_and_client_on_mpnet_find_a_message_by_meaning(
     minilm = Longthread(client, Settings(task_queue=queue, database_url=url))
     try:
         await minilm.store()
-        with pytest.raises(InvalidInputError, match=r"^LONGTHREAD_EMBEDDER: the archive "
-                           r"holds 768-dimensional embeddings and 'local' makes 384"):
+        with pytest.raises(InvalidInputError, match=r"^embedding_dim: the archive was created "
+                           r"for 768-dimensional embeddings, not 384 \(LONGTHREAD_EMBEDDER"):
             minilm.embedder()
     finally:
         await minilm.close()
