@@ -59,12 +59,26 @@ from workflows.types import (
 if TYPE_CHECKING:
     from longthread.client import Longthread
 
-__all__ = ["MAX_BATCH_BYTES", "MAX_FETCH_IDS", "Conversation"]
+__all__ = ["MAX_BATCH_BYTES", "MAX_FETCH_IDS", "Conversation", "check_message_sizes"]
 
 log = logging.getLogger(__name__)
 
 # Temporal caps one payload at 2 MB; a batch stays well below so JSON overhead never crosses it.
 MAX_BATCH_BYTES = 1_500_000
+
+
+def check_message_sizes(messages: Sequence[Message], sizes: Sequence[int],
+                        field: str = "messages") -> None:
+    """Refuse a message no call could carry, named (`field[i]`) whatever else the batch
+    holds: no split helps it. The adapters check a whole turn so before sending any of it."""
+    over = next((n for n, weight in enumerate(sizes) if weight > MAX_BATCH_BYTES), None)
+    if over is not None:
+        raise InvalidInputError(
+            f"{field}[{over}].{largest_field(messages[over])}",
+            f"the message is {sizes[over]} bytes as sent; the "
+            f"durable stack takes at most {MAX_BATCH_BYTES} bytes in one call (Temporal caps "
+            "a payload at 2 MB), so one message cannot be larger: split it, or store the "
+            "body elsewhere and append a reference")
 
 
 def _forget_start_error(start: WithStartWorkflowOperation[Any, Any]) -> None:
@@ -174,14 +188,7 @@ class Conversation(ConversationReads):
             raise InvalidInputError("messages", "must hold at least one message")
         sizes = [message_bytes(m) for m in parsed]
         size = sum(sizes)
-        over = next((n for n, weight in enumerate(sizes) if weight > MAX_BATCH_BYTES), None)
-        if over is not None:  # named, whatever else the batch holds: no split could carry it
-            raise InvalidInputError(
-                f"messages[{over}].{largest_field(parsed[over])}",
-                f"the message is {sizes[over]} bytes as sent; the "
-                f"durable stack takes at most {MAX_BATCH_BYTES} bytes in one call (Temporal caps "
-                "a payload at 2 MB), so one message cannot be larger: split it, or store the "
-                "body elsewhere and append a reference")
+        check_message_sizes(parsed, sizes)
         if size > MAX_BATCH_BYTES:
             raise InvalidInputError(
                 "messages", f"batch is {size} bytes; the limit per call is {MAX_BATCH_BYTES} "

@@ -46,7 +46,10 @@ __all__ = [
 # 8: an extractive summary's lines from dated messages stand under a `## 2023-05-08` line for
 #    their day (UTC), one per run of lines, in summaries and in merged ones
 #    (`memory.extractive`). Undated spans are summarized as in 7.
-ENGINE_VERSION = "longthread-engine/8"
+# 9: a tool unit whose call awaits its result is never compacted (`memory.units.awaits_result`),
+#    and a message marked `memory.units.JOINS_NEXT` (an Agents SDK reasoning item) leaves the
+#    window only with the message after it. Records and their application are as in 8.
+ENGINE_VERSION = "longthread-engine/9"
 
 
 def _engine(record: CompactionRecord) -> int:

@@ -17,7 +17,7 @@ from memory.models import Message, Summary
 from memory.packing import shown_summary_text
 from memory.policy import CompactionPolicy, Level
 from memory.tokens import MESSAGE_OVERHEAD, TokenCounter, default_counter, message_cost
-from memory.units import tool_units
+from memory.units import awaits_result, tool_units
 
 __all__ = ["MIN_SUMMARY_TOKENS", "SUMMARY_OVERHEAD", "CompactionPlan", "WindowState",
            "plan_compaction", "window_tokens"]
@@ -105,7 +105,10 @@ def plan_compaction(
         cut -= 1
         kept_tail += len(units[cut])
     frozen = set(keep_ids)
-    movable = [unit for unit in units[:cut] if not any(m.id in frozen for m in unit)]
+    # A call still waiting for its result stays too (engine version 9): archived, it left its
+    # result to arrive alone in the window, where no provider accepts it.
+    movable = [unit for unit in units[:cut]
+               if not any(m.id in frozen for m in unit) and not awaits_result(unit)]
     older = [m for unit in movable for m in unit if not m.pinned]
     if not older:
         return None

@@ -12,12 +12,19 @@ from collections.abc import Sequence
 
 from memory.models import Message
 
-__all__ = ["tool_units"]
+__all__ = ["JOINS_NEXT", "awaits_result", "tool_units"]
+
+# A message whose metadata sets this key (to true) forms one unit with the next non-tool
+# message: an Agents SDK reasoning item with the call it led to (the Responses API refuses a
+# `function_call` sent without its `reasoning` item), or a response's calls with each other.
+# Set only by adapters, on messages stored since engine version 9; no earlier message has it.
+JOINS_NEXT = "longthread_joins_next"
 
 
 def tool_units(messages: Sequence[Message], once: bool = False,
                per_call: bool = False) -> list[list[Message]]:
-    """Group an assistant tool call with the tool results that answer it; others stand alone.
+    """Group an assistant tool call with the tool results that answer it; others stand alone,
+    but for a message marked JOINS_NEXT, which shares its unit with the next non-tool message.
 
     A tool result whose call is not in `messages` cannot be sent to a provider on its own, so it
     is left out of the units (it remains in the archive and can be retrieved as quoted data).
@@ -29,6 +36,7 @@ def tool_units(messages: Sequence[Message], once: bool = False,
     units: list[list[Message]] = []
     open_unit: dict[str, list[Message]] = {}
     unanswered: dict[str, int] = {}  # call id → results its latest message still awaits
+    joins = False  # the previous non-tool message asked to share its unit with this one
     for message in messages:
         if message.role == "tool":
             call_id = message.tool_call_id or ""
@@ -39,10 +47,23 @@ def tool_units(messages: Sequence[Message], once: bool = False,
                 if once and unanswered[call_id] <= 0:
                     del open_unit[call_id]
             continue
-        unit = [message]
-        units.append(unit)
+        if joins and units:
+            unit = units[-1]
+            unit.append(message)
+        else:
+            unit = [message]
+            units.append(unit)
+        joins = message.metadata.get(JOINS_NEXT) is True
         calls = Counter(call.id for call in message.tool_calls)
         for call_id, count in calls.items():
             open_unit[call_id] = unit
             unanswered[call_id] = count if per_call else 1
     return units
+
+
+def awaits_result(unit: Sequence[Message]) -> bool:
+    """Whether a call in `unit` has no result yet. Such a unit stays in the window: its result
+    may still come (a slow tool, messages arriving while it runs), and a result whose call has
+    left the window is one no provider accepts."""
+    answered = {m.tool_call_id for m in unit if m.role == "tool"}
+    return any(call.id not in answered for m in unit for call in m.tool_calls)

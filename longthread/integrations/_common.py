@@ -16,13 +16,14 @@ from collections.abc import Sequence
 
 from pydantic import JsonValue
 
-from longthread.conversation import MAX_BATCH_BYTES, Conversation
+from longthread.conversation import MAX_BATCH_BYTES, Conversation, check_message_sizes
 from longthread.transfer import message_bytes, split_by_size
 from memory.models import Message, Summary
 from memory.packing import fenced_summary
+from memory.units import tool_units
 
-__all__ = ["JsonObject", "JsonPath", "append_batches", "canonical", "next_position",
-           "read_window", "stable_id", "stash", "summary_text", "unstash"]
+__all__ = ["JsonObject", "JsonPath", "append_batches", "canonical", "kept_object",
+           "next_position", "read_window", "stable_id", "stash", "summary_text", "unstash"]
 
 JsonPath = tuple[str | int, ...]
 JsonObject = dict[str, JsonValue]
@@ -37,7 +38,10 @@ def stable_id(prefix: str, position: int, payload: JsonValue) -> str:
     """An id for an object that has none, which two equal objects at different positions
     never share. It recognizes no retry: one made after the first call landed starts at a
     later position and so makes new ids (see `LongthreadSession.add_items`)."""
-    digest = hashlib.sha256(f"{position}\n{canonical(payload)}".encode()).hexdigest()[:12]
+    # surrogatepass: a lone surrogate (not storable) must reach the store's own check, which
+    # names the field, instead of failing here as a bare UnicodeEncodeError.
+    text = f"{position}\n{canonical(payload)}"
+    digest = hashlib.sha256(text.encode("utf-8", "surrogatepass")).hexdigest()[:12]
     return f"{prefix}{position}-{digest}"
 
 
@@ -93,16 +97,29 @@ def unstash(stashed: JsonValue, content: str) -> JsonObject | None:
 
 
 async def read_window(conv: Conversation) -> tuple[tuple[Summary, ...], list[Message]]:
-    """The current window in one read (summaries and messages of the same version), with any
-    large body that stands in the window by reference fetched in full from the archive."""
+    """The current window in one read (summaries and messages of the same version), as the
+    policy counts it, so a framework's history stays within the context window: a body over
+    64 KB stands as its preview (`conv.messages([id])` gives it whole), and a tool result
+    whose call is no longer in the window is left out, as `context()` leaves it out (ut27:
+    six 400 KB outputs in full made a 3,300-token window 680,000 tokens, and a result that
+    arrived after its call was compacted began the history alone, which providers refuse)."""
     store = await conv.lt.store()
     loaded = await store.load_window(conv.tenant, conv.session)
-    messages = list(loaded.state.messages)
-    by_ref = [m.id for m in messages if "body_ref" in m.metadata]
-    if by_ref:
-        full = {m.id: m for m in await store.get_messages(conv.tenant, conv.session, by_ref)}
-        messages = [full.get(m.id, m) for m in messages]
-    return loaded.state.summaries, messages
+    window = loaded.state.messages
+    kept = {m.id for unit in tool_units([m for m in window if m.role != "system"]) for m in unit}
+    return loaded.state.summaries, [m for m in window if m.role == "system" or m.id in kept]
+
+
+def kept_object(message: Message, key: str) -> JsonObject | None:
+    """The framework object `message` was stored from (see `stash`), or None to build one
+    plainly from the message: also for a large body standing as its preview whose object was
+    kept whole (its text was not one string at one place), which would bring the whole body
+    back into the window."""
+    stashed = message.metadata.get(key)
+    if ("body_ref" in message.metadata and isinstance(stashed, dict)
+            and "text_at" not in stashed):
+        return None
+    return unstash(stashed, message.content)
 
 
 def summary_text(summaries: Sequence[Summary]) -> str:
@@ -112,9 +129,13 @@ def summary_text(summaries: Sequence[Summary]) -> str:
     return "\n\n".join(fenced_summary(s, short_ids=True) for s in summaries)
 
 
-async def append_batches(conv: Conversation, messages: Sequence[Message]) -> None:
+async def append_batches(conv: Conversation, messages: Sequence[Message],
+                         field: str = "messages") -> None:
     """Append in as few calls as Temporal's payload cap allows: a framework may hand over a
-    turn with large tool outputs that one update could not carry."""
+    turn with large tool outputs that one update could not carry. A message no call could
+    carry is refused, as `field[i]`, before any of the turn is sent (ut27: a call went in,
+    its 1.7 MB result was refused, and the error named the wrong index)."""
     weights = [message_bytes(m) for m in messages]
+    check_message_sizes(messages, weights, field)
     for start, stop in split_by_size(weights, len(weights), MAX_BATCH_BYTES):
         await conv.append_many(list(messages[start:stop]))

@@ -36,6 +36,7 @@ from langchain_core.messages import (
     message_to_dict,
     messages_from_dict,
 )
+from pydantic import ValidationError
 from pydantic_core import to_jsonable_python
 
 from longthread.client import Conversation, Longthread
@@ -43,15 +44,16 @@ from longthread.integrations._common import (
     JsonObject,
     JsonPath,
     append_batches,
+    kept_object,
     next_position,
     read_window,
     stable_id,
     stash,
     summary_text,
-    unstash,
 )
 from longthread.settings import Settings
-from memory.models import Message, Role, ToolCall
+from memory.errors import InvalidInputError
+from memory.models import Message, Role, ToolCall, invalid_input
 from memory.render import tool_arguments
 
 __all__ = ["MESSAGE_KEY", "LongthreadChatMessageHistory", "from_langchain", "to_langchain"]
@@ -83,6 +85,14 @@ def from_langchain(message: BaseMessage, message_id: str,
     calls = tuple(ToolCall(id=c.get("id") or f"{message_id}-call{n}", name=c["name"],
                            arguments=json.dumps(c["args"], ensure_ascii=False))
                   for n, c in enumerate(getattr(message, "tool_calls", None) or ()))
+    # A call whose arguments the model got wrong (not JSON) is a call all the same: its
+    # ToolMessage answers it, and without it that answer was refused as an orphan (ut27).
+    # Stored with its raw arguments; the message's own form, kept below, restores it as
+    # invalid.
+    calls += tuple(ToolCall(id=c.get("id") or f"{message_id}-call{len(calls) + n}",
+                            name=c.get("name") or "invalid_tool_call",
+                            arguments=c.get("args") or "")
+                   for n, c in enumerate(getattr(message, "invalid_tool_calls", None) or ()))
     if not text.strip() and not calls:
         text, path = f"[{message.type} message with no text]", None
     return Message(id=message_id, role=role, content=text, created_at=created_at,
@@ -94,7 +104,7 @@ def from_langchain(message: BaseMessage, message_id: str,
 def to_langchain(message: Message) -> BaseMessage:
     """The LangChain message a stored message stands for (built plainly if it came from
     elsewhere: the longthread client, the CLI, another adapter)."""
-    kept = unstash(message.metadata.get(MESSAGE_KEY), message.content)
+    kept = kept_object(message, MESSAGE_KEY)
     if kept is not None:
         (restored,) = messages_from_dict([kept])
         return restored if restored.id else restored.model_copy(update={"id": message.id})
@@ -229,9 +239,14 @@ class LongthreadChatMessageHistory(BaseChatMessageHistory):
                 batch.append(kept if to_langchain(kept) == m
                              else from_langchain(m, kept.id, kept.created_at))
             else:
-                batch.append(from_langchain(m, m.id or stable_id("lc-", start + n, cast(
-                    JsonObject, to_jsonable_python(message_to_dict(m)))), now))
-        await append_batches(self.conversation, batch)
+                try:
+                    batch.append(from_langchain(m, m.id or stable_id("lc-", start + n, cast(
+                        JsonObject, to_jsonable_python(message_to_dict(m)))), now))
+                except (InvalidInputError, ValidationError) as exc:  # named, as the client does
+                    error = exc if isinstance(exc, InvalidInputError) else invalid_input(exc)
+                    raise InvalidInputError(f"messages[{n}].{error.field}",
+                                            error.problem) from None
+        await append_batches(self.conversation, batch, "messages")
 
     async def _clear(self) -> None:
         await self.conversation.clear()

@@ -40,15 +40,16 @@ from longthread.integrations._common import (
     JsonPath,
     append_batches,
     canonical,
+    kept_object,
     next_position,
     read_window,
     stable_id,
     stash,
     summary_text,
-    unstash,
 )
 from memory.errors import InvalidInputError
 from memory.models import Message, Role, ToolCall, invalid_input
+from memory.units import JOINS_NEXT
 
 __all__ = ["ITEM_KEY", "LongthreadSession", "item_to_message", "message_to_items"]
 
@@ -114,7 +115,7 @@ def item_to_message(item: JsonObject, message_id: str,
 def message_to_items(message: Message) -> list[TResponseInputItem]:
     """The items a stored message stands for: the item it was made from, or (for a message
     from elsewhere) the Responses items a model would have been given for it."""
-    kept = unstash(message.metadata.get(ITEM_KEY), message.content)
+    kept = kept_object(message, ITEM_KEY)
     if kept is not None:
         return [cast(TResponseInputItem, kept)]
     items: list[JsonObject] = []
@@ -127,6 +128,18 @@ def message_to_items(message: Message) -> list[TResponseInputItem]:
         items.append({"type": "function_call", "call_id": call.id, "name": call.name,
                       "arguments": call.arguments})
     return [cast(TResponseInputItem, i) for i in items]
+
+
+def _joins_next(item: JsonObject, following: JsonValue) -> bool:
+    """Whether `item` must stay in the window with the item after it: a reasoning item with
+    what the model did next, and a call with the next call of the same response. The
+    Responses API refuses a `function_call` sent without the `reasoning` item before it
+    (ut27: a compaction archived the reasoning and kept the call)."""
+    kind = item.get("type")
+    if kind == "reasoning":
+        return True
+    return (isinstance(kind, str) and kind.endswith("_call") and isinstance(following, str)
+            and following.endswith("_call"))
 
 
 def _plain(item: TResponseInputItem, index: int) -> JsonObject:
@@ -190,15 +203,22 @@ class LongthreadSession:
         start = await next_position(self.conversation)
         now = datetime.now(UTC)
         messages = []
-        for n, item in enumerate(items):
-            plain = _plain(item, n)
+        plains = [_plain(item, n) for n, item in enumerate(items)]
+        for n, plain in enumerate(plains):
             try:
-                messages.append(item_to_message(plain, stable_id("item-", start + n, plain),
-                                                now))
+                message = item_to_message(plain, stable_id("item-", start + n, plain), now)
             except (InvalidInputError, ValidationError) as exc:  # name the item, as `_plain`
                 error = exc if isinstance(exc, InvalidInputError) else invalid_input(exc)
-                raise InvalidInputError(f"items[{n}].{error.field}", error.problem) from None
-        await append_batches(self.conversation, messages)
+                field = error.field
+                if field == "content" and str(plain.get("type", "")).endswith("_output"):
+                    field = "output"  # the item's text is its output, not a content field
+                raise InvalidInputError(f"items[{n}].{field}", error.problem) from None
+            following = plains[n + 1].get("type") if n + 1 < len(plains) else None
+            if _joins_next(plain, following):
+                message = message.model_copy(update={
+                    "metadata": {**message.metadata, JOINS_NEXT: True}})
+            messages.append(message)
+        await append_batches(self.conversation, messages, "items")
 
     async def pop_item(self) -> TResponseInputItem | None:
         """Take the newest tool unit out of the window (undoable) and return its newest item."""

@@ -163,3 +163,21 @@ async def test_re_adding_a_stored_message_is_a_duplicate_and_other_content_is_re
         await asyncio.to_thread(history.add_messages, [
             HumanMessage("And a meal.", id="lc2-h2"), AIMessage("No.", id="lc2-a1")])
     assert await store.all_messages("acme", session) == first  # nothing of a refused batch
+
+
+async def test_an_invalid_tool_call_is_stored_and_answered(
+    worker: object, lt: Longthread,
+) -> None:
+    """A model's malformed arguments land in `invalid_tool_calls`; its ToolMessage answering
+    that call was refused as an orphan and the whole turn lost (ut27)."""
+    history = LongthreadChatMessageHistory(await lt.conversation(f"lc-{uuid.uuid4()}"))
+    turn: list[BaseMessage] = [
+        HumanMessage("Book Lisbon.", id="h1"),
+        AIMessage("", id="a1", invalid_tool_calls=[
+            {"type": "invalid_tool_call", "name": "book", "args": "{city: Lisbon",
+             "id": "call_bad", "error": "not JSON"}]),
+        ToolMessage("error: arguments are not JSON", tool_call_id="call_bad", id="t1")]
+    await history.aadd_messages(turn)
+    assert await history.aget_messages() == turn
+    with pytest.raises(InvalidInputError, match=r"^messages\[0\]\.content: contains a NUL"):
+        await history.aadd_messages([HumanMessage("a\x00b")])

@@ -180,13 +180,15 @@ async def test_messages_from_other_clients_come_back_as_responses_items(
     assert len(await session.get_items()) == 5  # the refused turns stored nothing
 
 
-async def test_large_tool_outputs_round_trip_across_batches(
+async def test_large_tool_outputs_are_previews_in_the_window_and_whole_in_the_archive(
     worker: object, lt: Longthread, store: Store,
 ) -> None:
-    """Outputs bigger than the window keeps inline come back whole, and a turn bigger than one
-    Temporal payload is appended in several batches."""
+    """A turn bigger than one Temporal payload is appended in several batches. The items come
+    back as the window counts them: an output over 64 KB as its preview (ut27: returned whole,
+    six 400 KB outputs made a 3,300-token window 680,000 tokens), whole from the archive."""
     session_id = f"agent-{uuid.uuid4()}"
-    session = LongthreadSession(await lt.conversation(session_id, tenant="acme"))
+    conv = await lt.conversation(session_id, tenant="acme")
+    session = LongthreadSession(conv)
     items: list[Any] = [{"role": "user", "content": "Dump the logs."}]
     for n in range(4):
         items += [{"type": "function_call", "call_id": f"log{n}", "name": "read_log",
@@ -194,9 +196,40 @@ async def test_large_tool_outputs_round_trip_across_batches(
                   {"type": "function_call_output", "call_id": f"log{n}",
                    "output": f"part {n}: " + "line of log output\n" * 30_000}]  # ~570 KB each
     await session.add_items(items)
-    assert await session.get_items() == items
+    got = await session.get_items()
+    assert len(got) == len(items)
+    for sent, back in zip(items, got, strict=True):
+        if sent.get("type") != "function_call_output":
+            assert back == sent
+            continue
+        assert {k: v for k, v in back.items() if k != "output"} == {
+            k: v for k, v in sent.items() if k != "output"}
+        assert back["output"].startswith(sent["output"][:2000])
+        assert back["output"].endswith(f"[… {len(sent['output'].encode())} bytes in full in "
+                                       "the archive as " + back["output"].rsplit(" ", 1)[-1])
+        assert len(back["output"]) < 2200
+    stats = await conv.stats()
+    assert sum(len(str(i)) for i in got) < 8 * stats.window_tokens  # what the window counts
     stored = await store.all_messages("acme", session_id)
     assert len(stored) == 9 and all(len(m.content) < 600_000 for m in stored)
+    whole = await conv.messages([m.id for m in stored if m.role == "tool"])
+    assert sorted(m.content for m in whole) == sorted(
+        i["output"] for i in items if i.get("type") == "function_call_output")
+
+
+async def test_a_turn_with_one_message_too_large_is_refused_before_any_is_sent(
+    worker: object, lt: Longthread, store: Store,
+) -> None:
+    """ut27: the call went in, its 1.7 MB result was refused, and the error named index 0."""
+    session_id = f"agent-{uuid.uuid4()}"
+    session = LongthreadSession(await lt.conversation(session_id, tenant="acme"))
+    items: list[Any] = [{"type": "function_call", "call_id": "big", "name": "dump",
+                         "arguments": "{}"},
+                        {"type": "function_call_output", "call_id": "big",
+                         "output": "x" * 1_700_000}]
+    with pytest.raises(InvalidInputError, match=r"^items\[1\]\.content: the message is"):
+        await session.add_items(items)
+    assert await store.count("acme", session_id) == 0
 
 
 async def test_items_added_twice_are_a_repeat_stored_twice_under_their_own_ids(
@@ -213,3 +246,49 @@ async def test_items_added_twice_are_a_repeat_stored_twice_under_their_own_ids(
     assert await session.get_items() == turn + turn
     stored = await store.all_messages("acme", session_id)
     assert len({m.id for m in stored}) == 6
+
+
+async def test_reasoning_stays_with_its_calls_and_a_late_result_finds_its_call(
+    worker: object, lt: Longthread,
+) -> None:
+    """ut27: a compaction archived a reasoning item and kept the function_call it led to
+    (the Responses API refuses that), and archived a call whose result came later, which then
+    stood alone in the window."""
+    conv = await lt.conversation(f"agent-{uuid.uuid4()}", tenant="acme")
+    session = LongthreadSession(conv)
+    first: list[Any] = [
+        {"role": "user", "content": "Check the build and the deploy."},
+        {"type": "reasoning", "id": "rs_1", "summary": [
+            {"type": "summary_text", "text": "Both are needed."}]},
+        {"type": "function_call", "call_id": "b", "name": "build", "arguments": "{}",
+         "id": "fc_b"},
+        {"type": "function_call", "call_id": "d", "name": "deploy", "arguments": "{}",
+         "id": "fc_d"},
+        {"type": "function_call_output", "call_id": "b", "output": "build green"}]
+    await session.add_items(first)  # the deploy is still running
+    await session.add_items([{"role": "user", "content": f"Still waiting ({n})."}
+                             for n in range(6)])
+    assert await conv.compact(preserve_recent=1) is not None
+    window = await session.get_items()
+    kinds = [i.get("type") for i in window]  # type: ignore[union-attr]
+    assert first[0] not in window and len(window) == 6  # summary, the unit, the newest
+    assert kinds.count("reasoning") == 1 and kinds.count("function_call") == 2  # together
+    await session.add_items([{"type": "function_call_output", "call_id": "d",
+                              "output": "deployed"}])
+    after = await session.get_items()
+    calls = {i["call_id"] for i in after if i.get("type") == "function_call"}  # type: ignore
+    assert all(i["call_id"] in calls for i in after  # type: ignore[typeddict-item]
+               if i.get("type") == "function_call_output")
+    assert {"type": "function_call_output", "call_id": "d", "output": "deployed"} in after
+
+
+async def test_a_nul_in_an_output_is_refused_naming_the_item_and_its_field(
+    worker: object, lt: Longthread,
+) -> None:
+    session = LongthreadSession(await lt.conversation(f"agent-{uuid.uuid4()}", tenant="acme"))
+    with pytest.raises(InvalidInputError, match=r"^items\[1\]\.output: contains a NUL"):
+        await session.add_items([
+            {"type": "function_call", "call_id": "x", "name": "cat", "arguments": "{}"},
+            {"type": "function_call_output", "call_id": "x", "output": "ELF\x00\x01"}])
+    with pytest.raises(InvalidInputError, match=r"^items\[0\]\.content: is not valid UTF-8"):
+        await session.add_items([{"role": "user", "content": "half \ud800 a pair"}])

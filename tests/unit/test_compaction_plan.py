@@ -114,3 +114,44 @@ def test_an_emergency_keeps_the_recent_messages_too() -> None:
     after, record = compose_record(state, forced, record_id="c1", seq=0, summary=None,
                                    strategy="archive-only")
     assert record.tokens_after == window_tokens(after) < record.tokens_before
+
+
+def _pending_call_window() -> WindowState:
+    """An old call whose tool is still running, then a long conversation around it."""
+    call = Message(id="call", role="assistant", content="",
+                   tool_calls=(ToolCall(id="c-slow", name="build", arguments="{}"),))
+    return WindowState(messages=(_window(1).messages[0], call, *_window(150).messages[1:]))
+
+
+def test_a_call_awaiting_its_result_is_never_compacted() -> None:
+    """Archived, the call left its result to arrive alone in the window (ut27: the LangChain
+    history then began a turn with a ToolMessage, which OpenAI refuses)."""
+    state = _pending_call_window()
+    for plan in (plan_compaction(state, POLICY, catch_up=True),
+                 plan_compaction(state, POLICY, force=True, preserve_recent=0)):
+        assert plan is not None and "m0" in plan.covered_ids
+        assert "call" not in plan.covered_ids
+    answered = WindowState(messages=(*state.messages[:2], Message(
+        id="result", role="tool", tool_call_id="c-slow", content="built"), *state.messages[2:]))
+    plan = plan_compaction(answered, POLICY, force=True, preserve_recent=0)
+    assert plan is not None and {"call", "result"} <= set(plan.covered_ids)  # answered: it may go
+
+
+def test_a_message_marked_joins_next_leaves_only_with_the_next() -> None:
+    """An Agents SDK reasoning item and the calls of its response form one unit: the
+    Responses API refuses a function_call sent without its reasoning item."""
+    from memory.units import JOINS_NEXT, tool_units
+
+    joined = {JOINS_NEXT: True}
+    reasoning = Message(id="rs", role="assistant", content="[reasoning] look it up",
+                        metadata=joined)
+    fc1 = Message(id="fc1", role="assistant", content="", metadata=joined,
+                  tool_calls=(ToolCall(id="a", name="lookup", arguments="{}"),))
+    fc2 = Message(id="fc2", role="assistant", content="",
+                  tool_calls=(ToolCall(id="b", name="lookup", arguments="{}"),))
+    out = [Message(id=f"out-{c}", role="tool", tool_call_id=c, content="found") for c in "ab"]
+    units = tool_units([reasoning, fc1, fc2, *out, Message(id="u", role="user", content="ok")])
+    assert [[m.id for m in unit] for unit in units] == [
+        ["rs", "fc1", "fc2", "out-a", "out-b"], ["u"]]
+    unmarked = [m.model_copy(update={"metadata": {}}) for m in (reasoning, fc1, fc2)]
+    assert len(tool_units([*unmarked, *out])) == 3  # without the mark, as before
