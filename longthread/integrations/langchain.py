@@ -39,7 +39,7 @@ from langchain_core.messages import (
 from pydantic import ValidationError
 from pydantic_core import to_jsonable_python
 
-from longthread.client import Conversation, Longthread
+from longthread.client import Conversation, Longthread, check_ids
 from longthread.integrations._common import (
     JsonObject,
     JsonPath,
@@ -152,6 +152,16 @@ class LongthreadChatMessageHistory(BaseChatMessageHistory):
         self.timeout = timeout
         self._loop = loop or _running_loop()
         self._private: _LoopThread | None = None
+
+    @classmethod
+    def for_session(cls, lt: Longthread, session: str,
+                    tenant: str = "default") -> LongthreadChatMessageHistory:
+        """The history of one session of `lt`, made without a round trip, for the plain
+        function `RunnableWithMessageHistory` calls with each request's session id (the
+        session's workflow starts with its first append). A closure over one history would
+        put every user's messages in one conversation."""
+        check_ids(tenant, session, opening=True)
+        return cls(Conversation(lt, session, tenant))
 
     @classmethod
     def open(cls, session: str, tenant: str = "default",

@@ -181,3 +181,22 @@ async def test_an_invalid_tool_call_is_stored_and_answered(
     assert await history.aget_messages() == turn
     with pytest.raises(InvalidInputError, match=r"^messages\[0\]\.content: contains a NUL"):
         await history.aadd_messages([HumanMessage("a\x00b")])
+
+
+async def test_for_session_gives_each_session_id_its_own_history(
+    worker: object, lt: Longthread, store: Store,
+) -> None:
+    """The documented factory: one history per request's session id, made without a round
+    trip (ut27: the example's closure over one history mixed every user's messages)."""
+    runnable = RunnableWithMessageHistory(
+        PROMPT | FakeListChatModel(responses=["Hi Ana.", "Hi Bo."]),
+        lambda session_id: LongthreadChatMessageHistory.for_session(lt, session_id, "acme"),
+        input_messages_key="q", history_messages_key="history")
+    ana, bo = f"ana-{uuid.uuid4()}", f"bo-{uuid.uuid4()}"
+    for session, q in ((ana, "I am Ana."), (bo, "I am Bo.")):
+        await runnable.ainvoke({"q": q}, config=RunnableConfig(
+            configurable={"session_id": session}))
+    assert [m.content for m in await store.all_messages("acme", ana)] == ["I am Ana.", "Hi Ana."]
+    assert [m.content for m in await store.all_messages("acme", bo)] == ["I am Bo.", "Hi Bo."]
+    with pytest.raises(InvalidInputError, match="^session: "):
+        LongthreadChatMessageHistory.for_session(lt, "two words")

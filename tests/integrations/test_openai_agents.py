@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import copy
 import uuid
-from typing import Any
+from typing import Any, cast
 
 import pytest
 from agents import (
@@ -196,7 +196,7 @@ async def test_large_tool_outputs_are_previews_in_the_window_and_whole_in_the_ar
                   {"type": "function_call_output", "call_id": f"log{n}",
                    "output": f"part {n}: " + "line of log output\n" * 30_000}]  # ~570 KB each
     await session.add_items(items)
-    got = await session.get_items()
+    got = cast(list[dict[str, Any]], await session.get_items())
     assert len(got) == len(items)
     for sent, back in zip(items, got, strict=True):
         if sent.get("type") != "function_call_output":
@@ -269,16 +269,15 @@ async def test_reasoning_stays_with_its_calls_and_a_late_result_finds_its_call(
     await session.add_items([{"role": "user", "content": f"Still waiting ({n})."}
                              for n in range(6)])
     assert await conv.compact(preserve_recent=1) is not None
-    window = await session.get_items()
-    kinds = [i.get("type") for i in window]  # type: ignore[union-attr]
+    window = cast(list[dict[str, Any]], await session.get_items())
+    kinds = [i.get("type") for i in window]
     assert first[0] not in window and len(window) == 6  # summary, the unit, the newest
     assert kinds.count("reasoning") == 1 and kinds.count("function_call") == 2  # together
     await session.add_items([{"type": "function_call_output", "call_id": "d",
                               "output": "deployed"}])
-    after = await session.get_items()
-    calls = {i["call_id"] for i in after if i.get("type") == "function_call"}  # type: ignore
-    assert all(i["call_id"] in calls for i in after  # type: ignore[typeddict-item]
-               if i.get("type") == "function_call_output")
+    after = cast(list[dict[str, Any]], await session.get_items())
+    calls = {i["call_id"] for i in after if i.get("type") == "function_call"}
+    assert all(i["call_id"] in calls for i in after if i.get("type") == "function_call_output")
     assert {"type": "function_call_output", "call_id": "d", "output": "deployed"} in after
 
 
