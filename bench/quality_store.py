@@ -109,9 +109,11 @@ def lexemes(texts: Sequence[str]) -> list[Lexemes]:
     try:
         out = _pg_lexemes(texts)
     except Exception as error:  # no embedded Postgres: a close stand-in, said out loud
-        print(f"quality_engine: Postgres lexemes unavailable ({error}); stemming in Python",
-              file=sys.stderr)
-        out = [{t: c for t, c in _count(stem_terms(text)).items()} for text in texts]
+        print(f"quality_engine: Postgres lexemes unavailable ({error}); stemming in Python "
+              "for this run (not cached)", file=sys.stderr)
+        # Not cached: under Postgres's key, every later run would reuse the stand-in
+        # silently (the benchmark audit, session 27).
+        return [{t: c for t, c in _count(stem_terms(text)).items()} for text in texts]
     CACHE.mkdir(parents=True, exist_ok=True)
     path.write_text(json.dumps(out))
     return out
