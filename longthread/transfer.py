@@ -64,47 +64,80 @@ def _parse(model: type[_M], raw: object, number: int, what: str) -> _M:
                                 f"bad {what}: {error.field}: {error.problem}") from None
 
 
+MAX_REPORTED_LINES = 20  # bad lines one import names before it stops reading
+_UNREADABLE = object()  # a line that is not JSON (JSON's own null is a line to refuse)
+
+
 def read_session_file(path: Path) -> SessionFile:
-    """Parse and validate every line first, so a bad line 9,000 changes nothing stored."""
+    """Parse and validate every line first, so a bad line 9,000 changes nothing stored. Every
+    bad line is reported (the first MAX_REPORTED_LINES of them), not only the first: a file
+    with 200 bad lines took 200 runs to mend (ut27)."""
     messages: list[Message] = []
     ledger: list[CompactionRecord] = []
     served: list[ServedContext] = []
     source: dict[str, Any] | None = None
     lines: list[int] = []
     seen: dict[str, int] = {}  # id -> line
+    bad: list[InvalidInputError] = []
     for number, line in _lines(path):
         try:
             item = json.loads(line)
         except json.JSONDecodeError as exc:
-            raise InvalidInputError(f"line {number}", f"is not valid JSON ({exc.msg})") from None
-        if not isinstance(item, dict):
-            raise InvalidInputError(f"line {number}", "must be a JSON object")
-        if "format" in item and number == 1:
+            bad.append(InvalidInputError(f"line {number}", f"is not valid JSON ({exc.msg})"))
+            item = _UNREADABLE
+        if item is _UNREADABLE:
+            pass
+        elif not isinstance(item, dict):
+            bad.append(InvalidInputError(f"line {number}", "must be a JSON object"))
+        elif "format" in item and number == 1:
             if item["format"] not in READABLE_FORMATS:
                 raise InvalidInputError("line 1", f"unknown export format {item['format']!r}")
             source = item
-            continue
-        if "ledger_record" in item:
-            ledger.append(_parse(CompactionRecord, item["ledger_record"], number,
-                                 "ledger record"))
-            continue
-        if "served_context" in item:
-            served.append(_parse(ServedContext, item["served_context"], number,
-                                 "served context"))
-            continue
-        try:
-            (message,) = parse_messages([item])
-        except InvalidInputError as exc:
-            field = exc.field.removeprefix("messages[0].")
-            raise InvalidInputError(f"line {number}", f"{field}: {exc.problem}") from None
-        if message.id in seen:
-            raise InvalidInputError(f"line {number}", f"message id {message.id!r} is already "
-                                    f"on line {seen[message.id]}")
-        seen[message.id] = number
-        messages.append(message)
-        lines.append(number)
+        else:
+            try:
+                message = _line(item, number, ledger, served)
+            except InvalidInputError as exc:
+                bad.append(exc)
+                message = None
+            if message is not None and message.id in seen:
+                bad.append(InvalidInputError(f"line {number}", f"message id {message.id!r} is "
+                                             f"already on line {seen[message.id]}"))
+            elif message is not None:
+                seen[message.id] = number
+                messages.append(message)
+                lines.append(number)
+        if len(bad) >= MAX_REPORTED_LINES:
+            break
+    if bad:
+        more = ("\n(reading stopped there: mend these and run it again)"
+                if len(bad) >= MAX_REPORTED_LINES else "")
+        raise InvalidInputError(bad[0].field, bad[0].problem + "".join(
+            f"\n{e.field}: {e.problem}" for e in bad[1:]) + more)
     return SessionFile(messages=tuple(messages), lines=tuple(lines), ledger=tuple(ledger),
                        served=tuple(served), source=source)
+
+
+def _line(item: dict[str, Any], number: int, ledger: list[CompactionRecord],
+          served: list[ServedContext]) -> Message | None:
+    """One line of a session file: a ledger record or served context (kept aside), or the
+    message it holds."""
+    if "ledger_record" in item:
+        ledger.append(_parse(CompactionRecord, item["ledger_record"], number, "ledger record"))
+        return None
+    if "served_context" in item:
+        served.append(_parse(ServedContext, item["served_context"], number, "served context"))
+        return None
+    if set(item) >= {"type", "data"} and isinstance(item["data"], dict):
+        raise InvalidInputError(f"line {number}", "this is LangChain's messages_to_dict form; "
+                                "convert each with longthread.integrations.langchain."
+                                "from_langchain(messages_from_dict([line])[0], id, created_at) "
+                                "and append those (docs/integrations.md)")
+    try:
+        (message,) = parse_messages([item])
+    except InvalidInputError as exc:
+        field = exc.field.removeprefix("messages[0].")
+        raise InvalidInputError(f"line {number}", f"{field}: {exc.problem}") from None
+    return message
 
 
 def check_writable(path: Path, force: bool) -> None:

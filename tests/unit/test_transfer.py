@@ -146,3 +146,25 @@ def test_messages_keep_their_file_lines_and_storing_errors_name_them(tmp_path: P
     assert str(at_line(whole, data.lines, start=2)) == "line 5: a tool result with no open call"
     other = InvalidInputError("messages", "must hold at least one message")
     assert at_line(other, data.lines, start=0) is other
+
+
+def test_every_bad_line_is_reported_in_one_run_up_to_a_bound(tmp_path: Path) -> None:
+    """ut27: only the first bad line was named, so a file with 200 took 200 runs to mend."""
+    from longthread.transfer import MAX_REPORTED_LINES
+
+    path = tmp_path / "bad.jsonl"
+    rows = ['{"id": "a", "role": "user", "content": "fine"}', "not json", "null",
+            '{"id": "b", "role": "assistant", "content": ""}',
+            '{"type": "human", "data": {"content": "hi", "type": "human"}}']
+    path.write_text("\n".join(rows) + "\n")
+    with pytest.raises(InvalidInputError) as info:
+        read_session_file(path)
+    found = str(info.value).splitlines()
+    assert [line.split(":")[0] for line in found] == ["line 2", "line 3", "line 4", "line 5"]
+    assert "must be a JSON object" in found[1] and "content: must not be empty" in found[2]
+    assert "LangChain's messages_to_dict form" in found[3]
+    path.write_text("not json\n" * (MAX_REPORTED_LINES + 5))
+    with pytest.raises(InvalidInputError) as info:
+        read_session_file(path)
+    found = str(info.value).splitlines()
+    assert len(found) == MAX_REPORTED_LINES + 1 and "reading stopped there" in found[-1]
