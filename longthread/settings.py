@@ -12,6 +12,7 @@ from typing import Literal, NamedTuple
 from pydantic import Field, SecretStr, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
+from memory.errors import InvalidInputError
 from memory.prompts import SUMMARY_OUTPUT_TOKENS
 
 __all__ = ["OTHER_VARIABLES", "Settings", "UnknownName", "database_url_problem",
@@ -179,6 +180,15 @@ def resolve_settings(settings: Settings | None = None) -> Settings:
         _refuse_unknown_names()
     settings = settings or Settings()
     stack = settings.data_dir / "stack.json"
+    named = settings.model_fields_set
+    if ("data_dir" in named and not settings.data_dir.exists() and not settings.database_url
+            and "temporal_address" not in named):
+        # The data dir is all that says where the stack is. Else the defaults: a mistyped
+        # one ran against whatever stack listens on 127.0.0.1:7233 (ut27: an import went
+        # into another stack's session).
+        raise InvalidInputError("LONGTHREAD_DATA_DIR", f"{settings.data_dir} does not exist; "
+                                "name the data dir of a running `longthread dev`, or set "
+                                "LONGTHREAD_DATABASE_URL and LONGTHREAD_TEMPORAL_ADDRESS")
     if not settings.database_url and stack.exists():
         info = json.loads(stack.read_text())
         settings = settings.model_copy(update={"database_url": info["database_url"],

@@ -198,5 +198,5 @@ async def test_for_session_gives_each_session_id_its_own_history(
             configurable={"session_id": session}))
     assert [m.content for m in await store.all_messages("acme", ana)] == ["I am Ana.", "Hi Ana."]
     assert [m.content for m in await store.all_messages("acme", bo)] == ["I am Bo.", "Hi Bo."]
-    with pytest.raises(InvalidInputError, match="^session: "):
+    with pytest.raises(InvalidInputError, match=r"^session: "):
         LongthreadChatMessageHistory.for_session(lt, "two words")
