@@ -30,7 +30,10 @@ def _call(part: dict[str, object]) -> ToolCall:
 # None or empty when the reply does not use them.
 _OPENAI_MESSAGE_EXTRAS = ("refusal", "annotations", "audio", "function_call")
 # Keys of Anthropic's text and tool_use blocks that are None (or absent) unless a feature is on.
-_TEXT_PART_EXTRAS = ("citations", "cache_control")
+# Parts whose text is all they hold: Chat Completions' and Anthropic's, and the Responses
+# API's (ut27: a migrated history of Responses items was refused line by line).
+TEXT_PARTS = ("text", "refusal", "input_text", "output_text")
+_TEXT_PART_EXTRAS = ("citations", "cache_control", "annotations", "logprobs")
 _TOOL_USE_EXTRAS = ("caller", "toolset_name", "cache_control")
 
 
@@ -60,15 +63,17 @@ def _json_text(field: str, value: object) -> str:
 
 
 def _part_text(part: dict[str, object], where: str) -> str:
-    """The text of an OpenAI text or refusal part, or of an Anthropic text block."""
-    key = str(part["type"])  # {"type": "text", "text": ...}, {"type": "refusal", "refusal": ...}
+    """The text of an OpenAI text or refusal part, of a Responses API input_text or
+    output_text part, or of an Anthropic text block."""
+    kind = str(part["type"])  # {"type": "text", "text": ...}, {"type": "refusal", "refusal": ...}
+    key = "refusal" if kind == "refusal" else "text"
     text = part.get(key)
     if not isinstance(text, str):
         raise InvalidInputError(f"{where}.{key}", f"must be text, not {type(text).__name__}")
     rest = {k: v for k, v in part.items() if k not in ("type", key)}
     _drop_unused(rest, _TEXT_PART_EXTRAS, f"{where}.")
     if rest:
-        raise InvalidInputError(f"{where}.{sorted(rest)[0]}", f"unexpected in a {key} part")
+        raise InvalidInputError(f"{where}.{sorted(rest)[0]}", f"unexpected in a {kind} part")
     return text
 
 
@@ -87,7 +92,7 @@ def _content_parts(parts: Sequence[object], role: object) -> tuple[str, list[tup
             raise InvalidInputError(where, "must be a part with a type, such as "
                                     "{'type': 'text', 'text': ...}")
         kind = part["type"]
-        if kind in ("text", "refusal"):
+        if kind in TEXT_PARTS:
             texts.append(_part_text(part, where))
         elif kind == "tool_use":
             if role != "assistant":
@@ -104,8 +109,9 @@ def _content_parts(parts: Sequence[object], role: object) -> tuple[str, list[tup
                                     "<tool_use_id>, 'content': <its content>} for each")
         else:
             raise InvalidInputError(f"{where}.type", f"{kind!r} parts are not stored (only "
-                                    "text, and tool_use blocks on assistant messages): send "
-                                    "their text, or keep them elsewhere and append a reference")
+                                    f"{', '.join(TEXT_PARTS)} parts, and tool_use blocks on "
+                                    "assistant messages): send their text, or keep them "
+                                    "elsewhere and append a reference")
     return "\n".join(texts), calls
 
 

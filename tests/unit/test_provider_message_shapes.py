@@ -194,3 +194,15 @@ def test_unknown_keys_are_still_refused() -> None:
              "messages[0].surprise", "Extra inputs")
     _refused({"id": "u1", "role": "user", "content": [{"type": "text", "text": "x", "z": 1}]},
              "messages[0].content[0].z", "")
+
+
+def test_responses_api_text_parts_are_text() -> None:
+    """ut27: histories of Responses items (input_text, output_text) were refused line by line."""
+    asked = {"id": "u1", "role": "user", "content": [{"type": "input_text", "text": "Where?"}]}
+    _same(asked, {"id": "u1", "role": "user", "content": "Where?"})
+    answer = {"id": "a1", "role": "assistant", "content": [
+        {"type": "output_text", "text": "Leeds.", "annotations": [], "logprobs": []}]}
+    _same(answer, {"id": "a1", "role": "assistant", "content": "Leeds."})
+    cited = {"type": "output_text", "text": "Leeds.", "annotations": [{"type": "url_citation"}]}
+    _refused({"id": "a1", "role": "assistant", "content": [cited]},
+             "messages[0].content[0].annotations", "not stored")
