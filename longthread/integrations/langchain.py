@@ -55,6 +55,7 @@ from longthread.settings import Settings
 from memory.errors import InvalidInputError
 from memory.models import Message, Role, ToolCall, invalid_input
 from memory.render import tool_arguments
+from memory.window import by_reference
 
 __all__ = ["MESSAGE_KEY", "LongthreadChatMessageHistory", "from_langchain", "to_langchain"]
 
@@ -245,9 +246,9 @@ class LongthreadChatMessageHistory(BaseChatMessageHistory):
         batch: list[Message] = []
         for n, m in enumerate(messages):
             kept = stored.get(m.id) if m.id else None
-            if kept is not None:
-                batch.append(kept if to_langchain(kept) == m
-                             else from_langchain(m, kept.id, kept.created_at))
+            if kept is not None:  # as stored, or as the window shows it (a large body's preview)
+                same = to_langchain(kept) == m or to_langchain(by_reference(kept)) == m
+                batch.append(kept if same else from_langchain(m, kept.id, kept.created_at))
             else:
                 try:
                     batch.append(from_langchain(m, m.id or stable_id("lc-", start + n, cast(

@@ -200,3 +200,25 @@ async def test_for_session_gives_each_session_id_its_own_history(
     assert [m.content for m in await store.all_messages("acme", bo)] == ["I am Bo.", "Hi Bo."]
     with pytest.raises(InvalidInputError, match=r"^session: "):
         LongthreadChatMessageHistory.for_session(lt, "two words")
+
+
+async def test_a_large_body_reads_back_as_its_preview_and_re_adding_it_stores_nothing(
+    worker: object, lt: Longthread, store: Store,
+) -> None:
+    """The history is the window as counted: a 300 KB tool result is its preview (ut27: it
+    came back whole), and messages read back and added again are still duplicates."""
+    session = f"lc-{uuid.uuid4()}"
+    history = LongthreadChatMessageHistory(await lt.conversation(session))
+    log = "build step ok\n" * 25_000
+    turn: list[BaseMessage] = [
+        AIMessage("", id="a1", tool_calls=[{"name": "build", "args": {}, "id": "c1",
+                                            "type": "tool_call"}]),
+        ToolMessage(log, tool_call_id="c1", id="t1")]
+    await history.aadd_messages(turn)
+    got = await history.aget_messages()
+    assert got[0] == turn[0] and isinstance(got[1], ToolMessage)
+    assert got[1].text.startswith(log[:2000]) and len(got[1].text) < 2200
+    assert got[1].text.endswith(f"[… {len(log)} bytes in full in the archive as t1]")
+    await history.aadd_messages(got)
+    assert [m.content for m in await store.all_messages("default", session)][1] == log
+    assert await store.count("default", session) == 2
