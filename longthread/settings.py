@@ -181,13 +181,15 @@ def resolve_settings(settings: Settings | None = None) -> Settings:
     settings = settings or Settings()
     stack = settings.data_dir / "stack.json"
     named = settings.model_fields_set
-    if ("data_dir" in named and not settings.data_dir.exists() and not settings.database_url
-            and "temporal_address" not in named):
-        # The data dir is all that says where the stack is. Else the defaults: a mistyped
-        # one ran against whatever stack listens on 127.0.0.1:7233 (ut27: an import went
-        # into another stack's session).
-        raise InvalidInputError("LONGTHREAD_DATA_DIR", f"{settings.data_dir} does not exist; "
-                                "name the data dir of a running `longthread dev`, or set "
+    if ("data_dir" in named and not settings.database_url and "temporal_address" not in named
+            and not stack.exists()):
+        # The data dir is all that says where the stack is, and no running one wrote there.
+        # Else the defaults: a mistyped dir ran against whatever stack listens on
+        # 127.0.0.1:7233 (ut27: an import went into another stack's session).
+        problem = ("does not exist" if not settings.data_dir.exists() else
+                   "holds no running `longthread dev` (no stack.json)")
+        raise InvalidInputError("LONGTHREAD_DATA_DIR", f"{settings.data_dir} {problem}; name "
+                                "the data dir of a running `longthread dev`, or set "
                                 "LONGTHREAD_DATABASE_URL and LONGTHREAD_TEMPORAL_ADDRESS")
     if not settings.database_url and stack.exists():
         info = json.loads(stack.read_text())

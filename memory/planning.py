@@ -17,7 +17,7 @@ from memory.models import Message, Summary
 from memory.packing import shown_summary_text
 from memory.policy import CompactionPolicy, Level
 from memory.tokens import MESSAGE_OVERHEAD, TokenCounter, default_counter, message_cost
-from memory.units import awaits_result, tool_units
+from memory.units import awaiting_unit, tool_units
 
 __all__ = ["MIN_SUMMARY_TOKENS", "SUMMARY_OVERHEAD", "CompactionPlan", "WindowState",
            "plan_compaction", "window_tokens"]
@@ -98,17 +98,18 @@ def plan_compaction(
 
     # Cut on unit boundaries so a tool call and its results stay together, and keep the newest
     # `keep` messages, system messages and pinned messages verbatim.
-    units = tool_units([m for m in state.messages if m.role != "system"])
+    units = tool_units([m for m in state.messages if m.role != "system"], joins=True)
     kept_tail = 0
     cut = len(units)
     while cut > 0 and kept_tail < keep:
         cut -= 1
         kept_tail += len(units[cut])
     frozen = set(keep_ids)
-    # A call still waiting for its result stays too (engine version 9): archived, it left its
-    # result to arrive alone in the window, where no provider accepts it.
-    movable = [unit for unit in units[:cut]
-               if not any(m.id in frozen for m in unit) and not awaits_result(unit)]
+    # The assistant's newest call still waiting for its result stays too (engine version 9):
+    # archived, it left its result to arrive alone in the window, where no provider accepts it.
+    waiting = awaiting_unit(units)
+    movable = [unit for n, unit in enumerate(units[:cut])
+               if not any(m.id in frozen for m in unit) and n != waiting]
     older = [m for unit in movable for m in unit if not m.pinned]
     if not older:
         return None

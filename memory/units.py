@@ -12,19 +12,21 @@ from collections.abc import Sequence
 
 from memory.models import Message
 
-__all__ = ["JOINS_NEXT", "awaits_result", "tool_units"]
+__all__ = ["JOINS_NEXT", "awaiting_unit", "awaits_result", "tool_units"]
 
-# A message whose metadata sets this key (to true) forms one unit with the next non-tool
-# message: an Agents SDK reasoning item with the call it led to (the Responses API refuses a
-# `function_call` sent without its `reasoning` item), or a response's calls with each other.
-# Set only by adapters, on messages stored since engine version 9; no earlier message has it.
+# An assistant message whose metadata sets this key (to true) forms one unit with the next
+# non-tool message when that is the assistant's too: an Agents SDK reasoning item with the
+# call it led to (the Responses API refuses a `function_call` sent without its `reasoning`
+# item), or a response's calls with each other. Read by compaction and pop (`joins=True`),
+# whose records name what they cover, never by assembly, so no served window changes with it.
 JOINS_NEXT = "longthread_joins_next"
 
 
 def tool_units(messages: Sequence[Message], once: bool = False,
-               per_call: bool = False) -> list[list[Message]]:
+               per_call: bool = False, joins: bool = False) -> list[list[Message]]:
     """Group an assistant tool call with the tool results that answer it; others stand alone,
-    but for a message marked JOINS_NEXT, which shares its unit with the next non-tool message.
+    but (with `joins`) for an assistant message marked JOINS_NEXT, which shares its unit with
+    the next non-tool message when that is an assistant message too.
 
     A tool result whose call is not in `messages` cannot be sent to a provider on its own, so it
     is left out of the units (it remains in the archive and can be retrieved as quoted data).
@@ -36,7 +38,7 @@ def tool_units(messages: Sequence[Message], once: bool = False,
     units: list[list[Message]] = []
     open_unit: dict[str, list[Message]] = {}
     unanswered: dict[str, int] = {}  # call id → results its latest message still awaits
-    joins = False  # the previous non-tool message asked to share its unit with this one
+    joined = False  # the previous non-tool message asked to share its unit with this one
     for message in messages:
         if message.role == "tool":
             call_id = message.tool_call_id or ""
@@ -47,13 +49,14 @@ def tool_units(messages: Sequence[Message], once: bool = False,
                 if once and unanswered[call_id] <= 0:
                     del open_unit[call_id]
             continue
-        if joins and units:
+        if joined and units and message.role == "assistant":
             unit = units[-1]
             unit.append(message)
         else:
             unit = [message]
             units.append(unit)
-        joins = message.metadata.get(JOINS_NEXT) is True
+        joined = (joins and message.role == "assistant"
+                  and message.metadata.get(JOINS_NEXT) is True)
         calls = Counter(call.id for call in message.tool_calls)
         for call_id, count in calls.items():
             open_unit[call_id] = unit
@@ -62,8 +65,19 @@ def tool_units(messages: Sequence[Message], once: bool = False,
 
 
 def awaits_result(unit: Sequence[Message]) -> bool:
-    """Whether a call in `unit` has no result yet. Such a unit stays in the window: its result
-    may still come (a slow tool, messages arriving while it runs), and a result whose call has
-    left the window is one no provider accepts."""
+    """Whether a call in `unit` has no result yet."""
     answered = {m.tool_call_id for m in unit if m.role == "tool"}
     return any(call.id not in answered for m in unit for call in m.tool_calls)
+
+
+def awaiting_unit(units: Sequence[Sequence[Message]]) -> int | None:
+    """The index of the unit compaction must leave in the window, if any: the newest one the
+    assistant spoke in, while a call of it awaits its result. Its result may still come (a
+    slow tool, messages arriving while it runs), and a result whose call has left the window
+    is one no provider accepts. Only the newest: once the assistant has spoken again, an older
+    call is taken as never to be answered (a chain that saves calls but not results), and
+    freezing every such call let the window grow without bound."""
+    for index in range(len(units) - 1, -1, -1):
+        if any(m.role == "assistant" for m in units[index]):
+            return index if awaits_result(units[index]) else None
+    return None

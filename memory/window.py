@@ -203,7 +203,7 @@ def compose_removal(state: WindowState, kind: Literal["pop", "clear"], *, seq: i
     the archive and the record can be undone like any compaction. None if there is nothing."""
     counter = counter or default_counter()
     if kind == "pop":
-        units = tool_units([m for m in state.messages if m.role != "system"])
+        units = tool_units([m for m in state.messages if m.role != "system"], joins=True)
         covered = tuple(m.id for m in units[-1]) if units else ()
         summaries: tuple[str, ...] = ()
     else:

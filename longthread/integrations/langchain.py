@@ -2,7 +2,9 @@
 
 `messages` is the *compacted* window: summaries first (one `SystemMessage`), then the kept
 messages. Each message round-trips exactly (its LangChain form rides in the stored message's
-metadata); one added without an id comes back with the id longthread stored it under.
+metadata), but for one over 64 KB, which comes back as the window holds it (its preview), and a
+ToolMessage whose call has left the window, which is not returned; one added without an id
+comes back with the id longthread stored it under.
 Adding a message again under an id already stored (a retried add that had in fact landed, or a
 message read back) skips it when it is the same message and refuses it when it is not. A
 message without an id has nothing to be recognized by, so it is stored again: give messages

@@ -3,7 +3,9 @@
 `Runner.run(agent, text, session=LongthreadSession(conv))` then reads the *compacted* window
 before each turn (summaries first, as one system item, then the kept items) and appends what
 the turn produced. Every item round-trips exactly: the item rides in the stored message's
-metadata, with its text as the message content, so it is searchable and summarizable too.
+metadata, with its text as the message content, so it is searchable and summarizable too. The
+exceptions are the window's own: an item over 64 KB comes back as its preview, and an output
+whose call has left the window is not returned (`memory.units.tool_units`).
 
 Items map one to one onto messages, which keeps `limit` and `pop_item` simple:
 - messages (`user`, `assistant`, `system`, `developer`) become messages of that role
@@ -35,6 +37,7 @@ from pydantic import JsonValue, ValidationError
 from pydantic_core import to_jsonable_python
 
 from longthread.client import Conversation, Longthread
+from longthread.conversation import check_message_sizes
 from longthread.integrations._common import (
     JsonObject,
     JsonPath,
@@ -47,6 +50,7 @@ from longthread.integrations._common import (
     stash,
     summary_text,
 )
+from longthread.transfer import message_bytes
 from memory.errors import InvalidInputError
 from memory.models import Message, Role, ToolCall, invalid_input
 from memory.units import JOINS_NEXT
@@ -142,6 +146,23 @@ def _joins_next(item: JsonObject, following: JsonValue) -> bool:
             and following.endswith("_call"))
 
 
+def _item_error(n: int, item: JsonObject, error: InvalidInputError) -> InvalidInputError:
+    """A stored message's refusal, named by the item's own field: an output's text is its
+    `output`, a call's id its `call_id`; an item stored as a note (reasoning) has no one field
+    its text came from, so the item alone is named."""
+    kind = str(item.get("type") or "message")
+    field = error.field
+    if field == "content" and kind.endswith("_output"):
+        field = "output"
+    elif field == "content" and kind != "message":
+        field = ""
+    elif field == "tool_call_id" or field.endswith("].id"):
+        field = "call_id"
+    elif field.startswith("tool_calls["):
+        field = field.split(".", 1)[1] if "." in field else ""
+    return InvalidInputError(f"items[{n}]" + (f".{field}" if field else ""), error.problem)
+
+
 def _plain(item: TResponseInputItem, index: int) -> JsonObject:
     value = to_jsonable_python(item)
     if not isinstance(value, dict):
@@ -209,15 +230,18 @@ class LongthreadSession:
                 message = item_to_message(plain, stable_id("item-", start + n, plain), now)
             except (InvalidInputError, ValidationError) as exc:  # name the item, as `_plain`
                 error = exc if isinstance(exc, InvalidInputError) else invalid_input(exc)
-                field = error.field
-                if field == "content" and str(plain.get("type", "")).endswith("_output"):
-                    field = "output"  # the item's text is its output, not a content field
-                raise InvalidInputError(f"items[{n}].{field}", error.problem) from None
+                raise _item_error(n, plain, error) from None
             following = plains[n + 1].get("type") if n + 1 < len(plains) else None
             if _joins_next(plain, following):
                 message = message.model_copy(update={
                     "metadata": {**message.metadata, JOINS_NEXT: True}})
             messages.append(message)
+        try:
+            check_message_sizes(messages, [message_bytes(m) for m in messages])
+        except InvalidInputError as error:  # before any of the turn is sent, as the item
+            n = int(error.field[len("messages["):error.field.index("]")])
+            error.field = error.field.split(".", 1)[1]
+            raise _item_error(n, plains[n], error) from None
         await append_batches(self.conversation, messages, "items")
 
     async def pop_item(self) -> TResponseInputItem | None:

@@ -198,6 +198,8 @@ async def test_large_tool_outputs_are_previews_in_the_window_and_whole_in_the_ar
     await session.add_items(items)
     got = cast(list[dict[str, Any]], await session.get_items())
     assert len(got) == len(items)
+    by_call = {m.tool_call_id: m.id for m in await store.all_messages("acme", session_id)
+               if m.role == "tool"}
     for sent, back in zip(items, got, strict=True):
         if sent.get("type") != "function_call_output":
             assert back == sent
@@ -205,8 +207,9 @@ async def test_large_tool_outputs_are_previews_in_the_window_and_whole_in_the_ar
         assert {k: v for k, v in back.items() if k != "output"} == {
             k: v for k, v in sent.items() if k != "output"}
         assert back["output"].startswith(sent["output"][:2000])
+        stored_id = by_call[sent["call_id"]]
         assert back["output"].endswith(f"[… {len(sent['output'].encode())} bytes in full in "
-                                       "the archive as " + back["output"].rsplit(" ", 1)[-1])
+                                       f"the archive as {stored_id}]")
         assert len(back["output"]) < 2200
     stats = await conv.stats()
     assert sum(len(str(i)) for i in got) < 8 * stats.window_tokens  # what the window counts
@@ -227,7 +230,7 @@ async def test_a_turn_with_one_message_too_large_is_refused_before_any_is_sent(
                          "arguments": "{}"},
                         {"type": "function_call_output", "call_id": "big",
                          "output": "x" * 1_700_000}]
-    with pytest.raises(InvalidInputError, match=r"^items\[1\]\.content: the message is"):
+    with pytest.raises(InvalidInputError, match=r"^items\[1\]\.output: the message is"):
         await session.add_items(items)
     assert await store.count("acme", session_id) == 0
 
@@ -291,3 +294,6 @@ async def test_a_nul_in_an_output_is_refused_naming_the_item_and_its_field(
             {"type": "function_call_output", "call_id": "x", "output": "ELF\x00\x01"}])
     with pytest.raises(InvalidInputError, match=r"^items\[0\]\.content: is not valid UTF-8"):
         await session.add_items([{"role": "user", "content": "half \ud800 a pair"}])
+    with pytest.raises(InvalidInputError, match=r"^items\[0\]: contains a NUL"):  # no one field
+        await session.add_items([{"type": "reasoning", "id": "rs_1", "summary": [
+            {"type": "summary_text", "text": "a\x00b"}]}])

@@ -117,24 +117,42 @@ def test_an_emergency_keeps_the_recent_messages_too() -> None:
 
 
 def _pending_call_window() -> WindowState:
-    """An old call whose tool is still running, then a long conversation around it."""
+    """A call whose tool is still running, then users writing while it runs."""
     call = Message(id="call", role="assistant", content="",
                    tool_calls=(ToolCall(id="c-slow", name="build", arguments="{}"),))
-    return WindowState(messages=(_window(1).messages[0], call, *_window(150).messages[1:]))
+    users = tuple(Message(id=f"u{i}", role="user", content=f"Any news on build {4700 + i}? "
+                          "The release train leaves from platform nine today.") for i in range(60))
+    return WindowState(messages=(_window(1).messages[0], call, *users))
 
 
-def test_a_call_awaiting_its_result_is_never_compacted() -> None:
+def test_the_newest_call_awaiting_its_result_is_not_compacted() -> None:
     """Archived, the call left its result to arrive alone in the window (ut27: the LangChain
     history then began a turn with a ToolMessage, which OpenAI refuses)."""
     state = _pending_call_window()
     for plan in (plan_compaction(state, POLICY, catch_up=True),
                  plan_compaction(state, POLICY, force=True, preserve_recent=0)):
-        assert plan is not None and "m0" in plan.covered_ids
+        assert plan is not None and "m0" in plan.covered_ids and "u0" in plan.covered_ids
         assert "call" not in plan.covered_ids
     answered = WindowState(messages=(*state.messages[:2], Message(
         id="result", role="tool", tool_call_id="c-slow", content="built"), *state.messages[2:]))
     plan = plan_compaction(answered, POLICY, force=True, preserve_recent=0)
     assert plan is not None and {"call", "result"} <= set(plan.covered_ids)  # answered: it may go
+
+
+def test_calls_never_answered_do_not_stop_the_window_shrinking() -> None:
+    """A chain that saves the model's calls but never their results: once the assistant has
+    spoken again, an older call is compacted like any turn. Freezing every unanswered call
+    (the first version) took a 1,000-token window to 6,020 tokens in 150 turns (review)."""
+    from memory.session import Session
+
+    session = Session(policy=POLICY, clock=lambda: 0.0)
+    for turn in range(150):
+        session.add_messages([
+            Message(id=f"q{turn}", role="user", content=f"Book trip {turn} to Lisbon in May."),
+            Message(id=f"c{turn}", role="assistant", content="",
+                    tool_calls=(ToolCall(id=f"call{turn}", name="book", arguments="{}"),))])
+    assert session.get_token_estimate() <= POLICY.context_window
+    assert "c149" in {m.id for m in session.window.messages}  # the newest call stays
 
 
 def test_a_message_marked_joins_next_leaves_only_with_the_next() -> None:
@@ -150,8 +168,12 @@ def test_a_message_marked_joins_next_leaves_only_with_the_next() -> None:
     fc2 = Message(id="fc2", role="assistant", content="",
                   tool_calls=(ToolCall(id="b", name="lookup", arguments="{}"),))
     out = [Message(id=f"out-{c}", role="tool", tool_call_id=c, content="found") for c in "ab"]
-    units = tool_units([reasoning, fc1, fc2, *out, Message(id="u", role="user", content="ok")])
+    units = tool_units([reasoning, fc1, fc2, *out, Message(id="u", role="user", content="ok")],
+                       joins=True)
     assert [[m.id for m in unit] for unit in units] == [
         ["rs", "fc1", "fc2", "out-a", "out-b"], ["u"]]
     unmarked = [m.model_copy(update={"metadata": {}}) for m in (reasoning, fc1, fc2)]
-    assert len(tool_units([*unmarked, *out])) == 3  # without the mark, as before
+    assert len(tool_units([*unmarked, *out], joins=True)) == 3  # without the mark, as before
+    assert len(tool_units([reasoning, fc1, fc2, *out])) == 3  # assembly: never joined
+    user = Message(id="u0", role="user", content="next question")
+    assert len(tool_units([reasoning, user], joins=True)) == 2  # a user turn never joins
