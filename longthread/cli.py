@@ -32,7 +32,7 @@ from longthread.cli_support import (
     run,
 )
 from longthread.cli_tenant import export_all, import_all
-from longthread.commands import connected
+from longthread.commands import connected, plan_import
 from longthread.settings import Settings
 from memory.checks import MAX_CONTEXT_TOKENS, MAX_TURN
 
@@ -106,8 +106,9 @@ def import_(session: SessionId,
     """Append a JSONL file of messages (or a session export, ledger included). Re-running it
     appends nothing twice."""
     async def body() -> None:
+        plan = plan_import(file, batch)  # a bad file is named before, and without, a stack
         async with connected(out) as ctx:
-            await ctx.import_file(session, file, tenant, batch)
+            await ctx.import_file(session, plan, tenant, batch)
     run(body())
 
 

@@ -9,6 +9,7 @@ from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from datetime import UTC, datetime
 from pathlib import Path
+from typing import NamedTuple
 
 from rich.console import Console
 from rich.markup import escape
@@ -37,13 +38,37 @@ from longthread.views import (
 )
 from memory.audit import ServedContext
 from memory.errors import InvalidInputError, LongthreadError, NotFoundError
-from memory.messages import check_not_future
+from memory.messages import Message, check_not_future
 from memory.store.db import open_archive
 from memory.store.store import Store
 
 __all__ = ["Ctx", "connected"]
 
 SETTLE_SECONDS = 60.0
+
+
+class ImportPlan(NamedTuple):
+    """A file checked whole and split into append calls, before anything connects."""
+
+    data: SessionFile
+    parts: list[tuple[int, tuple[Message, ...]]]
+
+
+def plan_import(path: Path, batch: int) -> ImportPlan:
+    """Read and check a file to import, with no stack needed: the CLI does this before it
+    connects, so a bad file is diagnosed without one (ut27)."""
+    data = read_session_file(path)
+    if not data.messages and not data.ledger and data.source is None:
+        # not even an export's header (an empty session's export re-imports as one)
+        raise InvalidInputError("FILE", "holds no messages")
+    # Split (and refuse a message too large for any call, or dated after tomorrow, as the
+    # store would refuse it) before the session exists, so nothing is half imported.
+    parts = message_parts(data.messages, data.lines, batch, MAX_BATCH_BYTES)
+    try:
+        check_not_future(data.messages, datetime.now(UTC))
+    except InvalidInputError as exc:
+        raise at_line(exc, data.lines, 0) from None
+    return ImportPlan(data, parts)
 
 
 class Ctx(AuditCommands):
@@ -96,18 +121,9 @@ class Ctx(AuditCommands):
         raise NotFoundError(f"session: no session {session!r} for tenant {tenant!r}")
 
     # -- commands ---------------------------------------------------------------------------
-    async def import_file(self, session: str, path: Path, tenant: str, batch: int) -> None:
-        data = read_session_file(path)
-        if not data.messages and not data.ledger and data.source is None:
-            # not even an export's header (an empty session's export re-imports as one)
-            raise InvalidInputError("FILE", "holds no messages")
-        # Split (and refuse a message too large for any call, or dated after tomorrow, as the
-        # store would refuse it) before the session exists, so nothing is half imported.
-        parts = message_parts(data.messages, data.lines, batch, MAX_BATCH_BYTES)
-        try:
-            check_not_future(data.messages, datetime.now(UTC))
-        except InvalidInputError as exc:
-            raise at_line(exc, data.lines, 0) from None
+    async def import_file(self, session: str, source: Path | ImportPlan, tenant: str,
+                          batch: int) -> None:
+        data, parts = source if isinstance(source, ImportPlan) else plan_import(source, batch)
         conv = await self.lt.conversation(session, tenant)
         appended = duplicates = 0
         with Progress(TextColumn("importing"), BarColumn(), MofNCompleteColumn(),

@@ -89,3 +89,17 @@ async def test_an_archive_a_newer_longthread_migrated_is_refused(
         assert code == 1, err[-3000:]
         assert _one_line(err) == (f"error: the archive's schema is at version {known + 1}, "
                                   f"newer than this longthread's {known}: upgrade longthread")
+
+
+async def test_import_names_a_files_bad_lines_with_no_stack_running(tmp_path: Path) -> None:
+    """The file is checked before connecting: a bad one needs no stack to be diagnosed, and
+    every bad line is named in one run (ut27)."""
+    source = tmp_path / "old.jsonl"
+    source.write_text('{"id": "a", "role": "user", "content": "hi"}\nnot json\n'
+                      '{"id": "b", "role": "assistant", "content": ""}\n')
+    code, out, err = await cli(tmp_path, {}, "import", "s1", str(source))
+    assert code == 2, err[-3000:]
+    assert err.strip().splitlines() == [
+        "error: line 2: is not valid JSON (Expecting value)",
+        "line 3: content: must not be empty (unless tool_calls is set)"]
+    assert "Temporal" not in err and not out
