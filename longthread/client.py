@@ -23,7 +23,7 @@ from activities.providers.embedders import Embedder
 from longthread.codec import data_converter
 from longthread.conversation import Conversation
 from longthread.replies import CompactAttempt, described
-from longthread.settings import Settings, resolve_settings
+from longthread.settings import Settings, data_dir_problem, resolve_settings
 from memory.checks import MAX_RETRIEVE, check_query, check_range
 from memory.errors import InvalidInputError, NotFoundError
 from memory.models import ScoredMessage
@@ -101,6 +101,8 @@ class Longthread:
     async def connect(cls, settings: Settings | None = None,
                       policy: CompactionPolicy | None = None) -> Longthread:
         settings = resolve_settings(settings)
+        if (problem := data_dir_problem(settings)) is not None:
+            raise ConnectionError(problem)
         key = settings.payload_key.get_secret_value() if settings.payload_key else None
         try:
             client = await Client.connect(settings.temporal_address,

@@ -20,7 +20,7 @@ from temporalio.api.taskqueue.v1 import TaskQueue
 from temporalio.api.workflowservice.v1 import DescribeNamespaceRequest, DescribeTaskQueueRequest
 from temporalio.client import Client
 
-from longthread.settings import Settings, resolve_settings
+from longthread.settings import Settings, data_dir_problem, resolve_settings
 
 __all__ = ["POLLER_FRESH_SECONDS", "Check", "Unhealthy", "check_health"]
 
@@ -75,6 +75,8 @@ async def _timed(name: str, timeout: float, check: Callable[[], Awaitable[str]])
 
 
 async def _temporal(settings: Settings, found: list[Client], client: Client | None) -> str:
+    if client is None and (problem := data_dir_problem(settings)) is not None:
+        raise ConnectionError(problem)
     # No payload codec: this client reads no payloads, so a probe needs no key.
     client = client or await Client.connect(settings.temporal_address,
                                             namespace=settings.temporal_namespace)

@@ -12,7 +12,6 @@ from typing import Literal, NamedTuple
 from pydantic import Field, SecretStr, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
-from memory.errors import InvalidInputError
 from memory.prompts import SUMMARY_OUTPUT_TOKENS
 
 __all__ = ["OTHER_VARIABLES", "Settings", "UnknownName", "database_url_problem",
@@ -180,22 +179,28 @@ def resolve_settings(settings: Settings | None = None) -> Settings:
         _refuse_unknown_names()
     settings = settings or Settings()
     stack = settings.data_dir / "stack.json"
-    named = settings.model_fields_set
-    if ("data_dir" in named and not settings.database_url and "temporal_address" not in named
-            and not stack.exists()):
-        # The data dir is all that says where the stack is, and no running one wrote there.
-        # Else the defaults: a mistyped dir ran against whatever stack listens on
-        # 127.0.0.1:7233 (ut27: an import went into another stack's session).
-        problem = ("does not exist" if not settings.data_dir.exists() else
-                   "holds no running `longthread dev` (no stack.json)")
-        raise InvalidInputError("LONGTHREAD_DATA_DIR", f"{settings.data_dir} {problem}; name "
-                                "the data dir of a running `longthread dev`, or set "
-                                "LONGTHREAD_DATABASE_URL and LONGTHREAD_TEMPORAL_ADDRESS")
     if not settings.database_url and stack.exists():
         info = json.loads(stack.read_text())
         settings = settings.model_copy(update={"database_url": info["database_url"],
                                                "temporal_address": info["temporal"]})
     return settings
+
+
+def data_dir_problem(settings: Settings) -> str | None:
+    """Why the data dir cannot say where the stack is, when it is all that would: named
+    (LONGTHREAD_DATA_DIR, `--data-dir`), with no database URL or Temporal address beside it,
+    and no running `longthread dev` wrote its `stack.json` there. Connecting then would use
+    the defaults, whatever stack listens on 127.0.0.1:7233 (ut27: an import went into
+    another stack's session). None when nothing is wrong."""
+    named = settings.model_fields_set
+    if ("data_dir" not in named or settings.database_url or "temporal_address" in named
+            or (settings.data_dir / "stack.json").exists()):
+        return None
+    problem = ("does not exist" if not settings.data_dir.exists() else
+               "holds no running `longthread dev` (no stack.json)")
+    return (f"LONGTHREAD_DATA_DIR {settings.data_dir} {problem}: start `longthread dev "
+            f"--data-dir {settings.data_dir}`, name the data dir of a running one, or set "
+            "LONGTHREAD_DATABASE_URL and LONGTHREAD_TEMPORAL_ADDRESS")
 
 
 class UnknownName(NamedTuple):

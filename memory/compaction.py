@@ -46,10 +46,11 @@ __all__ = [
 # 8: an extractive summary's lines from dated messages stand under a `## 2023-05-08` line for
 #    their day (UTC), one per run of lines, in summaries and in merged ones
 #    (`memory.extractive`). Undated spans are summarized as in 7.
-# 9: the assistant's newest tool unit is not compacted while a call of it awaits its result
-#    (`memory.units.awaiting_unit`), and an assistant message marked `memory.units.JOINS_NEXT`
-#    (an Agents SDK reasoning item) leaves the window only with the assistant message after
-#    it, in compaction and pop. Records and their application are as in 8.
+# 9: the assistant's latest units (since the user last spoke) are not compacted while a call
+#    of theirs awaits its result (`memory.units.awaiting_units`), and an assistant message
+#    marked `memory.units.JOINS_NEXT` (an Agents SDK reasoning item) leaves the window only
+#    with the assistant message after it, in compaction and pop. Records and their
+#    application are as in 8.
 ENGINE_VERSION = "longthread-engine/9"
 
 

@@ -17,7 +17,7 @@ from memory.models import Message, Summary
 from memory.packing import shown_summary_text
 from memory.policy import CompactionPolicy, Level
 from memory.tokens import MESSAGE_OVERHEAD, TokenCounter, default_counter, message_cost
-from memory.units import awaiting_unit, tool_units
+from memory.units import awaiting_units, tool_units
 
 __all__ = ["MIN_SUMMARY_TOKENS", "SUMMARY_OVERHEAD", "CompactionPlan", "WindowState",
            "plan_compaction", "window_tokens"]
@@ -105,11 +105,12 @@ def plan_compaction(
         cut -= 1
         kept_tail += len(units[cut])
     frozen = set(keep_ids)
-    # The assistant's newest call still waiting for its result stays too (engine version 9):
-    # archived, it left its result to arrive alone in the window, where no provider accepts it.
-    waiting = awaiting_unit(units)
+    # The assistant's latest calls still waiting for their results stay too (engine version
+    # 9): archived, a call left its result to arrive alone in the window, where no provider
+    # accepts it.
+    waiting = awaiting_units(units)
     movable = [unit for n, unit in enumerate(units[:cut])
-               if not any(m.id in frozen for m in unit) and n != waiting]
+               if not any(m.id in frozen for m in unit) and n not in waiting]
     older = [m for unit in movable for m in unit if not m.pinned]
     if not older:
         return None

@@ -12,7 +12,7 @@ from collections.abc import Sequence
 
 from memory.models import Message
 
-__all__ = ["JOINS_NEXT", "awaiting_unit", "awaits_result", "tool_units"]
+__all__ = ["JOINS_NEXT", "MAX_AWAITING_UNITS", "awaiting_units", "awaits_result", "tool_units"]
 
 # An assistant message whose metadata sets this key (to true) forms one unit with the next
 # non-tool message when that is the assistant's too: an Agents SDK reasoning item with the
@@ -70,14 +70,24 @@ def awaits_result(unit: Sequence[Message]) -> bool:
     return any(call.id not in answered for m in unit for call in m.tool_calls)
 
 
-def awaiting_unit(units: Sequence[Sequence[Message]]) -> int | None:
-    """The index of the unit compaction must leave in the window, if any: the newest one the
-    assistant spoke in, while a call of it awaits its result. Its result may still come (a
-    slow tool, messages arriving while it runs), and a result whose call has left the window
-    is one no provider accepts. Only the newest: once the assistant has spoken again, an older
-    call is taken as never to be answered (a chain that saves calls but not results), and
+MAX_AWAITING_UNITS = 16  # at most this many calls awaiting results stay for them
+
+
+def awaiting_units(units: Sequence[Sequence[Message]]) -> set[int]:
+    """The indexes of the units compaction must leave in the window: those of the
+    assistant's latest run (its units since the last user message before them) with a call
+    that awaits its result, the newest MAX_AWAITING_UNITS of them. Such a result may still
+    come (a slow tool, users writing while it runs), and a result whose call has left the
+    window is one no provider accepts. A call from before the user last spoke to the
+    assistant is taken as never to be answered (a chain that saves calls but not results):
     freezing every such call let the window grow without bound."""
-    for index in range(len(units) - 1, -1, -1):
-        if any(m.role == "assistant" for m in units[index]):
-            return index if awaits_result(units[index]) else None
-    return None
+    kept: set[int] = set()
+    index = len(units) - 1
+    while index >= 0 and not any(m.role == "assistant" for m in units[index]):
+        index -= 1  # users writing since (or while) the assistant's last turn
+    while (index >= 0 and len(kept) < MAX_AWAITING_UNITS
+           and not any(m.role == "user" for m in units[index])):
+        if awaits_result(units[index]):
+            kept.add(index)
+        index -= 1
+    return kept

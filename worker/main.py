@@ -20,7 +20,7 @@ from temporalio.worker import Worker
 
 from activities.providers.embedders import LocalEmbedder, OnnxEmbedder
 from longthread.codec import data_converter
-from longthread.settings import Settings
+from longthread.settings import Settings, data_dir_problem
 from memory.errors import InvalidInputError
 from memory.store.db import open_archive, unreachable
 from memory.store.roles import ensure_schema
@@ -130,6 +130,8 @@ async def serve_worker(settings: Settings, announce: Callable[[str], None] = pri
     abandoned every activity in flight, and Temporal retried an abandoned compaction only
     after its activity timeout. A second signal during the grace period leaves at once, for
     an operator who will not wait."""
+    if (problem := data_dir_problem(settings)) is not None:
+        raise ConnectionError(problem)
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
 

@@ -142,8 +142,10 @@ def _joins_next(item: JsonObject, following: JsonValue) -> bool:
     kind = item.get("type")
     if kind == "reasoning":
         return True
-    return (isinstance(kind, str) and kind.endswith("_call") and isinstance(following, str)
-            and following.endswith("_call"))
+    # The model's own text before its calls (a preamble) stands between reasoning and call.
+    said = kind in (None, "message") and item.get("role") == "assistant"
+    return ((said or (isinstance(kind, str) and kind.endswith("_call")))
+            and isinstance(following, str) and following.endswith("_call"))
 
 
 def _item_error(n: int, item: JsonObject, error: InvalidInputError) -> InvalidInputError:
@@ -154,9 +156,9 @@ def _item_error(n: int, item: JsonObject, error: InvalidInputError) -> InvalidIn
     field = error.field
     if field == "content" and kind.endswith("_output"):
         field = "output"
-    elif field == "content" and kind != "message":
-        field = ""
-    elif field == "tool_call_id" or field.endswith("].id"):
+    elif field.startswith("metadata") or (field == "content" and kind != "message"):
+        field = ""  # the item kept whole (its text is not one string at one place)
+    elif field in ("tool_call_id", "id") or field.endswith("].id"):
         field = "call_id"
     elif field.startswith("tool_calls["):
         field = field.split(".", 1)[1] if "." in field else ""

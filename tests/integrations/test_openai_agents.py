@@ -233,6 +233,10 @@ async def test_a_turn_with_one_message_too_large_is_refused_before_any_is_sent(
     with pytest.raises(InvalidInputError, match=r"^items\[1\]\.output: the message is"):
         await session.add_items(items)
     assert await store.count("acme", session_id) == 0
+    arguments: list[Any] = [{"type": "function_call", "call_id": "w", "name": "write_file",
+                              "arguments": '{"text": "' + "y" * 1_700_000 + '"}'}]
+    with pytest.raises(InvalidInputError, match=r"^items\[0\]: the message is"):  # kept whole
+        await session.add_items(arguments)
 
 
 async def test_items_added_twice_are_a_repeat_stored_twice_under_their_own_ids(
@@ -282,6 +286,21 @@ async def test_reasoning_stays_with_its_calls_and_a_late_result_finds_its_call(
     calls = {i["call_id"] for i in after if i.get("type") == "function_call"}
     assert all(i["call_id"] in calls for i in after if i.get("type") == "function_call_output")
     assert {"type": "function_call_output", "call_id": "d", "output": "deployed"} in after
+
+    # A preamble: the model's text between its reasoning and its call (the second review).
+    preamble: list[Any] = [
+        {"role": "user", "content": "Now roll it back."},
+        {"type": "reasoning", "id": "rs_2", "summary": []},
+        {"id": "msg_2", "type": "message", "role": "assistant", "status": "completed",
+         "content": [{"type": "output_text", "annotations": [], "text": "Rolling back."}]},
+        {"type": "function_call", "call_id": "r", "name": "rollback", "arguments": "{}",
+         "id": "fc_r"},
+        {"type": "function_call_output", "call_id": "r", "output": "rolled back"}]
+    await session.add_items(preamble)
+    await session.add_items([{"role": "user", "content": "Thanks."}])
+    assert await conv.compact(preserve_recent=2) is not None
+    window = cast(list[dict[str, Any]], await session.get_items())
+    assert (preamble[1] in window) == (preamble[3] in window)  # together, or not at all
 
 
 async def test_a_nul_in_an_output_is_refused_naming_the_item_and_its_field(

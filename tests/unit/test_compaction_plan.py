@@ -177,3 +177,25 @@ def test_a_message_marked_joins_next_leaves_only_with_the_next() -> None:
     assert len(tool_units([reasoning, fc1, fc2, *out])) == 3  # assembly: never joined
     user = Message(id="u0", role="user", content="next question")
     assert len(tool_units([reasoning, user], joins=True)) == 2  # a user turn never joins
+
+
+def test_every_call_of_the_assistants_latest_run_awaiting_a_result_stays() -> None:
+    """The second review: calls stored one a message (no JOINS_NEXT), or followed by the
+    assistant's own text, were archived while their results were coming."""
+    from memory.units import MAX_AWAITING_UNITS
+
+    def call(n: int) -> Message:
+        return Message(id=f"c{n}", role="assistant", content="",
+                       tool_calls=(ToolCall(id=f"k{n}", name="build", arguments="{}"),))
+
+    users = _pending_call_window().messages[2:]
+    said = Message(id="said", role="assistant", content="Building both, one moment.")
+    state = WindowState(messages=(_window(1).messages[0], call(1), call(2), said, *users))
+    plan = plan_compaction(state, POLICY, force=True, preserve_recent=0)
+    assert plan is not None and "said" in plan.covered_ids
+    assert not {"c1", "c2"} & set(plan.covered_ids)
+    many = WindowState(messages=(*(call(n) for n in range(40)), *users))
+    plan = plan_compaction(many, POLICY, force=True, preserve_recent=0)
+    assert plan is not None  # bounded: only the newest MAX_AWAITING_UNITS stay
+    assert [f"c{n}" for n in range(40 - MAX_AWAITING_UNITS)] == [
+        i for i in plan.covered_ids if i.startswith("c")]

@@ -8,8 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from longthread.settings import Settings, resolve_settings
-from memory.errors import InvalidInputError
+from longthread.settings import Settings, data_dir_problem, resolve_settings
 
 
 @pytest.fixture(autouse=True)
@@ -20,23 +19,27 @@ def no_settings_around(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.chdir(tmp_path)
 
 
-def test_a_data_dir_with_no_running_stack_is_refused_when_it_is_all_that_says_where(
+def test_a_data_dir_with_no_running_stack_is_a_problem_when_it_is_all_that_says_where(
     tmp_path: Path,
 ) -> None:
-    """ut27: a mistyped LONGTHREAD_DATA_DIR ran against the stack on 127.0.0.1:7233."""
+    """ut27: a mistyped LONGTHREAD_DATA_DIR ran against the stack on 127.0.0.1:7233. The
+    client, the worker and health refuse to connect on such settings (`ConnectionError`:
+    exit 3, as for no running stack)."""
     missing = tmp_path / "mistyped"
-    with pytest.raises(InvalidInputError, match=r"^LONGTHREAD_DATA_DIR: .*mistyped does not "):
-        resolve_settings(Settings(data_dir=missing))
-    with pytest.raises(InvalidInputError, match=r"holds no running `longthread dev`"):
-        resolve_settings(Settings(data_dir=tmp_path))  # exists, but nothing runs there
-    given = resolve_settings(Settings(data_dir=missing, temporal_address="127.0.0.1:1"))
-    assert given.temporal_address == "127.0.0.1:1"  # said elsewhere: the dir is not needed
-    assert resolve_settings(Settings(data_dir=missing, database_url="postgresql://x/y"))
+    problem = data_dir_problem(resolve_settings(Settings(data_dir=missing)))
+    assert problem is not None and problem.startswith(
+        f"LONGTHREAD_DATA_DIR {missing} does not exist: start `longthread dev --data-dir")
+    problem = data_dir_problem(resolve_settings(Settings(data_dir=tmp_path)))
+    assert problem is not None and "holds no running `longthread dev`" in problem
+    assert data_dir_problem(Settings(data_dir=missing, temporal_address="127.0.0.1:1")) is None
+    assert data_dir_problem(Settings(data_dir=missing, database_url="postgresql://x/y")) is None
+    assert data_dir_problem(Settings()) is None  # the default dir: the defaults, as before
 
 
 def test_a_running_stack_is_found_through_its_data_dir(tmp_path: Path) -> None:
     (tmp_path / "stack.json").write_text(json.dumps(
         {"database_url": "postgresql://dev/db", "temporal": "127.0.0.1:7999"}))
     found = resolve_settings(Settings(data_dir=tmp_path))
+    assert data_dir_problem(found) is None
     assert (found.database_url, found.temporal_address) == ("postgresql://dev/db",
                                                             "127.0.0.1:7999")
