@@ -46,8 +46,8 @@ __all__ = [
 # 8: an extractive summary's lines from dated messages stand under a `## 2023-05-08` line for
 #    their day (UTC), one per run of lines, in summaries and in merged ones
 #    (`memory.extractive`). Undated spans are summarized as in 7.
-# 9: the assistant's latest units (since the user last spoke) are not compacted while a call
-#    of theirs awaits its result (`memory.units.awaiting_units`), and an assistant message
+# 9: the assistant's latest turn's units are not compacted while a call of theirs awaits its
+#    result, within a quarter of the window (`memory.units.awaiting_units`); an assistant message
 #    marked `memory.units.JOINS_NEXT` (an Agents SDK reasoning item) leaves the window only
 #    with the assistant message after it, in compaction and pop. Records and their
 #    application are as in 8.

@@ -106,9 +106,10 @@ def plan_compaction(
         kept_tail += len(units[cut])
     frozen = set(keep_ids)
     # The assistant's latest calls still waiting for their results stay too (engine version
-    # 9): archived, a call left its result to arrive alone in the window, where no provider
-    # accepts it.
-    waiting = awaiting_units(units)
+    # 9), within a quarter of the context window: archived, a call left its result to
+    # arrive alone in the window, where no provider accepts it.
+    waiting = awaiting_units(units, lambda m: message_cost(counter, m),
+                             policy.context_window // 4)
     movable = [unit for n, unit in enumerate(units[:cut])
                if not any(m.id in frozen for m in unit) and n not in waiting]
     older = [m for unit in movable for m in unit if not m.pinned]

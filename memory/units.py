@@ -8,7 +8,7 @@ shown, together or not at all.
 from __future__ import annotations
 
 from collections import Counter
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 
 from memory.models import Message
 
@@ -73,21 +73,35 @@ def awaits_result(unit: Sequence[Message]) -> bool:
 MAX_AWAITING_UNITS = 16  # at most this many calls awaiting results stay for them
 
 
-def awaiting_units(units: Sequence[Sequence[Message]]) -> set[int]:
-    """The indexes of the units compaction must leave in the window: those of the
-    assistant's latest run (its units since the last user message before them) with a call
-    that awaits its result, the newest MAX_AWAITING_UNITS of them. Such a result may still
+def awaiting_units(units: Sequence[Sequence[Message]], cost: Callable[[Message], int],
+                   budget: int) -> set[int]:
+    """The indexes of the units compaction must leave in the window: the assistant's calls
+    that await their results in its latest turn, newest first, while together they cost at
+    most `budget` tokens, and at most MAX_AWAITING_UNITS of them. Such a result may still
     come (a slow tool, users writing while it runs), and a result whose call has left the
-    window is one no provider accepts. A call from before the user last spoke to the
-    assistant is taken as never to be answered (a chain that saves calls but not results):
-    freezing every such call let the window grow without bound."""
+    window is one no provider accepts.
+
+    The latest turn runs back from the assistant's newest unit (past users writing since)
+    to the last user message or the last tool exchange before it that got a result: a call
+    from before either is taken as never to be answered (a chain that saves calls but not
+    results; an agent that went on past a call that timed out). Freezing every unanswered
+    call let a window grow without bound; the budget bounds the rest (a newest turn of huge
+    calls)."""
     kept: set[int] = set()
+    spent = 0
     index = len(units) - 1
     while index >= 0 and not any(m.role == "assistant" for m in units[index]):
         index -= 1  # users writing since (or while) the assistant's last turn
-    while (index >= 0 and len(kept) < MAX_AWAITING_UNITS
-           and not any(m.role == "user" for m in units[index])):
-        if awaits_result(units[index]):
+    first = index
+    while index >= 0 and len(kept) < MAX_AWAITING_UNITS:
+        unit = units[index]
+        if any(m.role == "user" for m in unit) or (
+                index != first and any(m.role == "tool" for m in unit)):
+            break  # the user spoke, or a tool answered and the model went on: an older turn
+        if awaits_result(unit):
+            spent += sum(cost(m) for m in unit)
+            if spent > budget:
+                break
             kept.add(index)
         index -= 1
     return kept

@@ -160,8 +160,10 @@ def _item_error(n: int, item: JsonObject, error: InvalidInputError) -> InvalidIn
         field = ""  # the item kept whole (its text is not one string at one place)
     elif field in ("tool_call_id", "id") or field.endswith("].id"):
         field = "call_id"
-    elif field.startswith("tool_calls["):
+    elif field.startswith("tool_calls"):
         field = field.split(".", 1)[1] if "." in field else ""
+    if field == "arguments":  # stored from `arguments`, a custom call's `input`, or `action`
+        field = next((k for k in ("arguments", "input", "action") if k in item), "")
     return InvalidInputError(f"items[{n}]" + (f".{field}" if field else ""), error.problem)
 
 

@@ -199,3 +199,26 @@ def test_every_call_of_the_assistants_latest_run_awaiting_a_result_stays() -> No
     assert plan is not None  # bounded: only the newest MAX_AWAITING_UNITS stay
     assert [f"c{n}" for n in range(40 - MAX_AWAITING_UNITS)] == [
         i for i in plan.covered_ids if i.startswith("c")]
+
+
+def test_an_agent_that_goes_on_past_unanswered_calls_stays_within_its_window() -> None:
+    """The third review: one user prompt, then 200 file writes of about 4 KB, every fifth
+    never answered (or, in parallel, one call of two): with the turn running back to the user
+    only, 16 such units stayed for good, 26,548 tokens of an 8,000-token window."""
+    from memory.session import Session
+
+    policy = CompactionPolicy(context_window=8000)
+    for parallel in (False, True):
+        session = Session(policy=policy, clock=lambda: 0.0)
+        session.add_messages([Message(id="u", role="user", content="Write the project.")])
+        for step in range(200):
+            calls = [ToolCall(id=f"w{step}", name="write_file",
+                              arguments='{"text": "' + f"line {step} " * 400 + '"}')]
+            if parallel:
+                calls.append(ToolCall(id=f"x{step}", name="lint", arguments="{}"))
+            answered = parallel or step % 5
+            session.add_messages([
+                Message(id=f"c{step}", role="assistant", content="", tool_calls=tuple(calls)),
+                *([Message(id=f"r{step}", role="tool", tool_call_id=f"w{step}",
+                           content="written")] if answered else [])])
+            assert session.get_token_estimate() <= policy.context_window, (parallel, step)
