@@ -108,7 +108,7 @@ def import_(session: SessionId,
     async def body() -> None:
         plan = plan_import(file, batch)  # a bad file is named before, and without, a stack
         async with connected(out) as ctx:
-            await ctx.import_file(session, plan, tenant, batch)
+            await ctx.import_file(session, plan, tenant)
     run(body())
 
 

@@ -16,7 +16,7 @@ from urllib.parse import quote
 import typer
 
 from longthread.cli_support import Tenant, out, run
-from longthread.commands import Ctx, connected
+from longthread.commands import Ctx, connected, plan_import
 from longthread.transfer import read_session_file
 from memory.errors import InvalidInputError, NotFoundError
 
@@ -81,7 +81,7 @@ async def _import_all(ctx: Ctx, tenant: str, directory: Path, batch: int) -> Non
         named.append((source["session"], path))
     for session, path in named:
         out.print(f"{path.name} → session {session!r}", highlight=False)
-        await ctx.import_file(session, path, tenant, batch)
+        await ctx.import_file(session, plan_import(path, batch), tenant)
     out.print(f"imported {len(named)} session{'s' * (len(named) != 1)} into tenant {tenant!r}",
               highlight=False)
 

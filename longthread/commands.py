@@ -42,7 +42,7 @@ from memory.messages import Message, check_not_future
 from memory.store.db import open_archive
 from memory.store.store import Store
 
-__all__ = ["Ctx", "connected"]
+__all__ = ["Ctx", "ImportPlan", "connected", "plan_import"]
 
 SETTLE_SECONDS = 60.0
 
@@ -121,9 +121,8 @@ class Ctx(AuditCommands):
         raise NotFoundError(f"session: no session {session!r} for tenant {tenant!r}")
 
     # -- commands ---------------------------------------------------------------------------
-    async def import_file(self, session: str, source: Path | ImportPlan, tenant: str,
-                          batch: int) -> None:
-        data, parts = source if isinstance(source, ImportPlan) else plan_import(source, batch)
+    async def import_file(self, session: str, plan: ImportPlan, tenant: str) -> None:
+        data, parts = plan
         conv = await self.lt.conversation(session, tenant)
         appended = duplicates = 0
         with Progress(TextColumn("importing"), BarColumn(), MofNCompleteColumn(),

@@ -59,12 +59,27 @@ from workflows.types import (
 if TYPE_CHECKING:
     from longthread.client import Longthread
 
-__all__ = ["MAX_BATCH_BYTES", "MAX_FETCH_IDS", "Conversation", "check_message_sizes"]
+__all__ = ["MAX_BATCH_BYTES", "MAX_FETCH_IDS", "Conversation", "MessageTooLarge",
+           "check_message_sizes"]
 
 log = logging.getLogger(__name__)
 
 # Temporal caps one payload at 2 MB; a batch stays well below so JSON overhead never crosses it.
 MAX_BATCH_BYTES = 1_500_000
+
+
+class MessageTooLarge(InvalidInputError):
+    """A message no call could carry; `index` and `part` (its largest field) let an adapter
+    name it by its own item."""
+
+    def __init__(self, field: str, index: int, part: str, size: int) -> None:
+        self.index = index
+        self.part = part
+        super().__init__(
+            f"{field}[{index}].{part}", f"the message is {size} bytes as sent; the "
+            f"durable stack takes at most {MAX_BATCH_BYTES} bytes in one call (Temporal caps "
+            "a payload at 2 MB), so one message cannot be larger: split it, or store the "
+            "body elsewhere and append a reference")
 
 
 def check_message_sizes(messages: Sequence[Message], sizes: Sequence[int],
@@ -73,12 +88,7 @@ def check_message_sizes(messages: Sequence[Message], sizes: Sequence[int],
     holds: no split helps it. The adapters check a whole turn so before sending any of it."""
     over = next((n for n, weight in enumerate(sizes) if weight > MAX_BATCH_BYTES), None)
     if over is not None:
-        raise InvalidInputError(
-            f"{field}[{over}].{largest_field(messages[over])}",
-            f"the message is {sizes[over]} bytes as sent; the "
-            f"durable stack takes at most {MAX_BATCH_BYTES} bytes in one call (Temporal caps "
-            "a payload at 2 MB), so one message cannot be larger: split it, or store the "
-            "body elsewhere and append a reference")
+        raise MessageTooLarge(field, over, largest_field(messages[over]), sizes[over])
 
 
 def _forget_start_error(start: WithStartWorkflowOperation[Any, Any]) -> None:

@@ -37,7 +37,7 @@ from pydantic import JsonValue, ValidationError
 from pydantic_core import to_jsonable_python
 
 from longthread.client import Conversation, Longthread
-from longthread.conversation import check_message_sizes
+from longthread.conversation import MessageTooLarge
 from longthread.integrations._common import (
     JsonObject,
     JsonPath,
@@ -50,7 +50,6 @@ from longthread.integrations._common import (
     stash,
     summary_text,
 )
-from longthread.transfer import message_bytes
 from memory.errors import InvalidInputError
 from memory.models import Message, Role, ToolCall, invalid_input
 from memory.units import JOINS_NEXT
@@ -241,12 +240,10 @@ class LongthreadSession:
                     "metadata": {**message.metadata, JOINS_NEXT: True}})
             messages.append(message)
         try:
-            check_message_sizes(messages, [message_bytes(m) for m in messages])
-        except InvalidInputError as error:  # before any of the turn is sent, as the item
-            n = int(error.field[len("messages["):error.field.index("]")])
-            error.field = error.field.split(".", 1)[1]
-            raise _item_error(n, plains[n], error) from None
-        await append_batches(self.conversation, messages, "items")
+            await append_batches(self.conversation, messages, "items")
+        except MessageTooLarge as error:  # refused before any of the turn was sent
+            raise _item_error(error.index, plains[error.index],
+                              InvalidInputError(error.part, error.problem)) from None
 
     async def pop_item(self) -> TResponseInputItem | None:
         """Take the newest tool unit out of the window (undoable) and return its newest item."""

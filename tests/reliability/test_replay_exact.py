@@ -58,7 +58,7 @@ from activities.providers.embedders import Embedder
 from activities.providers.llm import OpenAISummarizer
 from longthread.audit import replay_at
 from longthread.client import Conversation, Longthread
-from longthread.commands import Ctx
+from longthread.commands import Ctx, plan_import
 from longthread.settings import Settings
 from memory.audit import ServedContext, window_digest
 from memory.errors import InvalidInputError
@@ -371,7 +371,7 @@ class ReplayMachine(RuleBasedStateMachine):
         path = self.h.workdir / f"{source}.jsonl"
         await ctx.export(source, TENANT, path, force=True)  # settles the source first
         copy = f"{source}-i{self.imports}"
-        await ctx.import_file(copy, path, TENANT, batch)
+        await ctx.import_file(copy, plan_import(path, batch), TENANT)
         conv = Conversation(self.lt, copy, TENANT)
         await conv.settle(timeout=120)
         exported, imported = await store.ledger(TENANT, source), await store.ledger(TENANT, copy)
