@@ -47,13 +47,14 @@ from memory.packing import (
 from memory.retrieval import CONTEXT_WEIGHT, has_content, ranked
 from memory.shares import DEFAULT_POLICY, DEFAULT_SHARES, QUERY_SHARES, AssemblyPolicy, Shares
 from memory.spending import allocate, greedy, newest_run, unflatten
+from memory.thinking import newest_thinking
 from memory.tokens import TokenCounter, default_counter, message_cost
 from memory.units import tool_units
 
 __all__ = ["ASSEMBLY_VERSION", "DEFAULT_POLICY", "DEFAULT_SHARES", "QUERY_SHARES",
            "AssemblyPolicy", "Shares", "assemble_context", "tool_units"]
 
-ASSEMBLY_VERSION = 14  # 1: fixed shares, date-grouped block, fused order (before issue 12);
+ASSEMBLY_VERSION = 15  # 1: fixed shares, date-grouped block, fused order (before issue 12);
 # 2: adaptive shares, reranked, dated lines; 3: summaries that do not all fit their share are
 # condensed into one that does, so every window of 500 tokens or more carries the hierarchy;
 # 4: turns two away count in the packing order (`reach`); idle summaries get the summary cap;
@@ -76,7 +77,9 @@ ASSEMBLY_VERSION = 14  # 1: fixed shares, date-grouped block, fused order (befor
 # against it (`memory.delta.delta_contents`), and is not among `source_ids`; 14: a retrieved
 # message's continuation line that could pass for a line of the block is indented, and the
 # fence's tags are escaped in any case (`memory.packing.guard`): such a message is not among
-# `source_ids` (its text is not there verbatim)
+# `source_ids` (its text is not there verbatim); 15: the newest turn's assistant messages carry
+# the Anthropic thinking blocks stored with them, counted, while the turn with them fits
+# (`memory.thinking.newest_thinking`)
 CONDENSE_MIN_BUDGET = 500  # below this a window is the newest exchange and what answers it
 
 
@@ -141,6 +144,10 @@ def assemble_context(
                     if m.id in diffs else message_cost(counter, m, tools) for m in unit)
                 for unit in units[:upto]]
     unit_cost = costs(len(units))
+    thinking = newest_thinking(units[-1], unit_cost[-1], remaining, counter) \
+        if version >= 15 and units else {}
+    if thinking:  # the newest turn costs its blocks too, and is always taken (it fits)
+        unit_cost[-1] += sum(cost for _, cost in thinking.values())
     summary_msgs = [_summary_message(s, counter, version >= 6, version >= 14)
                     for s in summaries]
     system_ids = {m.id for m in system}
@@ -258,8 +265,14 @@ def assemble_context(
             picked += extra
             left -= sum(summary_msgs[i].tokens for i in extra)
 
-    recent_out = [_plain(m, "recent", counter, tools, diffs.get(m.id)) for index in sorted(taken)
-                  for m in units[index]] + (cut or [])
+    def shown(m: Message) -> ContextMessage:
+        plain = _plain(m, "recent", counter, tools, diffs.get(m.id))
+        if m.id not in thinking:
+            return plain
+        blocks, cost = thinking[m.id]
+        return plain.model_copy(update={"thinking": blocks, "tokens": plain.tokens + cost})
+
+    recent_out = [shown(m) for index in sorted(taken) for m in units[index]] + (cut or [])
     summary_out = [summary_msgs[i] for i in sorted(picked)] + ([condensed] if condensed else [])
     messages = (*system_msgs, *summary_out, *([block] if block else []), *recent_out)
     tokens = sum(m.tokens for m in messages)

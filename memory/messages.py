@@ -39,6 +39,7 @@ from memory.checks import (
 )
 from memory.errors import InvalidInputError
 from memory.provider_shapes import flat_call, flat_message
+from memory.thinking import THINKING, check_thinking
 
 __all__ = ["FUTURE_SLACK", "Frozen", "Message", "ToolCall", "check_intake", "check_not_future",
            "content_hash", "message_digest", "parse_messages", "utc_instant",
@@ -227,13 +228,20 @@ def check_intake(message: Message) -> None:
       as the tail a window shows a long id by, and such an id took another message's lookup;
     - a name is one line: shown before its message's quote ("[…9f3c2a1b] Caroline: …"), a
       line break in it started a forged line of the block;
-    - metadata nests at most MAX_JSON_DEPTH levels (5,000 raised a RecursionError)."""
+    - metadata nests at most MAX_JSON_DEPTH levels (5,000 raised a RecursionError);
+    - thinking blocks kept in metadata (`memory.thinking`) are an assistant's, and whole: one
+      that is not would be left out of every request, unsaid."""
     if message.id.startswith(TAIL_MARK):
         raise InvalidInputError("id", f"must not start with {TAIL_MARK!r}, which marks a long "
                                 "id shown by its tail")
     if message.name is not None and _NAME_BREAKS.search(message.name):
         raise InvalidInputError("name", "must be one line, with no control characters")
     check_json_depth("metadata", message.metadata)
+    if THINKING in message.metadata:
+        if message.role != "assistant":
+            raise InvalidInputError(f"metadata.{THINKING}", "is kept only on assistant "
+                                    "messages, which Anthropic returned it with")
+        check_thinking(f"metadata.{THINKING}", message.metadata[THINKING])
 
 
 def parse_messages(raw: Sequence[object]) -> list[Message]:

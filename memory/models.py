@@ -12,7 +12,7 @@ from collections.abc import Callable
 from datetime import datetime
 from typing import Literal
 
-from pydantic import Field, ValidationInfo, field_validator
+from pydantic import Field, JsonValue, ValidationInfo, field_validator
 
 from memory.checks import (
     MAX_CONTENT_BYTES,
@@ -204,6 +204,11 @@ class ContextMessage(Frozen):
     tool_call_id: str | None = None
     tool_calls: tuple[ToolCall, ...] = ()
     tokens: int = 0
+    # Anthropic thinking blocks sent first in this assistant message (`memory.thinking`),
+    # counted in `tokens`; assembly version 15 sets them on the newest turn only. Left out of
+    # a dump when there are none, so a window dumps (and digests) as before version 15, and
+    # the digests recorded for windows served before it still match their replay.
+    thinking: tuple[dict[str, JsonValue], ...] = Field(default=(), exclude_if=lambda v: not v)
 
 
 class SectionUsage(Frozen):

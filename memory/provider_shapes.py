@@ -13,6 +13,7 @@ from pydantic import BaseModel, ValidationError
 
 from memory.checks import invalid_input
 from memory.errors import InvalidInputError
+from memory.thinking import THINKING, THINKING_TYPES, check_block
 
 if TYPE_CHECKING:
     from memory.messages import ToolCall
@@ -77,15 +78,22 @@ def _part_text(part: dict[str, object], where: str) -> str:
     return text
 
 
-def _content_parts(parts: Sequence[object], role: object) -> tuple[str, list[tuple[int, ToolCall]]]:
-    """Content given as a list of parts: the text parts joined by newlines (one part keeps its
-    text exactly; a newline keeps words of adjacent parts apart), Anthropic's tool_use blocks
-    as tool calls, each with its index. Any other part (an image, a file, a thinking block, a
+class _Parts:
+    """Content given as a list of parts, read: the text parts joined by newlines (one part
+    keeps its text exactly; a newline keeps words of adjacent parts apart), Anthropic's
+    tool_use blocks as tool calls, each with its index, and its thinking blocks exactly, for
+    the message's metadata (`memory.thinking`). Any other part (an image, a file, a
     tool_result) has no place in the flat form, so it is refused by name, never dropped. The
-    flat form puts text before calls; Anthropic writes them in that order."""
-    texts: list[str] = []
-    calls: list[tuple[int, ToolCall]] = []
-    for index, raw in enumerate(parts):
+    flat form puts text before calls; Anthropic writes them in that order, after thinking."""
+
+    def __init__(self, parts: Sequence[object], role: object) -> None:
+        self.texts: list[str] = []
+        self.calls: list[tuple[int, ToolCall]] = []
+        self.thinking: list[dict[str, object]] = []
+        for index, raw in enumerate(parts):
+            self._read(index, raw, role)
+
+    def _read(self, index: int, raw: object, role: object) -> None:
         part = raw.model_dump() if isinstance(raw, BaseModel) else raw
         where = f"content[{index}]"
         if not isinstance(part, dict) or not isinstance(part.get("type"), str):
@@ -93,15 +101,17 @@ def _content_parts(parts: Sequence[object], role: object) -> tuple[str, list[tup
                                     "{'type': 'text', 'text': ...}")
         kind = part["type"]
         if kind in TEXT_PARTS:
-            texts.append(_part_text(part, where))
+            self.texts.append(_part_text(part, where))
+        elif kind in ("tool_use", *THINKING_TYPES) and role != "assistant":
+            raise InvalidInputError(f"{where}.type",
+                                    f"{kind!r} blocks belong to assistant messages")
         elif kind == "tool_use":
-            if role != "assistant":
-                raise InvalidInputError(f"{where}.type",
-                                        "'tool_use' blocks belong to assistant messages")
             try:
-                calls.append((index, _call(part)))
+                self.calls.append((index, _call(part)))
             except ValidationError as exc:
                 raise invalid_input(exc, prefix=where) from None
+        elif kind in THINKING_TYPES:
+            self.thinking.append(dict(check_block(where, part)))
         elif kind == "tool_result":
             raise InvalidInputError(f"{where}.type", "'tool_result' blocks (Anthropic's user "
                                     "message of results) are stored as one tool message per "
@@ -109,10 +119,9 @@ def _content_parts(parts: Sequence[object], role: object) -> tuple[str, list[tup
                                     "<tool_use_id>, 'content': <its content>} for each")
         else:
             raise InvalidInputError(f"{where}.type", f"{kind!r} parts are not stored (only "
-                                    f"{', '.join(TEXT_PARTS)} parts, and tool_use blocks on "
-                                    "assistant messages): send their text, or keep them "
-                                    "elsewhere and append a reference")
-    return "\n".join(texts), calls
+                                    f"{', '.join(TEXT_PARTS)} parts, and tool_use and thinking "
+                                    "blocks on assistant messages): send their text, or keep "
+                                    "them elsewhere and append a reference")
 
 
 def flat_call(value: object) -> object:
@@ -170,12 +179,15 @@ def flat_message(value: object) -> object:
         if key in data and _unused(data[key]):
             del data[key]  # None or empty: the flat form's default says the same
     if isinstance(data.get("content"), list | tuple):
-        data["content"], calls = _content_parts(data["content"], data.get("role"))
+        parts = _Parts(data["content"], data.get("role"))
+        data["content"], calls = "\n".join(parts.texts), parts.calls
         if calls and data.get("tool_calls"):
             raise InvalidInputError(f"content[{calls[0][0]}]", "tool_use blocks and "
                                     "tool_calls both given: send each call once")
         if calls:
             data["tool_calls"] = [call for _, call in calls]
+        if parts.thinking:
+            _into_metadata(data, THINKING, parts.thinking, f"metadata.{THINKING}")
     if "function_call" in data:
         raise InvalidInputError("function_call", "the legacy function_call form is not "
                                 "supported (its result has no call id to answer); send "
@@ -194,12 +206,17 @@ def flat_message(value: object) -> object:
             raise InvalidInputError("refusal", "content already carries text: a reply is "
                                     "either content or a refusal, send one of them")
     if "annotations" in data:
-        annotations, metadata = data.pop("annotations"), data.get("metadata", {})
-        if not isinstance(metadata, dict):
-            raise InvalidInputError("metadata", f"must be an object, not "
-                                    f"{type(metadata).__name__}")
-        if metadata.get("annotations", annotations) != annotations:
-            raise InvalidInputError("annotations", "metadata already has other "
-                                    "'annotations': send one of them")
-        data["metadata"] = {**metadata, "annotations": annotations}
+        _into_metadata(data, "annotations", data.pop("annotations"), "annotations")
     return data
+
+
+def _into_metadata(data: dict[str, object], key: str, value: object, field: str) -> None:
+    """Keep what the provider returned beside the text in the message's metadata, under
+    `key`; metadata already holding something else there is refused (as `field`), never
+    overwritten."""
+    metadata = data.get("metadata", {})
+    if not isinstance(metadata, dict):
+        raise InvalidInputError("metadata", f"must be an object, not {type(metadata).__name__}")
+    if metadata.get(key, value) != value:
+        raise InvalidInputError(field, f"metadata already has other {key!r}: send one of them")
+    data["metadata"] = {**metadata, key: value}

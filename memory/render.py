@@ -19,6 +19,7 @@ from pydantic import JsonValue
 from memory.checks import check_json_depth
 from memory.errors import InvalidInputError
 from memory.models import ContextMessage, ContextWindow, ToolCall
+from memory.thinking import THINKING_TYPES
 
 __all__ = ["CONTINUED", "MAX_CACHE_BREAKPOINTS", "to_anthropic", "to_openai", "tool_arguments",
            "unanswered_calls"]
@@ -149,7 +150,9 @@ def _blocks(index: int, m: ContextMessage, pairs: _Pairs) -> list[JsonDict]:
     for sent, call in pairs.sent_calls(index, m):
         blocks.append({"type": "tool_use", "id": sent, "name": call.name,
                        "input": tool_arguments(call.arguments)})
-    return blocks
+    # The turn's thinking goes first, exactly as stored, with what it led to; alone (its
+    # calls not answered yet, so not sent) it is not sent either.
+    return [dict(b) for b in m.thinking] + blocks if blocks else []
 
 
 def to_anthropic(window: ContextWindow) -> tuple[list[JsonDict], list[JsonDict]]:
@@ -178,6 +181,10 @@ def to_anthropic(window: ContextWindow) -> tuple[list[JsonDict], list[JsonDict]]
             previous = messages[-1]["content"]
             assert isinstance(previous, list)
             previous.extend(blocks)
+            # An assistant message must open with its thinking: a stable sort keeps the order
+            # of the thinking blocks, and of the rest.
+            previous.sort(key=lambda block: not (isinstance(block, dict)
+                                                 and block.get("type") in THINKING_TYPES))
         else:
             messages.append({"role": role, "content": list(blocks)})
     if messages and messages[0]["role"] == "assistant":

@@ -7,6 +7,7 @@ import uuid
 from itertools import pairwise
 
 from anthropic import AsyncAnthropic
+from anthropic.types import ThinkingConfigEnabledParam
 from openai import AsyncOpenAI
 
 from longthread.client import Longthread
@@ -86,3 +87,40 @@ async def test_openai_sdk_gets_the_window_inline_with_tool_calls(
     assert sent[-2]["tool_calls"] == [{"id": "t1", "type": "function", "function": {
         "name": "stock", "arguments": '{"size": 56}'}}]
     assert sent[-1] == {"role": "tool", "content": "3 in Bergen", "tool_call_id": "t1"}
+
+
+async def test_a_claude_agent_with_thinking_gets_its_step_back_thinking_first(
+    worker: object, lt: Longthread,
+) -> None:
+    """The tool loop of a Claude agent with extended thinking, through the durable stack: the
+    reply is appended as the SDK returned it, and the next request's assistant message opens
+    with its thinking block, unmodified (the API refuses a tool step without it)."""
+    conv = await lt.conversation(f"think-{uuid.uuid4()}", tenant="acme")
+    await conv.append_many([{"id": "s", "role": "system", "content": SYSTEM},
+                            {"id": "q", "role": "user", "content": "Is the 56 cm frame in stock?"}])
+    thought = {"type": "thinking", "thinking": "The stock tool answers this; size 56.",
+               "signature": "EqQBCkgIARABGAIiQL7x+/9fQ=="}
+    use = {"type": "tool_use", "id": "toolu_01A", "name": "stock", "input": {"size": 56}}
+    with loopback() as server:
+        server.reply({**anthropic_message(""), "id": "msg_step", "stop_reason": "tool_use",
+                      "content": [thought, use]})
+        server.reply(anthropic_message("Yes, three in Bergen."))
+        sdk = AsyncAnthropic(base_url=server.url, api_key="test-key", max_retries=0)
+        thinking_on = ThinkingConfigEnabledParam(type="enabled", budget_tokens=1024)
+        step = await sdk.messages.create(
+            model="claude-test", max_tokens=2000, thinking=thinking_on,
+            **anthropic_args(await conv.context(max_tokens=2000)))
+        await conv.append({"id": step.id, "role": "assistant", "content": step.content})
+        await conv.append({"id": "r1", "role": "tool", "tool_call_id": "toolu_01A",
+                           "content": "3 in Bergen"})
+        window = await conv.context(max_tokens=2000)
+        await sdk.messages.create(model="claude-test", max_tokens=2000, thinking=thinking_on,
+                                  **anthropic_args(window))
+        await sdk.close()
+    assert [m.source_ids for m in window.messages if m.thinking] == [("msg_step",)]
+    assert window.tokens <= 2000
+    messages = server.requests[1]["json"]["messages"]
+    assert messages[-2] == {"role": "assistant", "content": [thought, use]}  # exactly
+    assert messages[-1]["content"][0]["type"] == "tool_result"
+    (stored,) = await conv.messages(["msg_step"])
+    assert stored.metadata["anthropic_thinking"] == [thought]

@@ -23,14 +23,17 @@ import uuid
 from collections.abc import Callable, Sequence
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
+from typing import cast
 
 import pytest
+from pydantic import JsonValue
 
 from memory.assembly import ASSEMBLY_VERSION, Shares
 from memory.audit import window_digest
 from memory.compaction import WindowState
 from memory.models import ContextWindow, Message, ScoredMessage, Summary, ToolCall
 from memory.packing import ID_TAIL
+from memory.thinking import THINKING
 from memory.tokens import HeuristicCounter, TokenCounter, default_counter
 from memory.window import assemble_from_window, by_reference
 
@@ -125,6 +128,29 @@ def outgrown() -> WindowState:
         Message(id="log", role="tool", tool_call_id="call_9", content=log)))
 
 
+def thinking_turns() -> WindowState:
+    """A Claude agent with extended thinking: two tool steps, each reply opening with its
+    thinking (stored in metadata), the second with a redacted block too (version 15 sends
+    the newest step's blocks, counted)."""
+    def step(n: int, words: int) -> dict[str, JsonValue]:
+        thought = " ".join(f"consider ledger row {n}-{k}" for k in range(words))
+        return {THINKING: [{"type": "thinking", "thinking": thought, "signature": f"sig{n}=="}]}
+
+    second = step(2, 60)
+    second[THINKING] = [*cast(list[JsonValue], second[THINKING]),
+                        {"type": "redacted_thinking", "data": "EuYBCkQYAiJA" * 8}]
+    calls = (ToolCall(id="toolu_01", name="ledger", arguments='{"order": 4711}'),
+             ToolCall(id="toolu_02", name="refund", arguments='{"order": 4711}'))
+    return WindowState(messages=(
+        Message(id="sys", role="system", content="You are the billing agent."),
+        Message(id="t1", role="user", content="Was order 4711 refunded?", created_at=START),
+        Message(id="t2", role="assistant", content="Checking the ledger.", tool_calls=calls[:1],
+                metadata=step(1, 40)),
+        Message(id="t3", role="tool", tool_call_id="toolu_01", content="4711: charged twice"),
+        Message(id="t4", role="assistant", tool_calls=calls[1:], metadata=second),
+        Message(id="t5", role="tool", tool_call_id="toolu_02", content="refund r-88 issued")))
+
+
 def _pinned(window: ContextWindow) -> dict[str, object]:
     """What a golden holds of a window: its digest, and for a reader its size."""
     return {"digest": window_digest(window), "tokens": window.tokens,
@@ -153,6 +179,7 @@ def windows(version: int, counter: TokenCounter) -> dict[str, dict[str, object]]
         "outgrown": (outgrown(), (), None),  # 12: a newest turn larger than the budget, cut
         "listings": (listings(), (), None),  # 13: repeated listings, as diffs
         "forged": (forged, forged_found, "refund for order 9000"),  # 14: forged lines
+        "thinking": (thinking_turns(), (), None),  # 15: the newest step's thinking, sent
     }
     for name, (scenario, hits, query) in scenarios.items():
         for budget in BUDGETS[1:]:
@@ -337,7 +364,7 @@ def test_the_fixture_exercises_what_the_versions_differ_in() -> None:
     lines (v6), a short chat retrieval also finds (v7), parallel calls that share an id (v8),
     a body the window previews (v9), a retrieved turn with no text (v10), a newest turn over
     the budget (v12), repeated tool results (v13), a message's lines shaped like the block's
-    (v14), and the versions' windows differ."""
+    (v14), a tool step's stored thinking (v15), and the versions' windows differ."""
     counter = HeuristicCounter()
     by_version = {v: windows(v, counter) for v in range(1, ASSEMBLY_VERSION + 1)}
     for older, newer in zip(range(1, ASSEMBLY_VERSION), range(2, ASSEMBLY_VERSION + 1),
@@ -386,6 +413,10 @@ def test_the_fixture_exercises_what_the_versions_differ_in() -> None:
         (block,) = [m for m in window.messages if m.section == "retrieved"]
         assert sum(line.startswith(("[f", "- [f")) for line in block.content.splitlines()) \
             == starts, block.content
+    for version, sent in ((14, []), (15, ["t4"])):  # v15: the newest step's thinking
+        window = assemble_from_window(thinking_turns(), max_tokens=2000, version=version,
+                                      counter=counter)
+        assert [m.source_ids[0] for m in window.messages if m.thinking] == sent
     big, bodies = large_body()
     for version, budget, wholes in ((8, 100_000, []), (9, 60_000, ["b5"]),
                                     (9, 100_000, ["b3", "b5"])):

@@ -177,8 +177,8 @@ def test_anthropic_blocks_that_cannot_be_stored_are_refused_by_name() -> None:
     _refused({"id": "u1", "role": "user", "content": [result]},
              "messages[0].content[0].type", "one tool message per result")
     thinking = {"type": "thinking", "thinking": "hmm", "signature": "s"}
-    _refused({"id": "a1", "role": "assistant", "content": [thinking]},
-             "messages[0].content[0].type", "thinking")
+    _refused({"id": "u1", "role": "user", "content": [thinking]},  # kept with replies only
+             "messages[0].content[0].type", "assistant")
     cited = {"type": "text", "text": "x", "citations": [{"type": "char_location"}]}
     _refused({"id": "a1", "role": "assistant", "content": [cited]},
              "messages[0].content[0].citations", "not stored")
