@@ -103,17 +103,19 @@ def build_server(lt: Longthread, tenant: str = "default") -> MCPServer:
                  "system messages, summaries, retrieved evidence for `query`, recent turns. "
                  "Recorded, so `replay` can rebuild it later. `unanswered_calls` lists tool "
                  "calls in the window whose result is not appended yet: OpenAI and Anthropic "
-                 "refuse a request carrying one. With `format` 'openai' or 'anthropic', "
-                 "`request` holds the window as that API's arguments (`messages`, and "
-                 "Anthropic's `system`), unanswered calls left out.")
+                 "refuse a request carrying one. With `format` 'openai', 'anthropic' or "
+                 "'responses', `request` holds the window as that API's arguments "
+                 "(`messages`, and Anthropic's `system`; the Responses API's `input`), "
+                 "unanswered calls left out.")
     async def context(session: Session,
                       query: Annotated[str | None, Field(
                           description="What the next turn is about; retrieves archived "
                           "messages relevant to it.")] = None,
                       max_tokens: Annotated[int, Field(ge=1, le=MAX_CONTEXT_TOKENS)] = 4000,
                       format: Annotated[ProviderFormat, Field(
-                          description="'window' (longthread's messages only), 'openai' or "
-                          "'anthropic' (also `request`, ready to send).")] = "window",
+                          description="'window' (longthread's messages only), 'openai' "
+                          "(Chat Completions), 'anthropic' or 'responses' (OpenAI's Responses "
+                          "API): also `request`, ready to send.")] = "window",
                       ) -> ContextResult:
         with _as_tool_errors():
             await store_ready()

@@ -15,13 +15,13 @@ from pydantic_core import ErrorDetails, InitErrorDetails
 
 from memory.checks import invalid_input
 from memory.models import CompactionRecord, ContextWindow, Message, ScoredMessage
-from memory.render import to_anthropic, to_openai, unanswered_calls
+from memory.render import to_anthropic, to_openai, to_responses, unanswered_calls
 
 __all__ = ["AppendSummary", "CompactResult", "ContextResult", "LedgerPage", "MessagePage",
            "NothingCompacted", "ProviderFormat", "SearchHit", "SearchResults", "StrictServer",
            "argument_problems"]
 
-ProviderFormat = Literal["window", "openai", "anthropic"]
+ProviderFormat = Literal["window", "openai", "anthropic", "responses"]
 
 
 class AppendSummary(BaseModel):
@@ -80,6 +80,8 @@ class ContextResult(ContextWindow):
         elif provider == "anthropic":
             system, messages = to_anthropic(window)
             request = {"system": list(system), "messages": list(messages)}
+        elif provider == "responses":
+            request = {"input": list(to_responses(window))}
         return cls(**dict(window), unanswered_calls=unanswered_calls(window), request=request)
 
 

@@ -21,8 +21,8 @@ from memory.errors import InvalidInputError
 from memory.models import ContextMessage, ContextWindow, ToolCall
 from memory.thinking import THINKING_TYPES
 
-__all__ = ["CONTINUED", "MAX_CACHE_BREAKPOINTS", "to_anthropic", "to_openai", "tool_arguments",
-           "unanswered_calls"]
+__all__ = ["CONTINUED", "MAX_CACHE_BREAKPOINTS", "to_anthropic", "to_openai", "to_responses",
+           "tool_arguments", "unanswered_calls"]
 
 MAX_CACHE_BREAKPOINTS = 4
 # Anthropic (and Bedrock) refuse a conversation whose first turn is the assistant's ("first
@@ -121,6 +121,27 @@ def to_openai(window: ContextWindow) -> list[JsonDict]:
         if m.role == "tool":
             item["tool_call_id"] = pairs.results[i]
         out.append(item)
+    return out
+
+
+def to_responses(window: ContextWindow) -> list[JsonDict]:
+    """`input=` for OpenAI's Responses API: messages as easy input messages (system inline),
+    each answered call as a `function_call` item after its message's text, each result as a
+    `function_call_output`. The call pairs and ids are those `to_openai` sends. Items carry no
+    `id`: the API would then look for the reasoning item stored with it, and refuse the
+    request without one. The API has no participant names, so `name` is not sent."""
+    out: list[JsonDict] = []
+    pairs = _Pairs(window)
+    for i, m in enumerate(window.messages):
+        if m.role == "tool":
+            if i in pairs.results:  # else it answers no call sent
+                out.append({"type": "function_call_output", "call_id": pairs.results[i],
+                            "output": m.content})
+            continue
+        if m.content.strip() or not m.tool_calls:
+            out.append({"type": "message", "role": m.role, "content": m.content})
+        out += [{"type": "function_call", "call_id": sent, "name": c.name,
+                 "arguments": c.arguments} for sent, c in pairs.sent_calls(i, m)]
     return out
 
 

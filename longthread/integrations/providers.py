@@ -1,9 +1,10 @@
 """A context window as the arguments of the Anthropic and OpenAI SDKs.
 
 The wire rules live once, in `memory/render.py`; these helpers give them the SDKs' own types,
-so `client.messages.create(model=..., max_tokens=..., **anthropic_args(ctx))` and
-`client.chat.completions.create(model=..., messages=openai_messages(ctx))` type-check as they
-are. For Anthropic, system messages (the system prompt, the summaries, retrieved evidence) go
+so `client.messages.create(model=..., max_tokens=..., **anthropic_args(ctx))`,
+`client.chat.completions.create(model=..., messages=openai_messages(ctx))` and
+`client.responses.create(model=..., input=responses_input(ctx))` type-check as they are.
+For Anthropic, system messages (the system prompt, the summaries, retrieved evidence) go
 into `system`, and `cache_control` breakpoints (at most 4) mark the end of the stable prefix:
 after the system prompt and after the summaries, which change only when a compaction commits.
 Retrieved evidence and recent turns change every call, so they get none.
@@ -15,11 +16,13 @@ from typing import NotRequired, TypedDict, cast
 
 from anthropic.types import MessageParam, TextBlockParam
 from openai.types.chat import ChatCompletionMessageParam
+from openai.types.responses import ResponseInputItemParam
 
 from memory.models import ContextWindow
-from memory.render import MAX_CACHE_BREAKPOINTS, to_anthropic, to_openai
+from memory.render import MAX_CACHE_BREAKPOINTS, to_anthropic, to_openai, to_responses
 
-__all__ = ["AnthropicArgs", "anthropic_args", "cache_breakpoints", "openai_messages"]
+__all__ = ["AnthropicArgs", "anthropic_args", "cache_breakpoints", "openai_messages",
+           "responses_input"]
 
 
 class AnthropicArgs(TypedDict):
@@ -51,3 +54,8 @@ def anthropic_args(window: ContextWindow) -> AnthropicArgs:
 def openai_messages(window: ContextWindow) -> list[ChatCompletionMessageParam]:
     """`messages=` for `openai.AsyncOpenAI().chat.completions.create` (system inline)."""
     return cast(list[ChatCompletionMessageParam], to_openai(window))
+
+
+def responses_input(window: ContextWindow) -> list[ResponseInputItemParam]:
+    """`input=` for `openai.AsyncOpenAI().responses.create` (system inline)."""
+    return cast(list[ResponseInputItemParam], to_responses(window))

@@ -249,6 +249,10 @@ async def test_streamable_http_on_loopback(worker: object, env: dict[str, str]) 
         blocks = [b for m in anthropic["request"]["messages"] for b in m["content"]]
         assert [b["type"] for b in blocks] == ["text", "tool_use", "tool_result"]
         assert anthropic["request"]["system"] == []
+        responses = await call(mcp, "context", session="chat-1", max_tokens=300,
+                               format="responses")
+        assert [i["type"] for i in responses["request"]["input"]] == [
+            "message", "function_call", "function_call_output"]  # c's call only: c2 waits
         assert "format" in await refused(mcp, "context", session="chat-1", format="xml")
 
 

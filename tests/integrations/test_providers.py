@@ -11,7 +11,12 @@ from anthropic.types import ThinkingConfigEnabledParam
 from openai import AsyncOpenAI
 
 from longthread.client import Longthread
-from longthread.integrations.providers import anthropic_args, cache_breakpoints, openai_messages
+from longthread.integrations.providers import (
+    anthropic_args,
+    cache_breakpoints,
+    openai_messages,
+    responses_input,
+)
 from memory.models import ContextWindow
 from tests.activities.loopback import anthropic_message, loopback, openai_chat
 
@@ -124,3 +129,35 @@ async def test_a_claude_agent_with_thinking_gets_its_step_back_thinking_first(
     assert messages[-1]["content"][0]["type"] == "tool_result"
     (stored,) = await conv.messages(["msg_step"])
     assert stored.metadata["anthropic_thinking"] == [thought]
+
+
+def responses_reply(text: str) -> dict[str, object]:
+    """A Responses API reply, as much of one as the SDK reads."""
+    return {"id": "resp_1", "object": "response", "created_at": 0, "model": "gpt-test",
+            "status": "completed", "parallel_tool_calls": True, "tool_choice": "auto",
+            "tools": [], "output": [{"type": "message", "id": "msg_1", "role": "assistant",
+                                     "status": "completed", "content": [
+                                         {"type": "output_text", "text": text,
+                                          "annotations": []}]}]}
+
+
+async def test_openai_responses_api_gets_the_window_as_input_items(
+    worker: object, lt: Longthread,
+) -> None:
+    window = await compacted_window(lt)
+    with loopback() as server:
+        server.reply(responses_reply("Yes, three in Bergen."))
+        sdk = AsyncOpenAI(base_url=server.url + "/v1", api_key="test-key", max_retries=0)
+        reply = await sdk.responses.create(model="gpt-test", input=responses_input(window))
+        await sdk.close()
+    assert reply.output_text == "Yes, three in Bergen."
+    assert server.requests[0]["path"] == "/v1/responses"
+    sent = server.requests[0]["json"]["input"]
+    assert sent == responses_input(window)
+    assert sent[0] == {"type": "message", "role": "system", "content": SYSTEM}
+    assert "Summary of" in sent[1]["content"]
+    assert sent[-3:] == [
+        {"type": "message", "role": "assistant", "content": "Let me check."},
+        {"type": "function_call", "call_id": "t1", "name": "stock", "arguments": '{"size": 56}'},
+        {"type": "function_call_output", "call_id": "t1", "output": "3 in Bergen"}]
+    assert not any("id" in item for item in sent)  # no stored reasoning item is looked for

@@ -18,7 +18,7 @@ from hypothesis import strategies as st
 
 from memory.assembly import assemble_context
 from memory.models import ContextWindow, Message, ToolCall
-from memory.render import MAX_CACHE_BREAKPOINTS, to_anthropic, to_openai
+from memory.render import MAX_CACHE_BREAKPOINTS, to_anthropic, to_openai, to_responses
 from tests.unit.strategies import summaries, text
 
 PROPERTY = settings(max_examples=400, deadline=None, suppress_health_check=[HealthCheck.too_slow])
@@ -109,6 +109,29 @@ def test_openai_requests_keep_the_chat_completions_rules(data: st.DataObject) ->
         assert all(API_ID.fullmatch(c) for c in calls)
         pending = calls
     assert not pending
+
+
+@PROPERTY
+@given(st.data())
+def test_responses_inputs_keep_the_responses_api_rules(data: st.DataObject) -> None:
+    """Each function_call is answered by one function_call_output, which follows it (the API
+    refuses "No tool output found for function call"), ids unique and in its alphabet."""
+    window = _window(data)
+    items = json.loads(json.dumps(to_responses(window)))
+    calls = [i["call_id"] for i in items if i["type"] == "function_call"]
+    assert len(calls) == len(set(calls)) and all(API_ID.fullmatch(c) for c in calls)
+    answered: list[str] = []
+    for n, item in enumerate(items):
+        assert "id" not in item
+        if item["type"] == "function_call_output":
+            assert item["call_id"] in calls[: sum(i["type"] == "function_call"
+                                                  for i in items[:n])]
+            answered.append(item["call_id"])
+        elif item["type"] == "message":
+            assert item["role"] in ("system", "user", "assistant") and item["content"].strip()
+    assert sorted(answered) == sorted(calls)
+    chat = json.loads(json.dumps(to_openai(window)))  # the same pairs as Chat Completions
+    assert calls == [c["id"] for m in chat for c in m.get("tool_calls", [])]
 
 
 def test_arguments_nested_past_the_parser_are_sent_raw() -> None:
