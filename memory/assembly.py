@@ -47,7 +47,7 @@ from memory.packing import (
 from memory.retrieval import CONTEXT_WEIGHT, has_content, ranked
 from memory.shares import DEFAULT_POLICY, DEFAULT_SHARES, QUERY_SHARES, AssemblyPolicy, Shares
 from memory.spending import allocate, greedy, newest_run, unflatten
-from memory.thinking import newest_thinking
+from memory.thinking import turn_thinking
 from memory.tokens import TokenCounter, default_counter, message_cost
 from memory.units import tool_units
 
@@ -77,9 +77,9 @@ ASSEMBLY_VERSION = 15  # 1: fixed shares, date-grouped block, fused order (befor
 # against it (`memory.delta.delta_contents`), and is not among `source_ids`; 14: a retrieved
 # message's continuation line that could pass for a line of the block is indented, and the
 # fence's tags are escaped in any case (`memory.packing.guard`): such a message is not among
-# `source_ids` (its text is not there verbatim); 15: the newest turn's assistant messages carry
-# the Anthropic thinking blocks stored with them, counted, while the turn with them fits
-# (`memory.thinking.newest_thinking`)
+# `source_ids` (its text is not there verbatim); 15: the running turn's tool steps carry the
+# Anthropic thinking blocks stored with them, counted, while the newest fits with them
+# (`memory.thinking.turn_thinking`)
 CONDENSE_MIN_BUDGET = 500  # below this a window is the newest exchange and what answers it
 
 
@@ -144,10 +144,12 @@ def assemble_context(
                     if m.id in diffs else message_cost(counter, m, tools) for m in unit)
                 for unit in units[:upto]]
     unit_cost = costs(len(units))
-    thinking = newest_thinking(units[-1], unit_cost[-1], remaining, counter) \
-        if version >= 15 and units else {}
-    if thinking:  # the newest turn costs its blocks too, and is always taken (it fits)
-        unit_cost[-1] += sum(cost for _, cost in thinking.values())
+    thinking = turn_thinking(units, counter) if version >= 15 else {}
+    extra = [sum(thinking[m.id][1] for m in unit if m.id in thinking) for unit in units]
+    if thinking and unit_cost[-1] + extra[-1] > remaining:
+        thinking = {}  # the newest unit fits only without its blocks: shown so, not cut
+    if thinking:  # each step of the running turn costs its blocks too
+        unit_cost = [cost + more for cost, more in zip(unit_cost, extra, strict=True)]
     summary_msgs = [_summary_message(s, counter, version >= 6, version >= 14)
                     for s in summaries]
     system_ids = {m.id for m in system}

@@ -5,9 +5,9 @@ With thinking on, a Claude agent that calls tools must send back the turn's `thi
 request answers: the API refuses the request otherwise ("Expected `thinking` or
 `redacted_thinking`, but found `tool_use`"), and a block whose text or signature changed
 fails its signature check. So the blocks are stored exactly, in the message's metadata under
-THINKING, and sent only where the API needs them: with the window's newest turn (assembly
-version 15, `memory.assembly`), counted in its budget. Older turns' blocks stay stored, not
-sent: the API drops them from the model's context anyway.
+THINKING, and sent only where the API needs them: with the running turn's tool steps
+(assembly version 15, `memory.assembly`), counted in its budget. Older turns' blocks stay
+stored, not sent: the API no longer needs them once a turn is over.
 """
 
 from __future__ import annotations
@@ -23,8 +23,8 @@ from memory.tokens import TokenCounter
 if TYPE_CHECKING:
     from memory.messages import Message  # which imports this module
 
-__all__ = ["THINKING", "THINKING_TYPES", "check_block", "check_thinking", "newest_thinking",
-           "thinking_blocks", "thinking_cost"]
+__all__ = ["THINKING", "THINKING_TYPES", "check_block", "check_thinking", "thinking_blocks",
+           "thinking_cost", "turn_thinking"]
 
 THINKING = "anthropic_thinking"
 THINKING_TYPES = ("thinking", "redacted_thinking")
@@ -74,14 +74,30 @@ def thinking_cost(counter: TokenCounter, blocks: Sequence[Block]) -> int:
     return sum(counter.count(str(b.get("thinking", b.get("data", "")))) for b in blocks)
 
 
-def newest_thinking(unit: Sequence[Message], unit_cost: int, room: int, counter: TokenCounter
-                    ) -> dict[str, tuple[tuple[Block, ...], int]]:
-    """The blocks the newest turn's assistant messages are sent with, by message id, with
-    what each message's blocks cost: all of them while the turn with them fits `room`, since
-    the newest turn is shown whenever it fits; none when only the turn without them fits
-    (the turn is shown without, rather than cut, as a larger turn would be)."""
-    found = {m.id: (blocks, thinking_cost(counter, blocks)) for m in unit
-             if (blocks := thinking_blocks(m.role, m.metadata))}
-    if unit_cost + sum(cost for _, cost in found.values()) > room:
+def turn_thinking(units: Sequence[Sequence[Message]], counter: TokenCounter
+                  ) -> dict[str, tuple[tuple[Block, ...], int]]:
+    """The blocks the running turn's tool steps are sent with, by message id, with what each
+    message's blocks cost.
+
+    The turn is what follows the user's last message: a tool-use loop is one assistant turn,
+    and a user message right after a tool result goes in the same API message as that result,
+    so it does not end it. A step is sent with its blocks when a result answers one of its
+    calls (a call still waiting is not sent, so neither is its thinking). A turn whose newest
+    unit is a reply without calls is over: the next request starts a new one, and needs none.
+    """
+    if not units or (units[-1][0].role == "assistant" and not units[-1][0].tool_calls):
         return {}
+    start = 0
+    for index in range(len(units) - 1, -1, -1):
+        if units[index][0].role == "user" and not (index and units[index - 1][-1].role == "tool"):
+            start = index + 1
+            break
+    found: dict[str, tuple[tuple[Block, ...], int]] = {}
+    for unit in units[start:]:
+        answered = {m.tool_call_id for m in unit if m.role == "tool"}
+        for m in unit:
+            if m.tool_calls and not any(c.id in answered for c in m.tool_calls):
+                continue
+            if blocks := thinking_blocks(m.role, m.metadata):
+                found[m.id] = (blocks, thinking_cost(counter, blocks))
     return found

@@ -22,6 +22,7 @@ from memory.assembly import (
 )
 from memory.compaction import ENGINE_VERSION, WindowState, apply_record, window_tokens
 from memory.models import CompactionRecord, ContextWindow, Message, ScoredMessage, content_hash
+from memory.thinking import turn_thinking
 from memory.tokens import TokenCounter, default_counter, message_cost
 
 __all__ = ["BODY_REF_BYTES", "RECENT_READ_FACTOR", "WHOLE_BODIES_MAX_BYTES", "WHOLE_BODY_SHARE",
@@ -174,8 +175,12 @@ def assemble_from_window(state: WindowState, *, max_tokens: int,
 
     wholes: dict[str, Message] = {}
     if version >= 9 and bodies:
-        chooser = WholeBodies(recent, _whole_body_room(state, max_tokens, counter), counter,
-                              tools)
+        room = _whole_body_room(state, max_tokens, counter)
+        if version >= 15:  # a body shown whole does not take the running turn's thinking's room
+            steps = tool_units([m for m in recent if m.role != "system"], once=True,
+                               per_call=True)
+            room -= sum(cost for _, cost in turn_thinking(steps, counter).values())
+        chooser = WholeBodies(recent, max(room, 0), counter, tools)
         while (wanted := chooser.wanted()) is not None:
             chooser.offer(bodies.get(wanted))
         wholes = chooser.chosen

@@ -131,7 +131,7 @@ def outgrown() -> WindowState:
 def thinking_turns() -> WindowState:
     """A Claude agent with extended thinking: two tool steps, each reply opening with its
     thinking (stored in metadata), the second with a redacted block too (version 15 sends
-    the newest step's blocks, counted)."""
+    the running turn's blocks, counted)."""
     def step(n: int, words: int) -> dict[str, JsonValue]:
         thought = " ".join(f"consider ledger row {n}-{k}" for k in range(words))
         return {THINKING: [{"type": "thinking", "thinking": thought, "signature": f"sig{n}=="}]}
@@ -413,7 +413,7 @@ def test_the_fixture_exercises_what_the_versions_differ_in() -> None:
         (block,) = [m for m in window.messages if m.section == "retrieved"]
         assert sum(line.startswith(("[f", "- [f")) for line in block.content.splitlines()) \
             == starts, block.content
-    for version, sent in ((14, []), (15, ["t4"])):  # v15: the newest step's thinking
+    for version, sent in ((14, []), (15, ["t2", "t4"])):  # v15: the running turn's thinking
         window = assemble_from_window(thinking_turns(), max_tokens=2000, version=version,
                                       counter=counter)
         assert [m.source_ids[0] for m in window.messages if m.thinking] == sent

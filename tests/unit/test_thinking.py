@@ -17,7 +17,7 @@ from memory.models import ContextWindow, Message, message_digest, parse_messages
 from memory.render import to_anthropic, to_openai
 from memory.thinking import THINKING
 from memory.tokens import HeuristicCounter
-from memory.window import assemble_from_window
+from memory.window import assemble_from_window, by_reference
 
 COUNTER = HeuristicCounter()
 THOUGHT = ThinkingBlock(type="thinking", thinking="The ledger shows two charges; refund one.",
@@ -95,47 +95,95 @@ def test_thinking_that_could_not_be_sent_back_is_refused_by_name(
     assert caught.value.field == field and text in caught.value.problem
 
 
-def test_the_newest_step_carries_its_thinking_first_and_counted() -> None:
+def test_the_running_turn_s_steps_carry_their_thinking_first_and_counted() -> None:
     messages = agent_turns()
     before, now = window(messages, version=14), window(messages)
-    carried = [m for m in now.messages if m.thinking]
-    assert [m.source_ids for m in carried] == [("a2",)]  # the step the request answers
-    assert list(carried[0].thinking) == messages[4].metadata[THINKING]
+    carried = {m.source_ids[0]: m.thinking for m in now.messages if m.thinking}
+    assert carried == {"a1": tuple(messages[2].metadata[THINKING]),  # type: ignore[arg-type]
+                       "a2": tuple(messages[4].metadata[THINKING])}  # type: ignore[arg-type]
     assert now.tokens > before.tokens and now.tokens == sum(m.tokens for m in now.messages)
     sent = anthropic_messages(now)
-    assert sent[-2]["role"] == "assistant"
-    assert sent[-2]["content"][:2] == messages[4].metadata[THINKING]  # first, exactly
-    assert sent[-2]["content"][2]["type"] == "tool_use"
-    assert not any(b["type"] in ("thinking", "redacted_thinking") for m in sent[:-2]
-                   for b in m["content"])  # older steps' blocks stay stored, not sent
+    assert [m["role"] for m in sent] == ["user", "assistant", "user", "assistant", "user"]
+    assert sent[1]["content"][0] == THOUGHT.model_dump()  # each step opens with its own
+    assert sent[3]["content"][:2] == messages[4].metadata[THINKING]  # byte for byte
+    assert [b["type"] for b in sent[3]["content"]] == ["thinking", "redacted_thinking",
+                                                       "tool_use"]
     assert all("thinking" not in str(m) for m in to_openai(now))
 
 
-def test_no_thinking_is_sent_once_the_user_speaks_again() -> None:
-    messages = [*agent_turns(),
-                *parse_messages([{"id": "q2", "role": "user", "content": "Thanks!"}])]
-    assert not any(m.thinking for m in window(messages).messages)
+def test_a_loop_that_thought_once_sends_that_thinking_with_its_later_steps() -> None:
+    """Without interleaved thinking Claude thinks at the start of the turn only: the later
+    steps carry none, and the first step's blocks are what the API looks for."""
+    steps = parse_messages([
+        {"id": "q", "role": "user", "content": "Was order 4711 refunded?"},
+        reply("a1", "toolu_1", [THOUGHT]),
+        {"id": "r1", "role": "tool", "tool_call_id": "toolu_1", "content": "charged twice"},
+        reply("a2", "toolu_2", []),
+        {"id": "r2", "role": "tool", "tool_call_id": "toolu_2", "content": "refund r-88"}])
+    sent = anthropic_messages(window(steps))
+    assert [b["type"] for b in sent[1]["content"]] == ["thinking", "tool_use"]
+    assert [b["type"] for b in sent[3]["content"]] == ["tool_use"]
+
+
+def test_a_user_message_during_a_tool_call_does_not_end_the_turn() -> None:
+    """It goes in the same API message as the result, so the step still needs its thinking."""
+    steps = parse_messages([
+        {"id": "q", "role": "user", "content": "Was order 4711 refunded?"},
+        reply("a1", "toolu_1", [THOUGHT]),
+        {"id": "u2", "role": "user", "content": "Also check 4712."},
+        {"id": "r1", "role": "tool", "tool_call_id": "toolu_1", "content": "charged twice"}])
+    sent = anthropic_messages(window(steps))
+    assert [b["type"] for b in sent[-2]["content"]] == ["thinking", "tool_use"]
+    assert [b["type"] for b in sent[-1]["content"]] == ["tool_result", "text"]
+
+
+def test_no_thinking_is_sent_once_the_turn_is_over() -> None:
+    answered = [*agent_turns(), *parse_messages([
+        {"id": "a3", "role": "assistant", "content": "Yes: refund r-88.",
+         "metadata": {THINKING: [THOUGHT.model_dump()]}}])]
+    assert not any(m.thinking for m in window(answered).messages)  # the reply ended it
+    asked = [*answered, *parse_messages([{"id": "q2", "role": "user", "content": "Thanks!"}])]
+    assert not any(m.thinking for m in window(asked).messages)
 
 
 @pytest.mark.parametrize("budget", [150, 300, 600, 1200, 4000])
 def test_the_budget_holds_and_a_step_too_large_with_its_thinking_goes_without(
         budget: int) -> None:
-    messages = agent_turns(thought_words=120)  # ~840 tokens of thinking
+    messages = agent_turns(thought_words=120)  # ~840 tokens of thinking on the newest step
     got = window(messages, budget=budget)
-    assert got.tokens <= budget
+    assert got.tokens <= budget and got.tokens == sum(m.tokens for m in got.messages)
     recent_ids = [m.source_ids[0] for m in got.messages if m.section == "recent"]
     if budget >= 1200:
-        assert [m.source_ids for m in got.messages if m.thinking] == [("a2",)]
+        assert [m.source_ids for m in got.messages if m.thinking][-1] == ("a2",)
     else:  # the step is still shown whole when it fits without its thinking
         assert not any(m.thinking for m in got.messages)
         assert recent_ids[-2:] == ["a2", "r2"]
 
 
-def test_a_step_whose_result_is_pending_sends_neither_call_nor_thinking() -> None:
-    messages = agent_turns()[:-1]  # r2 not appended yet
-    sent = anthropic_messages(window(messages))
-    assert sent[-1]["role"] == "user" and sent[-1]["content"][0]["type"] == "tool_result"
-    assert not any(b["type"] == "thinking" for m in sent for b in m["content"])
+@pytest.mark.parametrize("text", [None, "Checking the refund."])
+def test_a_step_whose_result_is_pending_sends_neither_call_nor_thinking(
+        text: str | None) -> None:
+    messages = [*agent_turns()[:-1]]  # r2 not appended yet
+    if text:
+        messages[-1] = messages[-1].model_copy(update={"content": text})
+    got = window(messages)
+    assert [m.source_ids[0] for m in got.messages if m.thinking] == ["a1"]  # a2's waits
+    sent = anthropic_messages(got)
+    assert not any(b["type"] in ("tool_use", "redacted_thinking") and b.get("id") != "toolu_1"
+                   for m in sent for b in m["content"])
+
+
+def test_a_tool_result_shown_whole_does_not_push_the_thinking_out() -> None:
+    """A result over 64 KB stands in the window as a preview; its body is shown whole within
+    half the budget, less what the running turn's thinking costs."""
+    big = "row 4711: charged twice\n" * 3000  # ~72 KB, ~18,000 tokens
+    steps = agent_turns(thought_words=2900)  # ~20,000 tokens of thinking on a2
+    result = steps[-1].model_copy(update={"content": big})
+    state = WindowState(messages=(*steps[:-1], by_reference(result)))
+    for bodies in (None, {result.id: result}):
+        got = assemble_from_window(state, max_tokens=37_000, counter=COUNTER, bodies=bodies)
+        assert [m.source_ids[0] for m in got.messages if m.thinking] == ["a1", "a2"]
+        assert got.tokens <= 37_000
 
 
 def test_a_preamble_merged_into_the_step_still_opens_with_thinking() -> None:
