@@ -1,18 +1,22 @@
 """`memory.Session`: the whole engine in-process, for developers not yet on the durable stack.
 
-This is the one module under memory/ that may touch a file (`save`/`load`) and a clock (event
-durations); workflows never import it. Ids of summaries and records are sequential, not random,
-so two sessions fed the same messages produce byte-identical ledgers.
+With `memory.session_file` (`save`/`load`), the one module under memory/ that may touch a
+file and the clocks (event durations, when a record was made); workflows never import it. Ids
+of summaries and records are sequential, not random, so two sessions fed the same messages
+with the same clocks (`clock`, `wall_clock`) produce byte-identical ledgers. A session may be
+shared between threads: its calls take turns.
 """
 
 from __future__ import annotations
 
+import functools
+import logging
+import threading
 import time
 from collections.abc import Callable, Sequence
 from datetime import UTC, datetime
 from pathlib import Path
-
-from pydantic import BaseModel, ConfigDict, Field, ValidationError
+from typing import Concatenate, ParamSpec, TypeVar
 
 from memory.checks import (
     MAX_CONTEXT_TOKENS,
@@ -30,14 +34,12 @@ from memory.compaction import (
 from memory.compaction import window_tokens as _window_tokens
 from memory.conflicts import conflict_error
 from memory.errors import InvalidInputError, NotFoundError
-from memory.lexical import bm25_scores
 from memory.messages import check_not_future
 from memory.models import (
     CompactionEvent,
     CompactionRecord,
     ContextWindow,
     Message,
-    ScoredMessage,
     Summary,
     Trigger,
     message_digest,
@@ -45,29 +47,31 @@ from memory.models import (
     validate_sequence,
 )
 from memory.policy import CompactionPolicy
-from memory.retrieval import candidate_count, content_query, neighbour_hit_count
-from memory.summarizer import ExtractiveSummarizer, Summarizer
-from memory.text import indexed_text
+from memory.retrieval import candidate_count, neighbour_hit_count
+from memory.session_archive import Archive
+from memory.session_file import SESSION_FORMAT, SessionData, read_session, write_session
+from memory.summarizer import ExtractiveSummarizer, Summarizer, SummaryResult
 from memory.tokens import TokenCounter, default_counter
 from memory.undo import compose_undos, undo_targets
-from memory.window import assemble_from_window
+from memory.window import assemble_from_window, by_reference
 
 __all__ = ["Session", "SessionData"]
 
-RRF_K = 60  # memory/store/store.py: a hit's fused score is 1/(RRF_K + rank)
+_log = logging.getLogger(__name__)
+_P = ParamSpec("_P")
+_R = TypeVar("_R")
 
 
-class SessionData(BaseModel):
-    """Everything a session holds; what `save` writes and `load` reads back."""
-
-    model_config = ConfigDict(frozen=True)
-
-    format: int = 1
-    session_id: str = "local"
-    policy: CompactionPolicy = Field(default_factory=CompactionPolicy)
-    messages: tuple[Message, ...] = ()
-    window: WindowState = Field(default_factory=WindowState)
-    ledger: tuple[CompactionRecord, ...] = ()
+def _locked(method: Callable[Concatenate[Session, _P], _R]
+            ) -> Callable[Concatenate[Session, _P], _R]:
+    """One call at a time per session. A web app shares a session between threads; unlocked,
+    four threads adding messages lost 64 of them from the window and wrote duplicate ledger
+    ids (session 28's user test). Reentrant: adding compacts, compacting reads the window."""
+    def call(self: Session, /, *args: _P.args, **kwargs: _P.kwargs) -> _R:
+        with self._lock:
+            return method(self, *args, **kwargs)
+    functools.update_wrapper(call, method)
+    return call
 
 
 class Session:
@@ -81,7 +85,12 @@ class Session:
         auto_compact: bool = True,
         on_event: Callable[[CompactionEvent], None] | None = None,
         clock: Callable[[], float] = time.perf_counter,
+        wall_clock: Callable[[], datetime] = lambda: datetime.now(UTC),
     ) -> None:
+        if not isinstance(session_id, str) or not 0 < len(session_id) <= 200 \
+                or any(c.isspace() or not c.isprintable() for c in session_id):
+            raise InvalidInputError("session_id", "must be 1-200 visible characters (no "
+                                    f"spaces), got {session_id!r}")
         self.session_id = session_id
         self.policy = policy or CompactionPolicy()
         self.counter = counter or default_counter()
@@ -89,8 +98,9 @@ class Session:
         self.auto_compact = auto_compact
         self.on_event = on_event
         self._clock = clock
-        self._archive: dict[str, Message] = {}
-        self._order: dict[str, int] = {}
+        self._wall_clock = wall_clock
+        self._lock = threading.RLock()
+        self._archive = Archive()
         self.window = WindowState()
         self.ledger: list[CompactionRecord] = []
 
@@ -99,24 +109,19 @@ class Session:
         self, role: str, content: str = "", *, id: str | None = None, **fields: object
     ) -> Message:
         """One message; without an `id` it gets the first free `m<n>` (n from the count)."""
-        ident = self._free_id() if id is None else id
+        ident = self._archive.free_id() if id is None else id
         (message,) = self.add_messages([{"id": ident, "role": role, "content": content, **fields}])
         return message
 
-    def _free_id(self) -> str:
-        """Deterministic, and never one a caller already chose (that wedged the session)."""
-        n = len(self._archive) + 1
-        while f"m{n}" in self._archive:
-            n += 1
-        return f"m{n}"
-
+    @_locked
     def add_messages(self, raw: Sequence[object]) -> list[Message]:
         """Append in order, as the durable store does: a message already here, byte for byte,
-        is skipped (a retried append is harmless); a known id with other content is refused."""
+        is skipped (a retried append is harmless); a known id with other content is refused.
+        A body over 64 KB stands in the window as its preview, as the durable window holds it
+        (`memory.window.by_reference`); `get_context` shows it whole when there is room."""
         messages = parse_messages(raw)
         check_not_future(messages, datetime.now(UTC))
-        open_calls = {c.id for m in self._archive.values() for c in m.tool_calls}
-        validate_sequence(messages, open_tool_calls=open_calls)
+        validate_sequence(messages, open_tool_calls=self._archive.call_ids)
         fresh: list[Message] = []
         for index, message in enumerate(messages):
             known = self._archive.get(message.id)
@@ -125,15 +130,14 @@ class Session:
             elif message_digest(known) != message_digest(message):
                 raise conflict_error(index, message, known)
         for message in fresh:
-            self._order[message.id] = len(self._order)
-            self._archive[message.id] = message
-        self.window = WindowState(
-            summaries=self.window.summaries, messages=(*self.window.messages, *fresh)
-        )
+            self._archive.add(message)
+        self.window = WindowState(summaries=self.window.summaries, messages=(
+            *self.window.messages, *(by_reference(m) for m in fresh)))
         if self.auto_compact:
             self.maybe_compact()
         return messages
 
+    @_locked
     def maybe_compact(self, max_rounds: int = 32) -> list[CompactionRecord]:
         """Compact chunk by chunk while the policy asks for it and each round helps."""
         done: list[CompactionRecord] = []
@@ -148,8 +152,10 @@ class Session:
     @property
     def messages(self) -> list[Message]:
         """Every message ever added, in order: compaction never removes anything from here."""
-        return list(self._archive.values())
+        with self._lock:
+            return list(self._archive.values())
 
+    @_locked
     def get_token_estimate(self) -> int:
         """Tokens the current working window (summaries + verbatim messages) costs."""
         return _window_tokens(self.window, self.counter)
@@ -158,6 +164,7 @@ class Session:
         return self.policy.should_compact(self.get_token_estimate(), token_limit)
 
     # -- compacting ------------------------------------------------------------------------
+    @_locked
     def compact(
         self,
         preserve_recent: int | None = None,
@@ -168,6 +175,8 @@ class Session:
     ) -> CompactionRecord | None:
         """Compact now; None when nothing older than `preserve_recent` is left to compact, or
         when compacting it would not make the window smaller (`no_gain`)."""
+        if preserve_recent is not None:
+            check_range("preserve_recent", preserve_recent, 0, 1_000_000)
         plan = plan_compaction(self.window, self.policy, force=force,
                                preserve_recent=preserve_recent, counter=self.counter)
         if plan is None:
@@ -178,11 +187,11 @@ class Session:
                                    reason=plan.reason, tokens_before=plan.tokens_before))
         started = self._clock()
         summary: Summary | None = None
-        strategy, model, version = "archive-only", None, None
+        strategy, model, version, fallback = "archive-only", None, None, None
         try:
             if plan.summarize:
                 covered = [self._archive[i] for i in plan.covered_ids]
-                result = self.summarizer.summarize(covered, plan.summary_max_tokens, focus)
+                result, fallback = self._summarize(covered, plan.summary_max_tokens, focus)
                 summary = Summary(id=f"s{seq + 1}", level=1, content=result.text,
                                   covers=plan.covered_ids, quoted_ids=result.quoted_ids,
                                   strategy=result.strategy)
@@ -190,8 +199,8 @@ class Session:
             window, record = compose_record(
                 self.window, plan, record_id=record_id, seq=seq, summary=summary,
                 strategy=strategy, trigger=trigger, model=model, prompt_version=version,
-                duration_ms=(self._clock() - started) * 1000, counter=self.counter,
-                focus=focus)
+                fallback=fallback, duration_ms=(self._clock() - started) * 1000,
+                at=self._wall_clock(), counter=self.counter, focus=focus)
         except Exception as exc:
             self._emit(CompactionEvent(kind="failed", record_id=record_id, level=plan.level,
                                        reason=plan.reason, tokens_before=plan.tokens_before,
@@ -211,20 +220,41 @@ class Session:
             ratio=record.ratio, duration_ms=record.duration_ms))
         return record
 
+    def _summarize(self, covered: list[Message], max_tokens: int, focus: str | None
+                   ) -> tuple[SummaryResult, str | None]:
+        """The configured summarizer, or, when it fails, the extractive one with the reason
+        in the record, as the durable worker falls back. Raising instead left the message
+        just added stored but reported as failed: an app's retry stored it again (163
+        duplicates in 200 turns), and every later add raised while the window grew."""
+        try:
+            result = self.summarizer.summarize(covered, max_tokens, focus)
+            if result.text.strip():
+                return result, None
+            problem = "an empty summary"
+        except Exception as exc:
+            if isinstance(self.summarizer, ExtractiveSummarizer):
+                raise  # the fallback itself failed: a bug to see, not to hide
+            problem = f"{type(exc).__name__}: {str(exc)[:200]}"
+        name = getattr(self.summarizer, "name", type(self.summarizer).__name__)
+        fallback = f"extractive: {name} failed ({problem})"
+        _log.warning("summarizer fell back: %s", fallback)
+        return ExtractiveSummarizer(self.counter).summarize(covered, max_tokens, focus), fallback
+
     def force_compact(self, focus: str | None = None) -> CompactionRecord | None:
         """Emergency compaction: keep only the last two messages verbatim."""
         return self.compact(preserve_recent=2, focus=focus)
 
+    @_locked
     def uncompact(self, record_id: str, with_later: bool = False) -> CompactionRecord:
         """Undo a compaction: its originals return to the window, its summary leaves. With
         `with_later`, the later compactions that merged its summary are undone first (newest
         first), all or none. Returns the undo record of `record_id`."""
         if not any(r.id == record_id for r in self.ledger):
             raise NotFoundError(f"record_id: no compaction {record_id!r} in this session")
-        steps = compose_undos(
+        steps = compose_undos(  # originals come back as the window holds them: previews
             self.window, undo_targets(record_id, self.ledger, self.window, with_later),
-            self.ledger, seq=len(self.ledger), originals=self._archive, order=self._order,
-            counter=self.counter)
+            self.ledger, seq=len(self.ledger), originals=self._archive.previews(),
+            order=self._archive.order, at=self._wall_clock(), counter=self.counter)
         self.window = steps[-1][0]
         self.ledger.extend(record for _, record in steps)
         return steps[-1][1]
@@ -234,6 +264,7 @@ class Session:
             self.on_event(event)
 
     # -- context ---------------------------------------------------------------------------
+    @_locked
     def get_context(self, query: str | None = None, max_tokens: int = 4000,
                     retrieve: int = 40, neighbours: int = 1) -> ContextWindow:
         """The window for a model call, assembled as the served `context()` assembles it
@@ -247,57 +278,31 @@ class Session:
         query = check_query("query", query)
         query = query if query and query.strip() else None
         k = max(retrieve, candidate_count(max_tokens))
-        retrieved = self._search(query, k, neighbours, neighbour_hit_count(k)) if query else []
+        retrieved = self._archive.search(query, k, neighbours, neighbour_hit_count(k),
+                                         self.session_id) if query else []
         return assemble_from_window(self.window, max_tokens=max_tokens, retrieved=retrieved,
-                                    query=query, counter=self.counter)
-
-    def _search(self, query: str, k: int, neighbours: int, neighbour_hits: int
-                ) -> list[ScoredMessage]:
-        """`Store.search` in-process, without the vector leg: the query without the speakers'
-        names (`content_query`), BM25 over each message's text and day (`indexed_text`, what
-        the store indexes), scored 1/(60 + rank) as the store's fusion scores a hit, and the
-        `neighbours` turns around each of the best `neighbour_hits` hits at half the score of
-        the nearest hit."""
-        archived = [m for m in self._archive.values() if m.role != "system"]
-        names = {m.name for m in archived if m.name}
-        scores = bm25_scores(content_query(query, names),
-                             [indexed_text(m.content, m.created_at) for m in archived])
-        ranked = sorted((i for i in range(len(archived)) if scores[i] > 0),
-                        key=lambda i: (-scores[i], i))[:k]
-        hits = {i: 1.0 / (RRF_K + rank) for rank, i in enumerate(ranked, start=1)}
-        around = {j for i in ranked[:neighbour_hits]
-                  for j in range(i - neighbours, i + neighbours + 1)
-                  if 0 <= j < len(archived)} - hits.keys()
-        for j in sorted(around):
-            hits[j] = hits[min(ranked, key=lambda h: abs(h - j))] * 0.5
-        return [ScoredMessage(message=archived[i], score=score, session=self.session_id,
-                              seq=self._order[archived[i].id]) for i, score in hits.items()]
+                                    query=query, counter=self.counter, bodies=self._archive)
 
     # -- persistence -----------------------------------------------------------------------
+    @_locked
     def to_data(self) -> SessionData:
-        return SessionData(session_id=self.session_id, policy=self.policy,
-                           messages=tuple(self._archive.values()), window=self.window,
-                           ledger=tuple(self.ledger))
+        return SessionData(format=SESSION_FORMAT, session_id=self.session_id,
+                           policy=self.policy, messages=tuple(self._archive.values()),
+                           window=self.window, ledger=tuple(self.ledger))
 
     def save(self, path: str | Path) -> None:
-        Path(path).write_text(self.to_data().model_dump_json(indent=1), encoding="utf-8")
+        """The whole session to `path`, atomically: a crash while saving leaves the last save."""
+        write_session(path, self.to_data())
 
     @classmethod
     def load(cls, path: str | Path, *, policy: CompactionPolicy | None = None,
              **kwargs: object) -> Session:
         """A saved session; `policy` replaces the saved one, other arguments are `Session`'s."""
-        try:
-            data = SessionData.model_validate_json(Path(path).read_text(encoding="utf-8"))
-        except ValidationError as exc:
-            first = exc.errors()[0]
-            where = ".".join(str(part) for part in first["loc"]) or "file"
-            raise InvalidInputError(str(path), f"not a saved session ({where}: "
-                                    f"{first['msg']})") from None
+        data = read_session(path)
         session = cls(data.session_id, policy=policy or data.policy,
                       **kwargs)  # type: ignore[arg-type]
         for message in data.messages:
-            session._order[message.id] = len(session._order)
-            session._archive[message.id] = message
+            session._archive.add(message)
         session.window = data.window
         session.ledger = list(data.ledger)
         return session

@@ -52,6 +52,10 @@ def undo_refusal(target_id: str, ledger: Sequence[CompactionRecord],
     it offers the undo; `compose_undo` asks before it makes one."""
     target = next((r for r in ledger if r.id == target_id and r.trigger != "undo"), None)
     if target is None:
+        undo = next((r for r in ledger if r.id == target_id), None)
+        if undo is not None:  # the ledger shows it: "no compaction" would read as a lie
+            return (f"{target_id!r} is an undo of {undo.undoes}, not a compaction: an undo "
+                    "cannot itself be undone")
         return f"no compaction {target_id!r} in this session"
     if any(r.undoes == target_id for r in ledger):
         return f"{target_id} was already undone"

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from datetime import UTC, datetime
 from typing import Literal
 
 from hypothesis import strategies as st
@@ -11,11 +12,12 @@ from memory.session import Session
 from memory.window import compose_removal
 
 POLICY = CompactionPolicy(context_window=600, preserve_recent=2, hierarchy_fanout=2)
+NOON = datetime(2026, 12, 7, 12, tzinfo=UTC)  # one wall clock, so two sessions' records match
 
 
 def compacted_rounds(rounds: int) -> Session:
     """Four facts a round, each round compacted whole: fanout 2 merges from the third on."""
-    session = Session("s", policy=POLICY, auto_compact=False)
+    session = Session("s", policy=POLICY, auto_compact=False, wall_clock=lambda: NOON)
     for n in range(rounds):
         session.add_messages([{"id": f"m{n}{k}", "role": "user",
                                "content": f"Fact {n}.{k}: the parcel went to depot {n}{k}."}
