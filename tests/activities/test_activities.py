@@ -493,7 +493,7 @@ async def test_uncompact_restores_the_originals_and_refuses_what_it_cannot_undo(
     assert retry.record_ids == ("u2",)
 
     for record_id, problem in (("c1", "already undone"), ("c9", "no compaction"),
-                               ("u2", "no compaction")):
+                               ("u2", "is an undo of c1")):
         with pytest.raises(ApplicationError) as info:
             await env.run(activities.uncompact_session, UncompactSessionInput(
                 tenant="acme", session=session, expected_head=2, record_id=record_id))
