@@ -15,6 +15,13 @@ from datetime import UTC, datetime
 __all__ = ["cosine", "day_text", "indexed_text", "sentences", "terms", "tfidf_vectors"]
 
 _SENTENCE_END = re.compile(r"(?<=[.!?])\s+|\n+")
+# A period after these ends no sentence: "Dr. Okonkwo-Reyes" was split at "Dr." and the
+# summary quoted "Okonkwo-Reyes moved the appointment" without the title (session 28's user
+# test). Nor does one after a single capital, an initial ("J. R. Smith").
+_ABBREVIATION = re.compile(
+    r"(?:\b(?:Dr|Mr|Mrs|Ms|Mx|Prof|Sr|Jr|St|Mt|Ft|Gen|Col|Capt|Lt|Sgt|Rev|Hon|Gov|Sen|Rep|vs"
+    r"|etc|approx|No|Nos|Vol|Fig|Inc|Ltd|Co|Corp|Dept|Univ|Ave|Blvd|Rd|Jan|Feb|Mar|Apr|Jun|Jul"
+    r"|Aug|Sep|Sept|Oct|Nov|Dec|e\.g|i\.e|a\.m|p\.m)|\b[A-Z])\.$")
 _WORD = re.compile(r"[a-z0-9][a-z0-9'_-]*")
 STOPWORDS = frozenset(
     """a about above after again against all am an and any are as at be because been before
@@ -54,7 +61,16 @@ def indexed_text(content: str, created_at: datetime | None) -> str:
 
 def sentences(text: str) -> list[str]:
     """Sentences as exact substrings of `text` (stripped), so extracts stay verbatim."""
-    return [part.strip() for part in _SENTENCE_END.split(text) if part and part.strip()]
+    out: list[str] = []
+    start = 0
+    for end in _SENTENCE_END.finditer(text):
+        if not end.group().startswith("\n") and _ABBREVIATION.search(
+                text, max(0, end.start() - 10), end.start()):
+            continue  # "Dr. Okonkwo": the sentence goes on
+        out.append(text[start:end.start()])
+        start = end.end()
+    out.append(text[start:])
+    return [part.strip() for part in out if part.strip()]
 
 
 def terms(text: str) -> list[str]:

@@ -19,6 +19,7 @@ from memory import extractive, facts
 from memory.extractive import _HeuristicMeter, extractive_summary
 from memory.facts import clauses, fact_terms
 from memory.models import Message
+from memory.text import sentences
 from memory.tokens import HeuristicCounter
 from tests.unit.strategies import conversations
 
@@ -294,3 +295,13 @@ def test_only_an_extractive_summarys_day_lines_are_read_as_days() -> None:
     assert rolling.summary is not None
     assert rolling.summary.content.splitlines() == [
         "## 2024-05-08", "- [a1] Ana: Parcel 4711 reached depot 9."]
+
+
+def test_a_title_or_an_initial_does_not_end_a_sentence() -> None:
+    """Session 28's user test: "Dr. Okonkwo-Reyes" was cut at "Dr." and quoted without it."""
+    assert sentences("Dr. Okonkwo-Reyes moved it to March 14. Fine!\nSee J. R. Smith at 5 p.m. "
+                     "today. Done.") == ["Dr. Okonkwo-Reyes moved it to March 14.", "Fine!",
+                                         "See J. R. Smith at 5 p.m. today.", "Done."]
+    summary = extractive_summary([Message(id="m1", role="user", content=(
+        "Dr. Okonkwo-Reyes moved my appointment to March 14. The parking was fine."))], 40)
+    assert "Dr. Okonkwo-Reyes" in summary.text
