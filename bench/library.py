@@ -7,7 +7,7 @@ re-tokenized every message for BM25. The change keeps both incrementally
 (`memory/session_archive.py`). Both versions run here, one size at a time, each in its own
 interpreter on the same machine: the baseline is the engine at BASELINE, taken from git.
 Sizes 1,000 / 10,000 / 20,000 messages of support chat, appended 100 at a time with automatic
-compaction (context window 8,000 tokens); then medians of 40 single appends, 15 queried
+compaction (context window 8,000 tokens); then medians of 200 single appends, 15 queried
 `get_context(max_tokens=4000)` calls, 3 saves and 3 loads.
 `python -m bench.library` prints the section.
 """
@@ -50,21 +50,23 @@ def median_ms(call, times):
     for k in range(times):
         t0 = time.perf_counter(); call(k); spent.append((time.perf_counter() - t0) * 1000)
     return statistics.median(spent)
-add = median_ms(lambda k: session.add_messages([turn(size + k)]), 40)
+add = median_ms(lambda k: session.add_messages([turn(size + k)]), 200)
 ctx = median_ms(lambda k: session.get_context(query=f"order {k * 91} depot", max_tokens=4000), 15)
-path = Path(tempfile.mkdtemp()) / "s.json"
-save = median_ms(lambda k: session.save(path), 3)
-load = median_ms(lambda k: Session.load(path), 3)
+with tempfile.TemporaryDirectory() as folder:
+    path = Path(folder) / "s.json"
+    save = median_ms(lambda k: session.save(path), 3)
+    load = median_ms(lambda k: Session.load(path), 3)
+    size_mb = path.stat().st_size / 1e6
 print(json.dumps({"build_s": build, "add_ms": add, "context_ms": ctx, "save_ms": save,
-                  "load_ms": load, "file_mb": path.stat().st_size / 1e6}))
+                  "load_ms": load, "file_mb": size_mb}))
 """
 
 
-def _baseline_tree() -> Path:
-    """The engine at BASELINE, unpacked from git (memory/ is all library mode imports)."""
+def _baseline_tree(folder: Path) -> Path:
+    """The engine at BASELINE, unpacked from git into `folder` (memory/ is all library mode
+    imports)."""
     archive = subprocess.run(["git", "-C", str(ROOT), "archive", BASELINE, "memory"],
                              check=True, capture_output=True).stdout
-    folder = Path(tempfile.mkdtemp(prefix="lt-library-baseline-"))
     with tarfile.open(fileobj=BytesIO(archive)) as tar:
         tar.extractall(folder, filter="data")
     return folder
@@ -79,10 +81,11 @@ def _probe(tree: Path, size: int) -> dict[str, float]:
 
 
 def run() -> Section:
-    baseline = _baseline_tree()
     rows = []
-    for size in SIZES:
-        before, after = _probe(baseline, size), _probe(ROOT, size)
+    with tempfile.TemporaryDirectory(prefix="lt-library-baseline-") as folder:
+        baseline = _baseline_tree(Path(folder))
+        measured = [(size, _probe(baseline, size), _probe(ROOT, size)) for size in SIZES]
+    for size, before, after in measured:
         rows.append(
             f"| {size:,} | {before['build_s']:.1f} → {after['build_s']:.1f} s "
             f"| {before['add_ms']:.2f} → {after['add_ms']:.2f} ms "

@@ -51,7 +51,9 @@ __all__ = [
 #    marked `memory.units.JOINS_NEXT` (an Agents SDK reasoning item) leaves the window only
 #    with the assistant message after it, in compaction and pop. Records and their
 #    application are as in 8.
-ENGINE_VERSION = "longthread-engine/9"
+# 10: extractive summaries do not end a sentence at a title ("Dr. Okonkwo") or at "No."
+#    before a number (`memory.text.sentences`); texts without them are summarized as in 9.
+ENGINE_VERSION = "longthread-engine/10"
 
 
 def _engine(record: CompactionRecord) -> int:

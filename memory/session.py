@@ -105,8 +105,9 @@ class Session:
         self.ledger: list[CompactionRecord] = []
 
     # -- appending -------------------------------------------------------------------------
+    @_locked
     def add_message(
-        self, role: str, content: str = "", *, id: str | None = None, **fields: object
+        self, /, role: str, content: str = "", *, id: str | None = None, **fields: object
     ) -> Message:
         """One message; without an `id` it gets the first free `m<n>` (n from the count)."""
         ident = self._archive.free_id() if id is None else id
@@ -226,14 +227,14 @@ class Session:
         in the record, as the durable worker falls back. Raising instead left the message
         just added stored but reported as failed: an app's retry stored it again (163
         duplicates in 200 turns), and every later add raised while the window grew."""
+        if isinstance(self.summarizer, ExtractiveSummarizer):
+            return self.summarizer.summarize(covered, max_tokens, focus), None  # no fallback
         try:
             result = self.summarizer.summarize(covered, max_tokens, focus)
             if result.text.strip():
                 return result, None
             problem = "an empty summary"
         except Exception as exc:
-            if isinstance(self.summarizer, ExtractiveSummarizer):
-                raise  # the fallback itself failed: a bug to see, not to hide
             problem = f"{type(exc).__name__}: {str(exc)[:200]}"
         name = getattr(self.summarizer, "name", type(self.summarizer).__name__)
         fallback = f"extractive: {name} failed ({problem})"
@@ -290,8 +291,10 @@ class Session:
                            policy=self.policy, messages=tuple(self._archive.values()),
                            window=self.window, ledger=tuple(self.ledger))
 
+    @_locked
     def save(self, path: str | Path) -> None:
-        """The whole session to `path`, atomically: a crash while saving leaves the last save."""
+        """The whole session to `path`, atomically: a crash while saving leaves the last save.
+        Locked while it writes, so two threads' saves land in the order they were made."""
         write_session(path, self.to_data())
 
     @classmethod
@@ -299,8 +302,9 @@ class Session:
              **kwargs: object) -> Session:
         """A saved session; `policy` replaces the saved one, other arguments are `Session`'s."""
         data = read_session(path)
-        session = cls(data.session_id, policy=policy or data.policy,
+        session = cls("loaded", policy=policy or data.policy,
                       **kwargs)  # type: ignore[arg-type]
+        session.session_id = data.session_id  # saved before the id rule (a space): kept
         for message in data.messages:
             session._archive.add(message)
         session.window = data.window

@@ -15,13 +15,13 @@ from datetime import UTC, datetime
 __all__ = ["cosine", "day_text", "indexed_text", "sentences", "terms", "tfidf_vectors"]
 
 _SENTENCE_END = re.compile(r"(?<=[.!?])\s+|\n+")
-# A period after these ends no sentence: "Dr. Okonkwo-Reyes" was split at "Dr." and the
+# A period after a title ends no sentence: "Dr. Okonkwo-Reyes" was split at "Dr." and the
 # summary quoted "Okonkwo-Reyes moved the appointment" without the title (session 28's user
-# test). Nor does one after a single capital, an initial ("J. R. Smith").
-_ABBREVIATION = re.compile(
-    r"(?:\b(?:Dr|Mr|Mrs|Ms|Mx|Prof|Sr|Jr|St|Mt|Ft|Gen|Col|Capt|Lt|Sgt|Rev|Hon|Gov|Sen|Rep|vs"
-    r"|etc|approx|No|Nos|Vol|Fig|Inc|Ltd|Co|Corp|Dept|Univ|Ave|Blvd|Rd|Jan|Feb|Mar|Apr|Jun|Jul"
-    r"|Aug|Sep|Sept|Oct|Nov|Dec|e\.g|i\.e|a\.m|p\.m)|\b[A-Z])\.$")
+# test), nor does one after "No." or "Fig." before a number. Words that also end sentences
+# ("etc.", "Inc.", "p.m.", a single capital as in "Plan B.") still end them.
+_TITLE = re.compile(r"\b(?:Dr|Mr|Mrs|Ms|Mx|Prof|St|Mt|Gen|Col|Capt|Lt|Sgt|Rev|Hon|Gov|Sen|Rep"
+                    r"|Jr|Sr|vs|e\.g|i\.e)\.$")
+_NUMBERED = re.compile(r"\b(?:No|Nos|Fig|Vol|pp?)\.$")
 _WORD = re.compile(r"[a-z0-9][a-z0-9'_-]*")
 STOPWORDS = frozenset(
     """a about above after again against all am an and any are as at be because been before
@@ -64,9 +64,12 @@ def sentences(text: str) -> list[str]:
     out: list[str] = []
     start = 0
     for end in _SENTENCE_END.finditer(text):
-        if not end.group().startswith("\n") and _ABBREVIATION.search(
-                text, max(0, end.start() - 10), end.start()):
-            continue  # "Dr. Okonkwo": the sentence goes on
+        before = max(0, end.start() - 6)  # the longest title with its period, and a boundary
+        if "\n" not in end.group() and (
+                _TITLE.search(text, before, end.start())
+                or (_NUMBERED.search(text, before, end.start())
+                    and text[end.end():end.end() + 1].isdigit())):
+            continue  # "Dr. Okonkwo", "No. 5": the sentence goes on
         out.append(text[start:end.start()])
         start = end.end()
     out.append(text[start:])

@@ -70,10 +70,41 @@ def test_a_process_killed_while_saving_leaves_a_session_that_loads(tmp_path: Pat
     assert counts == sorted(counts) and counts[-1] > counts[0]
     left = [p for p in tmp_path.iterdir() if p.name != "chat.json"]
     assert all(p.name.startswith(".chat.json.") and p.name.endswith(".tmp") for p in left)
-    for leftover in left:  # a killed save's temporary file: the next save sweeps it
+    for leftover in left:  # a killed save's temporary file: the next load sweeps it
         os.utime(leftover, (time.time() - 120, time.time() - 120))
-    Session.load(path).save(path)
+    Session.load(path)
     assert [p.name for p in tmp_path.iterdir()] == ["chat.json"]
+
+
+def test_a_save_writes_through_a_link_keeps_the_mode_and_sweeps_only_its_own(
+        tmp_path: Path) -> None:
+    real, link = tmp_path / "real.json", tmp_path / "chat.json"
+    session = Session("s")
+    chat(session, 3)
+    session.save(real)
+    real.chmod(0o640)
+    link.symlink_to(real)
+    chat(session, 3, start=3)
+    session.save(link)
+    assert link.is_symlink() and len(Session.load(real).messages) == 6
+    assert real.stat().st_mode & 0o777 == 0o640
+    theirs = [tmp_path / ".real.json.backup.tmp", tmp_path / ".real.json.abcdefgh.tmp.keep"]
+    (tmp_path / ".real.json.cache1234.tmp").mkdir()  # a directory of that shape: not ours
+    for other in theirs:
+        other.write_text("mine")
+    stale = tmp_path / ".real.json.ab_12xyz.tmp"  # what mkstemp makes: a killed save's
+    stale.write_text("{")
+    for old in (*theirs, stale, tmp_path / ".real.json.cache1234.tmp"):
+        os.utime(old, (time.time() - 120, time.time() - 120))
+    assert len(Session.load(link).messages) == 6
+    assert not stale.exists() and all(other.exists() for other in theirs)
+
+
+def test_a_session_saved_before_the_id_rule_still_loads(tmp_path: Path) -> None:
+    path = tmp_path / "chat.json"
+    Session("s").save(path)
+    path.write_text(path.read_text().replace('"session_id": "s"', '"session_id": "my chat"'))
+    assert Session.load(path).session_id == "my chat"
 
 
 def test_a_save_that_fails_part_way_keeps_the_last_one(tmp_path: Path,
@@ -123,7 +154,10 @@ def test_a_tampered_or_inconsistent_file_is_refused(tmp_path: Path) -> None:
     tampered = {**saved, "messages": [{**saved["messages"][0], "content": "Changed."},
                                       *saved["messages"][1:]]}
     missing = {**saved, "messages": saved["messages"][1:]}
-    for data, problem in ((twice, "twice"), (tampered, "differs"), (missing, "not among")):
+    shown_twice = {**saved, "window": {**saved["window"], "messages": [
+        *saved["window"]["messages"], saved["window"]["messages"][0]]}}
+    for data, problem in ((twice, "twice"), (tampered, "differs"), (missing, "not among"),
+                          (shown_twice, "window.messages[4]")):
         path.write_text(json.dumps(data))
         with pytest.raises(InvalidInputError) as caught:
             Session.load(path)
@@ -138,9 +172,8 @@ def test_threads_sharing_a_session_lose_nothing() -> None:
 
     def worker(k: int) -> None:
         try:
-            for n in range(150):
-                session.add_message("user", f"Thread {k} note {n}: depot {n % 9}.",
-                                    id=f"t{k}-{n}")
+            for n in range(150):  # no ids: each gets the next free one, under the lock
+                session.add_message("user", f"Thread {k} note {n}: depot {n % 9}.")
                 if n % 25 == 0:
                     session.get_context(query=f"depot {n % 9}", max_tokens=300)
         except BaseException as exc:  # reported below, not lost in the thread
@@ -238,3 +271,21 @@ def test_the_incremental_index_scores_as_bm25_does(docs: list[str], query: str) 
     expected = bm25_scores(query, docs)
     got: dict[int, float] = index.scores(query)
     assert {i: s for i, s in enumerate(expected) if s > 0} == got
+
+
+def test_a_ledger_or_summary_that_names_what_is_not_there_is_refused(tmp_path: Path) -> None:
+    path = tmp_path / "chat.json"
+    session = Session("s", auto_compact=False)
+    chat(session, 12)
+    assert session.compact(preserve_recent=2) is not None
+    session.save(path)
+    saved = json.loads(path.read_text())
+    ledger_twice = {**saved, "ledger": [*saved["ledger"], saved["ledger"][0]]}
+    summary = saved["window"]["summaries"][0]
+    unknown = {**saved, "window": {**saved["window"], "summaries": [
+        {**summary, "covers": [*summary["covers"], "m999"]}]}}
+    for data, problem in ((ledger_twice, "ledger[1]"), (unknown, "'m999'")):
+        path.write_text(json.dumps(data))
+        with pytest.raises(InvalidInputError) as caught:
+            Session.load(path)
+        assert problem in caught.value.problem
