@@ -23,14 +23,23 @@ from memory.tokens import TokenCounter
 if TYPE_CHECKING:
     from memory.messages import Message  # which imports this module
 
-__all__ = ["THINKING", "THINKING_TYPES", "check_block", "check_thinking", "thinking_blocks",
-           "thinking_cost", "turn_thinking"]
+__all__ = [
+    "THINKING",
+    "THINKING_TYPES",
+    "TurnThinking",
+    "check_block",
+    "check_thinking",
+    "thinking_blocks",
+    "thinking_cost",
+    "turn_thinking",
+]
 
 THINKING = "anthropic_thinking"
 THINKING_TYPES = ("thinking", "redacted_thinking")
 _FIELDS = {"thinking": ("thinking", "signature"), "redacted_thinking": ("data",)}
 
 Block = dict[str, JsonValue]
+TurnThinking = dict[str, tuple[tuple[Block, ...], int]]  # message id → its blocks, their cost
 
 
 def check_thinking(where: str, blocks: object) -> list[Block]:
@@ -74,8 +83,7 @@ def thinking_cost(counter: TokenCounter, blocks: Sequence[Block]) -> int:
     return sum(counter.count(str(b.get("thinking", b.get("data", "")))) for b in blocks)
 
 
-def turn_thinking(units: Sequence[Sequence[Message]], counter: TokenCounter
-                  ) -> dict[str, tuple[tuple[Block, ...], int]]:
+def turn_thinking(units: Sequence[Sequence[Message]], counter: TokenCounter) -> TurnThinking:
     """The blocks the running turn's tool steps are sent with, by message id, with what each
     message's blocks cost.
 
@@ -92,7 +100,7 @@ def turn_thinking(units: Sequence[Sequence[Message]], counter: TokenCounter
         if units[index][0].role == "user" and not (index and units[index - 1][-1].role == "tool"):
             start = index + 1
             break
-    found: dict[str, tuple[tuple[Block, ...], int]] = {}
+    found: TurnThinking = {}
     for unit in units[start:]:
         answered = {m.tool_call_id for m in unit if m.role == "tool"}
         for m in unit:

@@ -147,17 +147,35 @@ def test_no_thinking_is_sent_once_the_turn_is_over() -> None:
 
 
 @pytest.mark.parametrize("budget", [150, 300, 600, 1200, 4000])
-def test_the_budget_holds_and_a_step_too_large_with_its_thinking_goes_without(
+def test_the_budget_holds_and_thinking_larger_than_the_step_s_share_goes_without(
         budget: int) -> None:
     messages = agent_turns(thought_words=120)  # ~840 tokens of thinking on the newest step
     got = window(messages, budget=budget)
     assert got.tokens <= budget and got.tokens == sum(m.tokens for m in got.messages)
-    recent_ids = [m.source_ids[0] for m in got.messages if m.section == "recent"]
     if budget >= 1200:
         assert [m.source_ids for m in got.messages if m.thinking][-1] == ("a2",)
-    else:  # the step is still shown whole when it fits without its thinking
-        assert not any(m.thinking for m in got.messages)
-        assert recent_ids[-2:] == ["a2", "r2"]
+    else:  # the step is still shown, without thinking its share cannot hold
+        (step,) = [m for m in got.messages if m.tool_calls and m.tool_calls[0].id == "toolu_2"]
+        assert not step.thinking
+
+
+@pytest.mark.parametrize("budget", [1000, 4000, 8000])
+def test_a_step_cut_to_fit_keeps_its_thinking(budget: int) -> None:
+    """A user test: a 30 KB result made the step too large, and it was cut to fit without its
+    thinking, so the API would refuse the request; it is cut a little more instead."""
+    log = "".join(f"line {n}: processed batch {n} ok\n" for n in range(1000))  # ~30 KB
+    steps = parse_messages([
+        {"id": "q", "role": "user", "content": "Read the log."},
+        reply("a1", "toolu_1", [THOUGHT]),
+        {"id": "r1", "role": "tool", "tool_call_id": "toolu_1", "content": log}])
+    got = window(steps, budget=budget)
+    assert got.tokens <= budget and got.tokens == sum(m.tokens for m in got.messages)
+    (step,) = [m for m in got.messages if m.tool_calls]
+    assert step.thinking == (THOUGHT.model_dump(),)
+    (result,) = [m for m in got.messages if m.role == "tool"]
+    assert "cut to fit" in result.content and not result.source_ids
+    sent = anthropic_messages(got)
+    assert [b["type"] for b in sent[-2]["content"]] == ["thinking", "tool_use"]
 
 
 @pytest.mark.parametrize("text", [None, "Checking the refund."])
