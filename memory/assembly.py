@@ -49,12 +49,12 @@ from memory.shares import DEFAULT_POLICY, DEFAULT_SHARES, QUERY_SHARES, Assembly
 from memory.spending import allocate, greedy, newest_run, unflatten
 from memory.thinking import TurnThinking, turn_thinking
 from memory.tokens import TokenCounter, default_counter, message_cost
-from memory.units import tool_units
+from memory.units import tool_units, turn_start
 
 __all__ = ["ASSEMBLY_VERSION", "DEFAULT_POLICY", "DEFAULT_SHARES", "QUERY_SHARES",
            "AssemblyPolicy", "Shares", "assemble_context", "tool_units"]
 
-ASSEMBLY_VERSION = 15  # 1: fixed shares, date-grouped block, fused order (before issue 12);
+ASSEMBLY_VERSION = 16  # 1: fixed shares, date-grouped block, fused order (before issue 12);
 # 2: adaptive shares, reranked, dated lines; 3: summaries that do not all fit their share are
 # condensed into one that does, so every window of 500 tokens or more carries the hierarchy;
 # 4: turns two away count in the packing order (`reach`); idle summaries get the summary cap;
@@ -79,7 +79,9 @@ ASSEMBLY_VERSION = 15  # 1: fixed shares, date-grouped block, fused order (befor
 # fence's tags are escaped in any case (`memory.packing.guard`): such a message is not among
 # `source_ids` (its text is not there verbatim); 15: the running turn's tool steps carry the
 # Anthropic thinking blocks stored with them, counted (`memory.thinking.turn_thinking`); a
-# newest step too large with them is cut to leave them room (`_cut_newest`)
+# newest step too large with them is cut to leave them room (`_cut_newest`); 16: the user's
+# message that opened the running turn is shown when the recent turns do not reach back to it
+# and it fits (`memory.units.turn_start`): an autonomous agent's task
 CONDENSE_MIN_BUDGET = 500  # below this a window is the newest exchange and what answers it
 
 
@@ -216,6 +218,22 @@ def assemble_context(
         taken = newest_run(unit_cost, newest, remaining - used, remaining - used,
                            stop=lambda i: i < asked)
         used += sum(unit_cost[i] for i in taken)
+    # Version 16: the user's message that opened the running turn, when the turns shown do not
+    # reach back to it, in place of the oldest of them as far as it needs: an autonomous
+    # agent's task, many steps back, was in 1% of its requests (a user test). Taken again by
+    # a later refill, it costs nothing twice.
+    opened = turn_start(units) if version >= 16 else None
+    if opened is not None and (opened in taken or opened >= newest):
+        opened = None
+    while opened is not None and unit_cost[opened] > remaining - used and len(taken) > 1:
+        oldest = min(taken)  # the task before the oldest step shown; never the newest turn
+        taken.remove(oldest)
+        used -= unit_cost[oldest]
+    if opened is not None and unit_cost[opened] <= remaining - used:
+        used += unit_cost[opened]
+        unit_cost = [0 if i == opened else cost for i, cost in enumerate(unit_cost)]
+    else:
+        opened = None
     left = remaining - used
 
     # Summaries: newest first within their share (plus what recent left over), shown in order.
@@ -233,7 +251,8 @@ def assemble_context(
     left -= sum(summary_msgs[i].tokens for i in picked) + (condensed.tokens if condensed else 0)
 
     # Retrieved: best first into one fenced block; messages already shown are skipped.
-    shown_ids = {m.id for i in taken for m in units[i]}
+    shown_ids = {m.id for i in (*taken, *([] if opened is None else [opened]))
+                 for m in units[i]}
     if cut:  # the cut turn's messages are shown (in part): retrieval does not quote them again
         shown_ids |= {m.id for m in units[-1]}
     fresh = [c for c in order if c.message.id not in shown_ids]
@@ -291,7 +310,8 @@ def assemble_context(
         blocks, cost = thinking[m.id]
         return plain.model_copy(update={"thinking": blocks, "tokens": plain.tokens + cost})
 
-    recent_out = [shown(m) for index in sorted(taken) for m in units[index]] + (cut or [])
+    recent_out = [shown(m) for index in sorted({*taken, *([] if opened is None else [opened])})
+                  for m in units[index]] + (cut or [])
     summary_out = [summary_msgs[i] for i in sorted(picked)] + ([condensed] if condensed else [])
     messages = (*system_msgs, *summary_out, *([block] if block else []), *recent_out)
     tokens = sum(m.tokens for m in messages)

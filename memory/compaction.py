@@ -53,7 +53,9 @@ __all__ = [
 #    application are as in 8.
 # 10: extractive summaries do not end a sentence at a title ("Dr. Okonkwo") or at "No."
 #    before a number (`memory.text.sentences`); texts without them are summarized as in 9.
-ENGINE_VERSION = "longthread-engine/10"
+# 11: the user's message that opened the running turn is not compacted while the turn runs
+#    (`memory.units.turn_start`), within an eighth of the window: an autonomous agent's task.
+ENGINE_VERSION = "longthread-engine/11"
 
 
 def _engine(record: CompactionRecord) -> int:

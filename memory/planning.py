@@ -17,7 +17,7 @@ from memory.models import Message, Summary
 from memory.packing import shown_summary_text
 from memory.policy import CompactionPolicy, Level
 from memory.tokens import MESSAGE_OVERHEAD, TokenCounter, default_counter, message_cost
-from memory.units import awaiting_units, tool_units
+from memory.units import awaiting_units, tool_units, turn_start
 
 __all__ = ["MIN_SUMMARY_TOKENS", "SUMMARY_OVERHEAD", "CompactionPlan", "WindowState",
            "plan_compaction", "window_tokens"]
@@ -110,6 +110,15 @@ def plan_compaction(
     # arrive alone in the window, where no provider accepts it.
     waiting = awaiting_units(units, lambda m: message_cost(counter, m),
                              policy.context_window // 4)
+    # And the user's message that opened the running turn (engine version 11), within an
+    # eighth of the window: an autonomous agent's task is its one user message, and a light
+    # compaction archived it, unsummarized, while the agent worked on (a user test: the task
+    # was in 1% of 300 steps' requests).
+    opened = turn_start(units)
+    answered = not units or (units[-1][0].role == "assistant" and not units[-1][0].tool_calls)
+    if opened is not None and opened < len(units) - 1 and not answered and sum(
+            message_cost(counter, m) for m in units[opened]) <= policy.context_window // 8:
+        waiting.add(opened)
     movable = [unit for n, unit in enumerate(units[:cut])
                if not any(m.id in frozen for m in unit) and n not in waiting]
     older = [m for unit in movable for m in unit if not m.pinned]

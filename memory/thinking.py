@@ -19,6 +19,7 @@ from pydantic import JsonValue
 
 from memory.errors import InvalidInputError
 from memory.tokens import TokenCounter
+from memory.units import turn_start
 
 if TYPE_CHECKING:
     from memory.messages import Message  # which imports this module
@@ -95,11 +96,8 @@ def turn_thinking(units: Sequence[Sequence[Message]], counter: TokenCounter) -> 
     """
     if not units or (units[-1][0].role == "assistant" and not units[-1][0].tool_calls):
         return {}
-    start = 0
-    for index in range(len(units) - 1, -1, -1):
-        if units[index][0].role == "user" and not (index and units[index - 1][-1].role == "tool"):
-            start = index + 1
-            break
+    opened = turn_start(units)
+    start = 0 if opened is None else opened + 1
     found: TurnThinking = {}
     for unit in units[start:]:
         answered = {m.tool_call_id for m in unit if m.role == "tool"}

@@ -9,10 +9,13 @@ from __future__ import annotations
 
 from collections import Counter
 from collections.abc import Callable, Sequence
+from typing import TYPE_CHECKING
 
-from memory.models import Message
+if TYPE_CHECKING:  # memory.thinking, which memory.messages imports, imports this module
+    from memory.models import Message
 
-__all__ = ["JOINS_NEXT", "MAX_AWAITING_UNITS", "awaiting_units", "awaits_result", "tool_units"]
+__all__ = ["JOINS_NEXT", "MAX_AWAITING_UNITS", "awaiting_units", "awaits_result", "tool_units",
+           "turn_start"]
 
 # An assistant message whose metadata sets this key (to true) forms one unit with the next
 # non-tool message when that is the assistant's too: an Agents SDK reasoning item with the
@@ -62,6 +65,17 @@ def tool_units(messages: Sequence[Message], once: bool = False,
             open_unit[call_id] = unit
             unanswered[call_id] = count if per_call else 1
     return units
+
+
+def turn_start(units: Sequence[Sequence[Message]]) -> int | None:
+    """The index of the unit whose user message opened the running turn: the user's last
+    message, but one written right after a tool result goes to the API with that result and
+    does not open a turn (a tool-use loop is one assistant turn). None when no user message
+    opens one in `units`."""
+    for index in range(len(units) - 1, -1, -1):
+        if units[index][0].role == "user" and not (index and units[index - 1][-1].role == "tool"):
+            return index
+    return None
 
 
 def awaits_result(unit: Sequence[Message]) -> bool:

@@ -26,7 +26,7 @@ from memory.thinking import turn_thinking
 from memory.tokens import TokenCounter, default_counter, message_cost
 
 __all__ = ["BODY_REF_BYTES", "RECENT_READ_FACTOR", "WHOLE_BODIES_MAX_BYTES", "WHOLE_BODY_SHARE",
-           "WholeBodies", "assemble_from_window", "by_reference", "compose_removal",
+           "WholeBodies", "asked_before", "assemble_from_window", "by_reference", "compose_removal",
            "recent_slice", "slice_start", "whole_bodies"]
 
 BODY_REF_BYTES = 64 * 1024  # larger bodies stand in the window as a preview and a reference
@@ -81,11 +81,25 @@ def slice_start(messages: Sequence[Message], max_tokens: int,
 
 
 def recent_slice(messages: Sequence[Message], max_tokens: int,
-                 counter: TokenCounter | None = None, tools: bool = True) -> list[Message]:
+                 counter: TokenCounter | None = None, tools: bool = True,
+                 asked: bool = False) -> list[Message]:
     """The newest non-system messages a `max_tokens` context may draw its recent section from
-    (`tools=False`: counted as before assembly version 11, for replay)."""
+    (`tools=False`: counted as before assembly version 11, for replay). With `asked` (assembly
+    version 16), a slice that holds no user message starts with the user's newest one before
+    it (`asked_before`): an autonomous agent's task, hundreds of steps back."""
     rest = [m for m in messages if m.role != "system"]
-    return rest[slice_start(rest, max_tokens, counter, tools):]
+    start = slice_start(rest, max_tokens, counter, tools)
+    at = asked_before(rest, start) if asked else None
+    return rest[start:] if at is None else [rest[at], *rest[start:]]
+
+
+def asked_before(messages: Sequence[Message], start: int) -> int | None:
+    """The index of the newest user message before `start` when none is at or after it, else
+    None. Serving reads the window's tail newest first, so it finds this as the first user
+    message it reads before the slice (`memory.store.windows`)."""
+    if any(m.role == "user" for m in messages[start:]):
+        return None
+    return next((i for i in range(start - 1, -1, -1) if messages[i].role == "user"), None)
 
 
 class WholeBodies:
@@ -147,7 +161,7 @@ def whole_bodies(state: WindowState, max_tokens: int,
     counter = counter or default_counter()
     if not any("body_ref" in m.metadata for m in state.messages):
         return WholeBodies((), 0, counter)
-    return WholeBodies(recent_slice(state.messages, max_tokens, counter),
+    return WholeBodies(recent_slice(state.messages, max_tokens, counter, asked=True),
                        _whole_body_room(state, max_tokens, counter), counter)
 
 
@@ -165,7 +179,7 @@ def assemble_from_window(state: WindowState, *, max_tokens: int,
         shares = QUERY_SHARES if query and query.strip() else DEFAULT_SHARES
     counter = counter or default_counter()
     tools = version >= 11
-    recent = recent_slice(state.messages, max_tokens, counter, tools)
+    recent = recent_slice(state.messages, max_tokens, counter, tools, asked=version >= 16)
 
     def assemble(shown: list[Message]) -> ContextWindow:
         return assemble_context(

@@ -18,7 +18,7 @@ from memory.models import (
 from memory.store.base import StoreBase, _lock_session
 from memory.store.rows import MESSAGE_COLUMNS, message_columns, row_to_message
 from memory.tokens import MESSAGE_OVERHEAD
-from memory.window import RECENT_READ_FACTOR, by_reference, slice_start
+from memory.window import RECENT_READ_FACTOR, asked_before, by_reference, slice_start
 
 __all__ = ["PAGE_ROWS", "SUMMARY_CACHE_SESSIONS", "TAIL_LOAD_CAP", "TAIL_SCAN_CAP", "LoadedWindow",
            "WindowReads"]
@@ -249,4 +249,12 @@ class WindowReads(StoreBase):
         if start <= len(kept):  # the slice reaches past what was read of the tail
             return False
         ids = {c.id for m in read for c in m.tool_calls}
-        return all(m.tool_call_id in ids for m in read[start - len(kept):] if m.role == "tool")
+        if not all(m.tool_call_id in ids for m in read[start - len(kept):] if m.role == "tool"):
+            return False
+        # Version 16's slice of an agent's steps starts with the user's newest message before
+        # them: it must be one read from the tail (an unread part of the tail could hold a newer
+        # one than any kept message).
+        if any(m.role == "user" for m in read[start - len(kept):]):
+            return True
+        at = asked_before([*kept, *read], start)
+        return at is not None and at >= len(kept)

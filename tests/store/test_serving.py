@@ -145,3 +145,39 @@ async def test_every_context_served_at_one_turn_can_be_replayed(store: Store) ->
                                                                  content="hi")])
     with pytest.raises(NotFoundError):  # a seq names a context of its own session only
         await replay_at(store, "acme", f"{session}-b", 6, seq=first_seq)
+
+
+async def test_an_agents_task_many_steps_back_is_served_and_replays(store: Store) -> None:
+    """Assembly 16 from the store's partial read: an agent's one task, before more steps than
+    the read bound reaches, is read and served first; the record replays to the same window
+    (after a compaction too, when the task is a message the version keeps)."""
+    from datetime import UTC, datetime
+
+    from memory.compaction import compose_record, plan_compaction
+    from memory.policy import CompactionPolicy
+    from memory.store.sessions import LoadedWindow
+    from tests.unit.test_golden_windows import autonomous
+
+    session = f"serve-{uuid.uuid4()}"
+    messages = [m for m in autonomous().messages if m.role != "system"]
+    await store.append_messages("acme", session, messages)
+    for budget in (800, 2000):
+        window = await serve_context(store, _Recording(), "acme", session,
+                                     ContextRequest(max_tokens=budget))
+        assert window.messages[0].source_ids == ("task",) and window.tokens <= budget
+        replayed = await replay_at(store, "acme", session, len(messages))
+        assert replayed.matches and replayed.window == window
+    loaded: LoadedWindow = await store.load_window("acme", session)
+    plan = plan_compaction(loaded.state, CompactionPolicy(context_window=2000,
+                                                          preserve_recent=6), force=True)
+    assert plan is not None and "task" not in plan.covered_ids  # engine 11 keeps it
+    state, record = compose_record(loaded.state, plan, record_id="c1", seq=loaded.version,
+                                   summary=None, strategy="archive-only",
+                                   at=datetime(2026, 12, 7, tzinfo=UTC))
+    await store.commit_records("acme", session, loaded.version, [(record, state)],
+                               loaded.next_base)
+    window = await serve_context(store, _Recording(), "acme", session,
+                                 ContextRequest(max_tokens=800))
+    assert window.messages[0].source_ids == ("task",)
+    replayed = await replay_at(store, "acme", session, len(messages))
+    assert replayed.matches and replayed.window == window

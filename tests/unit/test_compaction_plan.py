@@ -104,14 +104,19 @@ def test_an_emergency_keeps_the_recent_messages_too() -> None:
     policy = CompactionPolicy(context_window=8_000, preserve_recent=6)
     assert policy.decide(window_tokens(state)).level == "emergency"
     assert plan_compaction(state, policy) is None  # nothing outside the newest six
-    # Keeping fewer, the question alone is outside: too small to pay for a summary, and
-    # archived it would leave the window with nothing standing for it. It stays.
+    # Keeping fewer, the question alone is outside: it opened the turn still running (the
+    # call's result is the newest message), so it stays, forced or not (engine version 11;
+    # before, a forced compaction summarized it away and the turn went on without it).
     assert plan_compaction(state, CompactionPolicy(context_window=8_000, preserve_recent=2)) \
         is None
-    forced = plan_compaction(state, CompactionPolicy(context_window=8_000, preserve_recent=2),
-                             force=True)
-    assert forced is not None and forced.covered_ids == ("u1",) and forced.summarize
-    after, record = compose_record(state, forced, record_id="c1", seq=0, summary=None,
+    assert plan_compaction(state, CompactionPolicy(context_window=8_000, preserve_recent=2),
+                           force=True) is None
+    answered = WindowState(messages=(*state.messages, Message(
+        id="a2", role="assistant", content="The linker fails at step 7.")))
+    forced = plan_compaction(answered, CompactionPolicy(context_window=8_000, preserve_recent=1),
+                             force=True)  # the turn is over: the question may go
+    assert forced is not None and forced.covered_ids[0] == "u1" and forced.summarize
+    after, record = compose_record(answered, forced, record_id="c1", seq=0, summary=None,
                                    strategy="archive-only")
     assert record.tokens_after == window_tokens(after) < record.tokens_before
 

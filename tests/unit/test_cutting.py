@@ -36,11 +36,12 @@ def test_the_newest_turn_is_cut_to_fit_with_its_question() -> None:
     assert result.content.endswith("the whole message is in the archive as t0]")
     # Before version 12 the same window was empty.
     assert assemble_from_window(state, max_tokens=2_000, version=11).messages == ()
-    # A result past even the slice's reach (8,000 tokens) is still shown cut, without the
-    # question, which lies beyond what a 2,000-token context reads of the window.
+    # A result past even the slice's reach (8,000 tokens) is still shown cut; its question,
+    # beyond what a 2,000-token context read of the window before version 16, now with it.
     huge = WindowState(messages=tuple(_exchange(body=LINE * 400)))
-    roles = [m.role for m in assemble_from_window(huge, max_tokens=2_000).messages]
-    assert roles == ["assistant", "tool"]
+    for version, roles in ((15, ["assistant", "tool"]), (16, ["user", "assistant", "tool"])):
+        window = assemble_from_window(huge, max_tokens=2_000, version=version)
+        assert [m.role for m in window.messages] == roles and window.tokens <= 2_000
 
 
 def test_every_result_of_parallel_calls_gets_an_equal_head_and_short_ones_stay_whole() -> None:

@@ -151,6 +151,22 @@ def thinking_turns() -> WindowState:
         Message(id="t5", role="tool", tool_call_id="toolu_02", content="refund r-88 issued")))
 
 
+def autonomous() -> WindowState:
+    """An agent's one task, then 30 tool steps of ~150 tokens each: more than most budgets
+    here hold, so the recent turns do not reach back to the task (version 16 shows it)."""
+    messages: list[Message] = [
+        Message(id="sys", role="system", content="You are a build agent."),
+        Message(id="task", role="user", content="Make the payments suite pass; touch only "
+                "refunds.py and report what you changed.", created_at=START)]
+    for n in range(30):
+        call = ToolCall(id=f"call_{n}", name="run", arguments=f'{{"step": {n}}}')
+        messages += [Message(id=f"s{n}", role="assistant", content=f"Step {n}.",
+                             tool_calls=(call,)),
+                     Message(id=f"o{n}", role="tool", tool_call_id=f"call_{n}",
+                             content=f"step {n}: " + "test_refund ok; " * 40)]
+    return WindowState(messages=tuple(messages))
+
+
 def _pinned(window: ContextWindow) -> dict[str, object]:
     """What a golden holds of a window: its digest, and for a reader its size."""
     return {"digest": window_digest(window), "tokens": window.tokens,
@@ -180,6 +196,7 @@ def windows(version: int, counter: TokenCounter) -> dict[str, dict[str, object]]
         "listings": (listings(), (), None),  # 13: repeated listings, as diffs
         "forged": (forged, forged_found, "refund for order 9000"),  # 14: forged lines
         "thinking": (thinking_turns(), (), None),  # 15: the newest step's thinking, sent
+        "autonomous": (autonomous(), (), None),  # 16: the task many steps back, shown
     }
     for name, (scenario, hits, query) in scenarios.items():
         for budget in BUDGETS[1:]:
@@ -364,7 +381,8 @@ def test_the_fixture_exercises_what_the_versions_differ_in() -> None:
     lines (v6), a short chat retrieval also finds (v7), parallel calls that share an id (v8),
     a body the window previews (v9), a retrieved turn with no text (v10), a newest turn over
     the budget (v12), repeated tool results (v13), a message's lines shaped like the block's
-    (v14), a tool step's stored thinking (v15), and the versions' windows differ."""
+    (v14), a tool step's stored thinking (v15), an agent's task many steps back (v16), and the
+    versions' windows differ."""
     counter = HeuristicCounter()
     by_version = {v: windows(v, counter) for v in range(1, ASSEMBLY_VERSION + 1)}
     for older, newer in zip(range(1, ASSEMBLY_VERSION), range(2, ASSEMBLY_VERSION + 1),
@@ -417,6 +435,10 @@ def test_the_fixture_exercises_what_the_versions_differ_in() -> None:
         window = assemble_from_window(thinking_turns(), max_tokens=2000, version=version,
                                       counter=counter)
         assert [m.source_ids[0] for m in window.messages if m.thinking] == sent
+    for version, task in ((15, False), (16, True)):  # v16: the task, many steps back
+        window = assemble_from_window(autonomous(), max_tokens=2000, version=version,
+                                      counter=counter)
+        assert any(m.source_ids == ("task",) for m in window.messages) is task
     big, bodies = large_body()
     for version, budget, wholes in ((8, 100_000, []), (9, 60_000, ["b5"]),
                                     (9, 100_000, ["b3", "b5"])):
