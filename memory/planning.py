@@ -115,7 +115,8 @@ def plan_compaction(
     # compaction archived it, unsummarized, while the agent worked on (a user test: the task
     # was in 1% of 300 steps' requests).
     opened = turn_start(units)
-    answered = not units or (units[-1][0].role == "assistant" and not units[-1][0].tool_calls)
+    answered = not units or (units[-1][0].role == "assistant"  # a reply without calls ended
+                             and not any(m.tool_calls for m in units[-1]))  # it (reasoning joins)
     if opened is not None and opened < len(units) - 1 and not answered and sum(
             message_cost(counter, m) for m in units[opened]) <= policy.context_window // 8:
         waiting.add(opened)

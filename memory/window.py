@@ -146,11 +146,19 @@ class WholeBodies:
         self._bytes += int(preview.metadata["body_ref"])  # type: ignore[arg-type]
 
 
-def _whole_body_room(state: WindowState, max_tokens: int, counter: TokenCounter) -> int:
-    """Half the budget after system messages: what all bodies one window shows whole share."""
+def _whole_body_room(state: WindowState, recent: Sequence[Message], max_tokens: int,
+                     counter: TokenCounter, version: int) -> int:
+    """Half the budget after system messages: what all bodies one window shows whole share;
+    from version 15, less what the running turn's thinking costs. Serving's choice of bodies
+    to read and assembly's both come from here: a smaller room on one side let assembly ask
+    for a body serving never read, and replay, which has them all, showed it whole."""
     system = sum(counter.count_message(m.role, m.content)
                  for m in state.messages if m.role == "system")
-    return int((max_tokens - system) * WHOLE_BODY_SHARE)
+    room = int((max_tokens - system) * WHOLE_BODY_SHARE)
+    if version >= 15:  # a body shown whole does not take the running turn's thinking's room
+        steps = tool_units([m for m in recent if m.role != "system"], once=True, per_call=True)
+        room -= sum(cost for _, cost in turn_thinking(steps, counter).values())
+    return max(room, 0)
 
 
 def whole_bodies(state: WindowState, max_tokens: int,
@@ -161,8 +169,9 @@ def whole_bodies(state: WindowState, max_tokens: int,
     counter = counter or default_counter()
     if not any("body_ref" in m.metadata for m in state.messages):
         return WholeBodies((), 0, counter)
-    return WholeBodies(recent_slice(state.messages, max_tokens, counter, asked=True),
-                       _whole_body_room(state, max_tokens, counter), counter)
+    recent = recent_slice(state.messages, max_tokens, counter, asked=True)
+    return WholeBodies(recent, _whole_body_room(state, recent, max_tokens, counter,
+                                                ASSEMBLY_VERSION), counter)
 
 
 def assemble_from_window(state: WindowState, *, max_tokens: int,
@@ -189,12 +198,8 @@ def assemble_from_window(state: WindowState, *, max_tokens: int,
 
     wholes: dict[str, Message] = {}
     if version >= 9 and bodies:
-        room = _whole_body_room(state, max_tokens, counter)
-        if version >= 15:  # a body shown whole does not take the running turn's thinking's room
-            steps = tool_units([m for m in recent if m.role != "system"], once=True,
-                               per_call=True)
-            room -= sum(cost for _, cost in turn_thinking(steps, counter).values())
-        chooser = WholeBodies(recent, max(room, 0), counter, tools)
+        chooser = WholeBodies(recent, _whole_body_room(state, recent, max_tokens, counter,
+                                                       version), counter, tools)
         while (wanted := chooser.wanted()) is not None:
             chooser.offer(bodies.get(wanted))
         wholes = chooser.chosen

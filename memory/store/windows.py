@@ -18,7 +18,7 @@ from memory.models import (
 from memory.store.base import StoreBase, _lock_session
 from memory.store.rows import MESSAGE_COLUMNS, message_columns, row_to_message
 from memory.tokens import MESSAGE_OVERHEAD
-from memory.window import RECENT_READ_FACTOR, asked_before, by_reference, slice_start
+from memory.window import RECENT_READ_FACTOR, by_reference, slice_start
 
 __all__ = ["PAGE_ROWS", "SUMMARY_CACHE_SESSIONS", "TAIL_LOAD_CAP", "TAIL_SCAN_CAP", "LoadedWindow",
            "WindowReads"]
@@ -83,7 +83,17 @@ SELECT {message_columns("m")}, true, scan.scanned
 FROM scan JOIN messages m
   ON m.tenant = %(tenant)s AND m.session = %(session)s AND m.seq = scan.seq
 WHERE scan.newer <= %(bound)s AND m.role <> 'system'
+UNION ALL
+-- The tail's newest user message, wherever it lies (assembly version 16 starts a slice of an
+-- agent's steps with it): read here, not by paging through every step after it.
+SELECT m.*, false, 0 FROM v, LATERAL (
+    SELECT {MESSAGE_COLUMNS} FROM messages
+    WHERE tenant = %(tenant)s AND session = %(session)s AND seq >= v.base
+      AND seq < v.next_seq AND role = 'user' AND NOT id = ANY(v.kept)
+    ORDER BY seq DESC LIMIT 1) m
 """
+_ASKED = f"""SELECT {MESSAGE_COLUMNS} FROM messages WHERE tenant = %s AND session = %s
+    AND seq >= %s AND seq < %s AND role = 'user' ORDER BY seq DESC LIMIT 1"""
 
 class LoadedWindow(BaseModel):
     """A window version as read: its messages (kept + tail, in seq order), the seq where the
@@ -160,8 +170,9 @@ class WindowReads(StoreBase):
                                       "missing")
         summaries = () if head["base_seq"] is None else self._summaries(tenant, session,
                                                                         head, held)
-        fixed = [r for r in rows if not r["tail"]]
         tail = sorted((r for r in rows if r["tail"]), key=lambda r: r["seq"])
+        read = {r["id"] for r in tail}
+        fixed = [r for r in rows if not r["tail"] and r["id"] not in read]
         scanned = int(tail[0]["scanned"]) if tail else 0
         complete = scanned < cap and len(tail) == scanned
         shown = {r["id"]: by_reference(row_to_message(r)) for r in [*fixed, *tail]}
@@ -216,6 +227,8 @@ class WindowReads(StoreBase):
                 conn, f"SELECT {MESSAGE_COLUMNS} FROM messages WHERE tenant = %s AND session = %s"
                       " AND (id = ANY(%s) OR (seq >= %s AND role = 'system'))",
                 (tenant, session, kept, base))
+            fixed += [r for r in await self._rows(conn, _ASKED, (tenant, session, base, turn))
+                      if r["id"] not in kept]  # the tail's newest user message (version 16)
             tail: list[dict[str, Any]] = []
             shown = {r["id"]: by_reference(row_to_message(r)) for r in fixed}
             limit, complete = PAGE_ROWS, False
@@ -231,7 +244,8 @@ class WindowReads(StoreBase):
                 if complete or self._enough(fixed, tail, max_tokens, shown):
                     break
                 limit *= 2
-        rows = sorted(fixed + tail, key=lambda r: r["seq"])
+        read = {r["id"] for r in tail}
+        rows = sorted([r for r in fixed if r["id"] not in read] + tail, key=lambda r: r["seq"])
         return LoadedWindow(
             version=head, next_base=base, complete=complete, turn=turn,
             state=WindowState(summaries=summaries,
@@ -243,18 +257,13 @@ class WindowReads(StoreBase):
                 shown: dict[str, Message]) -> bool:
         """Whether the tail read so far already holds the whole of `recent_slice`; `shown`
         holds each row as the window holds it."""
-        kept = [shown[r["id"]] for r in fixed if r["role"] != "system"]
+        read_ids = {r["id"] for r in tail}  # the tail's newest user message may be both
+        kept = [shown[r["id"]] for r in fixed if r["role"] != "system" and r["id"] not in read_ids]
         read = [shown[r["id"]] for r in tail]
         start = slice_start([*kept, *read], max_tokens)
         if start <= len(kept):  # the slice reaches past what was read of the tail
             return False
         ids = {c.id for m in read for c in m.tool_calls}
-        if not all(m.tool_call_id in ids for m in read[start - len(kept):] if m.role == "tool"):
-            return False
-        # Version 16's slice of an agent's steps starts with the user's newest message before
-        # them: it must be one read from the tail (an unread part of the tail could hold a newer
-        # one than any kept message).
-        if any(m.role == "user" for m in read[start - len(kept):]):
-            return True
-        at = asked_before([*kept, *read], start)
-        return at is not None and at >= len(kept)
+        # Version 16's user message before an agent's steps is among `fixed` (the tail's
+        # newest user message is always read), so it needs no more of the tail.
+        return all(m.tool_call_id in ids for m in read[start - len(kept):] if m.role == "tool")

@@ -167,6 +167,24 @@ async def test_an_agents_task_many_steps_back_is_served_and_replays(store: Store
         assert window.messages[0].source_ids == ("task",) and window.tokens <= budget
         replayed = await replay_at(store, "acme", session, len(messages))
         assert replayed.matches and replayed.window == window
+        fast = await store.read_window("acme", session, budget)
+        assert fast.state == (await store._read_window_paged("acme", session, budget)).state
+    # 300 steps more: the task is read on its own, not by reading every step after it.
+    steps = [m for n in range(30, 330) for m in (
+        Message(id=f"s{n}", role="assistant", content=f"Step {n}.",
+                tool_calls=(ToolCall(id=f"call_{n}", name="run", arguments="{}"),)),
+        Message(id=f"o{n}", role="tool", tool_call_id=f"call_{n}", content=f"step {n}: ok"))]
+    await store.append_messages("acme", session, steps)
+    messages += steps
+    for read in (store.read_window, store._read_window_paged):
+        part = await read("acme", session, 800)
+        assert not part.complete and "task" in {m.id for m in part.state.messages}
+        assert len(part.state.messages) < len(messages)  # the tail was not read whole
+    window = await serve_context(store, _Recording(), "acme", session,
+                                 ContextRequest(max_tokens=800))
+    assert window.messages[0].source_ids == ("task",)
+    replayed = await replay_at(store, "acme", session, len(messages))
+    assert replayed.matches and replayed.window == window
     loaded: LoadedWindow = await store.load_window("acme", session)
     plan = plan_compaction(loaded.state, CompactionPolicy(context_window=2000,
                                                           preserve_recent=6), force=True)

@@ -67,3 +67,23 @@ def test_a_task_larger_than_an_eighth_of_the_window_may_go() -> None:
     state = WindowState(messages=(long_task, *autonomous().messages[2:]))
     plan = plan_compaction(state, policy, force=True, counter=COUNTER)
     assert plan is not None and "task" in plan.covered_ids
+
+
+def test_an_agents_sdk_step_with_reasoning_keeps_the_task_too() -> None:
+    """A reasoning item joins its call's unit (JOINS_NEXT): the unit's first message has no
+    calls, yet the step is running."""
+    from memory.units import JOINS_NEXT
+
+    messages: list[Message] = [Message(id="task", role="user", content="Fix the refunds.")]
+    for n in range(30):
+        messages += [
+            Message(id=f"r{n}", role="assistant", content=f"(reasoning {n})",
+                    metadata={JOINS_NEXT: True}),
+            Message(id=f"s{n}", role="assistant", content="",
+                    tool_calls=(ToolCall(id=f"c{n}", name="run"),)),
+            Message(id=f"o{n}", role="tool", tool_call_id=f"c{n}",
+                    content=f"step {n}: " + "ok; " * 60)]
+    plan = plan_compaction(WindowState(messages=tuple(messages)),
+                           CompactionPolicy(context_window=2000, preserve_recent=4),
+                           force=True, counter=COUNTER)
+    assert plan is not None and "task" not in plan.covered_ids and "s0" in plan.covered_ids
