@@ -83,6 +83,9 @@ ASSEMBLY_VERSION = 16  # 1: fixed shares, date-grouped block, fused order (befor
 # message that opened the running turn is shown when the recent turns do not reach back to it
 # and it fits (`memory.units.turn_start`): an autonomous agent's task
 CONDENSE_MIN_BUDGET = 500  # below this a window is the newest exchange and what answers it
+# Version 16: the most the user's message before an agent's steps may take of the budget (a
+# task of 3,400 tokens in a 4,000-token window left three steps and no summary).
+OPENED_SHARE = 0.25
 
 
 def _summary_message(summary: Summary, counter: TokenCounter, short_ids: bool,
@@ -223,7 +226,8 @@ def assemble_context(
     # agent's task, many steps back, was in 1% of its requests (a user test). Taken again by
     # a later refill, it costs nothing twice.
     opened = turn_start(units) if version >= 16 else None
-    if opened is not None and (opened in taken or opened >= newest):
+    if opened is not None and (opened in taken or opened >= newest
+                               or unit_cost[opened] > remaining * OPENED_SHARE):
         opened = None
     while opened is not None and unit_cost[opened] > remaining - used and len(taken) > 1:
         oldest = min(taken)  # the task before the oldest step shown; never the newest turn

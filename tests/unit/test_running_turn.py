@@ -87,3 +87,13 @@ def test_an_agents_sdk_step_with_reasoning_keeps_the_task_too() -> None:
                            CompactionPolicy(context_window=2000, preserve_recent=4),
                            force=True, counter=COUNTER)
     assert plan is not None and "task" not in plan.covered_ids and "s0" in plan.covered_ids
+
+
+def test_a_task_larger_than_a_quarter_of_the_budget_is_not_shown_in_place_of_steps() -> None:
+    """A review: a task of 3,400 tokens in a 4,000-token window left three steps and no
+    summary; the steps keep the room past a quarter of the budget."""
+    long_task = Message(id="task", role="user", content="Requirements: " + "must pass; " * 1200)
+    state = WindowState(messages=(long_task, *autonomous().messages[2:]))
+    window = assemble_from_window(state, max_tokens=4000, counter=COUNTER)
+    assert not any(m.source_ids == ("task",) for m in window.messages)
+    assert len([m for m in window.messages if m.role == "tool"]) > 10
