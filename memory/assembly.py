@@ -122,10 +122,18 @@ def _cut_newest(unit: Sequence[Message], share: int,
     if blocks and share > blocks:
         cut = cut_unit(unit, share - blocks, counter)
         if cut is not None:
-            return [shown if m.id not in thinking else shown.model_copy(update={
-                "thinking": thinking[m.id][0], "tokens": shown.tokens + thinking[m.id][1]})
-                for m, shown in zip(unit, cut, strict=True)]
+            return [_with_thinking(shown, m.id, thinking)
+                    for m, shown in zip(unit, cut, strict=True)]
     return cut_unit(unit, share, counter)
+
+
+def _with_thinking(shown: ContextMessage, message_id: str,
+                   thinking: TurnThinking) -> ContextMessage:
+    """`shown` carrying the blocks stored with its message, counted (version 15)."""
+    if message_id not in thinking:
+        return shown
+    blocks, cost = thinking[message_id]
+    return shown.model_copy(update={"thinking": blocks, "tokens": shown.tokens + cost})
 
 
 def assemble_context(
@@ -233,11 +241,11 @@ def assemble_context(
         oldest = min(taken)  # the task before the oldest step shown; never the newest turn
         taken.remove(oldest)
         used -= unit_cost[oldest]
+    pinned: tuple[int, ...] = ()
     if opened is not None and unit_cost[opened] <= remaining - used:
         used += unit_cost[opened]
         unit_cost = [0 if i == opened else cost for i, cost in enumerate(unit_cost)]
-    else:
-        opened = None
+        pinned = (opened,)
     left = remaining - used
 
     # Summaries: newest first within their share (plus what recent left over), shown in order.
@@ -255,8 +263,7 @@ def assemble_context(
     left -= sum(summary_msgs[i].tokens for i in picked) + (condensed.tokens if condensed else 0)
 
     # Retrieved: best first into one fenced block; messages already shown are skipped.
-    shown_ids = {m.id for i in (*taken, *([] if opened is None else [opened]))
-                 for m in units[i]}
+    shown_ids = {m.id for i in (*taken, *pinned) for m in units[i]}
     if cut:  # the cut turn's messages are shown (in part): retrieval does not quote them again
         shown_ids |= {m.id for m in units[-1]}
     fresh = [c for c in order if c.message.id not in shown_ids]
@@ -307,15 +314,9 @@ def assemble_context(
             picked += extra
             left -= sum(summary_msgs[i].tokens for i in extra)
 
-    def shown(m: Message) -> ContextMessage:
-        plain = _plain(m, "recent", counter, tools, diffs.get(m.id))
-        if m.id not in thinking:
-            return plain
-        blocks, cost = thinking[m.id]
-        return plain.model_copy(update={"thinking": blocks, "tokens": plain.tokens + cost})
-
-    recent_out = [shown(m) for index in sorted({*taken, *([] if opened is None else [opened])})
-                  for m in units[index]] + (cut or [])
+    recent_out = [_with_thinking(_plain(m, "recent", counter, tools, diffs.get(m.id)), m.id,
+                                 thinking)
+                  for index in sorted({*taken, *pinned}) for m in units[index]] + (cut or [])
     summary_out = [summary_msgs[i] for i in sorted(picked)] + ([condensed] if condensed else [])
     messages = (*system_msgs, *summary_out, *([block] if block else []), *recent_out)
     tokens = sum(m.tokens for m in messages)

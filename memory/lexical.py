@@ -78,32 +78,19 @@ def _stem_terms(text: str) -> tuple[str, ...]:
 
 
 def bm25_scores(query: str, docs: Sequence[str], k1: float = 1.5, b: float = 0.75) -> list[float]:
-    tokenized = [terms(d) for d in docs]
-    q = terms(query)
-    n = len(docs)
-    if not n or not q:
-        return [0.0] * n
-    avg = sum(len(t) for t in tokenized) / n or 1.0
-    df: Counter[str] = Counter()
-    for t in tokenized:
-        df.update(set(t))
-    scores: list[float] = []
-    for t in tokenized:
-        tf = Counter(t)
-        score = 0.0
-        for term in q:
-            if term in tf:
-                idf = math.log(1 + (n - df[term] + 0.5) / (df[term] + 0.5))
-                f = tf[term]
-                score += idf * f * (k1 + 1) / (f + k1 * (1 - b + b * len(t) / avg))
-        scores.append(score)
-    return scores
+    """Each document's Okapi BM25 score for `query`, in input order (`BM25Index`, built once)."""
+    index = BM25Index(k1, b)
+    for doc in docs:
+        index.add(doc)
+    scores = index.scores(query)
+    return [scores.get(i, 0.0) for i in range(len(docs))]
 
 
 class BM25Index:
-    """`bm25_scores` kept as an index that grows by one document at a time, for a library
-    session of months: re-tokenizing every message on each search was 80% of a 50,000-message
-    session's `get_context` (943 ms). Scores are the same floats, added in the same order."""
+    """BM25 over documents added one at a time: a library session of months searches it
+    without re-tokenizing every message (that was 80% of a 50,000-message session's
+    `get_context`, 943 ms). Scores are added per document in query order, so
+    `bm25_scores` gives the floats its earlier, one-shot form gave."""
 
     def __init__(self, k1: float = 1.5, b: float = 0.75) -> None:
         self._k1, self._b = k1, b
@@ -128,7 +115,7 @@ class BM25Index:
         k1, b = self._k1, self._b
         avg = self._total / n or 1.0
         out: dict[int, float] = {}
-        for term in q:  # per document, in query order, as bm25_scores adds them
+        for term in q:  # per document, in query order
             posting = self._postings.get(term)
             if not posting:
                 continue

@@ -17,7 +17,7 @@ from memory.models import Message, Summary
 from memory.packing import shown_summary_text
 from memory.policy import CompactionPolicy, Level
 from memory.tokens import MESSAGE_OVERHEAD, TokenCounter, default_counter, message_cost
-from memory.units import awaiting_units, tool_units, turn_start
+from memory.units import awaiting_units, tool_units, turn_over, turn_start
 
 __all__ = ["MIN_SUMMARY_TOKENS", "SUMMARY_OVERHEAD", "CompactionPlan", "WindowState",
            "plan_compaction", "window_tokens"]
@@ -115,9 +115,7 @@ def plan_compaction(
     # compaction archived it, unsummarized, while the agent worked on (a user test: the task
     # was in 1% of 300 steps' requests).
     opened = turn_start(units)
-    answered = not units or (units[-1][0].role == "assistant"  # a reply without calls ended
-                             and not any(m.tool_calls for m in units[-1]))  # it (reasoning joins)
-    if opened is not None and opened < len(units) - 1 and not answered and sum(
+    if opened is not None and opened < len(units) - 1 and not turn_over(units) and sum(
             message_cost(counter, m) for m in units[opened]) <= policy.context_window // 8:
         waiting.add(opened)
     movable = [unit for n, unit in enumerate(units[:cut])

@@ -19,7 +19,7 @@ from pydantic import JsonValue
 
 from memory.errors import InvalidInputError
 from memory.tokens import TokenCounter
-from memory.units import turn_start
+from memory.units import turn_over, turn_start
 
 if TYPE_CHECKING:
     from memory.messages import Message  # which imports this module
@@ -94,7 +94,7 @@ def turn_thinking(units: Sequence[Sequence[Message]], counter: TokenCounter) -> 
     calls (a call still waiting is not sent, so neither is its thinking). A turn whose newest
     unit is a reply without calls is over: the next request starts a new one, and needs none.
     """
-    if not units or (units[-1][0].role == "assistant" and not units[-1][0].tool_calls):
+    if turn_over(units):
         return {}
     opened = turn_start(units)
     start = 0 if opened is None else opened + 1

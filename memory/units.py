@@ -15,7 +15,7 @@ if TYPE_CHECKING:  # memory.thinking, which memory.messages imports, imports thi
     from memory.models import Message
 
 __all__ = ["JOINS_NEXT", "MAX_AWAITING_UNITS", "awaiting_units", "awaits_result", "tool_units",
-           "turn_start"]
+           "turn_over", "turn_start"]
 
 # An assistant message whose metadata sets this key (to true) forms one unit with the next
 # non-tool message when that is the assistant's too: an Agents SDK reasoning item with the
@@ -65,6 +65,13 @@ def tool_units(messages: Sequence[Message], once: bool = False,
             open_unit[call_id] = unit
             unanswered[call_id] = count if per_call else 1
     return units
+
+
+def turn_over(units: Sequence[Sequence[Message]]) -> bool:
+    """Whether no turn is running: the newest unit is the assistant's reply without calls (a
+    unit a reasoning item joins counts its call too), or there is none."""
+    return not units or (units[-1][0].role == "assistant"
+                         and not any(m.tool_calls for m in units[-1]))
 
 
 def turn_start(units: Sequence[Sequence[Message]]) -> int | None:

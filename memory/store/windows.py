@@ -95,6 +95,13 @@ SELECT m.*, false, 0 FROM v, LATERAL (
 _ASKED = f"""SELECT {MESSAGE_COLUMNS} FROM messages WHERE tenant = %s AND session = %s
     AND seq >= %s AND seq < %s AND role = 'user' ORDER BY seq DESC LIMIT 1"""
 
+def _unread(fixed: list[dict[str, Any]], tail: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """`fixed` without the rows the tail read holds: the tail's newest user message, read
+    with the fixed rows (version 16), may be among the newest rows too."""
+    read = {r["id"] for r in tail}
+    return [r for r in fixed if r["id"] not in read]
+
+
 class LoadedWindow(BaseModel):
     """A window version as read: its messages (kept + tail, in seq order), the seq where the
     next version's implicit tail will begin, and each message's seq."""
@@ -171,8 +178,7 @@ class WindowReads(StoreBase):
         summaries = () if head["base_seq"] is None else self._summaries(tenant, session,
                                                                         head, held)
         tail = sorted((r for r in rows if r["tail"]), key=lambda r: r["seq"])
-        read = {r["id"] for r in tail}
-        fixed = [r for r in rows if not r["tail"] and r["id"] not in read]
+        fixed = _unread([r for r in rows if not r["tail"]], tail)
         scanned = int(tail[0]["scanned"]) if tail else 0
         complete = scanned < cap and len(tail) == scanned
         shown = {r["id"]: by_reference(row_to_message(r)) for r in [*fixed, *tail]}
@@ -244,8 +250,7 @@ class WindowReads(StoreBase):
                 if complete or self._enough(fixed, tail, max_tokens, shown):
                     break
                 limit *= 2
-        read = {r["id"] for r in tail}
-        rows = sorted([r for r in fixed if r["id"] not in read] + tail, key=lambda r: r["seq"])
+        rows = sorted(_unread(fixed, tail) + tail, key=lambda r: r["seq"])
         return LoadedWindow(
             version=head, next_base=base, complete=complete, turn=turn,
             state=WindowState(summaries=summaries,
@@ -257,8 +262,7 @@ class WindowReads(StoreBase):
                 shown: dict[str, Message]) -> bool:
         """Whether the tail read so far already holds the whole of `recent_slice`; `shown`
         holds each row as the window holds it."""
-        read_ids = {r["id"] for r in tail}  # the tail's newest user message may be both
-        kept = [shown[r["id"]] for r in fixed if r["role"] != "system" and r["id"] not in read_ids]
+        kept = [shown[r["id"]] for r in _unread(fixed, tail) if r["role"] != "system"]
         read = [shown[r["id"]] for r in tail]
         start = slice_start([*kept, *read], max_tokens)
         if start <= len(kept):  # the slice reaches past what was read of the tail
