@@ -15,7 +15,7 @@ from memory.models import (
 )
 from memory.policy import CompactionDecision, CompactionPolicy
 from memory.session import Session
-from memory.tokens import HeuristicCounter, TokenCounter
+from memory.tokens import HeuristicCounter, ScriptCounter, TokenCounter
 
 __all__ = [
     "BudgetTooSmallError",
@@ -32,6 +32,7 @@ __all__ = [
     "Message",
     "NotFoundError",
     "ScoredMessage",
+    "ScriptCounter",
     "Session",
     "Summary",
     "TokenCounter",

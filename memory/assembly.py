@@ -48,13 +48,13 @@ from memory.retrieval import CONTEXT_WEIGHT, has_content, ranked
 from memory.shares import DEFAULT_POLICY, DEFAULT_SHARES, QUERY_SHARES, AssemblyPolicy, Shares
 from memory.spending import allocate, greedy, newest_run, unflatten
 from memory.thinking import TurnThinking, turn_thinking
-from memory.tokens import TokenCounter, default_counter, message_cost
+from memory.tokens import HeuristicCounter, ScriptCounter, TokenCounter, message_cost
 from memory.units import tool_units, turn_start
 
 __all__ = ["ASSEMBLY_VERSION", "DEFAULT_POLICY", "DEFAULT_SHARES", "QUERY_SHARES",
            "AssemblyPolicy", "Shares", "assemble_context", "tool_units"]
 
-ASSEMBLY_VERSION = 16  # 1: fixed shares, date-grouped block, fused order (before issue 12);
+ASSEMBLY_VERSION = 17  # 1: fixed shares, date-grouped block, fused order (before issue 12);
 # 2: adaptive shares, reranked, dated lines; 3: summaries that do not all fit their share are
 # condensed into one that does, so every window of 500 tokens or more carries the hierarchy;
 # 4: turns two away count in the packing order (`reach`); idle summaries get the summary cap;
@@ -81,11 +81,20 @@ ASSEMBLY_VERSION = 16  # 1: fixed shares, date-grouped block, fused order (befor
 # Anthropic thinking blocks stored with them, counted (`memory.thinking.turn_thinking`); a
 # newest step too large with them is cut to leave them room (`_cut_newest`); 16: the user's
 # message that opened the running turn is shown when the recent turns do not reach back to it
-# and it fits (`memory.units.turn_start`): an autonomous agent's task
+# and it fits (`memory.units.turn_start`): an autonomous agent's task; 17: tokens are counted
+# by script (`memory.tokens.ScriptCounter`): 16 counted a CJK character as a quarter of a
+# token, and windows in Japanese, Chinese, Hindi or Greek went out 2-4x over budget. ASCII text
+# counts as before, so English windows are unchanged.
 CONDENSE_MIN_BUDGET = 500  # below this a window is the newest exchange and what answers it
 # Version 16: the most the user's message before an agent's steps may take of the budget (a
 # task of 3,400 tokens in a 4,000-token window left three steps and no summary).
 OPENED_SHARE = 0.25
+
+
+def assembly_counter(version: int) -> TokenCounter:
+    """What a version counts with when the caller names no counter: serving and replay both
+    ask here, so a window served under an older version replays with its own counts."""
+    return ScriptCounter() if version >= 17 else HeuristicCounter()
 
 
 def _summary_message(summary: Summary, counter: TokenCounter, short_ids: bool,
@@ -156,7 +165,7 @@ def assemble_context(
         raise InvalidInputError("max_tokens", "must be at least 1")
     if version not in range(1, ASSEMBLY_VERSION + 1):
         raise InvalidInputError("version", f"must be 1 to {ASSEMBLY_VERSION}")
-    counter = counter or default_counter()
+    counter = counter or assembly_counter(version)
     system_msgs = [_plain(m, "system", counter) for m in system]
     system_tokens = sum(m.tokens for m in system_msgs)
     if system_tokens > max_tokens:

@@ -55,7 +55,9 @@ __all__ = [
 #    before a number (`memory.text.sentences`); texts without them are summarized as in 9.
 # 11: the user's message that opened the running turn is not compacted while the turn runs
 #    (`memory.units.turn_start`), within an eighth of the window: an autonomous agent's task.
-ENGINE_VERSION = "longthread-engine/11"
+# 12: tokens are counted by script (`memory.tokens.ScriptCounter`), so a window of Japanese
+#    or Hindi compacts at its real size, not a quarter of it; ASCII counts as in 11.
+ENGINE_VERSION = "longthread-engine/12"
 
 
 def _engine(record: CompactionRecord) -> int:

@@ -30,7 +30,15 @@ from memory.facts import clauses, fact_terms, term_weights
 from memory.messages import utc_instant
 from memory.models import Message
 from memory.text import sentences, terms
-from memory.tokens import _CODE_CHARS, HeuristicCounter, TokenCounter, default_counter
+from memory.tokens import (
+    HeuristicCounter,
+    ScriptCounter,
+    TextStats,
+    TokenCounter,
+    count_stats,
+    default_counter,
+    text_stats,
+)
 
 __all__ = ["DAY_HEADER", "Extract", "ExtractiveSummary", "extractive_summary", "line_day",
            "render_extracts"]
@@ -106,44 +114,34 @@ def render_extracts(extracts: Sequence[Extract]) -> str:
 
 
 class _HeuristicMeter:
-    """Exact `HeuristicCounter` counts of a growing selection, updated in O(1) per line: the
-    heuristic reads only length, code-like symbols, spaces and line breaks, which add up over
-    lines (plus a "\\n" between them). `extractive_summary` checks the final text against the
-    real counter and redoes the selection the generic way if they ever disagree."""
+    """Exact `HeuristicCounter` (or `ScriptCounter`) counts of a growing selection, updated in
+    O(1) per line: what the heuristic reads of a text (`TextStats`) adds up over lines (plus a
+    "\\n" between them). `extractive_summary` checks the final text against the real counter
+    and redoes the selection the generic way if they ever disagree."""
 
-    def __init__(self) -> None:
-        self.totals = (0, 0, 0)  # characters, code-like symbols, spaces and line breaks
+    _JOIN = TextStats(1, 0, 1)  # the "\\n" between the text so far and a new line
+
+    def __init__(self, scripts: bool) -> None:
+        self.scripts = scripts
+        self.totals = TextStats(0, 0, 0)
         self.lines = 0
 
-    @staticmethod
-    def stats(line: str) -> tuple[int, int, int]:
-        # The heuristic's own (private) symbol pattern, so the two cannot drift apart.
-        return (len(line), len(_CODE_CHARS.findall(line)),
-                line.count(" ") + line.count("\n"))
+    def stats(self, line: str) -> TextStats:
+        return text_stats(line, self.scripts)
 
-    def _after(self, stats: tuple[int, int, int]) -> tuple[int, int, int]:
-        join = 1 if self.lines else 0  # the "\n" between the text so far and the new line
-        chars, symbols, breaks = self.totals
-        return chars + stats[0] + join, symbols + stats[1], breaks + stats[2] + join
+    def _after(self, stats: TextStats) -> TextStats:
+        return self.totals + stats + (self._JOIN if self.lines else TextStats(0, 0, 0))
 
-    @staticmethod
-    def _count(totals: tuple[int, int, int]) -> int:
-        chars, symbols, breaks = totals
-        if not chars:
-            return 0
-        chars_per_token = 3.0 if symbols * 12 > chars else 4.0
-        return max(int(chars / chars_per_token + 0.999), (breaks + 1 + 2) // 3)
-
-    def count_with(self, stats: tuple[int, int, int]) -> int:
+    def count_with(self, stats: TextStats) -> int:
         """The count with one more line (its `stats`), wherever it goes: totals add up."""
-        return self._count(self._after(stats))
+        return count_stats(self._after(stats))
 
-    def add(self, stats: tuple[int, int, int]) -> None:
+    def add(self, stats: TextStats) -> None:
         self.totals = self._after(stats)
         self.lines += 1
 
     def count(self) -> int:
-        return self._count(self.totals)
+        return count_stats(self.totals)
 
 
 class _Pool(NamedTuple):
@@ -254,16 +252,16 @@ def extractive_summary(
         return _with_days([(metered(candidates[k]), candidates[k].day) for k in chosen])
 
     chosen: list[int] | None = None
-    if type(counter) is HeuristicCounter:
+    if type(counter) in (HeuristicCounter, ScriptCounter):
         # A line of a day not yet chosen brings its day line: metered as one two-line text.
         # Exact while days rise with the conversation; when they do not (a run of a day
         # splits in two), the check below finds the count differs and re-counts instead.
-        meter = _HeuristicMeter()
+        meter = _HeuristicMeter(isinstance(counter, ScriptCounter))
         days: set[str | None] = {None}
         stats = [meter.stats(metered(c)) for c in candidates]
         dated = [meter.stats(f"{DAY_HEADER}{c.day}\n{metered(c)}") for c in candidates]
 
-        def line_stats(i: int) -> tuple[int, int, int]:
+        def line_stats(i: int) -> TextStats:
             return stats[i] if candidates[i].day in days else dated[i]
 
         def accept(i: int) -> None:

@@ -18,6 +18,7 @@ from memory.assembly import (
     QUERY_SHARES,
     Shares,
     assemble_context,
+    assembly_counter,
     tool_units,
 )
 from memory.compaction import ENGINE_VERSION, WindowState, apply_record, window_tokens
@@ -166,7 +167,7 @@ def whole_bodies(state: WindowState, max_tokens: int,
     """The chooser for a `max_tokens` context over `state`: its recent slice's previews and
     half the budget after system messages. Serving calls this on every context, so the
     usual window, without previews, costs one scan and nothing more."""
-    counter = counter or default_counter()
+    counter = counter or assembly_counter(ASSEMBLY_VERSION)
     if not any("body_ref" in m.metadata for m in state.messages):
         return WholeBodies((), 0, counter)
     recent = recent_slice(state.messages, max_tokens, counter, asked=True)
@@ -186,7 +187,7 @@ def assemble_from_window(state: WindowState, *, max_tokens: int,
     those it chooses are shown whole, and other versions ignore them."""
     if version == 1 and shares is None:
         shares = QUERY_SHARES if query and query.strip() else DEFAULT_SHARES
-    counter = counter or default_counter()
+    counter = counter or assembly_counter(version)
     tools = version >= 11
     recent = recent_slice(state.messages, max_tokens, counter, tools, asked=version >= 16)
 

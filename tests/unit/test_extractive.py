@@ -20,23 +20,27 @@ from memory.extractive import _HeuristicMeter, extractive_summary
 from memory.facts import clauses, fact_terms
 from memory.models import Message
 from memory.text import sentences
-from memory.tokens import HeuristicCounter
+from memory.tokens import HeuristicCounter, ScriptCounter
 from tests.unit.strategies import conversations
 
 HEURISTIC = HeuristicCounter()
+SCRIPTS = ScriptCounter()  # the default: non-ASCII characters at their script's cost
 
 
 class _SameCounts:
-    """HeuristicCounter's counts under another type, which sends the summary down the
-    generic path that re-renders and re-counts the text for every candidate."""
+    """A heuristic's counts under another type, which sends the summary down the generic
+    path that re-renders and re-counts the text for every candidate."""
 
     name = "heuristic-generic"
 
+    def __init__(self, counter: HeuristicCounter) -> None:
+        self.counter = counter
+
     def count(self, text: str) -> int:
-        return HEURISTIC.count(text)
+        return self.counter.count(text)
 
     def count_message(self, role: str, content: str) -> int:
-        return HEURISTIC.count_message(role, content)
+        return self.counter.count_message(role, content)
 
 
 line_text = st.text(min_size=0, max_size=80).filter(
@@ -44,14 +48,15 @@ line_text = st.text(min_size=0, max_size=80).filter(
 
 
 @settings(max_examples=300, deadline=None)
-@given(st.lists(line_text, min_size=1, max_size=25))
-def test_meter_counts_exactly_what_the_heuristic_counts(lines: list[str]) -> None:
-    meter = _HeuristicMeter()
+@given(st.lists(line_text, min_size=1, max_size=25), st.sampled_from([HEURISTIC, SCRIPTS]))
+def test_meter_counts_exactly_what_the_heuristic_counts(lines: list[str],
+                                                       counter: HeuristicCounter) -> None:
+    meter = _HeuristicMeter(counter.scripts)
     for n, line in enumerate(lines):
         stats = meter.stats(line)
-        assert meter.count_with(stats) == HEURISTIC.count("\n".join(lines[: n + 1]))
+        assert meter.count_with(stats) == counter.count("\n".join(lines[: n + 1]))
         meter.add(stats)
-        assert meter.count() == HEURISTIC.count("\n".join(lines[: n + 1]))
+        assert meter.count() == counter.count("\n".join(lines[: n + 1]))
 
 
 @settings(max_examples=300, deadline=None)
@@ -59,9 +64,10 @@ def test_meter_counts_exactly_what_the_heuristic_counts(lines: list[str]) -> Non
 def test_fast_path_chooses_what_recounting_every_candidate_chooses(
     convo: list[Message], budget: int, focus: str | None
 ) -> None:
-    fast = extractive_summary(convo, budget, focus=focus, counter=HEURISTIC)
-    slow = extractive_summary(convo, budget, focus=focus, counter=_SameCounts())
-    assert fast == slow
+    for counter in (HEURISTIC, SCRIPTS):
+        fast = extractive_summary(convo, budget, focus=focus, counter=counter)
+        slow = extractive_summary(convo, budget, focus=focus, counter=_SameCounts(counter))
+        assert fast == slow
 
 
 def _said(*lines: tuple[str, str]) -> list[Message]:
@@ -273,8 +279,9 @@ def test_days_in_any_order_never_overrun_the_budget(days: list[int], budget: int
                      created_at=datetime(2024, 1, 1, tzinfo=UTC) + timedelta(days=d))
              for n, d in enumerate(days)]
     result = extractive_summary(convo, budget)
-    assert result.tokens == HEURISTIC.count(result.text) <= budget
-    assert result.text == extractive_summary(convo, budget, counter=_SameCounts()).text
+    assert result.tokens == SCRIPTS.count(result.text) <= budget
+    assert result.text == extractive_summary(convo, budget,
+                                             counter=_SameCounts(SCRIPTS)).text
 
 
 def test_only_an_extractive_summarys_day_lines_are_read_as_days() -> None:

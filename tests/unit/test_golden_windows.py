@@ -34,7 +34,7 @@ from memory.compaction import WindowState
 from memory.models import ContextWindow, Message, ScoredMessage, Summary, ToolCall
 from memory.packing import ID_TAIL
 from memory.thinking import THINKING
-from memory.tokens import HeuristicCounter, TokenCounter, default_counter
+from memory.tokens import HeuristicCounter, ScriptCounter, TokenCounter
 from memory.window import assemble_from_window, by_reference
 
 GOLDEN = Path(__file__).with_name("golden_windows.json")
@@ -167,13 +167,25 @@ def autonomous() -> WindowState:
     return WindowState(messages=tuple(messages))
 
 
+def japanese() -> WindowState:
+    """A support ticket in Japanese, 40 turns of ~60 characters: about 2,400 tokens to cl100k,
+    600 to the heuristic before version 17, which showed the whole ticket in 800 tokens."""
+    lines = ("注文番号{n}の商品がまだ届いていません。確認していただけますか。",
+             "倉庫を確認しました。荷物{n}は月曜日に宅配便で発送されています。")
+    return WindowState(messages=(
+        Message(id="sys", role="system", content="あなたはサポート担当です。"),
+        *(Message(id=f"j{n}", role="user" if n % 2 == 0 else "assistant",
+                  content=lines[n % 2].format(n=4400 + n),
+                  created_at=START + timedelta(minutes=n)) for n in range(40))))
+
+
 def _pinned(window: ContextWindow) -> dict[str, object]:
     """What a golden holds of a window: its digest, and for a reader its size."""
     return {"digest": window_digest(window), "tokens": window.tokens,
             "messages": len(window.messages)}
 
 
-def windows(version: int, counter: TokenCounter) -> dict[str, dict[str, object]]:
+def windows(version: int, counter: TokenCounter | None) -> dict[str, dict[str, object]]:
     state, candidates = fixture()
     out: dict[str, dict[str, object]] = {}
     for budget in BUDGETS:
@@ -197,6 +209,7 @@ def windows(version: int, counter: TokenCounter) -> dict[str, dict[str, object]]
         "forged": (forged, forged_found, "refund for order 9000"),  # 14: forged lines
         "thinking": (thinking_turns(), (), None),  # 15: the newest step's thinking, sent
         "autonomous": (autonomous(), (), None),  # 16: the task many steps back, shown
+        "japanese": (japanese(), (), None),  # 17: counted by script, a quarter as many turns
     }
     for name, (scenario, hits, query) in scenarios.items():
         for budget in BUDGETS[1:]:
@@ -343,10 +356,11 @@ def parallel_calls() -> WindowState:
                 created_at=at(5))))
 
 
-# "default" renders as "heuristic" today; it is pinned on its own so that a change of the
-# product's default counter (which would move every served window) fails here too.
-COUNTERS: dict[str, Callable[[], TokenCounter]] = {"heuristic": HeuristicCounter,
-                                                   "default": default_counter}
+# "default" passes no counter: each version counts as serving and replay count for it
+# (`memory.assembly.assembly_counter`), pinned on its own so that a change of what a version
+# counts with (which would move every window served under it) fails here too.
+COUNTERS: dict[str, Callable[[], TokenCounter | None]] = {"heuristic": HeuristicCounter,
+                                                          "default": lambda: None}
 
 
 def rendered() -> dict[str, dict[str, dict[str, object]]]:
@@ -381,10 +395,10 @@ def test_the_fixture_exercises_what_the_versions_differ_in() -> None:
     lines (v6), a short chat retrieval also finds (v7), parallel calls that share an id (v8),
     a body the window previews (v9), a retrieved turn with no text (v10), a newest turn over
     the budget (v12), repeated tool results (v13), a message's lines shaped like the block's
-    (v14), a tool step's stored thinking (v15), an agent's task many steps back (v16), and the
-    versions' windows differ."""
+    (v14), a tool step's stored thinking (v15), an agent's task many steps back (v16), text in
+    a script the heuristic undercounted (v17), and the versions' windows differ."""
     counter = HeuristicCounter()
-    by_version = {v: windows(v, counter) for v in range(1, ASSEMBLY_VERSION + 1)}
+    by_version = {v: windows(v, None) for v in range(1, ASSEMBLY_VERSION + 1)}
     for older, newer in zip(range(1, ASSEMBLY_VERSION), range(2, ASSEMBLY_VERSION + 1),
                             strict=True):
         assert by_version[older] != by_version[newer], f"v{older} and v{newer} render alike"
@@ -439,6 +453,11 @@ def test_the_fixture_exercises_what_the_versions_differ_in() -> None:
         window = assemble_from_window(autonomous(), max_tokens=2000, version=version,
                                       counter=counter)
         assert any(m.source_ids == ("task",) for m in window.messages) is task
+    scripts = ScriptCounter()
+    for version, fits in ((16, False), (17, True)):  # v17: counted by script, within budget
+        window = assemble_from_window(japanese(), max_tokens=800, version=version)
+        assert (sum(scripts.count_message(m.role, m.content) for m in window.messages)
+                <= 800) is fits
     big, bodies = large_body()
     for version, budget, wholes in ((8, 100_000, []), (9, 60_000, ["b5"]),
                                     (9, 100_000, ["b3", "b5"])):

@@ -127,7 +127,8 @@ def test_bodies_share_one_half_of_the_budget_and_one_megabyte_newest_first() -> 
 
 def test_a_newer_body_too_dense_to_fit_does_not_keep_an_older_one_out() -> None:
     """Bodies are read by stored size, but chosen by tokens: a newer 130 KB of dense text
-    (33k tokens) is read and passed over, and an older 70 KB of CJK (6k tokens) is shown."""
+    (33k tokens) is read and passed over, and an older 70 KB of CJK (24k tokens, counted by
+    script since version 17) is shown, within the 30k of a 60k budget bodies may take."""
     dense = "x" * 130_000
     cjk = "物流中心的订单已发货。" * 2200
     messages = (Message(id="u", role="user", content="Show both exports."),
@@ -135,6 +136,6 @@ def test_a_newer_body_too_dense_to_fit_does_not_keep_an_older_one_out() -> None:
                 Message(id="new", role="user", content=dense))
     state = WindowState(messages=tuple(by_reference(m) for m in messages))
     originals = {m.id: m for m in messages}
-    assert _read(state, 20_000, originals) == (["new", "old"], ["old"])
-    window = assemble_from_window(state, max_tokens=20_000, bodies=originals)
+    assert _read(state, 60_000, originals) == (["new", "old"], ["old"])
+    window = assemble_from_window(state, max_tokens=60_000, bodies=originals)
     assert [m.source_ids[0] for m in window.messages if m.content == cjk] == ["old"]
