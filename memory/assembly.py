@@ -20,7 +20,9 @@ their windows exactly.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
+from functools import wraps
+from typing import ParamSpec
 
 from memory.cutting import NEWEST_CUT_SHARE, cut_unit
 from memory.delta import delta_contents
@@ -47,6 +49,7 @@ from memory.packing import (
 from memory.retrieval import CONTEXT_WEIGHT, has_content, ranked
 from memory.shares import DEFAULT_POLICY, DEFAULT_SHARES, QUERY_SHARES, AssemblyPolicy, Shares
 from memory.spending import allocate, greedy, newest_run, unflatten
+from memory.text import text_rules
 from memory.thinking import TurnThinking, turn_thinking
 from memory.tokens import HeuristicCounter, ScriptCounter, TokenCounter, message_cost
 from memory.units import tool_units, turn_start
@@ -83,8 +86,11 @@ ASSEMBLY_VERSION = 17  # 1: fixed shares, date-grouped block, fused order (befor
 # message that opened the running turn is shown when the recent turns do not reach back to it
 # and it fits (`memory.units.turn_start`): an autonomous agent's task; 17: tokens are counted
 # by script (`memory.tokens.ScriptCounter`): 16 counted a CJK character as a quarter of a
-# token, and windows in Japanese, Chinese, Hindi or Greek went out 2-4x over budget. ASCII text
-# counts as before, so English windows are unchanged.
+# token, and windows in Japanese, Chinese, Hindi or Greek went out 2-4x over budget; and words
+# and sentences are read in every script (`memory.text.text_rules`): a query in Russian or
+# Chinese had no terms, so 16 left out every retrieved turn. ASCII text counts and reads as
+# before, except a few more abbreviations ("ca.", "z. B.") that no longer end a sentence.
+P = ParamSpec("P")
 CONDENSE_MIN_BUDGET = 500  # below this a window is the newest exchange and what answers it
 # Version 16: the most the user's message before an agent's steps may take of the budget (a
 # task of 3,400 tokens in a 4,000-token window left three steps and no summary).
@@ -145,6 +151,18 @@ def _with_thinking(shown: ContextMessage, message_id: str,
     return shown.model_copy(update={"thinking": blocks, "tokens": shown.tokens + cost})
 
 
+def _read_as_served(assemble: Callable[P, ContextWindow]) -> Callable[P, ContextWindow]:
+    """Words and sentences read by the rules of the version assembled (`memory.text.
+    text_rules`): every script from 17 on, ASCII before, so an older window replays exactly."""
+    @wraps(assemble)
+    def read(*args: P.args, **kwargs: P.kwargs) -> ContextWindow:
+        version = kwargs.get("version", ASSEMBLY_VERSION)
+        with text_rules(scripts=isinstance(version, int) and version >= 17):
+            return assemble(*args, **kwargs)
+    return read
+
+
+@_read_as_served
 def assemble_context(
     *,
     max_tokens: int,

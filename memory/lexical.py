@@ -13,7 +13,7 @@ from collections import Counter
 from collections.abc import Sequence
 from functools import lru_cache
 
-from memory.text import terms
+from memory.text import scripts_on, terms
 
 __all__ = ["BM25Index", "bm25_scores", "stem", "stem_terms"]
 
@@ -68,11 +68,11 @@ def stem(word: str) -> str:
 
 def stem_terms(text: str) -> list[str]:
     """`memory.text.terms` (lower case, stop words out), stemmed."""
-    return list(_stem_terms(text))
+    return list(_stem_terms(text, scripts_on()))
 
 
 @lru_cache(maxsize=16384)
-def _stem_terms(text: str) -> tuple[str, ...]:
+def _stem_terms(text: str, scripts: bool) -> tuple[str, ...]:  # scripts: part of the key
     # Cached: the reranker and the near-duplicate pass see the same candidates on every call.
     return tuple(stem(t) for t in terms(text))
 

@@ -17,7 +17,8 @@ from functools import lru_cache
 from itertools import chain
 
 from memory.lexical import stem
-from memory.text import _WORD, STOPWORDS
+from memory.text import _WORD, STOPWORDS, scripts_on
+from memory.text import terms as text_terms
 
 __all__ = ["near_duplicates"]
 
@@ -41,12 +42,18 @@ _STEMS = _Stems()
 _DROPPED = STOPWORDS | frozenset(string.ascii_lowercase + string.digits)
 
 
-@lru_cache(maxsize=16384)
 def _term_set(text: str) -> frozenset[str]:
+    return _term_set_of(text, scripts_on())
+
+
+@lru_cache(maxsize=16384)
+def _term_set_of(text: str, scripts: bool) -> frozenset[str]:
     """`frozenset(stem_terms(text))`, built from the distinct words with set operations
     (what `memory.text.terms` keeps, each word stemmed once): a context's ~600 candidates
     are mostly new texts, and this was most of the near-duplicate pass on them. Cached: a
-    session's candidates come back on many calls."""
+    session's candidates come back on many calls. Text in other scripts is read by `terms`."""
+    if scripts and not text.isascii():
+        return frozenset(map(_STEMS.__getitem__, text_terms(text)))
     words = set(_WORD.findall(text.lower()))
     words -= _DROPPED
     return frozenset(map(_STEMS.__getitem__, words))

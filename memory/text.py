@@ -8,13 +8,55 @@ from __future__ import annotations
 
 import math
 import re
+import unicodedata
 from collections import Counter
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
+from contextvars import ContextVar
 from datetime import UTC, datetime
 
-__all__ = ["cosine", "day_text", "indexed_text", "sentences", "terms", "tfidf_vectors"]
+__all__ = ["cosine", "day_text", "indexed_text", "scripts_on", "sentences", "terms",
+           "text_rules", "tfidf_vectors"]
+
+# Whether words and sentences are read in every script (assembly version 17, engine 12) or as
+# before them, in ASCII only: a Russian or Chinese query had no terms, so the window took it
+# for "nothing to search for" and left out every retrieved turn (session 29's user test: the
+# fact served 0 of 21 times for ru/ar/he/hi/ja/zh/ko queries). Assembly sets it for the version
+# it renders (`text_rules`), so windows served before replay as they were served; the engine
+# runs with the newest. A context variable rather than a parameter: terms are read five calls
+# deep (reranker, near-duplicates, condensed summaries), and every cache keyed by a text is
+# keyed by this too.
+_SCRIPTS: ContextVar[bool] = ContextVar("longthread_text_scripts", default=True)
+
+
+@contextmanager
+def text_rules(scripts: bool) -> Iterator[None]:
+    token = _SCRIPTS.set(scripts)
+    try:
+        yield
+    finally:
+        _SCRIPTS.reset(token)
+
+
+def scripts_on() -> bool:
+    return _SCRIPTS.get()
 
 _SENTENCE_END = re.compile(r"(?<=[.!?])\s+|\n+")
+# With scripts: also after an Arabic or Urdu question mark or full stop and a danda, and after
+# a CJK full stop, which takes no space (after its closing bracket or quote, if one follows).
+_SCRIPT_SENTENCE_END = re.compile(
+    r"(?<=[.!?\u061f\u06d4\u0964\u0965])\s+|\n+"
+    r"|(?<=[\u3002\uff01\uff1f])(?![\u300d\u300f\uff09\u3011\u3002\uff01\uff1f])\s*"
+    r"|(?<=[\u3002\uff01\uff1f][\u300d\u300f\uff09\u3011])\s*")
+# With scripts, neither does a day's ordinal dot before a month or a lower-case word ("am 15.
+# März", "den 3. juni"), nor the dots of "z. B.", "d. h.", "bzw." or a title such as "Hr.",
+# "Sra." or "Mme." (session 29's user test: "Der Techniker ist am 3." was all a summary kept).
+_SCRIPT_TITLE = re.compile(r"(?:\b(?:Hr|Hrn|Fr|Frl|Sra|Srta|Dra|Mme|Mlle|bzw|vgl|usf|ggf)"
+                           r"|\b[a-z]\.\s[a-zA-Z]|(?<![\w.])[a-z])\.$")
+_SCRIPT_NUMBERED = re.compile(r"\b(?:Nr|ca|Bd|S)\.$")
+_ORDINAL = re.compile(r"(?<![\d.])\d{1,2}\.$")
+_AFTER_ORDINAL = re.compile(r"(?:J[aä]nner|Januar|Feber|Februar|März|April|Mai|Juni|Juli|August"
+                            r"|September|Oktober|November|Dezember)\b|[^\W\d_A-Z]")
 # A period after a title ends no sentence: "Dr. Okonkwo-Reyes" was split at "Dr." and the
 # summary quoted "Okonkwo-Reyes moved the appointment" without the title (session 28's user
 # test), nor does one after "No." or "Fig." before a number. Words that also end sentences
@@ -61,23 +103,79 @@ def indexed_text(content: str, created_at: datetime | None) -> str:
 
 def sentences(text: str) -> list[str]:
     """Sentences as exact substrings of `text` (stripped), so extracts stay verbatim."""
+    scripts = _SCRIPTS.get()
     out: list[str] = []
     start = 0
-    for end in _SENTENCE_END.finditer(text):
-        before = max(0, end.start() - 6)  # the longest title with its period, and a boundary
-        if "\n" not in end.group() and (
-                _TITLE.search(text, before, end.start())
-                or (_NUMBERED.search(text, before, end.start())
-                    and text[end.end():end.end() + 1].isdigit())):
-            continue  # "Dr. Okonkwo", "No. 5": the sentence goes on
+    for end in (_SCRIPT_SENTENCE_END if scripts else _SENTENCE_END).finditer(text):
+        if end.start() == end.end() == start:
+            continue  # an empty match right after the previous end: nothing between
+        if "\n" not in end.group() and text[end.start() - 1:end.start()] == "." \
+                and _goes_on(text, end.start(), end.end(), scripts):
+            continue  # "Dr. Okonkwo", "No. 5", "am 15. März": the sentence goes on
         out.append(text[start:end.start()])
         start = end.end()
     out.append(text[start:])
     return [part.strip() for part in out if part.strip()]
 
 
+def _goes_on(text: str, dot_end: int, next_start: int, scripts: bool) -> bool:
+    """Whether the period ending at `dot_end` ends no sentence: a title's, or a number's
+    abbreviation before a digit; with scripts also other languages' and a day's ordinal."""
+    before = max(0, dot_end - 8)  # the longest abbreviation with its period, and a boundary
+    digit = text[next_start:next_start + 1].isdigit()
+    if _TITLE.search(text, before, dot_end) or (_NUMBERED.search(text, before, dot_end)
+                                                and digit):
+        return True
+    if not scripts:
+        return False
+    return bool(_SCRIPT_TITLE.search(text, before, dot_end)
+                or (_SCRIPT_NUMBERED.search(text, before, dot_end) and digit)
+                or (_ORDINAL.search(text, before, dot_end)
+                    and _AFTER_ORDINAL.match(text, next_start)))
+
+
+def _marks() -> str:
+    """Combining marks (categories Mn, Mc, Me) below U+3000 as a character class's ranges:
+    a Devanagari or Thai vowel sign is part of its word, not a break in it. Built from
+    `unicodedata` rather than written out, so no block is missed."""
+    ranges: list[tuple[int, int]] = []
+    for code in range(0x300, 0x3000):
+        if unicodedata.category(chr(code)).startswith("M"):
+            if ranges and ranges[-1][1] == code - 1:
+                ranges[-1] = (ranges[-1][0], code)
+            else:
+                ranges.append((code, code))
+    return "".join(f"{chr(a)}-{chr(b)}" for a, b in ranges)
+
+
+_SCRIPT_WORD = re.compile(rf"[^\W_][\w{_marks()}'-]*")
+# Scripts written without spaces between words: Thai, kana, CJK ideographs, Hangul. A run of
+# them is read as its overlapping character pairs (as Lucene's CJK bigram filter does), so
+# "订单" is found in "我们的订单已发货" without a dictionary.
+_SPACELESS = "\u0e00-\u0e7f\u3040-\u30ff\u3400-\u4dbf\u4e00-\u9fff\uac00-\ud7af\uf900-\ufaff"
+_SPACELESS_PARTS = re.compile(f"[{_SPACELESS}]+|[^{_SPACELESS}]+")
+_IS_SPACELESS = re.compile(f"[{_SPACELESS}]")
+
+
 def terms(text: str) -> list[str]:
-    return [w for w in _WORD.findall(text.lower()) if w not in STOPWORDS and len(w) > 1]
+    """A text's content words, lower case, stop words out. In ASCII (and before scripts,
+    for any text) words of letters and digits; with scripts, words in any script, in NFKC
+    (full-width "ＲＦ７７" is "rf77", and a name in NFD is the name), with runs of a spaceless
+    script as their character pairs."""
+    if text.isascii() or not _SCRIPTS.get():
+        return [w for w in _WORD.findall(text.lower()) if w not in STOPWORDS and len(w) > 1]
+    out: list[str] = []
+    for word in _SCRIPT_WORD.findall(unicodedata.normalize("NFKC", text).lower()):
+        if not _IS_SPACELESS.search(word):
+            out.append(word)
+            continue
+        for part in _SPACELESS_PARTS.findall(word):
+            if _IS_SPACELESS.match(part):
+                out.extend([part] if len(part) == 1 else
+                           [part[k:k + 2] for k in range(len(part) - 1)])
+            elif part := part.strip("'-"):
+                out.append(part)
+    return [w for w in out if w not in STOPWORDS and (len(w) > 1 or _IS_SPACELESS.match(w))]
 
 
 def tfidf_vectors(docs: Sequence[Sequence[str]]) -> list[SparseVector]:

@@ -179,6 +179,18 @@ def japanese() -> WindowState:
                   created_at=START + timedelta(minutes=n)) for n in range(40))))
 
 
+def russian() -> tuple[WindowState, list[ScoredMessage]]:
+    """A ticket in Russian whose order number retrieval found 30 turns back: version 17 reads
+    the Russian query's words and shows the hit; before, the query had none."""
+    chat = WindowState(messages=tuple(
+        Message(id=f"ru{n}", role="user" if n % 2 == 0 else "assistant",
+                content=f"Сообщение {n}: курьер ещё в пути, ждём обновления статуса.",
+                created_at=START + timedelta(minutes=n)) for n in range(30, 60)))
+    hit = Message(id="ru5", role="user", content="Мой номер заказа RX-5521, доставка в Казань.",
+                  created_at=START + timedelta(minutes=5))
+    return chat, [ScoredMessage(message=hit, score=0.03, session="s", seq=5)]
+
+
 def _pinned(window: ContextWindow) -> dict[str, object]:
     """What a golden holds of a window: its digest, and for a reader its size."""
     return {"digest": window_digest(window), "tokens": window.tokens,
@@ -210,6 +222,7 @@ def windows(version: int, counter: TokenCounter | None) -> dict[str, dict[str, o
         "thinking": (thinking_turns(), (), None),  # 15: the newest step's thinking, sent
         "autonomous": (autonomous(), (), None),  # 16: the task many steps back, shown
         "japanese": (japanese(), (), None),  # 17: counted by script, a quarter as many turns
+        "russian": (*russian(), "Какой номер заказа?"),  # 17: a query's words in any script
     }
     for name, (scenario, hits, query) in scenarios.items():
         for budget in BUDGETS[1:]:
@@ -453,6 +466,11 @@ def test_the_fixture_exercises_what_the_versions_differ_in() -> None:
         window = assemble_from_window(autonomous(), max_tokens=2000, version=version,
                                       counter=counter)
         assert any(m.source_ids == ("task",) for m in window.messages) is task
+    ticket, ru_hits = russian()
+    for version, hit_shown in ((16, False), (17, True)):  # v17: a Russian query's words
+        window = assemble_from_window(ticket, max_tokens=2000, retrieved=ru_hits,
+                                      query="Какой номер заказа?", version=version)
+        assert ("ru5" in window.source_ids) is hit_shown
     scripts = ScriptCounter()
     for version, fits in ((16, False), (17, True)):  # v17: counted by script, within budget
         window = assemble_from_window(japanese(), max_tokens=800, version=version)
