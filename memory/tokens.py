@@ -41,21 +41,25 @@ _CHARS_HELD = 2_000_000  # then the cache starts over: ≤ 8 MB of text (4-byte 
 
 # What a script's letters cost, in tenths of a token a character, measured against cl100k on
 # support-ticket sentences written for it (ru 0.53-0.56, el 1.05, he 1.14, ar/fa 0.84, hi 1.18,
-# bn 1.37, ta 1.53, th 0.98, zh 1.07, ja 1.05, ko 1.21, emoji 2.0, Vietnamese letters ~1.5).
+# bn 1.37, ta 1.53, th 0.98, zh 1.07, ja 1.05, ko 1.21, emoji 2.0-2.5, Vietnamese letters
+# ~1.5, accented names' letters ~1, combining marks ~1.6).
 # The heuristic read every character at a quarter of a token, so a Japanese window "within"
 # 8,000 tokens was about 32,000 for the model, over its context window (session 29). Ranges
 # are Unicode blocks; a character in none of them (an unlisted script) costs a token.
 _SCRIPT_TENTHS: tuple[tuple[str, int], ...] = (
-    ("\u00c0-\u024f\u0300-\u036f", 5),  # accented Latin, combining marks
+    ("\u00c0-\u024f", 8),  # accented Latin letters
+    ("\u0300-\u036f", 15),  # combining marks: a token or two each
     ("\u1e00-\u1eff", 15),  # Latin Extended Additional: mostly Vietnamese, a stacked diacritic
-    ("\u0080-\u00bf\u2000-\u206f\u20a0-\u20cf\u2100-\u214f\ufe00-\ufe0f", 3),  # punctuation
+    ("\u0080-\u00bf\u2000-\u200c\u200e-\u206f\u20a0-\u20cf\u2100-\u214f\ufe00-\ufe0e",
+     3),  # punctuation, quotes, currency
+    ("\u200d\ufe0f", 10),  # the joiner and emoji selector inside emoji sequences
     ("\u0400-\u052f", 6),  # Cyrillic
     ("\u0600-\u06ff\u0750-\u077f\u08a0-\u08ff\ufb50-\ufdff\ufe70-\ufeff", 9),  # Arabic
     ("\u0370-\u03ff\u0530-\u05ff\u10a0-\u10ff\u1f00-\u1fff", 11),  # Greek, Armenian, Hebrew
     ("\u2e80-\u9fff\uac00-\ud7af\uf900-\ufaff\uff00-\uffef\U00020000-\U0003ffff", 11),  # CJK
     ("\u0e00-\u0eff", 10),  # Thai, Lao
     ("\u0900-\u0dff\u0f00-\u109f\u1780-\u17ff", 13),  # Indic, Tibetan, Myanmar, Khmer
-    ("\u2190-\u2bff\U0001f000-\U0001faff", 20),  # arrows, symbols, dingbats, emoji
+    ("\u2190-\u2bff\U0001f000-\U0001faff", 25),  # arrows, symbols, dingbats, emoji
 )
 _SCRIPTS = tuple((re.compile(f"[{ranges}]"), tenths) for ranges, tenths in _SCRIPT_TENTHS)
 _ASCII_RUNS = re.compile(r"[\x00-\x7f]+")
