@@ -24,7 +24,13 @@ from longthread.codec import data_converter
 from longthread.conversation import Conversation
 from longthread.replies import CompactAttempt, described
 from longthread.settings import Settings, data_dir_problem, resolve_settings
-from memory.checks import MAX_RETRIEVE, check_query, check_range
+from memory.checks import (
+    MAX_RETRIEVE,
+    check_new_id,
+    check_range,
+    check_search,
+    check_text,
+)
 from memory.errors import InvalidInputError, NotFoundError
 from memory.models import ScoredMessage
 from memory.policy import CompactionPolicy
@@ -36,7 +42,7 @@ from memory.store.migrations import (
     stored_embedding_dim,
 )
 from memory.store.store import Store
-from workflows.types import INVISIBLE_IN_IDS, SESSION_PATTERN, TENANT_PATTERN
+from workflows.types import SESSION_PATTERN, TENANT_PATTERN
 
 if TYPE_CHECKING:
     from longthread.erasure import Erasure
@@ -51,13 +57,16 @@ NO_ARCHIVE = ("no archive database: set LONGTHREAD_DATABASE_URL, run `longthread
 
 def check_ids(tenant: str, session: str, *, opening: bool = False) -> tuple[str, str]:
     """`opening` (a session being started or attached to for writes) also refuses the
-    invisible characters INVISIBLE_IN_IDS names; reading, listing and erasing take any id a
-    session may have been started with before that rule."""
-    if not re.match(TENANT_PATTERN, tenant) or (opening and re.search(INVISIBLE_IN_IDS, tenant)):
-        raise InvalidInputError("tenant", "must be 1-100 visible characters (no spaces)")
-    if not re.match(SESSION_PATTERN, session) or (
-            opening and re.search(INVISIBLE_IN_IDS, session)):
-        raise InvalidInputError("session", "must be 1-200 visible characters (no spaces)")
+    invisible characters and decomposed (non-NFC) forms `memory.checks.check_new_id` names;
+    reading, listing and erasing take any id a session may have been started with before
+    that rule."""
+    for field, value, pattern, most in (("tenant", tenant, TENANT_PATTERN, 100),
+                                        ("session", session, SESSION_PATTERN, 200)):
+        check_text(field, value)  # a lone surrogate: refused by name, not an encoding error
+        if not re.match(pattern, value):
+            raise InvalidInputError(field, f"must be 1-{most} visible characters (no spaces)")
+        if opening:
+            check_new_id(field, value)
     return tenant, session
 
 
@@ -206,9 +215,7 @@ class Longthread:
         (BM25): exact things, an order number or an email, are what one asks across sessions;
         `conversation(...).search` is one session's hybrid search."""
         check_ids(tenant, "x")
-        query = check_query("query", query) or ""
-        if not query.strip():
-            raise InvalidInputError("query", "must not be empty")
+        query = check_search("query", query)
         check_range("k", k, 1, MAX_RETRIEVE)
         return await (await self.store()).search_tenant(tenant, query, k)
 

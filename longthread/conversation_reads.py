@@ -14,7 +14,7 @@ from pydantic import ValidationError
 
 from activities.serving import serve_context
 from activities.types import ContextRequest
-from memory.checks import MAX_RETRIEVE, check_id, check_query, check_range
+from memory.checks import MAX_RETRIEVE, check_id, check_range, check_search
 from memory.errors import InvalidInputError, NotFoundError
 from memory.models import (
     CompactionEvent,
@@ -56,9 +56,7 @@ class ConversationReads:
 
     async def search(self, query: str, k: int = 10) -> list[ScoredMessage]:
         """Hybrid retrieval over the whole session (BM25 and embeddings, fused)."""
-        query = check_query("query", query) or ""
-        if not query.strip():
-            raise InvalidInputError("query", "must not be empty")
+        query = check_search("query", query)
         check_range("k", k, 1, MAX_RETRIEVE)
         store = await self.lt.store()  # first: it reads the archive's embedding size
         (vector,) = await self.lt.embedder().embed([query])

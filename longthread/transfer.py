@@ -46,13 +46,18 @@ def _lines(path: Path) -> Iterator[tuple[int, str]]:
         raise InvalidInputError("FILE", f"{path} does not exist")
     if path.is_dir():
         raise InvalidInputError("FILE", f"{path} is a directory; name a JSONL file")
-    with path.open(encoding="utf-8", errors="strict") as handle:
-        try:
-            for number, line in enumerate(handle, start=1):
-                if line.strip():
-                    yield number, line
-        except UnicodeDecodeError as exc:
-            raise InvalidInputError("FILE", f"{path} is not valid UTF-8 ({exc.reason})") from None
+    # Lines read as bytes and decoded one by one, so a bad byte is named by its line; a
+    # byte-order mark at the start (what PowerShell 5 and Notepad's "UTF-8 with BOM" write) is
+    # read past, not refused as bad JSON on line 1.
+    with path.open("rb") as handle:
+        for number, raw in enumerate(handle, start=1):
+            try:
+                line = raw.decode("utf-8-sig" if number == 1 else "utf-8")
+            except UnicodeDecodeError as exc:
+                raise InvalidInputError("FILE", f"{path} is not valid UTF-8 ({exc.reason}) on "
+                                        f"line {number}, byte {exc.start + 1}") from None
+            if line.strip():
+                yield number, line
 
 
 def _parse(model: type[_M], raw: object, number: int, what: str) -> _M:

@@ -4,6 +4,7 @@ field and the limit. Pure Python and pydantic, importable inside the workflow sa
 from __future__ import annotations
 
 import re
+import unicodedata
 from collections.abc import Iterable
 from datetime import UTC, datetime
 from typing import Literal
@@ -12,9 +13,24 @@ from pydantic import ValidationError
 
 from memory.errors import InvalidInputError
 
-__all__ = ["MAX_CONTENT_BYTES", "MAX_ID_CHARS", "MAX_JSON_DEPTH", "MAX_NAME_CHARS",
-           "MAX_TOOL_CALLS", "ROLES", "Role", "check_id", "check_instant", "check_json",
-           "check_json_depth", "check_text", "check_texts", "invalid_input"]
+__all__ = [
+    "INVISIBLE_IN_IDS",
+    "MAX_CONTENT_BYTES",
+    "MAX_ID_CHARS",
+    "MAX_JSON_DEPTH",
+    "MAX_NAME_CHARS",
+    "MAX_TOOL_CALLS",
+    "ROLES",
+    "Role",
+    "check_id",
+    "check_instant",
+    "check_json",
+    "check_json_depth",
+    "check_new_id", "check_search",
+    "check_text",
+    "check_texts",
+    "invalid_input",
+]
 
 Role = Literal["system", "user", "assistant", "tool"]
 ROLES: tuple[str, ...] = ("system", "user", "assistant", "tool")
@@ -32,6 +48,30 @@ MAX_NEIGHBOURS = 5  # turns around each hit
 MAX_TURN = 2**31 - 1  # turns are Postgres integers
 
 _CONTROL = re.compile("[\x00-\x1f]")  # C0 control characters, refused in ids
+# What a new id may not hold besides: C1 controls and the format characters that make one id
+# look like another ('tenant\u200bA' listed as 'tenantA'; a right-to-left override reverses
+# what follows; session 25's security review, and for message ids session 29's user test,
+# whose reversed id reached summaries, the ledger and the audit page). Joiners (U+200C,
+# U+200D) stay: emoji sequences and Persian text need them. Checked where ids come in, not by
+# the models, which also read what was stored before the rule.
+INVISIBLE_IN_IDS = "[\x80-\x9f\u00ad\u061c\u200b\u200e\u200f\u202a-\u202e\u2060-\u2064" \
+    "\u2066-\u2069\ufeff]"
+_INVISIBLE = re.compile(INVISIBLE_IN_IDS)
+
+
+def check_new_id(field: str, value: str) -> None:
+    """An id arriving now: no invisible characters (above), and in Unicode NFC, so the "Zoë"
+    a Mac keyboard sends (NFD, e + U+0308) is not a second "Zoë" beside the first, listed
+    alike (session 29's user test opened two sessions that way)."""
+    check_text(field, value)
+    found = _INVISIBLE.search(value)
+    if found:
+        raise InvalidInputError(field, f"must not contain invisible or direction-changing "
+                                f"characters (U+{ord(found[0]):04X} at offset {found.start()})")
+    if not unicodedata.is_normalized("NFC", value):
+        raise InvalidInputError(field, "must be in Unicode NFC form (unicodedata.normalize("
+                                "'NFC', ...) gives it); the same characters decomposed would "
+                                "be another id that looks the same")
 
 
 def check_text(field: str, value: str) -> None:
@@ -75,6 +115,15 @@ def check_query(field: str, value: object) -> str | None:
                                 f"{MAX_QUERY_CHARS:,}")
     check_text(field, value)
     return value
+
+
+def check_search(field: str, value: object) -> str:
+    """A search's query: `check_query`'s text, with something visible in it. Spaces and format
+    characters alone ("\u200b") searched for nothing and returned whatever ranked first."""
+    query = check_query(field, value) or ""
+    if all(ch.isspace() or unicodedata.category(ch) == "Cf" for ch in query):
+        raise InvalidInputError(field, "must not be empty")
+    return query
 
 
 def check_texts(field: str, values: Iterable[str | None]) -> None:

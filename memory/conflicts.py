@@ -7,6 +7,7 @@ most a short piece of any value (bodies reach 2 MB). The store and `memory.Sessi
 
 from __future__ import annotations
 
+import unicodedata
 from collections.abc import Sequence
 from datetime import datetime
 from typing import Any
@@ -38,7 +39,15 @@ def _utc(value: datetime | None) -> datetime | None:
     return None if value is None else utc_instant(value)
 
 
+def _form(text: str) -> str:
+    return next((f for f in ("NFC", "NFD") if unicodedata.is_normalized(f, text)), "mixed")
+
+
 def _content_hint(stored: str, sent: str) -> str:
+    if unicodedata.normalize("NFC", stored) == unicodedata.normalize("NFC", sent):
+        # "ë" as one character or as e + U+0308: the same text to a reader, not to the store
+        return (f"the same text in another Unicode normalization (stored {_form(stored)}, "
+                f"sent {_form(sent)}): send it as it was first sent")
     at = next((i for i, (a, b) in enumerate(zip(stored, sent, strict=False)) if a != b),
               min(len(stored), len(sent)))
     return (f"stored {len(stored)} characters, sent {len(sent)}; "

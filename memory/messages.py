@@ -34,6 +34,7 @@ from memory.checks import (
     check_instant,
     check_json,
     check_json_depth,
+    check_new_id,
     check_text,
     invalid_input,
 )
@@ -229,8 +230,11 @@ def check_intake(message: Message) -> None:
     - a name is one line: shown before its message's quote ("[…9f3c2a1b] Caroline: …"), a
       line break in it started a forged line of the block;
     - metadata nests at most MAX_JSON_DEPTH levels (5,000 raised a RecursionError);
+    - an id holds no invisible or direction-changing characters and is in NFC
+      (`memory.checks.check_new_id`; session 29);
     - thinking blocks kept in metadata (`memory.thinking`) are an assistant's, and whole: one
       that is not would be left out of every request, unsaid."""
+    check_new_id("id", message.id)
     if message.id.startswith(TAIL_MARK):
         raise InvalidInputError("id", f"must not start with {TAIL_MARK!r}, which marks a long "
                                 "id shown by its tail")

@@ -13,6 +13,7 @@ from typing import Literal
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 from activities.types import AppendResult, CompactOutcome, ContextRequest
+from memory.checks import INVISIBLE_IN_IDS
 from memory.errors import InvalidInputError
 from memory.models import CompactionRecord, Message, check_text
 from memory.policy import CompactionPolicy
@@ -21,13 +22,9 @@ from memory.policy import CompactionPolicy
 # visible characters. Workflow ids escape them (see workflows.conversation.workflow_id).
 TENANT_PATTERN = r"^[^\s\x00-\x1f\x7f]{1,100}$"
 SESSION_PATTERN = r"^[^\s\x00-\x1f\x7f]{1,200}$"
-# What a client refuses in a new id besides: C1 controls and the format characters that make
-# one id look like another ('tenant\u200bA' listed as 'tenantA'; a right-to-left override
-# reverses what follows; session 25's security review). Joiners (U+200C, U+200D) stay: emoji
-# sequences and Persian text need them. Not in the patterns above, which a workflow's input
-# is validated with on every replay: a session started before must stay reachable.
-INVISIBLE_IN_IDS = "[\x80-\x9f\u00ad\u061c\u200b\u200e\u200f\u202a-\u202e\u2060-\u2064" \
-    "\u2066-\u2069\ufeff]"
+# What a client refuses in a new id besides (`memory.checks.INVISIBLE_IN_IDS`) is not in the
+# patterns above, which a workflow's input is validated with on every replay: a session
+# started before must stay reachable.
 
 # Temporal caps a payload at 2 MB, and an update over it cannot even be refused cleanly (the
 # refusal echoes the request, so the worker's task fails until the server drops the update).

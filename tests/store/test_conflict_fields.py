@@ -5,6 +5,7 @@ written is still a duplicate. Both append paths say the same, and store nothing.
 from __future__ import annotations
 
 import re
+import unicodedata
 import uuid
 from collections.abc import Awaitable, Callable, Sequence
 from datetime import UTC, datetime, timedelta, timezone
@@ -178,3 +179,14 @@ async def test_a_naive_time_is_stored_as_utc_whatever_the_connection_zone(
             assert again.duplicates == 1  # the same message, not "another created_at"
     finally:
         await pool.close()
+
+
+async def test_the_same_text_in_another_normalization_is_named_so(store: Store) -> None:
+    """A Mac keyboard's "Zoë" (e + U+0308) re-sent under the id of the composed one: the
+    refusal says what differs, not an offset in text that looks the same."""
+    name = "Zoë Müller asked about the refund."
+    (error, _) = await _refusal(store, _original(content=name),
+                                _original(content=unicodedata.normalize("NFD", name)))
+    assert error.problem == ("'m00016' was already appended with other content (the same "
+                             "text in another Unicode normalization (stored NFC, sent NFD): "
+                             "send it as it was first sent)")

@@ -3,6 +3,7 @@ anything (so no stack is needed: the conversation's client is never reached)."""
 
 from __future__ import annotations
 
+import unicodedata
 from typing import Any
 
 import pytest
@@ -11,6 +12,7 @@ from longthread.client import Conversation, Longthread, check_ids
 from longthread.replies import CompactAttempt
 from longthread.settings import Settings
 from memory.errors import InvalidInputError
+from memory.messages import parse_messages
 from memory.models import CompactionRecord
 
 
@@ -119,9 +121,35 @@ async def test_an_id_with_invisible_characters_is_refused(tenant: str) -> None:
     review); ordinary ids, any script, stay accepted."""
     lt = Longthread(_Unreachable(), Settings(_env_file=None))  # type: ignore[arg-type]
     for session, owner, field in (("s", tenant, "tenant"), (tenant, "t", "session")):
-        with pytest.raises(InvalidInputError, match=f"^{field}: must be 1-"):
+        with pytest.raises(InvalidInputError, match=f"^{field}: must not contain invisible"):
             await lt.conversation(session, tenant=owner)
     ordinary = ("日本-acme", "#4711/café\U0001f469\u200d\U0001f4bb")  # a joiner in an emoji
     assert check_ids(*ordinary, opening=True) == ordinary
     # A session started before the rule stays reachable for reading and erasing.
     assert check_ids(tenant, "s") == (tenant, "s")
+
+
+def test_ids_a_store_could_not_hold_or_a_reader_could_confuse_are_refused() -> None:
+    """Session 29's user test: a lone surrogate raised a raw UnicodeEncodeError; "Zoë" typed
+    on a Mac (NFD) opened a second session listed as "Zoë"; a right-to-left override in a
+    message id reached summaries, the ledger and the audit page reversed."""
+    with pytest.raises(InvalidInputError, match=r"^session: is not valid UTF-8"):
+        check_ids("acme", "x\ud800")
+    with pytest.raises(InvalidInputError, match=r"^tenant: is not valid UTF-8"):
+        check_ids("t\udc00", "s")
+    decomposed = unicodedata.normalize("NFD", "Zoë")
+    with pytest.raises(InvalidInputError, match=r"^session: must be in Unicode NFC form"):
+        check_ids("acme", decomposed, opening=True)
+    assert check_ids("acme", decomposed) == ("acme", decomposed)  # one opened before: readable
+    for ident, problem in (("refund-\u202eFED-ton\u202c-ok", "U\\+202E at offset 7"),
+                           ("x\x85y", "U\\+0085 at offset 1"),
+                           (unicodedata.normalize("NFD", "Zoë-1"), "Unicode NFC form")):
+        with pytest.raises(InvalidInputError, match=rf"^messages\[0\]\.id: must .*{problem}"):
+            parse_messages([{"id": ident, "role": "user", "content": "hi"}])
+    assert parse_messages([{"id": "Zoë-1\u200d👩", "role": "user", "content": "hi"}])
+
+
+@pytest.mark.parametrize("query", ["", "   ", "\u200b", "\u200e\u2060 "])
+async def test_a_search_for_nothing_visible_is_refused(query: str) -> None:
+    with pytest.raises(InvalidInputError, match=r"^query: must not be empty"):
+        await _conversation().search(query)

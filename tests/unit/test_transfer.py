@@ -168,3 +168,16 @@ def test_every_bad_line_is_reported_in_one_run_up_to_a_bound(tmp_path: Path) -> 
         read_session_file(path)
     found = str(info.value).splitlines()
     assert len(found) == MAX_REPORTED_LINES + 1 and "reading stopped there" in found[-1]
+
+
+def test_a_byte_order_mark_is_read_past_and_bad_bytes_name_where(tmp_path: Path) -> None:
+    """PowerShell 5 and Notepad's "UTF-8 with BOM" start a file with U+FEFF: refused as bad
+    JSON on line 1 before, which a CLI user cannot decode otherwise."""
+    path = tmp_path / "bom.jsonl"
+    rows = [{"id": "a", "role": "user", "content": "Grüße"}, {"id": "b", "role": "user",
+                                                            "content": "y"}]
+    path.write_bytes(b"\xef\xbb\xbf" + "".join(json.dumps(r) + "\n" for r in rows).encode())
+    assert [m.id for m in read_session_file(path).messages] == ["a", "b"]
+    path.write_bytes(b'{"id": "a", "role": "user", "content": "x"}\n\xff\xfe\n')
+    with pytest.raises(InvalidInputError, match=r"is not valid UTF-8 \(.*\) on line 2, byte 1$"):
+        read_session_file(path)
