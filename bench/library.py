@@ -24,7 +24,7 @@ from pathlib import Path
 
 from bench.common import Section, code_state
 
-__all__ = ["BASELINE", "run"]
+__all__ = ["BASELINE", "ROOT", "baseline_tree", "run"]
 
 BASELINE = "0a5ebc3"  # main before the change
 SIZES = (1_000, 10_000, 20_000)
@@ -62,10 +62,10 @@ print(json.dumps({"build_s": build, "add_ms": add, "context_ms": ctx, "save_ms":
 """
 
 
-def _baseline_tree(folder: Path) -> Path:
-    """The engine at BASELINE, unpacked from git into `folder` (memory/ is all library mode
+def baseline_tree(folder: Path, commit: str = BASELINE) -> Path:
+    """The engine at `commit`, unpacked from git into `folder` (memory/ is all library mode
     imports)."""
-    archive = subprocess.run(["git", "-C", str(ROOT), "archive", BASELINE, "memory"],
+    archive = subprocess.run(["git", "-C", str(ROOT), "archive", commit, "memory"],
                              check=True, capture_output=True).stdout
     with tarfile.open(fileobj=BytesIO(archive)) as tar:
         tar.extractall(folder, filter="data")
@@ -83,7 +83,7 @@ def _probe(tree: Path, size: int) -> dict[str, float]:
 def run() -> Section:
     rows = []
     with tempfile.TemporaryDirectory(prefix="lt-library-baseline-") as folder:
-        baseline = _baseline_tree(Path(folder))
+        baseline = baseline_tree(Path(folder))
         measured = [(size, _probe(baseline, size), _probe(ROOT, size)) for size in SIZES]
     for size, before, after in measured:
         rows.append(
