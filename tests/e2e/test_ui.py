@@ -163,6 +163,9 @@ def _audit(driver: WebDriver, base: str, a: Audited, summary: str, shot: Path) -
     assert SCRIPT in covered.text  # shown as text, never run
     assert "pwned" not in driver.title
     assert "m0" in covered.text and "m9" in covered.text
+    # Hebrew or Arabic text lays out right to left, each message in its own direction
+    texts = covered.find_elements(By.CSS_SELECTOR, "div.text")
+    assert texts and all(t.get_attribute("dir") == "auto" for t in texts)
     assert " ".join(summary.split())[:60] in " ".join(replaced.text.split())
     assert _beside(covered, replaced)
     driver.save_screenshot(str(shot))
