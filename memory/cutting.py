@@ -11,12 +11,14 @@ A cut message is not verbatim, so its id is not in `source_ids`.
 
 from __future__ import annotations
 
+import unicodedata
 from collections.abc import Sequence
 
 from memory.models import ContextMessage, Message, Section
+from memory.text import scripts_on
 from memory.tokens import TokenCounter, message_cost
 
-__all__ = ["NEWEST_CUT_SHARE", "cut_unit"]
+__all__ = ["NEWEST_CUT_SHARE", "cut_unit", "grapheme_start"]
 
 # Of the budget left after system messages, what a cut newest turn may take: most of it, since
 # it is the turn being answered, but not all, so the summaries and a retrieved line or two still
@@ -30,6 +32,10 @@ def _note(message: Message, dropped: int) -> str:
             f"as {message.id}]")
 
 
+_JOINED_TO_BEFORE = frozenset("\u200d\ufe0e\ufe0f")  # a joiner and the emoji/text selectors
+_VIRAMA = 9  # the canonical combining class of a virama (Devanagari ्, Bengali ্, ...)
+
+
 def _head(message: Message, tokens: int, counter: TokenCounter) -> str:
     """The longest prefix of the content that, with its note, costs at most `tokens`."""
     text = message.content
@@ -40,7 +46,23 @@ def _head(message: Message, tokens: int, counter: TokenCounter) -> str:
             low = mid
         else:
             high = mid - 1
+    if scripts_on():
+        low = grapheme_start(text, low)
     return text[:low] + _note(message, len(text) - low)
+
+
+def grapheme_start(text: str, at: int) -> int:
+    """`at`, or the nearest cut before it that splits no character a reader sees as one: not
+    before a combining mark, a joiner or an emoji modifier, not after a joiner or a virama
+    (नमस् | ते left a dangling virama, 👩‍👩‍👧 | ‍👦 a dangling joiner; session 29's user test).
+    An approximation of Unicode's extended grapheme clusters (UAX #29) that needs no
+    third-party segmenter; assembly uses it from version 17 (`memory.text.text_rules`)."""
+    while 0 < at < len(text) and (
+            unicodedata.category(text[at]).startswith("M") or text[at] in _JOINED_TO_BEFORE
+            or "\U0001f3fb" <= text[at] <= "\U0001f3ff" or text[at - 1] == "\u200d"
+            or unicodedata.combining(text[at - 1]) == _VIRAMA):
+        at -= 1
+    return at
 
 
 def cut_unit(unit: Sequence[Message], budget: int, counter: TokenCounter,

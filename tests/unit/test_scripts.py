@@ -12,10 +12,12 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from memory.compaction import WindowState
+from memory.cutting import cut_unit, grapheme_start
 from memory.extractive import extractive_summary
 from memory.models import Message, ScoredMessage
 from memory.session import Session
 from memory.text import STOPWORDS, sentences, terms, text_rules
+from memory.tokens import ScriptCounter
 from memory.window import assemble_from_window
 
 _V16_WORD = re.compile(r"[a-z0-9][a-z0-9'_-]*")
@@ -115,3 +117,26 @@ def test_library_mode_finds_a_chinese_fact_by_its_words() -> None:
                                     content=f"今天我们聊了天气，第{n}次。") for n in range(200))])
     window = session.get_context(query="订单送到哪里？", max_tokens=300)
     assert "fact" in window.source_ids
+
+
+def test_a_cut_splits_no_character_a_reader_sees_as_one() -> None:
+    """A turn cut to fit ended in a dangling joiner (👩‍👩‍👧‍👦 halved) or virama (नमस्
+    for नमस्ते); from version 17 the cut backs off to the cluster's start."""
+    family = "\U0001f469\u200d\U0001f469\u200d\U0001f467\u200d\U0001f466"
+
+    def kept(text: str, budget: int) -> str:
+        cut = cut_unit([Message(id="big", role="user", content=text)], budget,
+                       ScriptCounter())
+        assert cut is not None
+        shown = cut[0].content[: cut[0].content.index("\n[")]
+        assert text.startswith(shown)
+        return shown
+
+    for text in (f"ok {family} " * 400, "नमस्ते दुनिया " * 400, "Zoe\u0308 " * 900):
+        for budget in range(60, 90, 3):
+            shown = kept(text, budget)
+            assert grapheme_start(text, len(shown)) == len(shown)
+    with text_rules(scripts=False):  # what 16 cut, for replay: anywhere
+        text = family * 300
+        assert any(grapheme_start(text, len(kept(text, b))) != len(kept(text, b))
+                   for b in range(60, 90))
