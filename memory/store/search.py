@@ -28,7 +28,11 @@ LEXEME_POSTINGS_CAP = 2000  # see the search query: lexemes this common are not 
 # statistics BM25 needs; `lex` follows (two forms below, the same ranks).
 _POSTINGS_CTES = """
 query AS (
-    SELECT lexeme FROM unnest(tsvector_to_array(to_tsvector('english', %(text)s))) AS l(lexeme)
+    -- The query's text is rewritten as every message's is for its `tsv` (migration 16: NFC,
+    -- CJK bigrams, ids split from other scripts, dotted identifiers' parts).
+    SELECT lexeme
+    FROM unnest(tsvector_to_array(to_tsvector('english', longthread_search_text(%(text)s))))
+        AS l(lexeme)
 ), tail AS (
     -- The messages past the session's lexical cursor, which the inverted index does not hold
     -- yet (memory.store.indexing): their postings for the query's lexemes, read from their

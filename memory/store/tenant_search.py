@@ -25,8 +25,10 @@ TENANT_POSTINGS_CAP = 20_000
 
 _SEARCH = f"""
 WITH query AS (
+    -- rewritten as the messages' text is (migration 16), so 订单 or DeadlockDetected match
     SELECT DISTINCT lexeme
-    FROM unnest(tsvector_to_array(to_tsvector('english', %(text)s))) AS l(lexeme)
+    FROM unnest(tsvector_to_array(to_tsvector('english', longthread_search_text(%(text)s))))
+        AS l(lexeme)
 ), postings AS (
     SELECT p.session, p.id, p.tf, p.doc_len, q.lexeme, d.df
     FROM query q,
