@@ -78,7 +78,10 @@ def _key(kind: str, texts: Sequence[str]) -> str:
 
 
 def _pg_lexemes(texts: Sequence[str]) -> list[Lexemes]:
-    """Postgres's `to_tsvector('english', ...)`, exactly what the store indexes."""
+    """Postgres's `to_tsvector('english', ...)`: what the store indexes for ASCII text without
+    dotted identifiers, all of LoCoMo (migration 16's `longthread_search_text` rewrites other
+    text first and leaves that unchanged; tests/store/test_search_scripts.py checks every
+    LoCoMo text)."""
     import tempfile
 
     import psycopg
