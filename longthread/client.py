@@ -56,10 +56,9 @@ NO_ARCHIVE = ("no archive database: set LONGTHREAD_DATABASE_URL, run `longthread
 
 
 def check_ids(tenant: str, session: str, *, opening: bool = False) -> tuple[str, str]:
-    """`opening` (a session being started or attached to for writes) also refuses the
-    invisible characters and decomposed (non-NFC) forms `memory.checks.check_new_id` names;
-    reading, listing and erasing take any id a session may have been started with before
-    that rule."""
+    """`opening` (a session being started) also refuses the invisible characters and
+    decomposed (non-NFC) forms `memory.checks.check_new_id` names; attaching to, reading,
+    listing and erasing take any id a session may have been started with before that rule."""
     for field, value, pattern, most in (("tenant", tenant, TENANT_PATTERN, 100),
                                         ("session", session, SESSION_PATTERN, 200)):
         check_text(field, value)  # a lone surrogate: refused by name, not an encoding error
@@ -196,9 +195,18 @@ class Longthread:
         `create=False` attaches only to a session that exists (its workflow runs, or the
         archive holds its messages) and raises NotFoundError otherwise: a mistyped ticket id
         would else start an empty session, and an agent answer from an empty context."""
-        check_ids(tenant, session, opening=True)
+        check_ids(tenant, session)
         conv = Conversation(self, session, tenant)
-        if not create and not await self._exists(conv):
+        try:
+            check_ids(tenant, session, opening=True)
+            clean = True
+        except InvalidInputError:
+            clean = False
+        # An id the rules for new ids refuse (invisible characters, not NFC) still reaches a
+        # session started with it before those rules; it starts no new one.
+        if (not create or not clean) and not await self._exists(conv):
+            if not clean:
+                check_ids(tenant, session, opening=True)  # raises, naming the rule
             raise NotFoundError(f"session: no session {session!r} for tenant {tenant!r}")
         await conv.attach()
         return conv

@@ -88,8 +88,10 @@ ASSEMBLY_VERSION = 17  # 1: fixed shares, date-grouped block, fused order (befor
 # by script (`memory.tokens.ScriptCounter`): 16 counted a CJK character as a quarter of a
 # token, and windows in Japanese, Chinese, Hindi or Greek went out 2-4x over budget; and words
 # and sentences are read in every script (`memory.text.text_rules`): a query in Russian or
-# Chinese had no terms, so 16 left out every retrieved turn. ASCII text counts and reads as
-# before, except a few more abbreviations ("ca.", "z. B.") that no longer end a sentence.
+# Chinese had no terms, so 16 left out every retrieved turn; a turn cut to fit is cut between
+# characters a reader sees as one (`memory.cutting.grapheme_start`). ASCII text counts and
+# reads as before, except that a few abbreviations ("z. B.", "ca." before a number) and a
+# day's ordinal before a month ("15. April") no longer end a sentence.
 P = ParamSpec("P")
 CONDENSE_MIN_BUDGET = 500  # below this a window is the newest exchange and what answers it
 # Version 16: the most the user's message before an agent's steps may take of the budget (a

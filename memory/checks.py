@@ -51,11 +51,14 @@ _CONTROL = re.compile("[\x00-\x1f]")  # C0 control characters, refused in ids
 # What a new id may not hold besides: C1 controls and the format characters that make one id
 # look like another ('tenant\u200bA' listed as 'tenantA'; a right-to-left override reverses
 # what follows; session 25's security review, and for message ids session 29's user test,
-# whose reversed id reached summaries, the ledger and the audit page). Joiners (U+200C,
-# U+200D) stay: emoji sequences and Persian text need them. Checked where ids come in, not by
-# the models, which also read what was stored before the rule.
-INVISIBLE_IN_IDS = "[\x80-\x9f\u00ad\u061c\u200b\u200e\u200f\u202a-\u202e\u2060-\u2064" \
-    "\u2066-\u2069\ufeff]"
+# whose reversed id reached summaries, the ledger and the audit page). Also the fillers that
+# render as nothing (Hangul fillers, U+034F, U+180E), interlinear annotation marks and the
+# tag characters (U+E0000-E007F), which can carry text a reader never sees to the model.
+# Joiners (U+200C, U+200D) stay: emoji sequences and Persian text need them. Checked where ids
+# come in, not by the models, which also read what was stored before the rule.
+INVISIBLE_IN_IDS = "[\x80-\x9f\u00ad\u034f\u061c\u115f\u1160\u180e\u200b\u200e\u200f" \
+    "\u202a-\u202e\u2060-\u2064\u2066-\u2069\u3164\ufeff\uffa0\ufff9-\ufffb" \
+    "\U000e0000-\U000e007f]"
 _INVISIBLE = re.compile(INVISIBLE_IN_IDS)
 
 

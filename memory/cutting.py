@@ -46,8 +46,10 @@ def _head(message: Message, tokens: int, counter: TokenCounter) -> str:
             low = mid
         else:
             high = mid - 1
-    if scripts_on():
-        low = grapheme_start(text, low)
+    if scripts_on():  # back to a cluster's start; fewer characters can still count more
+        low = grapheme_start(text, low)  # (a code-like share crossing 1 in 12), so re-check
+        while low > 0 and counter.count(text[:low] + _note(message, len(text) - low)) > tokens:
+            low = grapheme_start(text, low - 1)
     return text[:low] + _note(message, len(text) - low)
 
 

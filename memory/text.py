@@ -48,15 +48,24 @@ _SCRIPT_SENTENCE_END = re.compile(
     r"(?<=[.!?\u061f\u06d4\u0964\u0965])\s+|\n+"
     r"|(?<=[\u3002\uff01\uff1f])(?![\u300d\u300f\uff09\u3011\u3002\uff01\uff1f])\s*"
     r"|(?<=[\u3002\uff01\uff1f][\u300d\u300f\uff09\u3011])\s*")
-# With scripts, neither does a day's ordinal dot before a month or a lower-case word ("am 15.
-# März", "den 3. juni"), nor the dots of "z. B.", "d. h.", "bzw." or a title such as "Hr.",
-# "Sra." or "Mme." (session 29's user test: "Der Techniker ist am 3." was all a summary kept).
+# With scripts, neither does a day's ordinal dot before a month ("am 15. März", "den 3. juni",
+# "15. května"), nor the dots of "z. B.", "d. h.", "bzw." or a title such as "Hr.", "Sra." or
+# "Mme.", nor "Nr." or "ca." before a number (session 29's user test: "Der Techniker ist am
+# 3." was all a summary kept). A sentence that starts with a lower-case word after a number
+# still starts there ("at 5. see you then"), as before.
 _SCRIPT_TITLE = re.compile(r"(?:\b(?:Hr|Hrn|Fr|Frl|Sra|Srta|Dra|Mme|Mlle|bzw|vgl|usf|ggf)"
-                           r"|\b[a-z]\.\s[a-zA-Z]|(?<![\w.])[a-z])\.$")
+                           r"|\b[a-z]\.\s[a-zA-Z])\.$")
+_LETTER_ABBREVIATION = re.compile(r"(?<![\w.])[a-z]\.$")  # "z." of "z. B.", "d." of "d. h."
+_NEXT_LETTER = re.compile(r"[a-zA-Z]\.(?:\s|$)")
 _SCRIPT_NUMBERED = re.compile(r"\b(?:Nr|ca|Bd|S)\.$")
 _ORDINAL = re.compile(r"(?<![\d.])\d{1,2}\.$")
-_AFTER_ORDINAL = re.compile(r"(?:J[aä]nner|Januar|Feber|Februar|März|April|Mai|Juni|Juli|August"
-                            r"|September|Oktober|November|Dezember)\b|[^\W\d_A-Z]")
+_MONTHS_AFTER_ORDINAL = re.compile(  # German, Danish and Norwegian, Finnish, Czech, Polish
+    r"(?i:j[aä]nner|januar|feber|februar|märz|marts|mars|april|mai|maj|juni|juli|august"
+    r"|september|oktober|november|dezember|december|desember|tammikuuta|helmikuuta"
+    r"|maaliskuuta|huhtikuuta|toukokuuta|kesäkuuta|heinäkuuta|elokuuta|syyskuuta|lokakuuta"
+    r"|marraskuuta|joulukuuta|ledna|února|března|dubna|května|června|července|srpna|září"
+    r"|října|listopadu|prosince|stycznia|lutego|marca|kwietnia|maja|czerwca|lipca|sierpnia"
+    r"|września|października|listopada|grudnia)\b")
 # A period after a title ends no sentence: "Dr. Okonkwo-Reyes" was split at "Dr." and the
 # summary quoted "Okonkwo-Reyes moved the appointment" without the title (session 28's user
 # test), nor does one after "No." or "Fig." before a number. Words that also end sentences
@@ -129,9 +138,11 @@ def _goes_on(text: str, dot_end: int, next_start: int, scripts: bool) -> bool:
     if not scripts:
         return False
     return bool(_SCRIPT_TITLE.search(text, before, dot_end)
+                or (_LETTER_ABBREVIATION.search(text, before, dot_end)
+                    and _NEXT_LETTER.match(text, next_start))
                 or (_SCRIPT_NUMBERED.search(text, before, dot_end) and digit)
                 or (_ORDINAL.search(text, before, dot_end)
-                    and _AFTER_ORDINAL.match(text, next_start)))
+                    and _MONTHS_AFTER_ORDINAL.match(text, next_start)))
 
 
 def _marks() -> str:

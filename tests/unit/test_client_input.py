@@ -120,6 +120,11 @@ async def test_an_id_with_invisible_characters_is_refused(tenant: str) -> None:
     """'tenant\\u200bA' was accepted and listed exactly like 'tenantA' (session 25's security
     review); ordinary ids, any script, stay accepted."""
     lt = Longthread(_Unreachable(), Settings(_env_file=None))  # type: ignore[arg-type]
+
+    async def no_such_session(conv: Conversation) -> bool:
+        return False  # one that exists is attached to: tests/workflows/test_session_ids.py
+
+    lt._exists = no_such_session  # type: ignore[method-assign]
     for session, owner, field in (("s", tenant, "tenant"), (tenant, "t", "session")):
         with pytest.raises(InvalidInputError, match=f"^{field}: must not contain invisible"):
             await lt.conversation(session, tenant=owner)

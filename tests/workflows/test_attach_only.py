@@ -3,6 +3,7 @@ ticket id fails loudly instead of starting an empty session (user test, finding 
 
 from __future__ import annotations
 
+import unicodedata
 import uuid
 
 import pytest
@@ -10,7 +11,7 @@ from temporalio.service import RPCError
 from temporalio.worker import Worker
 
 from longthread.client import Longthread
-from memory.errors import NotFoundError
+from memory.errors import InvalidInputError, NotFoundError
 from memory.models import Message
 from memory.store.store import Store
 from workflows.updates import workflow_id
@@ -38,3 +39,24 @@ async def test_attach_only_finds_running_and_closed_sessions_and_refuses_others(
         id="m1", role="user", content="Stored before any workflow ran.")])
     stored = await lt.conversation("ticket-4712", tenant=tenant, create=False)
     assert [m.id for m in await stored.window()] == ["m1"]
+
+
+async def test_a_session_started_before_the_id_rules_stays_reachable(
+    lt: Longthread, worker: Worker, store: Store
+) -> None:
+    """A new session's id must be NFC and visible (session 29); one stored before under a
+    decomposed "Zoë" is still attached to, read and appended to, and its look-alike NFC
+    spelling is a session of its own, not a way in."""
+    tenant = f"attach-{uuid.uuid4().hex[:6]}"
+    decomposed = unicodedata.normalize("NFD", "Zoë")
+    with pytest.raises(InvalidInputError, match=r"^session: must be in Unicode NFC form"):
+        await lt.conversation(decomposed, tenant=tenant)
+    await store.append_messages(tenant, decomposed, [Message(
+        id="m1", role="user", content="Stored before the rule.")])
+    for create in (False, True):
+        old = await lt.conversation(decomposed, tenant=tenant, create=create)
+        assert [m.id for m in await old.window()] == ["m1"]
+    await old.append({"id": "m2", "role": "user", "content": "Still open."})
+    assert [m.id for m in await old.window()] == ["m1", "m2"]
+    with pytest.raises(NotFoundError):
+        await lt.conversation("Zoë", tenant=tenant, create=False)
