@@ -8,7 +8,9 @@
   before the update returns pays on this machine; the gap to `append_many` is the
   conversation workflow's own work.
 - The store's transaction alone: `store.append_messages(100)` into a session already holding
-  20,000 LoCoMo turns, on two databases of one Postgres, interleaved. One has this tree's
+  20,000 LoCoMo turns, on three databases of one Postgres, interleaved; the third stops
+  before migration 16 (`longthread_search_text` in the text vector), so that migration's
+  cost is measured beside it. One has this tree's
   schema, where the inverted index is written after the append (`Store.index_terms`, run by
   the embedding activity); the other stops at migration 11, where a trigger writes the
   postings inside the append. Same code and data. `index_terms` after each 100 is timed too:
@@ -56,12 +58,15 @@ BEFORE = 11  # the last migration with the indexing trigger
 # run the same statement and differ only in where the postings are written (and, from 16, in
 # the text the tsv is made of: migration 16 is not applied to that side).
 APPEND_NEEDS = (14, 15)
+SCRIPTS = 16  # the migration that made the lexical index read every script (session 29)
 
 
 @asynccontextmanager
-async def store_before_indexing_moved(bench: Bench) -> AsyncIterator[Store]:
-    """A second database on the bench's Postgres, migrated to version 11 (and `APPEND_NEEDS`)."""
-    name = f"lt_v{BEFORE}_{uuid.uuid4().hex[:8]}"
+async def store_before_indexing_moved(bench: Bench, before: int = BEFORE,
+                                      needs: tuple[int, ...] = APPEND_NEEDS
+                                      ) -> AsyncIterator[Store]:
+    """A second database on the bench's Postgres, migrated to version `before` (and `needs`)."""
+    name = f"lt_v{before}_{uuid.uuid4().hex[:8]}"
     async with await psycopg.AsyncConnection.connect(bench.database_url,
                                                      autocommit=True) as admin:
         await admin.execute(sql.SQL("CREATE DATABASE {}").format(sql.Identifier(name)))
@@ -69,10 +74,10 @@ async def store_before_indexing_moved(bench: Bench) -> AsyncIterator[Store]:
     async with await psycopg.AsyncConnection.connect(url, autocommit=True) as conn:
         await conn.execute("CREATE TABLE schema_version (version integer PRIMARY KEY,"
                            " applied_at timestamptz NOT NULL DEFAULT now())")
-        for n, statement in enumerate(MIGRATIONS[:BEFORE], start=1):
+        for n, statement in enumerate(MIGRATIONS[:before], start=1):
             await conn.execute(statement.format(dim=sql.Literal(384)))
             await conn.execute("INSERT INTO schema_version (version) VALUES (%s)", (n,))
-        for n in APPEND_NEEDS:
+        for n in needs:
             await conn.execute(MIGRATIONS[n - 1].format(dim=sql.Literal(384)))
     pool = await open_pool(url, max_size=4)
     try:
@@ -90,14 +95,17 @@ def _batches(texts: list[str]) -> Callable[[int], list[Message]]:
 
 async def _store_rows(bench: Bench, texts: list[str], n: int) -> list[Row]:
     old_session, new_session = "append-before-12", "append-now"
-    async with store_before_indexing_moved(bench) as old:
+    async with store_before_indexing_moved(bench) as old, \
+            store_before_indexing_moved(bench, SCRIPTS - 1, ()) as plain:
         batch = _batches(texts)
         for _ in range(FILLED // 500):
-            await old.append_messages(TENANT, old_session, batch(500))
-            await bench.store.append_messages(TENANT, new_session, batch(500))
-        await bench.store.index_terms(TENANT, new_session)
-        await vacuum(old)
-        await vacuum(bench.store)
+            for store, session in ((old, old_session), (bench.store, new_session),
+                                   (plain, new_session)):
+                await store.append_messages(TENANT, session, batch(500))
+        for store in (bench.store, plain):
+            await store.index_terms(TENANT, new_session)
+        for store in (old, bench.store, plain):
+            await vacuum(store)
         ops: dict[str, Callable[[], Awaitable[Any]]] = {
             "store.append_messages(100), index written by a trigger inside it (schema 11)":
                 lambda: old.append_messages(TENANT, old_session, batch(100)),
@@ -105,11 +113,15 @@ async def _store_rows(bench: Bench, texts: list[str], n: int) -> list[Row]:
                 lambda: bench.store.append_messages(TENANT, new_session, batch(100)),
             "  then store.index_terms for those 100 (the embedding activity's first step)":
                 lambda: bench.store.index_terms(TENANT, new_session),
+            f"store.append_messages(100), schema {SCRIPTS - 1} (before the text in every "
+            "script)": lambda: plain.append_messages(TENANT, new_session, batch(100)),
+            "  then store.index_terms for those 100": lambda: plain.index_terms(TENANT,
+                                                                           new_session),
         }
         out: dict[str, list[float]] = {name: [] for name in ops}
-        for i in range(n):  # the two appends alternate which goes first
+        for i in range(n):  # the appends take turns going first
             names = list(ops)
-            order = names if i % 2 else [names[1], names[2], names[0]]
+            order = [names[k] for k in ((1, 2, 3, 4, 0), (3, 4, 0, 1, 2), (0, 1, 2, 3, 4))[i % 3]]
             for name in order:
                 out[name].append(await timed(ops[name]))
     return [(name, percentiles(v)) for name, v in out.items()]
