@@ -59,13 +59,14 @@ _LETTER_ABBREVIATION = re.compile(r"(?<![\w.])[a-z]\.$")  # "z." of "z. B.", "d.
 _NEXT_LETTER = re.compile(r"[a-zA-Z]\.(?:\s|$)")
 _SCRIPT_NUMBERED = re.compile(r"\b(?:Nr|ca|Bd|S)\.$")
 _ORDINAL = re.compile(r"(?<![\d.])\d{1,2}\.$")
-_MONTHS_AFTER_ORDINAL = re.compile(  # German, Danish and Norwegian, Finnish, Czech, Polish
+_MONTHS_AFTER_ORDINAL = re.compile(  # months: de, da/no, fi, cs, pl; German small words
     r"(?i:j[aä]nner|januar|feber|februar|märz|marts|mars|april|mai|maj|juni|juli|august"
     r"|september|oktober|november|dezember|december|desember|tammikuuta|helmikuuta"
     r"|maaliskuuta|huhtikuuta|toukokuuta|kesäkuuta|heinäkuuta|elokuuta|syyskuuta|lokakuuta"
     r"|marraskuuta|joulukuuta|ledna|února|března|dubna|května|června|července|srpna|září"
     r"|října|listopadu|prosince|stycznia|lutego|marca|kwietnia|maja|czerwca|lipca|sierpnia"
-    r"|września|października|listopada|grudnia)\b")
+    r"|września|października|listopada|grudnia"
+    r"|des|der|dem|den|und|bis|oder)\b")  # "Stand 12. des Monats", "der 3. und 4. Platz"
 # A period after a title ends no sentence: "Dr. Okonkwo-Reyes" was split at "Dr." and the
 # summary quoted "Okonkwo-Reyes moved the appointment" without the title (session 28's user
 # test), nor does one after "No." or "Fig." before a number. Words that also end sentences

@@ -74,6 +74,8 @@ def test_a_name_in_nfd_is_the_name() -> None:
     ("i will be there at 5. see you then", ["i will be there at 5.", "see you then"]),
     ("I chose option a. then I left.", ["I chose option a.", "then I left."]),
     ("Levering den 3. juni i år. Takk.", ["Levering den 3. juni i år.", "Takk."]),
+    ("Im Verteilzentrum, Stand 12. des Monats. Danke.",
+     ["Im Verteilzentrum, Stand 12. des Monats.", "Danke."]),
 ])
 def test_sentences_end_where_their_script_ends_them(text: str, expected: list[str]) -> None:
     assert sentences(text) == expected
