@@ -197,17 +197,16 @@ class Longthread:
         would else start an empty session, and an agent answer from an empty context."""
         check_ids(tenant, session)
         conv = Conversation(self, session, tenant)
+        refused: InvalidInputError | None = None
         try:
             check_ids(tenant, session, opening=True)
-            clean = True
-        except InvalidInputError:
-            clean = False
+        except InvalidInputError as exc:
+            refused = exc
         # An id the rules for new ids refuse (invisible characters, not NFC) still reaches a
         # session started with it before those rules; it starts no new one.
-        if (not create or not clean) and not await self._exists(conv):
-            if not clean:
-                check_ids(tenant, session, opening=True)  # raises, naming the rule
-            raise NotFoundError(f"session: no session {session!r} for tenant {tenant!r}")
+        if (not create or refused) and not await self._exists(conv):
+            raise refused or NotFoundError(
+                f"session: no session {session!r} for tenant {tenant!r}")
         await conv.attach()
         return conv
 

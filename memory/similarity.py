@@ -16,9 +16,8 @@ from collections.abc import Hashable, Sequence
 from functools import lru_cache
 from itertools import chain
 
-from memory.lexical import stem
+from memory.lexical import stem, stem_terms
 from memory.text import _WORD, STOPWORDS, scripts_on
-from memory.text import terms as text_terms
 
 __all__ = ["near_duplicates"]
 
@@ -53,7 +52,7 @@ def _term_set_of(text: str, scripts: bool) -> frozenset[str]:
     are mostly new texts, and this was most of the near-duplicate pass on them. Cached: a
     session's candidates come back on many calls. Text in other scripts is read by `terms`."""
     if scripts and not text.isascii():
-        return frozenset(map(_STEMS.__getitem__, text_terms(text)))
+        return frozenset(stem_terms(text))
     words = set(_WORD.findall(text.lower()))
     words -= _DROPPED
     return frozenset(map(_STEMS.__getitem__, words))
