@@ -3,7 +3,7 @@
 The newest run goes on top; earlier runs are kept below it for comparison. Set LT_BENCH_ONLY
 to a comma-separated subset (ceiling, latency, append, burst, quality, quality_mpnet,
 quality_engine, speed, retrieval, scale, embed_pass, summary_metering, replay_fold,
-tool_loop, support_ops, library, multilingual) to run fewer.
+tool_loop, support_ops, library, multilingual, salience) to run fewer.
 `bench/speed.py` and `bench/quality_engine.py` are run when they exist and offer `run()` (sync
 or async, returning a Section or (Section, data)).
 The 1M-message ceiling takes an hour or more: `LT_CEILING_SIZES=10000,100000` shortens it.
@@ -43,6 +43,7 @@ from bench import (
     quality,
     replay_fold,
     retrieval,
+    salience,
     scale,
     summary_metering,
     support_ops,
@@ -211,6 +212,10 @@ async def _multilingual() -> Section:
     return await asyncio.to_thread(multilingual.run)
 
 
+async def _salience() -> Section:
+    return await asyncio.to_thread(salience.run)
+
+
 RUNNERS: dict[str, Callable[[], Awaitable[Section | None]]] = {
     "ceiling": _ceiling, "latency": _latency, "append": _append, "burst": _burst, "speed": _speed,
     "quality_engine": _quality_engine, "quality": _quality, "quality_mpnet": _quality_mpnet,
@@ -218,6 +223,7 @@ RUNNERS: dict[str, Callable[[], Awaitable[Section | None]]] = {
     "scale": _scale, "embed_pass": embed_pass.run, "summary_metering": _summary_metering,
     "replay_fold": _replay_fold, "tool_loop": _tool_loop,
     "support_ops": _support_ops, "library": _library, "multilingual": _multilingual,
+    "salience": _salience,
 }
 
 

@@ -27,6 +27,7 @@ from typing import ParamSpec
 from memory.cutting import NEWEST_CUT_SHARE, cut_unit
 from memory.delta import delta_contents
 from memory.errors import BudgetTooSmallError, InvalidInputError
+from memory.facts import summary_rules
 from memory.hierarchy import _condensed_cache as _condensed_cache
 from memory.hierarchy import condense as condense
 from memory.models import (
@@ -57,7 +58,7 @@ from memory.units import tool_units, turn_start
 __all__ = ["ASSEMBLY_VERSION", "DEFAULT_POLICY", "DEFAULT_SHARES", "QUERY_SHARES",
            "AssemblyPolicy", "Shares", "assemble_context", "tool_units"]
 
-ASSEMBLY_VERSION = 17  # 1: fixed shares, date-grouped block, fused order (before issue 12);
+ASSEMBLY_VERSION = 18  # 1: fixed shares, date-grouped block, fused order (before issue 12);
 # 2: adaptive shares, reranked, dated lines; 3: summaries that do not all fit their share are
 # condensed into one that does, so every window of 500 tokens or more carries the hierarchy;
 # 4: turns two away count in the packing order (`reach`); idle summaries get the summary cap;
@@ -91,7 +92,10 @@ ASSEMBLY_VERSION = 17  # 1: fixed shares, date-grouped block, fused order (befor
 # Chinese had no terms, so 16 left out every retrieved turn; a turn cut to fit is cut between
 # characters a reader sees as one (`memory.cutting.grapheme_start`). ASCII text counts and
 # reads as before, except that a few abbreviations ("z. B.", "ca." before a number) and a
-# day's ordinal before a month ("15. April") no longer end a sentence.
+# day's ordinal before a month ("15. April") no longer end a sentence; 18: condensing the
+# hierarchy weighs a number said only in boilerplate (a log line's or a reply macro's form,
+# said three times or more) as a slot of its form, not as a rare fact (`memory.facts.
+# term_weights`, engine 13's rule for summaries).
 P = ParamSpec("P")
 CONDENSE_MIN_BUDGET = 500  # below this a window is the newest exchange and what answers it
 # Version 16: the most the user's message before an agent's steps may take of the budget (a
@@ -155,11 +159,14 @@ def _with_thinking(shown: ContextMessage, message_id: str,
 
 def _read_as_served(assemble: Callable[P, ContextWindow]) -> Callable[P, ContextWindow]:
     """Words and sentences read by the rules of the version assembled (`memory.text.
-    text_rules`): every script from 17 on, ASCII before, so an older window replays exactly."""
+    text_rules`): every script from 17 on, ASCII before; and boilerplate's numbers weighed as
+    slots (`memory.facts.summary_rules`) when the hierarchy is condensed from 18 on. So an older
+    window replays exactly."""
     @wraps(assemble)
     def read(*args: P.args, **kwargs: P.kwargs) -> ContextWindow:
         version = kwargs.get("version", ASSEMBLY_VERSION)
-        with text_rules(scripts=isinstance(version, int) and version >= 17):
+        served = version if isinstance(version, int) else 0
+        with text_rules(scripts=served >= 17), summary_rules(engine13=served >= 18):
             return assemble(*args, **kwargs)
     return read
 

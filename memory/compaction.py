@@ -57,7 +57,7 @@ __all__ = [
 #    (`memory.units.turn_start`), within an eighth of the window: an autonomous agent's task.
 # 12: tokens are counted by script (`memory.tokens.ScriptCounter`), so a window of Japanese
 #    or Hindi compacts at its real size, not a quarter of it; ASCII counts as in 11.
-ENGINE_VERSION = "longthread-engine/12"
+ENGINE_VERSION = "longthread-engine/13"
 
 
 def _engine(record: CompactionRecord) -> int:

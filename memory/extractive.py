@@ -26,7 +26,7 @@ from typing import NamedTuple
 
 from pydantic import BaseModel, ConfigDict
 
-from memory.facts import clauses, fact_terms, term_weights
+from memory.facts import boilerplate, clauses, engine13_on, fact_terms, form_of, term_weights
 from memory.messages import utc_instant
 from memory.models import Message
 from memory.text import sentences, terms
@@ -129,16 +129,19 @@ class _HeuristicMeter:
     def stats(self, line: str) -> TextStats:
         return text_stats(line, self.scripts)
 
-    def _after(self, stats: TextStats) -> TextStats:
+    def _after(self, stats: TextStats, replaced: TextStats | None) -> TextStats:
+        if replaced is not None:
+            return self.totals - replaced + stats
         return self.totals + stats + (self._JOIN if self.lines else TextStats(0, 0, 0))
 
-    def count_with(self, stats: TextStats) -> int:
-        """The count with one more line (its `stats`), wherever it goes: totals add up."""
-        return count_stats(self._after(stats))
+    def count_with(self, stats: TextStats, replaced: TextStats | None = None) -> int:
+        """The count with one more line (its `stats`), wherever it goes, or with it in place
+        of a line already counted (`replaced`): totals add up."""
+        return count_stats(self._after(stats, replaced))
 
-    def add(self, stats: TextStats) -> None:
-        self.totals = self._after(stats)
-        self.lines += 1
+    def add(self, stats: TextStats, replaced: TextStats | None = None) -> None:
+        self.totals = self._after(stats, replaced)
+        self.lines += replaced is None
 
     def count(self) -> int:
         return count_stats(self.totals)
@@ -146,47 +149,70 @@ class _HeuristicMeter:
 
 class _Pool(NamedTuple):
     """The candidates with what selection needs of each: its distinct terms, the sentence it
-    belongs to (one quote per sentence) and its line's token cost."""
+    belongs to (one quote per sentence), its line's token cost, and each sentence's whole
+    candidate (the first of its group; the others are its clauses)."""
 
     candidates: list[_Candidate]
     terms: list[tuple[str, ...]]
     group: list[int]
     cost: list[int]
     weights: dict[str, float]
+    whole: list[int]
 
 
-def _select(pool: _Pool, fits: Callable[[list[int], int], bool],
-            accept: Callable[[int], None]) -> list[int]:
+# fits(chosen, candidate, the chosen clause it would replace or None); accept(candidate, same)
+_Fits = Callable[[list[int], int, int | None], bool]
+_Accept = Callable[[int, int | None], None]
+
+
+def _select(pool: _Pool, fits: _Fits, accept: _Accept) -> list[int]:
     """Lazy greedy by uncovered weight per token: take the best candidate whose line still
     fits, cover its terms, re-score the others only when they surface (their gains can only
-    have shrunk). Ties go to the earlier candidate. Returns indices in conversation order."""
+    have shrunk). Ties go to the earlier candidate. Returns indices in conversation order.
+
+    Engine 13: a sentence quoted by a clause may later be quoted whole in its place, at the
+    cost of what it adds. Before, its cheapest clause was often taken first and the rest of
+    the sentence was lost for good: "I will be abroad next month" was kept and "so please send
+    everything to my colleague Lindqvist instead" never could be."""
     weights = pool.weights
     covered: set[str] = set()
-    used_groups: set[int] = set()
+    quoted: dict[int, int] = {}  # a sentence (group) -> the candidate quoted from it
+    upgrades = engine13_on()
 
     def gain(i: int) -> float:
         total = math.fsum(weights[t] for t in pool.terms[i] if t not in covered)
         return float(total ** GAIN_EXPONENT)
 
-    heap = [(-gain(i) / pool.cost[i], i) for i in range(len(pool.candidates))]
+    def ratio(i: int) -> float:
+        held = quoted.get(pool.group[i])
+        extra = pool.cost[i] if held is None else max(1, pool.cost[i] - pool.cost[held])
+        return gain(i) / extra
+
+    heap = [(-ratio(i), i) for i in range(len(pool.candidates))]
     heapq.heapify(heap)
     chosen: list[int] = []
     while heap:
         neg, i = heapq.heappop(heap)
-        if pool.group[i] in used_groups:
+        held = quoted.get(pool.group[i])
+        if held is not None and not (upgrades and i == pool.whole[pool.group[i]] != held):
             continue
-        ratio = gain(i) / pool.cost[i]
-        if ratio <= 0.0:
+        now = ratio(i)
+        if now <= 0.0:
             continue
-        if ratio != -neg:  # stale: covered terms since it was scored
-            heapq.heappush(heap, (-ratio, i))
+        if now != -neg:  # stale: covered terms since it was scored
+            heapq.heappush(heap, (-now, i))
             continue
-        if not fits(chosen, i):
+        if not fits(chosen, i, held):
             continue
+        if held is not None:
+            chosen.remove(held)
         insort(chosen, i)
-        accept(i)
-        used_groups.add(pool.group[i])
+        accept(i, held)
+        quoted[pool.group[i]] = i
         covered.update(pool.terms[i])
+        whole = pool.whole[pool.group[i]]
+        if upgrades and whole != i:  # the sentence whole now costs only what it adds
+            heapq.heappush(heap, (-ratio(whole), whole))
     return chosen
 
 
@@ -198,6 +224,8 @@ def _pool(messages: Sequence[Message], focus: str | None, counter: TokenCounter,
     docs: list[list[str]] = []
     texts: list[str] = []
     machine: list[bool] = []  # the sentence is a tool result's (`term_weights`)
+    forms: list[tuple[str, ...]] = []  # the sentence's form, numbers masked (`term_weights`)
+    whole: list[int] = []  # each sentence's whole candidate
     speakers = frozenset(m.name.lower() for m in messages if m.name)
     for message in messages:
         if message.role == "system":
@@ -214,15 +242,24 @@ def _pool(messages: Sequence[Message], focus: str | None, counter: TokenCounter,
             docs.append([*words, *{t for ts in part_terms[1:] for t in ts} - set(words)])
             texts.append(sentence)
             machine.append(message.role == "tool")
+            forms.append(form_of(sentence))
+            whole.append(len(candidates))
             for part, these in zip(parts, part_terms, strict=True):
                 candidates.append(_Candidate(message.id, speaker, part, day))
                 cand_terms.append(these)
                 group.append(len(docs) - 1)
     if not candidates:
         return None
-    weights = term_weights(docs, texts, terms(focus) if focus else (), machine)
+    focused = terms(focus) if focus else []
+    plate = boilerplate(docs, forms, focused)
+    if plate is not None:  # a line of boilerplate is worth its line's term (`term_weights`)
+        for i, k in enumerate(group):
+            line = plate.lines[k]
+            if line is not None and plate.slots.intersection(cand_terms[i]):
+                cand_terms[i] = (*cand_terms[i], line)
+    weights = term_weights(docs, texts, focused, machine, plate)
     cost = [max(1, counter.count(metered(c))) for c in candidates]
-    return _Pool(candidates, cand_terms, group, cost, weights)
+    return _Pool(candidates, cand_terms, group, cost, weights, whole)
 
 
 def extractive_summary(
@@ -261,21 +298,31 @@ def extractive_summary(
         stats = [meter.stats(metered(c)) for c in candidates]
         dated = [meter.stats(f"{DAY_HEADER}{c.day}\n{metered(c)}") for c in candidates]
 
-        def line_stats(i: int) -> TextStats:
+        counted: dict[int, TextStats] = {}  # what each chosen line was metered as
+
+        def line_stats(i: int, held: int | None) -> TextStats:
+            """A line in place of a clause of its sentence takes the clause's day line."""
+            if held is not None:
+                return dated[i] if counted[held] is dated[held] else stats[i]
             return stats[i] if candidates[i].day in days else dated[i]
 
-        def accept(i: int) -> None:
-            meter.add(line_stats(i))
+        def fits(_: list[int], i: int, held: int | None) -> bool:
+            replaced = None if held is None else counted[held]
+            return meter.count_with(line_stats(i, held), replaced) <= max_tokens
+
+        def accept(i: int, held: int | None) -> None:
+            counted[i] = line_stats(i, held)
+            meter.add(counted[i], None if held is None else counted.pop(held))
             days.add(candidates[i].day)
 
-        chosen = _select(pool, lambda _, i: meter.count_with(line_stats(i)) <= max_tokens,
-                         accept)
+        chosen = _select(pool, fits, accept)
         if counter.count(render(chosen)) != meter.count():
             chosen = None  # days out of order, or the heuristic changed: re-count exactly
     if chosen is None:
         chosen = _select(
-            pool, lambda taken, i: counter.count(render(sorted([*taken, i]))) <= max_tokens,
-            lambda i: None)
+            pool, lambda taken, i, held: counter.count(
+                render(sorted([*(k for k in taken if k != held), i]))) <= max_tokens,
+            lambda i, held: None)
     extracts = tuple(Extract(message_id=c.message_id, speaker=c.speaker, sentence=c.sentence,
                              day=c.day) for c in (candidates[k] for k in chosen))
     return ExtractiveSummary(extracts=extracts, text=render_extracts(extracts),

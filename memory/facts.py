@@ -7,12 +7,16 @@ from __future__ import annotations
 import math
 import re
 from collections import Counter
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
+from contextvars import ContextVar
+from typing import NamedTuple
 
 from memory.text import terms
 
-__all__ = ["FOCUS", "LONG_SENTENCE", "MIN_CLAUSE_TERMS", "SPECIFIC", "clauses", "fact_bonus",
-           "fact_terms", "term_weights"]
+__all__ = ["FOCUS", "FORM_WORDS", "LONG_SENTENCE", "MIN_CLAUSE_TERMS", "REPEATED_FORM", "SPECIFIC",
+           "Boilerplate", "boilerplate", "clauses", "engine13_on", "fact_bonus", "fact_terms",
+           "form_of", "summary_rules", "term_weights"]
 
 _NUMBER = re.compile(r"\d")
 _DATE = re.compile(
@@ -73,6 +77,43 @@ LONG_SENTENCE = 8  # words: longer sentences may also be quoted by one of their 
 MIN_CLAUSE_TERMS = 2  # a clause quoted alone carries at least this many content terms
 SPECIFIC = 4.0  # weight factor of a name, a number or a date term (extractive.GAIN_EXPONENT)
 FOCUS = 3 * SPECIFIC  # a focus term: what the caller asked for outweighs specificity
+# A sentence whose form (`form_of`) recurs this often in a span is boilerplate: a log line, a
+# status line, a reply macro. Twice is not enough: "I had 2 dogs" then "I have 3 dogs" is a
+# fact and its update. Nor is a form of fewer than FORM_WORDS words: "84721.", "ABC123" and
+# "My order is X" are short answers, each a fact, not lines of one template.
+REPEATED_FORM = 3
+FORM_WORDS = 3
+_DIGITS = re.compile(r"[A-Za-z0-9_]*[0-9][A-Za-z0-9_]*")
+_LINE = "\x1f"  # starts a boilerplate line's term (`boilerplate`): no word `terms` finds has it
+
+
+def form_of(sentence: str) -> tuple[str, ...]:
+    """A sentence's form: its terms with every ASCII word holding a digit (a count, an id, a
+    hex request id, a time's parts) read as one zero, so "batch 7365 ok in 65 ms" and "batch
+    12 ok in 9 ms" share one. Masked in the text, not in its terms: a one-digit number is no
+    term, and "queue=9" beside "queue=45" made two forms of one line. ASCII words only: a
+    CJK run is one word with the number inside it."""
+    return tuple(terms(_DIGITS.sub("0", sentence)))
+
+
+# Whether engine 13's rules hold: boilerplate's numbers are slots (`term_weights`), and a
+# sentence quoted by a clause may be quoted whole instead (`memory.extractive`). Compaction
+# always follows them; an older assembly version's condensing of the hierarchy does not, so
+# its windows replay byte for byte (set by `memory.assembly`, as `memory.text.text_rules`).
+_ENGINE13: ContextVar[bool] = ContextVar("longthread_summary_engine13", default=True)
+
+
+@contextmanager
+def summary_rules(engine13: bool) -> Iterator[None]:
+    token = _ENGINE13.set(engine13)
+    try:
+        yield
+    finally:
+        _ENGINE13.reset(token)
+
+
+def engine13_on() -> bool:
+    return _ENGINE13.get()
 
 
 def fact_bonus(sentence: str) -> float:
@@ -101,8 +142,39 @@ def clauses(sentence: str) -> list[str]:
     return list(dict.fromkeys(out))
 
 
+class Boilerplate(NamedTuple):
+    """What `boilerplate` finds: the slots (numbers said only in lines of a form said
+    REPEATED_FORM times or more), and for each sentence of such a form the term that stands
+    for its line (its form and its numbers), else None."""
+
+    slots: frozenset[str]
+    lines: tuple[str | None, ...]
+    times: tuple[int, ...]  # how often each sentence's form is said in the span
+    numbers: tuple[tuple[str, ...], ...]  # each sentence's terms with digits
+
+
+def boilerplate(docs: Sequence[Sequence[str]], forms: Sequence[tuple[str, ...]],
+                focus: Sequence[str] = ()) -> Boilerplate | None:
+    """The span's boilerplate by its sentences' forms (`form_of`), or None under the rules
+    before engine 13 (`summary_rules`) or without forms. A number the caller's `focus` names
+    is never a slot: it is what was asked for."""
+    if not forms or not _ENGINE13.get():
+        return None
+    said = Counter(forms)
+    numbered = [tuple(t for t in doc if _NUMBER.search(t)) for doc in docs]
+    repeated = [said[form] >= REPEATED_FORM and len(form) >= FORM_WORDS for form in forms]
+    elsewhere = {t for k, numbers in enumerate(numbered) if not repeated[k] for t in numbers}
+    elsewhere.update(focus)
+    slots = frozenset(t for k, numbers in enumerate(numbered) if repeated[k]
+                      for t in numbers) - elsewhere
+    lines = tuple(_LINE + " ".join(forms[k]) + _LINE + " ".join(numbers)
+                  if repeated[k] and numbers else None for k, numbers in enumerate(numbered))
+    return Boilerplate(slots, lines, tuple(said[form] for form in forms), tuple(numbered))
+
+
 def term_weights(docs: Sequence[Sequence[str]], texts: Sequence[str],
-                 focus: Sequence[str] = (), machine: Sequence[bool] = ()) -> dict[str, float]:
+                 focus: Sequence[str] = (), machine: Sequence[bool] = (),
+                 plate: Boilerplate | None = None) -> dict[str, float]:
     """How much covering each term is worth: log(1 + N/df) over the N sentences, times
     SPECIFIC for names (capitalised inside some sentence), numbers and dates, times FOCUS for
     the focus's terms.
@@ -111,21 +183,36 @@ def term_weights(docs: Sequence[Sequence[str]], texts: Sequence[str],
     the sentences of tool results, whose numbers are mostly timestamps, counters and ids that
     change on every call. Each repeat of a status lookup brought new ones, so repeated tool
     output filled extractive summaries (27 of 36 lines in a support ticket's) and pushed out
-    what people said (a user test's finding)."""
+    what people said (a user test's finding).
+
+    Nor is a number said only in boilerplate (`plate`, engine 13) a fact of its own: it is a
+    slot, worth nothing alone, and its line is worth what its form's rarity is, log(1 +
+    N/times the form was said), as one term (`Boilerplate.lines`: a repeated line is worth
+    nothing again). Each of a log's "INFO processed batch N ok" lines brought unique,
+    maximally rare numbers (a timestamp, a batch, a duration), so a summary of a pasted log
+    quoted 31 of them and none of the 18 rarer "ERROR ... refund issued twice" lines (a user
+    test's finding); a reply macro's ticket numbers did the same to a ticket's summary."""
     n = len(docs)
     df: Counter[str] = Counter()
     for doc in docs:
         df.update(set(doc))
     said = {t for k, doc in enumerate(docs) if not (k < len(machine) and machine[k])
             for t in doc} if any(machine) else set(df)
+    slots = plate.slots if plate else frozenset()
     names = {w.lower() for text in texts for w in _NAME.findall(text)}
     focus_terms = set(focus)
     weights: dict[str, float] = {}
     for term, count in df.items():
-        weight = math.log(1.0 + n / count)
+        weight = 0.0 if term in slots else math.log(1.0 + n / count)
         if term in names or (_NUMBER.search(term) and term in said) or term in _DATE_TERMS:
             weight *= SPECIFIC
         if term in focus_terms:
             weight *= FOCUS
         weights[term] = weight
+    for k, line in enumerate(plate.lines if plate else ()):
+        if line is not None and plate is not None:
+            weight = math.log(1.0 + n / plate.times[k])
+            if focus_terms.intersection(plate.numbers[k]):
+                weight *= FOCUS
+            weights[line] = weight
     return weights

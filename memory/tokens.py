@@ -79,6 +79,9 @@ class TextStats(NamedTuple):
     def __add__(self, other: tuple[int, ...]) -> TextStats:  # type: ignore[override]
         return TextStats(*(a + b for a, b in zip(self, other, strict=True)))
 
+    def __sub__(self, other: tuple[int, ...]) -> TextStats:
+        return TextStats(*(a - b for a, b in zip(self, other, strict=True)))
+
 
 def text_stats(text: str, scripts: bool) -> TextStats:
     chars, symbols = len(text), len(_CODE_CHARS.findall(text))

@@ -156,6 +156,15 @@ class Store(SessionStore, MessageLookups, TenantSearch, ServedContexts, SessionL
                 (tenant, session, before, before))
             return [row_to_message(row) for row in await cur.fetchall()]
 
+    async def digests(self, tenant: str, session: str) -> list[tuple[int, str, str | None]]:
+        """Every message's seq, id and the digest stored when it was appended (None before
+        migration 6), in append order."""
+        async with self.scoped(tenant) as conn:
+            cur = await conn.execute(
+                "SELECT seq, id, digest FROM messages WHERE tenant = %s AND session = %s"
+                " ORDER BY seq", (tenant, session))
+            return [(int(row["seq"]), row["id"], row["digest"]) for row in await cur.fetchall()]
+
     async def count(self, tenant: str, session: str) -> int:
         async with self.scoped(tenant) as conn:
             cur = await conn.execute(
