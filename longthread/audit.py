@@ -10,7 +10,7 @@ with the same pure code; the digests must match.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from datetime import datetime
 
 from pydantic import BaseModel, ConfigDict
@@ -41,7 +41,8 @@ class ReplayResult(BaseModel):
     served_at_turn: list[int] = []
 
 
-def fold_ledger(messages: Sequence[Message], records: Sequence[CompactionRecord]
+def fold_ledger(messages: Sequence[Message], records: Sequence[CompactionRecord],
+                before: Callable[[WindowState, CompactionRecord], None] | None = None
                 ) -> WindowState:
     """The window that `records`, applied in order by `apply_record`, make of `messages` (the
     session's first turns, in append order, as a window shows them).
@@ -51,7 +52,8 @@ def fold_ledger(messages: Sequence[Message], records: Sequence[CompactionRecord]
     the start: `apply_record` costs the size of the window it is given, and a fold that
     carried every turn through every record cost turns x records (35 s at 100,000 messages
     and 995 records, `bench/replay_fold.py`; hours at a million). The windows it passes
-    through are the same."""
+    through are the same. `before` sees each record with the window it is applied to
+    (`longthread.verify` checks the record's covered hash there)."""
     order = {m.id: n for n, m in enumerate(messages)}
     by_id = {m.id: m for m in messages}
     state, joined = WindowState(), 0
@@ -61,6 +63,8 @@ def fold_ledger(messages: Sequence[Message], records: Sequence[CompactionRecord]
             state = WindowState(summaries=state.summaries,
                                 messages=(*state.messages, *messages[joined:reach]))
             joined = reach
+        if before is not None:
+            before(state, record)
         state = apply_record(state, record, originals=by_id, order=order)
     return WindowState(summaries=state.summaries, messages=(*state.messages, *messages[joined:]))
 

@@ -202,6 +202,21 @@ def replay(session: SessionId, at: Annotated[int | None, typer.Option(
 
 
 @app.command()
+def verify(session: SessionId, tenant: Tenant = "default", as_json: Json = False,
+           served: Annotated[bool, typer.Option(
+               "--served/--no-served",
+               help="Also rebuild every served context and check its digest (the long part)."
+           )] = True) -> None:
+    """Check that every message, ledger record and served context still matches the digest
+    or hash stored with it; name any that do not (exit 1). Reads the database only."""
+    async def body() -> bool:
+        async with connected(out, need_db=True) as ctx:
+            return await ctx.verify(session, tenant, as_json, served)
+    if not run(body()):
+        raise typer.Exit(EXIT_FAIL)
+
+
+@app.command()
 def sessions(tenant: Tenant = "default", as_json: Json = False) -> None:
     """List a tenant's sessions in the archive: messages, first and last message times,
     when the newest was stored."""

@@ -31,7 +31,9 @@ from longthread.transfer import (
     read_session_file,
     write_export,
 )
+from longthread.verify import ledger_findings
 from longthread.views import (
+    counted,
     ledger_table,
     print_message,
     print_window,
@@ -41,6 +43,7 @@ from memory.errors import InvalidInputError, LongthreadError, NotFoundError
 from memory.messages import Message, check_not_future
 from memory.store.db import open_archive
 from memory.store.store import Store
+from memory.window import by_reference
 
 __all__ = ["Ctx", "ImportPlan", "connected", "plan_import"]
 
@@ -68,7 +71,23 @@ def plan_import(path: Path, batch: int) -> ImportPlan:
         check_not_future(data.messages, datetime.now(UTC))
     except InvalidInputError as exc:
         raise at_line(exc, data.lines, 0) from None
+    check_file_ledger(data)
     return ImportPlan(data, parts)
+
+
+def check_file_ledger(data: SessionFile) -> None:
+    """Refuse a file whose ledger does not apply to its own messages before anything is
+    stored. The worker checks each record again when it restores them; before this, a file
+    with one edited message was refused only then, with every message stored, and the
+    half-imported session went on to compact itself (session 30's auditor test). Times are
+    read in whatever zone the records' hashes were taken in (`ledger_findings`)."""
+    if not data.ledger:
+        return
+    findings = ledger_findings([by_reference(m) for m in data.messages], data.ledger)
+    if findings:
+        index = next(n for n, r in enumerate(data.ledger) if r.id == findings[0].ident)
+        raise InvalidInputError(f"records[{index}]", f"ledger record {findings[0].ident!r}: "
+                                f"{findings[0].problem}; nothing was imported")
 
 
 class Ctx(AuditCommands):
@@ -160,8 +179,8 @@ class Ctx(AuditCommands):
                 restored = await conv.restore_ledger(list(data.ledger[len(existing):]))
         recorded = await self._record_served(tenant, session, data)
         self.out.print(f"{appended} appended, {duplicates} already present"
-                       + (f", {_count(restored, 'ledger record')} restored" if restored else "")
-                       + (f", {_count(recorded, 'served context')} recorded for replay"
+                       + (f", {counted(restored, 'ledger record')} restored" if restored else "")
+                       + (f", {counted(recorded, 'served context')} recorded for replay"
                           if recorded else ""))
 
     async def _record_served(self, tenant: str, session: str, data: SessionFile) -> int:
@@ -269,12 +288,8 @@ class Ctx(AuditCommands):
         served = await store.served(tenant, session)
         count = write_export(path, tenant, session, await store.all_messages(tenant, session),
                              await store.ledger(tenant, session), served)
-        self.out.print(f"exported {_count(count, 'message')}, the ledger and "
-                       f"{_count(len(served), 'served context')} to {path}")
-
-
-def _count(n: int, noun: str) -> str:
-    return f"{n} {noun}" + ("" if n == 1 else "s")
+        self.out.print(f"exported {counted(count, 'message')}, the ledger and "
+                       f"{counted(len(served), 'served context')} to {path}")
 
 
 @asynccontextmanager

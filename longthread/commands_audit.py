@@ -10,10 +10,13 @@ import json
 import re
 
 from rich.console import Console
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn
 
 from longthread.audit import TurnHistory, message_of, replay_at, why_at, why_of_id
 from longthread.client import Conversation, Longthread, check_ids
+from longthread.verify import verify_session
 from longthread.views import (
+    counted,
     ledger_table,
     print_window,
     search_json,
@@ -131,6 +134,38 @@ class AuditCommands:
             verdict = "[green]MATCHES[/green]" if result.matches else "[red]DIFFERS[/red]"
             self.out.print(f"{verdict} what was served (sha256 {served.digest[:16]}…)")
         return result.matches
+
+    async def verify(self, session: str, tenant: str, as_json: bool, served: bool) -> bool:
+        """`longthread.verify` from the store alone (no workflow need run): True when every
+        message, record and served context checks out."""
+        check_ids(tenant, session)
+        with Progress(TextColumn("replaying served contexts"), BarColumn(),
+                      MofNCompleteColumn(), console=self.out, transient=True,
+                      disable=as_json) as bar:
+            task = bar.add_task("served", total=None)
+            report = await verify_session(
+                self.need_store(), tenant, session, served=served,
+                progress=lambda done, total: bar.update(task, completed=done, total=total))
+        if as_json:
+            self.out.print_json(report.model_dump_json())
+            return report.ok
+        checked = (f"{counted(report.messages, 'message')}, "
+                   f"{counted(report.records, 'ledger record')}"
+                   + (f", {counted(report.served, 'served context')}" if served else
+                      " (served contexts not replayed)"))
+        if report.undigested:
+            checked += (f" ({counted(report.undigested, 'message')} stored before digests "
+                        "were kept: checked by the records covering them only)")
+        if report.ok:
+            self.out.print(f"[green]verified[/green] {checked} of {session!r}: each matches "
+                           "the digest or hash stored with it")
+            return True
+        for finding in report.findings:
+            self.out.print(f"[red]{finding.kind} {visible(finding.ident)}[/red]: "
+                           f"{finding.problem}", highlight=False)
+        self.out.print(f"[red]{counted(len(report.findings), 'problem')}[/red] in {checked} "
+                       f"of {session!r}")
+        return False
 
     async def sessions(self, tenant: str, as_json: bool = False) -> None:
         """`--json`: one object per session, its fields those of `SessionInfo` (times in ISO

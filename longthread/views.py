@@ -27,12 +27,16 @@ from memory.models import (
 from memory.store.store import SessionInfo
 from workflows.types import ConversationStats
 
-__all__ = ["clip", "day_heading", "event_line", "evidence_hits", "indented", "ledger_table",
-           "message_line", "print_message", "print_window", "record_line", "sections_line",
-           "sessions_table", "stats_table", "visible", "why_lines"]
+__all__ = ["clip", "counted", "day_heading", "event_line", "evidence_hits", "indented",
+           "ledger_table", "message_line", "print_message", "print_window", "record_line",
+           "sections_line", "sessions_table", "stats_table", "visible", "why_lines"]
 
 
 _CONTROL_CHARS = re.compile(r"[\x00-\x08\x0b-\x1f\x7f-\x9f]")
+
+
+def counted(n: int, noun: str) -> str:
+    return f"{n} {noun}" + ("" if n == 1 else "s")
 
 
 def _ids(ids: Sequence[str], limit: int = 4) -> str:

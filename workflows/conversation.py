@@ -216,15 +216,23 @@ class ConversationWorkflow(ConversationCore):
     @workflow.update
     async def restore_ledger(self, *args: Any) -> CompactOutcome:
         request = parse(RestoreInput, args)
-        holding = False
+        holding = restored = False
         try:
             outcome = await self._manual(specs.RESTORE_LEDGER, lambda head: RestoreLedgerInput(
                 tenant=self.input.tenant, session=self.input.session, expected_head=head,
                 records=request.records))
             holding = request.more  # a refused part ends the import: compaction resumes
+            restored = True
             return outcome
         finally:
-            if not holding:
+            # A restored ledger leaves the window as the original's was, and its next
+            # compaction waits for the next ordinary append (or a run after it), as the
+            # original's does: held in the state, so a continue-as-new does not compact it
+            # either. An auditor's copy of a session over its policy (after an undo)
+            # compacted at once, and its ledger and `why` differed from the original's.
+            if restored and not holding and workflow.patched("restore-waits-for-append"):
+                self.state.hold_compaction = True
+            elif not holding:
                 self.state.hold_compaction = False
                 self.check_policy = self._over_policy()
 

@@ -8,7 +8,9 @@ import os
 import sys
 from pathlib import Path
 
+import psycopg
 import pytest
+from psycopg.rows import DictRow
 from temporalio.client import Client
 from temporalio.worker import Worker
 
@@ -51,7 +53,7 @@ def _jsonl(path: Path, n: int) -> Path:
 
 
 async def test_import_context_compact_ledger_replay_export_import(
-    env: dict[str, str], worker: Worker, tmp_path: Path
+    env: dict[str, str], worker: Worker, tmp_path: Path, db: psycopg.AsyncConnection[DictRow]
 ) -> None:
     source = _jsonl(tmp_path / "chat.jsonl", 60)
     code, out, err = await cli(env, "import", "life", str(source), "--tenant", "acme")
@@ -166,6 +168,33 @@ async def test_import_context_compact_ledger_replay_export_import(
     assert "now: in the window verbatim (every compaction of it was undone)" in out, out
     code, _, err = await cli(env, "uncompact", "life", "c9", "--tenant", "acme")
     assert code == 2 and "c9" in err, err
+
+    # An export with one covered message edited is refused before anything is stored.
+    lines = export.read_text().splitlines()
+    edited = next(n for n, line in enumerate(lines) if '"id": "D0:3"' in line
+                  or '"id":"D0:3"' in line)
+    lines[edited] = lines[edited].replace("(3)", "(three)")
+    tampered = tmp_path / "tampered.jsonl"
+    tampered.write_text("\n".join(lines) + "\n")
+    code, out, err = await cli(env, "import", "tampered", str(tampered), "--tenant", "acme")
+    assert code == 2 and "records[0]: ledger record 'c1': the messages it covered do not " \
+        "give its covered hash; nothing was imported" in err, err + out
+    code, out, err = await cli(env, "show", "tampered", "D0:3", "--tenant", "acme")
+    assert code != 0 and "no session 'tampered'" in err, err + out
+
+    # Every message, record and served context checks out; an edit behind the application's
+    # back is named, with an exit code (the owner's login, as a database admin would).
+    code, out, err = await cli(env, "verify", "life", "--tenant", "acme")
+    assert code == 0 and "verified 60 messages, 2 ledger records, " in out, err + out
+    await db.execute("UPDATE messages SET content = 'edited' WHERE tenant = 'acme' AND "
+                     "session = 'copy' AND id = 'D0:3'")
+    code, out, err = await cli(env, "verify", "copy", "--tenant", "acme", "--no-served")
+    assert code == 1, err + out
+    assert "message D0:3: turn 4: its content no longer gives the digest" in out, out
+    assert "record c1: the messages it covered do not give its covered hash (changed: " \
+        "D0:3)" in out, out
+    code, out, err = await cli(env, "verify", "copy", "--tenant", "acme", "--json")
+    assert code == 1 and json.loads(out)["findings"][0]["ident"] == "D0:3", err + out
 
 
 async def test_a_compact_that_would_grow_the_window_says_so_and_commits_nothing(

@@ -3,7 +3,8 @@
 Runs representative sessions on a fresh embedded stack (appends, auto and manual compaction,
 undo, context, idle close and resume, continue-as-new, generate() against a loopback model)
 and writes every run's history as JSON under tests/replay/histories/. Re-record after an
-intentional, patched workflow change (`... record idle`: that scenario alone).
+intentional, patched workflow change (`... record idle` or `... record import`: that
+scenario alone).
 """
 
 from __future__ import annotations
@@ -59,6 +60,27 @@ async def _idle(short: Longthread) -> str:
 async def _scenarios(lt: Longthread, short: Longthread, only: str | None) -> list[str]:
     if only == "idle":
         return [await _idle(short)]
+    if only == "import":
+        return list(await _imported(lt))
+    main, copy = await _imported(lt)
+    idle = await _idle(short)
+
+    long = await lt.conversation("replay-can", tenant="rec")
+    for start in range(0, 1500, 25):
+        await long.append_many(_turns(start, 25))
+    async with asyncio.timeout(120):
+        while (await long.stats()).runs < 2:
+            await asyncio.sleep(0.5)
+    await long.close()
+    stats = await long.handle.result()
+    assert stats.runs >= 2, "the scenario should continue-as-new"
+    return [main, copy, idle, long.id, await _generating(lt)]
+
+
+async def _imported(lt: Longthread) -> tuple[str, str]:
+    """A session compacted, undone and closed, and a copy of it restored with its ledger: the
+    undo leaves the window over the copy's policy, so the copy's restore is followed by no
+    compaction ("restore-waits-for-append") and its next append compacts."""
     conv = await lt.conversation("replay-main", tenant="rec")
     await conv.append({"id": "sys", "role": "system", "content": "You are Acme support."})
     for start in range(0, 40, 8):
@@ -77,21 +99,12 @@ async def _scenarios(lt: Longthread, short: Longthread, only: str | None) -> lis
                       hold_compaction=True)
     await copy.append_many(_turns(0, 40), hold_compaction=True)
     await copy.restore_ledger(ledger)
+    await copy.settle(timeout=120)
+    await copy.append_many(_turns(40, 2))
+    await copy.settle(timeout=120)
     await copy.close()
     await copy.handle.result()
-
-    idle = await _idle(short)
-
-    long = await lt.conversation("replay-can", tenant="rec")
-    for start in range(0, 1500, 25):
-        await long.append_many(_turns(start, 25))
-    async with asyncio.timeout(120):
-        while (await long.stats()).runs < 2:
-            await asyncio.sleep(0.5)
-    await long.close()
-    stats = await long.handle.result()
-    assert stats.runs >= 2, "the scenario should continue-as-new"
-    return [conv.id, copy.id, idle, long.id, await _generating(lt)]
+    return conv.id, copy.id
 
 
 async def _generating(lt: Longthread) -> str:

@@ -213,7 +213,7 @@ async def test_a_ledger_larger_than_one_payload_is_restored_in_parts(
     await fresh.append_many(originals, hold_compaction=True)
     monkeypatch.setattr("longthread.conversation.MAX_BATCH_BYTES", limit)
     assert await copy.restore_ledger(ledger) == len(ledger)
-    assert (await copy.ledger())[: len(ledger)] == ledger
+    assert await copy.ledger() == ledger  # and no compaction of its own (next append decides)
     assert await copy.window() == await source.window()
     assert await copy.summaries() == await source.summaries()
     # A record the worker refuses is named by its place in the whole ledger, not in its part.
@@ -227,6 +227,30 @@ async def test_a_ledger_larger_than_one_payload_is_restored_in_parts(
     assert kept == ledger[: len(kept)] and len(kept) <= 4  # nothing of the bad part
     assert await fresh.restore_ledger(ledger[len(kept):]) == len(ledger) - len(kept)
     assert await fresh.ledger() == ledger
+
+
+async def test_a_restored_copy_over_its_policy_compacts_at_its_next_append(
+    client: Client, make_lt: LtFactory, worker: Worker, store: Store
+) -> None:
+    """An import reproduces the session as it stood, ledger included: a copy over its own
+    policy compacts at its next append, as the original would, not at once (session 30's
+    auditor test: the copy's ledger and `why` differed from the original's)."""
+    source = await make_lt(client, window=100_000).conversation("as-was-src", tenant="acme")
+    await source.append_many(_turns(40))
+    record = await source.compact(preserve_recent=4)
+    assert record is not None
+    await source.uncompact(record.id)  # every message is back in the window
+    ledger = await source.ledger()
+    copy = await make_lt(client, window=256).conversation("as-was-copy", tenant="acme")
+    await copy.append_many(await store.all_messages("acme", "as-was-src"), hold_compaction=True)
+    assert await copy.restore_ledger(ledger) == len(ledger)
+    await copy.settle(timeout=60)
+    assert (await copy.stats()).window_tokens > 256 * 0.7  # over its policy ...
+    assert await copy.ledger() == ledger  # ... and as the original was
+    await copy.append({"id": "after-import", "role": "user", "content": "One more thing."})
+    await copy.settle(timeout=60)
+    grown = await copy.ledger()
+    assert grown[: len(ledger)] == ledger and grown[-1].trigger == "auto"
 
 
 async def test_a_million_token_window_compacts_and_serves(
