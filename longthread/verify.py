@@ -142,8 +142,10 @@ def ledger_findings(window_messages: Sequence[Message], records: Sequence[Compac
     findings: list[Finding] = []
     hashes: dict[str, str] = {}
     zones = _Zones()
+    applying: list[CompactionRecord] = []  # the record being applied, for a fold that fails
 
     def check(state: WindowState, record: CompactionRecord) -> None:
+        applying[:] = [record]
         hashes[record.id] = record.covered_hash
         if record.trigger == "undo":
             if record.undoes is not None and hashes.get(record.undoes) != record.covered_hash:
@@ -166,14 +168,8 @@ def ledger_findings(window_messages: Sequence[Message], records: Sequence[Compac
         if record.seq != n:
             findings.append(Finding(kind="record", ident=record.id, problem=(
                 f"its seq is {record.seq} at position {n} of the ledger")))
-    applying: list[CompactionRecord] = []
-
-    def checked(state: WindowState, record: CompactionRecord) -> None:
-        applying[:] = [record]
-        check(state, record)
-
     try:
-        fold_ledger(window_messages, records, before=checked)
+        fold_ledger(window_messages, records, before=check)
     except InvalidInputError as exc:  # reported, with the record it stopped at
         findings.append(Finding(kind="record", ident=applying[0].id, problem=(
             f"the ledger cannot be applied from this record on: {exc}")))

@@ -7,12 +7,11 @@ from __future__ import annotations
 import math
 import re
 from collections import Counter
-from collections.abc import Iterator, Sequence
-from contextlib import contextmanager
-from contextvars import ContextVar
+from collections.abc import Sequence
+from contextlib import AbstractContextManager
 from typing import NamedTuple
 
-from memory.text import terms
+from memory.text import VersionRule, terms
 
 __all__ = ["FOCUS", "FORM_WORDS", "LONG_SENTENCE", "MIN_CLAUSE_TERMS", "REPEATED_FORM", "SPECIFIC",
            "Boilerplate", "boilerplate", "clauses", "engine13_on", "fact_bonus", "fact_terms",
@@ -100,20 +99,15 @@ def form_of(sentence: str) -> tuple[str, ...]:
 # sentence quoted by a clause may be quoted whole instead (`memory.extractive`). Compaction
 # always follows them; an older assembly version's condensing of the hierarchy does not, so
 # its windows replay byte for byte (set by `memory.assembly`, as `memory.text.text_rules`).
-_ENGINE13: ContextVar[bool] = ContextVar("longthread_summary_engine13", default=True)
+_ENGINE13 = VersionRule("longthread_summary_engine13")
 
 
-@contextmanager
-def summary_rules(engine13: bool) -> Iterator[None]:
-    token = _ENGINE13.set(engine13)
-    try:
-        yield
-    finally:
-        _ENGINE13.reset(token)
+def summary_rules(engine13: bool) -> AbstractContextManager[None]:
+    return _ENGINE13.only(engine13)
 
 
 def engine13_on() -> bool:
-    return _ENGINE13.get()
+    return _ENGINE13.on()
 
 
 def fact_bonus(sentence: str) -> float:
@@ -158,7 +152,7 @@ def boilerplate(docs: Sequence[Sequence[str]], forms: Sequence[tuple[str, ...]],
     """The span's boilerplate by its sentences' forms (`form_of`), or None under the rules
     before engine 13 (`summary_rules`) or without forms. A number the caller's `focus` names
     is never a slot: it is what was asked for."""
-    if not forms or not _ENGINE13.get():
+    if not forms or not _ENGINE13.on():
         return None
     said = Counter(forms)
     numbered = [tuple(t for t in doc if _NUMBER.search(t)) for doc in docs]
@@ -209,10 +203,10 @@ def term_weights(docs: Sequence[Sequence[str]], texts: Sequence[str],
         if term in focus_terms:
             weight *= FOCUS
         weights[term] = weight
-    for k, line in enumerate(plate.lines if plate else ()):
-        if line is not None and plate is not None:
-            weight = math.log(1.0 + n / plate.times[k])
-            if focus_terms.intersection(plate.numbers[k]):
-                weight *= FOCUS
-            weights[line] = weight
+    if plate is not None:
+        for k, line in enumerate(plate.lines):
+            if line is not None:
+                weight = math.log(1.0 + n / plate.times[k])
+                weights[line] = weight * FOCUS if focus_terms.intersection(
+                    plate.numbers[k]) else weight
     return weights

@@ -11,35 +11,51 @@ import re
 import unicodedata
 from collections import Counter
 from collections.abc import Iterator, Sequence
-from contextlib import contextmanager
+from contextlib import AbstractContextManager, contextmanager
 from contextvars import ContextVar
 from datetime import UTC, datetime
 
-__all__ = ["cosine", "day_text", "indexed_text", "scripts_on", "sentences", "terms",
-           "text_rules", "tfidf_vectors"]
+__all__ = ["VersionRule", "cosine", "day_text", "indexed_text", "scripts_on", "sentences",
+           "terms", "text_rules", "tfidf_vectors"]
 
 # Whether words and sentences are read in every script (assembly version 17, engine 12) or as
 # before them, in ASCII only: a Russian or Chinese query had no terms, so the window took it
 # for "nothing to search for" and left out every retrieved turn (session 29's user test: the
 # fact served 0 of 21 times for ru/ar/he/hi/ja/zh/ko queries). Assembly sets it for the version
 # it renders (`text_rules`), so windows served before replay as they were served; the engine
-# runs with the newest. A context variable rather than a parameter: terms are read five calls
-# deep (reranker, near-duplicates, condensed summaries), and every cache keyed by a text is
-# keyed by this too.
-_SCRIPTS: ContextVar[bool] = ContextVar("longthread_text_scripts", default=True)
+# runs with the newest. Terms are read five calls deep (reranker, near-duplicates, condensed
+# summaries), and every cache keyed by a text is keyed by this too.
+class VersionRule:
+    """A reading rule an older assembly version goes without: on, except within `only(False)`.
+    A context variable rather than a parameter: such rules are read several calls deep, and
+    concurrent assemblies of different versions each keep their own. Shared by `text_rules`
+    and `memory.facts.summary_rules`."""
+
+    def __init__(self, name: str) -> None:
+        self._on: ContextVar[bool] = ContextVar(name, default=True)
+
+    def on(self) -> bool:
+        return self._on.get()
+
+    @contextmanager
+    def only(self, on: bool) -> Iterator[None]:
+        token = self._on.set(on)
+        try:
+            yield
+        finally:
+            self._on.reset(token)
 
 
-@contextmanager
-def text_rules(scripts: bool) -> Iterator[None]:
-    token = _SCRIPTS.set(scripts)
-    try:
-        yield
-    finally:
-        _SCRIPTS.reset(token)
+_SCRIPTS = VersionRule("longthread_text_scripts")
+
+
+def text_rules(scripts: bool) -> AbstractContextManager[None]:
+    return _SCRIPTS.only(scripts)
 
 
 def scripts_on() -> bool:
-    return _SCRIPTS.get()
+    return _SCRIPTS.on()
+
 
 _SENTENCE_END = re.compile(r"(?<=[.!?])\s+|\n+")
 # With scripts: also after an Arabic or Urdu question mark or full stop and a danda, and after
@@ -113,7 +129,7 @@ def indexed_text(content: str, created_at: datetime | None) -> str:
 
 def sentences(text: str) -> list[str]:
     """Sentences as exact substrings of `text` (stripped), so extracts stay verbatim."""
-    scripts = _SCRIPTS.get()
+    scripts = _SCRIPTS.on()
     out: list[str] = []
     start = 0
     for end in (_SCRIPT_SENTENCE_END if scripts else _SENTENCE_END).finditer(text):
@@ -174,7 +190,7 @@ def terms(text: str) -> list[str]:
     for any text) words of letters and digits; with scripts, words in any script, in NFKC
     (full-width "ＲＦ７７" is "rf77", and a name in NFD is the name), with runs of a spaceless
     script as their character pairs."""
-    if text.isascii() or not _SCRIPTS.get():
+    if text.isascii() or not _SCRIPTS.on():
         return [w for w in _WORD.findall(text.lower()) if w not in STOPWORDS and len(w) > 1]
     out: list[str] = []
     for word in _SCRIPT_WORD.findall(unicodedata.normalize("NFKC", text).lower()):
