@@ -200,7 +200,7 @@ class ConversationActivities(IngestActivities, ServingActivities, EditActivities
             loaded.state, plan, record_id=record_id, seq=seq, summary=summary,
             strategy=strategy, trigger=input.trigger, model=model, prompt_version=version,
             fallback=fallback, duration_ms=(time.perf_counter() - started) * 1000, at=now(),
-            merge_text=merge_text, focus=input.focus)
+            merge_text=merge_text, focus=input.focus, actor=input.actor)
         why = no_gain(record)
         if why is not None:  # a manual compact would grow the window: not committed
             await self._event(input, CompactionEvent(

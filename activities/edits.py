@@ -91,7 +91,7 @@ class EditActivities:
         try:
             steps = compose_undos(
                 loaded.state, targets, ledger, seq=loaded.version, originals=originals,
-                order={**loaded.order, **order}, at=now())
+                order={**loaded.order, **order}, at=now(), actor=input.actor)
         except InvalidInputError as exc:
             raise refused(exc) from None
         return await self._commit(input, loaded.version,
@@ -105,7 +105,8 @@ class EditActivities:
         loaded = await self.store.load_window(input.tenant, input.session)
         if loaded.version != input.expected_head:
             return await self._already(input, loaded, input.expected_head)
-        made = compose_removal(loaded.state, input.kind, seq=loaded.version, at=now())
+        made = compose_removal(loaded.state, input.kind, seq=loaded.version, at=now(),
+                               actor=input.actor)
         if made is None:
             return CompactOutcome(cursors=await self.store.cursors(input.tenant, input.session))
         window, record = made

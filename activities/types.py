@@ -8,7 +8,7 @@ from typing import Literal
 from pydantic import BaseModel, ConfigDict, Field
 
 from memory.checks import MAX_CONTEXT_TOKENS, MAX_NEIGHBOURS, MAX_QUERY_CHARS, MAX_RETRIEVE
-from memory.models import CompactionRecord, ContextWindow, Cursors, Message, Trigger
+from memory.models import Actor, CompactionRecord, ContextWindow, Cursors, Message, Trigger
 from memory.policy import CompactionPolicy
 
 __all__ = [
@@ -76,17 +76,20 @@ class CompactSessionInput(SessionRef):
     preserve_recent: int | None = Field(default=None, ge=0, le=10_000)
     focus: str | None = Field(default=None, max_length=2000)
     force: bool = False
+    actor: Actor = None
 
 
 class UncompactSessionInput(SessionRef):
     expected_head: int = Field(ge=0)
     record_id: str = Field(min_length=1, max_length=200)
     with_later: bool = False  # also undo the later records that merged its summary
+    actor: Actor = None
 
 
 class EditWindowInput(SessionRef):
     expected_head: int = Field(ge=0)
     kind: Literal["pop", "clear"]
+    actor: Actor = None
 
 
 class RestoreLedgerInput(SessionRef):

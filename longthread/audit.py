@@ -25,7 +25,7 @@ from memory.store.lookups import Lookup
 from memory.store.store import Store
 from memory.window import assemble_from_window, by_reference
 
-__all__ = ["ReplayResult", "TurnHistory", "TurnStep", "fold_ledger", "message_of", "rebuild",
+__all__ = ["ReplayResult", "TurnHistory", "TurnStep", "by", "fold_ledger", "message_of", "rebuild",
            "replay_at", "trace_turn", "why_at", "why_of_id"]
 
 
@@ -153,6 +153,12 @@ def _quoting(summary: Summary, message: Message) -> str:
     return "whole" if whole and whole in " ".join(summary.content.split()) else "in part"
 
 
+def by(record: CompactionRecord) -> str:
+    """Who asked for a record, as it reads after its trigger; nothing when nobody was named
+    (automatic records, and records from before actors were recorded)."""
+    return f" by {record.actor}" if record.actor else ""
+
+
 def _covering_step(record: CompactionRecord, message: Message) -> TurnStep:
     quoting = "" if record.summary is None else _quoting(record.summary, message)
     if record.summary is None:
@@ -163,8 +169,8 @@ def _covering_step(record: CompactionRecord, message: Message) -> TurnStep:
     else:
         what = f"summarized it into {record.summary.id} (level {record.summary.level})"
     how = record.strategy + (f" / {record.model}" if record.model else "")
-    return TurnStep(record=record.id, at=record.at, what=f"{record.trigger}/{record.level} "
-                    f"({how}): {what}", why=record.reason)
+    return TurnStep(record=record.id, at=record.at, what=f"{record.trigger}/{record.level}"
+                    f"{by(record)} ({how}): {what}", why=record.reason)
 
 
 def _now(in_force: Sequence[str], carried_by: Sequence[Summary], message: Message,
@@ -184,8 +190,8 @@ def _moved(record: CompactionRecord, lost: Sequence[str], back: Sequence[str]) -
     out of the window, or put them back, without folding them into a new one."""
     parts = ([f"took {', '.join(lost)} out of the window"] if lost else []) + (
         [f"put {', '.join(back)} back"] if back else [])
-    head = (f"undid {record.undoes}" if record.trigger == "undo"
-            else f"{record.trigger}/{record.level} ({record.action})")
+    head = (f"undid {record.undoes}{by(record)}" if record.trigger == "undo"
+            else f"{record.trigger}/{record.level}{by(record)} ({record.action})")
     return f"{head}: {' and '.join(parts)}"
 
 
@@ -211,8 +217,8 @@ def trace_turn(turn: int, message: Message, ledger: Sequence[CompactionRecord]) 
             if message.id in r.covered_ids:
                 records.append(r)
                 in_force.clear()
-                steps.append(TurnStep(record=r.id, at=r.at, what=f"undid {r.undoes}, putting "
-                                      "it back in the window"))
+                steps.append(TurnStep(record=r.id, at=r.at, what=f"undid {r.undoes}{by(r)}, "
+                                      "putting it back in the window"))
             elif lost or back:
                 steps.append(TurnStep(record=r.id, at=r.at, what=_moved(r, lost, back)))
             continue

@@ -22,7 +22,7 @@ from longthread.client import NO_ARCHIVE, Conversation, Longthread, check_ids
 from longthread.commands_audit import AuditCommands
 from longthread.conversation import MAX_BATCH_BYTES
 from longthread.replies import described
-from longthread.settings import resolve_settings
+from longthread.settings import acting_for, resolve_settings
 from longthread.transfer import (
     SessionFile,
     at_line,
@@ -251,7 +251,8 @@ class Ctx(AuditCommands):
     async def compact(self, session: str, tenant: str, preserve_recent: int | None,
                       focus: str | None) -> None:
         conv = await self.existing(session, tenant)
-        attempt = await conv.try_compact(preserve_recent, focus)
+        attempt = await conv.try_compact(preserve_recent, focus,
+                                         actor=acting_for(self.lt.settings, "cli"))
         if attempt.record is not None:
             self.out.print(ledger_table([attempt.record]))
         else:
@@ -263,7 +264,8 @@ class Ctx(AuditCommands):
         head = await self.store.ledger_length(tenant, session) \
             if with_later and self.store else None  # where its undo records will start
         try:
-            record = await conv.uncompact(record_id, with_later=with_later)
+            record = await conv.uncompact(record_id, with_later=with_later,
+                                          actor=acting_for(self.lt.settings, "cli"))
         except InvalidInputError as exc:  # "no compaction": maybe the id is an undo's
             if exc.field != "record_id" or self.store is None:
                 raise

@@ -12,7 +12,7 @@ import logging
 import time
 import uuid
 from collections.abc import Mapping, Sequence
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Literal
 
 from pydantic import ValidationError
 from temporalio.client import (
@@ -217,11 +217,18 @@ class Conversation(ConversationReads):
         return await (await self.lt.store()).ledger(self.tenant, self.session,
                                                     ids=outcome.record_ids)
 
+    def _actor(self, actor: str | None) -> str | None:
+        """Who asks: the call's `actor`, else the connection's setting (None: nobody named)."""
+        return actor if actor is not None else self.lt.settings.actor
+
     async def try_compact(self, preserve_recent: int | None = None,
-                          focus: str | None = None) -> CompactAttempt:
-        """Compact now, and say why when nothing was committed."""
+                          focus: str | None = None, *, actor: str | None = None
+                          ) -> CompactAttempt:
+        """Compact now, and say why when nothing was committed. `actor` (who asks) goes into
+        the ledger record."""
         try:
-            request = CompactInput(preserve_recent=preserve_recent, focus=focus)
+            request = CompactInput(preserve_recent=preserve_recent, focus=focus,
+                                   actor=self._actor(actor))
         except ValidationError as exc:  # a negative preserve_recent, a focus over the limit
             raise invalid_input(exc) from None
         outcome: CompactOutcome = await self._update(ConversationWorkflow.compact, request)
@@ -230,39 +237,48 @@ class Conversation(ConversationReads):
         return CompactAttempt(records[-1] if records else None, outcome.skipped)
 
     async def compact(self, preserve_recent: int | None = None,
-                      focus: str | None = None) -> CompactionRecord | None:
+                      focus: str | None = None, *, actor: str | None = None
+                      ) -> CompactionRecord | None:
         """Compact now; None when nothing is left to compact, or when compacting would not
         shrink the window (`try_compact` says which)."""
-        return (await self.try_compact(preserve_recent, focus)).record
+        return (await self.try_compact(preserve_recent, focus, actor=actor)).record
 
-    async def uncompact(self, record_id: str, *, with_later: bool = False) -> CompactionRecord:
+    async def uncompact(self, record_id: str, *, with_later: bool = False,
+                        actor: str | None = None) -> CompactionRecord:
         """Undo a ledger record (a compaction, pop or clear): its messages return to the
         window. A compaction whose summary a later record took out (a merge, or a clear) is
         refused, naming those to undo first; `with_later` undoes them too, newest first, in
         one step (all or none).
         Returns the undo record of `record_id`; the others are in the ledger before it."""
         try:
-            request = UncompactInput(record_id=record_id, with_later=with_later)
+            request = UncompactInput(record_id=record_id, with_later=with_later,
+                                     actor=self._actor(actor))
         except ValidationError as exc:  # empty, over 200 characters, not a string
             raise invalid_input(exc) from None
         outcome: CompactOutcome = await self._update(ConversationWorkflow.uncompact, request)
         return (await self._records(outcome))[-1]
 
-    async def pop(self) -> list[Message]:
+    def _edit(self, kind: Literal["pop", "clear"], actor: str | None) -> EditInput:
+        try:
+            return EditInput(kind=kind, actor=self._actor(actor))
+        except ValidationError as exc:
+            raise invalid_input(exc) from None
+
+    async def pop(self, *, actor: str | None = None) -> list[Message]:
         """Take the newest message (with its tool call or results) out of the window, as an
         undoable ledger record; returns what left the window (the archive keeps it)."""
         outcome: CompactOutcome = await self._update(ConversationWorkflow.edit_window,
-                                                     EditInput(kind="pop"))
+                                                     self._edit("pop", actor))
         records = await self._records(outcome)
         if not records:
             return []
         return await (await self.lt.store()).get_messages(self.tenant, self.session,
                                                           records[-1].covered_ids)
 
-    async def clear(self) -> CompactionRecord | None:
+    async def clear(self, *, actor: str | None = None) -> CompactionRecord | None:
         """Empty the window (messages and summaries), as an undoable ledger record."""
         outcome: CompactOutcome = await self._update(ConversationWorkflow.edit_window,
-                                                     EditInput(kind="clear"))
+                                                     self._edit("clear", actor))
         records = await self._records(outcome)
         return records[-1] if records else None
 

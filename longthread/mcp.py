@@ -40,7 +40,7 @@ from longthread.mcp_server import (
     SearchResults,
     StrictServer,
 )
-from longthread.settings import Settings
+from longthread.settings import Settings, acting_for
 from memory.checks import MAX_CONTEXT_TOKENS, MAX_TURN, check_id
 from memory.errors import LongthreadError, NotFoundError
 from memory.models import CompactionRecord, Message
@@ -82,6 +82,7 @@ def build_server(lt: Longthread, tenant: str = "default") -> MCPServer:
     """The MCP server over one client, scoped to one tenant."""
     server: MCPServer = StrictServer("longthread", instructions=INSTRUCTIONS, version="0.1.0")
     ctx = Ctx(lt, None, Console(stderr=True))
+    actor = acting_for(lt.settings, "mcp")  # recorded on each compaction and undo it asks for
 
     async def store_ready() -> None:
         ctx.store = await lt.store()
@@ -166,7 +167,8 @@ def build_server(lt: Longthread, tenant: str = "default") -> MCPServer:
         with _as_tool_errors():
             await store_ready()
             conv = await ctx.existing(session, tenant)
-            attempt = await conv.try_compact(preserve_recent=preserve_recent, focus=focus)
+            attempt = await conv.try_compact(preserve_recent=preserve_recent, focus=focus,
+                                             actor=actor)
         if attempt.record is not None:
             return CompactResult(attempt.record)
         return CompactResult(NothingCompacted(reason=attempt.nothing_because(preserve_recent)))
@@ -184,7 +186,7 @@ def build_server(lt: Longthread, tenant: str = "default") -> MCPServer:
         with _as_tool_errors():
             await store_ready()
             conv = await ctx.existing(session, tenant)
-            return await conv.uncompact(record_id, with_later=with_later)
+            return await conv.uncompact(record_id, with_later=with_later, actor=actor)
 
     @server.tool(description="The session's compactions, oldest first, a page at a time: "
                  "each record's trigger, level, covered message ids, tokens before and after, "

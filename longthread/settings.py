@@ -12,9 +12,10 @@ from typing import Literal, NamedTuple
 from pydantic import Field, SecretStr, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
+from memory.models import MAX_ACTOR, Actor
 from memory.prompts import SUMMARY_OUTPUT_TOKENS
 
-__all__ = ["OTHER_VARIABLES", "Settings", "UnknownName", "database_url_problem",
+__all__ = ["OTHER_VARIABLES", "Settings", "UnknownName", "acting_for", "database_url_problem",
            "known_variables", "resolve_settings", "unknown_names"]
 
 _PREFIX = "LONGTHREAD_"
@@ -100,6 +101,11 @@ class Settings(BaseSettings):
     # it cancels them. Within Kubernetes' default 30 s grace, so a deploy is a stop, not a crash.
     shutdown_grace_seconds: float = Field(default=25, ge=0, le=3600)
 
+    # Who this process acts for, recorded on every manual compaction, undo, pop and clear it
+    # asks for (`CompactionRecord.actor`): a name, not a login; unset, the CLI records its
+    # user (`cli:alice`), the audit page and the MCP server theirs, and the client none.
+    actor: Actor = None
+
     # Where a worker serves Prometheus metrics (`host:port`; GET /metrics): Temporal's worker
     # metrics and longthread's own (activities/metrics.py). Unset: none are served.
     metrics_address: str | None = None
@@ -166,6 +172,21 @@ def database_url_problem(url: str) -> str | None:
            for host in str(parts.get("host") or "").split(",")):
         return leaked
     return None
+
+
+def acting_for(settings: Settings, surface: str) -> str:
+    """The actor a surface (`cli`, `ui`, `mcp`) records on what it asks for: the `actor`
+    setting, else `surface:user`, the user this process runs as."""
+    import getpass
+    import os
+
+    if settings.actor:
+        return settings.actor
+    try:
+        user = getpass.getuser()
+    except (OSError, KeyError):  # no LOGNAME/USER and no passwd entry: a container's bare uid
+        user = f"uid {os.getuid()}"
+    return f"{surface}:{user}"[:MAX_ACTOR]
 
 
 def resolve_settings(settings: Settings | None = None) -> Settings:

@@ -16,7 +16,7 @@ from rich.console import Console
 from rich.table import Table
 from rich.text import Text
 
-from longthread.audit import TurnHistory
+from longthread.audit import TurnHistory, by
 from memory.models import (
     CompactionEvent,
     CompactionRecord,
@@ -62,8 +62,10 @@ def ledger_table(records: Sequence[CompactionRecord]) -> Table:
             strategy = f"undo of {r.undoes}"
         # Records can come from an imported file: their text is shown, never interpreted
         # (no rich markup, no terminal escapes).
-        cells = (r.id, r.at.strftime("%Y-%m-%d %H:%M:%S") if r.at else "-", r.trigger,
-                 "-" if undo else r.level, r.reason, _ids(r.covered_ids), strategy,
+        why = r.reason + (f"; kept the newest {r.preserve_recent} verbatim"
+                          if r.preserve_recent is not None else "")
+        cells = (r.id, r.at.strftime("%Y-%m-%d %H:%M:%S") if r.at else "-", r.trigger + by(r),
+                 "-" if undo else r.level, why, _ids(r.covered_ids), strategy,
                  f"{r.tokens_before} → {r.tokens_after}",
                  f"{r.ratio:.1f}×" if r.tokens_after and r.tokens_before and not undo else "-",
                  f"{r.duration_ms:.0f}")
@@ -219,7 +221,7 @@ def record_line(record: CompactionRecord) -> str:
     into = f" → {record.summary.id}" if record.summary is not None else " archived"
     if record.merged_summary is not None:
         into += f" +{len(record.removed_summary_ids)} folded to L{record.merged_summary.level}"
-    return (f"{record.id} {record.trigger}/{record.level} {span}{into}: "
+    return (f"{record.id} {record.trigger}/{record.level}{by(record)} {span}{into}: "
             f"{record.tokens_before:,}→{record.tokens_after:,} tokens")
 
 

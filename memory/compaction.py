@@ -140,6 +140,7 @@ def compose_record(
     counter: TokenCounter | None = None,
     merge_text: tuple[str, str] | None = None,
     focus: str | None = None,
+    actor: str | None = None,
 ) -> tuple[WindowState, CompactionRecord]:
     """The ledger record of a planned compaction and the window it produces, computed together
     so they commit together. Summaries the plan folds are merged here, once, and the merged
@@ -164,7 +165,8 @@ def compose_record(
         summary_max_tokens=plan.summary_max_tokens if plan.summarize else None,
         engine_version=ENGINE_VERSION, strategy=strategy, model=model,
         prompt_version=prompt_version, fallback=fallback, tokens_before=plan.tokens_before,
-        tokens_after=0, duration_ms=duration_ms, at=at, focus=focus)
+        tokens_after=0, duration_ms=duration_ms, at=at, focus=focus,
+        preserve_recent=plan.preserve_recent, actor=actor)
     window = apply_record(state, record)
     record = record.model_copy(update={"tokens_after": window_tokens(window, counter)})
     return window, record

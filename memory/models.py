@@ -10,9 +10,9 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from datetime import datetime
-from typing import Literal
+from typing import Annotated, Literal
 
-from pydantic import Field, JsonValue, ValidationInfo, field_validator
+from pydantic import AfterValidator, Field, JsonValue, ValidationInfo, field_validator
 
 from memory.checks import (
     MAX_CONTENT_BYTES,
@@ -24,6 +24,7 @@ from memory.checks import (
     check_texts,
     invalid_input,
 )
+from memory.errors import InvalidInputError
 from memory.messages import (
     Frozen,
     Message,
@@ -35,8 +36,10 @@ from memory.messages import (
 )
 
 __all__ = [
+    "MAX_ACTOR",
     "MAX_CONTENT_BYTES",
     "MAX_ID_CHARS",
+    "Actor",
     "CompactionEvent",
     "CompactionRecord",
     "ContextMessage",
@@ -48,6 +51,7 @@ __all__ = [
     "SectionUsage",
     "Summary",
     "ToolCall",
+    "check_actor",
     "check_instant",
     "check_json",
     "check_text",
@@ -129,6 +133,23 @@ class ScoredMessage(Frozen):
 
 
 Trigger = Literal["auto", "manual", "idle", "undo", "pop", "clear"]
+MAX_ACTOR = 200  # characters of a record's `actor`
+
+
+def check_actor(value: str | None) -> str | None:
+    """Who asked for a record (see `CompactionRecord.actor`): storable text, at most
+    MAX_ACTOR characters; checked where a request is built, before any work is done."""
+    if value is not None:
+        if not isinstance(value, str):
+            raise InvalidInputError("actor", f"must be a string, not {type(value).__name__}")
+        if len(value) > MAX_ACTOR:
+            raise InvalidInputError("actor", f"is {len(value)} characters; the limit is "
+                                    f"{MAX_ACTOR}")
+        check_text("actor", value)
+    return value
+
+
+Actor = Annotated[str | None, AfterValidator(check_actor)]
 
 
 class CompactionRecord(Frozen):
@@ -163,6 +184,13 @@ class CompactionRecord(Frozen):
     # What the caller asked the summary to keep (`compact(focus=...)`), so an auditor reading
     # the ledger sees what the summarizer was told, not only what it wrote.
     focus: str | None = None
+    # Who asked for a manual compaction, an undo, a pop or a clear, as the caller named itself
+    # (the `actor` setting; the CLI adds its user): a claim, like a commit's author, not an
+    # authenticated identity. None on automatic records and on records from before it.
+    actor: Actor = None
+    # How many of the newest messages the compaction kept verbatim: the policy's, or the
+    # caller's `preserve_recent`. None on undos, pops, clears and records from before it.
+    preserve_recent: int | None = Field(default=None, ge=0)
 
     # Ledger records arrive from exports (restore_ledger): every text must be storable.
     @field_validator("id", "action", "reason", "covered_hash", "strategy", "model",

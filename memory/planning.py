@@ -43,6 +43,7 @@ class CompactionPlan(BaseModel):
     summary_max_tokens: int
     merge_summary_ids: tuple[str, ...] = ()
     tokens_before: int
+    preserve_recent: int | None = None  # the newest messages it kept verbatim
 
 
 MIN_SUMMARY_TOKENS = 32
@@ -205,4 +206,5 @@ def plan_compaction(
         level=level, action=decision.action if decision.level != "none" else "rolling_summary",
         reason=reason, covered_ids=covered_ids, summarize=summarize,
         summary_max_tokens=summary_max, merge_summary_ids=merge, tokens_before=tokens,
+        preserve_recent=keep,
     )

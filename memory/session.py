@@ -42,6 +42,7 @@ from memory.models import (
     Message,
     Summary,
     Trigger,
+    check_actor,
     message_digest,
     parse_messages,
     validate_sequence,
@@ -173,11 +174,14 @@ class Session:
         *,
         trigger: Trigger = "manual",
         force: bool = True,
+        actor: str | None = None,
     ) -> CompactionRecord | None:
         """Compact now; None when nothing older than `preserve_recent` is left to compact, or
-        when compacting it would not make the window smaller (`no_gain`)."""
+        when compacting it would not make the window smaller (`no_gain`). `actor` (who asks)
+        goes into the record."""
         if preserve_recent is not None:
             check_range("preserve_recent", preserve_recent, 0, 1_000_000)
+        check_actor(actor)
         plan = plan_compaction(self.window, self.policy, force=force,
                                preserve_recent=preserve_recent, counter=self.counter)
         if plan is None:
@@ -201,7 +205,7 @@ class Session:
                 self.window, plan, record_id=record_id, seq=seq, summary=summary,
                 strategy=strategy, trigger=trigger, model=model, prompt_version=version,
                 fallback=fallback, duration_ms=(self._clock() - started) * 1000,
-                at=self._wall_clock(), counter=self.counter, focus=focus)
+                at=self._wall_clock(), counter=self.counter, focus=focus, actor=actor)
         except Exception as exc:
             self._emit(CompactionEvent(kind="failed", record_id=record_id, level=plan.level,
                                        reason=plan.reason, tokens_before=plan.tokens_before,
@@ -246,16 +250,19 @@ class Session:
         return self.compact(preserve_recent=2, focus=focus)
 
     @_locked
-    def uncompact(self, record_id: str, with_later: bool = False) -> CompactionRecord:
+    def uncompact(self, record_id: str, with_later: bool = False, *,
+                  actor: str | None = None) -> CompactionRecord:
         """Undo a compaction: its originals return to the window, its summary leaves. With
         `with_later`, the later compactions that merged its summary are undone first (newest
         first), all or none. Returns the undo record of `record_id`."""
+        check_actor(actor)
         if not any(r.id == record_id for r in self.ledger):
             raise NotFoundError(f"record_id: no compaction {record_id!r} in this session")
         steps = compose_undos(  # originals come back as the window holds them: previews
             self.window, undo_targets(record_id, self.ledger, self.window, with_later),
             self.ledger, seq=len(self.ledger), originals=self._archive.previews(),
-            order=self._archive.order, at=self._wall_clock(), counter=self.counter)
+            order=self._archive.order, at=self._wall_clock(), counter=self.counter,
+            actor=actor)
         self.window = steps[-1][0]
         self.ledger.extend(record for _, record in steps)
         return steps[-1][1]

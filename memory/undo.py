@@ -86,6 +86,7 @@ def compose_undos(
     order: Mapping[str, int],
     at: datetime | None = None,
     counter: TokenCounter | None = None,
+    actor: str | None = None,
 ) -> list[tuple[WindowState, CompactionRecord]]:
     """The undos of `targets` (from `undo_targets`), in order: one step per record,
     committed together by the caller, so a session is never left with half of them undone.
@@ -94,7 +95,8 @@ def compose_undos(
     records = list(ledger)
     for n, record_id in enumerate(targets):
         state, record = compose_undo(state, record_id, records, seq=seq + n,
-                                     originals=originals, order=order, at=at, counter=counter)
+                                     originals=originals, order=order, at=at, counter=counter,
+                                     actor=actor)
         steps.append((state, record))
         records.append(record)
     return steps
@@ -110,9 +112,11 @@ def compose_undo(
     order: Mapping[str, int],
     at: datetime | None = None,
     counter: TokenCounter | None = None,
+    actor: str | None = None,
 ) -> tuple[WindowState, CompactionRecord]:
     """An undo record for compaction `target_id` and the window it produces. The undo carries
-    the summaries to put back, so applying it needs no other record."""
+    the summaries to put back, so applying it needs no other record; `actor` is who asked for
+    the undo (never the target's)."""
     counter = counter or default_counter()
     refusal = undo_refusal(target_id, ledger, {s.id for s in state.summaries})
     if refusal is not None:
@@ -130,6 +134,6 @@ def compose_undo(
         "removed_summary_ids": tuple(s.id for s in added), "restored_summaries": restored,
         "summary": None, "merged_summary": None, "engine_version": ENGINE_VERSION,
         "tokens_before": window_tokens(state, counter), "at": at, "duration_ms": 0.0,
-        "reason": f"undo of {target.id} requested"})
+        "reason": f"undo of {target.id} requested", "actor": actor, "preserve_recent": None})
     window = apply_record(state, record, originals=originals, order=order)
     return window, record.model_copy(update={"tokens_after": window_tokens(window, counter)})

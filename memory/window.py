@@ -221,7 +221,7 @@ def assemble_from_window(state: WindowState, *, max_tokens: int,
 
 def compose_removal(state: WindowState, kind: Literal["pop", "clear"], *, seq: int,
                     at: datetime | None = None,
-                    counter: TokenCounter | None = None
+                    counter: TokenCounter | None = None, actor: str | None = None
                     ) -> tuple[WindowState, CompactionRecord] | None:
     """A ledger record that takes the newest message (`pop`) or everything (`clear`) out of
     the window, for agent frameworks whose sessions can pop and clear. The originals stay in
@@ -245,6 +245,6 @@ def compose_removal(state: WindowState, kind: Literal["pop", "clear"], *, seq: i
         reason=f"{kind} requested", covered_ids=covered,
         covered_hash=content_hash([m for m in state.messages if m.id in chosen]),
         removed_summary_ids=summaries, strategy="archive-only",
-        engine_version=ENGINE_VERSION, tokens_before=before, tokens_after=0)
+        engine_version=ENGINE_VERSION, tokens_before=before, tokens_after=0, actor=actor)
     window = apply_record(state, record)
     return window, record.model_copy(update={"tokens_after": window_tokens(window, counter)})

@@ -185,7 +185,7 @@ class ConversationWorkflow(ConversationCore):
         return await self._manual(specs.COMPACT, lambda head: CompactSessionInput(
             tenant=self.input.tenant, session=self.input.session, expected_head=head,
             policy=self.input.policy, trigger="manual", preserve_recent=request.preserve_recent,
-            focus=request.focus, force=True))
+            focus=request.focus, force=True, actor=request.actor))
 
     @compact.validator
     def _validate_compact(self, *args: Any) -> None:
@@ -196,7 +196,7 @@ class ConversationWorkflow(ConversationCore):
         request = parse(UncompactInput, args)
         return await self._manual(specs.UNCOMPACT, lambda head: UncompactSessionInput(
             tenant=self.input.tenant, session=self.input.session, expected_head=head,
-            record_id=request.record_id, with_later=request.with_later))
+            record_id=request.record_id, with_later=request.with_later, actor=request.actor))
 
     @uncompact.validator
     def _validate_uncompact(self, *args: Any) -> None:
@@ -207,7 +207,7 @@ class ConversationWorkflow(ConversationCore):
         request = parse(EditInput, args)
         return await self._manual(specs.EDIT_WINDOW, lambda head: EditWindowInput(
             tenant=self.input.tenant, session=self.input.session, expected_head=head,
-            kind=request.kind))
+            kind=request.kind, actor=request.actor))
 
     @edit_window.validator
     def _validate_edit(self, *args: Any) -> None:

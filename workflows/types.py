@@ -15,7 +15,7 @@ from pydantic import BaseModel, ConfigDict, Field, model_validator
 from activities.types import AppendResult, CompactOutcome, ContextRequest
 from memory.checks import INVISIBLE_IN_IDS
 from memory.errors import InvalidInputError
-from memory.models import CompactionRecord, Message, check_text
+from memory.models import Actor, CompactionRecord, Message, check_text
 from memory.policy import CompactionPolicy
 
 # Ids as people write them ('acme-corp', UUIDs, 'JIRA-4711', '#4711', 'acme/2024/17'): any
@@ -91,10 +91,12 @@ class AppendInput(_Model):
 class CompactInput(_Model):
     preserve_recent: int | None = Field(default=None, ge=0, le=10_000)
     focus: str | None = Field(default=None, max_length=2000)
+    actor: Actor = None  # recorded on the record
 
 
 class EditInput(_Model):
     kind: Literal["pop", "clear"]
+    actor: Actor = None
 
 
 class RestoreInput(_Model):
@@ -119,6 +121,7 @@ class RestoreInput(_Model):
 class UncompactInput(_Model):
     record_id: str = Field(min_length=1, max_length=200)
     with_later: bool = False
+    actor: Actor = None
 
 
 class GenerateInput(_Model):

@@ -29,6 +29,7 @@ from temporalio.service import RPCError
 
 from longthread.audit import replay_at, why_at, why_of_id
 from longthread.client import Longthread, check_ids
+from longthread.settings import acting_for
 from longthread.ui._guard import Guard
 from memory.audit import ServedContext
 from memory.checks import MAX_TURN
@@ -67,6 +68,7 @@ class AuditPage:
         self.lt = lt
         self.fixed_tenant = tenant
         self.csrf = secrets.token_urlsafe(24)
+        self.actor = acting_for(lt.settings, "ui")  # recorded on each undo the page makes
 
     # -- helpers ---------------------------------------------------------------------------
     def render(self, name: str, tenant: str, status: int = 200, **context: Any) -> HTMLResponse:
@@ -173,7 +175,7 @@ class AuditPage:
         try:
             async with asyncio.timeout(UNDO_SECONDS):
                 conv = await self.lt.conversation(session, tenant=tenant)
-                undo = await conv.uncompact(record.id)
+                undo = await conv.uncompact(record.id, actor=self.actor)
         except InvalidInputError as exc:
             return self.render("error.html", tenant, status=409, message=str(exc))
         except (TimeoutError, RPCError) as exc:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import getpass
 import json
 import os
 import sys
@@ -89,6 +90,7 @@ async def test_import_context_compact_ledger_replay_export_import(
     code, out, err = await cli(env, "why", "life", "3", "--tenant", "acme")
     assert code == 0, err
     assert "turn 3 is message 'D0:2'" in out and "c1 " in out and "manual/" in out, out
+    assert f" by cli:{getpass.getuser()} (" in out, out
     assert "Why: " in out and "now: out of the window since c1" in out, out
     code, out, err = await cli(env, "why", "life", "60", "--tenant", "acme", "--json")
     assert code == 0, err
@@ -101,6 +103,9 @@ async def test_import_context_compact_ledger_replay_export_import(
     ledger = json.loads(out)
     assert [r["id"] for r in ledger] == ["c1"]
     assert len(ledger[0]["covered_ids"]) == 50
+    # The CLI records who asked (no LONGTHREAD_ACTOR: the user it runs as) and what it kept.
+    assert ledger[0]["actor"] == f"cli:{getpass.getuser()}", ledger[0]
+    assert ledger[0]["preserve_recent"] == 10
     # With COLUMNS unset (empty, as the fixture sets it to 200):
     code, out, _ = await cli({**env, "COLUMNS": ""}, "ledger", "life", "--tenant", "acme")
     assert "Compaction ledger" in out and "manual" in out

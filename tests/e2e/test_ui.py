@@ -10,6 +10,7 @@ screenshot; by default it goes to the test's temp dir, so a test run leaves the 
 from __future__ import annotations
 
 import asyncio
+import getpass
 import http.client
 import os
 import re
@@ -194,6 +195,7 @@ def _confirm_undo(driver: WebDriver, a: Audited) -> None:
     assert len(ids) == 3 and ids[-1] in flash
     undo = driver.find_element(By.ID, f"rec-{ids[-1]}")
     assert "undo" in undo.text and f"undo of {a.second}" in undo.text
+    assert f"asked by\nui:{getpass.getuser()}" in undo.text, undo.text  # who pressed it
     assert f"undone by {ids[-1]}" in driver.find_element(By.ID, f"rec-{a.second}").text
 
 
@@ -212,6 +214,7 @@ async def test_audit_page_in_a_real_browser(lt: Longthread, worker: Worker, stor
     ledger = await store.ledger(TENANT, audited.session)
     assert [r.trigger for r in ledger] == ["manual", "manual", "undo"]
     assert ledger[-1].undoes == audited.second
+    assert ledger[-1].actor == f"ui:{getpass.getuser()}"
 
 
 async def test_beyond_loopback_needs_token_and_tenant(lt: Longthread) -> None:

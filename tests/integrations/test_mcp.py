@@ -4,6 +4,7 @@ over streamable HTTP, against the embedded stack (the worker runs in this proces
 from __future__ import annotations
 
 import asyncio
+import getpass
 import json
 import os
 import socket
@@ -160,6 +161,7 @@ async def test_stdio_every_tool_and_clear_errors(
 
         undo = await call(mcp, "uncompact", session=session, record_id=record["id"])
         assert undo["trigger"] == "undo" and undo["undoes"] == record["id"]
+        assert undo["actor"] == record["actor"] == f"mcp:{getpass.getuser()}"  # who asked
 
         # Bad input comes back as a tool error that names the field.
         assert "role" in await refused(mcp, "append", session=session, messages=[

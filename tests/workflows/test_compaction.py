@@ -80,15 +80,21 @@ async def test_manual_compact_then_uncompact_restores_originals(
     conv = await lt.conversation("manual", tenant="acme")
     await conv.append_many(_turns(12))
     before = await conv.window()
-    record = await conv.compact(preserve_recent=2, focus="refund")
+    record = await conv.compact(preserve_recent=2, focus="refund", actor="agent:ana")
     assert record is not None and record.summary is not None
     assert record.trigger == "manual"
+    # Who asked, and what the caller kept verbatim, are in the record an auditor reads.
+    assert record.actor == "agent:ana" and record.preserve_recent == 2
     assert record.covered_ids == tuple(f"m{i}" for i in range(10))
     assert "refund" in record.summary.content.lower()
     assert [m.id for m in await conv.window()] == ["m10", "m11"]
     assert (await conv.summaries())[0].id == record.summary.id
-    undo = await conv.uncompact(record.id)
+    with pytest.raises(InvalidInputError, match="actor: is 201 characters; the limit is 200"):
+        await conv.uncompact(record.id, actor="x" * 201)
+    undo = await conv.uncompact(record.id, actor="auditor:bo")
     assert undo.undoes == record.id and undo.trigger == "undo"
+    # The undo names its own asker, not the compaction's, and kept nothing of its own.
+    assert undo.actor == "auditor:bo" and undo.preserve_recent is None
     assert await conv.window() == before
     assert await conv.summaries() == []
     assert [r.id for r in await conv.ledger()] == [record.id, undo.id]
