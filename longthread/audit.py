@@ -251,8 +251,7 @@ async def why_at(store: Store, tenant: str, session: str, turn: int) -> TurnHist
     if message is None:
         count = await store.count(tenant, session)
         raise NotFoundError(f"turn: {session!r} has {count} messages; turns are 1 to {count}"
-                            if count else f"session: no session {session!r} for tenant "
-                            f"{tenant!r}")
+                            ) if count else await store.missing(tenant, session)
     return trace_turn(turn, message, await store.ledger(tenant, session))
 
 

@@ -31,7 +31,7 @@ from memory.checks import (
     check_search,
     check_text,
 )
-from memory.errors import InvalidInputError, NotFoundError
+from memory.errors import InvalidInputError
 from memory.models import ScoredMessage
 from memory.policy import CompactionPolicy
 from memory.store.db import open_archive
@@ -205,8 +205,7 @@ class Longthread:
         # An id the rules for new ids refuse (invisible characters, not NFC) still reaches a
         # session started with it before those rules; it starts no new one.
         if (not create or refused) and not await self._exists(conv):
-            raise refused or NotFoundError(
-                f"session: no session {session!r} for tenant {tenant!r}")
+            raise refused or await (await self.store()).missing(tenant, session)
         await conv.attach()
         return conv
 

@@ -17,7 +17,7 @@ from temporalio.client import (
 from temporalio.exceptions import ApplicationError
 from temporalio.service import RPCStatusCode
 
-from memory.errors import InvalidInputError, LongthreadError
+from memory.errors import InvalidInputError, LongthreadError, SessionErasedError
 from memory.models import CompactionRecord
 
 __all__ = ["CompactAttempt", "closing", "described", "in_whole_ledger", "never_accepted",
@@ -102,6 +102,8 @@ def raise_clear(exc: WorkflowUpdateFailedError) -> None:
     cause = _raised(exc)
     if isinstance(cause, ApplicationError) and cause.type == "InvalidInputError":
         field, _, problem = cause.message.partition(": ")
+        if field == "session" and (erased := SessionErasedError.relayed(problem)) is not None:
+            raise erased from None
         raise InvalidInputError(field, problem) from None
     raise LongthreadError(str(cause or exc)) from exc
 

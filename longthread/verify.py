@@ -29,7 +29,7 @@ from pydantic import BaseModel, ConfigDict
 from longthread.audit import fold_ledger, rebuild
 from memory.audit import ServedContext, window_digest
 from memory.compaction import WindowState
-from memory.errors import InvalidInputError, NotFoundError
+from memory.errors import InvalidInputError
 from memory.messages import content_hash, message_digest
 from memory.models import CompactionRecord, Message
 from memory.store.store import Store
@@ -69,7 +69,7 @@ async def verify_session(store: Store, tenant: str, session: str, *, served: boo
     rows = await store.digests(tenant, session)  # before the messages: a later append
     messages = await store.all_messages(tenant, session)  # then shows in these alone
     if not messages:
-        raise NotFoundError(f"session: no session {session!r} for tenant {tenant!r}")
+        raise await store.missing(tenant, session)
     by_id = {m.id: m for m in messages}
     findings: list[Finding] = []
     changed: set[str] = set()

@@ -49,6 +49,17 @@ class SessionErasedError(InvalidInputError):
     """The session was erased (`longthread db erase`): its id refuses every write for good, so
     a worker still running for it, or a client that kept its id, cannot bring data back."""
 
+    TAIL = "was erased; an erased session's id cannot be used again"
+
     def __init__(self, tenant: str, session: str) -> None:
-        super().__init__("session", f"{session!r} of tenant {tenant!r} was erased; an erased "
-                         "session's id cannot be used again")
+        super().__init__("session", f"{session!r} of tenant {tenant!r} {self.TAIL}")
+
+    @classmethod
+    def relayed(cls, problem: str) -> SessionErasedError | None:
+        """The error again from its text, as a worker's refusal carries it through Temporal
+        (a client catches it by type), or None when `problem` is not this error's."""
+        if not problem.endswith(cls.TAIL):
+            return None
+        error = cls.__new__(cls)
+        InvalidInputError.__init__(error, "session", problem)
+        return error

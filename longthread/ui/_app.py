@@ -95,7 +95,7 @@ class AuditPage:
     async def ledger(self, tenant: str, session: str) -> list[CompactionRecord]:
         records = await self.store.ledger(tenant, session)
         if not records and not await self.store.count(tenant, session):
-            raise NotFoundError(f"session: no session {session!r} for tenant {tenant!r}")
+            raise await self.store.missing(tenant, session)
         return records
 
     async def record(self, tenant: str, session: str, record_id: str

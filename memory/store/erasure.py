@@ -22,8 +22,8 @@ __all__ = ["ERASED_TABLES", "ErasedRows", "erase_rows", "erase_session", "tenant
 
 # Every table that holds a session's rows, besides `sessions` itself.
 ERASED_TABLES = ("messages", "message_terms", "tool_calls", "window_versions", "summaries",
-                 "ledger", "compaction_events", "served_contexts", "checkpoints",
-                 "lexical_cursors")
+                 "ledger", "compaction_events", "served_contexts", "served_counters",
+                 "checkpoints", "lexical_cursors")
 
 
 class ErasedRows(BaseModel):

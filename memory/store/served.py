@@ -20,12 +20,18 @@ from memory.store.base import NOT_ERASED, StoreBase
 __all__ = ["ServedContexts"]
 
 
+# The session's next number (migration 17: numbers are per session, so no tenant can count
+# another's calls), taken and used in one statement; nothing is counted for an erased session.
 _RECORD_SERVED = f"""
-WITH next AS (SELECT nextval('served_contexts_seq') AS seq)
+WITH next AS (
+    INSERT INTO served_counters AS c (tenant, session, last)
+    SELECT %(tenant)s, %(session)s, 1 WHERE {NOT_ERASED}
+    ON CONFLICT (tenant, session) DO UPDATE SET last = c.last + 1
+    RETURNING last AS seq)
 INSERT INTO served_contexts (tenant, session, seq, turn, record)
 SELECT %(tenant)s, %(session)s, next.seq, %(turn)s,
        jsonb_set(%(record)s::jsonb, '{{seq}}', to_jsonb(next.seq))
-FROM next WHERE {NOT_ERASED}
+FROM next
 RETURNING seq
 """
 
@@ -43,8 +49,9 @@ class ServedContexts(StoreBase):
     async def record_served(self, tenant: str, session: str, served: ServedContext, *,
                             conn: AsyncConnection[DictRow] | None = None) -> ServedContext:
         """Store what one context() call served, in one statement and one round trip; its seq
-        comes from a sequence, so recording never waits on an append (its KEY SHARE on the
-        session's row waits only for an erasure, and refuses an erased session). The record
+        is the session's next (`served_counters`), so recording never waits on an append (its
+        KEY SHARE on the session's row waits only for an erasure, and refuses an erased
+        session), only on another context() of the same session recording. The record
         goes as JSON text written by pydantic's serializer (0.05 ms for a 600-candidate
         record, against 0.7 ms through model_dump and json.dumps); the same values as
         model_dump(mode="json") once parsed."""

@@ -10,7 +10,7 @@ from __future__ import annotations
 from collections import OrderedDict
 from collections.abc import AsyncIterator, Collection, Sequence
 from contextlib import AbstractAsyncContextManager, asynccontextmanager
-from datetime import datetime
+from datetime import UTC, datetime
 from typing import Any
 
 import numpy as np
@@ -19,7 +19,7 @@ from psycopg import AsyncConnection, AsyncPipeline, AsyncTransaction
 from psycopg.rows import DictRow
 from psycopg_pool import AsyncConnectionPool
 
-from memory.errors import InvalidInputError
+from memory.errors import InvalidInputError, NotFoundError
 from memory.models import CompactionRecord, Message, ScoredMessage
 from memory.store.indexing import INDEX_TERMS, INDEX_TERMS_BYTES, INDEX_TERMS_LIMIT
 from memory.store.listing import SessionInfo, SessionListing
@@ -172,6 +172,21 @@ class Store(SessionStore, MessageLookups, TenantSearch, ServedContexts, SessionL
                 (tenant, session))
             row = await cur.fetchone()
         return int(row["n"]) if row else 0
+
+    async def missing(self, tenant: str, session: str) -> NotFoundError:
+        """The error for a session with nothing to read. An erased one says so, and when: its
+        tombstone is all that is kept, and "no session" read as a mistyped id to an auditor
+        who knew it had existed."""
+        async with self.scoped(tenant) as conn:
+            cur = await conn.execute("SELECT erased_at FROM sessions WHERE tenant = %s"
+                                     " AND session = %s", (tenant, session))
+            row = await cur.fetchone()
+        if row is not None and row["erased_at"] is not None:
+            return NotFoundError(
+                f"session: {session!r} of tenant {tenant!r} was erased on "
+                f"{row['erased_at'].astimezone(UTC):%Y-%m-%d %H:%M} UTC (`longthread db "
+                "erase`); nothing of it is kept but that mark")
+        return NotFoundError(f"session: no session {session!r} for tenant {tenant!r}")
 
     def connection(self) -> AbstractAsyncContextManager[Connection]:
         """A connection from the pool, for a caller that runs several of this store's calls

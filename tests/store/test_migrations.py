@@ -8,6 +8,7 @@ import pytest
 from psycopg.rows import DictRow, dict_row
 from psycopg.types.json import Jsonb
 
+from memory.audit import ServedContext
 from memory.errors import InvalidInputError
 from memory.models import Message
 from memory.store.db import open_pool
@@ -88,7 +89,9 @@ async def test_a_version_five_database_upgrades_to_the_latest(v5_url: str) -> No
             " has_table_privilege('longthread_app', 'window_versions', 'INSERT') AS w,"
             " has_table_privilege('longthread_app', 'window_versions', 'UPDATE') AS wu,"
             " has_sequence_privilege('longthread_app', 'served_contexts_seq', 'USAGE') AS q")
-        assert await cur.fetchone() == {"s": True, "w": True, "wu": False, "q": True}
+        # Served contexts are numbered per session since migration 17: the app may no longer
+        # draw from the sequence all tenants shared.
+        assert await cur.fetchone() == {"s": True, "w": True, "wu": False, "q": False}
         # What was stored before the upgrade survives it.
         cur = await conn.execute("SELECT id, content, digest, tokens FROM messages")
         # ... with its token count estimated (17 characters / 4, plus 4) by migration 8.
@@ -148,3 +151,32 @@ async def test_insert_heavy_tables_are_vacuumed_after_small_growth(
     options = {r["relname"]: set(r["reloptions"] or ()) for r in await cur.fetchall()}
     assert "autovacuum_vacuum_insert_scale_factor=0.01" in options["messages"]
     assert "autovacuum_vacuum_insert_scale_factor=0.01" in options["message_terms"]
+
+
+async def test_version_sixteen_served_numbers_go_on_per_session(pg_url: str) -> None:
+    """Migration 17: a context already served keeps its number (an auditor may have written
+    it down); the session counts on from its highest, and every other session, of any
+    tenant, from 1, so no tenant's numbers count another's calls."""
+    async with database_at(pg_url, 16) as url:
+        async with await psycopg.AsyncConnection.connect(url, autocommit=True,
+                                                         row_factory=dict_row) as conn:
+            await conn.execute("ALTER TABLE served_contexts NO FORCE ROW LEVEL SECURITY")
+            for seq in (40, 41):  # drawn from the shared sequence, as version 16 did
+                await conn.execute(
+                    "INSERT INTO served_contexts (tenant, session, seq, turn, record)"
+                    " VALUES ('acme', 'old', %s, 1, %s)", (seq, Jsonb({"seq": seq})))
+            assert await setup(conn, 384) == len(MIGRATIONS)
+            cur = await conn.execute("SELECT relrowsecurity AS rls, relforcerowsecurity AS f"
+                                     " FROM pg_class WHERE relname = 'served_counters'")
+            assert await cur.fetchone() == {"rls": True, "f": True}
+        pool = await open_pool(url)
+        try:
+            store = Store(pool)
+            served = ServedContext(seq=0, turn=1, query=None, max_tokens=10, tokens=5,
+                                   source_ids=(), digest="d", ledger_seq=0)
+            assert (await store.record_served("acme", "old", served)).seq == 42
+            assert (await store.record_served("beta", "old", served)).seq == 1
+            assert (await store.record_served("acme", "new", served)).seq == 1
+            assert [r["seq"] for r in await store.served("acme", "old")] == [40, 41, 42]
+        finally:
+            await pool.close()

@@ -3,6 +3,7 @@ the session's writes (appends, cursors, commits, windows) are in test_sessions.p
 
 from __future__ import annotations
 
+import asyncio
 import uuid
 from datetime import UTC, datetime, timedelta
 
@@ -173,6 +174,22 @@ async def test_served_contexts_are_recorded_with_fresh_seqs_and_read_by_turn(
     assert [ServedContext.model_validate(r) for r in records] == [first, second]
     assert [r["digest"] for r in await store.served("acme", session, at_turn=4)] == ["d2"]
     assert await store.served("other", session) == []
+
+
+async def test_served_contexts_are_numbered_per_session(store: Store) -> None:
+    """One tenant's numbers never count another's calls (or its other sessions'): each
+    session's served contexts are 1, 2, 3 ..., however the calls interleave."""
+    session = _session()
+    served = ServedContext(seq=0, turn=1, query=None, max_tokens=10, tokens=5,
+                           source_ids=(), digest="d", ledger_seq=0)
+    calls = [("acme", session), ("beta", session), ("acme", session), ("acme", f"{session}-2"),
+             ("beta", session), ("acme", session)]
+    got = [(t, s, (await store.record_served(t, s, served)).seq) for t, s in calls]
+    assert [seq for _, _, seq in got] == [1, 1, 2, 1, 2, 3]
+    # Concurrent calls of one session take distinct numbers, none skipped.
+    many = await asyncio.gather(*(store.record_served("acme", session, served)
+                                  for _ in range(20)))
+    assert sorted(r.seq for r in many) == list(range(4, 24))
 
 
 async def test_sessions_are_listed_per_tenant(store: Store) -> None:

@@ -13,8 +13,10 @@ from temporalio.client import Client
 from temporalio.service import RPCError, RPCStatusCode
 from temporalio.worker import Worker
 
+from longthread.audit import why_at
 from longthread.client import Longthread
-from memory.errors import InvalidInputError
+from longthread.verify import verify_session
+from memory.errors import InvalidInputError, NotFoundError, SessionErasedError
 from memory.store.erasure import erase_session
 from memory.store.store import Store
 
@@ -52,11 +54,18 @@ async def test_erase_removes_the_session_everywhere_and_its_id_is_refused(
     assert await _gone(client, conv.id)
     assert await store.all_messages(tenant, "ticket-4711") == []
     assert await store.served(tenant, "ticket-4711") == []
+    # A read says it was erased, and when, not "no session" (an auditor knew it existed).
+    for read in (lt.conversation("ticket-4711", tenant=tenant, create=False),
+                 why_at(store, tenant, "ticket-4711", 3),
+                 verify_session(store, tenant, "ticket-4711")):
+        with pytest.raises(NotFoundError, match=r"^session: 'ticket-4711' of tenant .* was "
+                                                r"erased on \d{4}-\d\d-\d\d \d\d:\d\d UTC"):
+            await read
     # The id is refused, at once and saying why, not left waiting on a run that cannot open.
     for attempt in (lt.conversation("ticket-4711", tenant=tenant),
                     conv.append({"id": "m99", "role": "user", "content": "hello again"})):
-        with pytest.raises(InvalidInputError, match=r"^session: 'ticket-4711' of tenant .* "
-                                                    "was erased"):
+        with pytest.raises(SessionErasedError, match=r"^session: 'ticket-4711' of tenant .* "
+                                                     "was erased"):  # caught by its type
             await asyncio.wait_for(attempt, 30)
     assert await store.all_messages(tenant, "ticket-4711") == []
     # The other ticket is whole and still served.
