@@ -27,6 +27,7 @@ from longthread.transfer import (
     SessionFile,
     at_line,
     check_writable,
+    ledger_left,
     message_parts,
     read_session_file,
     write_export,
@@ -135,9 +136,10 @@ class Ctx(AuditCommands):
         run = await described(conv.handle)
         if run is not None:
             return conv, run.status == WorkflowExecutionStatus.RUNNING
-        if await self.need_store().count(tenant, session):  # idle-closed, its data stored
+        store = self.need_store()
+        if await store.count(tenant, session):  # idle-closed, its data stored
             return conv, False
-        raise NotFoundError(f"session: no session {session!r} for tenant {tenant!r}")
+        raise await store.missing(tenant, session)
 
     # -- commands ---------------------------------------------------------------------------
     async def import_file(self, session: str, plan: ImportPlan, tenant: str) -> None:
@@ -167,16 +169,9 @@ class Ctx(AuditCommands):
                 progress.advance(task, len(chunk))
         restored = 0
         if data.ledger:
-            # A ledger larger than one update goes in parts; an import stopped between parts
-            # left a prefix of it, and importing the file again applies the rest.
-            # The copy may have compacted on its own since (the file's ledger is then a prefix
-            # of its own): that is the same import, and nothing is left to restore.
-            existing = [r.id for r in await conv.ledger()]
-            shared = min(len(existing), len(data.ledger))
-            if existing[:shared] != [r.id for r in data.ledger[:shared]]:
-                raise InvalidInputError("FILE", "the session already has a different ledger")
-            if len(existing) < len(data.ledger):
-                restored = await conv.restore_ledger(list(data.ledger[len(existing):]))
+            left = ledger_left(await conv.ledger(), data.ledger)
+            if left:
+                restored = await conv.restore_ledger(left)
         recorded = await self._record_served(tenant, session, data)
         self.out.print(f"{appended} appended, {duplicates} already present"
                        + (f", {counted(restored, 'ledger record')} restored" if restored else "")

@@ -191,7 +191,8 @@ def acting_for(settings: Settings, surface: str) -> str:
 
 def resolve_settings(settings: Settings | None = None) -> Settings:
     """Env and .env first; else what a running `longthread dev` wrote into its data dir
-    (`stack.json`: the Temporal address and the database URL). Read from the environment
+    (`stack.json`: the Temporal address and the database URL), unless a Temporal address set
+    in the environment names another stack. Read from the environment
     (`settings` None), a LONGTHREAD_* name close to a setting is refused, as the CLI refuses
     it: a misspelled address would else run against the default."""
     import json
@@ -202,8 +203,13 @@ def resolve_settings(settings: Settings | None = None) -> Settings:
     stack = settings.data_dir / "stack.json"
     if not settings.database_url and stack.exists():
         info = json.loads(stack.read_text())
-        settings = settings.model_copy(update={"database_url": info["database_url"],
-                                               "temporal_address": info["temporal"]})
+        # A Temporal address set on purpose names another stack: this one's database (and
+        # address) would pair it with the wrong archive. It was overwritten, and a command
+        # meant for another stack ran against the local one.
+        if "temporal_address" not in settings.model_fields_set \
+                or settings.temporal_address == info["temporal"]:
+            settings = settings.model_copy(update={"database_url": info["database_url"],
+                                                   "temporal_address": info["temporal"]})
     return settings
 
 

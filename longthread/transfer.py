@@ -21,7 +21,7 @@ from memory.errors import InvalidInputError
 from memory.models import CompactionRecord, Message, invalid_input, parse_messages
 
 __all__ = ["EXPORT_FORMAT", "SessionFile", "at_line", "check_writable", "largest_field",
-           "ledger_parts", "message_bytes", "message_parts", "read_session_file",
+           "ledger_left", "ledger_parts", "message_bytes", "message_parts", "read_session_file",
            "split_by_size", "write_export"]
 
 # /2 adds served-context lines; /1 files (messages and ledger only) still import.
@@ -206,6 +206,29 @@ def ledger_parts(records: Sequence[CompactionRecord | Mapping[str, Any]], limit:
                                     f"record is {limit} bytes (Temporal caps a payload at 2 MB)")
     return [(start, tuple(parsed[start:stop]))
             for start, stop in split_by_size(weights, len(weights), limit)] or [(0, ())]
+
+
+def ledger_left(existing: Sequence[CompactionRecord], filed: Sequence[CompactionRecord]
+                ) -> list[CompactionRecord]:
+    """The file's records still to restore onto a session that holds `existing`: a ledger is
+    restored in parts, and an import stopped between them is finished by importing the file
+    again (and the copy may have compacted on its own since; the file's ledger is then a
+    prefix of its own). Records are matched by what they did, not only by id: ids are
+    positions (c1, c2 …), so a session that had compacted on its own first passed as "the
+    same import" and then failed on a record naming messages its window no longer held
+    (user test, session 31)."""
+    def did(r: CompactionRecord) -> tuple[object, ...]:
+        return (r.id, r.trigger, r.covered_ids, r.undoes)
+
+    for n, (mine, theirs) in enumerate(zip(existing, filed, strict=False)):
+        if did(mine) != did(theirs):
+            raise InvalidInputError("FILE", (
+                f"the session already has a ledger of its own: its record {n + 1} ({mine.id}, "
+                f"{mine.trigger}, {len(mine.covered_ids)} messages) is not the file's "
+                f"({theirs.id}, {theirs.trigger}, {len(theirs.covered_ids)} messages), so "
+                "the file's ledger cannot be restored onto it; import the file into a new "
+                "session"))
+    return list(filed[len(existing):])
 
 
 def message_bytes(message: Message) -> int:

@@ -17,22 +17,33 @@ from typing import Any
 from memory.store.rows import message_columns
 
 __all__ = ["BM25_B", "BM25_K1", "FUSED", "FUSED_AROUND", "LEXEME_POSTINGS_CAP", "LEXICAL",
-           "LEXICAL_CTES", "RRF_K", "VECTOR_AND_FUSED", "lexical_params", "neighbour_scores"]
+           "LEXICAL_CTES", "QUERY_LEXEMES", "RRF_K", "VECTOR_AND_FUSED", "lexical_params",
+           "neighbour_scores"]
 
 RRF_K = 60  # reciprocal-rank-fusion constant from Cormack et al.; the usual default
 BM25_K1 = 1.2  # the usual Okapi BM25 parameters (Robertson & Zaragoza)
 BM25_B = 0.75
 LEXEME_POSTINGS_CAP = 2000  # see the search query: lexemes this common are not ranked by
 
+# A query's lexemes (the session's search and the tenant's). Its text is rewritten as every
+# message's is for its `tsv` (migration 16: NFC, CJK bigrams, ids split from other scripts,
+# dotted identifiers' parts). Each number also stands with the other sign: Postgres's parser
+# reads the hyphen in RF-77310 or ORD-58213-KX as a minus (the lexeme is '-77310'), so a
+# customer's "order 58213" found no such id, nor "RF-77310" a "refund 77310" (user test,
+# session 31). Done on the query, so every message indexed before matches without a rewrite.
+QUERY_LEXEMES = """
+    SELECT DISTINCT v.lexeme
+    FROM unnest(tsvector_to_array(to_tsvector('english', longthread_search_text(%(text)s))))
+        AS l(lexeme),
+    LATERAL (VALUES (l.lexeme), (CASE WHEN l.lexeme ~ '^-[0-9]' THEN substr(l.lexeme, 2)
+                                      WHEN l.lexeme ~ '^[0-9]' THEN '-' || l.lexeme END))
+        AS v(lexeme)
+    WHERE v.lexeme IS NOT NULL"""
+
 # The query's lexemes, their postings in the session (index and unindexed tail) and the
 # statistics BM25 needs; `lex` follows (two forms below, the same ranks).
-_POSTINGS_CTES = """
-query AS (
-    -- The query's text is rewritten as every message's is for its `tsv` (migration 16: NFC,
-    -- CJK bigrams, ids split from other scripts, dotted identifiers' parts).
-    SELECT lexeme
-    FROM unnest(tsvector_to_array(to_tsvector('english', longthread_search_text(%(text)s))))
-        AS l(lexeme)
+_POSTINGS_CTES = f"""
+query AS ({QUERY_LEXEMES}
 ), tail AS (
     -- The messages past the session's lexical cursor, which the inverted index does not hold
     -- yet (memory.store.indexing): their postings for the query's lexemes, read from their

@@ -14,7 +14,7 @@ from __future__ import annotations
 from memory.models import ScoredMessage
 from memory.store.base import StoreBase
 from memory.store.rows import message_columns, row_to_scored
-from memory.store.search import BM25_B, BM25_K1
+from memory.store.search import BM25_B, BM25_K1, QUERY_LEXEMES
 
 __all__ = ["TENANT_POSTINGS_CAP", "TenantSearch"]
 
@@ -23,12 +23,19 @@ __all__ = ["TENANT_POSTINGS_CAP", "TenantSearch"]
 # bounded count, not a million rows.
 TENANT_POSTINGS_CAP = 20_000
 
+# BM25+ (Lv and Zhai, "Lower-bounding term frequency normalization", CIKM 2011): each matched
+# term adds at least idf × delta, however long its message. Plain BM25's length normalisation
+# ranked a pasted 80 KB log holding the one order id asked for below 41 short messages that
+# shared only the word "order" (user test, session 31); across tickets one asks for exact
+# things, and the message that has them must come first. The session's own search (the
+# context's retrieval, measured on LoCoMo) stays plain BM25.
+BM25_PLUS_DELTA = 1.0
+
 _SEARCH = f"""
 WITH query AS (
-    -- rewritten as the messages' text is (migration 16), so 订单 or DeadlockDetected match
-    SELECT DISTINCT lexeme
-    FROM unnest(tsvector_to_array(to_tsvector('english', longthread_search_text(%(text)s))))
-        AS l(lexeme)
+    -- rewritten as the messages' text is (migration 16), so 订单 or DeadlockDetected match;
+    -- a number also with the other sign (RF-77310 holds '-77310')
+    {QUERY_LEXEMES}
 ), postings AS (
     SELECT p.session, p.id, p.tf, p.doc_len, q.lexeme, d.df
     FROM query q,
@@ -43,9 +50,9 @@ WITH query AS (
            coalesce((SELECT avg(doc_len) FROM postings), 1)::float8 AS avg_len
 ), best AS (
     SELECT t.session, t.id,
-           sum(ln(1 + (c.n - t.df + 0.5) / (t.df + 0.5)) * t.tf * ({BM25_K1} + 1)
-               / (t.tf + {BM25_K1} * (1 - {BM25_B} + {BM25_B} * t.doc_len / c.avg_len)))::float8
-               AS score
+           sum(ln(1 + (c.n - t.df + 0.5) / (t.df + 0.5)) * (t.tf * ({BM25_K1} + 1)
+               / (t.tf + {BM25_K1} * (1 - {BM25_B} + {BM25_B} * t.doc_len / c.avg_len))
+               + {BM25_PLUS_DELTA}))::float8 AS score
     FROM postings t, corpus c
     GROUP BY t.session, t.id
     ORDER BY score DESC, t.session, t.id

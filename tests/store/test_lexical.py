@@ -32,6 +32,28 @@ async def test_bm25_ranks_a_rare_term_above_a_repeated_common_one(store: Store) 
     assert await store.lexical("acme", session, "the and of") == []  # stop words only
 
 
+async def test_a_number_finds_the_ids_that_hold_it_and_an_id_finds_the_bare_number(
+        store: Store) -> None:
+    """Postgres reads the hyphen in ORD-58213-KX as a minus sign ('-58213'): "58213" alone
+    found none of them (user test, session 31). Indexed or still in the tail, either way."""
+    session = f"ids-{uuid.uuid4()}"
+    texts = [f"Parcel update {i}: the parcel is on its way." for i in range(20)]
+    texts += ["Your order ORD-58213-KX shipped.", "Refund RF-77310 is approved.",
+              "Gateway error E-4471 again.", "The refund for 77310 went out.",
+              "Weights: ABC-12.5 kg."]
+    await store.append_messages("acme", session, _messages(texts))
+    for indexed in (False, True):
+        if indexed:
+            await store.index_terms("acme", session)
+        assert (await store.lexical("acme", session, "58213", k=3))[:1] == ["m20"]
+        assert (await store.lexical("acme", session, "error 4471", k=3))[:1] == ["m22"]
+        assert set(await store.lexical("acme", session, "77310", k=3)) == {"m21", "m23"}
+        assert set(await store.lexical("acme", session, "RF-77310", k=3)) == {"m21", "m23"}
+        assert (await store.lexical("acme", session, "12.5", k=3))[:1] == ["m24"]
+    hits = await store.search_tenant("acme", "58213", 3)
+    assert [h.message.id for h in hits if h.session == session] == ["m20"]
+
+
 async def test_lexemes_past_the_postings_cap_are_not_ranked_by(
     store: Store, monkeypatch: pytest.MonkeyPatch
 ) -> None:

@@ -44,3 +44,25 @@ async def test_search_finds_across_sessions_of_one_tenant_only(store: Store) -> 
     assert [h.message.id for h in await store.search_tenant(
         tenant, "ana.k@example.net", 5)] == ["fresh"]
     assert await store.search_tenant(_tenant(), "refund", 5) == []
+
+
+async def test_a_long_message_holding_the_rare_id_ranks_above_short_ones_sharing_a_word(
+        store: Store) -> None:
+    """User test, session 31: an 80 KB pasted log whose last line names ORD-77777-ZZ came
+    42nd of 42, under short messages sharing only "ord": plain BM25's length normalisation
+    buried its two rare terms. BM25+ gives each matched term a floor."""
+    tenant = _tenant()
+    for n in range(40):  # "ord" is in one message of each ticket's 21: a rare-ish word
+        await store.append_messages(tenant, f"ticket-{n}", [Message(
+            id="m0", role="user", content=f"hello, order ORD-{n} please")] + [Message(
+                id=f"f{i}", role="assistant", content=f"Thanks, noted step {i} of {n}.")
+                for i in range(20)])
+    log = "\n".join(f"DEBUG render frame {i} took {i % 17} ms ok" for i in range(1500))
+    await store.append_messages(tenant, "big", [Message(
+        id="log", role="user",
+        content=log + "\nERROR order ORD-77777-ZZ checksum mismatch")])
+    for session in [f"ticket-{n}" for n in range(40)] + ["big"]:
+        await store.index_terms(tenant, session)
+    hits = await store.search_tenant(tenant, "ORD-77777-ZZ", 10)
+    assert (hits[0].session, hits[0].message.id) == ("big", "log"), [
+        (h.session, h.score) for h in hits]

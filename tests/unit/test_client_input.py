@@ -53,13 +53,16 @@ async def test_append_many_of_one_message_says_a_list_is_expected(messages: Any)
     assert "expected a list of messages" in info.value.problem
 
 
-async def test_one_message_over_the_call_limit_is_named_as_the_message() -> None:
-    """A 1.6 MB message is under the 2,000,000-byte content limit but no call can carry it."""
-    body = "x" * 1_600_000
+@pytest.mark.parametrize("size", [1_600_000, 3_000_000])
+async def test_one_message_over_the_call_limit_is_named_as_the_message(size: int) -> None:
+    """A 1.6 MB message is under the 2,000,000-byte content limit but no call can carry it;
+    a 3 MB one is refused at the same limit, not library mode's (user test, session 31)."""
     with pytest.raises(InvalidInputError) as info:
-        await _conversation().append({"id": "big", "role": "user", "content": body})
+        await _conversation().append({"id": "big", "role": "user", "content": "é" * (size // 2)})
     assert info.value.field == "messages[0].content"
+    assert f"the message is {size}" in str(info.value)
     assert "at most 1500000 bytes in one call" in str(info.value)
+    body = "x" * 1_600_000
     with pytest.raises(InvalidInputError) as info:
         half = body[:800_000]
         await _conversation().append_many([{"id": f"b{i}", "role": "user", "content": half}

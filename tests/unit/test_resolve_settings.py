@@ -43,3 +43,21 @@ def test_a_running_stack_is_found_through_its_data_dir(tmp_path: Path) -> None:
     assert data_dir_problem(found) is None
     assert (found.database_url, found.temporal_address) == ("postgresql://dev/db",
                                                             "127.0.0.1:7999")
+
+
+def test_a_temporal_address_set_on_purpose_is_not_overwritten_by_a_local_stack(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """ut31: with a `longthread dev` running in the data dir, LONGTHREAD_TEMPORAL_ADDRESS
+    naming another stack was replaced by the local one, and `compact` ran there."""
+    (tmp_path / "stack.json").write_text(json.dumps(
+        {"database_url": "postgresql://dev/db", "temporal": "127.0.0.1:7999"}))
+    monkeypatch.setenv("LONGTHREAD_DATA_DIR", str(tmp_path))
+    monkeypatch.setenv("LONGTHREAD_TEMPORAL_ADDRESS", "10.0.0.7:7233")
+    other = resolve_settings()
+    # Neither the local address nor its database: they would pair with the wrong archive.
+    assert (other.temporal_address, other.database_url) == ("10.0.0.7:7233", None)
+    monkeypatch.setenv("LONGTHREAD_TEMPORAL_ADDRESS", "127.0.0.1:7999")  # the local one
+    same = resolve_settings()
+    assert (same.temporal_address, same.database_url) == ("127.0.0.1:7999",
+                                                          "postgresql://dev/db")

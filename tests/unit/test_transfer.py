@@ -13,12 +13,13 @@ import pytest
 from longthread.transfer import (
     at_line,
     check_writable,
+    ledger_left,
     message_parts,
     read_session_file,
     write_export,
 )
 from memory.errors import InvalidInputError
-from memory.models import Message
+from memory.models import CompactionRecord, Message
 
 
 def _message(n: int) -> Message:
@@ -181,3 +182,25 @@ def test_a_byte_order_mark_is_read_past_and_bad_bytes_name_where(tmp_path: Path)
     path.write_bytes(b'{"id": "a", "role": "user", "content": "x"}\n\xff\xfe\n')
     with pytest.raises(InvalidInputError, match=r"is not valid UTF-8 \(.*\) on line 2, byte 1$"):
         read_session_file(path)
+
+
+def test_a_ledger_is_restored_onto_its_own_prefix_and_refused_onto_another() -> None:
+    """Ids are positions (c1, c2 …): a copy that compacted on its own before the file's
+    ledger came passed as "the same import" and failed on a record naming messages its
+    window no longer held (user test, session 31). Records match by what they did."""
+    def ledger(spans: list[tuple[int, int]]) -> list[CompactionRecord]:
+        return [CompactionRecord(id=f"c{n + 1}", seq=n, level="light", action="archive",
+                                 reason="r", covered_ids=tuple(f"m{i}" for i in range(a, b)),
+                                 covered_hash="h", strategy="archive-only", tokens_before=9,
+                                 tokens_after=1) for n, (a, b) in enumerate(spans)]
+
+    filed = ledger([(0, 10), (10, 20), (20, 30)])
+    assert ledger_left([], filed) == filed
+    assert ledger_left(filed[:1], filed) == filed[1:]  # an import stopped between parts
+    assert ledger_left(filed, filed) == []  # all there already
+    own = ledger([(0, 10), (10, 20), (20, 30), (30, 40)])  # compacted on after the import
+    assert ledger_left(own, filed) == []
+    with pytest.raises(InvalidInputError, match=r"^FILE: the session already has a ledger of "
+                       r"its own: its record 1 \(c1, auto, 14 messages\) is not the file's "
+                       r"\(c1, auto, 10 messages\)"):
+        ledger_left(ledger([(0, 14)]), filed)
