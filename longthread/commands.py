@@ -41,7 +41,7 @@ from longthread.views import (
 )
 from memory.audit import ServedContext
 from memory.errors import InvalidInputError, LongthreadError, NotFoundError
-from memory.messages import Message, check_not_future
+from memory.messages import Message, as_jsonb, check_not_future
 from memory.store.db import open_archive
 from memory.store.store import Store
 from memory.window import by_reference
@@ -84,7 +84,9 @@ def check_file_ledger(data: SessionFile) -> None:
     read in whatever zone the records' hashes were taken in (`ledger_findings`)."""
     if not data.ledger:
         return
-    findings = ledger_findings([by_reference(m) for m in data.messages], data.ledger)
+    as_stored = [m.model_copy(update={"metadata": as_jsonb(dict(m.metadata))})
+                 for m in data.messages]  # as the worker will read them back
+    findings = ledger_findings([by_reference(m) for m in as_stored], data.ledger)
     if findings:
         index = next(n for n, r in enumerate(data.ledger) if r.id == findings[0].ident)
         raise InvalidInputError(f"records[{index}]", f"ledger record {findings[0].ident!r}: "

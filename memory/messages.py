@@ -12,6 +12,7 @@ import json
 import re
 from collections.abc import Iterable, Sequence
 from datetime import UTC, datetime, timedelta
+from decimal import Decimal
 
 from pydantic import (
     BaseModel,
@@ -42,7 +43,8 @@ from memory.errors import InvalidInputError
 from memory.provider_shapes import flat_call, flat_message
 from memory.thinking import THINKING, check_thinking
 
-__all__ = ["FUTURE_SLACK", "Frozen", "Message", "ToolCall", "check_intake", "check_not_future",
+__all__ = ["FUTURE_SLACK", "Frozen", "Message", "ToolCall", "as_jsonb", "check_intake",
+           "check_not_future",
            "content_hash", "message_digest", "parse_messages", "utc_instant",
            "validate_sequence"]
 
@@ -209,6 +211,23 @@ def message_digest(message: Message) -> str:
         data["created_at"] = utc_instant(message.created_at).isoformat()  # hands it in UTC)
     doc = json.dumps(data, sort_keys=True, separators=(",", ":"), ensure_ascii=False)
     return hashlib.sha256(doc.encode("utf-8")).hexdigest()[:32]
+
+
+def as_jsonb(value: JsonValue) -> JsonValue:
+    """A JSON value as Postgres's jsonb gives it back: each object's keys shorter first, then
+    by their UTF-8 bytes, and a float written with a positive exponent (1e+16) as the integer
+    its decimal text names. A covered hash is taken over messages read from the archive, so a
+    check of a file's ledger before storing it (`import`) hashes its messages in this form:
+    a file whose metadata keys were re-sorted (`jq -S`) was refused there, though the worker,
+    hashing what the archive gave back, would have matched it."""
+    if isinstance(value, dict):
+        return {key: as_jsonb(value[key])
+                for key in sorted(value, key=lambda k: (len(k.encode("utf-8")), k.encode()))}
+    if isinstance(value, list):
+        return [as_jsonb(item) for item in value]
+    if isinstance(value, float) and "e+" in repr(value):
+        return int(Decimal(repr(value)))
+    return value
 
 
 def content_hash(messages: Iterable[Message]) -> str:
