@@ -67,6 +67,7 @@ from memory.models import Message, ScoredMessage, ToolCall, parse_messages
 from memory.policy import CompactionPolicy
 from memory.retrieval import candidate_count, neighbour_hit_count
 from memory.similarity import MIN_TERMS, _term_set
+from memory.store.base import NOT_ERASED
 from memory.store.rows import _FIELDS
 from memory.store.search import LEXICAL_CTES
 from memory.window import assemble_from_window
@@ -216,6 +217,11 @@ async def _context_parts(bench: Bench, conv: Conversation, embedder: Embedder,
     async def record() -> None:
         await store.record_served(TENANT, conv.session, served)
 
+    async def record_before() -> None:  # before migration 17: a number from one sequence
+        await store._batch(TENANT, [(_RECORD_SERVED_BEFORE, {
+            "tenant": TENANT, "session": f"{conv.session}-before", "turn": served.turn,
+            "record": served.model_dump_json()})])
+
     times = await interleaved({"  query embedding alone": embed,
                                 f"  store.search alone (k={k}, ±{request.neighbours} "
                                 f"neighbours of the best {near})": search,
@@ -227,8 +233,21 @@ async def _context_parts(bench: Bench, conv: Conversation, embedder: Embedder,
                                     old_search,
                                 "  store.read_window alone": window,
                                 "  assemble_from_window alone (CPU)": assemble,
-                                "  store.record_served alone": record}, n)
+                                "  store.record_served alone": record,
+                                "  store.record_served before migration 17 (one sequence)":
+                                    record_before}, n)
     return [(name, percentiles(v)) for name, v in times.items()]
+
+
+# `memory.store.served`'s statement before migration 17, to time beside the one after it.
+_RECORD_SERVED_BEFORE = f"""
+WITH next AS (SELECT nextval('served_contexts_seq') AS seq)
+INSERT INTO served_contexts (tenant, session, seq, turn, record)
+SELECT %(tenant)s, %(session)s, next.seq, %(turn)s,
+       jsonb_set(%(record)s::jsonb, '{{seq}}', to_jsonb(next.seq))
+FROM next WHERE {NOT_ERASED}
+RETURNING seq
+"""
 
 
 async def _ask(conv: Conversation, queries: Iterator[str]) -> object:

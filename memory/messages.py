@@ -13,6 +13,7 @@ import re
 from collections.abc import Iterable, Sequence
 from datetime import UTC, datetime, timedelta
 from decimal import Decimal
+from typing import Any
 
 from pydantic import (
     BaseModel,
@@ -20,6 +21,7 @@ from pydantic import (
     Field,
     JsonValue,
     ValidationError,
+    ValidationInfo,
     field_validator,
     model_validator,
 )
@@ -43,7 +45,7 @@ from memory.errors import InvalidInputError
 from memory.provider_shapes import flat_call, flat_message
 from memory.thinking import THINKING, check_thinking
 
-__all__ = ["FUTURE_SLACK", "Frozen", "Message", "ToolCall", "as_jsonb", "check_intake",
+__all__ = ["ARCHIVE", "FUTURE_SLACK", "Frozen", "Message", "ToolCall", "as_jsonb", "check_intake",
            "check_not_future",
            "content_hash", "message_digest", "parse_messages", "utc_instant",
            "validate_sequence"]
@@ -57,8 +59,25 @@ TAIL_MARK = "…"  # before the last characters of a long id, where a window sho
 _NAME_BREAKS = re.compile("[\x00-\x1f\x7f-\x9f\u2028\u2029]")
 
 
+# Validation context for what the archive holds (`Model.model_validate(doc, context=ARCHIVE)`):
+# a field this version does not know was written by a newer one, and is left out.
+ARCHIVE = {"archive": True}
+
+
 class Frozen(BaseModel):
     model_config = ConfigDict(frozen=True, extra="forbid")
+
+    @model_validator(mode="before")
+    @classmethod
+    def _written_by_a_newer_version(cls, data: Any, info: ValidationInfo) -> Any:
+        """Unknown fields are refused, from callers and files (a typo must not pass as
+        nothing), except in what the archive holds: there a newer version wrote them, and a
+        worker or client not yet upgraded (a rolling upgrade) must still read its ledger.
+        Ledger records gaining `actor` and `preserve_recent` broke every older reader."""
+        if isinstance(info.context, dict) and info.context.get("archive") is True \
+                and isinstance(data, dict):
+            return {key: value for key, value in data.items() if key in cls.model_fields}
+        return data
 
 
 class ToolCall(Frozen):

@@ -15,6 +15,7 @@ from pydantic import BaseModel, ConfigDict
 
 from memory.compaction import WindowState, window_tokens
 from memory.errors import InvalidInputError, LedgerConflictError, SessionErasedError
+from memory.messages import ARCHIVE
 from memory.models import (
     CompactionEvent,
     CompactionRecord,
@@ -143,7 +144,7 @@ class SessionStore(AppendStore, WindowReads):
         for row in await cur.fetchall():
             # A body stored before a field was added to Summary lacks it: compared as models,
             # it is the same summary (an undo putting back one stored before an upgrade).
-            if Summary.model_validate(row["stored"]) != brought[row["id"]]:
+            if Summary.model_validate(row["stored"], context=ARCHIVE) != brought[row["id"]]:
                 raise InvalidInputError("summary.id", f"{record.id}: summary {row['id']!r} is "
                                                       "already stored with other content")
 
@@ -152,7 +153,7 @@ class SessionStore(AppendStore, WindowReads):
         rows = await self._rows(
             conn, "SELECT record FROM ledger WHERE tenant = %s AND session = %s AND seq >= %s"
                   " ORDER BY seq LIMIT %s", (tenant, session, start, count))
-        return [CompactionRecord.model_validate(r["record"]) for r in rows]
+        return [CompactionRecord.model_validate(r["record"], context=ARCHIVE) for r in rows]
 
     async def ledger_length(self, tenant: str, session: str) -> int:
         """How many records the session's ledger holds (0 for no session), without locking

@@ -20,6 +20,7 @@ from psycopg.rows import DictRow
 from psycopg_pool import AsyncConnectionPool
 
 from memory.errors import InvalidInputError, NotFoundError
+from memory.messages import ARCHIVE
 from memory.models import CompactionRecord, Message, ScoredMessage
 from memory.store.indexing import INDEX_TERMS, INDEX_TERMS_BYTES, INDEX_TERMS_LIMIT
 from memory.store.listing import SessionInfo, SessionListing
@@ -302,4 +303,5 @@ class Store(SessionStore, MessageLookups, TenantSearch, ServedContexts, SessionL
             args.append(list(ids))
         async with self.scoped(tenant) as conn:
             cur = await conn.execute(query + " ORDER BY seq", args)
-            return [CompactionRecord.model_validate(r["record"]) for r in await cur.fetchall()]
+            return [CompactionRecord.model_validate(r["record"], context=ARCHIVE)
+                    for r in await cur.fetchall()]

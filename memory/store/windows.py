@@ -11,6 +11,7 @@ from pydantic import BaseModel, ConfigDict
 
 from memory.compaction import WindowState
 from memory.errors import LedgerConflictError
+from memory.messages import ARCHIVE
 from memory.models import (
     Message,
     Summary,
@@ -203,7 +204,7 @@ class WindowReads(StoreBase):
         for body in row["bodies"]:
             # Stored rows were validated when they were committed: the ids each covers (all of
             # the archive, in a long session) are not checked one by one again.
-            summary = Summary.model_validate({**body, "covers": ()}).model_copy(
+            summary = Summary.model_validate({**body, "covers": ()}, context=ARCHIVE).model_copy(
                 update={"covers": tuple(body["covers"])})
             fresh[summary.id] = summary
         version = {**held, **fresh}

@@ -89,9 +89,8 @@ async def test_a_version_five_database_upgrades_to_the_latest(v5_url: str) -> No
             " has_table_privilege('longthread_app', 'window_versions', 'INSERT') AS w,"
             " has_table_privilege('longthread_app', 'window_versions', 'UPDATE') AS wu,"
             " has_sequence_privilege('longthread_app', 'served_contexts_seq', 'USAGE') AS q")
-        # Served contexts are numbered per session since migration 17: the app may no longer
-        # draw from the sequence all tenants shared.
-        assert await cur.fetchone() == {"s": True, "w": True, "wu": False, "q": False}
+        # Older clients and workers still draw from it until replaced (migration 17).
+        assert await cur.fetchone() == {"s": True, "w": True, "wu": False, "q": True}
         # What was stored before the upgrade survives it.
         cur = await conn.execute("SELECT id, content, digest, tokens FROM messages")
         # ... with its token count estimated (17 characters / 4, plus 4) by migration 8.
@@ -177,6 +176,16 @@ async def test_version_sixteen_served_numbers_go_on_per_session(pg_url: str) -> 
             assert (await store.record_served("acme", "old", served)).seq == 42
             assert (await store.record_served("beta", "old", served)).seq == 1
             assert (await store.record_served("acme", "new", served)).seq == 1
+            # A client of the previous version, still running, records as it did: from the
+            # old sequence, now far above any session's count, so neither takes the other's.
+            async with await psycopg.AsyncConnection.connect(url, autocommit=True) as old:
+                drawn = await old.execute(
+                    "WITH next AS (SELECT nextval('served_contexts_seq') AS seq)"
+                    " INSERT INTO served_contexts (tenant, session, seq, turn, record)"
+                    " SELECT 'acme', 'new', next.seq, 2, '{}' FROM next RETURNING seq")
+                row = await drawn.fetchone()
+                assert row is not None and row[0] >= 1_000_000_000
+            assert (await store.record_served("acme", "new", served)).seq == 2
             assert [r["seq"] for r in await store.served("acme", "old")] == [40, 41, 42]
         finally:
             await pool.close()

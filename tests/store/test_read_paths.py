@@ -10,11 +10,13 @@ from datetime import UTC, datetime
 import psycopg
 import pytest
 from psycopg.rows import DictRow
+from psycopg.types.json import Jsonb
+from pydantic import ValidationError
 
 from memory.audit import ServedContext
 from memory.compaction import compose_record, plan_compaction
 from memory.errors import InvalidInputError
-from memory.models import Message, Summary, ToolCall, message_digest
+from memory.models import CompactionRecord, Message, Summary, ToolCall, message_digest
 from memory.policy import CompactionPolicy
 from memory.store.db import open_pool
 from memory.store.sessions import LoadedWindow
@@ -203,3 +205,21 @@ async def test_one_statement_appends_refuse_and_count_as_the_checked_path(store:
     fast = await store.all_messages("acme", fast_session)
     assert fast == await store.all_messages("acme", checked_session)
     assert [m.id for m in fast] == ["m0", "call", "r1", "m1", "m2", "c2", "r3", "m6"]
+
+
+async def test_a_ledger_record_with_a_field_from_a_newer_version_is_still_read(
+        store: Store, db: psycopg.AsyncConnection[DictRow]) -> None:
+    """A rolling upgrade: a newer worker writes records with a field this version does not
+    know (as `actor` was new to the version before it). Read from the archive, it is left out;
+    from a caller or a file, an unknown field is still refused."""
+    session = f"newer-{uuid.uuid4()}"
+    await store.append_messages("acme", session, [Message(id="m0", role="user", content="hi")])
+    record = CompactionRecord(id="c1", seq=0, level="light", action="archive", reason="r",
+                              covered_ids=("m0",), covered_hash="h", strategy="archive-only",
+                              tokens_before=9, tokens_after=1)
+    doc = {**record.model_dump(mode="json"), "reviewed_by": "someone"}
+    await db.execute("INSERT INTO ledger (tenant, session, seq, id, record)"
+                     " VALUES ('acme', %s, 0, 'c1', %s)", (session, Jsonb(doc)))
+    assert await store.ledger("acme", session) == [record]
+    with pytest.raises(ValidationError, match="reviewed_by"):
+        CompactionRecord.model_validate(doc)

@@ -5,9 +5,10 @@
 -- calls of one session wait on each other for that statement only; a read still never
 -- waits on the session row). Numbers already given stay as they were, so a `replay --seq N`
 -- an auditor wrote down still names the same context; each session counts on from its
--- highest. The app may no longer draw from the old sequence: a worker of an older version
--- still running during a deploy fails to record (retried until a new worker serves)
--- instead of taking a number the counter will give again.
+-- highest. Clients and workers of an older version, still running until they are replaced,
+-- go on drawing from the old sequence: it jumps to 1,000,000,000 here, so what they record
+-- never takes a number a session's counter gives (they start far below it), and nothing
+-- they serve fails.
 CREATE TABLE served_counters (
     tenant  text    NOT NULL,
     session text    NOT NULL,
@@ -17,7 +18,7 @@ CREATE TABLE served_counters (
 INSERT INTO served_counters (tenant, session, last)
     SELECT tenant, session, max(seq) FROM served_contexts GROUP BY tenant, session;
 GRANT SELECT, INSERT, UPDATE ON served_counters TO longthread_app;
-REVOKE USAGE ON SEQUENCE served_contexts_seq FROM longthread_app;
+SELECT setval('served_contexts_seq', greatest(1000000000, last_value)) FROM served_contexts_seq;
 ALTER TABLE served_counters ENABLE ROW LEVEL SECURITY;
 ALTER TABLE served_counters FORCE ROW LEVEL SECURITY;
 CREATE POLICY tenant_isolation ON served_counters
