@@ -3,7 +3,7 @@
 The newest run goes on top; earlier runs are kept below it for comparison. Set LT_BENCH_ONLY
 to a comma-separated subset (ceiling, latency, append, burst, quality, quality_mpnet,
 quality_engine, speed, retrieval, scale, embed_pass, summary_metering, replay_fold,
-tool_loop, support_ops, library, multilingual, salience) to run fewer.
+tool_loop, support_ops, library, multilingual, salience, verify) to run fewer.
 `bench/speed.py` and `bench/quality_engine.py` are run when they exist and offer `run()` (sync
 or async, returning a Section or (Section, data)).
 The 1M-message ceiling takes an hour or more: `LT_CEILING_SIZES=10000,100000` shortens it.
@@ -48,6 +48,7 @@ from bench import (
     summary_metering,
     support_ops,
     tool_loop,
+    verify_speed,
 )
 from bench.common import Section, code_state, machine
 from bench.history import RunHistory
@@ -191,6 +192,10 @@ async def _replay_fold() -> Section:
     return await asyncio.to_thread(replay_fold.run)
 
 
+async def _verify() -> Section:
+    return await asyncio.to_thread(verify_speed.run)
+
+
 async def _summary_metering() -> Section:
     section, _ = await asyncio.to_thread(summary_metering.run)
     return section
@@ -223,7 +228,7 @@ RUNNERS: dict[str, Callable[[], Awaitable[Section | None]]] = {
     "scale": _scale, "embed_pass": embed_pass.run, "summary_metering": _summary_metering,
     "replay_fold": _replay_fold, "tool_loop": _tool_loop,
     "support_ops": _support_ops, "library": _library, "multilingual": _multilingual,
-    "salience": _salience,
+    "salience": _salience, "verify": _verify,
 }
 
 

@@ -11,6 +11,7 @@ with the same pure code; the digests must match.
 from __future__ import annotations
 
 from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
 from datetime import datetime
 
 from pydantic import BaseModel, ConfigDict
@@ -25,8 +26,8 @@ from memory.store.lookups import Lookup
 from memory.store.store import Store
 from memory.window import assemble_from_window, by_reference
 
-__all__ = ["ReplayResult", "TurnHistory", "TurnStep", "by", "fold_ledger", "message_of", "rebuild",
-           "replay_at", "trace_turn", "why_at", "why_of_id"]
+__all__ = ["Archived", "ReplayResult", "TurnHistory", "TurnStep", "by", "fold_ledger",
+           "message_of", "rebuild", "replay_at", "trace_turn", "why_at", "why_of_id"]
 
 
 class ReplayResult(BaseModel):
@@ -69,25 +70,49 @@ def fold_ledger(messages: Sequence[Message], records: Sequence[CompactionRecord]
     return WindowState(summaries=state.summaries, messages=(*state.messages, *messages[joined:]))
 
 
+@dataclass(frozen=True)
+class Archived:
+    """A session's messages with their seqs (in seq order) and its ledger, read once for many
+    rebuilds: `verify` rebuilt each served context from fresh reads of every message before
+    it, quadratic in a session served once a turn."""
+
+    messages: Sequence[tuple[int, Message]]
+    ledger: Sequence[CompactionRecord]
+    by_id: dict[str, tuple[int, Message]] = field(init=False)
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "by_id", {m.id: (seq, m) for seq, m in self.messages})
+
+
 async def _window_and_originals(store: Store, tenant: str, session: str, turn: int,
-                                ledger_seq: int) -> tuple[WindowState, dict[str, Message]]:
+                                ledger_seq: int, archived: Archived | None = None
+                                ) -> tuple[WindowState, dict[str, Message]]:
     """The window after `turn` messages with the first `ledger_seq` records applied, and
-    every original by id (the window holds bodies over 64 KB as previews)."""
-    messages = await store.all_messages(tenant, session, before=turn)
-    state = fold_ledger([by_reference(m) for m in messages],
-                        await store.ledger(tenant, session, stop=ledger_seq))
+    every original by id (the window holds bodies over 64 KB as previews); from `archived`
+    when given, else read."""
+    if archived is None:
+        messages = await store.all_messages(tenant, session, before=turn)
+        records: Sequence[CompactionRecord] = await store.ledger(tenant, session,
+                                                                 stop=ledger_seq)
+    else:
+        messages = [m for seq, m in archived.messages if seq < turn]
+        records = [r for r in archived.ledger if r.seq < ledger_seq]
+    state = fold_ledger([by_reference(m) for m in messages], records)
     return state, {m.id: m for m in messages}
 
 
 async def rebuild(store: Store, tenant: str, session: str,
-                  served: ServedContext) -> ContextWindow:
+                  served: ServedContext, archived: Archived | None = None) -> ContextWindow:
     """One served context, assembled again from the archive and the ledger with the request,
-    retrieved candidates and assembly version recorded when it was served."""
+    retrieved candidates and assembly version recorded when it was served; from `archived`
+    (`verify`, many at once) when given."""
     state, originals = await _window_and_originals(store, tenant, session, served.turn,
-                                                   served.ledger_seq)
-    found = {seq: m for seq, m in await store.get_with_seq(
-        tenant, session, [i for i, _ in served.retrieved])}
-    by_id = {m.id: (seq, m) for seq, m in found.items()}
+                                                   served.ledger_seq, archived)
+    if archived is None:
+        found = await store.get_with_seq(tenant, session, [i for i, _ in served.retrieved])
+        by_id = {m.id: (seq, m) for seq, m in found}
+    else:
+        by_id = archived.by_id
     retrieved = [ScoredMessage(message=by_id[i][1], score=score, session=session,
                                seq=by_id[i][0]) for i, score in served.retrieved if i in by_id]
     return assemble_from_window(

@@ -33,7 +33,13 @@ from longthread.replies import (
     raise_clear,
     undelivered,
 )
-from longthread.transfer import largest_field, ledger_parts, message_bytes
+from longthread.transfer import (
+    MAX_BATCH_BYTES,
+    content_over_limit,
+    largest_field,
+    ledger_parts,
+    message_bytes,
+)
 from memory.errors import InvalidInputError, LongthreadError, NotFoundError
 from memory.models import (
     CompactionRecord,
@@ -64,9 +70,6 @@ __all__ = ["MAX_BATCH_BYTES", "MAX_FETCH_IDS", "Conversation", "MessageTooLarge"
 
 log = logging.getLogger(__name__)
 
-# Temporal caps one payload at 2 MB; a batch stays well below so JSON overhead never crosses it.
-MAX_BATCH_BYTES = 1_500_000
-
 
 class MessageTooLarge(InvalidInputError):
     """A message no call could carry; `index` and `part` (its largest field) let an adapter
@@ -76,7 +79,7 @@ class MessageTooLarge(InvalidInputError):
         self.index = index
         self.part = part
         super().__init__(
-            f"{field}[{index}].{part}", f"the message is {size} bytes as sent; the "
+            f"{field}[{index}].{part}", f"the message is {size} bytes or more as sent; the "
             f"durable stack takes at most {MAX_BATCH_BYTES} bytes in one call (Temporal caps "
             "a payload at 2 MB), so one message cannot be larger: split it, or store the "
             "body elsewhere and append a reference")
@@ -194,12 +197,7 @@ class Conversation(ConversationReads):
         `hold_compaction` (for imports that carry a ledger) pauses automatic compaction until
         `restore_ledger` or an ordinary append."""
         for index, raw in enumerate(messages if isinstance(messages, Sequence) else ()):
-            # Before parsing, whose refusal of content over 2 MB named library mode's limit
-            # (2,000,000) where a message of 1.6 MB was refused at this stack's 1,500,000.
-            content = raw.get("content") if isinstance(raw, Mapping) else getattr(
-                raw, "content", None)
-            if isinstance(content, str) and len(content) > MAX_BATCH_BYTES // 4 \
-                    and (size := len(content.encode("utf-8", "surrogatepass"))) > MAX_BATCH_BYTES:
+            if (size := content_over_limit(raw)) is not None:  # before parsing: see there
                 raise MessageTooLarge("messages", index, "content", size)
         parsed = parse_messages(messages)  # refuses a lone message: it wants a list
         if not parsed:

@@ -27,7 +27,7 @@ from rich.rule import Rule
 from longthread.audit import replay_at
 from longthread.client import Conversation, Longthread
 from longthread.data import Question, Script, bundled_script, locomo_script
-from longthread.settings import Settings
+from longthread.settings import Settings, acting_for
 from longthread.views import (
     clip,
     day_heading,
@@ -228,7 +228,7 @@ async def _undo(out: Console, lt: Longthread, conv: Conversation) -> None:
         out.print("no compaction to undo")
         return
     before, summaries = await conv.window(), await conv.summaries()
-    record = await conv.uncompact(target.id)
+    record = await conv.uncompact(target.id, actor=acting_for(lt.settings, "cli"))
     after, kept = await conv.window(), await conv.summaries()
     back = [i for i in target.covered_ids if i in {m.id for m in after}]
     originals = {m.id: m for m in await (await lt.store()).get_messages(

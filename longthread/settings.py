@@ -174,6 +174,17 @@ def database_url_problem(url: str) -> str | None:
     return None
 
 
+_LOOPBACK = frozenset({"localhost", "127.0.0.1", "::1", "[::1]"})
+
+
+def _same_address(one: str, other: str) -> bool:
+    """host:port pairs naming the same server: `localhost` and 127.0.0.1 are one host (`dev`
+    writes 127.0.0.1; a user may well write localhost)."""
+    (host, _, port), (host2, _, port2) = one.rpartition(":"), other.rpartition(":")
+    same_host = host.lower() == host2.lower() or {host.lower(), host2.lower()} <= _LOOPBACK
+    return port == port2 and same_host
+
+
 def acting_for(settings: Settings, surface: str) -> str:
     """The actor a surface (`cli`, `ui`, `mcp`) records on what it asks for: the `actor`
     setting, else `surface:user`, the user this process runs as."""
@@ -207,7 +218,7 @@ def resolve_settings(settings: Settings | None = None) -> Settings:
         # address) would pair it with the wrong archive. It was overwritten, and a command
         # meant for another stack ran against the local one.
         if "temporal_address" not in settings.model_fields_set \
-                or settings.temporal_address == info["temporal"]:
+                or _same_address(settings.temporal_address, info["temporal"]):
             settings = settings.model_copy(update={"database_url": info["database_url"],
                                                    "temporal_address": info["temporal"]})
     return settings

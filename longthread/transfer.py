@@ -20,15 +20,50 @@ from memory.audit import ServedContext
 from memory.errors import InvalidInputError
 from memory.models import CompactionRecord, Message, invalid_input, parse_messages
 
-__all__ = ["EXPORT_FORMAT", "SessionFile", "at_line", "check_writable", "largest_field",
-           "ledger_left", "ledger_parts", "message_bytes", "message_parts", "read_session_file",
-           "split_by_size", "write_export"]
+__all__ = [
+    "EXPORT_FORMAT",
+    "MAX_BATCH_BYTES",
+    "SessionFile",
+    "at_line",
+    "check_writable",
+    "content_over_limit",
+    "largest_field",
+    "ledger_left",
+    "ledger_parts",
+    "message_bytes",
+    "message_parts",
+    "read_session_file",
+    "split_by_size",
+    "write_export",
+]
 
-# /2 adds served-context lines; /1 files (messages and ledger only) still import.
-EXPORT_FORMAT = "longthread-export/2"
-READABLE_FORMATS = ("longthread-export/1", EXPORT_FORMAT)
+# /2 adds served-context lines; /3, ledger records' `actor` and `preserve_recent`, which a
+# version before them refuses field by field: it now says "unknown export format" instead.
+# /1 files (messages and ledger only) and /2 files still import.
+EXPORT_FORMAT = "longthread-export/3"
+READABLE_FORMATS = ("longthread-export/1", "longthread-export/2", EXPORT_FORMAT)
 
 _M = TypeVar("_M", bound=BaseModel)
+
+# Temporal caps one payload at 2 MB; a batch stays well below so JSON overhead never crosses it.
+MAX_BATCH_BYTES = 1_500_000
+
+
+def content_over_limit(raw: object) -> int | None:
+    """A message's content bytes, before it is parsed, when they alone are over what one call
+    carries. Parsing first refused content over 2 MB at library mode's limit (2,000,000) where
+    1.6 MB was refused at the durable stack's (1,500,000): one limit, named the same way."""
+    content = raw.get("content") if isinstance(raw, Mapping) else getattr(raw, "content", None)
+    if not isinstance(content, str) or len(content) <= MAX_BATCH_BYTES // 4:
+        return None  # UTF-8 takes at most 4 bytes a character
+    size = len(content.encode("utf-8", "surrogatepass"))
+    return size if size > MAX_BATCH_BYTES else None
+
+
+def _too_large(part: str, size: int, limit: int) -> str:
+    return (f"{part}: the message is {size} bytes or more as sent; the limit for one message "
+            f"is {limit} bytes (Temporal caps a payload at 2 MB): split it, or store the body "
+            "elsewhere and import a reference")
 
 
 class SessionFile(BaseModel):
@@ -137,6 +172,8 @@ def _line(item: dict[str, Any], number: int, ledger: list[CompactionRecord],
                                 "convert each with longthread.integrations.langchain."
                                 "from_langchain(messages_from_dict([line])[0], id, created_at) "
                                 "and append those (docs/integrations.md)")
+    if (size := content_over_limit(item)) is not None:
+        raise InvalidInputError(f"line {number}", _too_large("content", size, MAX_BATCH_BYTES))
     try:
         (message,) = parse_messages([item])
     except InvalidInputError as exc:
@@ -268,10 +305,8 @@ def message_parts(messages: Sequence[Message], lines: Sequence[int], count: int,
     weights = [message_bytes(m) for m in messages]
     for message, line, weight in zip(messages, lines, weights, strict=True):
         if weight > limit:
-            raise InvalidInputError(
-                f"line {line}", f"{largest_field(message)}: the message is {weight} bytes as "
-                f"sent; the limit for one message is {limit} bytes (Temporal caps a payload at "
-                "2 MB): split it, or store the body elsewhere and import a reference")
+            raise InvalidInputError(f"line {line}", _too_large(largest_field(message), weight,
+                                                               limit))
     return [(start, tuple(messages[start:stop]))
             for start, stop in split_by_size(weights, count, limit)]
 

@@ -26,7 +26,7 @@ from zoneinfo import ZoneInfo, available_timezones
 
 from pydantic import BaseModel, ConfigDict
 
-from longthread.audit import fold_ledger, rebuild
+from longthread.audit import Archived, fold_ledger, rebuild
 from memory.audit import ServedContext, window_digest
 from memory.compaction import WindowState
 from memory.errors import InvalidInputError
@@ -67,7 +67,8 @@ async def verify_session(store: Store, tenant: str, session: str, *, served: boo
     """Check every message, ledger record and (with `served`) served context of one session;
     `progress(done, total)` follows the served contexts, the long part (each is rebuilt)."""
     rows = await store.digests(tenant, session)  # before the messages: a later append
-    messages = await store.all_messages(tenant, session)  # then shows in these alone
+    archived = await store.all_with_seq(tenant, session)  # then shows in these alone
+    messages = [m for _, m in archived]
     if not messages:
         raise await store.missing(tenant, session)
     by_id = {m.id: m for m in messages}
@@ -89,11 +90,12 @@ async def verify_session(store: Store, tenant: str, session: str, *, served: boo
                 "appended")))
     records = await store.ledger(tenant, session)
     findings += ledger_findings([by_reference(m) for m in messages], records, changed)
+    read = Archived(archived, records)  # every context rebuilt from these, not read again
     contexts = [ServedContext.model_validate(doc) for doc in await store.served(
         tenant, session)] if served else []
     for done, context in enumerate(contexts, start=1):
         try:
-            rebuilt = window_digest(await rebuild(store, tenant, session, context))
+            rebuilt = window_digest(await rebuild(store, tenant, session, context, read))
         except InvalidInputError as exc:  # reported: the archive lacks what it needs
             rebuilt = f"cannot be rebuilt: {exc}"
         if rebuilt != context.digest:

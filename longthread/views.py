@@ -62,7 +62,7 @@ def ledger_table(records: Sequence[CompactionRecord]) -> Table:
             strategy = f"undo of {r.undoes}"
         # Records can come from an imported file: their text is shown, never interpreted
         # (no rich markup, no terminal escapes).
-        why = r.reason + (f"; kept the newest {r.preserve_recent} verbatim"
+        why = r.reason + (f"; kept at least the newest {r.preserve_recent} verbatim"
                           if r.preserve_recent is not None else "")
         cells = (r.id, r.at.strftime("%Y-%m-%d %H:%M:%S") if r.at else "-", r.trigger + by(r),
                  "-" if undo else r.level, why, _ids(r.covered_ids), strategy,

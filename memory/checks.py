@@ -200,6 +200,8 @@ def invalid_input(exc: ValidationError, prefix: str = "") -> InvalidInputError:
             path = path[: len(path) - len(last)] + cause.field  # a field validator's own
         elif cause.field:  # a model validator's: the field inside the model at `path`
             path = f"{path}.{cause.field}" if path else cause.field
+    elif isinstance(cause, ValueError):  # a validator's own words, without "Value error, "
+        text = str(cause)
     else:
         text = str(first["msg"])
     if prefix:

@@ -138,18 +138,25 @@ MAX_ACTOR = 200  # characters of a record's `actor`
 
 def check_actor(value: str | None) -> str | None:
     """Who asked for a record (see `CompactionRecord.actor`): storable text, at most
-    MAX_ACTOR characters; checked where a request is built, before any work is done."""
-    if value is not None:
-        if not isinstance(value, str):
-            raise InvalidInputError("actor", f"must be a string, not {type(value).__name__}")
-        if len(value) > MAX_ACTOR:
-            raise InvalidInputError("actor", f"is {len(value)} characters; the limit is "
-                                    f"{MAX_ACTOR}")
-        check_text("actor", value)
-    return value
+    MAX_ACTOR characters, blank as None; checked where a request is built, before any work."""
+    if value is None:
+        return None
+    if not isinstance(value, str):
+        raise InvalidInputError("actor", f"must be a string, not {type(value).__name__}")
+    if len(value) > MAX_ACTOR:
+        raise InvalidInputError("actor", f"is {len(value)} characters; the limit is {MAX_ACTOR}")
+    check_text("actor", value)
+    return value if value.strip() else None
 
 
-Actor = Annotated[str | None, AfterValidator(check_actor)]
+def _valid_actor(value: str | None) -> str | None:
+    try:
+        return check_actor(value)
+    except InvalidInputError as exc:  # the field's name comes from where it is validated
+        raise ValueError(exc.problem) from None  # (LONGTHREAD_ACTOR, `actor`), once
+
+
+Actor = Annotated[str | None, AfterValidator(_valid_actor)]
 
 
 class CompactionRecord(Frozen):
@@ -188,8 +195,10 @@ class CompactionRecord(Frozen):
     # (the `actor` setting; the CLI adds its user): a claim, like a commit's author, not an
     # authenticated identity. None on automatic records and on records from before it.
     actor: Actor = None
-    # How many of the newest messages the compaction kept verbatim: the policy's, or the
-    # caller's `preserve_recent`. None on undos, pops, clears and records from before it.
+    # The `preserve_recent` the compaction was planned with (the policy's, or the caller's):
+    # it kept at least that many of the newest messages verbatim, more when a tool call and
+    # its results, a call awaiting its result or the running turn's task had to stay whole.
+    # None on undos, pops, clears and records from before it.
     preserve_recent: int | None = Field(default=None, ge=0)
 
     # Ledger records arrive from exports (restore_ledger): every text must be storable.

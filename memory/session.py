@@ -181,7 +181,7 @@ class Session:
         goes into the record."""
         if preserve_recent is not None:
             check_range("preserve_recent", preserve_recent, 0, 1_000_000)
-        check_actor(actor)
+        actor = check_actor(actor)
         plan = plan_compaction(self.window, self.policy, force=force,
                                preserve_recent=preserve_recent, counter=self.counter)
         if plan is None:
@@ -245,9 +245,10 @@ class Session:
         _log.warning("summarizer fell back: %s", fallback)
         return ExtractiveSummarizer(self.counter).summarize(covered, max_tokens, focus), fallback
 
-    def force_compact(self, focus: str | None = None) -> CompactionRecord | None:
+    def force_compact(self, focus: str | None = None, *,
+                      actor: str | None = None) -> CompactionRecord | None:
         """Emergency compaction: keep only the last two messages verbatim."""
-        return self.compact(preserve_recent=2, focus=focus)
+        return self.compact(preserve_recent=2, focus=focus, actor=actor)
 
     @_locked
     def uncompact(self, record_id: str, with_later: bool = False, *,
@@ -255,7 +256,7 @@ class Session:
         """Undo a compaction: its originals return to the window, its summary leaves. With
         `with_later`, the later compactions that merged its summary are undone first (newest
         first), all or none. Returns the undo record of `record_id`."""
-        check_actor(actor)
+        actor = check_actor(actor)
         if not any(r.id == record_id for r in self.ledger):
             raise NotFoundError(f"record_id: no compaction {record_id!r} in this session")
         steps = compose_undos(  # originals come back as the window holds them: previews

@@ -1,7 +1,7 @@
 """What each context() call served, recorded for `replay` and the audit, and read back.
 
 A mixin of `Store` (`memory.store.store`), apart so that module stays about the archive's
-transactions and search; these statements touch only `served_contexts`.
+transactions and search; these statements touch only `served_contexts` and its counters.
 """
 
 from __future__ import annotations
@@ -22,11 +22,16 @@ __all__ = ["ServedContexts"]
 
 # The session's next number (migration 17: numbers are per session, so no tenant can count
 # another's calls), taken and used in one statement; nothing is counted for an erased session.
+# Never at or below a number the session holds (one index probe): a writer of the version
+# before migration 17 still numbers from the old sequence until it is replaced, and a counter
+# behind a number taken would fail every later call of the session on the primary key.
+_HIGHEST = """(SELECT coalesce(max(seq), 0) FROM served_contexts
+               WHERE tenant = %(tenant)s AND session = %(session)s)"""
 _RECORD_SERVED = f"""
 WITH next AS (
     INSERT INTO served_counters AS c (tenant, session, last)
-    SELECT %(tenant)s, %(session)s, 1 WHERE {NOT_ERASED}
-    ON CONFLICT (tenant, session) DO UPDATE SET last = c.last + 1
+    SELECT %(tenant)s, %(session)s, {_HIGHEST} + 1 WHERE {NOT_ERASED}
+    ON CONFLICT (tenant, session) DO UPDATE SET last = greatest(c.last, {_HIGHEST}) + 1
     RETURNING last AS seq)
 INSERT INTO served_contexts (tenant, session, seq, turn, record)
 SELECT %(tenant)s, %(session)s, next.seq, %(turn)s,

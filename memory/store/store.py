@@ -140,6 +140,13 @@ class Store(SessionStore, MessageLookups, TenantSearch, ServedContexts, SessionL
                 " ORDER BY seq", (tenant, session, list(ids)))
             return [(int(row["seq"]), row_to_message(row)) for row in await cur.fetchall()]
 
+    async def all_with_seq(self, tenant: str, session: str) -> list[tuple[int, Message]]:
+        """Every message with its seq, in append order (`verify` rebuilds from these)."""
+        async with self.scoped(tenant) as conn:
+            cur = await conn.execute(f"{_SELECT_MESSAGES} WHERE tenant = %s AND session = %s"
+                                     " ORDER BY seq", (tenant, session))
+            return [(int(row["seq"]), row_to_message(row)) for row in await cur.fetchall()]
+
     async def message_at(self, tenant: str, session: str, seq: int) -> Message | None:
         """The message stored at `seq` (0-based), if any."""
         (rows,) = await self._batch(tenant, [(

@@ -195,7 +195,7 @@ def _confirm_undo(driver: WebDriver, a: Audited) -> None:
     assert len(ids) == 3 and ids[-1] in flash
     undo = driver.find_element(By.ID, f"rec-{ids[-1]}")
     assert "undo" in undo.text and f"undo of {a.second}" in undo.text
-    assert f"asked by\nui:{getpass.getuser()}" in undo.text, undo.text  # who pressed it
+    assert f"asked by\nui:{getpass.getuser()}" in undo.text, undo.text  # the page's process user
     assert f"undone by {ids[-1]}" in driver.find_element(By.ID, f"rec-{a.second}").text
 
 

@@ -5,6 +5,7 @@ from collections.abc import AsyncIterator
 
 import psycopg
 import pytest
+from psycopg import sql
 from psycopg.rows import DictRow, dict_row
 from psycopg.types.json import Jsonb
 
@@ -185,7 +186,62 @@ async def test_version_sixteen_served_numbers_go_on_per_session(pg_url: str) -> 
                     " SELECT 'acme', 'new', next.seq, 2, '{}' FROM next RETURNING seq")
                 row = await drawn.fetchone()
                 assert row is not None and row[0] >= 1_000_000_000
-            assert (await store.record_served("acme", "new", served)).seq == 2
+            # The session counts on above it: never a number it holds, never behind the newest.
+            assert (await store.record_served("acme", "new", served)).seq == row[0] + 1
             assert [r["seq"] for r in await store.served("acme", "old")] == [40, 41, 42]
         finally:
             await pool.close()
+
+
+async def test_migration_seventeen_seeds_every_sessions_counter_as_an_owner_under_rls(
+        pg_url: str) -> None:
+    """Review of session 31: the owner that migrates (not a superuser on managed Postgres, or
+    a worker whose login may migrate) is subject to FORCE'd row-level security, so the seed
+    read no served context, every old session counted from 1 again, and the first number it
+    already held failed every later call on the primary key."""
+    role, name = f"owner_{uuid.uuid4().hex[:8]}", f"lt_rls_{uuid.uuid4().hex[:8]}"
+    async with await psycopg.AsyncConnection.connect(pg_url, autocommit=True) as admin:
+        await admin.execute(sql.SQL("CREATE ROLE {} LOGIN CREATEROLE").format(
+            sql.Identifier(role)))
+        await admin.execute(sql.SQL("CREATE DATABASE {} OWNER {}").format(
+            sql.Identifier(name), sql.Identifier(role)))
+    url = psycopg.conninfo.make_conninfo(pg_url, dbname=name)
+    try:
+        async with await psycopg.AsyncConnection.connect(url, autocommit=True) as admin:
+            await admin.execute("CREATE EXTENSION vector")
+            await admin.execute(sql.SQL("GRANT ALL ON SCHEMA public TO {}").format(
+                sql.Identifier(role)))
+        owner_url = psycopg.conninfo.make_conninfo(url, user=role)
+        async with await psycopg.AsyncConnection.connect(owner_url, autocommit=True) as owner:
+            await owner.execute("CREATE TABLE schema_version (version integer PRIMARY KEY,"
+                                " applied_at timestamptz NOT NULL DEFAULT now())")
+            for n, statement in enumerate(MIGRATIONS[:16], start=1):
+                await owner.execute(statement.format(dim=sql.Literal(384)))
+                await owner.execute("INSERT INTO schema_version (version) VALUES (%s)", (n,))
+            async with owner.transaction():  # as version 16's app wrote them: tenant set
+                await owner.execute("SELECT set_config('app.tenant', 'acme', true)")
+                for seq in (3, 5):
+                    await owner.execute(
+                        "INSERT INTO served_contexts (tenant, session, seq, turn, record)"
+                        " VALUES ('acme', 'old', %s, 1, %s)", (seq, Jsonb({"seq": seq})))
+            assert await setup(owner, 384) == len(MIGRATIONS)
+            cur = await owner.execute("SELECT relforcerowsecurity FROM pg_class"
+                                      " WHERE relname = 'served_contexts'")
+            assert await cur.fetchone() == (True,)  # forced again after the seed
+        async with await psycopg.AsyncConnection.connect(url, autocommit=True) as admin:
+            cur = await admin.execute("SELECT tenant, session, last FROM served_counters")
+            assert await cur.fetchall() == [("acme", "old", 5)]  # the seed saw every row
+        pool = await open_pool(url)
+        try:
+            store = Store(pool)
+            served = ServedContext(seq=0, turn=1, query=None, max_tokens=10, tokens=5,
+                                   source_ids=(), digest="d", ledger_seq=0)
+            assert [(await store.record_served("acme", "old", served)).seq
+                    for _ in range(3)] == [6, 7, 8]
+        finally:
+            await pool.close()
+    finally:
+        async with await psycopg.AsyncConnection.connect(pg_url, autocommit=True) as admin:
+            await admin.execute(sql.SQL("DROP DATABASE {} WITH (FORCE)").format(
+                sql.Identifier(name)))
+            await admin.execute(sql.SQL("DROP ROLE {}").format(sql.Identifier(role)))

@@ -4,6 +4,7 @@ an auditor asking "who undid c37, and why were the newest 2 kept?" reads them th
 from __future__ import annotations
 
 import getpass
+import os
 
 import pytest
 from rich.console import Console
@@ -35,7 +36,7 @@ def test_a_manual_compaction_and_its_undo_each_name_their_own_asker() -> None:
     undo = session.uncompact(record.id, actor="auditor:bo")
     # An undo copies most of its target's fields: never its asker, nor what it kept.
     assert undo.actor == "auditor:bo" and undo.preserve_recent is None
-    again = session.compact()  # nobody named: the policy's preserve_recent, no actor
+    again = session.compact(actor="  ")  # nobody named: the policy's preserve_recent
     assert again is not None and again.actor is None and again.preserve_recent == 3
 
 
@@ -56,8 +57,9 @@ def test_an_unstorable_actor_is_refused_by_name_before_anything_changes(
     with pytest.raises(InvalidInputError, match=problem):
         session.compact(actor=actor)
     assert session.ledger == []
-    with pytest.raises(ValueError, match=problem.split(":")[1].strip()):
+    with pytest.raises(ValueError, match=problem.split(":")[1].strip()) as info:
         Settings(actor=actor)
+    assert "actor: " not in str(info.value)  # LONGTHREAD_ACTOR is named once, by the CLI
 
 
 def test_old_records_without_an_actor_still_parse() -> None:
@@ -76,7 +78,7 @@ def test_the_ledger_table_and_why_show_who_asked_and_what_was_kept() -> None:
     console = Console(width=600, record=True)
     console.print(ledger_table(session.ledger))
     text = console.export_text()
-    assert "manual by cli:alice" in text and "kept the newest 2 verbatim" in text, text
+    assert "manual by cli:alice" in text and "kept at least the newest 2 verbatim" in text, text
     message = session.messages[0]
     lines = why_lines(trace_turn(1, message, session.ledger))
     assert any(f"manual/{record.level} by cli:alice (" in line for line in lines), lines
@@ -88,6 +90,13 @@ def test_a_pop_records_its_asker() -> None:
     assert made is not None and made[1].actor == "mcp:agent"
 
 
-def test_a_surface_records_the_actor_setting_else_its_own_user() -> None:
+def test_a_surface_records_the_actor_setting_else_its_own_user(
+        monkeypatch: pytest.MonkeyPatch) -> None:
     assert acting_for(Settings(actor="alice"), "cli") == "alice"
     assert acting_for(Settings(), "ui") == f"ui:{getpass.getuser()}"
+
+    def nobody() -> str:  # a container's bare uid: no LOGNAME or USER, no passwd entry
+        raise OSError("no user")
+
+    monkeypatch.setattr(getpass, "getuser", nobody)
+    assert acting_for(Settings(), "mcp") == f"mcp:uid {os.getuid()}"

@@ -57,7 +57,10 @@ def test_a_temporal_address_set_on_purpose_is_not_overwritten_by_a_local_stack(
     other = resolve_settings()
     # Neither the local address nor its database: they would pair with the wrong archive.
     assert (other.temporal_address, other.database_url) == ("10.0.0.7:7233", None)
-    monkeypatch.setenv("LONGTHREAD_TEMPORAL_ADDRESS", "127.0.0.1:7999")  # the local one
-    same = resolve_settings()
-    assert (same.temporal_address, same.database_url) == ("127.0.0.1:7999",
-                                                          "postgresql://dev/db")
+    for spelled in ("127.0.0.1:7999", "localhost:7999"):  # the local one, however written
+        monkeypatch.setenv("LONGTHREAD_TEMPORAL_ADDRESS", spelled)
+        same = resolve_settings()
+        assert (same.temporal_address, same.database_url) == ("127.0.0.1:7999",
+                                                              "postgresql://dev/db")
+    monkeypatch.setenv("LONGTHREAD_TEMPORAL_ADDRESS", "localhost:7998")  # another port
+    assert resolve_settings().database_url is None

@@ -96,9 +96,10 @@ def test_served_contexts_round_trip_and_a_bad_one_names_its_line(tmp_path: Path)
             read_session_file(path)
 
 
-def test_an_export_of_the_first_format_still_imports(tmp_path: Path) -> None:
+@pytest.mark.parametrize("older", ["longthread-export/1", "longthread-export/2"])
+def test_an_export_of_an_earlier_format_still_imports(tmp_path: Path, older: str) -> None:
     path = tmp_path / "old.jsonl"
-    path.write_text(json.dumps({"format": "longthread-export/1", "tenant": "t",
+    path.write_text(json.dumps({"format": older, "tenant": "t",
                                 "session": "s"}) + "\n" + _message(1).model_dump_json() + "\n")
     assert [m.id for m in read_session_file(path).messages] == ["m1"]
     path.write_text(json.dumps({"format": "longthread-export/9"}) + "\n")
@@ -129,8 +130,19 @@ def test_a_message_too_large_for_any_call_is_refused_by_its_line_and_field() -> 
         message_parts(messages, [4, 11], count=100, limit=1_500_000)
     assert info.value.field == "line 11"
     size = len(messages[1].model_dump_json().encode())  # what `append_many` would send
-    assert info.value.problem.startswith(f"content: the message is {size} bytes as sent; the "
-                                         "limit for one message is 1500000 bytes")
+    assert info.value.problem.startswith(f"content: the message is {size} bytes or more as "
+                                         "sent; the limit for one message is 1500000 bytes")
+
+
+def test_a_file_line_over_any_limit_names_the_durable_stacks(tmp_path: Path) -> None:
+    """A 3 MB line was refused at library mode's 2,000,000 bytes, a 1.6 MB one at 1,500,000
+    (user test, session 31): both at the limit that applies, before anything is stored."""
+    path = tmp_path / "big.jsonl"
+    path.write_text(json.dumps({"id": "big", "role": "user", "content": "x" * 3_000_000})
+                    + "\n")
+    with pytest.raises(InvalidInputError, match=r"^line 1: content: the message is 3000000 "
+                       r"bytes or more as sent; the limit for one message is 1500000 bytes"):
+        read_session_file(path)
 
 
 def test_messages_keep_their_file_lines_and_storing_errors_name_them(tmp_path: Path) -> None:
