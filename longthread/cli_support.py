@@ -72,10 +72,18 @@ def dotenv_into_environ(path: Path = Path(".env")) -> None:
 
 
 def print_version(asked: bool) -> None:
-    """`longthread --version`: the installed package's version, answered before the settings
-    are read, so it works whatever the environment holds (a deploy script checks it first)."""
+    """`longthread --version`: the installed package's version, and the versions that tell two
+    builds of it apart (the package's stayed 0.1.0 across releases: an operator in a rolling
+    upgrade could not tell an old host from a new one): the archive schema it needs, its
+    engine and its assembly. Answered before the settings are read, so it works whatever the
+    environment holds (a deploy script checks it first)."""
     if asked:
         from importlib.metadata import version
 
-        out.print(f"longthread {version('longthread')}", highlight=False)
+        from memory.assembly import ASSEMBLY_VERSION
+        from memory.compaction import ENGINE_VERSION
+        from memory.store.migrations import MIGRATIONS
+
+        out.print(f"longthread {version('longthread')} (schema {len(MIGRATIONS)}, "
+                  f"{ENGINE_VERSION}, assembly {ASSEMBLY_VERSION})", highlight=False)
         raise typer.Exit()

@@ -36,11 +36,14 @@ from memory.models import ScoredMessage
 from memory.policy import CompactionPolicy
 from memory.store.db import open_archive
 from memory.store.migrations import (
+    MIGRATIONS,
     check_embedder,
     check_embedding_dim,
     stored_embedder,
     stored_embedding_dim,
+    stored_schema_version,
 )
+from memory.store.schema_check import check_client_schema
 from memory.store.store import Store
 from workflows.types import SESSION_PATTERN, TENANT_PATTERN
 
@@ -167,6 +170,7 @@ class Longthread:
         if not self._archive_read:  # also for a store passed in (the CLI's): `embedder()`
             # checks these before the first query is embedded
             async with self._store.pool.connection() as conn:
+                check_client_schema(await stored_schema_version(conn), len(MIGRATIONS))
                 self._archive_dim = await stored_embedding_dim(conn)
                 self._archive_model = await stored_embedder(conn)
             self._archive_read = True

@@ -147,6 +147,8 @@ class Ctx(AuditCommands):
     async def import_file(self, session: str, plan: ImportPlan, tenant: str) -> None:
         data, parts = plan
         conv = await self.lt.conversation(session, tenant)
+        if data.ledger:  # a ledger of its own refuses the file's: say so before storing any of it
+            ledger_left(await conv.ledger(), data.ledger)
         appended = duplicates = 0
         with Progress(TextColumn("importing"), BarColumn(), MofNCompleteColumn(),
                       TimeElapsedColumn(), console=self.out) as progress:

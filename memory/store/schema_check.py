@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from memory.errors import LongthreadError
 
-__all__ = ["SchemaError", "check_not_newer"]
+__all__ = ["SchemaError", "check_client_schema", "check_not_newer"]
 
 
 class SchemaError(LongthreadError):
@@ -25,3 +25,14 @@ def check_not_newer(current: int, known: int, who: str = "worker") -> None:
         upgrade = "the worker" if who == "worker" else who
         raise SchemaError(f"the archive's schema is at version {current}, newer than this "
                           f"{who}'s {known}: upgrade {upgrade}")
+
+
+def check_client_schema(current: int, known: int) -> None:
+    """A client reads and records (served contexts) in the archive itself, and never
+    migrates: on an archive behind its code it failed on the first missing table with a
+    traceback (`relation "served_counters" does not exist`; upgrade test, session 31)."""
+    check_not_newer(current, known, "client")
+    if current < known:
+        raise SchemaError(f"the archive's schema is at version {current}, this client's is "
+                          f"{known}: run `longthread db setup` (or start a worker of this "
+                          "version, which migrates) before using this client")

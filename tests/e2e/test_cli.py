@@ -164,6 +164,20 @@ async def test_import_context_compact_ledger_replay_export_import(
     code, out, _ = await cli(env, "sessions", "--tenant", "acme")
     assert code == 0 and "life" in out and "copy" in out and "last appended" in out
 
+    # Into a session that compacted on its own, the file's ledger cannot be restored: refused
+    # before any of the file's messages is stored (user test, session 31: all were stored).
+    part = tmp_path / "first40.jsonl"
+    part.write_text("".join(source.read_text().splitlines(keepends=True)[:40]))
+    code, _, err = await cli(env, "import", "own", str(part), "--tenant", "acme")
+    assert code == 0, err
+    code, _, err = await cli(env, "compact", "own", "--tenant", "acme", "--preserve-recent", "10")
+    assert code == 0, err
+    code, _, err = await cli(env, "import", "own", str(export), "--tenant", "acme")
+    assert code == 2 and "the session already has a ledger of its own" in err, err
+    cur = await db.execute("SELECT count(*) AS n FROM messages WHERE tenant = 'acme'"
+                           " AND session = 'own'")
+    assert await cur.fetchone() == {"n": 40}
+
     code, out, err = await cli(env, "uncompact", "life", "c1", "--tenant", "acme")
     assert code == 0, err
     code, out, _ = await cli(env, "ledger", "life", "--tenant", "acme", "--json")

@@ -17,6 +17,9 @@ from temporalio.client import Client
 from temporalio.worker import Worker
 
 from longthread.client import Longthread
+from memory.assembly import ASSEMBLY_VERSION
+from memory.compaction import ENGINE_VERSION
+from memory.store.migrations import MIGRATIONS
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -143,7 +146,9 @@ def test_version_prints_the_package_version_whatever_the_settings(tmp_path: Path
     for env in ({}, {"LONGTHREAD_CONTEXT_WINDOW": "abc", "LONGTHREAD_TYPO": "x"}):
         done = cli(tmp_path, env, "--version")
         assert done.returncode == 0, done.stderr[-2000:]
-        assert done.stdout.strip() == f"longthread {version('longthread')}"
+        assert done.stdout.strip() == (
+            f"longthread {version('longthread')} (schema {len(MIGRATIONS)}, {ENGINE_VERSION}, "
+            f"assembly {ASSEMBLY_VERSION})")
         assert not done.stderr
 
 

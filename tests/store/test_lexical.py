@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import uuid
+from datetime import UTC, datetime
 
 import psycopg
 import pytest
@@ -35,7 +36,9 @@ async def test_bm25_ranks_a_rare_term_above_a_repeated_common_one(store: Store) 
 async def test_a_number_finds_the_ids_that_hold_it_and_an_id_finds_the_bare_number(
         store: Store) -> None:
     """Postgres reads the hyphen in ORD-58213-KX as a minus sign ('-58213'): "58213" alone
-    found none of them (user test, session 31). Indexed or still in the tail, either way."""
+    found none of them (user test, session 31). Indexed or still in the tail, either way. An
+    id's part is not read as a bare number: INV-2026-0042 must not match every message dated
+    in 2026 (the day is indexed with each message)."""
     session = f"ids-{uuid.uuid4()}"
     texts = [f"Parcel update {i}: the parcel is on its way." for i in range(20)]
     texts += ["Your order ORD-58213-KX shipped.", "Refund RF-77310 is approved.",
@@ -48,10 +51,20 @@ async def test_a_number_finds_the_ids_that_hold_it_and_an_id_finds_the_bare_numb
         assert (await store.lexical("acme", session, "58213", k=3))[:1] == ["m20"]
         assert (await store.lexical("acme", session, "error 4471", k=3))[:1] == ["m22"]
         assert set(await store.lexical("acme", session, "77310", k=3)) == {"m21", "m23"}
-        assert set(await store.lexical("acme", session, "RF-77310", k=3)) == {"m21", "m23"}
+        assert await store.lexical("acme", session, "RF-77310", k=3) == ["m21"]
         assert (await store.lexical("acme", session, "12.5", k=3))[:1] == ["m24"]
     hits = await store.search_tenant("acme", "58213", 3)
     assert [h.message.id for h in hits if h.session == session] == ["m20"]
+    dated = f"{session}-dated"
+    day = datetime(2026, 11, 2, 9, 0, tzinfo=UTC)
+    await store.append_messages("acme", dated, [
+        Message(id=f"d{i}", role="user", content=f"Checked step {i}.", created_at=day)
+        for i in range(10)] + [Message(id="inv", role="user", created_at=day,
+                                       content="Invoice INV-2026-0042 is paid.")])
+    await store.index_terms("acme", dated)
+    assert await store.lexical("acme", dated, "INV-2026-0042", k=5) == ["inv"]
+    assert [h.message.id for h in await store.search_tenant("acme", "INV-2026-0042", 5)
+            if h.session == dated] == ["inv"]
 
 
 async def test_lexemes_past_the_postings_cap_are_not_ranked_by(

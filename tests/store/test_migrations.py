@@ -17,6 +17,9 @@ from memory.store.migrations import MIGRATIONS, setup
 from memory.store.store import Store
 from tests.store.old_schema import database_at
 
+SERVED = ServedContext(seq=0, turn=1, query=None, max_tokens=10, tokens=5, source_ids=(),
+                       digest="d", ledger_seq=0)
+
 
 async def test_setup_is_idempotent(db: psycopg.AsyncConnection[DictRow]) -> None:
     assert await setup(db, 384) == len(MIGRATIONS)
@@ -172,8 +175,7 @@ async def test_version_sixteen_served_numbers_go_on_per_session(pg_url: str) -> 
         pool = await open_pool(url)
         try:
             store = Store(pool)
-            served = ServedContext(seq=0, turn=1, query=None, max_tokens=10, tokens=5,
-                                   source_ids=(), digest="d", ledger_seq=0)
+            served = SERVED
             assert (await store.record_served("acme", "old", served)).seq == 42
             assert (await store.record_served("beta", "old", served)).seq == 1
             assert (await store.record_served("acme", "new", served)).seq == 1
@@ -234,8 +236,7 @@ async def test_migration_seventeen_seeds_every_sessions_counter_as_an_owner_unde
         pool = await open_pool(url)
         try:
             store = Store(pool)
-            served = ServedContext(seq=0, turn=1, query=None, max_tokens=10, tokens=5,
-                                   source_ids=(), digest="d", ledger_seq=0)
+            served = SERVED
             assert [(await store.record_served("acme", "old", served)).seq
                     for _ in range(3)] == [6, 7, 8]
         finally:
