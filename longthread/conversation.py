@@ -75,11 +75,14 @@ class MessageTooLarge(InvalidInputError):
     """A message no call could carry; `index` and `part` (its largest field) let an adapter
     name it by its own item."""
 
-    def __init__(self, field: str, index: int, part: str, size: int) -> None:
+    def __init__(self, field: str, index: int, part: str, size: int,
+                 content_only: bool = False) -> None:
         self.index = index
         self.part = part
+        weight = f"its {part} alone is {size} bytes" if content_only else \
+            f"the message is {size} bytes as sent"
         super().__init__(
-            f"{field}[{index}].{part}", f"the message is {size} bytes or more as sent; the "
+            f"{field}[{index}].{part}", f"{weight}; the "
             f"durable stack takes at most {MAX_BATCH_BYTES} bytes in one call (Temporal caps "
             "a payload at 2 MB), so one message cannot be larger: split it, or store the "
             "body elsewhere and append a reference")
@@ -198,7 +201,7 @@ class Conversation(ConversationReads):
         `restore_ledger` or an ordinary append."""
         for index, raw in enumerate(messages if isinstance(messages, Sequence) else ()):
             if (size := content_over_limit(raw)) is not None:  # before parsing: see there
-                raise MessageTooLarge("messages", index, "content", size)
+                raise MessageTooLarge("messages", index, "content", size, content_only=True)
         parsed = parse_messages(messages)  # refuses a lone message: it wants a list
         if not parsed:
             raise InvalidInputError("messages", "must hold at least one message")

@@ -60,10 +60,11 @@ def content_over_limit(raw: object) -> int | None:
     return size if size > MAX_BATCH_BYTES else None
 
 
-def _too_large(part: str, size: int, limit: int) -> str:
-    return (f"{part}: the message is {size} bytes or more as sent; the limit for one message "
-            f"is {limit} bytes (Temporal caps a payload at 2 MB): split it, or store the body "
-            "elsewhere and import a reference")
+def _too_large(part: str, size: int, limit: int, *, content_only: bool = False) -> str:
+    weight = f"its {part} alone is {size} bytes" if content_only else \
+        f"the message is {size} bytes as sent"
+    return (f"{part}: {weight}; the limit for one message is {limit} bytes (Temporal caps a "
+            "payload at 2 MB): split it, or store the body elsewhere and import a reference")
 
 
 class SessionFile(BaseModel):
@@ -173,7 +174,8 @@ def _line(item: dict[str, Any], number: int, ledger: list[CompactionRecord],
                                 "from_langchain(messages_from_dict([line])[0], id, created_at) "
                                 "and append those (docs/integrations.md)")
     if (size := content_over_limit(item)) is not None:
-        raise InvalidInputError(f"line {number}", _too_large("content", size, MAX_BATCH_BYTES))
+        raise InvalidInputError(f"line {number}", _too_large("content", size, MAX_BATCH_BYTES,
+                                                             content_only=True))
     try:
         (message,) = parse_messages([item])
     except InvalidInputError as exc:

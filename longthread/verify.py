@@ -66,6 +66,13 @@ async def verify_session(store: Store, tenant: str, session: str, *, served: boo
                          progress: Callable[[int, int], None] | None = None) -> VerifyReport:
     """Check every message, ledger record and (with `served`) served context of one session;
     `progress(done, total)` follows the served contexts, the long part (each is rebuilt)."""
+    # Read in the order things are made: served contexts, then the ledger, then messages.
+    # All only grow, so what a context was built from, or a record covers, is in the reads
+    # after it. Read last, a context served meanwhile was rebuilt from an archive read before
+    # its turn, and reported as differing (review of session 31).
+    contexts = [ServedContext.model_validate(doc) for doc in await store.served(
+        tenant, session)] if served else []
+    records = await store.ledger(tenant, session)
     rows = await store.digests(tenant, session)  # before the messages: a later append
     archived = await store.all_with_seq(tenant, session)  # then shows in these alone
     messages = [m for _, m in archived]
@@ -88,11 +95,8 @@ async def verify_session(store: Store, tenant: str, session: str, *, served: boo
             findings.append(Finding(kind="message", ident=ident, problem=(
                 f"turn {seq + 1}: its content no longer gives the digest stored when it was "
                 "appended")))
-    records = await store.ledger(tenant, session)
     findings += ledger_findings([by_reference(m) for m in messages], records, changed)
     read = Archived(archived, records)  # every context rebuilt from these, not read again
-    contexts = [ServedContext.model_validate(doc) for doc in await store.served(
-        tenant, session)] if served else []
     for done, context in enumerate(contexts, start=1):
         try:
             rebuilt = window_digest(await rebuild(store, tenant, session, context, read))

@@ -30,9 +30,11 @@ def check_not_newer(current: int, known: int, who: str = "worker") -> None:
 def check_client_schema(current: int, known: int) -> None:
     """A client reads and records (served contexts) in the archive itself, and never
     migrates: on an archive behind its code it failed on the first missing table with a
-    traceback (`relation "served_counters" does not exist`; upgrade test, session 31)."""
-    check_not_newer(current, known, "client")
+    traceback (`relation "served_counters" does not exist`; upgrade test, session 31). A newer
+    archive is not refused: an upgrade migrates first and replaces clients last, and clients
+    of the version before keep working meanwhile (unknown fields in what the archive holds
+    are left out: `memory.messages.ARCHIVE`)."""
     if current < known:
         raise SchemaError(f"the archive's schema is at version {current}, this client's is "
                           f"{known}: run `longthread db setup` (or start a worker of this "
-                          "version, which migrates) before using this client")
+                          "version whose login may migrate) before using this client")

@@ -27,17 +27,20 @@ LEXEME_POSTINGS_CAP = 2000  # see the search query: lexemes this common are not 
 
 # A query's lexemes (the session's search and the tenant's). Its text is rewritten as every
 # message's is for its `tsv` (migration 16: NFC, CJK bigrams, ids split from other scripts,
-# dotted identifiers' parts). A bare number also stands with a minus sign: Postgres's parser
-# reads the hyphen in RF-77310 or ORD-58213-KX as one (the lexeme is '-77310'), so a
-# customer's "order 58213" found no such id (user test, session 31). Not the other way: the
-# '-2026' of INV-2026-0042 read as '2026' matched the year indexed with every dated message
-# (migration 9), and a search for the invoice listed every message of the year (upgrade
-# test, session 31). Done on the query, so every message indexed before matches as it is.
+# dotted identifiers' parts). A bare number of an id's kind (three digits or more, or with a
+# decimal point) also stands with a minus sign: Postgres's parser reads the hyphen in
+# RF-77310 or ORD-58213-KX as one (the lexeme is '-77310'), so a customer's "order 58213"
+# found no such id (user test, session 31). Not a shorter one: the '-11' of a date written
+# 2026-11-02 would answer "room 11". Not the other way either: the '-2026' of INV-2026-0042
+# read as '2026' matched the year indexed with every dated message (migration 9), and a search
+# for the invoice listed every message of the year (upgrade test and review, session 31).
+# Done on the query, so every message indexed before matches as it is.
 QUERY_LEXEMES = """
     SELECT DISTINCT v.lexeme
     FROM unnest(tsvector_to_array(to_tsvector('english', longthread_search_text(%(text)s))))
         AS l(lexeme),
-    LATERAL (VALUES (l.lexeme), (CASE WHEN l.lexeme ~ '^[0-9]' THEN '-' || l.lexeme END))
+    LATERAL (VALUES (l.lexeme), (CASE WHEN l.lexeme ~ '^([0-9]{3}|[0-9]+[.][0-9])'
+                                      THEN '-' || l.lexeme END))
         AS v(lexeme)
     WHERE v.lexeme IS NOT NULL"""
 

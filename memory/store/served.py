@@ -22,11 +22,15 @@ __all__ = ["ServedContexts"]
 
 # The session's next number (migration 17: numbers are per session, so no tenant can count
 # another's calls), taken and used in one statement; nothing is counted for an erased session.
-# Never at or below a number the session holds (one index probe): a writer of the version
-# before migration 17 still numbers from the old sequence until it is replaced, and a counter
-# behind a number taken would fail every later call of the session on the primary key.
-_HIGHEST = """(SELECT coalesce(max(seq), 0) FROM served_contexts
-               WHERE tenant = %(tenant)s AND session = %(session)s)"""
+# Never at or below a number of the session's own range it holds (one index probe), so a
+# counter behind its numbers cannot fail every later call on the primary key. Writers of the
+# version before migration 17, until they are replaced, number from the old sequence, moved
+# to OLD_WRITERS and up: that range is theirs alone (counting on above one of their numbers
+# collided with their next one; review of session 31), and the newest context at a turn is
+# found by when it was recorded, not by its number.
+OLD_WRITERS = 1_000_000_000
+_HIGHEST = f"""(SELECT coalesce(max(seq), 0) FROM served_contexts
+               WHERE tenant = %(tenant)s AND session = %(session)s AND seq < {OLD_WRITERS})"""
 _RECORD_SERVED = f"""
 WITH next AS (
     INSERT INTO served_counters AS c (tenant, session, last)
@@ -69,12 +73,13 @@ class ServedContexts(StoreBase):
 
     async def served(self, tenant: str, session: str, at_turn: int | None = None
                      ) -> list[dict[str, Any]]:
-        """Served-context records by turn (then seq: contexts imported from an export are
-        numbered after the copy's own); with `at_turn`, those served up to that turn."""
+        """Served-context records by turn, then in the order they were recorded (contexts
+        imported from an export after the copy's own); with `at_turn`, those served up to that
+        turn."""
         async with self.scoped(tenant) as conn:
             cur = await conn.execute(
                 "SELECT record FROM served_contexts WHERE tenant = %s AND session = %s"
-                " AND (%s::int IS NULL OR turn <= %s) ORDER BY turn, seq",
+                " AND (%s::int IS NULL OR turn <= %s) ORDER BY turn, created_at, seq",
                 (tenant, session, at_turn, at_turn))
             return [row["record"] for row in await cur.fetchall()]
 
@@ -90,7 +95,7 @@ class ServedContexts(StoreBase):
             if seq is None:
                 cur = await conn.execute(
                     "SELECT turn, record FROM served_contexts WHERE tenant = %s AND session = %s"
-                    " AND turn <= %s ORDER BY turn DESC, seq DESC LIMIT 1",
+                    " AND turn <= %s ORDER BY turn DESC, created_at DESC, seq DESC LIMIT 1",
                     (tenant, session, min(max(at_turn, -1), MAX_TURN)))
             else:
                 cur = await conn.execute(
@@ -101,6 +106,6 @@ class ServedContexts(StoreBase):
                 return None, []
             cur = await conn.execute(
                 "SELECT seq FROM served_contexts WHERE tenant = %s AND session = %s AND turn = %s"
-                " ORDER BY seq DESC LIMIT 1000", (tenant, session, row["turn"]))
+                " ORDER BY created_at DESC, seq DESC LIMIT 1000", (tenant, session, row["turn"]))
             seqs = [int(r["seq"]) for r in reversed(await cur.fetchall())]  # the newest 1,000
         return row["record"], seqs

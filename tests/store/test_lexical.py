@@ -33,7 +33,7 @@ async def test_bm25_ranks_a_rare_term_above_a_repeated_common_one(store: Store) 
     assert await store.lexical("acme", session, "the and of") == []  # stop words only
 
 
-async def test_a_number_finds_the_ids_that_hold_it_and_an_id_finds_the_bare_number(
+async def test_a_number_finds_the_ids_that_hold_it_and_not_the_dates(
         store: Store) -> None:
     """Postgres reads the hyphen in ORD-58213-KX as a minus sign ('-58213'): "58213" alone
     found none of them (user test, session 31). Indexed or still in the tail, either way. An
@@ -63,6 +63,10 @@ async def test_a_number_finds_the_ids_that_hold_it_and_an_id_finds_the_bare_numb
                                        content="Invoice INV-2026-0042 is paid.")])
     await store.index_terms("acme", dated)
     assert await store.lexical("acme", dated, "INV-2026-0042", k=5) == ["inv"]
+    await store.append_messages("acme", dated, [Message(
+        id="iso", role="user", content="Shipped on 2026-11-02 from the depot.")])
+    assert await store.lexical("acme", dated, "room 11", k=5) == []  # not the date's '-11'
+
     assert [h.message.id for h in await store.search_tenant("acme", "INV-2026-0042", 5)
             if h.session == dated] == ["inv"]
 

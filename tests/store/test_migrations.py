@@ -1,5 +1,6 @@
 from __future__ import annotations
 
+import asyncio
 import uuid
 from collections.abc import AsyncIterator
 
@@ -179,17 +180,31 @@ async def test_version_sixteen_served_numbers_go_on_per_session(pg_url: str) -> 
             assert (await store.record_served("acme", "old", served)).seq == 42
             assert (await store.record_served("beta", "old", served)).seq == 1
             assert (await store.record_served("acme", "new", served)).seq == 1
-            # A client of the previous version, still running, records as it did: from the
-            # old sequence, now far above any session's count, so neither takes the other's.
+            # A client of the previous version, still running, records as it did: from the old
+            # sequence, now in a range the counters never enter. Old and new writers take
+            # turns on one session (review of session 31: counting on above an old writer's
+            # number took its next one), and then at once: no number is given twice.
             async with await psycopg.AsyncConnection.connect(url, autocommit=True) as old:
-                drawn = await old.execute(
-                    "WITH next AS (SELECT nextval('served_contexts_seq') AS seq)"
-                    " INSERT INTO served_contexts (tenant, session, seq, turn, record)"
-                    " SELECT 'acme', 'new', next.seq, 2, '{}' FROM next RETURNING seq")
-                row = await drawn.fetchone()
-                assert row is not None and row[0] >= 1_000_000_000
-            # The session counts on above it: never a number it holds, never behind the newest.
-            assert (await store.record_served("acme", "new", served)).seq == row[0] + 1
+                async def old_writer() -> int:
+                    drawn = await old.execute(
+                        "WITH next AS (SELECT nextval('served_contexts_seq') AS seq)"
+                        " INSERT INTO served_contexts (tenant, session, seq, turn, record)"
+                        " SELECT 'acme', 'new', next.seq, 1, jsonb_build_object('seq', next.seq)"
+                        " FROM next RETURNING seq")
+                    row = await drawn.fetchone()
+                    assert row is not None
+                    return int(row[0])
+
+                taken = [await old_writer(), (await store.record_served(
+                    "acme", "new", served)).seq, await old_writer()]
+                assert taken[0] >= 1_000_000_000 and taken[1] == 2 and taken[2] > taken[0]
+                taken += [r.seq for r in await asyncio.gather(*(
+                    store.record_served("acme", "new", served) for _ in range(5)))]
+                taken.append(await old_writer())
+            assert len(set(taken)) == len(taken) and sorted(taken[3:8]) == [3, 4, 5, 6, 7]
+            # The newest at the turn is the one recorded last, whatever its number.
+            newest, _ = await store.last_served("acme", "new", 1)
+            assert newest is not None and newest.get("seq") == taken[-1]
             assert [r["seq"] for r in await store.served("acme", "old")] == [40, 41, 42]
         finally:
             await pool.close()

@@ -47,3 +47,18 @@ async def test_a_client_on_an_archive_behind_its_code_says_to_run_setup(pg_url: 
                 await lt.store()
         finally:
             await pool.close()
+
+
+async def test_a_client_on_an_archive_ahead_of_its_code_goes_on(pg_url: str) -> None:
+    """An upgrade migrates first and replaces clients last: a client of the version before
+    must keep starting on the migrated archive (second review of session 31)."""
+    known = len(MIGRATIONS)
+    async with database_at(pg_url, known) as url:
+        async with await psycopg.AsyncConnection.connect(url, autocommit=True) as conn:
+            await conn.execute("INSERT INTO schema_version (version) VALUES (%s)", (known + 1,))
+        pool = await open_pool(url)
+        try:
+            store = Store(pool)
+            assert await Longthread(None, Settings(), store=store).store() is store  # type: ignore[arg-type]
+        finally:
+            await pool.close()

@@ -60,7 +60,7 @@ async def test_one_message_over_the_call_limit_is_named_as_the_message(size: int
     with pytest.raises(InvalidInputError) as info:
         await _conversation().append({"id": "big", "role": "user", "content": "é" * (size // 2)})
     assert info.value.field == "messages[0].content"
-    assert f"the message is {size}" in str(info.value)
+    assert f"its content alone is {size} bytes" in str(info.value)
     assert "at most 1500000 bytes in one call" in str(info.value)
     body = "x" * 1_600_000
     with pytest.raises(InvalidInputError) as info:

@@ -130,8 +130,8 @@ def test_a_message_too_large_for_any_call_is_refused_by_its_line_and_field() -> 
         message_parts(messages, [4, 11], count=100, limit=1_500_000)
     assert info.value.field == "line 11"
     size = len(messages[1].model_dump_json().encode())  # what `append_many` would send
-    assert info.value.problem.startswith(f"content: the message is {size} bytes or more as "
-                                         "sent; the limit for one message is 1500000 bytes")
+    assert info.value.problem.startswith(f"content: the message is {size} bytes as sent; the "
+                                         "limit for one message is 1500000 bytes")
 
 
 def test_a_file_line_over_any_limit_names_the_durable_stacks(tmp_path: Path) -> None:
@@ -140,8 +140,8 @@ def test_a_file_line_over_any_limit_names_the_durable_stacks(tmp_path: Path) -> 
     path = tmp_path / "big.jsonl"
     path.write_text(json.dumps({"id": "big", "role": "user", "content": "x" * 3_000_000})
                     + "\n")
-    with pytest.raises(InvalidInputError, match=r"^line 1: content: the message is 3000000 "
-                       r"bytes or more as sent; the limit for one message is 1500000 bytes"):
+    with pytest.raises(InvalidInputError, match=r"^line 1: content: its content alone is "
+                       r"3000000 bytes; the limit for one message is 1500000 bytes"):
         read_session_file(path)
 
 

@@ -3,12 +3,12 @@
 -- context() calls, and their gaps timed them. `served_counters` holds each session's last
 -- number; recording a context takes the next one in the same statement (an upsert, so two
 -- calls of one session wait on each other for that statement only; a read still never
--- waits on the session row), and never one below a number the session holds. Numbers
--- already given stay as they were, so a `replay --seq N` an auditor wrote down still names
--- the same context; each session counts on from its highest. Clients and workers of an
--- older version, still running until they are replaced, go on drawing from the old
--- sequence: it jumps to 1,000,000,000 here, far above what sessions count to, and a session
--- they record for counts on above them, so nothing fails and no number is given twice.
+-- waits on the session row), and never one below a number of its own range the session
+-- holds. Numbers already given stay as they were, so a `replay --seq N` an auditor wrote
+-- down still names the same context; each session counts on from its highest. Clients and
+-- workers of an older version, still running until they are replaced, go on drawing from
+-- the old sequence: it jumps to 1,000,000,000 here, a range the counters never enter (the
+-- newest context at a turn is found by when it was recorded), so no number is given twice.
 -- The table is locked first: an older writer's insert waits for this migration, and the
 -- seed sees every row (past the row-level policy, which the migrating owner is subject to
 -- unless a superuser, as in migrations 5, 8, 9 and 16).
