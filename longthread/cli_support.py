@@ -80,10 +80,7 @@ def print_version(asked: bool) -> None:
     if asked:
         from importlib.metadata import version
 
-        from memory.assembly import ASSEMBLY_VERSION
-        from memory.compaction import ENGINE_VERSION
-        from memory.store.migrations import MIGRATIONS
+        from memory.build import build_label
 
-        out.print(f"longthread {version('longthread')} (schema {len(MIGRATIONS)}, "
-                  f"{ENGINE_VERSION}, assembly {ASSEMBLY_VERSION})", highlight=False)
+        out.print(f"longthread {version('longthread')} ({build_label()})", highlight=False)
         raise typer.Exit()

@@ -21,6 +21,7 @@ from temporalio.api.workflowservice.v1 import DescribeNamespaceRequest, Describe
 from temporalio.client import Client
 
 from longthread.settings import Settings, data_dir_problem, resolve_settings
+from memory.build import build_of_identity
 
 __all__ = ["POLLER_FRESH_SECONDS", "Check", "Unhealthy", "check_health"]
 
@@ -92,7 +93,7 @@ async def _workers(settings: Settings, client: Client) -> str:
     """Workers run both workflows and activities, so a healthy queue has fresh pollers of
     both kinds; the backlog says whether they keep up."""
     now = datetime.now(UTC)
-    counts, backlog = {}, 0
+    counts, backlog, builds = {}, 0, set[str]()
     for kind, queue_type in (("workflow", TaskQueueType.TASK_QUEUE_TYPE_WORKFLOW),
                              ("activity", TaskQueueType.TASK_QUEUE_TYPE_ACTIVITY)):
         reply = await client.workflow_service.describe_task_queue(DescribeTaskQueueRequest(
@@ -102,9 +103,15 @@ async def _workers(settings: Settings, client: Client) -> str:
                  if (now - p.last_access_time.ToDatetime(UTC)).total_seconds()
                  <= POLLER_FRESH_SECONDS}
         counts[kind] = len(fresh)
+        builds.update(build_of_identity(i) or "a build before identities named one"
+                      for i in fresh)
         backlog += reply.task_queue_status.backlog_count_hint
     seen = (f"{counts['workflow']} workflow and {counts['activity']} activity pollers on task "
             f"queue {settings.task_queue!r}, backlog {backlog}")
+    if len(builds) > 1:  # a rolling upgrade under way, or a stale worker left behind
+        seen += f"; workers of {len(builds)} builds: {'; '.join(sorted(builds))}"
+    elif builds:
+        seen += f"; build {builds.pop()}"
     if not counts["workflow"] or not counts["activity"]:
         raise Unhealthy(f"{seen}: no worker has polled it in the last "
                         f"{POLLER_FRESH_SECONDS:g} s (start `longthread worker` with this "

@@ -7,6 +7,7 @@ import asyncio
 import logging
 import os
 import signal
+import socket
 import sys
 from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
@@ -21,6 +22,7 @@ from temporalio.worker import Worker
 from activities.providers.embedders import LocalEmbedder, OnnxEmbedder
 from longthread.codec import data_converter
 from longthread.settings import Settings, data_dir_problem
+from memory.build import build_label
 from memory.errors import InvalidInputError
 from memory.store.db import open_archive, unreachable
 from memory.store.roles import ensure_schema
@@ -77,7 +79,9 @@ def build_worker(
     activities: Sequence[Callable[..., Any]] = (),
     **options: Any,
 ) -> Worker:
-    """A worker for every workflow longthread defines; CPU-bound activities get threads."""
+    """A worker for every workflow longthread defines; CPU-bound activities get threads. Its
+    identity names its build (SDK default, then the build), for `longthread health`."""
+    options.setdefault("identity", f"{os.getpid()}@{socket.gethostname()} ({build_label()})")
     return Worker(
         client,
         task_queue=task_queue,

@@ -12,13 +12,16 @@ from pathlib import Path
 import psycopg
 import pytest
 from temporalio.client import Client
+from temporalio.runtime import Runtime, TelemetryConfig
 from temporalio.worker import Worker
 
 from longthread.health import Check, check_health
 from longthread.settings import Settings
+from memory.build import build_label
 from memory.store.migrations import MIGRATIONS
 from tests.e2e.test_cli import cli, env
 from tests.store.old_schema import database_at
+from worker.main import build_worker
 
 __all__ = ["env"]  # the fixture, imported for its use here
 
@@ -41,11 +44,33 @@ async def test_a_serving_deployment_passes_every_check(
     assert [line.split()[:2] for line in lines] == [["ok", "temporal"], ["ok", "workers"],
                                                     ["ok", "archive"]]
     assert f"1 workflow and 1 activity pollers on task queue '{task_queue}'" in lines[1]
+    assert f"backlog 0; build {build_label()} (" in lines[1], lines[1]
     assert f"schema {len(MIGRATIONS)}" in lines[2]
     code, out, err = await cli(env, "health", "--json")
     assert code == 0, err
     report = json.loads(out)
     assert report["ok"] is True and [c["ok"] for c in report["checks"]] == [True] * 3
+
+
+async def test_workers_of_two_builds_are_named_as_such(
+    client: Client, app_url: str, tmp_path: Path, task_queue: str, worker: Worker
+) -> None:
+    """A rolling upgrade (or a stale worker left behind): the upgrade test of session 31 could
+    not tell an old worker from a new one, both answering `longthread 0.1.0`."""
+    settings = _settings(tmp_path, temporal_address=client.service_client.config.target_host,
+                         database_url=app_url, task_queue=task_queue)
+    # Another process's worker (the SDK refuses two on one queue in one runtime).
+    other = await Client.connect(client.service_client.config.target_host,
+                                 runtime=Runtime(telemetry=TelemetryConfig()))
+    async with build_worker(other, task_queue, identity="4242@old-host"):  # an older build
+        detail = ""
+        for _ in range(50):  # until the second worker has polled both of its queues
+            detail = _by_name(await check_health(settings))["workers"].detail
+            if detail.startswith("2 workflow and 2 activity pollers"):
+                break
+            await asyncio.sleep(0.2)
+    assert detail.endswith(f"; workers of 2 builds: a build before identities named one; "
+                           f"{build_label()}"), detail
 
 
 async def test_a_queue_no_worker_polls_fails_naming_the_queue(
