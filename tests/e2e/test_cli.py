@@ -358,7 +358,7 @@ async def test_an_export_with_large_tool_results_reimports_with_default_options(
     rows.append({"id": "u2", "role": "user", "content": "z" * 1_600_000})
     source.write_text("".join(json.dumps(m) + "\n" for m in rows))
     code, out, err = await cli(env, "import", "too-big", str(source), "--tenant", "acme")
-    assert code == 2 and "error: line 5: content: the message is 16" in err, err
+    assert code == 2 and "error: line 5: content: its content alone is 1600000 bytes" in err, err
     assert "the limit for one message is 1500000 bytes" in err, err
     code, _, err = await cli(env, "context", "too-big", "--tenant", "acme")
     assert code == 2 and "no session 'too-big'" in err, err  # nothing stored, nothing started
