@@ -39,6 +39,7 @@ from longthread.transfer import (
     largest_field,
     ledger_parts,
     message_bytes,
+    weighed,
 )
 from memory.errors import InvalidInputError, LongthreadError, NotFoundError
 from memory.models import (
@@ -79,10 +80,8 @@ class MessageTooLarge(InvalidInputError):
                  content_only: bool = False) -> None:
         self.index = index
         self.part = part
-        weight = f"its {part} alone is {size} bytes" if content_only else \
-            f"the message is {size} bytes as sent"
         super().__init__(
-            f"{field}[{index}].{part}", f"{weight}; the "
+            f"{field}[{index}].{part}", f"{weighed(part, size, content_only)}; the "
             f"durable stack takes at most {MAX_BATCH_BYTES} bytes in one call (Temporal caps "
             "a payload at 2 MB), so one message cannot be larger: split it, or store the "
             "body elsewhere and append a reference")

@@ -34,6 +34,7 @@ __all__ = [
     "message_parts",
     "read_session_file",
     "split_by_size",
+    "weighed",
     "write_export",
 ]
 
@@ -60,11 +61,17 @@ def content_over_limit(raw: object) -> int | None:
     return size if size > MAX_BATCH_BYTES else None
 
 
-def _too_large(part: str, size: int, limit: int, *, content_only: bool = False) -> str:
-    weight = f"its {part} alone is {size} bytes" if content_only else \
+def weighed(part: str, size: int, content_only: bool = False) -> str:
+    """What a refusal of a message too large for one call says it weighed: its content alone
+    (measured before parsing, `content_over_limit`) or the whole message as sent."""
+    return f"its {part} alone is {size} bytes" if content_only else \
         f"the message is {size} bytes as sent"
-    return (f"{part}: {weight}; the limit for one message is {limit} bytes (Temporal caps a "
-            "payload at 2 MB): split it, or store the body elsewhere and import a reference")
+
+
+def _too_large(part: str, size: int, limit: int, *, content_only: bool = False) -> str:
+    return (f"{part}: {weighed(part, size, content_only)}; the limit for one message is {limit} "
+            "bytes (Temporal caps a payload at 2 MB): split it, or store the body elsewhere and "
+            "import a reference")
 
 
 class SessionFile(BaseModel):
