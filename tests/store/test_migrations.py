@@ -2,7 +2,8 @@ from __future__ import annotations
 
 import asyncio
 import uuid
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Sequence
+from typing import Any
 
 import psycopg
 import pytest
@@ -16,7 +17,7 @@ from memory.models import Message
 from memory.store.db import open_pool
 from memory.store.migrations import MIGRATIONS, setup
 from memory.store.store import Store
-from tests.store.old_schema import database_at
+from tests.store.old_schema import database_at, migrate_to
 
 SERVED = ServedContext(seq=0, turn=1, query=None, max_tokens=10, tokens=5, source_ids=(),
                        digest="d", ledger_seq=0)
@@ -157,6 +158,13 @@ async def test_insert_heavy_tables_are_vacuumed_after_small_growth(
     assert "autovacuum_vacuum_insert_scale_factor=0.01" in options["message_terms"]
 
 
+async def _served_before_17(conn: psycopg.AsyncConnection[Any], seqs: Sequence[int]) -> None:
+    """Contexts served in session acme/old, numbered as version 16 did (a shared sequence)."""
+    for seq in seqs:
+        await conn.execute("INSERT INTO served_contexts (tenant, session, seq, turn, record)"
+                           " VALUES ('acme', 'old', %s, 1, %s)", (seq, Jsonb({"seq": seq})))
+
+
 async def test_version_sixteen_served_numbers_go_on_per_session(pg_url: str) -> None:
     """Migration 17: a context already served keeps its number (an auditor may have written
     it down); the session counts on from its highest, and every other session, of any
@@ -165,10 +173,7 @@ async def test_version_sixteen_served_numbers_go_on_per_session(pg_url: str) -> 
         async with await psycopg.AsyncConnection.connect(url, autocommit=True,
                                                          row_factory=dict_row) as conn:
             await conn.execute("ALTER TABLE served_contexts NO FORCE ROW LEVEL SECURITY")
-            for seq in (40, 41):  # drawn from the shared sequence, as version 16 did
-                await conn.execute(
-                    "INSERT INTO served_contexts (tenant, session, seq, turn, record)"
-                    " VALUES ('acme', 'old', %s, 1, %s)", (seq, Jsonb({"seq": seq})))
+            await _served_before_17(conn, (40, 41))
             assert await setup(conn, 384) == len(MIGRATIONS)
             cur = await conn.execute("SELECT relrowsecurity AS rls, relforcerowsecurity AS f"
                                      " FROM pg_class WHERE relname = 'served_counters'")
@@ -230,17 +235,10 @@ async def test_migration_seventeen_seeds_every_sessions_counter_as_an_owner_unde
                 sql.Identifier(role)))
         owner_url = psycopg.conninfo.make_conninfo(url, user=role)
         async with await psycopg.AsyncConnection.connect(owner_url, autocommit=True) as owner:
-            await owner.execute("CREATE TABLE schema_version (version integer PRIMARY KEY,"
-                                " applied_at timestamptz NOT NULL DEFAULT now())")
-            for n, statement in enumerate(MIGRATIONS[:16], start=1):
-                await owner.execute(statement.format(dim=sql.Literal(384)))
-                await owner.execute("INSERT INTO schema_version (version) VALUES (%s)", (n,))
+            await migrate_to(owner, 16)
             async with owner.transaction():  # as version 16's app wrote them: tenant set
                 await owner.execute("SELECT set_config('app.tenant', 'acme', true)")
-                for seq in (3, 5):
-                    await owner.execute(
-                        "INSERT INTO served_contexts (tenant, session, seq, turn, record)"
-                        " VALUES ('acme', 'old', %s, 1, %s)", (seq, Jsonb({"seq": seq})))
+                await _served_before_17(owner, (3, 5))
             assert await setup(owner, 384) == len(MIGRATIONS)
             cur = await owner.execute("SELECT relforcerowsecurity FROM pg_class"
                                       " WHERE relname = 'served_contexts'")

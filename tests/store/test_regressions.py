@@ -10,9 +10,10 @@ from psycopg import sql
 
 from memory.models import Message
 from memory.store.db import open_pool
-from memory.store.migrations import MIGRATIONS, setup
+from memory.store.migrations import setup
 from memory.store.store import Store
 from memory.window import recent_slice
+from tests.store.old_schema import migrate_to
 
 
 async def test_read_window_counts_large_bodies_by_reference(store: Store) -> None:
@@ -40,11 +41,7 @@ async def test_migration_six_gives_pre_existing_sessions_their_cursors(pg_url: s
         await admin.execute(sql.SQL("CREATE DATABASE {}").format(sql.Identifier(name)))
     url = psycopg.conninfo.make_conninfo(pg_url, dbname=name)
     async with await psycopg.AsyncConnection.connect(url, autocommit=True) as conn:
-        await conn.execute("CREATE TABLE schema_version (version integer PRIMARY KEY,"
-                           " applied_at timestamptz NOT NULL DEFAULT now())")
-        for version, statement in enumerate(MIGRATIONS[:5], start=1):
-            await conn.execute(statement.format(dim=sql.Literal(384)))
-            await conn.execute("INSERT INTO schema_version (version) VALUES (%s)", (version,))
+        await migrate_to(conn, 5)
         await conn.execute("INSERT INTO messages (tenant, session, id, seq, role, content)"
                            " VALUES ('acme', 'old', 'm0', 0, 'user', 'a parcel in Leeds')")
         await setup(conn, 384)
