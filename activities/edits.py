@@ -25,9 +25,10 @@ from activities.types import (
     SessionRef,
     UncompactSessionInput,
 )
+from memory.audit import CoveredHashes
 from memory.compaction import apply_record
 from memory.errors import InvalidInputError, LedgerConflictError
-from memory.models import CompactionRecord, Message, content_hash
+from memory.models import CompactionRecord, Message
 from memory.store.sessions import LoadedWindow
 from memory.store.store import Store
 from memory.undo import compose_undos, undo_targets
@@ -115,7 +116,8 @@ class EditActivities:
     @activity.defn(name=specs.RESTORE_LEDGER.name)
     async def restore_ledger(self, input: RestoreLedgerInput) -> CompactOutcome:
         """Re-apply an exported ledger to an imported copy, all or nothing: each record must
-        match the imported originals (same covered ids in the window, same covered hash)."""
+        match the imported originals (same covered ids in the window, same covered hash, with
+        times in whichever zone the exporting database read them)."""
         loaded = await self.store.load_window(input.tenant, input.session)
         if loaded.version != input.expected_head:
             return await self._already(input, loaded, input.expected_head)
@@ -124,6 +126,7 @@ class EditActivities:
                                                           ids=named)}
         state, steps = loaded.state, []
         order = dict(loaded.order)
+        hashes = CoveredHashes()  # taken in the exporting database's time zone
         try:
             for n, record in enumerate(input.records):
                 where = f"records[{n}]"
@@ -146,8 +149,8 @@ class EditActivities:
                     if missing:
                         raise InvalidInputError(f"{where}.covered_ids", f"{missing[0]!r} is not "
                                                                         "in the window")
-                    if content_hash([in_window[i] for i in record.covered_ids]) != \
-                            record.covered_hash:
+                    if not hashes.match([in_window[i] for i in record.covered_ids],
+                                        record.covered_hash):
                         raise InvalidInputError(f"{where}.covered_hash", "the covered messages "
                                                 "differ from the imported originals")
                     state = apply_record(state, record)

@@ -19,18 +19,16 @@ checks find damage and casual edits, not an owner who forges all of them consist
 
 from __future__ import annotations
 
-from collections.abc import Callable, Collection, Iterator, Sequence
-from datetime import UTC, tzinfo
+from collections.abc import Callable, Collection, Sequence
 from typing import Any, Literal
-from zoneinfo import ZoneInfo, available_timezones
 
 from pydantic import BaseModel, ConfigDict
 
 from longthread.audit import Archived, fold_ledger, rebuild
-from memory.audit import ServedContext, window_digest
+from memory.audit import CoveredHashes, ServedContext, window_digest
 from memory.compaction import WindowState
 from memory.errors import InvalidInputError
-from memory.messages import content_hash, message_digest
+from memory.messages import message_digest
 from memory.models import CompactionRecord, Message
 from memory.store.store import Store
 from memory.window import by_reference
@@ -144,10 +142,10 @@ def ledger_findings(window_messages: Sequence[Message], records: Sequence[Compac
     A covered hash is over the messages as the worker read them, with times in its database
     session's time zone, which need not be the reader's (PGTZ, a login's setting, a changed
     default, an export read elsewhere): a record matches if its messages give its hash as read
-    here or with their times in some one zone (`_Zones`)."""
+    here or with their times in some one zone (`memory.audit.CoveredHashes`)."""
     findings: list[Finding] = []
     hashes: dict[str, str] = {}
-    zones = _Zones()
+    zones = CoveredHashes()
     applying: list[CompactionRecord] = []  # the record being applied, for a fold that fails
 
     def check(state: WindowState, record: CompactionRecord) -> None:
@@ -180,33 +178,3 @@ def ledger_findings(window_messages: Sequence[Message], records: Sequence[Compac
         findings.append(Finding(kind="record", ident=applying[0].id, problem=(
             f"the ledger cannot be applied from this record on: {exc}")))
     return findings
-
-
-class _Zones:
-    """Which time zone the covered hashes were taken in: tried as read, then the zone that
-    matched last, UTC, and every zone the system knows (a mismatch costs one pass of about
-    600; a match is tried first from then on). A zone only renders the same instants: no
-    choice of zone makes edited content give the hash."""
-
-    def __init__(self) -> None:
-        self.found: tzinfo | None = None
-
-    def match(self, messages: list[Message], expected: str) -> bool:
-        if content_hash(messages) == expected:
-            return True
-        if not any(m.created_at is not None for m in messages):
-            return False
-        for zone in self._candidates():
-            moved = [m if m.created_at is None else m.model_copy(
-                update={"created_at": m.created_at.astimezone(zone)}) for m in messages]
-            if content_hash(moved) == expected:
-                self.found = zone
-                return True
-        return False
-
-    def _candidates(self) -> Iterator[tzinfo]:
-        if self.found is not None:
-            yield self.found
-        yield UTC
-        for name in sorted(available_timezones()):
-            yield ZoneInfo(name)

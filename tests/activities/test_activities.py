@@ -7,6 +7,7 @@ import uuid
 from collections.abc import Sequence
 from datetime import UTC, datetime
 from typing import Any
+from zoneinfo import ZoneInfo
 
 import pytest
 from temporalio import activity
@@ -31,7 +32,7 @@ from activities.types import (
 )
 from memory.audit import ServedContext, window_digest
 from memory.compaction import WindowState, window_tokens
-from memory.models import CompactionRecord, ContextWindow, Message, ToolCall
+from memory.models import CompactionRecord, ContextWindow, Message, ToolCall, content_hash
 from memory.policy import CompactionPolicy
 from memory.store.store import Store
 from memory.summarizer import SummaryResult
@@ -762,3 +763,36 @@ async def test_an_abstractive_summarizer_writes_the_merges_too(
         assert record.merged_summary.strategy == "extractive-hierarchical"
         assert record.fallback is not None and record.fallback.startswith(
             "merge extractive: claude-test failed (")
+
+
+async def test_restore_ledger_takes_a_ledger_hashed_in_another_time_zone(
+    activities: ConversationActivities, store: Store
+) -> None:
+    """An export from a database whose session zone was Berlin: its covered hashes are over
+    times written +01:00 / +02:00, while this archive reads them in UTC. The same instants,
+    so the copy restores (it was refused before session 32); an edited message still is not."""
+    env = ActivityEnvironment()
+    stamps = [datetime(2024, 1 + i % 12, 15, 9, 0, tzinfo=UTC) for i in range(len(FACTS))]
+    messages = tuple(m.model_copy(update={"created_at": at})
+                     for m, at in zip(_messages(FACTS), stamps, strict=True))
+    _, ledger = await _ledger_of_three(env, activities, store, messages)
+    berlin = ZoneInfo("Europe/Berlin")
+    shown = {m.id: m.model_copy(update={"created_at": m.created_at.astimezone(berlin)})
+             for m in messages if m.created_at is not None}
+    exported = tuple(r if r.trigger == "undo" else r.model_copy(update={
+        "covered_hash": content_hash([shown[i] for i in r.covered_ids])}) for r in ledger[:2])
+    assert [r.covered_hash for r in exported] != [r.covered_hash for r in ledger[:2]]
+    copy = _session()
+    await env.run(activities.store_messages, _store_input(copy, messages))
+    out = await env.run(activities.restore_ledger, RestoreLedgerInput(
+        tenant="acme", session=copy, expected_head=0, records=exported))
+    assert out.record_ids == ("c1", "c2")
+
+    edited = tuple(m.model_copy(update={"content": "Fact 1: rerouted to Hull."})
+                   if m.id == "m1" else m for m in messages)
+    other = _session()
+    await env.run(activities.store_messages, _store_input(other, edited))
+    with pytest.raises(ApplicationError, match=r"records\[0\]\.covered_hash: "):
+        await env.run(activities.restore_ledger, RestoreLedgerInput(
+            tenant="acme", session=other, expected_head=0, records=exported))
+    assert await store.ledger("acme", other) == []
