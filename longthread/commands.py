@@ -20,9 +20,9 @@ from temporalio.service import RPCError
 from longthread.cli_errors import undo_of_undo, unsettled
 from longthread.client import NO_ARCHIVE, Conversation, Longthread, check_ids
 from longthread.commands_audit import AuditCommands
-from longthread.conversation import MAX_BATCH_BYTES
 from longthread.replies import described
 from longthread.settings import acting_for, resolve_settings
+from longthread.sizes import MAX_BATCH_BYTES
 from longthread.transfer import (
     SessionFile,
     at_line,

@@ -33,14 +33,14 @@ from longthread.replies import (
     raise_clear,
     undelivered,
 )
-from longthread.transfer import (
+from longthread.sizes import (
     MAX_BATCH_BYTES,
+    MessageTooLarge,
+    check_message_sizes,
     content_over_limit,
-    largest_field,
-    ledger_parts,
     message_bytes,
-    weighed,
 )
+from longthread.transfer import ledger_parts
 from memory.errors import InvalidInputError, LongthreadError, NotFoundError
 from memory.models import (
     CompactionRecord,
@@ -70,30 +70,6 @@ __all__ = ["MAX_BATCH_BYTES", "MAX_FETCH_IDS", "Conversation", "MessageTooLarge"
            "check_message_sizes"]
 
 log = logging.getLogger(__name__)
-
-
-class MessageTooLarge(InvalidInputError):
-    """A message no call could carry; `index` and `part` (its largest field) let an adapter
-    name it by its own item."""
-
-    def __init__(self, field: str, index: int, part: str, size: int,
-                 content_only: bool = False) -> None:
-        self.index = index
-        self.part = part
-        super().__init__(
-            f"{field}[{index}].{part}", f"{weighed(part, size, content_only)}; the "
-            f"durable stack takes at most {MAX_BATCH_BYTES} bytes in one call (Temporal caps "
-            "a payload at 2 MB), so one message cannot be larger: split it, or store the "
-            "body elsewhere and append a reference")
-
-
-def check_message_sizes(messages: Sequence[Message], sizes: Sequence[int],
-                        field: str = "messages") -> None:
-    """Refuse a message no call could carry, named (`field[i]`) whatever else the batch
-    holds: no split helps it. The adapters check a whole turn so before sending any of it."""
-    over = next((n for n, weight in enumerate(sizes) if weight > MAX_BATCH_BYTES), None)
-    if over is not None:
-        raise MessageTooLarge(field, over, largest_field(messages[over]), sizes[over])
 
 
 def _forget_start_error(start: WithStartWorkflowOperation[Any, Any]) -> None:

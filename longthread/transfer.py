@@ -16,6 +16,14 @@ from typing import Any, TypeVar
 
 from pydantic import BaseModel, ConfigDict, ValidationError
 
+from longthread.sizes import (
+    MAX_BATCH_BYTES,
+    content_over_limit,
+    largest_field,
+    message_bytes,
+    split_by_size,
+    too_large,
+)
 from memory.audit import ServedContext
 from memory.errors import InvalidInputError
 from memory.models import CompactionRecord, Message, invalid_input, parse_messages
@@ -26,15 +34,10 @@ __all__ = [
     "SessionFile",
     "at_line",
     "check_writable",
-    "content_over_limit",
-    "largest_field",
     "ledger_left",
     "ledger_parts",
-    "message_bytes",
     "message_parts",
     "read_session_file",
-    "split_by_size",
-    "weighed",
     "write_export",
 ]
 
@@ -45,34 +48,6 @@ EXPORT_FORMAT = "longthread-export/3"
 READABLE_FORMATS = ("longthread-export/1", "longthread-export/2", EXPORT_FORMAT)
 
 _M = TypeVar("_M", bound=BaseModel)
-
-# Temporal caps one payload at 2 MB; a batch stays well below so JSON overhead never crosses it.
-MAX_BATCH_BYTES = 1_500_000
-
-
-def content_over_limit(raw: object) -> int | None:
-    """A message's content bytes, before it is parsed, when they alone are over what one call
-    carries. Parsing first refused content over 2 MB at library mode's limit (2,000,000) where
-    1.6 MB was refused at the durable stack's (1,500,000): one limit, named the same way."""
-    content = raw.get("content") if isinstance(raw, Mapping) else getattr(raw, "content", None)
-    if not isinstance(content, str) or len(content) <= MAX_BATCH_BYTES // 4:
-        return None  # UTF-8 takes at most 4 bytes a character
-    size = len(content.encode("utf-8", "surrogatepass"))
-    return size if size > MAX_BATCH_BYTES else None
-
-
-def weighed(part: str, size: int, content_only: bool = False) -> str:
-    """What a refusal of a message too large for one call says it weighed: its content alone
-    (measured before parsing, `content_over_limit`) or the whole message as sent."""
-    return f"its {part} alone is {size} bytes" if content_only else \
-        f"the message is {size} bytes as sent"
-
-
-def _too_large(part: str, size: int, limit: int, *, content_only: bool = False) -> str:
-    return (f"{part}: {weighed(part, size, content_only)}; the limit for one message is {limit} "
-            "bytes (Temporal caps a payload at 2 MB): split it, or store the body elsewhere and "
-            "import a reference")
-
 
 class SessionFile(BaseModel):
     model_config = ConfigDict(frozen=True)
@@ -181,7 +156,7 @@ def _line(item: dict[str, Any], number: int, ledger: list[CompactionRecord],
                                 "from_langchain(messages_from_dict([line])[0], id, created_at) "
                                 "and append those (docs/integrations.md)")
     if (size := content_over_limit(item)) is not None:
-        raise InvalidInputError(f"line {number}", _too_large("content", size, MAX_BATCH_BYTES,
+        raise InvalidInputError(f"line {number}", too_large("content", size, MAX_BATCH_BYTES,
                                                              content_only=True))
     try:
         (message,) = parse_messages([item])
@@ -277,33 +252,6 @@ def ledger_left(existing: Sequence[CompactionRecord], filed: Sequence[Compaction
     return list(filed[len(existing):])
 
 
-def message_bytes(message: Message) -> int:
-    """A message's size as an append call sends it (its JSON), which Temporal's payload cap
-    bounds: `append_many`, `import` and the framework adapters all measure it so."""
-    return len(message.model_dump_json().encode("utf-8"))
-
-
-def largest_field(message: Message) -> str:
-    """The field that makes a message too large, for the error that names it."""
-    return max(("content", "metadata", "tool_calls"), key=lambda f: len(
-        message.model_dump_json(include={f}).encode("utf-8")))
-
-
-def split_by_size(weights: Sequence[int], count: int, limit: int) -> list[tuple[int, int]]:
-    """Consecutive [start, stop) batches of at most `count` items and `limit` total weight (an
-    item heavier than `limit` alone goes alone), in order."""
-    bounds: list[tuple[int, int]] = []
-    start, size = 0, 0
-    for n, weight in enumerate(weights):
-        if n > start and (n - start >= count or size + weight > limit):
-            bounds.append((start, n))
-            start, size = n, 0
-        size += weight
-    if weights:
-        bounds.append((start, len(weights)))
-    return bounds
-
-
 def message_parts(messages: Sequence[Message], lines: Sequence[int], count: int, limit: int
                   ) -> list[tuple[int, tuple[Message, ...]]]:
     """The file's messages in consecutive batches of at most `count` messages and `limit` bytes
@@ -314,7 +262,7 @@ def message_parts(messages: Sequence[Message], lines: Sequence[int], count: int,
     weights = [message_bytes(m) for m in messages]
     for message, line, weight in zip(messages, lines, weights, strict=True):
         if weight > limit:
-            raise InvalidInputError(f"line {line}", _too_large(largest_field(message), weight,
+            raise InvalidInputError(f"line {line}", too_large(largest_field(message), weight,
                                                                limit))
     return [(start, tuple(messages[start:stop]))
             for start, stop in split_by_size(weights, count, limit)]

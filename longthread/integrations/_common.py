@@ -16,8 +16,8 @@ from collections.abc import Sequence
 
 from pydantic import JsonValue
 
-from longthread.conversation import MAX_BATCH_BYTES, Conversation, check_message_sizes
-from longthread.transfer import message_bytes, split_by_size
+from longthread.conversation import Conversation
+from longthread.sizes import MAX_BATCH_BYTES, check_message_sizes, message_bytes, split_by_size
 from memory.models import Message, Summary
 from memory.packing import fenced_summary
 from memory.units import tool_units

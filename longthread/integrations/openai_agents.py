@@ -37,7 +37,6 @@ from pydantic import JsonValue, ValidationError
 from pydantic_core import to_jsonable_python
 
 from longthread.client import Conversation, Longthread
-from longthread.conversation import MessageTooLarge
 from longthread.integrations._common import (
     JsonObject,
     JsonPath,
@@ -50,6 +49,7 @@ from longthread.integrations._common import (
     stash,
     summary_text,
 )
+from longthread.sizes import MessageTooLarge
 from memory.errors import InvalidInputError
 from memory.models import Message, Role, ToolCall, invalid_input
 from memory.units import JOINS_NEXT
