@@ -8,6 +8,12 @@ from them (`Archived`). Both run here on the same sessions in one embedded Postg
 synthetic turns, one context served every 10 turns (no query: the window and the hierarchy),
 its digest recorded from the rebuild, so both sides must also agree on every digest.
 Medians of 3 runs. `python -m bench.verify_speed` prints the section.
+
+Those sessions never compact, so every window is the whole session and the fold has nothing to
+do. A second table times the fold alone (pure, no database) on a library-mode session that
+compacts (a 4,000-token policy), a context every 10 turns: before, each context's window folded
+from the start (`fold_ledger` over its turns, as `verify` did until session 32); after, one
+running fold (`memory.fold.Archived.window_at`). Both must give the same windows.
 """
 
 from __future__ import annotations
@@ -20,12 +26,18 @@ from bench.common import Section, bench_store, code_state
 from longthread.audit import Archived, rebuild
 from longthread.verify import verify_session
 from memory.audit import ServedContext, window_digest
+from memory.compaction import WindowState
+from memory.fold import fold_ledger
 from memory.models import Message
+from memory.policy import CompactionPolicy
+from memory.session import Session
 from memory.store.store import Store
+from memory.window import by_reference
 
 __all__ = ["run"]
 
 SIZES = (1_000, 3_000)
+FOLD_SIZES = (2_000, 5_000)
 EVERY = 10  # turns between served contexts
 TENANT = "bench-verify"
 
@@ -77,6 +89,38 @@ async def _measure() -> list[tuple[int, int, float, float, int, int]]:
     return rows
 
 
+def _turn(i: int) -> Message:
+    return Message(id=f"m{i}", role=("user", "assistant")[i % 2],
+                   content=f"Turn {i}: the parcel {4700 + i} is at depot {i % 97}.")
+
+
+def _folds() -> list[tuple[int, int, int, float, float, bool]]:
+    rows = []
+    for turns in FOLD_SIZES:
+        session = Session("fold", policy=CompactionPolicy(context_window=4000))
+        points = []
+        for i in range(turns):
+            session.add_messages([_turn(i)])
+            if i % EVERY == EVERY - 1:
+                points.append((len(session.messages), len(session.ledger)))
+        messages, ledger = session.messages, session.ledger
+        before, after = [], []
+        old: list[WindowState] = []
+        new: list[WindowState] = []
+        for _ in range(3):
+            started = time.perf_counter()
+            old = [fold_ledger([by_reference(m) for m in messages[:turn]], ledger[:records])
+                   for turn, records in points]
+            before.append(time.perf_counter() - started)
+            started = time.perf_counter()
+            archived = Archived(list(enumerate(messages)), ledger)
+            new = [archived.window_at(turn, records) for turn, records in points]
+            after.append(time.perf_counter() - started)
+        rows.append((turns, len(ledger), len(points), statistics.median(before),
+                     statistics.median(after), old == new))
+    return rows
+
+
 def run() -> Section:
     rows = asyncio.run(_measure())
     lines = [f"_{code_state()}_", "",
@@ -86,6 +130,12 @@ def run() -> Section:
     for turns, n, before, after, ok_before, ok_after in rows:
         lines.append(f"| {turns:,} | {n:,} | {before:.2f} s | {after:.2f} s | "
                      f"{before / after:.1f}× | {ok_before} / {ok_after} of {n} |")
+    lines += ["", "The fold alone, on a session that compacts:", "",
+              "| turns | ledger records | contexts | before (each folded from the start) | "
+              "after (one running fold) | ratio | same windows |", "|---|---|---|---|---|---|---|"]
+    for turns, records, n, before, after, same in _folds():
+        lines.append(f"| {turns:,} | {records} | {n:,} | {before:.2f} s | {after:.3f} s | "
+                     f"{before / after:.0f}× | {'yes' if same else 'NO'} |")
     return Section("verify: rebuilding every served context", "\n".join(lines))
 
 

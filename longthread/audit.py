@@ -10,8 +10,7 @@ with the same pure code; the digests must match.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
-from dataclasses import dataclass, field
+from collections.abc import Sequence
 from datetime import datetime
 
 from pydantic import BaseModel, ConfigDict
@@ -19,14 +18,15 @@ from pydantic import BaseModel, ConfigDict
 from memory.assembly import Shares
 from memory.audit import ServedContext, window_digest
 from memory.checks import check_id
-from memory.compaction import WindowState, apply_record
+from memory.compaction import WindowState
 from memory.errors import InvalidInputError, NotFoundError
+from memory.fold import Archived, LedgerFold, fold_ledger
 from memory.models import CompactionRecord, ContextWindow, Message, ScoredMessage, Summary
 from memory.store.lookups import Lookup
 from memory.store.store import Store
 from memory.window import assemble_from_window, by_reference
 
-__all__ = ["Archived", "ReplayResult", "TurnHistory", "TurnStep", "by", "fold_ledger",
+__all__ = ["Archived", "LedgerFold", "ReplayResult", "TurnHistory", "TurnStep", "by", "fold_ledger",
            "message_of", "rebuild", "replay_at", "trace_turn", "why_at", "why_of_id"]
 
 
@@ -42,61 +42,16 @@ class ReplayResult(BaseModel):
     served_at_turn: list[int] = []
 
 
-def fold_ledger(messages: Sequence[Message], records: Sequence[CompactionRecord],
-                before: Callable[[WindowState, CompactionRecord], None] | None = None
-                ) -> WindowState:
-    """The window that `records`, applied in order by `apply_record`, make of `messages` (the
-    session's first turns, in append order, as a window shows them).
-
-    Each message joins the fold only when the first record that could cover it comes up (a
-    record covers messages stored before it, so up to its newest covered one), not all at
-    the start: `apply_record` costs the size of the window it is given, and a fold that
-    carried every turn through every record cost turns x records (35 s at 100,000 messages
-    and 995 records, `bench/replay_fold.py`; hours at a million). The windows it passes
-    through are the same. `before` sees each record with the window it is applied to
-    (`longthread.verify` checks the record's covered hash there)."""
-    order = {m.id: n for n, m in enumerate(messages)}
-    by_id = {m.id: m for m in messages}
-    state, joined = WindowState(), 0
-    for record in records:
-        reach = 1 + max((order.get(i, -1) for i in record.covered_ids), default=-1)
-        if reach > joined:
-            state = WindowState(summaries=state.summaries,
-                                messages=(*state.messages, *messages[joined:reach]))
-            joined = reach
-        if before is not None:
-            before(state, record)
-        state = apply_record(state, record, originals=by_id, order=order)
-    return WindowState(summaries=state.summaries, messages=(*state.messages, *messages[joined:]))
-
-
-@dataclass(frozen=True)
-class Archived:
-    """A session's messages with their seqs (in seq order) and its ledger, read once for many
-    rebuilds: `verify` rebuilt each served context from fresh reads of every message before
-    it, quadratic in a session served once a turn."""
-
-    messages: Sequence[tuple[int, Message]]
-    ledger: Sequence[CompactionRecord]
-    by_id: dict[str, tuple[int, Message]] = field(init=False)
-
-    def __post_init__(self) -> None:
-        object.__setattr__(self, "by_id", {m.id: (seq, m) for seq, m in self.messages})
-
-
 async def _window_and_originals(store: Store, tenant: str, session: str, turn: int,
                                 ledger_seq: int, archived: Archived | None = None
                                 ) -> tuple[WindowState, dict[str, Message]]:
     """The window after `turn` messages with the first `ledger_seq` records applied, and
     every original by id (the window holds bodies over 64 KB as previews); from `archived`
     when given, else read."""
-    if archived is None:
-        messages = await store.all_messages(tenant, session, before=turn)
-        records: Sequence[CompactionRecord] = await store.ledger(tenant, session,
-                                                                 stop=ledger_seq)
-    else:
-        messages = [m for seq, m in archived.messages if seq < turn]
-        records = [r for r in archived.ledger if r.seq < ledger_seq]
+    if archived is not None:  # the originals of later turns too: only the window's are asked
+        return archived.window_at(turn, ledger_seq), archived.originals
+    messages = await store.all_messages(tenant, session, before=turn)
+    records = await store.ledger(tenant, session, stop=ledger_seq)
     state = fold_ledger([by_reference(m) for m in messages], records)
     return state, {m.id: m for m in messages}
 

@@ -9,6 +9,7 @@ from hypothesis import strategies as st
 
 from longthread.audit import fold_ledger
 from memory.compaction import WindowState, apply_record
+from memory.fold import Archived
 from memory.models import Message
 from memory.session import Session
 from tests.unit.sessions import POLICY, remove, undo_one
@@ -52,3 +53,11 @@ def test_the_fold_is_the_window_the_session_had_at_every_point(
         folded = fold_ledger(session.messages[:turn], session.ledger[:records])
         assert folded == window, (turn, records)
         assert folded == _whole_fold(session.messages[:turn], session, records)
+    # `verify`'s one running fold gives the same windows, asked in the order they were had,
+    # and (folding on its own what is behind it) in any other order.
+    archived = Archived(list(enumerate(session.messages)), session.ledger)
+    for turn, records, window in seen:
+        assert archived.window_at(turn, records) == window, (turn, records)
+    again = Archived(list(enumerate(session.messages)), session.ledger)
+    for turn, records, window in data.draw(st.permutations(seen)):
+        assert again.window_at(turn, records) == window, (turn, records)
