@@ -58,7 +58,7 @@ from memory.units import tool_units, turn_start
 __all__ = ["ASSEMBLY_VERSION", "DEFAULT_POLICY", "DEFAULT_SHARES", "QUERY_SHARES",
            "AssemblyPolicy", "Shares", "assemble_context", "tool_units"]
 
-ASSEMBLY_VERSION = 18  # 1: fixed shares, date-grouped block, fused order (before issue 12);
+ASSEMBLY_VERSION = 19  # 1: fixed shares, date-grouped block, fused order (before issue 12);
 # 2: adaptive shares, reranked, dated lines; 3: summaries that do not all fit their share are
 # condensed into one that does, so every window of 500 tokens or more carries the hierarchy;
 # 4: turns two away count in the packing order (`reach`); idle summaries get the summary cap;
@@ -95,7 +95,12 @@ ASSEMBLY_VERSION = 18  # 1: fixed shares, date-grouped block, fused order (befor
 # day's ordinal before a month ("15. April") no longer end a sentence; 18: condensing the
 # hierarchy weighs a number said only in boilerplate (a log line's or a reply macro's form,
 # said three times or more) as a slot of its form, not as a rare fact (`memory.facts.
-# term_weights`, engine 13's rule for summaries).
+# term_weights`, engine 13's rule for summaries); 19: a condensed hierarchy that retrieval and
+# the recent turns left room beside is condensed again into that room (18 left up to 83% of a
+# window with a query empty: the summary held to its tenth, and the recent run stopped at a
+# tool result too large for what was left); and condensing follows engine 14's rules (a
+# summary's tool lines read as tool output; no clause of numbers and dates alone quoted,
+# `memory.facts.engine14_on`).
 P = ParamSpec("P")
 CONDENSE_MIN_BUDGET = 500  # below this a window is the newest exchange and what answers it
 # Version 16: the most the user's message before an agent's steps may take of the budget (a
@@ -160,13 +165,14 @@ def _with_thinking(shown: ContextMessage, message_id: str,
 def _read_as_served(assemble: Callable[P, ContextWindow]) -> Callable[P, ContextWindow]:
     """Words and sentences read by the rules of the version assembled (`memory.text.
     text_rules`): every script from 17 on, ASCII before; and boilerplate's numbers weighed as
-    slots (`memory.facts.summary_rules`) when the hierarchy is condensed from 18 on. So an older
-    window replays exactly."""
+    slots (`memory.facts.summary_rules`) when the hierarchy is condensed from 18 on, tool lines
+    read as tool output from 19 on. So an older window replays exactly."""
     @wraps(assemble)
     def read(*args: P.args, **kwargs: P.kwargs) -> ContextWindow:
         version = kwargs.get("version", ASSEMBLY_VERSION)
         served = version if isinstance(version, int) else 0
-        with text_rules(scripts=served >= 17), summary_rules(engine13=served >= 18):
+        with text_rules(scripts=served >= 17), summary_rules(engine13=served >= 18,
+                                                             engine14=served >= 19):
             return assemble(*args, **kwargs)
     return read
 
@@ -344,6 +350,12 @@ def assemble_context(
             if needs["summary"] <= left + condensed.tokens:
                 left += condensed.tokens - needs["summary"]
                 condensed, picked = None, list(range(len(summary_msgs)))
+            elif version >= 19 and left > 0:  # else condensed again into what is left
+                fuller = condense(summaries, left + condensed.tokens, counter, short_ids=True,
+                                  fill=True, any_case=True)
+                if fuller is not None and fuller.tokens > condensed.tokens:
+                    left -= fuller.tokens - condensed.tokens
+                    condensed = fuller
         else:
             rest = [i for i in reversed(range(len(summary_msgs))) if i not in picked]
             extra = greedy(rest, left, lambda idx: sum(summary_msgs[i].tokens for i in idx))

@@ -57,7 +57,12 @@ __all__ = [
 #    (`memory.units.turn_start`), within an eighth of the window: an autonomous agent's task.
 # 12: tokens are counted by script (`memory.tokens.ScriptCounter`), so a window of Japanese
 #    or Hindi compacts at its real size, not a quarter of it; ASCII counts as in 11.
-ENGINE_VERSION = "longthread-engine/13"
+# 13: (see `memory.facts`) a number said only in boilerplate is a slot of its form.
+# 14: a merge of summaries reads their tool lines (`- [id] tool: …`) as tool output, whose
+#     numbers weigh as the leaf summary weighed them (`memory.facts.engine14_on`): a level-2
+#     merge quoted timestamp lines of tool results over the decisions its level-1 summary held;
+#     and a sentence is not quoted by a clause of numbers and dates alone ("October 30").
+ENGINE_VERSION = "longthread-engine/14"
 
 
 def _engine(record: CompactionRecord) -> int:

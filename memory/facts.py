@@ -7,15 +7,15 @@ from __future__ import annotations
 import math
 import re
 from collections import Counter
-from collections.abc import Sequence
-from contextlib import AbstractContextManager
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
 from typing import NamedTuple
 
 from memory.text import VersionRule, terms
 
 __all__ = ["FOCUS", "FORM_WORDS", "LONG_SENTENCE", "MIN_CLAUSE_TERMS", "REPEATED_FORM", "SPECIFIC",
-           "Boilerplate", "boilerplate", "clauses", "engine13_on", "fact_bonus", "fact_terms",
-           "form_of", "summary_rules", "term_weights"]
+           "Boilerplate", "boilerplate", "clauses", "engine13_on", "engine14_on", "fact_bonus",
+           "fact_terms", "form_of", "summary_rules", "term_weights"]
 
 _NUMBER = re.compile(r"\d")
 _DATE = re.compile(
@@ -102,12 +102,29 @@ def form_of(sentence: str) -> tuple[str, ...]:
 _ENGINE13 = VersionRule("longthread_summary_engine13")
 
 
-def summary_rules(engine13: bool) -> AbstractContextManager[None]:
-    return _ENGINE13.only(engine13)
+# Whether engine 14's rules hold (compaction always; assembly from version 19, as above):
+# - a merge reads a summary's tool lines (`- [id] tool: …`) as tool output, whose numbers are
+#   not facts someone said (`term_weights`'s `machine`), as the leaf summary did. Read as a
+#   user's, a level-2 merge of a support ticket quoted 28 `"ts": …` timestamp lines of tracking
+#   lookups and none of the refund, its reference or the return authorisation its level-1
+#   summary held (a user test's finding);
+# - a clause quoted alone names something besides numbers and dates (`clauses`): "October 30",
+#   "and November 16." stood in summaries for sentences that said what fell on those days.
+_ENGINE14 = VersionRule("longthread_summary_engine14")
+
+
+@contextmanager
+def summary_rules(engine13: bool, engine14: bool = True) -> Iterator[None]:
+    with _ENGINE13.only(engine13), _ENGINE14.only(engine14):
+        yield
 
 
 def engine13_on() -> bool:
     return _ENGINE13.on()
+
+
+def engine14_on() -> bool:
+    return _ENGINE14.on()
 
 
 def fact_bonus(sentence: str) -> float:
@@ -126,13 +143,17 @@ def fact_bonus(sentence: str) -> float:
 def clauses(sentence: str) -> list[str]:
     """Verbatim clauses of a sentence of more than LONG_SENTENCE words, worth quoting alone:
     cut at clause punctuation (left out) and before conjunctions; at least MIN_CLAUSE_TERMS
-    content terms each. A short sentence has none."""
+    content terms each, and from engine 14 one that is neither a number nor a date. A short
+    sentence has none."""
     if sentence.count(" ") + 1 <= LONG_SENTENCE:
         return []
     cuts = [0, *(m.start() for m in _CLAUSE_END.finditer(sentence)), len(sentence)]
+    named = _ENGINE14.on()
     out = [text for k in range(len(cuts) - 1)
            if (text := sentence[cuts[k]: cuts[k + 1]].strip(" ,;:-–—"))
-           and text != sentence and len(terms(text)) >= MIN_CLAUSE_TERMS]
+           and text != sentence and len(found := terms(text)) >= MIN_CLAUSE_TERMS
+           and (not named or any(not _NUMBER.search(t) and t not in _DATE_TERMS
+                                 for t in found))]
     return list(dict.fromkeys(out))
 
 

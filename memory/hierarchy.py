@@ -17,7 +17,7 @@ from datetime import UTC, datetime
 from pydantic import BaseModel, ConfigDict
 
 from memory.extractive import DAY_HEADER, Extract, extractive_summary, render_extracts
-from memory.facts import engine13_on
+from memory.facts import engine13_on, engine14_on
 from memory.models import ContextMessage, Message, Summary
 from memory.packing import FENCE, escape_tags, short_line_ids, shown_id
 from memory.text import scripts_on
@@ -69,6 +69,7 @@ def _as_messages(summaries: Sequence[Summary]) -> list[Message]:
     of dropping them all.
     """
     out: list[Message] = []
+    tool_lines = engine14_on()  # a tool result's line is read as one (engine 14)
     for summary in summaries:
         day: datetime | None = None
         extractive = summary.strategy.startswith("extractive")
@@ -83,7 +84,10 @@ def _as_messages(summaries: Sequence[Summary]) -> list[Message]:
                 ident, rest = text[3:].split("] ", 1)
                 speaker, _, sentence = rest.partition(": ")
                 if sentence.strip():
-                    out.append(Message(id=f"{ident}#{summary.id}.{n}", role="user",
+                    tool = tool_lines and speaker == "tool"
+                    out.append(Message(id=f"{ident}#{summary.id}.{n}",
+                                       role="tool" if tool else "user", tool_call_id=(
+                                           "summary" if tool else None),
                                        name=speaker, content=sentence, created_at=day))
                 continue
             text = text.lstrip("-*• ").strip()
@@ -213,7 +217,7 @@ class RollingSummary(BaseModel):
 GROW_TRIES = 4  # version 6: merges tried again with the room left, to fill an idle summary
 CONDENSED_HEADER = "Earlier conversation ({n} messages, {span}), condensed. Quoted data:"
 _condensed_cache: dict[tuple[tuple[tuple[str, str, int, tuple[str, str] | None], ...], int, str,
-                             bool, bool, bool, bool, bool], ContextMessage | None] = {}
+                             bool, bool, bool, bool, bool, bool], ContextMessage | None] = {}
 
 
 def condense(summaries: Sequence[Summary], budget: int, counter: TokenCounter, *,
@@ -232,7 +236,8 @@ def condense(summaries: Sequence[Summary], budget: int, counter: TokenCounter, *
     retrieval answers a query, what the summary leaves goes to retrieved turns (filling it
     there cost 0.001 to 0.004 of LoCoMo recall)."""
     key = (tuple((s.id, s.content, s.message_count, s.ends) for s in summaries), budget,
-           counter.name, short_ids, fill, any_case, scripts_on(), engine13_on())
+           counter.name, short_ids, fill, any_case, scripts_on(), engine13_on(),
+           engine14_on())
     if key in _condensed_cache:
         return _condensed_cache[key]
     ends = [e for e in (s.ends for s in summaries) if e is not None]

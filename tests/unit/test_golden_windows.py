@@ -191,6 +191,43 @@ def russian() -> tuple[WindowState, list[ScoredMessage]]:
     return chat, [ScoredMessage(message=hit, score=0.03, session="s", seq=5)]
 
 
+def tracked() -> tuple[WindowState, list[ScoredMessage]]:
+    """A support ticket whose summaries quote tracking lookups (tool lines of timestamps)
+    beside the refund decision, a newest question and, before it, a carrier log too large
+    for a small window; retrieval finds one short turn. Version 19 condenses the summaries
+    again into the room retrieval leaves (and reads their tool lines as tool output, which
+    `tests/unit/test_engine14.py` shows where it changes the choice)."""
+    def at(i: int) -> datetime:
+        return START + timedelta(hours=i)
+
+    summaries = []
+    for n in range(3):
+        lines = [f"## 2023-05-{8 + n:02}",
+                 f"- [t{n}a] Dana: Order ORD-5{n}213 has not arrived; the tracking page is "
+                 "stuck.",
+                 f"- [t{n}b] assistant: Correction: the refund is {80 + n}.40 USD, reference "
+                 f"RF-7{n}310, approved today."]
+        lines += [f'- [t{n}t{k}] tool: "ts": "2023-05-{8 + n:02}T0{k}:1{k}:3{k}.12345{k}Z",'
+                  for k in range(8)]
+        lines += [f"- [t{n}c{k}] Dana: Still waiting on parcel {n}{k}, any news from the "
+                  f"depot in town {k}?" for k in range(6)]
+        summaries.append(Summary(id=f"s{n}", level=1, content="\n".join(lines),
+                                 covers=(f"t{n}a",), created_at=at(24 * n)))
+    call = ToolCall(id="call-log", name="carrier_log", arguments='{"order": "ORD-52213"}')
+    log = "".join(f"2023-05-11 0{k % 10}:00 depot scan {k}: parcel held, label reprinted\n"
+                  for k in range(70))
+    messages = (
+        Message(id="sys", role="system", content="You are a support agent."),
+        Message(id="r1", role="assistant", tool_calls=(call,), created_at=at(80)),
+        Message(id="r2", role="tool", tool_call_id="call-log", content=log, created_at=at(81)),
+        Message(id="r3", role="user", name="Dana", content="Is the config applied?",
+                created_at=at(82)))
+    hit = Message(id="h1", role="user", name="Dana", content="Please apply the config.",
+                  created_at=at(70))
+    return (WindowState(summaries=tuple(summaries), messages=messages),
+            [ScoredMessage(message=hit, score=0.03, session="golden", seq=70)])
+
+
 def _pinned(window: ContextWindow) -> dict[str, object]:
     """What a golden holds of a window: its digest, and for a reader its size."""
     return {"digest": window_digest(window), "tokens": window.tokens,
@@ -223,6 +260,8 @@ def windows(version: int, counter: TokenCounter | None) -> dict[str, dict[str, o
         "autonomous": (autonomous(), (), None),  # 16: the task many steps back, shown
         "japanese": (japanese(), (), None),  # 17: counted by script, a quarter as many turns
         "russian": (*russian(), "Какой номер заказа?"),  # 17: a query's words in any script
+        "tracked": (*tracked(), "Is the config applied?"),  # 19: condensed into what is left
+        "tracked-idle": (tracked()[0], (), None),  # 19: condensed, tool lines as tool output
     }
     for name, (scenario, hits, query) in scenarios.items():
         for budget in BUDGETS[1:]:
@@ -409,7 +448,8 @@ def test_the_fixture_exercises_what_the_versions_differ_in() -> None:
     a body the window previews (v9), a retrieved turn with no text (v10), a newest turn over
     the budget (v12), repeated tool results (v13), a message's lines shaped like the block's
     (v14), a tool step's stored thinking (v15), an agent's task many steps back (v16), text in
-    a script the heuristic undercounted (v17), and the versions' windows differ."""
+    a script the heuristic undercounted (v17), summaries of tool lines condensed beside little
+    retrieval (v19), and the versions' windows differ."""
     counter = HeuristicCounter()
     by_version = {v: windows(v, None) for v in range(1, ASSEMBLY_VERSION + 1)}
     for older, newer in zip(range(1, ASSEMBLY_VERSION), range(2, ASSEMBLY_VERSION + 1),
@@ -476,6 +516,11 @@ def test_the_fixture_exercises_what_the_versions_differ_in() -> None:
         window = assemble_from_window(japanese(), max_tokens=800, version=version)
         assert (sum(scripts.count_message(m.role, m.content) for m in window.messages)
                 <= 800) is fits
+    ticket, hits = tracked()
+    for version, filled in ((18, False), (19, True)):  # v19: no longer mostly empty
+        window = assemble_from_window(ticket, max_tokens=800, retrieved=hits,
+                                      query="Is the config applied?", version=version)
+        assert (window.tokens > 0.75 * 800) is filled, window.sections  # v18: 144
     big, bodies = large_body()
     for version, budget, wholes in ((8, 100_000, []), (9, 60_000, ["b5"]),
                                     (9, 100_000, ["b3", "b5"])):
