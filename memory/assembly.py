@@ -350,7 +350,10 @@ def assemble_context(
             if needs["summary"] <= left + condensed.tokens:
                 left += condensed.tokens - needs["summary"]
                 condensed, picked = None, list(range(len(summary_msgs)))
-            elif version >= 19 and left > 0:  # else condensed again into what is left
+            elif version >= 19 and left >= remaining * policy.summary_cap:
+                # else condensed again into what is left, when that is another tenth or more:
+                # each new size is a merge of the whole hierarchy (not cached), worth it for
+                # a window left mostly empty, not for the few tokens packing leaves over.
                 fuller = condense(summaries, left + condensed.tokens, counter, short_ids=True,
                                   fill=True, any_case=True)
                 if fuller is not None and fuller.tokens > condensed.tokens:
