@@ -99,7 +99,7 @@ ASSEMBLY_VERSION = 19  # 1: fixed shares, date-grouped block, fused order (befor
 # the recent turns left room beside is condensed again into that room (18 left up to 83% of a
 # window with a query empty: the summary held to its tenth, and the recent run stopped at a
 # tool result too large for what was left); and condensing follows engine 14's rules (a
-# summary's tool lines read as tool output; no clause of numbers and dates alone quoted,
+# tool's recurring short field is boilerplate; no clause of numbers and dates alone is quoted;
 # `memory.facts.engine14_on`).
 P = ParamSpec("P")
 CONDENSE_MIN_BUDGET = 500  # below this a window is the newest exchange and what answers it
@@ -165,8 +165,8 @@ def _with_thinking(shown: ContextMessage, message_id: str,
 def _read_as_served(assemble: Callable[P, ContextWindow]) -> Callable[P, ContextWindow]:
     """Words and sentences read by the rules of the version assembled (`memory.text.
     text_rules`): every script from 17 on, ASCII before; and boilerplate's numbers weighed as
-    slots (`memory.facts.summary_rules`) when the hierarchy is condensed from 18 on, tool lines
-    read as tool output from 19 on. So an older window replays exactly."""
+    slots (`memory.facts.summary_rules`) when the hierarchy is condensed from 18 on, and by
+    engine 14's rules from 19 on. So an older window replays exactly."""
     @wraps(assemble)
     def read(*args: P.args, **kwargs: P.kwargs) -> ContextWindow:
         version = kwargs.get("version", ASSEMBLY_VERSION)

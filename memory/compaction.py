@@ -58,10 +58,11 @@ __all__ = [
 # 12: tokens are counted by script (`memory.tokens.ScriptCounter`), so a window of Japanese
 #    or Hindi compacts at its real size, not a quarter of it; ASCII counts as in 11.
 # 13: (see `memory.facts`) a number said only in boilerplate is a slot of its form.
-# 14: a merge of summaries reads their tool lines (`- [id] tool: …`) as tool output, whose
-#     numbers weigh as the leaf summary weighed them (`memory.facts.engine14_on`): a level-2
-#     merge quoted timestamp lines of tool results over the decisions its level-1 summary held;
-#     and a sentence is not quoted by a clause of numbers and dates alone ("October 30").
+# 14: a tool's sentence whose form recurs is boilerplate however short (`memory.facts.
+#     boilerplate`), in leaf summaries and in merges, which know a summary's tool lines by their
+#     speaker: a level-2 merge quoted 28 `"ts": …` lines of tracking lookups over the refund its
+#     level-1 summary held; and a sentence is not quoted by a clause of numbers and dates alone
+#     ("October 30").
 ENGINE_VERSION = "longthread-engine/14"
 
 

@@ -40,8 +40,12 @@ from memory.tokens import (
     text_stats,
 )
 
-__all__ = ["DAY_HEADER", "Extract", "ExtractiveSummary", "extractive_summary", "line_day",
-           "render_extracts"]
+__all__ = ["DAY_HEADER", "TOOL_LINE", "Extract", "ExtractiveSummary", "extractive_summary",
+           "line_day", "render_extracts"]
+
+# Metadata of a merge's pseudo-message (`memory.hierarchy`) that re-reads a summary's line
+# quoting a tool result: its sentences are a tool's to `memory.facts.boilerplate` (engine 14).
+TOOL_LINE = "longthread.summary_tool_line"
 
 # A quote's gain is its uncovered weight to this power, per token of its line: slightly
 # concave, so a clause with the facts beats the whole long sentence around it. This and
@@ -224,6 +228,7 @@ def _pool(messages: Sequence[Message], focus: str | None, counter: TokenCounter,
     docs: list[list[str]] = []
     texts: list[str] = []
     machine: list[bool] = []  # the sentence is a tool result's (`term_weights`)
+    tooled: list[bool] = []  # or a summary's line quoting one (`boilerplate`)
     forms: list[tuple[str, ...]] = []  # the sentence's form, numbers masked (`term_weights`)
     whole: list[int] = []  # each sentence's whole candidate
     speakers = frozenset(m.name.lower() for m in messages if m.name)
@@ -242,6 +247,7 @@ def _pool(messages: Sequence[Message], focus: str | None, counter: TokenCounter,
             docs.append([*words, *{t for ts in part_terms[1:] for t in ts} - set(words)])
             texts.append(sentence)
             machine.append(message.role == "tool")
+            tooled.append(message.role == "tool" or message.metadata.get(TOOL_LINE) is True)
             forms.append(form_of(sentence))
             whole.append(len(candidates))
             for part, these in zip(parts, part_terms, strict=True):
@@ -251,7 +257,7 @@ def _pool(messages: Sequence[Message], focus: str | None, counter: TokenCounter,
     if not candidates:
         return None
     focused = terms(focus) if focus else []
-    plate = boilerplate(docs, forms, focused)
+    plate = boilerplate(docs, forms, focused, tooled)
     if plate is not None:  # a line of boilerplate is worth its line's term (`term_weights`)
         for i, k in enumerate(group):
             line = plate.lines[k]

@@ -103,11 +103,13 @@ _ENGINE13 = VersionRule("longthread_summary_engine13")
 
 
 # Whether engine 14's rules hold (compaction always; assembly from version 19, as above):
-# - a merge reads a summary's tool lines (`- [id] tool: …`) as tool output, whose numbers are
-#   not facts someone said (`term_weights`'s `machine`), as the leaf summary did. Read as a
-#   user's, a level-2 merge of a support ticket quoted 28 `"ts": …` timestamp lines of tracking
-#   lookups and none of the refund, its reference or the return authorisation its level-1
-#   summary held (a user test's finding);
+# - a tool's sentence whose form recurs is boilerplate however short (`boilerplate`), in a
+#   leaf summary and in a merge, which knows a summary's tool lines (`- [id] tool: …`) by
+#   their speaker: a level-2 merge of a support ticket quoted 28 `"ts": …` timestamp lines of
+#   tracking lookups and none of the refund, its reference or the return authorisation its
+#   level-1 summary held (a user test's finding). Their numbers still weigh as a person's in
+#   a merge: read as tool output there (no number specific), a log's rare error lines lost
+#   to the rest (`bench/salience.py`: 75 of 328 planted ids carried, against 97);
 # - a clause quoted alone names something besides numbers and dates (`clauses`): "October 30",
 #   "and November 16." stood in summaries for sentences that said what fell on those days.
 _ENGINE14 = VersionRule("longthread_summary_engine14")
@@ -169,15 +171,20 @@ class Boilerplate(NamedTuple):
 
 
 def boilerplate(docs: Sequence[Sequence[str]], forms: Sequence[tuple[str, ...]],
-                focus: Sequence[str] = ()) -> Boilerplate | None:
+                focus: Sequence[str] = (), tooled: Sequence[bool] = ()) -> Boilerplate | None:
     """The span's boilerplate by its sentences' forms (`form_of`), or None under the rules
     before engine 13 (`summary_rules`) or without forms. A number the caller's `focus` names
-    is never a slot: it is what was asked for."""
+    is never a slot: it is what was asked for. From engine 14 a tool's sentence (`tooled`) is
+    boilerplate at any length when its form recurs: FORM_WORDS keeps a person's short answers
+    facts, but a tool's `"ts": "2026-10-22T16:53:14Z",` said 28 times is one field of a
+    record it returns on every call."""
     if not forms or not _ENGINE13.on():
         return None
     said = Counter(forms)
     numbered = [tuple(t for t in doc if _NUMBER.search(t)) for doc in docs]
-    repeated = [said[form] >= REPEATED_FORM and len(form) >= FORM_WORDS for form in forms]
+    fields = _ENGINE14.on()
+    repeated = [said[form] >= REPEATED_FORM and (len(form) >= FORM_WORDS or (
+        fields and k < len(tooled) and tooled[k])) for k, form in enumerate(forms)]
     elsewhere = {t for k, numbers in enumerate(numbered) if not repeated[k] for t in numbers}
     elsewhere.update(focus)
     slots = frozenset(t for k, numbers in enumerate(numbered) if repeated[k]

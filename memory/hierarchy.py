@@ -16,7 +16,13 @@ from datetime import UTC, datetime
 
 from pydantic import BaseModel, ConfigDict
 
-from memory.extractive import DAY_HEADER, Extract, extractive_summary, render_extracts
+from memory.extractive import (
+    DAY_HEADER,
+    TOOL_LINE,
+    Extract,
+    extractive_summary,
+    render_extracts,
+)
 from memory.facts import engine13_on, engine14_on
 from memory.models import ContextMessage, Message, Summary
 from memory.packing import FENCE, escape_tags, short_line_ids, shown_id
@@ -69,7 +75,7 @@ def _as_messages(summaries: Sequence[Summary]) -> list[Message]:
     of dropping them all.
     """
     out: list[Message] = []
-    tool_lines = engine14_on()  # a tool result's line is read as one (engine 14)
+    tool_lines = engine14_on()  # a tool result's line is marked (engine 14, `boilerplate`)
     for summary in summaries:
         day: datetime | None = None
         extractive = summary.strategy.startswith("extractive")
@@ -85,10 +91,9 @@ def _as_messages(summaries: Sequence[Summary]) -> list[Message]:
                 speaker, _, sentence = rest.partition(": ")
                 if sentence.strip():
                     tool = tool_lines and speaker == "tool"
-                    out.append(Message(id=f"{ident}#{summary.id}.{n}",
-                                       role="tool" if tool else "user", tool_call_id=(
-                                           "summary" if tool else None),
-                                       name=speaker, content=sentence, created_at=day))
+                    out.append(Message(id=f"{ident}#{summary.id}.{n}", role="user",
+                                       name=speaker, content=sentence, created_at=day,
+                                       metadata={TOOL_LINE: True} if tool else {}))
                 continue
             text = text.lstrip("-*• ").strip()
             for k, sentence in enumerate(s for s in _SENTENCE_END.split(text) if s.strip()):

@@ -24,9 +24,48 @@ from memory.store.migrations import (
 )
 from memory.store.schema_check import SchemaError, check_not_newer
 
-__all__ = ["SchemaError", "create_login_role", "ensure_schema", "setup_database"]
+__all__ = ["APP_TABLE_GRANTS", "SchemaError", "create_login_role", "ensure_schema",
+           "missing_grants", "setup_database"]
 
 ROLE_NAME = re.compile(r"^[a-z_][a-z0-9_]{0,62}$")
+# What `longthread_app` holds on each table once every migration has run (the GRANTs of
+# memory/store/sql, summed; `tests/store/test_grants.py` checks this against a migrated
+# archive). `health` checks it is still so: a restore that dropped a grant left every append
+# retrying without a word while `health` said ok (an SRE's user test).
+APP_TABLE_GRANTS: dict[str, tuple[str, ...]] = {
+    "checkpoints": ("INSERT", "SELECT", "UPDATE"),
+    "compaction_events": ("INSERT", "SELECT"),
+    "ledger": ("INSERT", "SELECT"),
+    "lexical_cursors": ("INSERT", "SELECT"),
+    "longthread_meta": ("INSERT", "SELECT"),
+    "message_terms": ("INSERT", "SELECT"),
+    "messages": ("INSERT", "SELECT"),
+    "schema_version": ("SELECT",),
+    "served_contexts": ("INSERT", "SELECT"),
+    "served_counters": ("INSERT", "SELECT", "UPDATE"),
+    "sessions": ("INSERT", "SELECT", "UPDATE"),
+    "summaries": ("INSERT", "SELECT"),
+    "tool_calls": ("INSERT", "SELECT"),
+    "window_versions": ("INSERT", "SELECT"),
+}
+
+
+async def missing_grants(conn: AsyncConnection[Any]) -> list[str]:
+    """What `longthread_app` should hold on the archive and does not, as "SELECT on sessions":
+    its use of the schema, then its table grants (`APP_TABLE_GRANTS`)."""
+    cur = await conn.execute("SELECT has_schema_privilege('longthread_app', current_schema(), "
+                             "'USAGE'), current_schema()")
+    row = await cur.fetchone()
+    if row is not None and not row[0]:
+        return [f"USAGE on schema {row[1]}"]
+    pairs = [(table, privilege) for table, privileges in APP_TABLE_GRANTS.items()
+             for privilege in privileges]
+    cur = await conn.execute(
+        "SELECT t.privilege || ' on ' || t.name FROM unnest(%s::text[], %s::text[]) "
+        "WITH ORDINALITY AS t(name, privilege, n) WHERE to_regclass(t.name) IS NULL OR NOT "
+        "has_table_privilege('longthread_app', to_regclass(t.name), t.privilege) ORDER BY t.n",
+        ([t for t, _ in pairs], [p for _, p in pairs]))
+    return [str(r[0]) for r in await cur.fetchall()]
 
 
 async def create_login_role(conn: AsyncConnection[Any], user: str,

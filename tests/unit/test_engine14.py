@@ -1,12 +1,12 @@
 """Engine 14's summary rules (assembly 19 condenses by them too).
 
-A merge of summaries reads their tool lines as tool output.
-
-A leaf summary weighs a number as specific only where a person or the model said it, not in a
-tool result (`memory.facts.term_weights`). A merge re-reads the leaf's lines, and read every
-line as a user's: each `"ts": …` line of a tracking lookup brought four rare "said" numbers,
-and a level-2 merge of a support ticket kept 28 of them and none of the refund, its reference
-or the return authorisation (a user test's finding, session 32).
+A tool's sentence whose form recurs is boilerplate however short, and a merge knows a
+summary's tool lines by their speaker. A merge re-read every line as a user's, and the short
+form rule (FORM_WORDS, which keeps a person's short answers facts) let each `"ts": …` line of
+a tracking lookup stand as four rare numbers: a level-2 merge of a support ticket kept 28 of
+them and none of the refund, its reference or the return authorisation (a user test's
+finding, session 32). A tool line's numbers still weigh as in engine 13, so a log's rare error
+line, quoted from a tool result, is still kept over the rest.
 
 And a sentence is not quoted by a clause of numbers and dates alone: "October 30" stood in a
 summary for a sentence that said what fell on that day."""
@@ -43,7 +43,7 @@ def test_before_engine_14_the_timestamps_won() -> None:
 
 
 def test_a_person_named_like_no_tool_is_read_as_before() -> None:
-    """Only the `tool` speaker is tool output: a user's numbers stay said."""
+    """Only the `tool` speaker's lines are a tool's: a person's short answers stay facts."""
     leaves = [leaf.model_copy(update={"content": leaf.content.replace("] tool:", "] Dana:")})
               for leaf in _leaves()]
     with summary_rules(engine13=True, engine14=False):
@@ -58,3 +58,13 @@ def test_a_clause_of_a_date_alone_is_not_quoted() -> None:
                                  "and the refund posts on November 16."]
     with summary_rules(engine13=True, engine14=False):
         assert "October 30" in clauses(sentence)
+
+
+def test_a_rare_tool_line_keeps_its_weight_in_a_merge() -> None:
+    """A log's one error line among chat: its id is still what the merge keeps."""
+    leaf = Summary(id="s1", level=1, covers=("t1",), strategy="extractive", content="\n".join([
+        "- [t1] tool: ERROR refund worker crashed on batch QX-48213, charge left pending",
+        "- [a1] assistant: All quiet on the service so far tonight.",
+        "- [a2] assistant: Nothing unusual in the nightly run, still watching."]))
+    merged = merge_summaries("m", [leaf], 25, counter=default_counter())
+    assert "QX-48213" in merged.content, merged.content

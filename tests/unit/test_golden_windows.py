@@ -195,7 +195,7 @@ def tracked() -> tuple[WindowState, list[ScoredMessage]]:
     """A support ticket whose summaries quote tracking lookups (tool lines of timestamps)
     beside the refund decision, a newest question and, before it, a carrier log too large
     for a small window; retrieval finds one short turn. Version 19 condenses the summaries
-    again into the room retrieval leaves (and reads their tool lines as tool output, which
+    again into the room retrieval leaves (and takes their recurring tool fields as boilerplate,
     `tests/unit/test_engine14.py` shows where it changes the choice)."""
     def at(i: int) -> datetime:
         return START + timedelta(hours=i)
@@ -261,7 +261,7 @@ def windows(version: int, counter: TokenCounter | None) -> dict[str, dict[str, o
         "japanese": (japanese(), (), None),  # 17: counted by script, a quarter as many turns
         "russian": (*russian(), "Какой номер заказа?"),  # 17: a query's words in any script
         "tracked": (*tracked(), "Is the config applied?"),  # 19: condensed into what is left
-        "tracked-idle": (tracked()[0], (), None),  # 19: condensed, tool lines as tool output
+        "tracked-idle": (tracked()[0], (), None),  # 19: condensed, tool fields as boilerplate
     }
     for name, (scenario, hits, query) in scenarios.items():
         for budget in BUDGETS[1:]:
