@@ -9,11 +9,12 @@ from __future__ import annotations
 import asyncio
 import time
 
+import psycopg
 from temporalio import activity
 
 from activities import metrics, specs
 from activities.providers.embedders import Embedder
-from activities.running import heartbeating, refused
+from activities.running import heartbeating, misconfigured, refused
 from activities.types import AppendResult, EmbedInput, EmbedResult, SessionRef, StoreMessagesInput
 from memory.errors import InvalidInputError
 from memory.models import Cursors, Message
@@ -45,6 +46,14 @@ class IngestActivities:
 
     @activity.defn(name=specs.STORE_MESSAGES.name)
     async def store_messages(self, input: StoreMessagesInput) -> AppendResult:
+        try:
+            return await self._store_messages(input)
+        except psycopg.Error as exc:
+            if (fatal := misconfigured(exc)) is not None:
+                raise fatal from None
+            raise
+
+    async def _store_messages(self, input: StoreMessagesInput) -> AppendResult:
         if not input.restamped:
             try:
                 out = await self.store.append_messages(input.tenant, input.session,

@@ -134,6 +134,7 @@ async def _archive(settings: Settings) -> str:
         stored_embedding_dim,
         stored_schema_version,
     )
+    from memory.store.roles import missing_grants
 
     if not settings.database_url:
         raise Unhealthy("no archive configured (set LONGTHREAD_DATABASE_URL)")
@@ -151,6 +152,12 @@ async def _archive(settings: Settings) -> str:
             raise Unhealthy(f"{where}: schema at version {version}, this code's is {known}: "
                             f"{fix}")
         dim, model = await stored_embedding_dim(conn), await stored_embedder(conn)
+        missing = await missing_grants(conn)
+    if missing:
+        more = f" (and {len(missing) - 1} more)" if len(missing) > 1 else ""
+        raise Unhealthy(f"{where}: the application role longthread_app lacks {missing[0]}"
+                        f"{more}, so appends and contexts fail: grant it again as the admin "
+                        "(docs/operations.md, \"Restoring grants\")")
     try:  # the rules a worker starts by: the size on its own (`db setup` records no model)
         check_embedding_dim(dim, settings.dimensions)
         check_embedder(model, settings.embedding_model)
