@@ -34,7 +34,7 @@ from memory.checks import (
 from memory.errors import InvalidInputError
 from memory.models import ScoredMessage
 from memory.policy import CompactionPolicy
-from memory.store.db import open_archive
+from memory.store.db import checkout, open_archive
 from memory.store.migrations import (
     MIGRATIONS,
     check_embedder,
@@ -169,7 +169,7 @@ class Longthread:
             self._store = Store(self._own_pool)
         if not self._archive_read:  # also for a store passed in (the CLI's): `embedder()`
             # checks these before the first query is embedded
-            async with self._store.pool.connection() as conn:
+            async with checkout(self._store.pool) as conn:
                 check_client_schema(await stored_schema_version(conn), len(MIGRATIONS))
                 self._archive_dim = await stored_embedding_dim(conn)
                 self._archive_model = await stored_embedder(conn)

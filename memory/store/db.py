@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
 from typing import Any
 
 import psycopg
@@ -68,6 +70,20 @@ async def open_archive(
         raise unreachable(what, url, reason) from None
     except (OSError, psycopg.OperationalError) as exc:
         raise unreachable(what, url, exc) from None
+
+
+@asynccontextmanager
+async def checkout(pool: AsyncConnectionPool[AsyncConnection[DictRow]]
+                   ) -> AsyncIterator[AsyncConnection[DictRow]]:
+    """A connection from an open pool, or a ConnectionError naming the database: psycopg's
+    PoolTimeout ("couldn't get a connection after 30.00 sec") reached a client's `context()`
+    as it was, naming nothing, while Postgres was down (an SRE's user test)."""
+    try:
+        async with pool.connection() as conn:
+            yield conn
+    except PoolTimeout as exc:
+        url = pool.conninfo if isinstance(pool.conninfo, str) else ""  # ours are strings
+        raise unreachable("archive database", url, exc) from None
 
 
 def describe_url(url: str) -> str:

@@ -22,6 +22,7 @@ from psycopg_pool import AsyncConnectionPool
 from memory.errors import InvalidInputError, NotFoundError
 from memory.messages import ARCHIVE
 from memory.models import CompactionRecord, Message, ScoredMessage
+from memory.store.db import checkout
 from memory.store.indexing import INDEX_TERMS, INDEX_TERMS_BYTES, INDEX_TERMS_LIMIT
 from memory.store.listing import SessionInfo, SessionListing
 from memory.store.lookups import Lookup, MessageLookups
@@ -68,7 +69,7 @@ class Store(SessionStore, MessageLookups, TenantSearch, ServedContexts, SessionL
         read-only repeatable-read transaction, so every read sees one moment.
 
         BEGIN and the scope go to the server in one round trip (a pipeline), not five."""
-        async with self.pool.connection() as conn:
+        async with checkout(self.pool) as conn:
             # An AsyncTransaction, not conn.transaction(): that one would keep the connection in
             # pipeline mode (a nested pipeline) for the whole transaction.
             tx, began = AsyncTransaction(conn), False
@@ -101,7 +102,7 @@ class Store(SessionStore, MessageLookups, TenantSearch, ServedContexts, SessionL
                         ) -> AsyncIterator[tuple[AsyncConnection[DictRow], AsyncPipeline]]:
         """A scoped transaction in pipeline mode: statements are queued, and go to the server
         with the next `pipeline.sync()`, a fetch, or at the end together with COMMIT."""
-        async with self.pool.connection() as conn:
+        async with checkout(self.pool) as conn:
             async with conn.pipeline() as pipeline, AsyncTransaction(conn):
                 await self._scope(conn, tenant, False)
                 yield conn, pipeline
@@ -114,7 +115,7 @@ class Store(SessionStore, MessageLookups, TenantSearch, ServedContexts, SessionL
         for its own values (the search's plan depends on the query's words). On `conn` (one
         the caller holds, idle) if given, else on a connection from the pool."""
         if conn is None:
-            async with self.pool.connection() as own:
+            async with checkout(self.pool) as own:
                 return await self._batch(tenant, queries, snapshot=snapshot, prepare=prepare,
                                          conn=own)
         async with conn.pipeline(), AsyncTransaction(conn):
@@ -199,7 +200,7 @@ class Store(SessionStore, MessageLookups, TenantSearch, ServedContexts, SessionL
     def connection(self) -> AbstractAsyncContextManager[Connection]:
         """A connection from the pool, for a caller that runs several of this store's calls
         one after the other (`conn=`): it is checked out, and checked, once."""
-        return self.pool.connection()
+        return checkout(self.pool)
 
     async def search(
         self, tenant: str, session: str, text: str, embedding: Sequence[float], k: int = 10,
