@@ -16,7 +16,6 @@ import fcntl
 import json
 import logging
 import os
-import signal
 import socket
 import time
 from collections.abc import AsyncIterator, Callable
@@ -29,7 +28,7 @@ import psutil
 from memory.errors import LongthreadError
 from memory.store.migrations import migrate
 from worker.lifeline import Watchdog, reap
-from worker.main import run_worker
+from worker.main import run_worker, stopping_on_signals
 from worker.settings import Settings
 from worker.stack import EmbeddedPostgres, TemporalDevServer
 
@@ -164,41 +163,43 @@ async def run_dev(settings: Settings, announce: Callable[[str], None] = print) -
     """Run the stack and a worker until SIGINT or SIGTERM."""
     data_dir = settings.data_dir.resolve()
     stop = asyncio.Event()
-    loop = asyncio.get_running_loop()
-    for sig in (signal.SIGINT, signal.SIGTERM):
-        loop.add_signal_handler(sig, stop.set)
     refused = False
     try:
-        async with embedded_stack(settings) as info:
-            worker_settings = settings.model_copy(update={"database_url": info.database_url})
-            worker = asyncio.create_task(run_worker(worker_settings, stop))
-            from longthread.ui import start as start_audit_ui  # the page's web stack, only here
-
-            audit = (await start_audit_ui(worker_settings, port=settings.audit_ui_port)
-                     if settings.audit_ui_port else None)
-            stack_file = data_dir / "stack.json"
-            stack_file.write_text(json.dumps(
-                {"temporal": info.temporal_address, "ui": info.ui_url,
-                 "audit": audit.url if audit else None,
-                 "database_url": info.database_url, "pid": os.getpid()}))
-            try:
-                announce(f"ready temporal={info.temporal_address} ui={info.ui_url} "
-                         f"audit={audit.url if audit else None} "
-                         f"postgres={info.database_url} schema=v{info.schema_version} "
-                         f"data_dir={data_dir}")
-                waiter = asyncio.create_task(stop.wait())
-                await asyncio.wait([worker, waiter], return_when=asyncio.FIRST_COMPLETED)
-                stop.set()
-                await worker  # re-raises a crashed worker's error
-            finally:
-                stack_file.unlink(missing_ok=True)
-                if audit is not None:
-                    await audit.stop()
+        with stopping_on_signals(stop, settings, "dev"):
+            await _serve_stack(settings, data_dir, stop, announce)
     except StackAlreadyRunningError:
         refused = True  # nothing of ours ran, so nothing "stopped"
         raise
     finally:
-        for sig in (signal.SIGINT, signal.SIGTERM):
-            loop.remove_signal_handler(sig)
         if not refused:
             announce("stopped")
+
+
+async def _serve_stack(settings: Settings, data_dir: Path, stop: asyncio.Event,
+                       announce: Callable[[str], None]) -> None:
+    """The embedded stack, its worker and the audit page, until `stop`."""
+    async with embedded_stack(settings) as info:
+        worker_settings = settings.model_copy(update={"database_url": info.database_url})
+        worker = asyncio.create_task(run_worker(worker_settings, stop))
+        from longthread.ui import start as start_audit_ui  # the page's web stack, only here
+
+        audit = (await start_audit_ui(worker_settings, port=settings.audit_ui_port)
+                 if settings.audit_ui_port else None)
+        stack_file = data_dir / "stack.json"
+        stack_file.write_text(json.dumps(
+            {"temporal": info.temporal_address, "ui": info.ui_url,
+             "audit": audit.url if audit else None,
+             "database_url": info.database_url, "pid": os.getpid()}))
+        try:
+            announce(f"ready temporal={info.temporal_address} ui={info.ui_url} "
+                     f"audit={audit.url if audit else None} "
+                     f"postgres={info.database_url} schema=v{info.schema_version} "
+                     f"data_dir={data_dir}")
+            waiter = asyncio.create_task(stop.wait())
+            await asyncio.wait([worker, waiter], return_when=asyncio.FIRST_COMPLETED)
+            stop.set()
+            await worker  # re-raises a crashed worker's error
+        finally:
+            stack_file.unlink(missing_ok=True)
+            if audit is not None:
+                await audit.stop()

@@ -9,8 +9,9 @@ import os
 import signal
 import socket
 import sys
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from concurrent.futures import ThreadPoolExecutor
+from contextlib import contextmanager
 from datetime import timedelta
 from typing import Any
 
@@ -127,6 +128,50 @@ async def run_worker(settings: Settings, stop: asyncio.Event | None = None) -> N
         await pool.close()
 
 
+# Past the grace period, how long a stop may still take before it is forced: a workflow task
+# whose local activity retries an outage (the archive down) held a stopping worker, and `dev`,
+# for minutes after the grace period (an SRE's user test, session 32).
+STOP_MARGIN_SECONDS = 15.0
+
+
+@contextmanager
+def stopping_on_signals(stop: asyncio.Event, settings: Settings, who: str) -> Iterator[None]:
+    """SIGTERM or SIGINT sets `stop`; a second signal, or the grace period and
+    STOP_MARGIN_SECONDS passing without the process leaving, exits at once. Nothing is lost
+    then: Temporal hands an abandoned task on, and `dev`'s watchdog stops its stack."""
+    loop = asyncio.get_running_loop()
+    deadline: list[asyncio.TimerHandle] = []
+
+    def leave(why: str, code: int) -> None:
+        sys.stderr.write(f"{who}: {why}, leaving without waiting for activities\n")
+        sys.stdout.flush()
+        sys.stderr.flush()
+        os._exit(code)
+
+    def on_signal(signum: int) -> None:
+        if stop.is_set():
+            leave("second signal", 128 + signum)
+        limit = settings.shutdown_grace_seconds + STOP_MARGIN_SECONDS
+        sys.stderr.write(
+            f"{who}: {signal.Signals(signum).name}, stopping: activities in flight get up to "
+            f"{settings.shutdown_grace_seconds:g} s to finish (signal again to stop now; "
+            f"stopped at {limit:g} s in any case)\n")
+        sys.stderr.flush()
+        stop.set()
+        deadline.append(loop.call_later(limit, leave, f"still stopping after {limit:g} s",
+                                        128 + signum))
+
+    for sig in STOP_SIGNALS:
+        loop.add_signal_handler(sig, on_signal, sig)
+    try:
+        yield
+    finally:
+        for sig in STOP_SIGNALS:
+            loop.remove_signal_handler(sig)
+        for handle in deadline:
+            handle.cancel()
+
+
 async def serve_worker(settings: Settings, announce: Callable[[str], None] = print) -> None:
     """`longthread worker`: run until SIGTERM or SIGINT, then stop gracefully and announce it.
 
@@ -137,25 +182,6 @@ async def serve_worker(settings: Settings, announce: Callable[[str], None] = pri
     if (problem := data_dir_problem(settings)) is not None:
         raise ConnectionError(problem)
     stop = asyncio.Event()
-    loop = asyncio.get_running_loop()
-
-    def on_signal(signum: int) -> None:
-        if stop.is_set():
-            sys.stderr.write("worker: second signal, leaving without waiting for activities\n")
-            sys.stdout.flush()
-            sys.stderr.flush()
-            os._exit(128 + signum)
-        sys.stderr.write(
-            f"worker: {signal.Signals(signum).name}, stopping: activities in flight get up to "
-            f"{settings.shutdown_grace_seconds:g} s to finish (signal again to stop now)\n")
-        sys.stderr.flush()
-        stop.set()
-
-    for sig in STOP_SIGNALS:
-        loop.add_signal_handler(sig, on_signal, sig)
-    try:
+    with stopping_on_signals(stop, settings, "worker"):
         await run_worker(settings, stop)
-    finally:
-        for sig in STOP_SIGNALS:
-            loop.remove_signal_handler(sig)
     announce("worker stopped")
