@@ -82,13 +82,15 @@ def _forget_start_error(start: WithStartWorkflowOperation[Any, Any]) -> None:
         started.exception()
 
 
-def _unanswered(update: Any, idempotent: bool) -> LongthreadError:
-    """The server's wait for an update ran out: say whether it ran, and what is safe."""
+def _unanswered(update: Any, idempotent: bool, why: str = "the server's deadline ran out "
+                "under load") -> LongthreadError:
+    """The server's wait for an update ran out, or the connection broke while it waited: say
+    whether it ran, and what is safe."""
     name = getattr(update, "__name__", "update")
     safe = ("sending the same messages again stores nothing twice" if idempotent else
             "check the ledger (`longthread ledger SESSION`) before sending it again")
-    return LongthreadError(f"{name}: Temporal gave no answer in time (the server's deadline "
-                           f"ran out under load); it may have been applied: {safe}")
+    return LongthreadError(f"{name}: Temporal gave no answer in time ({why}); it may have "
+                           f"been applied: {safe}")
 
 
 def _raise_own_cancellation(exc: BaseException) -> None:
@@ -155,6 +157,8 @@ class Conversation(ConversationReads):
                 if failed is None or time.monotonic() > deadline:
                     if isinstance(exc, WorkflowUpdateRPCTimeoutOrCancelledError):
                         raise _unanswered(update, idempotent) from exc
+                    if (lost := undelivered(exc)) is not None:  # after it may have run
+                        raise _unanswered(update, idempotent, lost.message) from exc
                     raise
                 log.warning("update %s not answered (%s); sending it again", update_id,
                             failed.message)

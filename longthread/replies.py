@@ -53,9 +53,13 @@ def transient(exc: RPCError) -> bool:
     """Worth retrying with the same update id: the server is unreachable or busy, no worker
     polls, or the workflow task that carried the update failed before accepting it (the
     server retries that task; a worker died mid-task, say). The update was not accepted; a
-    batch its local activity had stored already comes back as duplicates."""
+    batch its local activity had stored already comes back as duplicates. So is a connection
+    that broke while the call waited ("transport error", whatever its status): an append's
+    batch was stored and its caller told it failed (an SRE's user test, Temporal killed while
+    an append waited)."""
     return (exc.status in (RPCStatusCode.UNAVAILABLE, RPCStatusCode.DEADLINE_EXCEEDED,
                            RPCStatusCode.RESOURCE_EXHAUSTED)
+            or "transport error" in exc.message.lower()
             or "no poller" in exc.message
             or (exc.status == RPCStatusCode.FAILED_PRECONDITION
                 and "workflow task" in exc.message.lower()))
