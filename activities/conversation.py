@@ -88,6 +88,23 @@ class ConversationActivities(IngestActivities, ServingActivities, EditActivities
         metrics.compaction_event(event)
         await self.store.add_event(ref.tenant, ref.session, event)
 
+    async def _completed_late(self, ref: SessionRef, record_id: str,
+                              outcome: CompactOutcome) -> None:
+        """The "completed" event of a record an earlier attempt committed and died before
+        recording (an SRE's user test: a worker SIGKILLed between the two left `started`
+        alone, and the completed-compactions metric missed it)."""
+        if record_id not in outcome.record_ids:
+            return
+        kinds = {e.kind for e in await self.store.events(ref.tenant, ref.session, limit=50)
+                 if e.record_id == record_id}
+        if "started" not in kinds or "completed" in kinds:
+            return
+        (record,) = await self.store.ledger(ref.tenant, ref.session, ids={record_id})
+        await self._event(ref, CompactionEvent(
+            kind="completed", record_id=record_id, level=record.level, reason=record.reason,
+            tokens_before=record.tokens_before, tokens_after=record.tokens_after,
+            ratio=record.ratio, duration_ms=record.duration_ms))
+
     async def _summarize(self, ref: SessionRef, record_id: str, messages: list[Message],
                          max_tokens: int, focus: str | None
                          ) -> tuple[SummaryResult, str | None]:
@@ -157,7 +174,9 @@ class ConversationActivities(IngestActivities, ServingActivities, EditActivities
     async def _compact(self, input: CompactSessionInput) -> CompactOutcome:
         loaded = await self.store.load_window(input.tenant, input.session)
         if loaded.version != input.expected_head:
-            return await self._already(input, loaded, input.expected_head)
+            outcome = await self._already(input, loaded, input.expected_head)
+            await self._completed_late(input, f"c{input.expected_head + 1}", outcome)
+            return outcome
         plan = plan_compaction(loaded.state, input.policy,
                                force=input.force or input.trigger == "manual",
                                preserve_recent=input.preserve_recent, catch_up=True)
