@@ -12,6 +12,7 @@ from temporalio import activity
 from temporalio.exceptions import ApplicationError, ApplicationErrorCategory
 
 from memory.errors import InvalidInputError
+from memory.store.db import archive_refusal
 
 __all__ = ["HEARTBEAT_EVERY", "heartbeating", "misconfigured", "refused", "running_activity"]
 
@@ -43,21 +44,15 @@ def refused(exc: InvalidInputError) -> ApplicationError:
 
 
 def misconfigured(exc: psycopg.Error) -> ApplicationError | None:
-    """A database error no retry mends, as an error that fails the call instead: a missing
-    grant, table or column (SQLSTATE class 42) or schema (3F000), as after a restore that left
-    the application role without its grants. Retried like an outage, an append waited ten
-    minutes without a word while the worker logged a traceback for each attempt (an SRE's user
-    test); refused, it names the cause, and the retry is the caller's, once it is mended.
-    Anything else (a lost connection, a deadlock, a full disk) is still waited out."""
-    state = exc.sqlstate or ""
-    if not (state.startswith("42") or state == "3F000"):
+    """A database error no retry mends (`memory.store.db.archive_refusal`), as an error that
+    fails the call instead. Retried like an outage, an append waited ten minutes without a word
+    while the worker logged a traceback for each attempt (an SRE's user test); refused, it
+    names the cause, and the retry is the caller's, once it is mended."""
+    said = archive_refusal(exc)
+    if said is None:
         return None
-    said = exc.diag.message_primary or str(exc).splitlines()[0]
-    return ApplicationError(
-        f"the archive refused this worker: {said} ({type(exc).__name__}, SQLSTATE {state}); "
-        "nothing of this call was stored. Check the database's grants and schema: "
-        "`longthread db setup` grants the application role what it needs",
-        type="ArchiveMisconfigured", non_retryable=True)
+    return ApplicationError(f"{said}; nothing of this call was stored", type="ArchiveMisconfigured",
+                            non_retryable=True)
 
 
 def running_activity() -> str:

@@ -13,12 +13,14 @@ from collections.abc import Coroutine
 from pathlib import Path
 from typing import Annotated, Any, TypeVar
 
+import psycopg
 import typer
 from dotenv import dotenv_values
 from rich.console import Console
 from temporalio.service import RPCError
 
 from memory.errors import InvalidInputError, LongthreadError, NotFoundError
+from memory.store.db import archive_refusal
 
 __all__ = ["EXIT_FAIL", "EXIT_INPUT", "EXIT_NO_STACK", "PIPED_WIDTH", "Json", "SessionId",
            "Tenant", "dotenv_into_environ", "err", "out", "print_version", "run"]
@@ -56,6 +58,12 @@ def run(coro: Coroutine[Any, Any, T]) -> T:
         raise typer.Exit(EXIT_NO_STACK) from None
     except (LongthreadError, RPCError) as exc:
         err.print(f"[red]error:[/red] {exc}", highlight=False, soft_wrap=True)
+        raise typer.Exit(EXIT_FAIL) from None
+    except psycopg.Error as exc:
+        said = archive_refusal(exc)
+        if said is None:
+            raise
+        err.print(f"[red]error:[/red] {said}", highlight=False, soft_wrap=True)
         raise typer.Exit(EXIT_FAIL) from None
     except KeyboardInterrupt:
         raise typer.Exit(130) from None

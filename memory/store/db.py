@@ -86,6 +86,21 @@ async def checkout(pool: AsyncConnectionPool[AsyncConnection[DictRow]]
         raise unreachable("archive database", url, exc) from None
 
 
+def archive_refusal(exc: psycopg.Error) -> str | None:
+    """What to say of a database error no retry mends: a missing grant, table or column
+    (SQLSTATE class 42) or schema (3F000), as after a restore that left the application role
+    without its grants; None for anything else (a lost connection, a deadlock, a full disk),
+    which is waited out. The worker fails an append with it (`activities.running`), and the
+    CLI prints it as one line where it printed a 73-line traceback (an SRE's user test)."""
+    state = exc.sqlstate or ""
+    if not (state.startswith("42") or state == "3F000"):
+        return None
+    said = exc.diag.message_primary or str(exc).splitlines()[0]
+    return (f"the archive refused this login: {said} ({type(exc).__name__}, SQLSTATE "
+            f"{state}). Check the database's grants and schema (docs/operations.md, "
+            "\"Restoring grants\")")
+
+
 def describe_url(url: str) -> str:
     """`user@host:port/dbname` of a connection URL, never its password: what an error line
     names so that an operator sees which database was meant."""

@@ -38,7 +38,7 @@ async def test_a_missing_grant_fails_the_append_and_stores_nothing(
         await db.execute("GRANT SELECT ON sessions TO longthread_app")
     assert info.value.type == "ArchiveMisconfigured" and info.value.non_retryable
     assert "permission denied for table sessions" in info.value.message
-    assert "SQLSTATE 42501" in info.value.message and "longthread db setup" in info.value.message
+    assert "SQLSTATE 42501" in info.value.message and "Restoring grants" in info.value.message
     assert await store.all_messages("acme", session) == []
     out = await env.run(activities.store_messages, _input(session))  # mended: it stores
     assert out.appended == 1
