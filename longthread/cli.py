@@ -18,6 +18,7 @@ from longthread.cli_chat import chat
 from longthread.cli_db import db_app
 from longthread.cli_errors import settings_errors
 from longthread.cli_health import health
+from longthread.cli_resume import resume
 from longthread.cli_search import search
 from longthread.cli_support import (
     EXIT_FAIL,
@@ -260,6 +261,7 @@ app.command()(chat)
 app.add_typer(db_app, name="db")
 app.command()(search)
 app.command()(health)
+app.command()(resume)
 app.command("export-all")(export_all)
 app.command("import-all")(import_all)
 
