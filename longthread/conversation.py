@@ -33,12 +33,14 @@ from longthread.replies import (
     raise_clear,
     undelivered,
 )
-from longthread.sizes import (
+from longthread.sizes import (  # some re-exported for callers of before session 32
     MAX_BATCH_BYTES,
     MessageTooLarge,
     check_message_sizes,
     content_over_limit,
+    largest_field,
     message_bytes,
+    weighed,
 )
 from longthread.transfer import ledger_parts
 from memory.errors import InvalidInputError, LongthreadError, NotFoundError
@@ -67,7 +69,8 @@ if TYPE_CHECKING:
     from longthread.client import Longthread
 
 __all__ = ["MAX_BATCH_BYTES", "MAX_FETCH_IDS", "Conversation", "MessageTooLarge",
-           "check_message_sizes"]
+           "check_message_sizes", "content_over_limit", "largest_field", "message_bytes",
+           "weighed"]
 
 log = logging.getLogger(__name__)
 

@@ -16,13 +16,14 @@ from typing import Any, TypeVar
 
 from pydantic import BaseModel, ConfigDict, ValidationError
 
-from longthread.sizes import (
+from longthread.sizes import (  # the size names, re-exported for callers of before session 32
     MAX_BATCH_BYTES,
     content_over_limit,
     largest_field,
     message_bytes,
     split_by_size,
     too_large,
+    weighed,
 )
 from memory.audit import ServedContext
 from memory.errors import InvalidInputError
@@ -34,10 +35,15 @@ __all__ = [
     "SessionFile",
     "at_line",
     "check_writable",
+    "content_over_limit",
+    "largest_field",
     "ledger_left",
     "ledger_parts",
+    "message_bytes",
     "message_parts",
     "read_session_file",
+    "split_by_size",
+    "weighed",
     "write_export",
 ]
 

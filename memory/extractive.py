@@ -26,7 +26,15 @@ from typing import NamedTuple
 
 from pydantic import BaseModel, ConfigDict
 
-from memory.facts import boilerplate, clauses, engine13_on, fact_terms, form_of, term_weights
+from memory.facts import (
+    boilerplate,
+    clauses,
+    engine13_on,
+    engine14_on,
+    fact_terms,
+    form_of,
+    term_weights,
+)
 from memory.messages import utc_instant
 from memory.models import Message
 from memory.text import sentences, terms
@@ -232,10 +240,13 @@ def _pool(messages: Sequence[Message], focus: str | None, counter: TokenCounter,
     forms: list[tuple[str, ...]] = []  # the sentence's form, numbers masked (`term_weights`)
     whole: list[int] = []  # each sentence's whole candidate
     speakers = frozenset(m.name.lower() for m in messages if m.name)
+    fields = engine14_on()
     for message in messages:
         if message.role == "system":
             continue
         speaker = message.name or message.role
+        if fields and message.role == "tool" and message.name:  # engine 14: still a tool's
+            speaker = f"tool:{message.name}"  # line to a merge (`memory.hierarchy`)
         day = line_day(message)
         for sentence in sentences(message.content):
             words = fact_terms(sentence, speakers)

@@ -90,7 +90,7 @@ def _as_messages(summaries: Sequence[Summary]) -> list[Message]:
                 ident, rest = text[3:].split("] ", 1)
                 speaker, _, sentence = rest.partition(": ")
                 if sentence.strip():
-                    tool = tool_lines and speaker == "tool"
+                    tool = tool_lines and (speaker == "tool" or speaker.startswith("tool:"))
                     out.append(Message(id=f"{ident}#{summary.id}.{n}", role="user",
                                        name=speaker, content=sentence, created_at=day,
                                        metadata={TOOL_LINE: True} if tool else {}))
@@ -221,7 +221,9 @@ class RollingSummary(BaseModel):
 
 GROW_TRIES = 4  # version 6: merges tried again with the room left, to fill an idle summary
 CONDENSED_HEADER = "Earlier conversation ({n} messages, {span}), condensed. Quoted data:"
-_condensed_cache: dict[tuple[tuple[tuple[str, str, int, tuple[str, str] | None], ...], int, str,
+_UNCACHED = ContextMessage(role="system", content="", section="summary")  # `condense`'s miss
+_condensed_cache: dict[tuple[tuple[tuple[str, str, int, tuple[str, str] | None, str], ...], int,
+                             str,
                              bool, bool, bool, bool, bool, bool], ContextMessage | None] = {}
 
 
@@ -240,11 +242,13 @@ def condense(summaries: Sequence[Summary], budget: int, counter: TokenCounter, *
     fills only an idle window's summary, its one view of the older conversation: where
     retrieval answers a query, what the summary leaves goes to retrieved turns (filling it
     there cost 0.001 to 0.004 of LoCoMo recall)."""
-    key = (tuple((s.id, s.content, s.message_count, s.ends) for s in summaries), budget,
+    key = (tuple((s.id, s.content, s.message_count, s.ends, s.strategy) for s in summaries),
+           budget,
            counter.name, short_ids, fill, any_case, scripts_on(), engine13_on(),
            engine14_on())
-    if key in _condensed_cache:
-        return _condensed_cache[key]
+    cached = _condensed_cache.get(key, _UNCACHED)  # one read: another thread may clear it
+    if cached is not _UNCACHED:
+        return cached
     ends = [e for e in (s.ends for s in summaries) if e is not None]
     bounds = (ends[0][0], ends[-1][1]) if ends else ()
     count = sum(s.message_count for s in summaries)

@@ -14,8 +14,8 @@ summary for a sentence that said what fell on that day."""
 from __future__ import annotations
 
 from memory.facts import clauses, summary_rules
-from memory.hierarchy import merge_summaries
-from memory.models import Summary
+from memory.hierarchy import merge_summaries, summarize_chunk
+from memory.models import Message, Summary
 from memory.tokens import default_counter
 
 DECISION = "- [m1] assistant: Correction: the refund is $86.40, reference RF-77310, approved today."
@@ -33,6 +33,20 @@ def test_a_merge_keeps_the_decision_over_tool_timestamps() -> None:
     merged = merge_summaries("m", _leaves(), 40, counter=default_counter())
     assert "RF-77310" in merged.content and '"ts"' not in merged.content
     assert merged.quoted_ids[0] == "m1"
+
+
+def test_a_named_tool_is_still_a_tool_to_a_merge() -> None:
+    """A LangChain `ToolMessage(name=...)` is stored with its tool's name: its summary line
+    says `tool:track_parcel`, not the bare name a merge could not tell from a person's (a
+    review's finding)."""
+    call = Message(id="t1", role="tool", tool_call_id="c1", name="track_parcel",
+                   content='"ts": "2026-10-22T16:53:14Z",')
+    assert summarize_chunk("s1", [call], 100).content.endswith(
+        '- [t1] tool:track_parcel: "ts": "2026-10-22T16:53:14Z",')
+    named = [leaf.model_copy(update={"content": leaf.content.replace(
+        "] tool:", "] tool:track_parcel:")}) for leaf in _leaves()]
+    merged = merge_summaries("m", named, 40, counter=default_counter())
+    assert "RF-77310" in merged.content and '"ts"' not in merged.content
 
 
 def test_before_engine_14_the_timestamps_won() -> None:
