@@ -168,14 +168,13 @@ async def test_an_update_that_is_not_idempotent_is_not_resent_once_it_may_have_r
 
     monkeypatch.setattr(lt.client, "execute_update_with_start_workflow", fails)
     deadline = isinstance(error, WorkflowUpdateRPCTimeoutOrCancelledError)
-    with pytest.raises(LongthreadError if deadline else RPCError) as caught:
+    with pytest.raises(LongthreadError) as caught:  # both say it may have run (session 32)
         await conv.compact()
     assert tries == 1
-    if isinstance(caught.value, LongthreadError):
-        assert str(caught.value) == (
-            "compact: Temporal gave no answer in time (the server's deadline ran out under "
-            "load); it may have been applied: check the ledger (`longthread ledger SESSION`) "
-            "before sending it again")
+    why = "the server's deadline ran out under load" if deadline else "unavailable"
+    assert str(caught.value) == (
+        f"compact: Temporal gave no answer in time ({why}); it may have been applied: check "
+        "the ledger (`longthread ledger SESSION`) before sending it again")
 
 
 async def test_a_database_the_pool_cannot_open_is_named_with_libpq_s_reason(
