@@ -49,11 +49,21 @@ from memory.tokens import (
 )
 
 __all__ = ["DAY_HEADER", "TOOL_LINE", "Extract", "ExtractiveSummary", "extractive_summary",
-           "line_day", "render_extracts"]
+           "is_tool_speaker", "line_day", "render_extracts", "tool_speaker"]
 
 # Metadata of a merge's pseudo-message (`memory.hierarchy`) that re-reads a summary's line
 # quoting a tool result: its sentences are a tool's to `memory.facts.boilerplate` (engine 14).
 TOOL_LINE = "longthread.summary_tool_line"
+
+
+def tool_speaker(name: str | None) -> str:
+    """How a summary line names a tool result's speaker (engine 14): `tool`, or `tool:NAME`
+    for a named tool, so a merge knows it from a person's (`is_tool_speaker`)."""
+    return f"tool:{name}" if name else "tool"
+
+
+def is_tool_speaker(speaker: str) -> bool:
+    return speaker == "tool" or speaker.startswith("tool:")
 
 # A quote's gain is its uncovered weight to this power, per token of its line: slightly
 # concave, so a clause with the facts beats the whole long sentence around it. This and
@@ -245,8 +255,8 @@ def _pool(messages: Sequence[Message], focus: str | None, counter: TokenCounter,
         if message.role == "system":
             continue
         speaker = message.name or message.role
-        if fields and message.role == "tool" and message.name:  # engine 14: still a tool's
-            speaker = f"tool:{message.name}"  # line to a merge (`memory.hierarchy`)
+        if fields and message.role == "tool":  # engine 14: still a tool's line to a merge
+            speaker = tool_speaker(message.name)
         day = line_day(message)
         for sentence in sentences(message.content):
             words = fact_terms(sentence, speakers)

@@ -21,6 +21,7 @@ from memory.extractive import (
     TOOL_LINE,
     Extract,
     extractive_summary,
+    is_tool_speaker,
     render_extracts,
 )
 from memory.facts import engine13_on, engine14_on
@@ -90,7 +91,7 @@ def _as_messages(summaries: Sequence[Summary]) -> list[Message]:
                 ident, rest = text[3:].split("] ", 1)
                 speaker, _, sentence = rest.partition(": ")
                 if sentence.strip():
-                    tool = tool_lines and (speaker == "tool" or speaker.startswith("tool:"))
+                    tool = tool_lines and is_tool_speaker(speaker)
                     out.append(Message(id=f"{ident}#{summary.id}.{n}", role="user",
                                        name=speaker, content=sentence, created_at=day,
                                        metadata={TOOL_LINE: True} if tool else {}))
